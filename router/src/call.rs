@@ -1,0 +1,444 @@
+//! `POST /call`: run one function of one database and answer its rows.
+//!
+//! The hot path is one pooled connection and one round trip: the request's
+//! arguments travel as a single JSON text parameter, PostgreSQL converts each
+//! one to the function's declared type (`json_to_record` with the argument
+//! types from the catalog: arrays, composites, enums, domains, numerics of any
+//! precision...), runs the function and renders every row as JSON. The router
+//! never parses a value; it splices PostgreSQL's JSON text into the response.
+//! The statement is prepared once per connection and cached. Session state a
+//! function may leave behind (settings, temp tables, advisory locks, LISTEN)
+//! is reset in the same round trip, pipelined after the call.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use stonescriptdb_shared::names;
+use stonescriptdb_shared::wire::CallRequest;
+use tokio_postgres::error::SqlState;
+
+use crate::catalog::{self, Candidate, ResolveError, Shape};
+use crate::error::RouterError;
+use crate::pool::{DbPool, PooledConn, Pools};
+
+/// Reset of everything a function can leave in the session. Sent as one
+/// simple-query message right behind the call, so it costs no extra round trip.
+const RESET_SESSION: &str =
+    "RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; UNLISTEN *; SELECT pg_advisory_unlock_all()";
+
+/// The schema an unqualified function name resolves in.
+const DEFAULT_SCHEMA: &str = "public";
+
+/// Handle a parsed `/call` body; returns the JSON response body.
+pub async fn call(pools: &Arc<Pools>, body: &[u8]) -> Result<Vec<u8>, RouterError> {
+    let req: CallRequest = serde_json::from_slice(body)
+        .map_err(|e| RouterError::BadRequest(format!("invalid /call body: {e}")))?;
+    let database = database_name(&req)?;
+    let (schema, fname) = names::validate_function_name(&req.function)
+        .map_err(|e| RouterError::BadRequest(e.to_string()))?;
+    let schema = schema.unwrap_or(DEFAULT_SCHEMA);
+    let args = Args::parse(req.params)?;
+
+    let (db, conn) = pools.get(&database).await?;
+    let ctx = Ctx {
+        db: &db,
+        conn: &conn,
+        database: &database,
+        key: &req.function,
+        schema,
+        fname,
+        args: &args,
+    };
+    let cached = db.functions.get(&req.function);
+    let fresh = cached.is_none();
+    let candidates = match cached {
+        Some(c) => c,
+        None => ctx.reload().await?,
+    };
+    match ctx.run(&candidates).await {
+        Ok(body) => Ok(body),
+        // A cached signature may be stale (the function was replaced since):
+        // re-read the catalog and, if it changed, try once more.
+        Err(RunError::Stale(e)) | Err(RunError::Resolve(e)) if !fresh => {
+            let reloaded = ctx.reload().await?;
+            if reloaded == candidates {
+                return Err(e);
+            }
+            conn.client.statement_cache.clear();
+            ctx.run(&reloaded).await.map_err(RunError::into_inner)
+        }
+        Err(e) => Err(e.into_inner()),
+    }
+}
+
+fn database_name(req: &CallRequest<'_>) -> Result<String, RouterError> {
+    match (&req.tenant_id, &req.database) {
+        (Some(_), Some(_)) => Err(RouterError::BadRequest(
+            "give either tenant_id or database, not both".into(),
+        )),
+        (_, Some(db)) => {
+            names::validate_platform_database(&req.platform, db)
+                .map_err(|e| RouterError::BadRequest(e.to_string()))?;
+            Ok(db.to_string())
+        }
+        (tenant, None) => names::v1_database_name(&req.platform, tenant.as_deref())
+            .map_err(|e| RouterError::BadRequest(e.to_string())),
+    }
+}
+
+/// The call's arguments, still raw JSON.
+enum Args<'a> {
+    Positional(Vec<&'a str>),
+    Named(BTreeMap<&'a str, &'a str>, &'a str),
+}
+
+impl<'a> Args<'a> {
+    fn parse(params: Option<&'a RawValue>) -> Result<Self, RouterError> {
+        let Some(raw) = params else {
+            return Ok(Self::Positional(Vec::new()));
+        };
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'[') => {
+                let items: Vec<&'a RawValue> = serde_json::from_str(text)
+                    .map_err(|e| RouterError::BadRequest(format!("invalid params: {e}")))?;
+                Ok(Self::Positional(
+                    items.into_iter().map(RawValue::get).collect(),
+                ))
+            }
+            Some(b'{') => {
+                let map: BTreeMap<&'a str, &'a RawValue> =
+                    serde_json::from_str(text).map_err(|e| {
+                        RouterError::BadRequest(format!(
+                        "invalid params: {e} (argument names must be plain strings without escapes)"
+                    ))
+                    })?;
+                if map.is_empty() {
+                    return Ok(Self::Positional(Vec::new()));
+                }
+                Ok(Self::Named(
+                    map.into_iter().map(|(k, v)| (k, v.get())).collect(),
+                    text,
+                ))
+            }
+            Some(b'n') => Ok(Self::Positional(Vec::new())),
+            _ => Err(RouterError::BadRequest(
+                "params must be an array of positional arguments or an object of named arguments"
+                    .into(),
+            )),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    db: &'a DbPool,
+    conn: &'a PooledConn,
+    database: &'a str,
+    key: &'a str,
+    schema: &'a str,
+    fname: &'a str,
+    args: &'a Args<'a>,
+}
+
+enum RunError {
+    /// Might be caused by a stale cached signature.
+    Stale(RouterError),
+    /// No cached overload fits (a new overload may exist).
+    Resolve(RouterError),
+    Final(RouterError),
+}
+
+impl RunError {
+    fn into_inner(self) -> RouterError {
+        match self {
+            Self::Stale(e) | Self::Resolve(e) | Self::Final(e) => e,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    async fn reload(&self) -> Result<Arc<Vec<Candidate>>, RouterError> {
+        let found = catalog::lookup(&self.conn.client, self.schema, self.fname)
+            .await
+            .map_err(|e| RouterError::from_pg(self.database, None, &e))?;
+        let found = Arc::new(found);
+        self.db.functions.put(self.key, found.clone());
+        Ok(found)
+    }
+
+    fn not_found(&self) -> RouterError {
+        RouterError::FunctionNotFound {
+            database: self.database.to_owned(),
+            message: format!(
+                "function {}.{} does not exist in database {}",
+                self.schema, self.fname, self.database
+            ),
+        }
+    }
+
+    async fn run(&self, candidates: &[Candidate]) -> Result<Vec<u8>, RunError> {
+        if candidates.is_empty() {
+            return Err(RunError::Resolve(self.not_found()));
+        }
+        let names: Vec<&str>;
+        let shape = match self.args {
+            Args::Positional(v) => Shape::Positional(v),
+            Args::Named(m, _) => {
+                names = m.keys().copied().collect();
+                Shape::Named(&names)
+            }
+        };
+        let cand = catalog::resolve(candidates, &shape).map_err(|e| {
+            let err = match e {
+                ResolveError::NoMatch(why) => RouterError::BadRequest(format!(
+                    "no overload of {}.{} accepts these arguments: {why}",
+                    self.schema, self.fname
+                )),
+                ResolveError::Ambiguous(list) => RouterError::Ambiguous {
+                    message: format!(
+                        "call of {}.{} is ambiguous: {} overloads fit; pass arguments whose JSON types tell them apart, or use named arguments",
+                        self.schema,
+                        self.fname,
+                        list.len()
+                    ),
+                    candidates: list,
+                },
+            };
+            RunError::Resolve(err)
+        })?;
+        let (sql, param) = build(cand, self.args);
+        let client = &self.conn.client;
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| self.classify(cand, &e))?;
+        let p: Option<&str> = param.as_deref();
+        let one: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&p];
+        let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
+            if p.is_some() { &one } else { &[] };
+        let (result, reset) = tokio::join!(
+            client.query_one(&stmt, params),
+            client.batch_execute(RESET_SESSION)
+        );
+        let row = result.map_err(|e| self.classify(cand, &e))?;
+        reset.map_err(|e| {
+            RunError::Final(RouterError::from_pg(
+                self.database,
+                Some(&cand.signature),
+                &e,
+            ))
+        })?;
+        let rows: Option<&str> = row.get(0);
+        let count: i64 = row.get(1);
+        let rows = rows.unwrap_or("");
+        let mut out = Vec::with_capacity(rows.len() + 40);
+        out.extend_from_slice(b"{\"rows\":[");
+        out.extend_from_slice(rows.as_bytes());
+        out.extend_from_slice(b"],\"row_count\":");
+        out.extend_from_slice(count.to_string().as_bytes());
+        out.push(b'}');
+        Ok(out)
+    }
+
+    fn classify(&self, cand: &Candidate, e: &tokio_postgres::Error) -> RunError {
+        let err = RouterError::from_pg(self.database, Some(&cand.signature), e);
+        match e.code() {
+            Some(c)
+                if *c == SqlState::UNDEFINED_FUNCTION
+                    || *c == SqlState::AMBIGUOUS_FUNCTION
+                    || *c == SqlState::DATATYPE_MISMATCH
+                    || *c == SqlState::UNDEFINED_OBJECT
+                    || *c == SqlState::FEATURE_NOT_SUPPORTED
+                    || *c == SqlState::INVALID_SQL_STATEMENT_NAME =>
+            {
+                RunError::Stale(err)
+            }
+            _ => RunError::Final(err),
+        }
+    }
+}
+
+/// The statement for one call form of `cand`, and its single JSON parameter.
+///
+/// ```sql
+/// SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*)
+/// FROM json_to_record($1::text::json) AS _sdg_a("1" integer, "2" text[]),
+///      LATERAL (SELECT * FROM "public"."fn"(_sdg_a."1", _sdg_a."2")) AS _sdg_r
+/// ```
+fn build(cand: &Candidate, args: &Args<'_>) -> (String, Option<String>) {
+    let func = format!(
+        "{}.{}",
+        names::quote_ident(&cand.schema),
+        names::quote_ident(&cand.name)
+    );
+    let mut cols = String::new();
+    let mut call_args = String::new();
+    let param = match args {
+        Args::Positional(values) if values.is_empty() => None,
+        Args::Positional(values) => {
+            let fixed = if cand.variadic {
+                cand.args.len() - 1
+            } else {
+                values.len()
+            };
+            let mut obj =
+                String::with_capacity(values.iter().map(|v| v.len() + 8).sum::<usize>() + 2);
+            obj.push('{');
+            for (i, v) in values.iter().take(fixed).enumerate() {
+                push_arg(
+                    &mut cols,
+                    &mut call_args,
+                    &mut obj,
+                    i,
+                    &cand.args[i].type_sql,
+                    v,
+                    false,
+                );
+            }
+            if cand.variadic {
+                let rest = &values[fixed..];
+                let last = cand.args.len() - 1;
+                let value = if rest.len() == 1 && rest[0].starts_with('[') {
+                    rest[0].to_owned()
+                } else {
+                    format!("[{}]", rest.join(","))
+                };
+                push_arg(
+                    &mut cols,
+                    &mut call_args,
+                    &mut obj,
+                    last,
+                    &cand.args[last].type_sql,
+                    &value,
+                    true,
+                );
+            }
+            obj.push('}');
+            Some(obj)
+        }
+        Args::Named(map, raw) => {
+            for (i, name) in map.keys().enumerate() {
+                let arg = cand
+                    .args
+                    .iter()
+                    .find(|a| a.name == *name)
+                    .expect("resolved by name");
+                let q = names::quote_ident(name);
+                if i > 0 {
+                    cols.push_str(", ");
+                    call_args.push_str(", ");
+                }
+                let _ = write!(cols, "{q} {}", arg.type_sql);
+                let _ = write!(call_args, "{q} => _sdg_a.{q}");
+            }
+            Some((*raw).to_owned())
+        }
+    };
+    let sql = match &param {
+        None => format!(
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*) FROM (SELECT * FROM {func}()) AS _sdg_r"
+        ),
+        Some(_) => format!(
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*) \
+             FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
+             LATERAL (SELECT * FROM {func}({call_args})) AS _sdg_r"
+        ),
+    };
+    (sql, param)
+}
+
+fn push_arg(
+    cols: &mut String,
+    call_args: &mut String,
+    obj: &mut String,
+    i: usize,
+    type_sql: &str,
+    value: &str,
+    variadic: bool,
+) {
+    if i > 0 {
+        cols.push_str(", ");
+        call_args.push_str(", ");
+        obj.push(',');
+    }
+    let n = i + 1;
+    let _ = write!(cols, "\"{n}\" {type_sql}");
+    let _ = write!(
+        call_args,
+        "{}_sdg_a.\"{n}\"",
+        if variadic { "VARIADIC " } else { "" }
+    );
+    let _ = write!(obj, "\"{n}\":{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Arg;
+
+    fn cand(args: &[(&str, &str)], variadic: bool) -> Candidate {
+        Candidate {
+            oid: 1,
+            schema: "public".into(),
+            name: "get_user".into(),
+            signature: "public.get_user()".into(),
+            args: args
+                .iter()
+                .map(|(n, t)| Arg {
+                    name: n.to_string(),
+                    type_sql: t.to_string(),
+                    category: b'S',
+                    pseudo: false,
+                })
+                .collect(),
+            n_defaults: 0,
+            variadic,
+        }
+    }
+
+    #[test]
+    fn positional_values_are_bound_not_spliced() {
+        let c = cand(&[("id", "integer"), ("tag", "text")], false);
+        let evil = r#""x'); DROP TABLE users; --""#;
+        let (sql, param) = build(&c, &Args::Positional(vec!["1", evil]));
+        assert!(!sql.contains("DROP"), "{sql}");
+        assert!(sql.contains(r#"_sdg_a("1" integer, "2" text)"#), "{sql}");
+        assert!(
+            sql.contains(r#""public"."get_user"(_sdg_a."1", _sdg_a."2")"#),
+            "{sql}"
+        );
+        assert_eq!(param.unwrap(), format!(r#"{{"1":1,"2":{evil}}}"#));
+    }
+
+    #[test]
+    fn no_args_has_no_parameter() {
+        let (sql, param) = build(&cand(&[], false), &Args::Positional(vec![]));
+        assert!(param.is_none());
+        assert!(sql.contains(r#"FROM "public"."get_user"()"#), "{sql}");
+    }
+
+    #[test]
+    fn named_args_use_named_notation() {
+        let c = cand(&[("id", "integer"), ("tag", "text")], false);
+        let raw = r#"{"tag":"a","id":1}"#;
+        let map: BTreeMap<&str, &str> = [("tag", "\"a\""), ("id", "1")].into_iter().collect();
+        let (sql, param) = build(&c, &Args::Named(map, raw));
+        assert!(
+            sql.contains(r#""id" => _sdg_a."id", "tag" => _sdg_a."tag""#),
+            "{sql}"
+        );
+        assert_eq!(param.unwrap(), raw);
+    }
+
+    #[test]
+    fn variadic_spread_is_packed_into_an_array() {
+        let c = cand(&[("p", "text"), ("xs", "integer[]")], true);
+        let (sql, param) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]));
+        assert!(sql.contains(r#"VARIADIC _sdg_a."2""#), "{sql}");
+        assert_eq!(param.unwrap(), r#"{"1":"a","2":[1,2]}"#);
+        let (_, param) = build(&c, &Args::Positional(vec!["\"a\"", "[3,4]"]));
+        assert_eq!(param.unwrap(), r#"{"1":"a","2":[3,4]}"#);
+    }
+}

@@ -1,0 +1,81 @@
+//! `GET /health`: PostgreSQL reachability (503 when down), the migrator's
+//! socket, version and pool figures.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stonescriptdb_shared::wire::HealthResponse;
+use stonescriptdb_shared::VERSION;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use crate::pool::Pools;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keeps one admin connection open for health checks (outside the pools).
+pub struct Health {
+    admin: tokio_postgres::Config,
+    client: Mutex<Option<Client>>,
+    migrator_socket: PathBuf,
+}
+
+impl Health {
+    pub fn new(mut admin: tokio_postgres::Config, migrator_socket: PathBuf) -> Self {
+        admin.connect_timeout(CHECK_TIMEOUT);
+        Self {
+            admin,
+            client: Mutex::new(None),
+            migrator_socket,
+        }
+    }
+
+    async fn postgres_version(&self) -> Option<String> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            let (client, conn) = tokio::time::timeout(CHECK_TIMEOUT, self.admin.connect(NoTls))
+                .await
+                .ok()?
+                .ok()?;
+            tokio::spawn(conn);
+            *guard = Some(client);
+        }
+        let client = guard.as_ref()?;
+        match tokio::time::timeout(CHECK_TIMEOUT, client.query_one("SHOW server_version", &[]))
+            .await
+        {
+            Ok(Ok(row)) => row.try_get::<_, String>(0).ok(),
+            _ => {
+                *guard = None;
+                None
+            }
+        }
+    }
+
+    async fn migrator_up(&self) -> bool {
+        matches!(
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::UnixStream::connect(&self.migrator_socket)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Status code and body.
+    pub async fn check(&self, pools: &Arc<Pools>) -> (u16, HealthResponse) {
+        let (version, migrator_up) = tokio::join!(self.postgres_version(), self.migrator_up());
+        let up = version.is_some();
+        let body = HealthResponse {
+            status: if up { "healthy" } else { "unhealthy" }.into(),
+            postgres: if up { "connected" } else { "unreachable" }.into(),
+            postgres_version: version,
+            migrator: if migrator_up { "up" } else { "down" }.into(),
+            version: VERSION.into(),
+            pools: pools.stats(),
+        };
+        (if up { 200 } else { 503 }, body)
+    }
+}

@@ -1,0 +1,368 @@
+//! Connection pools: one deadpool pool per database, created lazily on the
+//! first call, with a real cap across all pools.
+//!
+//! Every open connection holds one permit of a global semaphore sized
+//! `MAX_TOTAL_CONNECTIONS`. When a pool needs a new connection and no permit is
+//! free, idle connections of *other* pools are closed to make room; if nothing
+//! frees up within `POOL_WAIT_TIMEOUT_MS` the request gets 503
+//! `pool_exhausted` — it never hangs. Pools idle for `POOL_IDLE_TIMEOUT_SECS`
+//! are dropped by a sweeper task, and so are connections idle that long.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
+use deadpool::Runtime;
+use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
+use slog::{debug, info, Logger};
+use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use crate::catalog::FunctionCache;
+use crate::error::RouterError;
+
+/// Limits the pools are built with.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub per_pool: usize,
+    pub total: usize,
+    pub wait_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// A pooled connection: the client plus the global permit it holds.
+pub struct Conn {
+    pub client: ClientWrapper,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why a connection could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    Pg(tokio_postgres::Error),
+    Exhausted,
+}
+
+impl From<tokio_postgres::Error> for CreateError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+pub struct Mgr {
+    inner: deadpool_postgres::Manager,
+    pools: Weak<Pools>,
+    database: String,
+}
+
+impl managed::Manager for Mgr {
+    type Type = Conn;
+    type Error = CreateError;
+
+    async fn create(&self) -> Result<Conn, CreateError> {
+        let pools = self.pools.upgrade().ok_or(CreateError::Exhausted)?;
+        let permit = pools.acquire_permit(&self.database).await?;
+        let client = managed::Manager::create(&self.inner).await?;
+        Ok(Conn {
+            client,
+            _permit: permit,
+        })
+    }
+
+    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<CreateError> {
+        if conn.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+
+    fn detach(&self, conn: &mut Conn) {
+        managed::Manager::detach(&self.inner, &mut conn.client);
+    }
+}
+
+type Pool = managed::Pool<Mgr>;
+pub type PooledConn = managed::Object<Mgr>;
+
+/// One database's pool plus what the router caches about that database.
+pub struct DbPool {
+    pool: Pool,
+    last_used_ms: AtomicU64,
+    pub functions: FunctionCache,
+}
+
+/// All pools, keyed by database name.
+pub struct Pools {
+    map: RwLock<HashMap<String, Arc<DbPool>>>,
+    permits: Arc<Semaphore>,
+    base: tokio_postgres::Config,
+    settings: PoolSettings,
+    started: Instant,
+    exhausted: AtomicU64,
+    log: Logger,
+}
+
+impl Pools {
+    pub fn new(base: tokio_postgres::Config, settings: PoolSettings, log: Logger) -> Arc<Self> {
+        Arc::new(Self {
+            map: RwLock::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(settings.total)),
+            base,
+            settings,
+            started: Instant::now(),
+            exhausted: AtomicU64::new(0),
+            log,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The pool of `database`, created (without connecting) if missing.
+    pub fn pool(self: &Arc<Self>, database: &str) -> Arc<DbPool> {
+        let now = self.now_ms();
+        if let Some(p) = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(database)
+        {
+            p.last_used_ms.store(now, Ordering::Relaxed);
+            return p.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry(database.to_owned())
+            .or_insert_with(|| Arc::new(self.build(database)));
+        entry.last_used_ms.store(now, Ordering::Relaxed);
+        entry.clone()
+    }
+
+    fn build(self: &Arc<Self>, database: &str) -> DbPool {
+        let mut cfg = self.base.clone();
+        cfg.dbname(database);
+        cfg.connect_timeout(self.settings.connect_timeout);
+        let inner = deadpool_postgres::Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let mgr = Mgr {
+            inner,
+            pools: Arc::downgrade(self),
+            database: database.to_owned(),
+        };
+        let pool = managed::Pool::builder(mgr)
+            .max_size(self.settings.per_pool)
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(self.settings.wait_timeout),
+                create: Some(self.settings.wait_timeout + self.settings.connect_timeout),
+                recycle: Some(self.settings.connect_timeout),
+            })
+            .build()
+            .expect("runtime and timeouts are set");
+        debug!(self.log, "pool created"; "database" => database);
+        DbPool {
+            pool,
+            last_used_ms: AtomicU64::new(self.now_ms()),
+            functions: FunctionCache::default(),
+        }
+    }
+
+    /// A connection to `database`, mapped to the API's errors.
+    pub async fn get(
+        self: &Arc<Self>,
+        database: &str,
+    ) -> Result<(Arc<DbPool>, PooledConn), RouterError> {
+        let db = self.pool(database);
+        match db.pool.get().await {
+            Ok(conn) => Ok((db, conn)),
+            Err(e) => Err(self.map_get_error(database, &db, e)),
+        }
+    }
+
+    fn map_get_error(
+        &self,
+        database: &str,
+        db: &Arc<DbPool>,
+        e: PoolError<CreateError>,
+    ) -> RouterError {
+        match e {
+            PoolError::Backend(CreateError::Pg(pg)) => {
+                if pg.code() == Some(&SqlState::INVALID_CATALOG_NAME) {
+                    self.forget(database, db);
+                    return RouterError::DatabaseNotFound {
+                        database: database.to_owned(),
+                    };
+                }
+                RouterError::DatabaseUnavailable {
+                    database: database.to_owned(),
+                    message: crate::error::pg_message(&pg),
+                }
+            }
+            PoolError::Backend(CreateError::Exhausted)
+            | PoolError::Timeout(_)
+            | PoolError::Closed => {
+                self.exhausted.fetch_add(1, Ordering::Relaxed);
+                RouterError::PoolExhausted {
+                    database: database.to_owned(),
+                }
+            }
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                RouterError::Internal(format!("connection pool misconfigured for {database}"))
+            }
+        }
+    }
+
+    /// Drop the pool of a database that turned out not to exist, unless
+    /// something else is using it (another request created it meanwhile).
+    fn forget(&self, database: &str, db: &Arc<DbPool>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(current) = map.get(database) {
+            if Arc::ptr_eq(current, db) && current.pool.status().size == 0 {
+                map.remove(database);
+            }
+        }
+    }
+
+    /// A global permit for a new connection of `database`: immediately if one
+    /// is free, else after closing idle connections of other pools, else
+    /// `Exhausted` once the wait timeout has passed.
+    async fn acquire_permit(&self, database: &str) -> Result<OwnedSemaphorePermit, CreateError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.wait_timeout;
+        loop {
+            self.close_one_idle_elsewhere(database);
+            let step = tokio::time::Instant::now() + Duration::from_millis(50);
+            match tokio::time::timeout_at(step.min(deadline), self.permits.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => return Ok(p),
+                Ok(Err(_closed)) => return Err(CreateError::Exhausted),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(CreateError::Exhausted)
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Close the longest-idle connection of any pool other than `database`.
+    fn close_one_idle_elsewhere(&self, database: &str) {
+        let pools: Vec<(String, Arc<DbPool>)> = {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .filter(|(name, _)| name.as_str() != database)
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .collect()
+        };
+        // Pick the pool whose last use is oldest and that has an idle connection.
+        let victim = pools
+            .iter()
+            .filter(|(_, p)| p.pool.status().available > 0)
+            .min_by_key(|(_, p)| p.last_used_ms.load(Ordering::Relaxed));
+        if let Some((name, p)) = victim {
+            let mut taken = false;
+            let removed = p.pool.retain(|_, _| {
+                if taken {
+                    true
+                } else {
+                    taken = true;
+                    false
+                }
+            });
+            if !removed.removed.is_empty() {
+                debug!(self.log, "closed an idle connection to make room"; "database" => name.as_str(), "for" => database);
+            }
+        }
+    }
+
+    /// Drop pools unused for the idle timeout and connections idle that long.
+    pub fn sweep(&self) {
+        let now = self.now_ms();
+        let idle_ms = self.settings.idle_timeout.as_millis() as u64;
+        let mut dropped = Vec::new();
+        {
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            map.retain(|name, p| {
+                let idle = now.saturating_sub(p.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
+                if idle && p.pool.status().available == p.pool.status().size {
+                    dropped.push((name.clone(), p.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+            for p in map.values() {
+                let timeout = self.settings.idle_timeout;
+                p.pool.retain(|_, m| m.last_used() < timeout);
+            }
+        }
+        for (name, p) in dropped {
+            p.pool.close();
+            info!(self.log, "idle pool dropped"; "database" => name);
+        }
+    }
+
+    /// Run [`Pools::sweep`] periodically until the pools are dropped.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = (self.settings.idle_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(p) => p.sweep(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Close every pool (graceful shutdown: after in-flight requests finished).
+    pub fn close_all(&self) {
+        let map = std::mem::take(&mut *self.map.write().unwrap_or_else(|e| e.into_inner()));
+        for p in map.values() {
+            p.pool.close();
+        }
+    }
+
+    pub fn stats(&self) -> PoolsStats {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let databases: BTreeMap<String, PoolStats> = map
+            .iter()
+            .map(|(name, p)| {
+                let s = p.pool.status();
+                (
+                    name.clone(),
+                    PoolStats {
+                        size: s.size,
+                        available: s.available,
+                        waiting: s.waiting,
+                    },
+                )
+            })
+            .collect();
+        PoolsStats {
+            total_connections: self.settings.total - self.permits.available_permits(),
+            max_total_connections: self.settings.total,
+            max_connections_per_pool: self.settings.per_pool,
+            exhausted_total: self.exhausted.load(Ordering::Relaxed),
+            databases,
+        }
+    }
+}

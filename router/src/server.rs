@@ -1,0 +1,174 @@
+//! The HTTP server: accept loop, per-connection allowlist check, routing, and
+//! graceful shutdown (stop accepting, let in-flight requests finish, close the
+//! pools). A request enters in [`handle`]; `/call` goes to [`crate::call`],
+//! `/health` to [`crate::health`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use slog::{debug, info, warn, Logger};
+use tokio::net::TcpListener;
+
+use crate::acl::Acl;
+use crate::error::RouterError;
+use crate::health::Health;
+use crate::pool::Pools;
+
+/// Largest `/call` body accepted.
+pub const CALL_BODY_LIMIT: usize = 1024 * 1024;
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a request handler needs.
+pub struct State {
+    pub pools: Arc<Pools>,
+    pub health: Health,
+    pub acl: Acl,
+    pub log: Logger,
+}
+
+/// Serve until `shutdown` resolves, then drain and close the pools.
+pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    state.pools.spawn_sweeper();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // e.g. EMFILE: back off instead of spinning
+                        warn!(state.log, "accept failed"; "error" => %e);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let allowed = state.acl.allows(peer.ip());
+                if !allowed {
+                    info!(state.log, "client not in ALLOWED_NETWORKS"; "peer" => %peer);
+                }
+                let st = state.clone();
+                let svc = service_fn(move |req| {
+                    let st = st.clone();
+                    async move { Ok::<_, Infallible>(handle(&st, allowed, peer, req).await) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!(state.log, "shutting down: finishing in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            warn!(state.log, "in-flight requests did not finish in time");
+        }
+    }
+    state.pools.close_all();
+    info!(state.log, "stopped");
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json(status: u16, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error(e: &RouterError) -> Resp {
+    let (status, body) = e.to_wire();
+    json(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RouterError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RouterError::PayloadTooLarge(
+            format!("request body is larger than {limit} bytes"),
+        )),
+        Err(e) => Err(RouterError::BadRequest(format!(
+            "could not read request body: {e}"
+        ))),
+    }
+}
+
+/// Schema routes, served by the migrator.
+fn is_migrator_route(path: &str) -> bool {
+    matches!(
+        path,
+        "/register" | "/migrate" | "/platforms" | "/v2/migrate" | "/database/create"
+    ) || path.starts_with("/admin/")
+        || path.starts_with("/platform/")
+}
+
+async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = if !allowed {
+        error(&RouterError::Forbidden(format!(
+            "client {} is not in ALLOWED_NETWORKS",
+            peer.ip().to_canonical()
+        )))
+    } else {
+        route(state, req).await
+    };
+    debug!(state.log, "request";
+        "method" => %method, "path" => path, "status" => resp.status().as_u16(),
+        "peer" => %peer, "micros" => started.elapsed().as_micros() as u64);
+    resp
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Resp {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/call") => {
+            let body = match read_body(req.into_body(), CALL_BODY_LIMIT).await {
+                Ok(b) => b,
+                Err(e) => return error(&e),
+            };
+            match crate::call::call(&state.pools, &body).await {
+                Ok(out) => json(200, out),
+                Err(e) => error(&e),
+            }
+        }
+        (&Method::GET, "/health") => {
+            let (status, body) = state.health.check(&state.pools).await;
+            json(status, serde_json::to_vec(&body).unwrap_or_default())
+        }
+        (_, "/call") | (_, "/health") => error(&RouterError::MethodNotAllowed(format!(
+            "{} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ))),
+        (_, path) if is_migrator_route(path) => error(&RouterError::MigratorUnavailable(
+            "schema routes are served by stonescriptdb-migrator, which is not available".into(),
+        )),
+        (_, path) => error(&RouterError::NotFound(format!("no route {path}"))),
+    }
+}

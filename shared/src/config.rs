@@ -1,0 +1,428 @@
+//! Configuration: parsed once at start-up from command-line flags, the process
+//! environment and `.env` (in that order of precedence) into typed structs.
+//!
+//! Parsing goes through an "env lookup" seam ([`Config::from_lookup`]) so tests
+//! feed a map instead of the process environment. Reading `.env` is the
+//! binaries' job (this crate does no I/O); they load it into the environment
+//! without overriding variables that are already set.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+use ipnetwork::IpNetwork;
+
+/// Exit code for bad configuration (sysexits.h EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+/// Flags shared by both binaries. Every flag overrides the environment variable
+/// named in its description; unset flags fall back to the environment, then
+/// `.env`, then the default.
+#[derive(FromArgs, Debug, Default, Clone, PartialEq, Eq)]
+#[argh(
+    description = "StoneScriptDB Gateway. Every flag overrides the environment \
+variable of the same meaning (shown in brackets); `.env` in the working directory is read too."
+)]
+pub struct Flags {
+    /// postgreSQL host or unix-socket directory [DB_HOST, default localhost]
+    #[argh(option)]
+    pub db_host: Option<String>,
+    /// postgreSQL port [DB_PORT, default 5432]
+    #[argh(option)]
+    pub db_port: Option<String>,
+    /// admin database the gateway connects to for maintenance [DB_NAME, default postgres]
+    #[argh(option)]
+    pub db_name: Option<String>,
+    /// postgreSQL user [DB_USER, default postgres]
+    #[argh(option)]
+    pub db_user: Option<String>,
+    /// postgreSQL password; prefer the env variable, flags show up in `ps` [DB_PASSWORD]
+    #[argh(option)]
+    pub db_password: Option<String>,
+    /// postgres://user:pass@host:port/db, used when DB_HOST is not set [DATABASE_URL]
+    #[argh(option)]
+    pub database_url: Option<String>,
+    /// address the router listens on [GATEWAY_HOST, default 127.0.0.1]
+    #[argh(option)]
+    pub host: Option<String>,
+    /// port the router listens on; 0 picks a free one [GATEWAY_PORT, default 9000]
+    #[argh(option)]
+    pub port: Option<String>,
+    /// connections per database pool [MAX_CONNECTIONS_PER_POOL, default 10]
+    #[argh(option)]
+    pub max_connections_per_pool: Option<String>,
+    /// cap on connections across all pools [MAX_TOTAL_CONNECTIONS, default 200]
+    #[argh(option)]
+    pub max_total_connections: Option<String>,
+    /// drop pools (and connections) idle this long [POOL_IDLE_TIMEOUT_SECS, default 1800]
+    #[argh(option)]
+    pub pool_idle_timeout_secs: Option<String>,
+    /// how long a request waits for a connection before 503 pool_exhausted [POOL_WAIT_TIMEOUT_MS, default 2000]
+    #[argh(option)]
+    pub pool_wait_timeout_ms: Option<String>,
+    /// comma-separated CIDR list of allowed clients; unset = loopback only [ALLOWED_NETWORKS]
+    #[argh(option)]
+    pub allowed_networks: Option<String>,
+    /// log level: error, warn, info, debug or trace [RUST_LOG, default info]
+    #[argh(option)]
+    pub log_level: Option<String>,
+    /// directory for the gateway's state [DATA_DIR, default ./data]
+    #[argh(option)]
+    pub data_dir: Option<String>,
+    /// unix socket the migrator listens on [MIGRATOR_SOCKET, default $DATA_DIR/migrator.sock]
+    #[argh(option)]
+    pub migrator_socket: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+}
+
+impl Flags {
+    /// The value a flag gives for environment variable `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let v = match name {
+            "DB_HOST" => &self.db_host,
+            "DB_PORT" => &self.db_port,
+            "DB_NAME" => &self.db_name,
+            "DB_USER" => &self.db_user,
+            "DB_PASSWORD" => &self.db_password,
+            "DATABASE_URL" => &self.database_url,
+            "GATEWAY_HOST" => &self.host,
+            "GATEWAY_PORT" => &self.port,
+            "MAX_CONNECTIONS_PER_POOL" => &self.max_connections_per_pool,
+            "MAX_TOTAL_CONNECTIONS" => &self.max_total_connections,
+            "POOL_IDLE_TIMEOUT_SECS" => &self.pool_idle_timeout_secs,
+            "POOL_WAIT_TIMEOUT_MS" => &self.pool_wait_timeout_ms,
+            "ALLOWED_NETWORKS" => &self.allowed_networks,
+            "RUST_LOG" => &self.log_level,
+            "DATA_DIR" => &self.data_dir,
+            "MIGRATOR_SOCKET" => &self.migrator_socket,
+            _ => return None,
+        };
+        v.as_deref()
+    }
+}
+
+/// How to reach PostgreSQL with the admin role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    /// `DATABASE_URL` as given (the binaries parse it with their driver).
+    Url(String),
+    /// `DB_HOST`/`DB_PORT`/`DB_NAME`/`DB_USER`/`DB_PASSWORD`.
+    Fields {
+        host: String,
+        port: u16,
+        name: String,
+        user: String,
+        password: Option<String>,
+    },
+}
+
+/// Log levels as `RUST_LOG` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// The whole configuration of one binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub db: DbTarget,
+    /// False when neither `DB_HOST` nor `DATABASE_URL` was given.
+    pub db_configured: bool,
+    pub gateway_host: IpAddr,
+    pub gateway_port: u16,
+    pub max_connections_per_pool: usize,
+    pub max_total_connections: usize,
+    pub pool_idle_timeout: Duration,
+    pub pool_wait_timeout: Duration,
+    pub allowed_networks: Vec<IpNetwork>,
+    pub log_level: LogLevel,
+    pub data_dir: PathBuf,
+    pub migrator_socket: PathBuf,
+}
+
+/// One clear line saying which setting is wrong and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Loopback networks: the default for `ALLOWED_NETWORKS`.
+pub fn loopback_networks() -> Vec<IpNetwork> {
+    vec![
+        IpNetwork::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8).expect("valid prefix"),
+        IpNetwork::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("valid prefix"),
+    ]
+}
+
+fn parse_num<T: std::str::FromStr>(
+    name: &str,
+    raw: Option<String>,
+    default: T,
+    min: T,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    match raw {
+        None => Ok(default),
+        Some(s) => {
+            let v: T = s
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError(format!("{name}={s:?} is not a valid number")))?;
+            if v < min {
+                return Err(ConfigError(format!("{name}={s:?} must be at least {min}")));
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// Parse a comma-separated CIDR list (`10.0.0.0/8, ::1/128, 192.168.1.7`).
+/// A bare address means that single host.
+pub fn parse_networks(raw: &str) -> Result<Vec<IpNetwork>, ConfigError> {
+    let mut out = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let net = if part.contains('/') {
+            part.parse::<IpNetwork>().map_err(|e| {
+                ConfigError(format!(
+                    "ALLOWED_NETWORKS entry {part:?} is not a valid CIDR: {e}"
+                ))
+            })?
+        } else {
+            let ip: IpAddr = part.parse().map_err(|_| {
+                ConfigError(format!(
+                    "ALLOWED_NETWORKS entry {part:?} is not an IP address or CIDR"
+                ))
+            })?;
+            IpNetwork::from(ip)
+        };
+        out.push(net);
+    }
+    if out.is_empty() {
+        return Err(ConfigError(
+            "ALLOWED_NETWORKS is set but lists no network (unset it for loopback only)".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Parse `RUST_LOG`: a level name, or a filter list whose first bare level is used.
+pub fn parse_log_level(raw: &str) -> Result<LogLevel, ConfigError> {
+    for part in raw.split(',').map(str::trim) {
+        let level = part.rsplit('=').next().unwrap_or(part);
+        if part.contains('=') {
+            continue;
+        }
+        return match level.to_ascii_lowercase().as_str() {
+            "error" => Ok(LogLevel::Error),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            "off" => Ok(LogLevel::Error),
+            _ => Err(ConfigError(format!(
+                "RUST_LOG={raw:?}: unknown level {level:?} (use error, warn, info, debug or trace)"
+            ))),
+        };
+    }
+    Ok(LogLevel::Info)
+}
+
+impl Config {
+    /// Build the configuration from a lookup of environment-variable names.
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let url = get("DATABASE_URL");
+        let host = get("DB_HOST");
+        let db_configured = url.is_some() || host.is_some();
+        let db = match (host, url) {
+            (None, Some(url)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError(
+                        "DATABASE_URL must start with postgres:// or postgresql://".into(),
+                    ));
+                }
+                DbTarget::Url(url)
+            }
+            (host, _) => DbTarget::Fields {
+                host: host.unwrap_or_else(|| "localhost".into()),
+                port: parse_num("DB_PORT", get("DB_PORT"), 5432u16, 1)?,
+                name: get("DB_NAME").unwrap_or_else(|| "postgres".into()),
+                user: get("DB_USER").unwrap_or_else(|| "postgres".into()),
+                password: lookup("DB_PASSWORD").filter(|p| !p.is_empty()),
+            },
+        };
+
+        let gateway_host = match get("GATEWAY_HOST") {
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(h) if h == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(h) => h.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "GATEWAY_HOST={h:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)"
+                ))
+            })?,
+        };
+        let gateway_port = parse_num("GATEWAY_PORT", get("GATEWAY_PORT"), 9000u16, 0)?;
+        let max_connections_per_pool = parse_num(
+            "MAX_CONNECTIONS_PER_POOL",
+            get("MAX_CONNECTIONS_PER_POOL"),
+            10usize,
+            1,
+        )?;
+        let max_total_connections = parse_num(
+            "MAX_TOTAL_CONNECTIONS",
+            get("MAX_TOTAL_CONNECTIONS"),
+            200usize,
+            1,
+        )?;
+        let pool_idle_timeout = Duration::from_secs(parse_num(
+            "POOL_IDLE_TIMEOUT_SECS",
+            get("POOL_IDLE_TIMEOUT_SECS"),
+            1800u64,
+            1,
+        )?);
+        let pool_wait_timeout = Duration::from_millis(parse_num(
+            "POOL_WAIT_TIMEOUT_MS",
+            get("POOL_WAIT_TIMEOUT_MS"),
+            2000u64,
+            1,
+        )?);
+        let allowed_networks = match get("ALLOWED_NETWORKS") {
+            None => loopback_networks(),
+            Some(raw) => parse_networks(&raw)?,
+        };
+        let log_level = match get("RUST_LOG") {
+            None => LogLevel::Info,
+            Some(raw) => parse_log_level(&raw)?,
+        };
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let migrator_socket = get("MIGRATOR_SOCKET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("migrator.sock"));
+
+        Ok(Self {
+            db,
+            db_configured,
+            gateway_host,
+            gateway_port,
+            max_connections_per_pool,
+            max_total_connections,
+            pool_idle_timeout,
+            pool_wait_timeout,
+            allowed_networks,
+            log_level,
+            data_dir,
+            migrator_socket,
+        })
+    }
+
+    /// Flags first, then `env` (the process environment, `.env` already merged in).
+    pub fn from_flags_and_env(
+        flags: &Flags,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| flags.get(name).map(str::to_owned).or_else(|| env(name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_seeds() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.db_configured);
+        assert_eq!(c.gateway_host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.gateway_port, 9000);
+        assert_eq!(c.max_connections_per_pool, 10);
+        assert_eq!(c.max_total_connections, 200);
+        assert_eq!(c.pool_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.allowed_networks, loopback_networks());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.migrator_socket, PathBuf::from("./data/migrator.sock"));
+        assert_eq!(
+            c.db,
+            DbTarget::Fields {
+                host: "localhost".into(),
+                port: 5432,
+                name: "postgres".into(),
+                user: "postgres".into(),
+                password: None
+            }
+        );
+    }
+
+    #[test]
+    fn fields_win_over_url_and_flags_win_over_env() {
+        let c = cfg(&[("DB_HOST", "db"), ("DATABASE_URL", "postgres://x@y/z")]).unwrap();
+        assert!(matches!(c.db, DbTarget::Fields { ref host, .. } if host == "db"));
+        let c = cfg(&[("DATABASE_URL", "postgres://x@y/z")]).unwrap();
+        assert_eq!(c.db, DbTarget::Url("postgres://x@y/z".into()));
+        let flags = Flags {
+            port: Some("9100".into()),
+            ..Flags::default()
+        };
+        let c = Config::from_flags_and_env(&flags, |k| {
+            (k == "GATEWAY_PORT").then(|| "9200".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.gateway_port, 9100);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (pairs, needle) in [
+            (vec![("GATEWAY_PORT", "http")], "GATEWAY_PORT"),
+            (vec![("GATEWAY_PORT", "70000")], "GATEWAY_PORT"),
+            (vec![("MAX_TOTAL_CONNECTIONS", "0")], "at least 1"),
+            (vec![("ALLOWED_NETWORKS", "10.0.0.0/33")], "10.0.0.0/33"),
+            (vec![("ALLOWED_NETWORKS", "nope")], "nope"),
+            (vec![("RUST_LOG", "loud")], "RUST_LOG"),
+            (vec![("GATEWAY_HOST", "example.com")], "GATEWAY_HOST"),
+            (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+        ] {
+            let e = cfg(&pairs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e} lacks {needle}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn networks_and_levels() {
+        let n = parse_networks("127.0.0.0/8, 192.168.1.100/24 ,::1").unwrap();
+        assert_eq!(n.len(), 3);
+        assert!(n[1].contains("192.168.1.7".parse().unwrap()));
+        assert_eq!(parse_log_level("debug").unwrap(), LogLevel::Debug);
+        assert_eq!(
+            parse_log_level("hyper=warn,trace").unwrap(),
+            LogLevel::Trace
+        );
+        assert_eq!(parse_log_level("INFO").unwrap(), LogLevel::Info);
+    }
+}

@@ -1,0 +1,17 @@
+//! Code shared by `stonescriptdb-router`, `stonescriptdb-migrator` and the
+//! end-to-end tests: configuration (env / `.env` / flags), wire types for every
+//! request and response, error codes with their HTTP status, and the rules for
+//! platform, tenant and database names.
+//!
+//! Invariant: this crate performs no I/O beyond reading the environment through
+//! the lookup function its callers hand it, so it is equally usable from both
+//! binaries and from tests.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod wire;
+
+/// Version reported by `/health` and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

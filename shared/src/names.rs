@@ -1,0 +1,301 @@
+//! Naming rules for platforms, tenants, schemas and databases (SPEC §4).
+//!
+//! Database names are built here and nowhere else: v1 `{platform}_main` or
+//! `{platform}_{tenant_id}`, v2 `{platform}_{schema_name}_{database_id}`. A
+//! name longer than PostgreSQL's 63-byte identifier limit is rejected, never
+//! truncated (PostgreSQL would silently truncate it and two tenants could end
+//! up in one database).
+
+use std::fmt;
+
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1).
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Which rule a name broke; `Display` is the message sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameError {
+    pub field: &'static str,
+    pub rule: String,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.rule)
+    }
+}
+
+impl std::error::Error for NameError {}
+
+fn err(field: &'static str, rule: impl Into<String>) -> NameError {
+    NameError {
+        field,
+        rule: rule.into(),
+    }
+}
+
+/// `[a-z][a-z0-9_]*`: platform and schema names.
+fn check_lower_ident(field: &'static str, value: &str) -> Result<(), NameError> {
+    let mut bytes = value.bytes();
+    match bytes.next() {
+        None => return Err(err(field, "must not be empty")),
+        Some(b'a'..=b'z') => {}
+        Some(_) => {
+            return Err(err(
+                field,
+                format!("{value:?} must start with a lowercase letter (a-z)"),
+            ))
+        }
+    }
+    if bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        check_len(field, value)
+    } else {
+        Err(err(
+            field,
+            format!(
+                "{value:?} may contain only lowercase letters, digits and '_' ([a-z][a-z0-9_]*)"
+            ),
+        ))
+    }
+}
+
+/// `[a-z0-9_-]+`: tenant ids and v2 database ids.
+fn check_id(field: &'static str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(err(field, "must not be empty"));
+    }
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        check_len(field, value)
+    } else {
+        Err(err(
+            field,
+            format!(
+                "{value:?} may contain only lowercase letters, digits, '_' and '-' ([a-z0-9_-]+)"
+            ),
+        ))
+    }
+}
+
+fn check_len(field: &'static str, value: &str) -> Result<(), NameError> {
+    if value.len() > MAX_IDENTIFIER_BYTES {
+        Err(err(
+            field,
+            format!(
+                "is {} bytes long; PostgreSQL names are limited to {MAX_IDENTIFIER_BYTES} bytes",
+                value.len()
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn validate_platform(platform: &str) -> Result<(), NameError> {
+    check_lower_ident("platform", platform)
+}
+
+pub fn validate_schema_name(schema_name: &str) -> Result<(), NameError> {
+    check_lower_ident("schema_name", schema_name)
+}
+
+pub fn validate_tenant_id(tenant_id: &str) -> Result<(), NameError> {
+    check_id("tenant_id", tenant_id)
+}
+
+pub fn validate_database_id(database_id: &str) -> Result<(), NameError> {
+    check_id("database_id", database_id)
+}
+
+fn joined(parts: &[&str]) -> Result<String, NameError> {
+    let name = parts.join("_");
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(err(
+            "database name",
+            format!(
+                "{name:?} would be {} bytes long; PostgreSQL database names are limited to {MAX_IDENTIFIER_BYTES} bytes (shorten the platform or id; names are never truncated)",
+                name.len()
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// v1 database: `{platform}_main` without a tenant, else `{platform}_{tenant_id}`.
+pub fn v1_database_name(platform: &str, tenant_id: Option<&str>) -> Result<String, NameError> {
+    validate_platform(platform)?;
+    match tenant_id {
+        None => joined(&[platform, "main"]),
+        Some(tenant) => {
+            validate_tenant_id(tenant)?;
+            joined(&[platform, tenant])
+        }
+    }
+}
+
+/// v2 database: `{platform}_{schema_name}_{database_id}`.
+pub fn v2_database_name(
+    platform: &str,
+    schema_name: &str,
+    database_id: &str,
+) -> Result<String, NameError> {
+    validate_platform(platform)?;
+    validate_schema_name(schema_name)?;
+    validate_database_id(database_id)?;
+    joined(&[platform, schema_name, database_id])
+}
+
+/// A full database name given by a client (the `database` field of `/call`):
+/// it must belong to `platform` (start with `{platform}_`) and be a valid name.
+pub fn validate_platform_database(platform: &str, database: &str) -> Result<(), NameError> {
+    validate_platform(platform)?;
+    let Some(rest) = database
+        .strip_prefix(platform)
+        .and_then(|r| r.strip_prefix('_'))
+    else {
+        return Err(err(
+            "database",
+            format!("{database:?} does not belong to platform {platform:?} (must start with \"{platform}_\")"),
+        ));
+    };
+    check_id("database", rest)?;
+    check_len("database", database)
+}
+
+/// Function names accepted by `/call`: `name` or `schema.name`, each part made
+/// of `[A-Za-z0-9_]` and not starting with a digit.
+pub fn validate_function_name(name: &str) -> Result<(Option<&str>, &str), NameError> {
+    let (schema, func) = match name.split_once('.') {
+        Some((s, f)) => (Some(s), f),
+        None => (None, name),
+    };
+    for part in schema.iter().chain(std::iter::once(&func)) {
+        let ok_chars = part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ok_start = part
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+        if !ok_chars || !ok_start {
+            return Err(err(
+                "function",
+                format!("{name:?} must be a name or schema.name made of [A-Za-z0-9_] (not starting with a digit)"),
+            ));
+        }
+        check_len("function", part)?;
+    }
+    Ok((schema, func))
+}
+
+/// Quote an identifier for SQL the way PostgreSQL's `quote_ident` does when
+/// quoting is forced: wrap in double quotes, double any embedded quote.
+pub fn quote_ident(ident: &str) -> String {
+    let mut out = String::with_capacity(ident.len() + 2);
+    out.push('"');
+    for c in ident.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_names() {
+        assert_eq!(v1_database_name("myapp", None).unwrap(), "myapp_main");
+        assert_eq!(
+            v1_database_name("myapp", Some("tenant_001")).unwrap(),
+            "myapp_tenant_001"
+        );
+        assert_eq!(
+            v1_database_name("myapp", Some("3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b")).unwrap(),
+            "myapp_3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b"
+        );
+        assert_eq!(v1_database_name("a1", Some("42")).unwrap(), "a1_42");
+    }
+
+    #[test]
+    fn bad_names_say_which_rule() {
+        let e = v1_database_name("MyApp", None).unwrap_err();
+        assert_eq!(e.field, "platform");
+        assert!(e.to_string().contains("lowercase"), "{e}");
+        assert_eq!(
+            v1_database_name("1app", None).unwrap_err().field,
+            "platform"
+        );
+        assert_eq!(v1_database_name("", None).unwrap_err().field, "platform");
+        assert_eq!(
+            v1_database_name("app", Some("x;drop")).unwrap_err().field,
+            "tenant_id"
+        );
+        assert_eq!(
+            v1_database_name("app", Some("")).unwrap_err().field,
+            "tenant_id"
+        );
+        assert_eq!(
+            v1_database_name("app", Some("Ab")).unwrap_err().field,
+            "tenant_id"
+        );
+        assert_eq!(
+            v1_database_name("app", Some("a\"b")).unwrap_err().field,
+            "tenant_id"
+        );
+    }
+
+    #[test]
+    fn long_names_are_rejected_not_truncated() {
+        let platform = "p".repeat(40);
+        let tenant = "t".repeat(22); // 40 + 1 + 22 = 63: fits exactly
+        assert_eq!(
+            v1_database_name(&platform, Some(&tenant)).unwrap().len(),
+            63
+        );
+        let tenant = "t".repeat(23);
+        let e = v1_database_name(&platform, Some(&tenant)).unwrap_err();
+        assert!(e.to_string().contains("64 bytes"), "{e}");
+        assert!(v2_database_name(&platform, "tenant_db", &"x".repeat(12)).is_ok()); // 63
+        assert!(v2_database_name(&platform, "tenant_db", &"x".repeat(13)).is_err()); // 64
+        assert_eq!(
+            v2_database_name("app", "tenant_db", "7").unwrap(),
+            "app_tenant_db_7"
+        );
+    }
+
+    #[test]
+    fn platform_database_must_belong_to_platform() {
+        assert!(validate_platform_database("app", "app_tenant_db_1").is_ok());
+        assert!(validate_platform_database("app", "other_main").is_err());
+        assert!(validate_platform_database("app", "app_").is_err());
+        assert!(validate_platform_database("app", "appx_main").is_err());
+        assert!(validate_platform_database("app", "app_Main").is_err());
+    }
+
+    #[test]
+    fn function_names() {
+        assert_eq!(
+            validate_function_name("get_users").unwrap(),
+            (None, "get_users")
+        );
+        assert_eq!(
+            validate_function_name("app.Get_Users2").unwrap(),
+            (Some("app"), "Get_Users2")
+        );
+        for bad in [
+            "", "a b", "a;b", "a.b.c", "fn()", "x'y", ".f", "s.", "1abc", "a-b",
+        ] {
+            assert!(validate_function_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("simple"), "\"simple\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}
