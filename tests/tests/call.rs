@@ -1,0 +1,345 @@
+//! End-to-end tests of `/call`: the real router binary against a real
+//! PostgreSQL cluster (see the harness in `tests/src/lib.rs`).
+
+use serde_json::{json, Value};
+use stonescriptdb_tests::{Gateway, TestDb};
+
+async fn setup() -> (TestDb, Gateway) {
+    let db = TestDb::new().await;
+    let gw = Gateway::start(&[]);
+    (db, gw)
+}
+
+/// Raw response text of a call (to check numbers digit for digit).
+async fn call_text(gw: &Gateway, body: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/call", gw.url))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn every_type_round_trips_as_argument_and_result() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    let cases: Vec<(&str, Value, Value)> = vec![
+        ("echo_int2", json!(32767), json!(32767)),
+        ("echo_int4", json!(-2147483648i64), json!(-2147483648i64)),
+        ("echo_int8", json!(9223372036854775807i64), json!(9223372036854775807i64)),
+        ("echo_numeric_10_2", json!(12.5), json!(12.50)),
+        ("echo_float4", json!(1.5), json!(1.5)),
+        ("echo_float8", json!(3.141592653589793), json!(3.141592653589793)),
+        ("echo_bool", json!(true), json!(true)),
+        ("echo_bool", json!(false), json!(false)),
+        (
+            "echo_text",
+            json!("it's \"quoted\" \\ back\nslash ünïcødé 🎉 ' OR 1=1 --"),
+            json!("it's \"quoted\" \\ back\nslash ünïcødé 🎉 ' OR 1=1 --"),
+        ),
+        ("echo_varchar", json!("abc"), json!("abc")),
+        (
+            "echo_uuid",
+            json!("3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b"),
+            json!("3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b"),
+        ),
+        ("echo_date", json!("2024-02-29"), json!("2024-02-29")),
+        ("echo_time", json!("13:14:15.5"), json!("13:14:15.5")),
+        ("echo_timestamp", json!("2024-01-02T03:04:05"), json!("2024-01-02T03:04:05")),
+        (
+            "echo_timestamptz",
+            json!("2024-01-02T03:04:05+02:00"),
+            json!("2024-01-02T01:04:05+00:00"),
+        ),
+        ("echo_interval", json!("1 day 02:03:04"), json!("1 day 02:03:04")),
+        ("echo_json", json!({"a": [1, 2, {"b": null}], "z": "x"}), json!({"a": [1, 2, {"b": null}], "z": "x"})),
+        ("echo_jsonb", json!({"b": 1, "a": [true, "s"]}), json!({"a": [true, "s"], "b": 1})),
+        ("echo_json", json!("just a string"), json!("just a string")),
+        ("echo_bytea", json!("\\x00ff10"), json!("\\x00ff10")),
+        ("echo_mood", json!("it's complicated"), json!("it's complicated")),
+        ("echo_email", json!("ann@example.com"), json!("ann@example.com")),
+        ("echo_int4_array", json!([1, null, 3]), json!([1, null, 3])),
+        ("echo_text_array", json!(["a", "b,c", "d\"e", null, "{}"]), json!(["a", "b,c", "d\"e", null, "{}"])),
+        ("echo_mood_array", json!(["happy", "sad"]), json!(["happy", "sad"])),
+        (
+            "echo_address_array",
+            json!([{"street": "a", "city": "b", "zip_code": null}]),
+            json!([{"street": "a", "city": "b", "zip_code": null}]),
+        ),
+        ("echo_int4_2d", json!([[1, 2], [3, 4]]), json!([[1, 2], [3, 4]])),
+        ("echo_inet", json!("192.168.0.1/24"), json!("192.168.0.1/24")),
+    ];
+    for (func, arg, expected) in &cases {
+        let (status, body) = gw.call(p, func, json!([arg])).await;
+        assert_eq!(status, 200, "{func}({arg}) -> {body}");
+        assert_eq!(body["row_count"], 1, "{func}: {body}");
+        assert_eq!(body["rows"][0][*func], *expected, "{func}({arg}) -> {body}");
+        // NULL round-trips as null for every type
+        let (status, body) = gw.call(p, func, json!([null])).await;
+        assert_eq!(status, 200, "{func}(null) -> {body}");
+        assert_eq!(body["rows"][0][*func], Value::Null, "{func}(null) -> {body}");
+    }
+    // a composite result expands into columns, as `SELECT * FROM f()` does
+    let addr = json!({"street": "1 Main St", "city": "Oslo", "zip_code": "0150"});
+    let (status, body) = gw.call(p, "echo_address", json!([addr])).await;
+    assert_eq!((status, body["rows"][0].clone()), (200, addr), "{body}");
+    // void
+    let (status, body) = gw.call(p, "do_nothing", json!([])).await;
+    assert_eq!((status, body), (200, json!({"rows": [{"do_nothing": null}], "row_count": 1})));
+}
+
+#[tokio::test]
+async fn numeric_precision_beyond_f64_survives_both_ways() {
+    let (db, gw) = setup().await;
+    let big = "12345678901234567890.123456789012345678901234567890";
+    let body = format!(r#"{{"platform":"{}","function":"echo_numeric","params":[{big}]}}"#, db.platform);
+    let (status, text) = call_text(&gw, &body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text, format!(r#"{{"rows":[{{"echo_numeric":{big}}}],"row_count":1}}"#));
+    let body = format!(r#"{{"platform":"{}","function":"type_of_numeric","params":[{big}]}}"#, db.platform);
+    let (_, text) = call_text(&gw, &body).await;
+    assert!(text.contains(&format!("numeric:{big}")), "{text}");
+    // bytea arrives as bytes, composites as composites
+    let (_, body) = gw.call(&db.platform, "bytea_length", json!(["\\x00ff10"])).await;
+    assert_eq!(body["rows"][0]["bytea_length"], 3);
+    let (_, body) = gw
+        .call(&db.platform, "address_city", json!([{"street": "s", "city": "Lima", "zip_code": "1"}]))
+        .await;
+    assert_eq!(body["rows"][0]["address_city"], "Lima");
+}
+
+#[tokio::test]
+async fn result_shapes_set_returning_composite_out_params_and_empty() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    let (status, body) = gw.call(p, "list_users", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["row_count"], 3);
+    assert_eq!(
+        body["rows"][0],
+        json!({"id": 1, "email": "a@x.io", "name": "Ann", "mood": "happy", "created_at": "2024-01-02T03:04:05+00:00"})
+    );
+    assert_eq!(body["rows"][1]["mood"], Value::Null);
+    let (_, body) = gw.call(p, "get_user_by_id", json!([3])).await;
+    assert_eq!(body["rows"], json!([{"id": 3, "email": "c@x.io", "name": "Cy", "mood": "sad", "created_at": "2024-01-02T03:04:05+00:00"}]));
+    let (_, body) = gw.call(p, "no_rows", json!([])).await;
+    assert_eq!(body, json!({"rows": [], "row_count": 0}));
+    let (_, body) = gw.call(p, "make_address", json!(["1 Main", "Oslo", "0150"])).await;
+    assert_eq!(body["rows"], json!([{"street": "1 Main", "city": "Oslo", "zip_code": "0150"}]));
+    let (_, body) = gw.call(p, "split_name", json!(["Ada Lovelace"])).await;
+    assert_eq!(body["rows"], json!([{"first_name": "Ada", "last_name": "Lovelace"}]));
+    let (_, body) = gw.call(p, "many_rows", json!([100])).await;
+    assert_eq!(body["row_count"], 100);
+    let last = &body["rows"][99];
+    assert_eq!((&last["i"], &last["label"], &last["at"]), (&json!(100), &json!("row 100"), &json!("2024-04-10")));
+    assert!(last["ratio"].as_f64().is_some_and(|r| (r - 33.333).abs() < 0.001), "{last}");
+    // without params at all
+    let (status, body) = gw.post("/call", &json!({"platform": p, "function": "list_users"})).await;
+    assert_eq!((status, body["row_count"].clone()), (200, json!(3)));
+    // writes happen
+    let (status, body) = gw.call(p, "add_user", json!(["d@x.io", "Di"])).await;
+    assert_eq!((status, body["rows"][0]["add_user"].clone()), (200, json!(4)));
+}
+
+#[tokio::test]
+async fn named_arguments_defaults_overloads_variadic_and_schemas() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    let one = |body: &Value, f: &str| body["rows"][0][f].clone();
+    let (_, b) = gw.call(p, "greet", json!({"name": "Ann"})).await;
+    assert_eq!(one(&b, "greet"), "Hello, Ann");
+    let (_, b) = gw.call(p, "greet", json!({"greeting": "Hi", "name": "Bo"})).await;
+    assert_eq!(one(&b, "greet"), "Hi, Bo");
+    let (_, b) = gw.call(p, "greet", json!(["Cy"])).await;
+    assert_eq!(one(&b, "greet"), "Hello, Cy");
+    let (_, b) = gw.call(p, "greet", json!(["Cy", "Yo"])).await;
+    assert_eq!(one(&b, "greet"), "Yo, Cy");
+    let (s, b) = gw.call(p, "greet", json!({"nme": "typo"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"], "invalid_request");
+    assert!(b["message"].as_str().unwrap().contains("nme"), "{b}");
+
+    let (_, b) = gw.call(p, "pick", json!([1])).await;
+    assert_eq!(one(&b, "pick"), "int");
+    let (_, b) = gw.call(p, "pick", json!(["one"])).await;
+    assert_eq!(one(&b, "pick"), "text");
+    let (_, b) = gw.call(p, "pick", json!([1, 2])).await;
+    assert_eq!(one(&b, "pick"), "int,int");
+    let (s, b) = gw.call(p, "pick", json!([null])).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("ambiguous"), "{b}");
+    assert_eq!(b["candidates"].as_array().map(Vec::len), Some(2), "{b}");
+    let (s, b) = gw.call(p, "pick", json!([1, 2, 3])).await;
+    assert_eq!(s, 400, "{b}");
+
+    let (_, b) = gw.call(p, "sum_all", json!([1, 2, 3])).await;
+    assert_eq!(one(&b, "sum_all"), 6);
+    let (_, b) = gw.call(p, "sum_all", json!([[4, 5]])).await;
+    assert_eq!(one(&b, "sum_all"), 9);
+
+    let (_, b) = gw.call(p, "app.hello", json!(["you"])).await;
+    assert_eq!(one(&b, "hello"), "hello you");
+    let (s, b) = gw.call(p, "MixedCase", json!([])).await;
+    assert_eq!((s, one(&b, "MixedCase")), (200, json!("mixed")), "{b}");
+    // unquoted names fold to lower case, as in SQL
+    let (s, _) = gw.call(p, "LIST_USERS", json!([])).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn postgres_errors_keep_sqlstate_message_detail_hint() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    let (s, b) = gw.call(p, "fail_with", json!(["insufficient funds"])).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"], "database_error");
+    assert_eq!(b["sqlstate"], "P0001");
+    assert_eq!(b["cause"], "insufficient funds");
+    assert_eq!(b["detail"], "detail of insufficient funds");
+    assert_eq!(b["hint"], "hint for insufficient funds");
+    assert_eq!(b["database"], db.database.as_str());
+    assert!(b["message"].as_str().unwrap().contains("insufficient funds"));
+
+    let (s, b) = gw.call(p, "divide", json!([1, 0])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (400, json!("22012")), "{b}");
+    let (s, b) = gw.call(p, "echo_int4", json!(["not a number"])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (400, json!("22P02")), "{b}");
+    let (s, b) = gw.call(p, "echo_int2", json!([70000])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (400, json!("22003")), "{b}");
+    let (s, b) = gw.call(p, "echo_email", json!(["not-an-email"])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (400, json!("23514")), "{b}");
+    let (s, b) = gw.call(p, "echo_mood", json!(["angry"])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (400, json!("22P02")), "{b}");
+    let (s, b) = gw.call(p, "add_user", json!(["a@x.io", "dup"])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (400, json!("23505")), "{b}");
+    assert!(b["detail"].as_str().unwrap_or("").contains("a@x.io"), "{b}");
+    let (s, b) = gw.call(p, "internal_failure", json!([])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (500, json!("XX000")), "{b}");
+    let (s, b) = gw.call(p, "echo_int4", json!([[1]])).await;
+    assert_eq!(s, 400, "{b}");
+}
+
+#[tokio::test]
+async fn bad_requests_and_not_found() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    let (s, b) = gw.call(p, "no_such_function", json!([])).await;
+    assert_eq!((s, b["error"].clone()), (404, json!("function_not_found")), "{b}");
+    assert_eq!(b["database"], db.database.as_str());
+    // system and extension functions are not callable
+    for f in ["pg_sleep", "pg_catalog.pg_sleep", "pg_catalog.pg_terminate_backend", "information_schema._pg_truetypid"] {
+        let (s, b) = gw.call(p, f, json!([1])).await;
+        assert_eq!(s, 404, "{f}: {b}");
+    }
+    let (s, b) = gw.call("nosuchplatform", "f", json!([])).await;
+    assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")), "{b}");
+    assert_eq!(b["database"], "nosuchplatform_main");
+    let (_, h) = gw.get("/health").await;
+    assert!(h["pools"]["databases"].get("nosuchplatform_main").is_none(), "no pool kept: {h}");
+
+    for (body, needle) in [
+        (json!({"platform": p, "function": "f(); drop table users; --"}), "function"),
+        (json!({"platform": p, "function": "a b"}), "function"),
+        (json!({"platform": "Bad-Name", "function": "f"}), "platform"),
+        (json!({"platform": p, "tenant_id": "a;b", "function": "f"}), "tenant_id"),
+        (json!({"platform": p, "tenant_id": "x".repeat(64), "function": "f"}), "63 bytes"),
+        (json!({"platform": p, "database": "other_main", "function": "f"}), "database"),
+        (json!({"platform": p, "database": format!("{p}_main"), "tenant_id": "a", "function": "f"}), "either"),
+        (json!({"platform": p, "function": "echo_int4", "params": 5}), "params"),
+        (json!({"platform": p}), "function"),
+    ] {
+        let (s, b) = gw.post("/call", &body).await;
+        assert_eq!(s, 400, "{body} -> {b}");
+        assert_eq!(b["error"], "invalid_request");
+        assert!(b["message"].as_str().unwrap().contains(needle), "{body} -> {b}");
+    }
+    let (s, b) = gw.post_raw("/call", "{not json").await;
+    assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")));
+    let (s, b) = gw.post_raw("/call", vec![b' '; 2 * 1024 * 1024]).await;
+    assert_eq!((s, b["error"].clone()), (413, json!("payload_too_large")));
+    let (s, b) = gw.get("/call").await;
+    assert_eq!(s, 405, "{b}");
+    let (s, b) = gw.get("/nope").await;
+    assert_eq!((s, b["error"].clone()), (404, json!("not_found")));
+    // tenant ids may be numbers, and a v2 database name may be given
+    db.tenant("42").await;
+    let (s, b) = gw
+        .post("/call", &json!({"platform": p, "tenant_id": 42, "function": "echo_int4", "params": [7]}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = gw
+        .post("/call", &json!({"platform": p, "database": format!("{p}_42"), "function": "echo_int4", "params": [7]}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
+async fn session_state_never_leaks_between_calls() {
+    let db = TestDb::new().await;
+    // one connection, so every call reuses the same session
+    let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
+    let p = db.platform.as_str();
+    let (_, b) = gw.call(p, "backend_pid", json!([])).await;
+    let pid = b["rows"][0]["backend_pid"].clone();
+    gw.call(p, "set_session_path", json!([])).await;
+    let (_, b) = gw.call(p, "show_path", json!([])).await;
+    assert_eq!(b["rows"][0]["show_path"], "public", "{b}");
+    gw.call(p, "set_custom", json!(["secret"])).await;
+    let (_, b) = gw.call(p, "get_custom", json!([])).await;
+    assert!(matches!(b["rows"][0]["get_custom"].as_str(), None | Some("")), "{b}");
+    let (s, b) = gw.call(p, "make_temp", json!([])).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = gw.call(p, "temp_exists", json!([])).await;
+    assert_eq!(b["rows"][0]["temp_exists"], false, "{b}");
+    let (_, b) = gw.call(p, "take_lock", json!([])).await;
+    assert_eq!(b["rows"][0]["take_lock"], true);
+    let direct = db.client().await;
+    let row = direct.query_one("SELECT pg_try_advisory_lock(4242)", &[]).await.unwrap();
+    assert!(row.get::<_, bool>(0), "advisory lock leaked past the call");
+    direct.execute("SELECT pg_advisory_unlock_all()", &[]).await.unwrap();
+    let (_, b) = gw.call(p, "backend_pid", json!([])).await;
+    assert_eq!(b["rows"][0]["backend_pid"], pid, "same session was reused");
+}
+
+#[tokio::test]
+async fn replaced_function_works_on_next_call_without_restart() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    db.exec("CREATE FUNCTION evolve(a integer) RETURNS integer LANGUAGE sql AS 'SELECT a * 2'").await;
+    let (_, b) = gw.call(p, "evolve", json!([21])).await;
+    assert_eq!(b["rows"][0]["evolve"], 42);
+    // body change
+    db.exec("CREATE OR REPLACE FUNCTION evolve(a integer) RETURNS integer LANGUAGE sql AS 'SELECT a * 3'").await;
+    let (_, b) = gw.call(p, "evolve", json!([2])).await;
+    assert_eq!(b["rows"][0]["evolve"], 6);
+    // signature change: new argument types and result type
+    db.exec(
+        "DROP FUNCTION evolve(integer);
+         CREATE FUNCTION evolve(a text, b text) RETURNS TABLE (joined text, n integer)
+           LANGUAGE sql AS 'SELECT a || b, 1'",
+    )
+    .await;
+    let (s, b) = gw.call(p, "evolve", json!(["x", "y"])).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["rows"], json!([{"joined": "xy", "n": 1}]));
+    // same arity, different type
+    db.exec(
+        "DROP FUNCTION evolve(text, text);
+         CREATE FUNCTION evolve(a jsonb, b integer) RETURNS jsonb LANGUAGE sql AS 'SELECT a || jsonb_build_object(''b'', b)'",
+    )
+    .await;
+    let (s, b) = gw.call(p, "evolve", json!([{"a": 1}, 2])).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["rows"][0]["evolve"], json!({"a": 1, "b": 2}));
+    // dropped: 404
+    db.exec("DROP FUNCTION evolve(jsonb, integer)").await;
+    let (s, _) = gw.call(p, "evolve", json!([{"a": 1}, 2])).await;
+    assert_eq!(s, 404);
+    // new overload appears after a cached lookup
+    db.exec("CREATE FUNCTION evolve() RETURNS text LANGUAGE sql AS 'SELECT ''back'''").await;
+    let (s, b) = gw.call(p, "evolve", json!([])).await;
+    assert_eq!((s, b["rows"][0]["evolve"].clone()), (200, json!("back")), "{b}");
+}
