@@ -1,0 +1,245 @@
+//! End-to-end tests of the router's operational behaviour: allowlist, pool
+//! caps and eviction, health, graceful shutdown, configuration errors.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stonescriptdb_tests::{binary, cluster, Gateway, TestDb};
+
+/// Connections the router holds to databases of `platform` right now.
+async fn router_backends(db: &TestDb) -> i64 {
+    let c = cluster().connect("postgres").await;
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stonescriptdb-router' AND datname LIKE $1",
+            &[&format!("{}\\_%", db.platform)],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test]
+async fn clients_outside_allowed_networks_get_403_on_every_route() {
+    let db = TestDb::new().await;
+    let gw = Gateway::start(&[("ALLOWED_NETWORKS", "10.0.0.0/8,192.168.1.0/24")]);
+    let (s, b) = gw.get("/health").await;
+    assert_eq!((s, b["error"].clone()), (403, json!("forbidden")), "{b}");
+    let (s, _) = gw.call(&db.platform, "echo_int4", json!([1])).await;
+    assert_eq!(s, 403);
+    let (s, _) = gw.get("/register").await;
+    assert_eq!(s, 403);
+    // X-Forwarded-For is not trusted
+    let resp = reqwest::Client::new()
+        .get(format!("{}/health", gw.url))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    drop(gw);
+
+    let gw = Gateway::start(&[("ALLOWED_NETWORKS", "127.0.0.1/32")]);
+    let (s, _) = gw.call(&db.platform, "echo_int4", json!([1])).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn ipv4_mapped_peers_are_checked_as_ipv4() {
+    let db = TestDb::new().await;
+    // A dual-stack listener sees IPv4 clients as ::ffff:127.0.0.1.
+    let gw = match Gateway::try_start(&[("GATEWAY_HOST", "::"), ("ALLOWED_NETWORKS", "127.0.0.0/8")]) {
+        Ok(gw) => gw,
+        Err(e) => panic!("router on [::] did not start (IPv6 disabled?): {e}"),
+    };
+    let url = format!("http://127.0.0.1:{}/call", gw.port);
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(&json!({"platform": db.platform, "function": "echo_int4", "params": [5]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
+    let db = TestDb::new().await;
+    let other = db.tenant("other").await;
+    let gw = Gateway::start(&[
+        ("MAX_TOTAL_CONNECTIONS", "2"),
+        ("MAX_CONNECTIONS_PER_POOL", "2"),
+        ("POOL_WAIT_TIMEOUT_MS", "300"),
+    ]);
+    let p = db.platform.clone();
+    // Two slow calls hold both connections of the cap.
+    let slow = |gw_url: String, p: String| async move {
+        reqwest::Client::new()
+            .post(format!("{gw_url}/call"))
+            .json(&json!({"platform": p, "function": "sleep_ms", "params": [1500]}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let a = tokio::spawn(slow(gw.url.clone(), p.clone()));
+    let b = tokio::spawn(slow(gw.url.clone(), p.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (s, body) = gw
+        .post("/call", &json!({"platform": p, "tenant_id": "other", "function": "echo_int4", "params": [1]}))
+        .await;
+    let waited = started.elapsed();
+    assert_eq!((s, body["error"].clone()), (503, json!("pool_exhausted")), "{body}");
+    assert_eq!(body["database"], other.as_str());
+    assert!(waited < Duration::from_secs(5), "503 took {waited:?}");
+    let (_, h) = gw.get("/health").await;
+    assert_eq!(h["pools"]["total_connections"], 2, "{h}");
+    assert!(h["pools"]["exhausted_total"].as_u64().unwrap() >= 1);
+    assert!(router_backends(&db).await <= 2);
+    assert_eq!(a.await.unwrap(), 200);
+    assert_eq!(b.await.unwrap(), 200);
+    // Now the first pool's connections are idle: they are closed to make room.
+    let (s, body) = gw
+        .post("/call", &json!({"platform": p, "tenant_id": "other", "function": "echo_int4", "params": [1]}))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, h) = gw.get("/health").await;
+    assert!(h["pools"]["total_connections"].as_u64().unwrap() <= 2, "{h}");
+    assert!(router_backends(&db).await <= 2);
+}
+
+#[tokio::test]
+async fn idle_pools_are_dropped() {
+    let db = TestDb::new().await;
+    let gw = Gateway::start(&[("POOL_IDLE_TIMEOUT_SECS", "1")]);
+    let (s, _) = gw.call(&db.platform, "echo_int4", json!([1])).await;
+    assert_eq!(s, 200);
+    let (_, h) = gw.get("/health").await;
+    assert_eq!(h["pools"]["databases"][&db.database]["size"], 1, "{h}");
+    assert_eq!(router_backends(&db).await, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, h) = gw.get("/health").await;
+        if h["pools"]["databases"].get(&db.database).is_none() && router_backends(&db).await == 0 {
+            assert_eq!(h["pools"]["total_connections"], 0, "{h}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool still there: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // and it comes back on the next call
+    let (s, _) = gw.call(&db.platform, "echo_int4", json!([1])).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn health_reports_postgres_pools_and_version() {
+    let db = TestDb::new().await;
+    let gw = Gateway::start(&[]);
+    gw.call(&db.platform, "echo_int4", json!([1])).await;
+    let (s, h) = gw.get("/health").await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["postgres"], "connected");
+    assert_eq!(h["migrator"], "down");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert!(h["postgres_version"].as_str().unwrap().starts_with(char::is_numeric), "{h}");
+    assert_eq!(h["pools"]["max_total_connections"], 200);
+    assert_eq!(h["pools"]["databases"][&db.database]["size"], 1);
+
+    // PostgreSQL unreachable: 503, and /call says the database is unavailable.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = closed_port.to_string();
+    let gw = Gateway::start(&[("DB_PORT", port.as_str())]);
+    let (s, h) = gw.get("/health").await;
+    assert_eq!((s, h["status"].clone(), h["postgres"].clone()), (503, json!("unhealthy"), json!("unreachable")));
+    let (s, b) = gw.call(&db.platform, "echo_int4", json!([1])).await;
+    assert_eq!((s, b["error"].clone()), (503, json!("database_unavailable")), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let db = TestDb::new().await;
+    let mut gw = Gateway::start(&[]);
+    let url = gw.url.clone();
+    let p = db.platform.clone();
+    let inflight = tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/call"))
+            .json(&json!({"platform": p, "function": "sleep_ms", "params": [1000]}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // no new connections are accepted
+    let refused = reqwest::Client::new()
+        .get(format!("{}/health", gw.url))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(refused.is_err(), "accepted a connection after SIGTERM");
+    let (status, body) = inflight.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("slept"), "{body}");
+    let exit = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "log: {}", gw.log());
+    // pools were closed
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while router_backends(&db).await > 0 {
+        assert!(Instant::now() < deadline, "connections left open after exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn run_router(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let dir = std::env::temp_dir();
+    Command::new(binary("stonescriptdb-router"))
+        .current_dir(dir)
+        .args(args)
+        .env("GATEWAY_PORT", "0")
+        .envs(env.iter().copied())
+        .output()
+        .expect("router runs")
+}
+
+#[test]
+fn bad_configuration_exits_64_with_one_line() {
+    for (env, needle) in [
+        (vec![("GATEWAY_PORT", "http")], "GATEWAY_PORT"),
+        (vec![("MAX_TOTAL_CONNECTIONS", "0")], "MAX_TOTAL_CONNECTIONS"),
+        (vec![("ALLOWED_NETWORKS", "10.0.0.0/99")], "ALLOWED_NETWORKS"),
+        (vec![("RUST_LOG", "chatty")], "RUST_LOG"),
+        (vec![("DATABASE_URL", "postgres://a:b@host:notaport/db")], "DATABASE_URL"),
+    ] {
+        let out = run_router(&[], &env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{env:?}: {stderr}");
+        assert!(stderr.contains(needle), "{env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let out = run_router(&["--no-such-flag"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run_router(&["--port", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let out = run_router(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DATABASE_URL", "GATEWAY_HOST",
+        "GATEWAY_PORT", "MAX_CONNECTIONS_PER_POOL", "MAX_TOTAL_CONNECTIONS", "POOL_IDLE_TIMEOUT_SECS",
+        "POOL_WAIT_TIMEOUT_MS", "ALLOWED_NETWORKS", "RUST_LOG", "DATA_DIR", "MIGRATOR_SOCKET",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+    }
+}
