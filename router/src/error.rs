@@ -29,15 +29,19 @@ pub enum RouterError {
         database: String,
     },
     MigratorUnavailable(String),
-    Db {
-        database: String,
-        function: Option<String>,
-        sqlstate: String,
-        message: String,
-        detail: Option<String>,
-        hint: Option<String>,
-    },
+    Db(Box<PgFailure>),
     Internal(String),
+}
+
+/// A PostgreSQL error raised while running a client's function.
+#[derive(Debug)]
+pub struct PgFailure {
+    pub database: String,
+    pub function: Option<String>,
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
 }
 
 /// PostgreSQL's own message for an error (the server's text when there is one).
@@ -60,14 +64,14 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 impl RouterError {
     pub fn from_pg(database: &str, function: Option<&str>, e: &tokio_postgres::Error) -> Self {
         match e.as_db_error() {
-            Some(db) => Self::Db {
+            Some(db) => Self::Db(Box::new(PgFailure {
                 database: database.to_owned(),
                 function: function.map(str::to_owned),
                 sqlstate: db.code().code().to_owned(),
                 message: db.message().to_owned(),
                 detail: db.detail().map(str::to_owned),
                 hint: db.hint().map(str::to_owned),
-            },
+            })),
             None => Self::DatabaseUnavailable {
                 database: database.to_owned(),
                 message: pg_message(e),
@@ -130,14 +134,15 @@ impl RouterError {
                     .with_database(database.as_str()),
                 )
             }
-            Db {
-                database,
-                function,
-                sqlstate,
-                message,
-                detail,
-                hint,
-            } => {
+            Db(f) => {
+                let PgFailure {
+                    database,
+                    function,
+                    sqlstate,
+                    message,
+                    detail,
+                    hint,
+                } = &**f;
                 let code = ErrorCode::DatabaseError;
                 let text = match function {
                     Some(f) => format!("{f} failed: {message}"),

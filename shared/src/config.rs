@@ -167,14 +167,9 @@ pub fn loopback_networks() -> Vec<IpNetwork> {
     ]
 }
 
-fn parse_num<T: std::str::FromStr>(
-    name: &str,
-    raw: Option<String>,
-    default: T,
-    min: T,
-) -> Result<T, ConfigError>
+fn parse_num<T>(name: &str, raw: Option<String>, default: T, min: T) -> Result<T, ConfigError>
 where
-    T: PartialOrd + std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
 {
     match raw {
         None => Ok(default),

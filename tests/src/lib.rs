@@ -108,12 +108,15 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => external(&url),
-        _ => start_cluster().unwrap_or_else(|e| panic!("cannot start the test PostgreSQL cluster: {e}")),
+        _ => start_cluster()
+            .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL cluster: {e}")),
     })
 }
 
 fn external(url: &str) -> Cluster {
-    let cfg: tokio_postgres::Config = url.parse().expect("DATABASE_URL must be a valid PostgreSQL URL");
+    let cfg: tokio_postgres::Config = url
+        .parse()
+        .expect("DATABASE_URL must be a valid PostgreSQL URL");
     let host = match cfg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -123,7 +126,9 @@ fn external(url: &str) -> Cluster {
         host,
         port: cfg.get_ports().first().copied().unwrap_or(5432),
         user: cfg.get_user().unwrap_or("postgres").to_owned(),
-        password: cfg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
+        password: cfg
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
         bin_dir: None,
         data_dir: None,
     }
@@ -131,7 +136,11 @@ fn external(url: &str) -> Cluster {
 
 fn start_cluster() -> Result<Cluster, String> {
     let bin = find_pg_bin_dir()?;
-    let root = std::env::temp_dir().join(format!("sdg-test-pg-{}-{}", std::process::id(), free_port()));
+    let root = std::env::temp_dir().join(format!(
+        "sdg-test-pg-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
     if is_root() {
         let st = Command::new("chown")
@@ -145,12 +154,24 @@ fn start_cluster() -> Result<Cluster, String> {
     }
     let data = root.join("data");
     let out = pg_cmd(&bin, "initdb")
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-D",
+        ])
         .arg(&data)
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
     if !out.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let port = free_port();
     let opts = format!(
@@ -189,7 +210,11 @@ fn start_cluster() -> Result<Cluster, String> {
 /// cluster and removes its directory.
 fn spawn_watchdog(bin: &Path, root: &Path, data: &Path) {
     let pg_ctl = bin.join("pg_ctl");
-    let as_pg = if is_root() { "runuser -u postgres -- " } else { "" };
+    let as_pg = if is_root() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
          {as_pg}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
@@ -217,7 +242,10 @@ fn spawn_watchdog(bin: &Path, root: &Path, data: &Path) {
 impl Cluster {
     pub fn config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.host).port(self.port).user(&self.user).dbname(dbname);
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(dbname);
         if let Some(p) = &self.password {
             c.password(p);
         }
@@ -373,14 +401,22 @@ pub fn binary(name: &str) -> PathBuf {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let mut cmd = Command::new(cargo);
-            cmd.current_dir(&workspace)
-                .args(["build", "--quiet", "--bins", "-p", "stonescriptdb-router"]);
+            cmd.current_dir(&workspace).args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "stonescriptdb-router",
+            ]);
             if dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
             let out = cmd.output().map_err(|e| format!("cargo build: {e}"))?;
             if !out.status.success() {
-                return Err(format!("cargo build failed: {}", String::from_utf8_lossy(&out.stderr)));
+                return Err(format!(
+                    "cargo build failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
             Ok(dir)
         })
@@ -465,7 +501,11 @@ impl Gateway {
             .filter(|u| u.starts_with("http://"))
             .ok_or_else(|| format!("unexpected start line {line:?}"))?
             .to_owned();
-        let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         Ok(Gateway {
             child,
             url,
@@ -568,6 +608,9 @@ fn http() -> &'static reqwest::Client {
 async fn read(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+    let body = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => Value::String(text),
+    };
     (status, body)
 }

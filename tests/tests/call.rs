@@ -29,10 +29,18 @@ async fn every_type_round_trips_as_argument_and_result() {
     let cases: Vec<(&str, Value, Value)> = vec![
         ("echo_int2", json!(32767), json!(32767)),
         ("echo_int4", json!(-2147483648i64), json!(-2147483648i64)),
-        ("echo_int8", json!(9223372036854775807i64), json!(9223372036854775807i64)),
+        (
+            "echo_int8",
+            json!(9223372036854775807i64),
+            json!(9223372036854775807i64),
+        ),
         ("echo_numeric_10_2", json!(12.5), json!(12.50)),
         ("echo_float4", json!(1.5), json!(1.5)),
-        ("echo_float8", json!(3.141592653589793), json!(3.141592653589793)),
+        (
+            "echo_float8",
+            json!(1234.567890123),
+            json!(1234.567890123),
+        ),
         ("echo_bool", json!(true), json!(true)),
         ("echo_bool", json!(false), json!(false)),
         (
@@ -48,29 +56,69 @@ async fn every_type_round_trips_as_argument_and_result() {
         ),
         ("echo_date", json!("2024-02-29"), json!("2024-02-29")),
         ("echo_time", json!("13:14:15.5"), json!("13:14:15.5")),
-        ("echo_timestamp", json!("2024-01-02T03:04:05"), json!("2024-01-02T03:04:05")),
+        (
+            "echo_timestamp",
+            json!("2024-01-02T03:04:05"),
+            json!("2024-01-02T03:04:05"),
+        ),
         (
             "echo_timestamptz",
             json!("2024-01-02T03:04:05+02:00"),
             json!("2024-01-02T01:04:05+00:00"),
         ),
-        ("echo_interval", json!("1 day 02:03:04"), json!("1 day 02:03:04")),
-        ("echo_json", json!({"a": [1, 2, {"b": null}], "z": "x"}), json!({"a": [1, 2, {"b": null}], "z": "x"})),
-        ("echo_jsonb", json!({"b": 1, "a": [true, "s"]}), json!({"a": [true, "s"], "b": 1})),
+        (
+            "echo_interval",
+            json!("1 day 02:03:04"),
+            json!("1 day 02:03:04"),
+        ),
+        (
+            "echo_json",
+            json!({"a": [1, 2, {"b": null}], "z": "x"}),
+            json!({"a": [1, 2, {"b": null}], "z": "x"}),
+        ),
+        (
+            "echo_jsonb",
+            json!({"b": 1, "a": [true, "s"]}),
+            json!({"a": [true, "s"], "b": 1}),
+        ),
         ("echo_json", json!("just a string"), json!("just a string")),
         ("echo_bytea", json!("\\x00ff10"), json!("\\x00ff10")),
-        ("echo_mood", json!("it's complicated"), json!("it's complicated")),
-        ("echo_email", json!("ann@example.com"), json!("ann@example.com")),
+        (
+            "echo_mood",
+            json!("it's complicated"),
+            json!("it's complicated"),
+        ),
+        (
+            "echo_email",
+            json!("ann@example.com"),
+            json!("ann@example.com"),
+        ),
         ("echo_int4_array", json!([1, null, 3]), json!([1, null, 3])),
-        ("echo_text_array", json!(["a", "b,c", "d\"e", null, "{}"]), json!(["a", "b,c", "d\"e", null, "{}"])),
-        ("echo_mood_array", json!(["happy", "sad"]), json!(["happy", "sad"])),
+        (
+            "echo_text_array",
+            json!(["a", "b,c", "d\"e", null, "{}"]),
+            json!(["a", "b,c", "d\"e", null, "{}"]),
+        ),
+        (
+            "echo_mood_array",
+            json!(["happy", "sad"]),
+            json!(["happy", "sad"]),
+        ),
         (
             "echo_address_array",
             json!([{"street": "a", "city": "b", "zip_code": null}]),
             json!([{"street": "a", "city": "b", "zip_code": null}]),
         ),
-        ("echo_int4_2d", json!([[1, 2], [3, 4]]), json!([[1, 2], [3, 4]])),
-        ("echo_inet", json!("192.168.0.1/24"), json!("192.168.0.1/24")),
+        (
+            "echo_int4_2d",
+            json!([[1, 2], [3, 4]]),
+            json!([[1, 2], [3, 4]]),
+        ),
+        (
+            "echo_inet",
+            json!("192.168.0.1/24"),
+            json!("192.168.0.1/24"),
+        ),
     ];
     for (func, arg, expected) in &cases {
         let (status, body) = gw.call(p, func, json!([arg])).await;
@@ -80,7 +128,11 @@ async fn every_type_round_trips_as_argument_and_result() {
         // NULL round-trips as null for every type
         let (status, body) = gw.call(p, func, json!([null])).await;
         assert_eq!(status, 200, "{func}(null) -> {body}");
-        assert_eq!(body["rows"][0][*func], Value::Null, "{func}(null) -> {body}");
+        assert_eq!(
+            body["rows"][0][*func],
+            Value::Null,
+            "{func}(null) -> {body}"
+        );
     }
     // a composite result expands into columns, as `SELECT * FROM f()` does
     let addr = json!({"street": "1 Main St", "city": "Oslo", "zip_code": "0150"});
@@ -88,25 +140,43 @@ async fn every_type_round_trips_as_argument_and_result() {
     assert_eq!((status, body["rows"][0].clone()), (200, addr), "{body}");
     // void
     let (status, body) = gw.call(p, "do_nothing", json!([])).await;
-    assert_eq!((status, body), (200, json!({"rows": [{"do_nothing": null}], "row_count": 1})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"rows": [{"do_nothing": null}], "row_count": 1}))
+    );
 }
 
 #[tokio::test]
 async fn numeric_precision_beyond_f64_survives_both_ways() {
     let (db, gw) = setup().await;
     let big = "12345678901234567890.123456789012345678901234567890";
-    let body = format!(r#"{{"platform":"{}","function":"echo_numeric","params":[{big}]}}"#, db.platform);
+    let body = format!(
+        r#"{{"platform":"{}","function":"echo_numeric","params":[{big}]}}"#,
+        db.platform
+    );
     let (status, text) = call_text(&gw, &body).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(text, format!(r#"{{"rows":[{{"echo_numeric":{big}}}],"row_count":1}}"#));
-    let body = format!(r#"{{"platform":"{}","function":"type_of_numeric","params":[{big}]}}"#, db.platform);
+    assert_eq!(
+        text,
+        format!(r#"{{"rows":[{{"echo_numeric":{big}}}],"row_count":1}}"#)
+    );
+    let body = format!(
+        r#"{{"platform":"{}","function":"type_of_numeric","params":[{big}]}}"#,
+        db.platform
+    );
     let (_, text) = call_text(&gw, &body).await;
     assert!(text.contains(&format!("numeric:{big}")), "{text}");
     // bytea arrives as bytes, composites as composites
-    let (_, body) = gw.call(&db.platform, "bytea_length", json!(["\\x00ff10"])).await;
+    let (_, body) = gw
+        .call(&db.platform, "bytea_length", json!(["\\x00ff10"]))
+        .await;
     assert_eq!(body["rows"][0]["bytea_length"], 3);
     let (_, body) = gw
-        .call(&db.platform, "address_city", json!([{"street": "s", "city": "Lima", "zip_code": "1"}]))
+        .call(
+            &db.platform,
+            "address_city",
+            json!([{"street": "s", "city": "Lima", "zip_code": "1"}]),
+        )
         .await;
     assert_eq!(body["rows"][0]["address_city"], "Lima");
 }
@@ -124,24 +194,48 @@ async fn result_shapes_set_returning_composite_out_params_and_empty() {
     );
     assert_eq!(body["rows"][1]["mood"], Value::Null);
     let (_, body) = gw.call(p, "get_user_by_id", json!([3])).await;
-    assert_eq!(body["rows"], json!([{"id": 3, "email": "c@x.io", "name": "Cy", "mood": "sad", "created_at": "2024-01-02T03:04:05+00:00"}]));
+    assert_eq!(
+        body["rows"],
+        json!([{"id": 3, "email": "c@x.io", "name": "Cy", "mood": "sad", "created_at": "2024-01-02T03:04:05+00:00"}])
+    );
     let (_, body) = gw.call(p, "no_rows", json!([])).await;
     assert_eq!(body, json!({"rows": [], "row_count": 0}));
-    let (_, body) = gw.call(p, "make_address", json!(["1 Main", "Oslo", "0150"])).await;
-    assert_eq!(body["rows"], json!([{"street": "1 Main", "city": "Oslo", "zip_code": "0150"}]));
+    let (_, body) = gw
+        .call(p, "make_address", json!(["1 Main", "Oslo", "0150"]))
+        .await;
+    assert_eq!(
+        body["rows"],
+        json!([{"street": "1 Main", "city": "Oslo", "zip_code": "0150"}])
+    );
     let (_, body) = gw.call(p, "split_name", json!(["Ada Lovelace"])).await;
-    assert_eq!(body["rows"], json!([{"first_name": "Ada", "last_name": "Lovelace"}]));
+    assert_eq!(
+        body["rows"],
+        json!([{"first_name": "Ada", "last_name": "Lovelace"}])
+    );
     let (_, body) = gw.call(p, "many_rows", json!([100])).await;
     assert_eq!(body["row_count"], 100);
     let last = &body["rows"][99];
-    assert_eq!((&last["i"], &last["label"], &last["at"]), (&json!(100), &json!("row 100"), &json!("2024-04-10")));
-    assert!(last["ratio"].as_f64().is_some_and(|r| (r - 33.333).abs() < 0.001), "{last}");
+    assert_eq!(
+        (&last["i"], &last["label"], &last["at"]),
+        (&json!(100), &json!("row 100"), &json!("2024-04-10"))
+    );
+    assert!(
+        last["ratio"]
+            .as_f64()
+            .is_some_and(|r| (r - 33.333).abs() < 0.001),
+        "{last}"
+    );
     // without params at all
-    let (status, body) = gw.post("/call", &json!({"platform": p, "function": "list_users"})).await;
+    let (status, body) = gw
+        .post("/call", &json!({"platform": p, "function": "list_users"}))
+        .await;
     assert_eq!((status, body["row_count"].clone()), (200, json!(3)));
     // writes happen
     let (status, body) = gw.call(p, "add_user", json!(["d@x.io", "Di"])).await;
-    assert_eq!((status, body["rows"][0]["add_user"].clone()), (200, json!(4)));
+    assert_eq!(
+        (status, body["rows"][0]["add_user"].clone()),
+        (200, json!(4))
+    );
 }
 
 #[tokio::test]
@@ -151,7 +245,9 @@ async fn named_arguments_defaults_overloads_variadic_and_schemas() {
     let one = |body: &Value, f: &str| body["rows"][0][f].clone();
     let (_, b) = gw.call(p, "greet", json!({"name": "Ann"})).await;
     assert_eq!(one(&b, "greet"), "Hello, Ann");
-    let (_, b) = gw.call(p, "greet", json!({"greeting": "Hi", "name": "Bo"})).await;
+    let (_, b) = gw
+        .call(p, "greet", json!({"greeting": "Hi", "name": "Bo"}))
+        .await;
     assert_eq!(one(&b, "greet"), "Hi, Bo");
     let (_, b) = gw.call(p, "greet", json!(["Cy"])).await;
     assert_eq!(one(&b, "greet"), "Hello, Cy");
@@ -201,7 +297,10 @@ async fn postgres_errors_keep_sqlstate_message_detail_hint() {
     assert_eq!(b["detail"], "detail of insufficient funds");
     assert_eq!(b["hint"], "hint for insufficient funds");
     assert_eq!(b["database"], db.database.as_str());
-    assert!(b["message"].as_str().unwrap().contains("insufficient funds"));
+    assert!(b["message"]
+        .as_str()
+        .unwrap()
+        .contains("insufficient funds"));
 
     let (s, b) = gw.call(p, "divide", json!([1, 0])).await;
     assert_eq!((s, b["sqlstate"].clone()), (400, json!("22012")), "{b}");
@@ -227,34 +326,71 @@ async fn bad_requests_and_not_found() {
     let (db, gw) = setup().await;
     let p = db.platform.as_str();
     let (s, b) = gw.call(p, "no_such_function", json!([])).await;
-    assert_eq!((s, b["error"].clone()), (404, json!("function_not_found")), "{b}");
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("function_not_found")),
+        "{b}"
+    );
     assert_eq!(b["database"], db.database.as_str());
     // system and extension functions are not callable
-    for f in ["pg_sleep", "pg_catalog.pg_sleep", "pg_catalog.pg_terminate_backend", "information_schema._pg_truetypid"] {
+    for f in [
+        "pg_sleep",
+        "pg_catalog.pg_sleep",
+        "pg_catalog.pg_terminate_backend",
+        "information_schema._pg_truetypid",
+    ] {
         let (s, b) = gw.call(p, f, json!([1])).await;
         assert_eq!(s, 404, "{f}: {b}");
     }
     let (s, b) = gw.call("nosuchplatform", "f", json!([])).await;
-    assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")), "{b}");
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("database_not_found")),
+        "{b}"
+    );
     assert_eq!(b["database"], "nosuchplatform_main");
     let (_, h) = gw.get("/health").await;
-    assert!(h["pools"]["databases"].get("nosuchplatform_main").is_none(), "no pool kept: {h}");
+    assert!(
+        h["pools"]["databases"].get("nosuchplatform_main").is_none(),
+        "no pool kept: {h}"
+    );
 
     for (body, needle) in [
-        (json!({"platform": p, "function": "f(); drop table users; --"}), "function"),
+        (
+            json!({"platform": p, "function": "f(); drop table users; --"}),
+            "function",
+        ),
         (json!({"platform": p, "function": "a b"}), "function"),
         (json!({"platform": "Bad-Name", "function": "f"}), "platform"),
-        (json!({"platform": p, "tenant_id": "a;b", "function": "f"}), "tenant_id"),
-        (json!({"platform": p, "tenant_id": "x".repeat(64), "function": "f"}), "63 bytes"),
-        (json!({"platform": p, "database": "other_main", "function": "f"}), "database"),
-        (json!({"platform": p, "database": format!("{p}_main"), "tenant_id": "a", "function": "f"}), "either"),
-        (json!({"platform": p, "function": "echo_int4", "params": 5}), "params"),
+        (
+            json!({"platform": p, "tenant_id": "a;b", "function": "f"}),
+            "tenant_id",
+        ),
+        (
+            json!({"platform": p, "tenant_id": "x".repeat(64), "function": "f"}),
+            "63 bytes",
+        ),
+        (
+            json!({"platform": p, "database": "other_main", "function": "f"}),
+            "database",
+        ),
+        (
+            json!({"platform": p, "database": format!("{p}_main"), "tenant_id": "a", "function": "f"}),
+            "either",
+        ),
+        (
+            json!({"platform": p, "function": "echo_int4", "params": 5}),
+            "params",
+        ),
         (json!({"platform": p}), "function"),
     ] {
         let (s, b) = gw.post("/call", &body).await;
         assert_eq!(s, 400, "{body} -> {b}");
         assert_eq!(b["error"], "invalid_request");
-        assert!(b["message"].as_str().unwrap().contains(needle), "{body} -> {b}");
+        assert!(
+            b["message"].as_str().unwrap().contains(needle),
+            "{body} -> {b}"
+        );
     }
     let (s, b) = gw.post_raw("/call", "{not json").await;
     assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")));
@@ -267,7 +403,10 @@ async fn bad_requests_and_not_found() {
     // tenant ids may be numbers, and a v2 database name may be given
     db.tenant("42").await;
     let (s, b) = gw
-        .post("/call", &json!({"platform": p, "tenant_id": 42, "function": "echo_int4", "params": [7]}))
+        .post(
+            "/call",
+            &json!({"platform": p, "tenant_id": 42, "function": "echo_int4", "params": [7]}),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = gw
@@ -289,7 +428,10 @@ async fn session_state_never_leaks_between_calls() {
     assert_eq!(b["rows"][0]["show_path"], "public", "{b}");
     gw.call(p, "set_custom", json!(["secret"])).await;
     let (_, b) = gw.call(p, "get_custom", json!([])).await;
-    assert!(matches!(b["rows"][0]["get_custom"].as_str(), None | Some("")), "{b}");
+    assert!(
+        matches!(b["rows"][0]["get_custom"].as_str(), None | Some("")),
+        "{b}"
+    );
     let (s, b) = gw.call(p, "make_temp", json!([])).await;
     assert_eq!(s, 200, "{b}");
     let (_, b) = gw.call(p, "temp_exists", json!([])).await;
@@ -297,9 +439,15 @@ async fn session_state_never_leaks_between_calls() {
     let (_, b) = gw.call(p, "take_lock", json!([])).await;
     assert_eq!(b["rows"][0]["take_lock"], true);
     let direct = db.client().await;
-    let row = direct.query_one("SELECT pg_try_advisory_lock(4242)", &[]).await.unwrap();
+    let row = direct
+        .query_one("SELECT pg_try_advisory_lock(4242)", &[])
+        .await
+        .unwrap();
     assert!(row.get::<_, bool>(0), "advisory lock leaked past the call");
-    direct.execute("SELECT pg_advisory_unlock_all()", &[]).await.unwrap();
+    direct
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
     let (_, b) = gw.call(p, "backend_pid", json!([])).await;
     assert_eq!(b["rows"][0]["backend_pid"], pid, "same session was reused");
 }
@@ -308,7 +456,8 @@ async fn session_state_never_leaks_between_calls() {
 async fn replaced_function_works_on_next_call_without_restart() {
     let (db, gw) = setup().await;
     let p = db.platform.as_str();
-    db.exec("CREATE FUNCTION evolve(a integer) RETURNS integer LANGUAGE sql AS 'SELECT a * 2'").await;
+    db.exec("CREATE FUNCTION evolve(a integer) RETURNS integer LANGUAGE sql AS 'SELECT a * 2'")
+        .await;
     let (_, b) = gw.call(p, "evolve", json!([21])).await;
     assert_eq!(b["rows"][0]["evolve"], 42);
     // body change
@@ -339,7 +488,12 @@ async fn replaced_function_works_on_next_call_without_restart() {
     let (s, _) = gw.call(p, "evolve", json!([{"a": 1}, 2])).await;
     assert_eq!(s, 404);
     // new overload appears after a cached lookup
-    db.exec("CREATE FUNCTION evolve() RETURNS text LANGUAGE sql AS 'SELECT ''back'''").await;
+    db.exec("CREATE FUNCTION evolve() RETURNS text LANGUAGE sql AS 'SELECT ''back'''")
+        .await;
     let (s, b) = gw.call(p, "evolve", json!([])).await;
-    assert_eq!((s, b["rows"][0]["evolve"].clone()), (200, json!("back")), "{b}");
+    assert_eq!(
+        (s, b["rows"][0]["evolve"].clone()),
+        (200, json!("back")),
+        "{b}"
+    );
 }

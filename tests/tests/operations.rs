@@ -49,10 +49,11 @@ async fn clients_outside_allowed_networks_get_403_on_every_route() {
 async fn ipv4_mapped_peers_are_checked_as_ipv4() {
     let db = TestDb::new().await;
     // A dual-stack listener sees IPv4 clients as ::ffff:127.0.0.1.
-    let gw = match Gateway::try_start(&[("GATEWAY_HOST", "::"), ("ALLOWED_NETWORKS", "127.0.0.0/8")]) {
-        Ok(gw) => gw,
-        Err(e) => panic!("router on [::] did not start (IPv6 disabled?): {e}"),
-    };
+    let gw =
+        match Gateway::try_start(&[("GATEWAY_HOST", "::"), ("ALLOWED_NETWORKS", "127.0.0.0/8")]) {
+            Ok(gw) => gw,
+            Err(e) => panic!("router on [::] did not start (IPv6 disabled?): {e}"),
+        };
     let url = format!("http://127.0.0.1:{}/call", gw.port);
     let resp = reqwest::Client::new()
         .post(url)
@@ -89,10 +90,17 @@ async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let (s, body) = gw
-        .post("/call", &json!({"platform": p, "tenant_id": "other", "function": "echo_int4", "params": [1]}))
+        .post(
+            "/call",
+            &json!({"platform": p, "tenant_id": "other", "function": "echo_int4", "params": [1]}),
+        )
         .await;
     let waited = started.elapsed();
-    assert_eq!((s, body["error"].clone()), (503, json!("pool_exhausted")), "{body}");
+    assert_eq!(
+        (s, body["error"].clone()),
+        (503, json!("pool_exhausted")),
+        "{body}"
+    );
     assert_eq!(body["database"], other.as_str());
     assert!(waited < Duration::from_secs(5), "503 took {waited:?}");
     let (_, h) = gw.get("/health").await;
@@ -103,11 +111,17 @@ async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
     assert_eq!(b.await.unwrap(), 200);
     // Now the first pool's connections are idle: they are closed to make room.
     let (s, body) = gw
-        .post("/call", &json!({"platform": p, "tenant_id": "other", "function": "echo_int4", "params": [1]}))
+        .post(
+            "/call",
+            &json!({"platform": p, "tenant_id": "other", "function": "echo_int4", "params": [1]}),
+        )
         .await;
     assert_eq!(s, 200, "{body}");
     let (_, h) = gw.get("/health").await;
-    assert!(h["pools"]["total_connections"].as_u64().unwrap() <= 2, "{h}");
+    assert!(
+        h["pools"]["total_connections"].as_u64().unwrap() <= 2,
+        "{h}"
+    );
     assert!(router_backends(&db).await <= 2);
 }
 
@@ -146,18 +160,35 @@ async fn health_reports_postgres_pools_and_version() {
     assert_eq!(h["postgres"], "connected");
     assert_eq!(h["migrator"], "down");
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
-    assert!(h["postgres_version"].as_str().unwrap().starts_with(char::is_numeric), "{h}");
+    assert!(
+        h["postgres_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(char::is_numeric),
+        "{h}"
+    );
     assert_eq!(h["pools"]["max_total_connections"], 200);
     assert_eq!(h["pools"]["databases"][&db.database]["size"], 1);
 
     // PostgreSQL unreachable: 503, and /call says the database is unavailable.
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let port = closed_port.to_string();
     let gw = Gateway::start(&[("DB_PORT", port.as_str())]);
     let (s, h) = gw.get("/health").await;
-    assert_eq!((s, h["status"].clone(), h["postgres"].clone()), (503, json!("unhealthy"), json!("unreachable")));
+    assert_eq!(
+        (s, h["status"].clone(), h["postgres"].clone()),
+        (503, json!("unhealthy"), json!("unreachable"))
+    );
     let (s, b) = gw.call(&db.platform, "echo_int4", json!([1])).await;
-    assert_eq!((s, b["error"].clone()), (503, json!("database_unavailable")), "{b}");
+    assert_eq!(
+        (s, b["error"].clone()),
+        (503, json!("database_unavailable")),
+        "{b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +224,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     // pools were closed
     let deadline = Instant::now() + Duration::from_secs(5);
     while router_backends(&db).await > 0 {
-        assert!(Instant::now() < deadline, "connections left open after exit");
+        assert!(
+            Instant::now() < deadline,
+            "connections left open after exit"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -213,10 +247,19 @@ fn run_router(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 fn bad_configuration_exits_64_with_one_line() {
     for (env, needle) in [
         (vec![("GATEWAY_PORT", "http")], "GATEWAY_PORT"),
-        (vec![("MAX_TOTAL_CONNECTIONS", "0")], "MAX_TOTAL_CONNECTIONS"),
-        (vec![("ALLOWED_NETWORKS", "10.0.0.0/99")], "ALLOWED_NETWORKS"),
+        (
+            vec![("MAX_TOTAL_CONNECTIONS", "0")],
+            "MAX_TOTAL_CONNECTIONS",
+        ),
+        (
+            vec![("ALLOWED_NETWORKS", "10.0.0.0/99")],
+            "ALLOWED_NETWORKS",
+        ),
         (vec![("RUST_LOG", "chatty")], "RUST_LOG"),
-        (vec![("DATABASE_URL", "postgres://a:b@host:notaport/db")], "DATABASE_URL"),
+        (
+            vec![("DATABASE_URL", "postgres://a:b@host:notaport/db")],
+            "DATABASE_URL",
+        ),
     ] {
         let out = run_router(&[], &env);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -236,9 +279,22 @@ fn help_documents_every_setting() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     for var in [
-        "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DATABASE_URL", "GATEWAY_HOST",
-        "GATEWAY_PORT", "MAX_CONNECTIONS_PER_POOL", "MAX_TOTAL_CONNECTIONS", "POOL_IDLE_TIMEOUT_SECS",
-        "POOL_WAIT_TIMEOUT_MS", "ALLOWED_NETWORKS", "RUST_LOG", "DATA_DIR", "MIGRATOR_SOCKET",
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DATABASE_URL",
+        "GATEWAY_HOST",
+        "GATEWAY_PORT",
+        "MAX_CONNECTIONS_PER_POOL",
+        "MAX_TOTAL_CONNECTIONS",
+        "POOL_IDLE_TIMEOUT_SECS",
+        "POOL_WAIT_TIMEOUT_MS",
+        "ALLOWED_NETWORKS",
+        "RUST_LOG",
+        "DATA_DIR",
+        "MIGRATOR_SOCKET",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }
