@@ -23,10 +23,18 @@ use crate::catalog::{self, Candidate, ResolveError, Shape};
 use crate::error::RouterError;
 use crate::pool::{DbPool, PooledConn, Pools};
 
-/// Reset of everything a function can leave in the session. Sent as one
-/// simple-query message right behind the call, so it costs no extra round trip.
-const RESET_SESSION: &str =
-    "RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; UNLISTEN *; SELECT pg_advisory_unlock_all()";
+/// Settings a function may have changed (`SET`, `set_config(..., false)`)
+/// and the session's sequence cache (`currval`/`lastval`) are reset by this
+/// batch, pipelined right behind every call so it costs no extra round trip. Session advisory locks are released inside the call
+/// statement itself (see [`build`]), which also reports whether the session
+/// has used temporary tables or LISTEN.
+const RESET_SETTINGS: &str = "RESET ALL; DISCARD SEQUENCES";
+
+/// Everything else a function can leave in a session. Run after a failed call
+/// (advisory locks survive a rollback) and after calls on a session that has
+/// used temporary tables or LISTEN.
+const CLEAN_SESSION: &str =
+    "RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; UNLISTEN *";
 
 /// The schema an unqualified function name resolves in.
 const DEFAULT_SCHEMA: &str = "public";
@@ -220,16 +228,24 @@ impl Ctx<'_> {
             if p.is_some() { &one } else { &[] };
         let (result, reset) = tokio::join!(
             client.query_one(&stmt, params),
-            client.batch_execute(RESET_SESSION)
+            client.batch_execute(RESET_SETTINGS)
         );
-        let row = result.map_err(|e| self.classify(cand, &e))?;
-        reset.map_err(|e| {
-            RunError::Final(RouterError::from_pg(
-                self.database,
-                Some(&cand.signature),
-                &e,
-            ))
-        })?;
+        let row = match result {
+            Ok(row) => row,
+            Err(e) => {
+                // Best effort: a broken connection is discarded by the pool anyway.
+                let _ = client.batch_execute(CLEAN_SESSION).await;
+                return Err(self.classify(cand, &e));
+            }
+        };
+        reset.map_err(|e| RunError::Final(RouterError::from_pg(self.database, None, &e)))?;
+        let dirty: bool = row.get(3);
+        if dirty {
+            client
+                .batch_execute(CLEAN_SESSION)
+                .await
+                .map_err(|e| RunError::Final(RouterError::from_pg(self.database, None, &e)))?;
+        }
         let rows: Option<&str> = row.get(0);
         let count: i64 = row.get(1);
         let rows = rows.unwrap_or("");
@@ -263,10 +279,14 @@ impl Ctx<'_> {
 /// The statement for one call form of `cand`, and its single JSON parameter.
 ///
 /// ```sql
-/// SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*)
+/// SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), <AFTER>
 /// FROM json_to_record($1::text::json) AS _sdg_a("1" integer, "2" text[]),
 ///      LATERAL (SELECT * FROM "public"."fn"(_sdg_a."1", _sdg_a."2")) AS _sdg_r
 /// ```
+///
+/// `<AFTER>` ([`AFTER_CALL`]) is evaluated once the aggregate has consumed every
+/// row, i.e. after the function ran: it releases session advisory locks and
+/// says whether the session now holds temp tables or LISTEN registrations.
 fn build(cand: &Candidate, args: &Args<'_>) -> (String, Option<String>) {
     let func = format!(
         "{}.{}",
@@ -338,16 +358,21 @@ fn build(cand: &Candidate, args: &Args<'_>) -> (String, Option<String>) {
     };
     let sql = match &param {
         None => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*) FROM (SELECT * FROM {func}()) AS _sdg_r"
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {AFTER_CALL} FROM (SELECT * FROM {func}()) AS _sdg_r"
         ),
         Some(_) => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*) \
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {AFTER_CALL} \
              FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
              LATERAL (SELECT * FROM {func}({call_args})) AS _sdg_r"
         ),
     };
     (sql, param)
 }
+
+/// Output columns 2 and 3 of every call statement; see [`build`].
+/// (Two columns: the void of the unlock, then the flag.)
+const AFTER_CALL: &str = "pg_advisory_unlock_all(), \
+     pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_listening_channels())";
 
 fn push_arg(
     cols: &mut String,

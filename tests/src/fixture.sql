@@ -85,3 +85,13 @@ CREATE FUNCTION temp_exists() RETURNS boolean LANGUAGE sql AS $$ SELECT to_regcl
 CREATE FUNCTION take_lock() RETURNS boolean LANGUAGE sql AS $$ SELECT pg_try_advisory_lock(4242) $$;
 CREATE FUNCTION backend_pid() RETURNS integer LANGUAGE sql AS $$ SELECT pg_backend_pid() $$;
 CREATE FUNCTION sleep_ms(ms integer) RETURNS text LANGUAGE sql AS $$ SELECT pg_sleep(ms / 1000.0)::text || 'slept' $$;
+CREATE SEQUENCE counter_seq;
+CREATE FUNCTION next_counter() RETURNS bigint LANGUAGE sql AS $$ SELECT nextval('counter_seq') $$;
+CREATE FUNCTION last_counter() RETURNS bigint LANGUAGE sql AS $$ SELECT lastval() $$;
+CREATE FUNCTION lock_then_fail() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_lock(4343);
+  RAISE EXCEPTION 'failed while holding a lock';
+END $$;
+CREATE FUNCTION listen_somewhere() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'LISTEN sdg_channel'; END $$;
+CREATE FUNCTION listening() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM pg_listening_channels() $$;

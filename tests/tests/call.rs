@@ -36,11 +36,7 @@ async fn every_type_round_trips_as_argument_and_result() {
         ),
         ("echo_numeric_10_2", json!(12.5), json!(12.50)),
         ("echo_float4", json!(1.5), json!(1.5)),
-        (
-            "echo_float8",
-            json!(1234.567890123),
-            json!(1234.567890123),
-        ),
+        ("echo_float8", json!(1234.567890123), json!(1234.567890123)),
         ("echo_bool", json!(true), json!(true)),
         ("echo_bool", json!(false), json!(false)),
         (
@@ -448,6 +444,31 @@ async fn session_state_never_leaks_between_calls() {
         .execute("SELECT pg_advisory_unlock_all()", &[])
         .await
         .unwrap();
+    // a lock taken by a function that then fails is released too
+    let (s, _) = gw.call(p, "lock_then_fail", json!([])).await;
+    assert_eq!(s, 400);
+    let row = direct
+        .query_one("SELECT pg_try_advisory_lock(4343)", &[])
+        .await
+        .unwrap();
+    assert!(
+        row.get::<_, bool>(0),
+        "advisory lock of a failed call leaked"
+    );
+    direct
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
+    // sequence cache: lastval() must not see the previous call's nextval()
+    let (s, _) = gw.call(p, "next_counter", json!([])).await;
+    assert_eq!(s, 200);
+    let (s, b) = gw.call(p, "last_counter", json!([])).await;
+    assert_eq!((s, b["sqlstate"].clone()), (500, json!("55000")), "{b}");
+    // LISTEN registrations
+    let (s, b) = gw.call(p, "listen_somewhere", json!([])).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = gw.call(p, "listening", json!([])).await;
+    assert_eq!(b["rows"][0]["listening"], 0, "{b}");
     let (_, b) = gw.call(p, "backend_pid", json!([])).await;
     assert_eq!(b["rows"][0]["backend_pid"], pid, "same session was reused");
 }
