@@ -131,6 +131,198 @@ pub struct CreateTenantRequest {
     pub tenant_id: String,
 }
 
+// ---------------------------------------------------------------------------
+// Schema routes (served by the migrator). Shapes follow the seeds' API guides.
+
+/// Outcome of seeding one table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeederResult {
+    pub table: String,
+    pub inserted: u64,
+    pub skipped: u64,
+}
+
+/// Changes found by comparing `tables/` with a database, by class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SchemaValidation {
+    pub safe_changes: Vec<String>,
+    pub dataloss_changes: Vec<String>,
+    pub incompatible_changes: Vec<String>,
+}
+
+/// What a deployment checked in the database afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Verification {
+    pub passed: bool,
+    pub extensions_verified: bool,
+    pub types_verified: bool,
+    pub tables_verified: bool,
+    pub seeders_verified: bool,
+}
+
+/// Counts of one database's deployment (`/register`, `/migrate`, v2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DeploymentReport {
+    pub database: String,
+    /// `created`, `updated`, `unchanged` or `failed`.
+    pub status: String,
+    pub extensions_installed: u64,
+    pub types_deployed: u64,
+    pub tables_created: u64,
+    pub migrations_applied: u64,
+    pub migrations_skipped: u64,
+    pub functions_created: u64,
+    pub functions_updated: u64,
+    pub functions_dropped: u64,
+    pub functions_unchanged: u64,
+    pub seeders: Vec<SeederResult>,
+    pub schema_validation: SchemaValidation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorBody>,
+    pub execution_time_ms: u64,
+}
+
+/// `POST /register` and `POST /migrate` (v1) success.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DeployResponse {
+    /// `ready` (register) or `completed` / `partial` (migrate).
+    pub status: String,
+    pub platform: String,
+    pub databases: Vec<DeploymentReport>,
+    pub execution_time_ms: u64,
+}
+
+/// `GET /admin/databases?platform=`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct AdminDatabasesResponse {
+    pub platform: String,
+    pub databases: Vec<String>,
+    pub count: usize,
+}
+
+/// `POST /platform/register`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlatformRegisterRequest {
+    pub platform: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlatformRegisterResponse {
+    pub status: String,
+    pub platform: String,
+    pub message: String,
+}
+
+/// `POST /platform/{platform}/schema` (201).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SchemaUploadResponse {
+    pub status: String,
+    pub platform: String,
+    pub schema_name: String,
+    pub has_tables: bool,
+    pub has_functions: bool,
+    pub has_migrations: bool,
+    pub checksum: String,
+}
+
+/// One stored schema in `GET /platform/{platform}/schemas`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SchemaInfo {
+    pub name: String,
+    pub has_tables: bool,
+    pub has_functions: bool,
+    pub has_migrations: bool,
+    pub has_seeders: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SchemaListResponse {
+    pub platform: String,
+    pub schemas: Vec<SchemaInfo>,
+    pub count: usize,
+}
+
+/// One database in `GET /platform/{platform}/databases`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DatabaseInfo {
+    pub id: String,
+    pub database_name: String,
+    pub schema_name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DatabaseListResponse {
+    pub platform: String,
+    pub databases: Vec<DatabaseInfo>,
+    pub count: usize,
+}
+
+/// One platform in `GET /platforms`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlatformSummary {
+    pub name: String,
+    pub schemas: usize,
+    pub databases: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlatformsResponse {
+    pub platforms: Vec<PlatformSummary>,
+    pub count: usize,
+}
+
+/// `POST /database/create`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DatabaseCreateRequest {
+    pub platform: String,
+    pub schema_name: String,
+    pub database_id: String,
+}
+
+/// `POST /database/create` (201).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DatabaseCreateResponse {
+    pub status: String,
+    pub platform: String,
+    pub schema_name: String,
+    pub database_name: String,
+    pub extensions_installed: u64,
+    pub types_deployed: u64,
+    pub tables_created: u64,
+    pub functions_deployed: u64,
+    pub seeders: Vec<SeederResult>,
+    pub execution_time_ms: u64,
+}
+
+/// `POST /v2/migrate`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct V2MigrateRequest {
+    pub platform: String,
+    pub schema_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v2/migrate` response: the seed's summary plus per-database results.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct V2MigrateResponse {
+    pub status: String,
+    pub platform: String,
+    pub schema_name: String,
+    pub databases_updated: Vec<String>,
+    pub migrations_applied: u64,
+    pub functions_updated: u64,
+    pub seeder_validations: Vec<SeederResult>,
+    pub schema_validation: SchemaValidation,
+    pub verification: Verification,
+    pub results: Vec<DeploymentReport>,
+    pub execution_time_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +345,32 @@ mod tests {
         )
         .is_err());
         assert!(serde_json::from_str::<CallRequest>(r#"{"platform":"app"}"#).is_err());
+    }
+
+    #[test]
+    fn v2_shapes_match_the_api_guide() {
+        // the seed's /v2/migrate example body parses, force defaulting to false
+        let req: V2MigrateRequest =
+            serde_json::from_str(r#"{"platform": "myapp", "schema_name": "tenant_db"}"#).unwrap();
+        assert!(!req.force && req.database_id.is_none());
+        let created = DatabaseCreateResponse {
+            status: "created".into(),
+            platform: "myapp".into(),
+            schema_name: "tenant_db".into(),
+            database_name: "myapp_tenant_db_store_001".into(),
+            extensions_installed: 2,
+            types_deployed: 3,
+            tables_created: 15,
+            functions_deployed: 42,
+            seeders: vec![SeederResult {
+                table: "roles".into(),
+                inserted: 3,
+                skipped: 0,
+            }],
+            execution_time_ms: 350,
+        };
+        let v = serde_json::to_value(&created).unwrap();
+        assert_eq!(v["seeders"][0]["table"], "roles");
+        assert_eq!(v["database_name"], "myapp_tenant_db_store_001");
     }
 }
