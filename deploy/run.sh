@@ -6,7 +6,8 @@
 # under $DATA_DIR/postgres (port $LOCAL_PG_PORT, default 5433; trust auth,
 # listening on 127.0.0.1 and a socket in that directory only), installing
 # Debian's `postgresql` package when absent, and stops it again on exit.
-# Extra arguments go to stonescriptdb-router (see --help).
+# Starts stonescriptdb-migrator and stonescriptdb-router; extra arguments go to
+# both (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/postgres-local.sh
@@ -54,13 +55,23 @@ if [ -z "${DB_HOST:-}" ] && [ -z "${DATABASE_URL:-}" ] && [ -z "$(dotenv_get DB_
 fi
 
 cargo build --release --bins --quiet
+# Both processes: the migrator (schema routes, Unix socket) and the router.
+# Either can be restarted alone; stopping this script stops both.
+migrator_pid=""
 router_pid=""
-forward() { [ -n "$router_pid" ] && kill -TERM "$router_pid" 2>/dev/null || true; }
-trap forward TERM INT
+stop_all() {
+  for p in $router_pid $migrator_pid; do kill -TERM "$p" 2>/dev/null || true; done
+}
+trap stop_all TERM INT
+target/release/stonescriptdb-migrator "$@" &
+migrator_pid=$!
 target/release/stonescriptdb-router "$@" &
 router_pid=$!
 status=0
 wait "$router_pid" || status=$?
-# a trapped signal interrupts `wait`: wait again for the router to drain
-if kill -0 "$router_pid" 2>/dev/null; then wait "$router_pid" || status=$?; fi
+# a trapped signal interrupts `wait`: wait again for both to drain
+stop_all
+for p in $router_pid $migrator_pid; do
+  while kill -0 "$p" 2>/dev/null; do wait "$p" 2>/dev/null || true; done
+done
 exit "$status"

@@ -7,7 +7,6 @@ use stonescriptdb_shared::error::{database_error_status, ErrorBody, ErrorCode};
 pub enum RouterError {
     BadRequest(String),
     Forbidden(String),
-    NotFound(String),
     MethodNotAllowed(String),
     PayloadTooLarge(String),
     FunctionNotFound {
@@ -86,7 +85,6 @@ impl RouterError {
         match self {
             BadRequest(m) => simple(ErrorCode::InvalidRequest, m),
             Forbidden(m) => simple(ErrorCode::Forbidden, m),
-            NotFound(m) => simple(ErrorCode::NotFound, m),
             MethodNotAllowed(m) => simple(ErrorCode::MethodNotAllowed, m),
             PayloadTooLarge(m) => simple(ErrorCode::PayloadTooLarge, m),
             MigratorUnavailable(m) => simple(ErrorCode::MigratorUnavailable, m),

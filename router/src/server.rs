@@ -1,7 +1,8 @@
 //! The HTTP server: accept loop, per-connection allowlist check, routing, and
 //! graceful shutdown (stop accepting, let in-flight requests finish, close the
 //! pools). A request enters in [`handle`]; `/call` goes to [`crate::call`],
-//! `/health` to [`crate::health`].
+//! `/health` to [`crate::health`], everything else to the migrator
+//! ([`crate::forward`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -35,6 +37,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Everything a request handler needs.
 pub struct State {
     pub pools: Arc<Pools>,
+    pub migrator_socket: std::path::PathBuf,
     pub health: Health,
     pub acl: Acl,
     pub log: Logger,
@@ -91,10 +94,12 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     info!(state.log, "stopped");
 }
 
-type Resp = Response<Full<Bytes>>;
+/// Response body: a full JSON body, or the migrator's body streamed through.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+type Resp = Response<Body>;
 
 fn json(status: u16, body: Vec<u8>) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(crate::forward::full(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -116,15 +121,6 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RouterError> {
             "could not read request body: {e}"
         ))),
     }
-}
-
-/// Schema routes, served by the migrator.
-fn is_migrator_route(path: &str) -> bool {
-    matches!(
-        path,
-        "/register" | "/migrate" | "/platforms" | "/v2/migrate" | "/database/create"
-    ) || path.starts_with("/admin/")
-        || path.starts_with("/platform/")
 }
 
 async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Incoming>) -> Resp {
@@ -166,9 +162,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             req.method(),
             req.uri().path()
         ))),
-        (_, path) if is_migrator_route(path) => error(&RouterError::MigratorUnavailable(
-            "schema routes are served by stonescriptdb-migrator, which is not available".into(),
-        )),
-        (_, path) => error(&RouterError::NotFound(format!("no route {path}"))),
+        // Every other route belongs to the migrator.
+        _ => match crate::forward::forward(&state.migrator_socket, req, &state.log).await {
+            Ok(resp) => resp,
+            Err(e) => error(&e),
+        },
     }
 }

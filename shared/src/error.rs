@@ -108,6 +108,18 @@ pub struct ErrorBody {
     /// Candidate signatures when an overloaded function call is ambiguous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidates: Option<Vec<String>>,
+    /// Schema file a deployment failed in (`migrations/002_orders.sql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 1-based line of the failing statement in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based index of the failing statement in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<usize>,
+    /// Further structured context (per-database results, blocking changes...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ErrorBody {
@@ -121,6 +133,10 @@ impl ErrorBody {
             detail: None,
             hint: None,
             candidates: None,
+            file: None,
+            line: None,
+            statement: None,
+            details: None,
         }
     }
 

@@ -3,14 +3,15 @@
 //! request and response, error codes with their HTTP status, and the rules for
 //! platform, tenant and database names.
 //!
-//! Invariant: this crate performs no I/O beyond reading the environment through
-//! the lookup function its callers hand it, so it is equally usable from both
-//! binaries and from tests.
+//! Invariant: this crate performs no I/O beyond reading the environment and
+//! `.env` at start-up (`startup`); everything else is pure, so it is equally
+//! usable from both binaries and from tests.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod error;
 pub mod names;
+pub mod startup;
 pub mod wire;
 
 /// Version reported by `/health` and `--version`.

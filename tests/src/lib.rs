@@ -407,6 +407,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "--bins",
                 "-p",
                 "stonescriptdb-router",
+                "-p",
+                "stonescriptdb-migrator",
             ]);
             if dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
@@ -425,13 +427,17 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A running `stonescriptdb-router` process; killed when dropped.
+/// A running gateway: `stonescriptdb-migrator` on a Unix socket in a temp
+/// directory and `stonescriptdb-router` on a free port; killed when dropped.
 pub struct Gateway {
     child: Child,
+    migrator: Option<Child>,
     pub url: String,
     pub port: u16,
+    pub socket: PathBuf,
     pub stderr_path: PathBuf,
-    _data_dir: TempDir,
+    env: Vec<(String, String)>,
+    pub data_dir: TempDir,
 }
 
 /// A temporary directory removed on drop.
@@ -453,48 +459,85 @@ impl Drop for TempDir {
     }
 }
 
+/// Spawn a gateway binary and wait for its start line on stdout.
+fn spawn_with_start_line(
+    name: &str,
+    dir: &Path,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<(Child, String), String> {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| e.to_string())?;
+    let mut child = Command::new(binary(name))
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("spawn {name}: {e}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => Ok((child, line)),
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            Err(format!(
+                "{name}: no start line; exit {status:?}; stderr: {log}"
+            ))
+        }
+    }
+}
+
 impl Gateway {
-    /// Start the router against the test cluster, with extra environment.
+    /// Start migrator and router against the test cluster, with extra environment.
     pub fn start(extra_env: &[(&str, &str)]) -> Gateway {
-        Self::try_start(extra_env).unwrap_or_else(|e| panic!("router did not start: {e}"))
+        Self::try_start(extra_env).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
     }
 
-    /// Start the router; `Err` carries its exit status and stderr.
+    /// Start both; `Err` carries an exit status and stderr.
     pub fn try_start(extra_env: &[(&str, &str)]) -> Result<Gateway, String> {
         let data = TempDir::new("gw");
-        let stderr_path = data.0.join("router.log");
-        let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(binary("stonescriptdb-router"));
-        cmd.current_dir(&data.0)
-            .env_remove("DATABASE_URL")
-            .env("GATEWAY_HOST", "127.0.0.1")
-            .env("GATEWAY_PORT", "0")
-            .env("DATA_DIR", &data.0)
-            .env("RUST_LOG", "info")
-            .envs(cluster().gateway_env())
-            .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = cmd.spawn().map_err(|e| format!("spawn router: {e}"))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                return Err(format!("no start line; exit {status:?}; stderr: {log}"));
-            }
-        };
+        let socket = data.0.join("migrator.sock");
+        let mut env: Vec<(String, String)> = vec![
+            ("GATEWAY_HOST".into(), "127.0.0.1".into()),
+            ("GATEWAY_PORT".into(), "0".into()),
+            ("DATA_DIR".into(), data.0.display().to_string()),
+            ("MIGRATOR_SOCKET".into(), socket.display().to_string()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        env.extend(cluster().gateway_env());
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let stderr_path = data.0.join("gateway.log");
+        let (migrator, _) =
+            spawn_with_start_line("stonescriptdb-migrator", &data.0, &env, &stderr_path)?;
+        let (child, line) =
+            match spawn_with_start_line("stonescriptdb-router", &data.0, &env, &stderr_path) {
+                Ok(x) => x,
+                Err(e) => {
+                    let mut m = migrator;
+                    let _ = m.kill();
+                    let _ = m.wait();
+                    return Err(e);
+                }
+            };
         let url = line
             .rsplit(' ')
             .next()
@@ -508,11 +551,39 @@ impl Gateway {
             .unwrap_or(0);
         Ok(Gateway {
             child,
+            migrator: Some(migrator),
             url,
             port,
+            socket,
             stderr_path,
-            _data_dir: data,
+            env,
+            data_dir: data,
         })
+    }
+
+    /// Kill the migrator (SIGKILL), leaving the router running.
+    pub fn kill_migrator(&mut self) {
+        if let Some(mut m) = self.migrator.take() {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+
+    /// Start the migrator again (after [`Gateway::kill_migrator`]).
+    pub fn restart_migrator(&mut self) {
+        self.kill_migrator();
+        let (m, _) = spawn_with_start_line(
+            "stonescriptdb-migrator",
+            &self.data_dir.0,
+            &self.env,
+            &self.stderr_path,
+        )
+        .unwrap_or_else(|e| panic!("migrator did not restart: {e}"));
+        self.migrator = Some(m);
+    }
+
+    pub fn migrator_pid(&self) -> Option<u32> {
+        self.migrator.as_ref().map(Child::id)
     }
 
     pub fn pid(&self) -> u32 {
@@ -591,6 +662,7 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.kill_migrator();
     }
 }
 
@@ -613,4 +685,151 @@ async fn read(resp: reqwest::Response) -> (u16, Value) {
         Err(_) => Value::String(text),
     };
     (status, body)
+}
+
+/// A schema folder held in memory: relative paths (`functions/ping.pssql`)
+/// to contents, loaded from `tests/fixtures/<name>/postgresql` and edited by
+/// tests before being packed as the tar.gz a platform would upload.
+#[derive(Clone, Debug, Default)]
+pub struct SchemaDir {
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
+impl SchemaDir {
+    pub fn fixture(name: &str) -> SchemaDir {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name)
+            .join("postgresql");
+        let mut files = std::collections::BTreeMap::new();
+        for folder in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        {
+            let folder = folder.expect("dir entry").path();
+            for f in std::fs::read_dir(&folder).expect("folder") {
+                let f = f.expect("file").path();
+                let rel = format!(
+                    "{}/{}",
+                    folder.file_name().unwrap().to_string_lossy(),
+                    f.file_name().unwrap().to_string_lossy()
+                );
+                files.insert(rel, std::fs::read_to_string(&f).expect("utf-8 fixture"));
+            }
+        }
+        SchemaDir { files }
+    }
+
+    pub fn set(&mut self, path: &str, content: &str) -> &mut Self {
+        self.files.insert(path.to_owned(), content.to_owned());
+        self
+    }
+
+    pub fn remove(&mut self, path: &str) -> &mut Self {
+        assert!(self.files.remove(path).is_some(), "{path} not in schema");
+        self
+    }
+
+    pub fn get(&self, path: &str) -> &str {
+        self.files
+            .get(path)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{path} not in schema"))
+    }
+
+    /// tar.gz with a `postgresql/` wrapper folder, as `tar -czf x.tar.gz postgresql` makes it.
+    pub fn tar_gz(&self) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (path, content) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            builder
+                .append_data(
+                    &mut header,
+                    format!("postgresql/{path}"),
+                    content.as_bytes(),
+                )
+                .expect("append to tar");
+        }
+        builder
+            .into_inner()
+            .and_then(|gz| gz.finish())
+            .expect("finish tar.gz")
+    }
+}
+
+impl Gateway {
+    /// Multipart POST of a schema archive (`/register` or `/migrate`).
+    pub async fn upload(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        archive: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let part = reqwest::multipart::Part::bytes(archive)
+            .file_name("schema.tar.gz")
+            .mime_str("application/gzip")
+            .expect("mime");
+        form = form.part("schema", part);
+        let resp = http()
+            .post(format!("{}{path}", self.url))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        read(resp).await
+    }
+
+    pub async fn register(
+        &self,
+        platform: &str,
+        tenant: Option<&str>,
+        schema: &SchemaDir,
+    ) -> (u16, Value) {
+        let mut fields = vec![("platform", platform)];
+        if let Some(t) = tenant {
+            fields.push(("tenant_id", t));
+        }
+        self.upload("/register", &fields, schema.tar_gz()).await
+    }
+
+    pub async fn migrate(
+        &self,
+        platform: &str,
+        tenant: Option<&str>,
+        schema: &SchemaDir,
+        force: bool,
+    ) -> (u16, Value) {
+        let mut fields = vec![("platform", platform)];
+        if let Some(t) = tenant {
+            fields.push(("tenant_id", t));
+        }
+        if force {
+            fields.push(("force", "true"));
+        }
+        self.upload("/migrate", &fields, schema.tar_gz()).await
+    }
+}
+
+/// A fresh platform name (no database created).
+pub fn new_platform() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("p{}x{n}", std::process::id())
+}
+
+/// Does a database exist on the test cluster?
+pub async fn database_exists(name: &str) -> bool {
+    let c = cluster().connect("postgres").await;
+    !c.query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("query pg_database")
+        .is_empty()
 }

@@ -158,7 +158,7 @@ async fn health_reports_postgres_pools_and_version() {
     assert_eq!(s, 200, "{h}");
     assert_eq!(h["status"], "healthy");
     assert_eq!(h["postgres"], "connected");
-    assert_eq!(h["migrator"], "down");
+    assert_eq!(h["migrator"], "up");
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
     assert!(
         h["postgres_version"]

@@ -1,0 +1,100 @@
+//! Database-level operations through the admin connection: does a database
+//! exist, create it, drop it, list a platform's databases, and open a
+//! connection to one database for a deployment.
+
+use stonescriptdb_shared::names::quote_ident;
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::{pg_text, MigratorError};
+
+#[derive(Clone)]
+pub struct Admin {
+    base: tokio_postgres::Config,
+}
+
+impl Admin {
+    pub fn new(base: tokio_postgres::Config) -> Self {
+        Self { base }
+    }
+
+    /// A connection to `dbname` (the admin database when `None`).
+    pub async fn connect(&self, dbname: Option<&str>) -> Result<Client, MigratorError> {
+        let mut cfg = self.base.clone();
+        if let Some(db) = dbname {
+            cfg.dbname(db);
+        }
+        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+                MigratorError::DatabaseNotFound(dbname.unwrap_or_default().to_owned())
+            } else {
+                MigratorError::DatabaseUnavailable(format!(
+                    "cannot connect to {}: {}",
+                    dbname.unwrap_or("the admin database"),
+                    pg_text(&e)
+                ))
+            }
+        })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    pub async fn exists(&self, client: &Client, name: &str) -> Result<bool, MigratorError> {
+        let rows = client
+            .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(|e| MigratorError::DatabaseUnavailable(pg_text(&e)))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Create `name`; `Ok(false)` if it already existed.
+    pub async fn create(&self, client: &Client, name: &str) -> Result<bool, MigratorError> {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+                Ok(false)
+            }
+            Err(e) => Err(MigratorError::DatabaseUnavailable(format!(
+                "cannot create database {name}: {}",
+                pg_text(&e)
+            ))),
+        }
+    }
+
+    /// Drop `name`, disconnecting anyone still connected (PostgreSQL 13+).
+    pub async fn drop(&self, client: &Client, name: &str) -> Result<(), MigratorError> {
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(name)
+            ))
+            .await
+            .map_err(|e| {
+                MigratorError::DatabaseUnavailable(format!(
+                    "cannot drop database {name}: {}",
+                    pg_text(&e)
+                ))
+            })
+    }
+
+    /// Databases whose name starts with `{platform}_`, sorted.
+    pub async fn platform_databases(
+        &self,
+        client: &Client,
+        platform: &str,
+    ) -> Result<Vec<String>, MigratorError> {
+        let pattern = format!("{}\\_%", platform.replace('_', "\\_"));
+        let rows = client
+            .query(
+                "SELECT datname::text FROM pg_database WHERE datname LIKE $1 AND NOT datistemplate ORDER BY 1",
+                &[&pattern],
+            )
+            .await
+            .map_err(|e| MigratorError::DatabaseUnavailable(pg_text(&e)))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

@@ -1,0 +1,1182 @@
+//! Deployment of a parsed schema into one database, in SPEC §5 order:
+//! extensions → types → tables → migrations → functions → seeders.
+//!
+//! Everything runs in ONE transaction under a per-database advisory lock, so
+//! concurrent deployments of a database wait for each other and any failure
+//! leaves the database exactly as it was; the error names the file, the
+//! statement and PostgreSQL's SQLSTATE and message. Unchanged objects cost
+//! reads only: an unchanged schema runs no DDL.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use slog::{info, Logger};
+use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::wire::{DeploymentReport, SeederResult};
+use tokio_postgres::{Client, Transaction};
+
+use crate::error::{pg_text, MigratorError, StepFailure};
+use crate::schema::{normalized_checksum, Parsed, SqlFile};
+use crate::sql::{self, Statement, TableStmt, TypeDef};
+
+/// `/register` seeds empty tables; `/migrate` verifies seeded rows exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Register,
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub mode: Mode,
+    pub force: bool,
+}
+
+/// Advisory lock key (two-int form) serializing deployments of one database.
+const LOCK_CLASS: i32 = 0x5344_4757; // "SDGW"
+const LOCK_OBJ: i32 = 1;
+
+const TRACKING_DDL: &str = "
+CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_migrations (
+    filename text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_types (
+    name text PRIMARY KEY, kind text NOT NULL, checksum text NOT NULL, deployed_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_tables (
+    name text PRIMARY KEY, file text NOT NULL, checksum text NOT NULL, deployed_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_functions (
+    signature text PRIMARY KEY, name text NOT NULL, file text NOT NULL, checksum text NOT NULL,
+    deployed_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_changelog (
+    id bigserial PRIMARY KEY, changed_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL,
+    object text NOT NULL, action text NOT NULL, checksum text);";
+
+const TRACKING_TABLES: [&str; 5] = [
+    "_stonescriptdb_gateway_migrations",
+    "_stonescriptdb_gateway_types",
+    "_stonescriptdb_gateway_tables",
+    "_stonescriptdb_gateway_functions",
+    "_stonescriptdb_gateway_changelog",
+];
+
+/// Quote a string literal (standard_conforming_strings is on in every
+/// supported PostgreSQL).
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn qualified(schema: &Option<String>, name: &str) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(schema.as_deref().unwrap_or("public")),
+        quote_ident(name)
+    )
+}
+
+struct Run<'a> {
+    tx: Transaction<'a>,
+    database: &'a str,
+    log: &'a Logger,
+    report: DeploymentReport,
+}
+
+impl Run<'_> {
+    fn fail(
+        &self,
+        file: Option<&str>,
+        stmt: Option<(usize, &Statement)>,
+        message: String,
+        e: Option<&tokio_postgres::Error>,
+    ) -> MigratorError {
+        let db = e.and_then(|e| e.as_db_error());
+        let mut f = StepFailure {
+            database: self.database.to_owned(),
+            file: file.map(str::to_owned),
+            line: stmt.map(|(_, s)| s.line),
+            statement: stmt.map(|(i, _)| i + 1),
+            message,
+            sqlstate: db.map(|d| d.code().code().to_owned()),
+            detail: db.and_then(|d| d.detail().map(str::to_owned)),
+            hint: db.and_then(|d| d.hint().map(str::to_owned)),
+            cause: e.map(pg_text),
+        };
+        if let (Some(file), Some(cause)) = (&f.file, &f.cause) {
+            let at = match (f.statement, f.line) {
+                (Some(n), Some(l)) => format!(" (statement {n}, line {l})"),
+                _ => String::new(),
+            };
+            f.message = format!("{}: {file}{at}: {cause}", f.message);
+        }
+        MigratorError::Migration(Box::new(f))
+    }
+
+    /// Run one statement of a schema file.
+    async fn exec(
+        &self,
+        file: &str,
+        index: usize,
+        stmt: &Statement,
+        what: &str,
+    ) -> Result<u64, MigratorError> {
+        self.tx.execute(stmt.text.as_str(), &[]).await.map_err(|e| {
+            self.fail(
+                Some(file),
+                Some((index, stmt)),
+                format!("{what} failed"),
+                Some(&e),
+            )
+        })
+    }
+
+    /// Run every statement of a file.
+    async fn exec_file(&self, file: &SqlFile, what: &str) -> Result<u64, MigratorError> {
+        let mut rows = 0;
+        for (i, s) in file.statements.iter().enumerate() {
+            rows += self.exec(&file.path, i, s, what).await?;
+        }
+        Ok(rows)
+    }
+
+    /// Gateway-internal SQL (tracking tables, catalog reads).
+    async fn internal(
+        &self,
+        sql_text: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, MigratorError> {
+        self.tx
+            .query(sql_text, params)
+            .await
+            .map_err(|e| self.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))
+    }
+
+    async fn changelog(
+        &self,
+        kind: &str,
+        object: &str,
+        action: &str,
+        checksum: Option<&str>,
+    ) -> Result<(), MigratorError> {
+        self.internal(
+            "INSERT INTO _stonescriptdb_gateway_changelog (kind, object, action, checksum) VALUES ($1, $2, $3, $4)",
+            &[&kind, &object, &action, &checksum],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Deploy `schema` into the database `client` is connected to.
+pub async fn deploy(
+    client: &mut Client,
+    database: &str,
+    schema: &Parsed,
+    opts: Options,
+    log: &Logger,
+) -> Result<DeploymentReport, MigratorError> {
+    let started = Instant::now();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| MigratorError::DatabaseUnavailable(format!("{database}: {}", pg_text(&e))))?;
+    let mut run = Run {
+        tx,
+        database,
+        log,
+        report: DeploymentReport {
+            database: database.to_owned(),
+            status: "unchanged".into(),
+            ..DeploymentReport::default()
+        },
+    };
+    run.internal(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &LOCK_OBJ],
+    )
+    .await?;
+    ensure_tracking(&run).await?;
+    extensions(&mut run, schema).await?;
+    types(&mut run, schema, opts).await?;
+    tables(&mut run, schema).await?;
+    migrations(&mut run, schema, opts).await?;
+    functions(&mut run, schema).await?;
+    seeders(&mut run, schema, opts).await?;
+    let Run { tx, mut report, .. } = run;
+    tx.commit().await.map_err(|e| {
+        MigratorError::DatabaseUnavailable(format!("{database}: commit failed: {}", pg_text(&e)))
+    })?;
+    let r = &report;
+    let changed = r.extensions_installed
+        + r.types_deployed
+        + r.tables_created
+        + r.migrations_applied
+        + r.functions_created
+        + r.functions_updated
+        + r.functions_dropped
+        + r.seeders.iter().map(|s| s.inserted).sum::<u64>();
+    if changed > 0 {
+        report.status = "updated".into();
+    }
+    report.execution_time_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
+    let names: Vec<&str> = TRACKING_TABLES.to_vec();
+    let rows = run
+        .internal(
+            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass('public.' || quote_ident(t)) IS NULL",
+            &[&names],
+        )
+        .await?;
+    let missing: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+    if missing > 0 {
+        run.tx.batch_execute(TRACKING_DDL).await.map_err(|e| {
+            run.fail(
+                None,
+                None,
+                "creating the gateway's tracking tables failed".into(),
+                Some(&e),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn extensions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
+    for ext in &schema.extensions {
+        let installed = run
+            .internal(
+                "SELECT 1 FROM pg_extension WHERE extname = $1",
+                &[&ext.name],
+            )
+            .await?;
+        if !installed.is_empty() {
+            continue;
+        }
+        let available = run
+            .internal(
+                "SELECT 1 FROM pg_available_extensions WHERE name = $1",
+                &[&ext.name],
+            )
+            .await?;
+        if available.is_empty() {
+            return Err(run.fail(
+                Some(&ext.path),
+                None,
+                format!(
+                    "extension \"{}\" is not available on this PostgreSQL server (install the package that provides it)",
+                    ext.name
+                ),
+                None,
+            ));
+        }
+        let mut sql_text = String::new();
+        if let Some(s) = &ext.schema {
+            sql_text.push_str(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\n",
+                quote_ident(s)
+            ));
+        }
+        sql_text.push_str(&format!(
+            "CREATE EXTENSION IF NOT EXISTS {}",
+            quote_ident(&ext.name)
+        ));
+        if let Some(s) = &ext.schema {
+            sql_text.push_str(&format!(" WITH SCHEMA {}", quote_ident(s)));
+        }
+        if let Some(v) = &ext.version {
+            sql_text.push_str(&format!(" VERSION {}", quote_literal(v)));
+        }
+        run.tx.batch_execute(&sql_text).await.map_err(|e| {
+            run.fail(
+                Some(&ext.path),
+                None,
+                format!("installing extension \"{}\" failed", ext.name),
+                Some(&e),
+            )
+        })?;
+        run.report.extensions_installed += 1;
+        run.changelog("extension", &ext.name, "installed", None)
+            .await?;
+        info!(run.log, "extension installed"; "database" => run.database, "extension" => &ext.name);
+    }
+    Ok(())
+}
+
+fn type_name(def: &TypeDef) -> (Option<String>, String, &'static str) {
+    match def {
+        TypeDef::Enum { schema, name, .. } => (schema.clone(), name.clone(), "enum"),
+        TypeDef::Composite { schema, name } => (schema.clone(), name.clone(), "composite"),
+        TypeDef::Domain { schema, name } => (schema.clone(), name.clone(), "domain"),
+        TypeDef::Other { schema, name } => (schema.clone(), name.clone(), "other"),
+    }
+}
+
+async fn types(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
+    if schema.types.is_empty() {
+        return Ok(());
+    }
+    let tracked: HashMap<String, String> = run
+        .internal(
+            "SELECT name, checksum FROM _stonescriptdb_gateway_types",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for file in &schema.types {
+        for (i, stmt) in file.statements.iter().enumerate() {
+            let def = sql::parse_type(&stmt.text).map_err(|e| {
+                MigratorError::BadRequest(format!(
+                    "{} line {}: {}",
+                    file.path, stmt.line, e.message
+                ))
+            })?;
+            let (tschema, tname, kind) = type_name(&def);
+            let key = format!("{}.{}", tschema.as_deref().unwrap_or("public"), tname);
+            let checksum = normalized_checksum(&stmt.text);
+            if tracked.get(&key) == Some(&checksum) {
+                continue;
+            }
+            let existing = run
+                .internal(
+                    "SELECT t.typtype::text, ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+                     FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2",
+                    &[&tschema.as_deref().unwrap_or("public"), &tname],
+                )
+                .await?;
+            match (existing.first(), &def) {
+                (None, _) => {
+                    run.exec(&file.path, i, stmt, "creating a type").await?;
+                    run.report.types_deployed += 1;
+                    run.changelog("type", &key, "created", Some(&checksum))
+                        .await?;
+                }
+                (Some(row), TypeDef::Enum { labels, .. }) => {
+                    let have: Vec<String> = row.get(1);
+                    let removed: Vec<&String> =
+                        have.iter().filter(|l| !labels.contains(l)).collect();
+                    if !removed.is_empty() && !opts.force {
+                        return Err(run.fail(
+                            Some(&file.path),
+                            Some((i, stmt)),
+                            format!(
+                                "enum {key} would lose value(s) {removed:?}; PostgreSQL cannot remove enum values: write a migration that replaces the type"
+                            ),
+                            None,
+                        ));
+                    }
+                    let mut added = 0;
+                    for (pos, label) in labels.iter().enumerate() {
+                        if have.contains(label) {
+                            continue;
+                        }
+                        let mut alter = format!(
+                            "ALTER TYPE {} ADD VALUE IF NOT EXISTS {}",
+                            qualified(&tschema, &tname),
+                            quote_literal(label)
+                        );
+                        if let Some(prev) = pos.checked_sub(1).and_then(|p| labels.get(p)) {
+                            alter.push_str(&format!(" AFTER {}", quote_literal(prev)));
+                        }
+                        run.tx.batch_execute(&alter).await.map_err(|e| {
+                            run.fail(
+                                Some(&file.path),
+                                Some((i, stmt)),
+                                format!("adding value {label:?} to enum {key} failed"),
+                                Some(&e),
+                            )
+                        })?;
+                        added += 1;
+                    }
+                    if added > 0 {
+                        run.report.types_deployed += 1;
+                        run.changelog("type", &key, "values_added", Some(&checksum))
+                            .await?;
+                    }
+                }
+                (Some(_), _) => {
+                    if tracked.contains_key(&key) && !opts.force {
+                        return Err(run.fail(
+                            Some(&file.path),
+                            Some((i, stmt)),
+                            format!(
+                                "{kind} type {key} changed since it was deployed; PostgreSQL cannot replace it in place: alter it in a migration (ALTER TYPE / ALTER DOMAIN) and deploy with force=true"
+                            ),
+                            None,
+                        ));
+                    }
+                }
+            }
+            run.internal(
+                "INSERT INTO _stonescriptdb_gateway_types (name, kind, checksum) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, checksum = excluded.checksum, deployed_at = now()",
+                &[&key, &kind, &checksum],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A `tables/` file and the table it creates.
+struct TableFile<'a> {
+    file: &'a SqlFile,
+    key: (String, String),
+    create_index: usize,
+    references: Vec<(String, String)>,
+}
+
+fn table_key(schema: &Option<String>, name: &str) -> (String, String) {
+    (
+        schema.clone().unwrap_or_else(|| "public".into()),
+        name.to_owned(),
+    )
+}
+
+/// Order missing tables so referenced ones come first (Kahn's algorithm, ties
+/// by file name). Returns the order and the tables left in REFERENCES cycles.
+fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
+    let index: HashMap<&(String, String), usize> =
+        files.iter().enumerate().map(|(i, f)| (&f.key, i)).collect();
+    let mut deps: Vec<BTreeSet<usize>> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            f.references
+                .iter()
+                .filter_map(|r| index.get(r).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
+        .collect();
+    let mut order = Vec::new();
+    let mut done = vec![false; files.len()];
+    loop {
+        let ready: Vec<usize> = (0..files.len())
+            .filter(|&i| !done[i] && deps[i].is_empty())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for i in ready {
+            done[i] = true;
+            order.push(i);
+            for d in deps.iter_mut() {
+                d.remove(&i);
+            }
+        }
+    }
+    let cyclic = (0..files.len()).filter(|&i| !done[i]).collect();
+    (order, cyclic)
+}
+
+async fn tables(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
+    if schema.tables.is_empty() {
+        return Ok(());
+    }
+    let mut files = Vec::new();
+    for file in &schema.tables {
+        let found = file.statements.iter().enumerate().find_map(|(i, s)| {
+            match sql::classify_table_stmt(&s.text) {
+                TableStmt::CreateTable {
+                    schema,
+                    name,
+                    references,
+                } => Some((i, table_key(&schema, &name), references)),
+                TableStmt::Other => None,
+            }
+        });
+        let Some((create_index, key, references)) = found else {
+            return Err(MigratorError::BadRequest(format!(
+                "{}: no CREATE TABLE statement",
+                file.path
+            )));
+        };
+        files.push(TableFile {
+            file,
+            key,
+            create_index,
+            references: references.iter().map(|(s, n)| table_key(s, n)).collect(),
+        });
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| format!("{}.{}", quote_ident(&f.key.0), quote_ident(&f.key.1)))
+        .collect();
+    let missing_rows = run
+        .internal(
+            "SELECT n FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL",
+            &[&names],
+        )
+        .await?;
+    let missing: HashSet<String> = missing_rows.iter().map(|r| r.get(0)).collect();
+    let tracked: HashMap<String, String> = run
+        .internal(
+            "SELECT name, checksum FROM _stonescriptdb_gateway_tables",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let to_create: Vec<TableFile<'_>> = files
+        .into_iter()
+        .zip(names.iter())
+        .filter_map(|(f, n)| if missing.contains(n) { Some(f) } else { None })
+        .collect();
+    let (order, cyclic) = creation_order(&to_create);
+    let deferred: Vec<(Option<String>, String)> = cyclic
+        .iter()
+        .map(|&i| (Some(to_create[i].key.0.clone()), to_create[i].key.1.clone()))
+        .collect();
+    let mut later = Vec::new();
+    for &i in order.iter().chain(cyclic.iter()) {
+        let t = &to_create[i];
+        for (si, stmt) in t.file.statements.iter().enumerate() {
+            if si == t.create_index && cyclic.contains(&i) {
+                let (create, alters) =
+                    sql::split_foreign_keys(&stmt.text, &deferred).map_err(|e| {
+                        MigratorError::BadRequest(format!(
+                            "{} line {}: {}",
+                            t.file.path, stmt.line, e.message
+                        ))
+                    })?;
+                let rewritten = Statement {
+                    text: create,
+                    line: stmt.line,
+                };
+                run.exec(&t.file.path, si, &rewritten, "creating a table")
+                    .await?;
+                later.extend(alters.into_iter().map(|a| {
+                    (
+                        t.file.path.clone(),
+                        si,
+                        Statement {
+                            text: a,
+                            line: stmt.line,
+                        },
+                    )
+                }));
+            } else {
+                run.exec(&t.file.path, si, stmt, "creating a table").await?;
+            }
+        }
+        run.report.tables_created += 1;
+        let key = format!("{}.{}", t.key.0, t.key.1);
+        run.changelog("table", &key, "created", Some(&t.file.checksum))
+            .await?;
+        info!(run.log, "table created"; "database" => run.database, "table" => &key, "file" => &t.file.path);
+    }
+    for (path, si, stmt) in &later {
+        run.exec(path, *si, stmt, "adding a foreign key").await?;
+    }
+    for f in &schema.tables {
+        let Some(TableStmt::CreateTable {
+            schema: s, name, ..
+        }) = f
+            .statements
+            .iter()
+            .map(|s| sql::classify_table_stmt(&s.text))
+            .find(|c| matches!(c, TableStmt::CreateTable { .. }))
+        else {
+            continue;
+        };
+        let key = format!("{}.{}", s.as_deref().unwrap_or("public"), name);
+        if tracked.get(&key) != Some(&f.checksum) {
+            run.internal(
+                "INSERT INTO _stonescriptdb_gateway_tables (name, file, checksum) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET file = excluded.file, checksum = excluded.checksum, deployed_at = now()",
+                &[&key, &f.path, &f.checksum],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn migrations(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    opts: Options,
+) -> Result<(), MigratorError> {
+    if schema.migrations.is_empty() {
+        return Ok(());
+    }
+    let applied: HashMap<String, String> = run
+        .internal(
+            "SELECT filename, checksum FROM _stonescriptdb_gateway_migrations",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for file in &schema.migrations {
+        let name = file.path.trim_start_matches("migrations/");
+        match applied.get(name) {
+            Some(sum) if *sum == file.checksum => run.report.migrations_skipped += 1,
+            Some(_) if !opts.force => {
+                return Err(run.fail(
+                    Some(&file.path),
+                    None,
+                    format!(
+                        "migration {name} was already applied and has been edited since (checksum differs); restore it, or deploy with force=true to accept the new text without running it again"
+                    ),
+                    None,
+                ))
+            }
+            Some(_) => {
+                run.internal(
+                    "UPDATE _stonescriptdb_gateway_migrations SET checksum = $2 WHERE filename = $1",
+                    &[&name, &file.checksum],
+                )
+                .await?;
+                run.changelog("migration", name, "checksum_accepted", Some(&file.checksum)).await?;
+                run.report.migrations_skipped += 1;
+            }
+            None => {
+                run.exec_file(file, "migration").await?;
+                run.internal(
+                    "INSERT INTO _stonescriptdb_gateway_migrations (filename, checksum) VALUES ($1, $2)",
+                    &[&name, &file.checksum],
+                )
+                .await?;
+                run.changelog("migration", name, "applied", Some(&file.checksum)).await?;
+                run.report.migrations_applied += 1;
+                info!(run.log, "migration applied"; "database" => run.database, "file" => &file.path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE FUNCTION` → `CREATE OR REPLACE FUNCTION` (same for procedures).
+fn or_replace(stmt: &str) -> String {
+    let trimmed = stmt.trim_start();
+    let lower = trimmed.get(..30).unwrap_or(trimmed).to_ascii_lowercase();
+    if lower.starts_with("create or replace") {
+        return trimmed.to_owned();
+    }
+    match trimmed.get(..6) {
+        Some(kw) if kw.eq_ignore_ascii_case("create") => {
+            format!("CREATE OR REPLACE{}", &trimmed[6..])
+        }
+        _ => trimmed.to_owned(),
+    }
+}
+
+struct Desired<'a> {
+    file: &'a SqlFile,
+    index: usize,
+    stmt: &'a Statement,
+    routine: sql::Routine,
+    checksum: String,
+    lookup: String,
+}
+
+async fn functions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
+    let tracked: BTreeMap<String, String> = run
+        .internal(
+            "SELECT f.signature, f.checksum FROM _stonescriptdb_gateway_functions f",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut desired = Vec::new();
+    for file in &schema.functions {
+        for (index, stmt) in file.statements.iter().enumerate() {
+            if !crate::schema::is_routine(&stmt.text) {
+                continue;
+            }
+            let routine = sql::parse_routine(&stmt.text).map_err(|e| {
+                MigratorError::BadRequest(format!(
+                    "{} line {}: {}",
+                    file.path, stmt.line, e.message
+                ))
+            })?;
+            let lookup = format!(
+                "{}({})",
+                qualified(&routine.schema, &routine.name),
+                routine.arg_types.join(", ")
+            );
+            desired.push(Desired {
+                file,
+                index,
+                checksum: normalized_checksum(&stmt.text),
+                stmt,
+                routine,
+                lookup,
+            });
+        }
+    }
+    // Which tracked signatures still exist as deployed (a function dropped by
+    // hand must be recreated even if its checksum matches).
+    let sigs: Vec<String> = tracked.keys().cloned().collect();
+    let live: HashSet<String> = run
+        .internal(
+            "SELECT s FROM unnest($1::text[]) s WHERE EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid::regprocedure::text = s)",
+            &[&sigs],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let by_checksum: HashMap<&str, &str> = tracked
+        .iter()
+        .filter(|(s, _)| live.contains(*s))
+        .map(|(s, c)| (c.as_str(), s.as_str()))
+        .collect();
+    let mut keep: HashSet<String> = HashSet::new();
+    let mut changed: Vec<&Desired<'_>> = Vec::new();
+    for d in &desired {
+        match by_checksum.get(d.checksum.as_str()) {
+            Some(sig) => {
+                keep.insert((*sig).to_owned());
+                run.report.functions_unchanged += 1;
+            }
+            None => changed.push(d),
+        }
+    }
+    let obsolete_exist = tracked
+        .keys()
+        .any(|s| !keep.contains(s) && live.contains(s));
+    if changed.is_empty() && !obsolete_exist {
+        // drop tracking rows of functions someone dropped by hand
+        let gone: Vec<&String> = tracked
+            .keys()
+            .filter(|s| !live.contains(*s) && !keep.contains(*s))
+            .collect();
+        for s in gone {
+            run.internal(
+                "DELETE FROM _stonescriptdb_gateway_functions WHERE signature = $1",
+                &[s],
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    // Bodies are validated when called, not when created: functions may call
+    // each other in any file order (as pg_dump restores them).
+    run.internal("SET LOCAL check_function_bodies = off", &[])
+        .await?;
+    let before: HashSet<u32> = run
+        .internal(
+            "SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Signatures the changed functions already have (a body change keeps its
+    // signature and is replaced in place, not dropped). A type in the
+    // signature that does not exist yet means the function is new.
+    let mut current: HashSet<String> = HashSet::new();
+    for d in &changed {
+        run.tx
+            .batch_execute("SAVEPOINT sdg_lookup")
+            .await
+            .map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
+        match run
+            .tx
+            .query("SELECT to_regprocedure($1)::text", &[&d.lookup])
+            .await
+        {
+            Ok(rows) => {
+                if let Some(sig) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
+                    current.insert(sig);
+                }
+                run.tx.batch_execute("RELEASE SAVEPOINT sdg_lookup").await
+            }
+            Err(_) => {
+                run.tx
+                    .batch_execute("ROLLBACK TO SAVEPOINT sdg_lookup; RELEASE SAVEPOINT sdg_lookup")
+                    .await
+            }
+        }
+        .map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
+    }
+    // Drop what is no longer declared first, so a signature change is DROP + CREATE.
+    for (sig, _) in tracked.iter().filter(|(s, _)| !keep.contains(*s)) {
+        if !live.contains(sig) {
+            run.internal(
+                "DELETE FROM _stonescriptdb_gateway_functions WHERE signature = $1",
+                &[sig],
+            )
+            .await?;
+            continue;
+        }
+        if current.contains(sig) {
+            continue;
+        }
+        let drop = format!("DROP ROUTINE IF EXISTS {sig}");
+        run.tx.batch_execute(&drop).await.map_err(|e| {
+            run.fail(
+                None,
+                None,
+                format!("dropping function {sig} (no longer in functions/) failed"),
+                Some(&e),
+            )
+        })?;
+        run.internal(
+            "DELETE FROM _stonescriptdb_gateway_functions WHERE signature = $1",
+            &[sig],
+        )
+        .await?;
+        run.report.functions_dropped += 1;
+        run.changelog("function", sig, "dropped", None).await?;
+    }
+    for d in &changed {
+        let text = or_replace(&d.stmt.text);
+        let sp = run.tx.batch_execute("SAVEPOINT sdg_fn").await;
+        sp.map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
+        if let Err(e) = run.tx.batch_execute(&text).await {
+            let code = e.code().map(|c| c.code().to_owned());
+            // return type or parameter names changed: DROP + CREATE
+            if code.as_deref() == Some("42P13") {
+                run.tx
+                    .batch_execute("ROLLBACK TO SAVEPOINT sdg_fn")
+                    .await
+                    .map_err(|e| {
+                        run.fail(None, None, "rollback to savepoint failed".into(), Some(&e))
+                    })?;
+                let drop = format!("DROP ROUTINE {}", d.lookup);
+                run.tx.batch_execute(&drop).await.map_err(|e| {
+                    run.fail(
+                        Some(&d.file.path),
+                        Some((d.index, d.stmt)),
+                        format!("replacing {} failed", d.lookup),
+                        Some(&e),
+                    )
+                })?;
+                run.tx.batch_execute(&text).await.map_err(|e| {
+                    run.fail(
+                        Some(&d.file.path),
+                        Some((d.index, d.stmt)),
+                        "creating a function failed".into(),
+                        Some(&e),
+                    )
+                })?;
+            } else {
+                return Err(run.fail(
+                    Some(&d.file.path),
+                    Some((d.index, d.stmt)),
+                    "creating a function failed".into(),
+                    Some(&e),
+                ));
+            }
+        }
+        run.tx
+            .batch_execute("RELEASE SAVEPOINT sdg_fn")
+            .await
+            .map_err(|e| run.fail(None, None, "release savepoint failed".into(), Some(&e)))?;
+        let rows = run
+            .tx
+            .query(
+                "SELECT p::oid, p::text FROM to_regprocedure($1) p",
+                &[&d.lookup],
+            )
+            .await
+            .map_err(|e| {
+                run.fail(
+                    Some(&d.file.path),
+                    Some((d.index, d.stmt)),
+                    "resolving the function's signature failed".into(),
+                    Some(&e),
+                )
+            })?;
+        let (oid, sig): (Option<u32>, Option<String>) = rows
+            .first()
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap_or((None, None));
+        let (Some(oid), Some(sig)) = (oid, sig) else {
+            return Err(run.fail(
+                Some(&d.file.path),
+                Some((d.index, d.stmt)),
+                format!(
+                    "function {} was created but cannot be found by its signature",
+                    d.lookup
+                ),
+                None,
+            ));
+        };
+        // same identity as before (also when replaced by DROP + CREATE)
+        let existed = before.contains(&oid) || current.contains(&sig);
+        if existed {
+            run.report.functions_updated += 1;
+        } else {
+            run.report.functions_created += 1;
+        }
+        let name = format!(
+            "{}.{}",
+            d.routine.schema.as_deref().unwrap_or("public"),
+            d.routine.name
+        );
+        run.internal(
+            "INSERT INTO _stonescriptdb_gateway_functions (signature, name, file, checksum) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (signature) DO UPDATE SET name = excluded.name, file = excluded.file,
+                 checksum = excluded.checksum, deployed_at = now()",
+            &[&sig, &name, &d.file.path, &d.checksum],
+        )
+        .await?;
+        run.changelog(
+            "function",
+            &sig,
+            if existed { "updated" } else { "created" },
+            Some(&d.checksum),
+        )
+        .await?;
+        info!(run.log, "function deployed"; "database" => run.database, "function" => &sig, "file" => &d.file.path);
+    }
+    // Non-routine statements of changed files (COMMENT ON, GRANT, ...).
+    let changed_files: BTreeSet<&str> = changed.iter().map(|d| d.file.path.as_str()).collect();
+    for file in schema
+        .functions
+        .iter()
+        .filter(|f| changed_files.contains(f.path.as_str()))
+    {
+        for (i, s) in file.statements.iter().enumerate() {
+            if !crate::schema::is_routine(&s.text) {
+                run.exec(&file.path, i, s, "function file statement")
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn seeders(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
+    for file in &schema.seeders {
+        let targets: Vec<(Option<String>, String, Vec<String>)> = file
+            .statements
+            .iter()
+            .filter_map(|s| sql::parse_insert_target(&s.text))
+            .collect();
+        let table_label = targets
+            .first()
+            .map(|(_, t, _)| t.clone())
+            .unwrap_or_else(|| file.path.clone());
+        match opts.mode {
+            Mode::Register => {
+                let mut empty = true;
+                for (s, t, _) in &targets {
+                    let rows = run
+                        .tx
+                        .query(
+                            &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", qualified(s, t)),
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| {
+                            run.fail(
+                                Some(&file.path),
+                                None,
+                                format!("seeder target table {t} cannot be read"),
+                                Some(&e),
+                            )
+                        })?;
+                    empty &= rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+                }
+                if empty {
+                    let mut inserted = 0;
+                    for (i, s) in file.statements.iter().enumerate() {
+                        let rows = run.exec(&file.path, i, s, "seeder").await?;
+                        if sql::parse_insert_target(&s.text).is_some() {
+                            inserted += rows;
+                        }
+                    }
+                    run.report.seeders.push(SeederResult {
+                        table: table_label,
+                        inserted,
+                        skipped: 0,
+                    });
+                    run.changelog("seeder", &file.path, "seeded", Some(&file.checksum))
+                        .await?;
+                } else {
+                    // Not seeded: report how many rows the seeder holds.
+                    let skipped = dry_run_rows(run, file).await?;
+                    run.report.seeders.push(SeederResult {
+                        table: table_label,
+                        inserted: 0,
+                        skipped,
+                    });
+                }
+            }
+            Mode::Migrate => {
+                let missing = verify_seeder(run, file, &targets).await?;
+                if missing > 0 && !opts.force {
+                    return Err(run.fail(
+                        Some(&file.path),
+                        None,
+                        format!("seeder verification failed: {missing} seeded row(s) missing from {table_label}"),
+                        None,
+                    ));
+                }
+                run.report.seeders.push(SeederResult {
+                    table: table_label,
+                    inserted: 0,
+                    skipped: 0,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rows the seeder's INSERTs would write, counted inside a savepoint that is
+/// rolled back (0 when they would conflict with existing rows).
+async fn dry_run_rows(run: &Run<'_>, file: &SqlFile) -> Result<u64, MigratorError> {
+    let fail = |e: tokio_postgres::Error| {
+        run.fail(
+            Some(&file.path),
+            None,
+            "seeder dry run failed".into(),
+            Some(&e),
+        )
+    };
+    run.tx
+        .batch_execute("SAVEPOINT sdg_seed_count")
+        .await
+        .map_err(fail)?;
+    let mut rows = 0;
+    for s in &file.statements {
+        match run.tx.execute(s.text.as_str(), &[]).await {
+            Ok(n) if sql::parse_insert_target(&s.text).is_some() => rows += n,
+            Ok(_) => {}
+            Err(_) => {
+                rows = 0;
+                break;
+            }
+        }
+    }
+    run.tx
+        .batch_execute("ROLLBACK TO SAVEPOINT sdg_seed_count; RELEASE SAVEPOINT sdg_seed_count")
+        .await
+        .map_err(fail)?;
+    Ok(rows)
+}
+
+/// How many rows the seeder would add that are not in its tables yet,
+/// compared on the columns it sets. Runs the seeder inside a savepoint that is
+/// always rolled back.
+async fn verify_seeder(
+    run: &Run<'_>,
+    file: &SqlFile,
+    targets: &[(Option<String>, String, Vec<String>)],
+) -> Result<u64, MigratorError> {
+    let bookkeeping = |e: tokio_postgres::Error| {
+        run.fail(
+            Some(&file.path),
+            None,
+            "seeder verification failed".into(),
+            Some(&e),
+        )
+    };
+    run.tx
+        .batch_execute("SAVEPOINT sdg_seed")
+        .await
+        .map_err(bookkeeping)?;
+    let result = async {
+        for (n, (s, t, cols)) in targets.iter().enumerate() {
+            let cols_sql = if cols.is_empty() { "*".to_owned() } else { cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
+            run.tx
+                .batch_execute(&format!("CREATE TEMP TABLE _sdg_before_{n} ON COMMIT DROP AS SELECT {cols_sql} FROM {}", qualified(s, t)))
+                .await
+                .map_err(bookkeeping)?;
+        }
+        for (i, stmt) in file.statements.iter().enumerate() {
+            match run.tx.execute(stmt.text.as_str(), &[]).await {
+                Ok(_) => {}
+                // the seeded keys are there already: those rows exist
+                Err(e) if e.code().map(|c| c.code()) == Some("23505") => return Ok(0),
+                Err(e) => return Err(run.fail(Some(&file.path), Some((i, stmt)), "seeder verification failed".into(), Some(&e))),
+            }
+        }
+        let mut missing = 0u64;
+        for (n, (s, t, cols)) in targets.iter().enumerate() {
+            let cols_sql = if cols.is_empty() { "*".to_owned() } else { cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
+            let rows = run
+                .tx
+                .query(
+                    &format!("SELECT count(*) FROM (SELECT {cols_sql} FROM {} EXCEPT SELECT * FROM _sdg_before_{n}) x", qualified(s, t)),
+                    &[],
+                )
+                .await
+                .map_err(bookkeeping)?;
+            missing += rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64;
+        }
+        Ok(missing)
+    }
+    .await;
+    run.tx
+        .batch_execute("ROLLBACK TO SAVEPOINT sdg_seed; RELEASE SAVEPOINT sdg_seed")
+        .await
+        .map_err(bookkeeping)?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn or_replace_rewrites_plain_create() {
+        assert_eq!(
+            or_replace("CREATE FUNCTION f() RETURNS int"),
+            "CREATE OR REPLACE FUNCTION f() RETURNS int"
+        );
+        assert_eq!(
+            or_replace("create procedure p()"),
+            "CREATE OR REPLACE procedure p()"
+        );
+        assert_eq!(
+            or_replace("CREATE OR REPLACE FUNCTION f()"),
+            "CREATE OR REPLACE FUNCTION f()"
+        );
+    }
+
+    fn tf(name: &str, refs: &[&str]) -> (String, Vec<(String, String)>) {
+        (
+            name.into(),
+            refs.iter()
+                .map(|r| ("public".to_string(), r.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn creation_order_follows_references_and_finds_cycles() {
+        let file = SqlFile {
+            path: "tables/x.sql".into(),
+            statements: vec![],
+            checksum: String::new(),
+        };
+        let specs = [
+            tf("orders", &["users", "products"]),
+            tf("users", &["users"]),
+            tf("products", &[]),
+            tf("a", &["b"]),
+            tf("b", &["a"]),
+        ];
+        let files: Vec<TableFile<'_>> = specs
+            .iter()
+            .map(|(n, refs)| TableFile {
+                file: &file,
+                key: ("public".into(), n.clone()),
+                create_index: 0,
+                references: refs.clone(),
+            })
+            .collect();
+        let (order, cyclic) = creation_order(&files);
+        let pos = |n: &str| order.iter().position(|&i| files[i].key.1 == n).unwrap();
+        assert!(pos("users") < pos("orders"));
+        assert!(pos("products") < pos("orders"));
+        let mut cyc: Vec<&str> = cyclic.iter().map(|&i| files[i].key.1.as_str()).collect();
+        cyc.sort();
+        assert_eq!(cyc, ["a", "b"]);
+    }
+}

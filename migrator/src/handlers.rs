@@ -1,0 +1,323 @@
+//! The v1 schema routes: `/register`, `/migrate`, `/admin/databases`,
+//! `/admin/create-tenant`. Each parses its input, calls the deployment
+//! pipeline and maps the result to the wire.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use slog::{info, warn};
+use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
+use stonescriptdb_shared::names;
+use stonescriptdb_shared::wire::{
+    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, DeploymentReport,
+};
+
+use crate::archive::{self, ArchiveError};
+use crate::deploy::{self, Mode, Options};
+use crate::error::MigratorError;
+use crate::multipart::Field;
+use crate::schema::{self, Parsed};
+use crate::server::State;
+
+/// A handler's answer: status and JSON body.
+pub type Answer = (u16, Vec<u8>);
+
+fn json<T: serde::Serialize>(status: u16, body: &T) -> Answer {
+    (status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn text_field(
+    fields: &HashMap<String, Field>,
+    name: &str,
+) -> Result<Option<String>, MigratorError> {
+    match fields.get(name) {
+        None => Ok(None),
+        Some(f) => String::from_utf8(f.data.clone())
+            .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+            .map_err(|_| MigratorError::BadRequest(format!("field {name} is not UTF-8 text"))),
+    }
+}
+
+fn flag(fields: &HashMap<String, Field>, name: &str) -> Result<bool, MigratorError> {
+    match text_field(fields, name)?.as_deref() {
+        None | Some("false") | Some("0") | Some("no") => Ok(false),
+        Some("true") | Some("1") | Some("yes") => Ok(true),
+        Some(other) => Err(MigratorError::BadRequest(format!(
+            "{name} must be true or false, got {other:?}"
+        ))),
+    }
+}
+
+fn bad_name(e: names::NameError) -> MigratorError {
+    MigratorError::BadRequest(e.to_string())
+}
+
+/// Read and parse the uploaded archive (`schema`, or `file` as in the v2 API).
+fn schema_from(
+    state: &State,
+    fields: &HashMap<String, Field>,
+) -> Result<(Parsed, Vec<u8>), MigratorError> {
+    let field = fields
+        .get("schema")
+        .or_else(|| fields.get("file"))
+        .ok_or_else(|| {
+            MigratorError::BadRequest("missing the schema file field (schema)".into())
+        })?;
+    let parsed = archive::read_schema(&field.data, &state.limits).map_err(|e| match e {
+        ArchiveError::TooLarge(m) => {
+            MigratorError::PayloadTooLarge(format!("schema archive rejected: {m}"))
+        }
+        ArchiveError::Invalid(m) => {
+            MigratorError::BadRequest(format!("schema archive rejected: {m}"))
+        }
+    })?;
+    if parsed.is_empty() {
+        return Err(MigratorError::BadRequest(
+            "schema archive holds no .sql or .pssql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
+        ));
+    }
+    Ok((schema::parse(&parsed)?, field.data.clone()))
+}
+
+/// Which database a deployment may use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Create it if missing (register).
+    CreateIfMissing,
+    /// It must not exist yet (create-tenant).
+    CreateNew,
+    /// It must exist (migrate).
+    Existing,
+}
+
+/// Deploy into one database; a database this call created is dropped again
+/// if the deployment fails.
+async fn deploy_one(
+    state: &State,
+    database: &str,
+    parsed: &Parsed,
+    opts: Options,
+    target: Target,
+) -> Result<DeploymentReport, MigratorError> {
+    let admin = state.admin.connect(None).await?;
+    let created = match target {
+        Target::CreateIfMissing => state.admin.create(&admin, database).await?,
+        Target::CreateNew => {
+            if !state.admin.create(&admin, database).await? {
+                return Err(MigratorError::DatabaseAlreadyExists(database.to_owned()));
+            }
+            true
+        }
+        Target::Existing => {
+            if !state.admin.exists(&admin, database).await? {
+                return Err(MigratorError::DatabaseNotFound(database.to_owned()));
+            }
+            false
+        }
+    };
+    let result = async {
+        let mut client = state.admin.connect(Some(database)).await?;
+        deploy::deploy(&mut client, database, parsed, opts, &state.log).await
+    }
+    .await;
+    match result {
+        Ok(mut report) => {
+            if created {
+                report.status = "created".into();
+            }
+            info!(state.log, "deployed"; "database" => database, "status" => &report.status,
+                  "ms" => report.execution_time_ms);
+            Ok(report)
+        }
+        Err(e) => {
+            warn!(state.log, "deployment failed"; "database" => database, "error" => ?e);
+            if created {
+                if let Err(drop_err) = state.admin.drop(&admin, database).await {
+                    warn!(state.log, "could not drop the database created for a failed register";
+                          "database" => database, "error" => ?drop_err);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `POST /register`.
+pub async fn register(
+    state: &State,
+    fields: HashMap<String, Field>,
+) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let platform = text_field(&fields, "platform")?
+        .ok_or_else(|| MigratorError::BadRequest("missing field platform".into()))?;
+    let tenant = text_field(&fields, "tenant_id")?;
+    let database = names::v1_database_name(&platform, tenant.as_deref()).map_err(bad_name)?;
+    let force = flag(&fields, "force")?;
+    let (parsed, raw) = schema_from(state, &fields)?;
+    let report = deploy_one(
+        state,
+        &database,
+        &parsed,
+        Options {
+            mode: Mode::Register,
+            force,
+        },
+        Target::CreateIfMissing,
+    )
+    .await?;
+    state.store.save_v1(&platform, &raw)?;
+    Ok(json(
+        200,
+        &DeployResponse {
+            status: "ready".into(),
+            platform,
+            databases: vec![report],
+            execution_time_ms: started.elapsed().as_millis() as u64,
+        },
+    ))
+}
+
+/// `POST /migrate`: one tenant, or every database of the platform.
+pub async fn migrate(
+    state: &State,
+    fields: HashMap<String, Field>,
+) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let platform = text_field(&fields, "platform")?
+        .ok_or_else(|| MigratorError::BadRequest("missing field platform".into()))?;
+    names::validate_platform(&platform).map_err(bad_name)?;
+    let tenant = text_field(&fields, "tenant_id")?;
+    let force = flag(&fields, "force")?;
+    let (parsed, raw) = schema_from(state, &fields)?;
+    let opts = Options {
+        mode: Mode::Migrate,
+        force,
+    };
+    let databases = match &tenant {
+        Some(t) => vec![names::v1_database_name(&platform, Some(t)).map_err(bad_name)?],
+        None => {
+            let admin = state.admin.connect(None).await?;
+            let dbs = state.admin.platform_databases(&admin, &platform).await?;
+            if dbs.is_empty() {
+                return Err(MigratorError::PlatformNotFound(format!(
+                    "platform {platform} has no databases (register it first)"
+                )));
+            }
+            dbs
+        }
+    };
+    if databases.len() == 1 {
+        let report = deploy_one(state, &databases[0], &parsed, opts, Target::Existing).await?;
+        state.store.save_v1(&platform, &raw)?;
+        return Ok(json(
+            200,
+            &DeployResponse {
+                status: "completed".into(),
+                platform,
+                databases: vec![report],
+                execution_time_ms: started.elapsed().as_millis() as u64,
+            },
+        ));
+    }
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for db in &databases {
+        match deploy_one(state, db, &parsed, opts, Target::Existing).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                failed += 1;
+                let (_, body) = e.to_wire();
+                reports.push(DeploymentReport {
+                    database: db.clone(),
+                    status: "failed".into(),
+                    error: Some(body),
+                    ..DeploymentReport::default()
+                });
+            }
+        }
+    }
+    let resp = DeployResponse {
+        status: if failed == 0 { "completed" } else { "partial" }.into(),
+        platform,
+        databases: reports,
+        execution_time_ms: started.elapsed().as_millis() as u64,
+    };
+    if failed == 0 {
+        state.store.save_v1(&resp.platform, &raw)?;
+        return Ok(json(200, &resp));
+    }
+    let code = ErrorCode::MigrationFailed;
+    let mut body = ErrorBody::new(
+        code,
+        format!(
+            "{failed} of {} databases failed to migrate; the others were migrated",
+            databases.len()
+        ),
+    );
+    body.details = serde_json::to_value(&resp).ok();
+    Ok(json(code.status(), &body))
+}
+
+/// `GET /admin/databases?platform=`.
+pub async fn databases(state: &State, query: Option<&str>) -> Result<Answer, MigratorError> {
+    let platform = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("platform="))
+        .map(str::to_owned)
+        .ok_or_else(|| MigratorError::BadRequest("missing query parameter platform".into()))?;
+    names::validate_platform(&platform).map_err(bad_name)?;
+    let admin = state.admin.connect(None).await?;
+    let databases = state.admin.platform_databases(&admin, &platform).await?;
+    Ok(json(
+        200,
+        &AdminDatabasesResponse {
+            count: databases.len(),
+            platform,
+            databases,
+        },
+    ))
+}
+
+/// `POST /admin/create-tenant {platform, tenant_id}`: a new tenant database
+/// with the platform's most recently registered schema.
+pub async fn create_tenant(state: &State, body: &[u8]) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let req: CreateTenantRequest = serde_json::from_slice(body)
+        .map_err(|e| MigratorError::BadRequest(format!("invalid create-tenant body: {e}")))?;
+    let database =
+        names::v1_database_name(&req.platform, Some(&req.tenant_id)).map_err(bad_name)?;
+    let raw = state.store.load_v1(&req.platform)?.ok_or_else(|| {
+        MigratorError::SchemaNotFound(format!(
+            "platform {} has no registered schema (POST /register first)",
+            req.platform
+        ))
+    })?;
+    let schema = archive::read_schema(&raw, &state.limits).map_err(|e| {
+        MigratorError::Internal(format!(
+            "stored schema of {} is unreadable: {e}",
+            req.platform
+        ))
+    })?;
+    let parsed = schema::parse(&schema)?;
+    let report = deploy_one(
+        state,
+        &database,
+        &parsed,
+        Options {
+            mode: Mode::Register,
+            force: false,
+        },
+        Target::CreateNew,
+    )
+    .await?;
+    Ok(json(
+        201,
+        &DeployResponse {
+            status: "created".into(),
+            platform: req.platform,
+            databases: vec![report],
+            execution_time_ms: started.elapsed().as_millis() as u64,
+        },
+    ))
+}

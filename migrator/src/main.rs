@@ -1,0 +1,75 @@
+//! `stonescriptdb-migrator`: all schema work (archives, deployment, registry),
+//! served over HTTP/1.1 on the Unix socket `MIGRATOR_SOCKET` only. Parses
+//! flags and configuration, binds the socket, then runs [`server::run`] until
+//! SIGTERM or SIGINT.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod archive;
+mod deploy;
+mod error;
+mod handlers;
+mod multipart;
+mod schema;
+mod server;
+mod socket;
+mod sql;
+mod store;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use slog::info;
+use stonescriptdb_shared::startup::{self, Startup};
+
+const BINARY: &str = "stonescriptdb-migrator";
+
+fn main() -> ExitCode {
+    let config = match startup::load(BINARY) {
+        Startup::Run(c) => c,
+        Startup::Exit(code) => return code,
+    };
+    let base = match startup::pg_config(&config.db, BINARY) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{BINARY}: {e}");
+            return ExitCode::from(stonescriptdb_shared::config::EXIT_USAGE as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{BINARY}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let log = startup::logger(config.log_level, "migrator");
+        let listener = match socket::bind(&config.migrator_socket) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{BINARY}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let state = Arc::new(server::State {
+            admin: admin::Admin::new(base),
+            store: store::Store::new(config.data_dir.clone()),
+            limits: archive::Limits::default(),
+            log: log.clone(),
+        });
+        info!(log, "listening"; "socket" => %config.migrator_socket.display());
+        println!(
+            "{BINARY} listening on unix:{}",
+            config.migrator_socket.display()
+        );
+        let _ = std::io::stdout().flush();
+        server::run(listener, state, startup::shutdown_signal()).await;
+        let _ = std::fs::remove_file(&config.migrator_socket);
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,87 @@
+//! Forwarding of schema routes to `stonescriptdb-migrator` over its Unix
+//! socket (HTTP/1.1). Request and response bodies are streamed, never
+//! buffered whole; status and headers pass through. When the migrator is not
+//! listening the client gets 503 `migrator_unavailable` within a second.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use slog::{debug, warn, Logger};
+use tokio::net::UnixStream;
+
+use crate::error::RouterError;
+use crate::server::Body;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade"
+    )
+}
+
+/// Send `req` to the migrator and stream its response back.
+pub async fn forward(
+    socket: &Path,
+    mut req: Request<Incoming>,
+    log: &Logger,
+) -> Result<Response<Body>, RouterError> {
+    let unavailable = |why: String| {
+        RouterError::MigratorUnavailable(format!("the migrator is not available: {why}"))
+    };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(socket)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(unavailable(format!("{}: {e}", socket.display()))),
+        Err(_) => {
+            return Err(unavailable(format!(
+                "{}: connect timed out",
+                socket.display()
+            )))
+        }
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let log_conn = log.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(log_conn, "migrator connection ended"; "error" => %e);
+        }
+    });
+    let headers = req.headers_mut();
+    let drop: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
+    for name in drop {
+        headers.remove(name);
+    }
+    headers.insert(HOST, HeaderValue::from_static("migrator"));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    let resp = sender.send_request(req).await.map_err(|e| {
+        warn!(log, "migrator request failed"; "error" => %e);
+        unavailable(format!("lost the connection to the migrator: {e}"))
+    })?;
+    let (mut parts, body) = resp.into_parts();
+    let drop: Vec<HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|n| hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in drop {
+        parts.headers.remove(name);
+    }
+    Ok(Response::from_parts(parts, body.map_frame(|f| f).boxed()))
+}
+
+/// Bytes helper so the server can box a full body in the same type.
+pub fn full(bytes: Vec<u8>) -> Body {
+    http_body_util::Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}

@@ -1,0 +1,140 @@
+//! Start-up shared by both binaries: command-line flags, `.env`, the process
+//! environment and the admin connection settings, parsed once into typed
+//! values; plus the slog logger they both use. Reading the environment and
+//! `.env` is the only I/O in this crate.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use slog::{o, Drain, Level, LevelFilter, Logger};
+
+use crate::config::{Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE};
+
+/// What `main` should do after start-up parsing.
+pub enum Startup {
+    Run(Box<Config>),
+    /// `--help`, `--version` (exit 0) or bad configuration (exit 64; the one
+    /// line was already printed to stderr).
+    Exit(ExitCode),
+}
+
+fn usage_error(binary: &str, msg: impl std::fmt::Display) -> Startup {
+    eprintln!("{binary}: {msg}");
+    Startup::Exit(ExitCode::from(EXIT_USAGE as u8))
+}
+
+/// Variables from `.env` in the working directory (absent file = none).
+fn dotenv() -> Result<HashMap<String, String>, ConfigError> {
+    match dotenvy::from_path_iter(".env") {
+        Ok(iter) => iter
+            .collect::<Result<HashMap<_, _>, _>>()
+            .map_err(|e| ConfigError(format!(".env: {e}"))),
+        Err(e) if e.not_found() => Ok(HashMap::new()),
+        Err(e) => Err(ConfigError(format!(".env: {e}"))),
+    }
+}
+
+/// Parse flags, `.env` and the environment for `binary`.
+pub fn load(binary: &str) -> Startup {
+    let args: Vec<String> = std::env::args().collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let flags = match Flags::from_args(&[binary], &rest) {
+        Ok(f) => f,
+        Err(exit) if exit.status.is_ok() => {
+            println!("{}", exit.output);
+            return Startup::Exit(ExitCode::SUCCESS);
+        }
+        Err(exit) => return usage_error(binary, exit.output.trim()),
+    };
+    if flags.version {
+        println!("{binary} {}", crate::VERSION);
+        return Startup::Exit(ExitCode::SUCCESS);
+    }
+    let dotenv = match dotenv() {
+        Ok(d) => d,
+        Err(e) => return usage_error(binary, e),
+    };
+    match Config::from_flags_and_env(&flags, |k| {
+        std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
+    }) {
+        Ok(c) => match pg_config(&c.db, binary) {
+            Ok(_) => Startup::Run(Box::new(c)),
+            Err(e) => usage_error(binary, e),
+        },
+        Err(e) => usage_error(binary, e),
+    }
+}
+
+/// The admin connection as a `tokio_postgres::Config`, with a fixed
+/// `search_path` (`public`) and `application_name`.
+pub fn pg_config(
+    target: &DbTarget,
+    application_name: &str,
+) -> Result<tokio_postgres::Config, ConfigError> {
+    let mut cfg = match target {
+        DbTarget::Url(url) => url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| ConfigError(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?,
+        DbTarget::Fields {
+            host,
+            port,
+            name,
+            user,
+            password,
+        } => {
+            let mut c = tokio_postgres::Config::new();
+            c.host(host).port(*port).dbname(name).user(user);
+            if let Some(p) = password {
+                c.password(p);
+            }
+            c
+        }
+    };
+    if cfg.get_hosts().is_empty() {
+        cfg.host("localhost");
+    }
+    if cfg.get_user().is_none() {
+        cfg.user("postgres");
+    }
+    if cfg.get_dbname().is_none() {
+        cfg.dbname("postgres");
+    }
+    cfg.application_name(application_name);
+    cfg.options("-c search_path=public");
+    Ok(cfg)
+}
+
+/// slog logger to stderr, filtered at `level`, tagged with the process name.
+pub fn logger(level: LogLevel, process: &'static str) -> Logger {
+    let level = match level {
+        LogLevel::Error => Level::Error,
+        LogLevel::Warn => Level::Warning,
+        LogLevel::Info => Level::Info,
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Trace => Level::Trace,
+    };
+    let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let drain = LevelFilter::new(drain, level).fuse();
+    Logger::root(drain, o!("process" => process))
+}
+
+/// Resolves on SIGTERM or SIGINT (graceful shutdown of either binary).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! End-to-end tests of the migrator through the router: register, migrate,
+//! function change detection, atomic failure, hostile archives, availability.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stonescriptdb_tests::{cluster, database_exists, new_platform, Gateway, SchemaDir};
+use tokio_postgres::Client;
+
+const FUNCTIONS: u64 = 24;
+
+fn report(body: &Value) -> &Value {
+    &body["databases"][0]
+}
+
+/// Counts DDL commands run in `db` from now on (an event trigger logs them).
+async fn watch_ddl(db: &str) -> Client {
+    let c = cluster().connect(db).await;
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS test_ddl_log (tag text, at timestamptz DEFAULT clock_timestamp());
+         CREATE OR REPLACE FUNCTION test_log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO test_ddl_log (tag) VALUES (tg_tag); END $$;
+         DROP EVENT TRIGGER IF EXISTS test_ddl_watch;
+         CREATE EVENT TRIGGER test_ddl_watch ON ddl_command_start EXECUTE FUNCTION test_log_ddl();
+         TRUNCATE test_ddl_log;",
+    )
+    .await
+    .expect("install DDL watch");
+    c
+}
+
+async fn ddl_count(c: &Client) -> i64 {
+    c.query_one("SELECT count(*) FROM test_ddl_log", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Everything the deployment owns, to compare before/after a failed deploy.
+async fn snapshot(db: &str) -> Vec<String> {
+    let c = cluster().connect(db).await;
+    let rows = c
+        .query(
+            "SELECT 'table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'S', 'i')
+             UNION ALL SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
+               FROM information_schema.columns WHERE table_schema = 'public'
+             UNION ALL SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) FROM pg_proc p
+               JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
+             UNION ALL SELECT 'migration ' || filename || ' ' || checksum FROM _stonescriptdb_gateway_migrations
+             UNION ALL SELECT 'tracked ' || signature || ' ' || checksum FROM _stonescriptdb_gateway_functions
+             UNION ALL SELECT 'changelog ' || count(*) FROM _stonescriptdb_gateway_changelog
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("snapshot");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn register_realistic_schema_and_call_it() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let schema = SchemaDir::fixture("shop");
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "ready");
+    let r = report(&b);
+    assert_eq!(r["database"], format!("{p}_main"));
+    assert_eq!(r["status"], "created");
+    assert_eq!(r["extensions_installed"], 1, "{r}");
+    assert_eq!(r["types_deployed"], 3, "{r}");
+    assert_eq!(r["tables_created"], 9, "{r}");
+    assert_eq!(r["migrations_applied"], 3, "{r}");
+    assert_eq!(r["functions_created"], FUNCTIONS, "{r}");
+    let seeded: Vec<(String, u64)> = r["seeders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["table"].as_str().unwrap().to_owned(),
+                s["inserted"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        seeded.contains(&("roles".into(), 3)) && seeded.contains(&("categories".into(), 2)),
+        "{seeded:?}"
+    );
+
+    // The platform's functions are callable through the router.
+    let (s, b) = gw.call(&p, "create_user", json!(["ann"])).await;
+    assert_eq!(s, 200, "{b}");
+    let user = b["rows"][0]["create_user"].as_str().unwrap().to_owned();
+    let (_, b) = gw.call(&p, "user_role_names", json!([user])).await;
+    assert_eq!(b["rows"][0]["user_role_names"], json!(["user"]));
+    let (s, b) = gw
+        .call(
+            &p,
+            "create_customer",
+            json!({"p_email": "ann@example.com", "p_city": "Oslo"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let customer = b["rows"][0]["create_customer"].clone();
+    let (_, b) = gw
+        .call(
+            &p,
+            "create_product",
+            json!(["Book", 12.5, 2, "paper", "new"]),
+        )
+        .await;
+    let product = b["rows"][0]["create_product"].clone();
+    let (_, b) = gw.call(&p, "create_order", json!([customer])).await;
+    let order = b["rows"][0]["create_order"].clone();
+    let (s, b) = gw
+        .call(&p, "add_order_item", json!([order, product, 3]))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = gw.call(&p, "order_summary", json!([order])).await;
+    assert_eq!(b["rows"][0]["total"], json!(37.50), "{b}");
+    assert_eq!(b["rows"][0]["status"], "pending");
+    let (_, b) = gw.call(&p, "audit_count", json!(["orders"])).await;
+    assert_eq!(
+        b["rows"][0]["audit_count"], 1,
+        "trigger from a migration fired: {b}"
+    );
+    let (s, b) = gw.call(&p, "create_customer", json!([""])).await;
+    assert_eq!(
+        (s, b["cause"].clone()),
+        (400, json!("email is required")),
+        "{b}"
+    );
+
+    // Tracking tables hold what was deployed.
+    let c = cluster().connect(&format!("{p}_main")).await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM _stonescriptdb_gateway_functions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as u64, FUNCTIONS);
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM _stonescriptdb_gateway_migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+
+    // admin listing and create-tenant with the stored schema
+    let (s, b) = gw.get(&format!("/admin/databases?platform={p}")).await;
+    assert_eq!(
+        (s, b["databases"].clone()),
+        (200, json!([format!("{p}_main")])),
+        "{b}"
+    );
+    let (s, b) = gw
+        .post(
+            "/admin/create-tenant",
+            &json!({"platform": p, "tenant_id": "acme"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(report(&b)["functions_created"], FUNCTIONS);
+    let (s, b) = gw
+        .post(
+            "/call",
+            &json!({"platform": p, "tenant_id": "acme", "function": "count_roles"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["rows"][0]["count_roles"].clone()),
+        (200, json!(3)),
+        "{b}"
+    );
+    let (s, b) = gw
+        .post(
+            "/admin/create-tenant",
+            &json!({"platform": p, "tenant_id": "acme"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (409, json!("database_already_exists")),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn reregister_is_idempotent_and_runs_no_ddl() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let schema = SchemaDir::fixture("shop");
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert_eq!(s, 200, "{b}");
+    let watch = watch_ddl(&format!("{p}_main")).await;
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert_eq!(s, 200, "{b}");
+    let r = report(&b);
+    assert_eq!(r["status"], "unchanged", "{r}");
+    assert_eq!(r["functions_unchanged"], FUNCTIONS, "{r}");
+    assert_eq!(r["migrations_skipped"], 3);
+    assert_eq!(
+        r["seeders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["inserted"].as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+    assert_eq!(ddl_count(&watch).await, 0, "re-register ran DDL");
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(ddl_count(&watch).await, 0, "unchanged migrate ran DDL");
+}
+
+#[tokio::test]
+async fn function_changes_are_detected_precisely() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+
+    // whitespace, comments and keyword case only: nothing to do
+    let ping = "-- liveness\ncreate or replace function PING()\n   returns text\n   language SQL immutable\nas $$\n  select 'pong'   -- same\n$$;\n";
+    schema.set("functions/ping.pssql", ping);
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(report(&b)["functions_updated"], 0, "{b}");
+    assert_eq!(report(&b)["functions_unchanged"], FUNCTIONS);
+
+    // a real body change: exactly one update
+    schema.set("functions/ping.pssql", "CREATE OR REPLACE FUNCTION ping() RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$ SELECT 'PONG' $$;");
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    let r = report(&b);
+    assert_eq!(
+        (
+            r["functions_updated"].clone(),
+            r["functions_unchanged"].clone()
+        ),
+        (json!(1), json!(FUNCTIONS - 1)),
+        "{r}"
+    );
+    let (_, b) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(b["rows"][0]["ping"], "PONG");
+
+    // signature change: the old one is dropped, the new one created; /call follows
+    schema.set(
+        "functions/ping.pssql",
+        "CREATE OR REPLACE FUNCTION ping(p_echo TEXT) RETURNS TABLE (reply TEXT) LANGUAGE sql IMMUTABLE AS $$ SELECT 'pong ' || p_echo $$;",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    let r = report(&b);
+    assert_eq!(
+        (
+            r["functions_created"].clone(),
+            r["functions_dropped"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{r}"
+    );
+    let (s, b) = gw.call(&p, "ping", json!(["x"])).await;
+    assert_eq!(
+        (s, b["rows"].clone()),
+        (200, json!([{"reply": "pong x"}])),
+        "{b}"
+    );
+    let (s, _) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(s, 400, "old signature is gone");
+
+    // return type change with the same arguments: DROP + CREATE under the hood
+    schema.set("functions/audit_count.pssql", "CREATE OR REPLACE FUNCTION audit_count(p_entity TEXT) RETURNS TEXT LANGUAGE sql STABLE AS $$ SELECT count(*)::text FROM audit_log WHERE entity = p_entity $$;");
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(report(&b)["functions_updated"], 1, "{b}");
+    let (_, b) = gw.call(&p, "audit_count", json!(["orders"])).await;
+    assert_eq!(b["rows"][0]["audit_count"], "0");
+
+    // removed from functions/: dropped; a function a migration created stays
+    schema.remove("functions/ping.pssql");
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(report(&b)["functions_dropped"], 1, "{b}");
+    let (s, _) = gw.call(&p, "ping", json!(["x"])).await;
+    assert_eq!(s, 404);
+    let c = cluster().connect(&format!("{p}_main")).await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'audit_orders'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the migration's trigger function must not be dropped");
+}
+
+#[tokio::test]
+async fn broken_migration_leaves_the_database_exactly_as_it_was() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    let db = format!("{p}_main");
+    let before = snapshot(&db).await;
+    schema
+        .set("migrations/004_add_wishlist.pssql", "CREATE TABLE wishlist (id SERIAL PRIMARY KEY, product_id INT REFERENCES products(id));")
+        .set("migrations/005_broken.pssql", "ALTER TABLE customers ADD COLUMN loyalty INT;\nALTER TABLE nope ADD COLUMN x INT;")
+        .set("migrations/006_after.pssql", "CREATE TABLE never (id INT);")
+        .set("functions/ping.pssql", "CREATE OR REPLACE FUNCTION ping() RETURNS TEXT LANGUAGE sql AS $$ SELECT 'changed' $$;")
+        .set("tables/j_extra.pssql", "CREATE TABLE extra (id INT PRIMARY KEY);");
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["error"], "migration_failed");
+    assert_eq!(b["file"], "migrations/005_broken.pssql", "{b}");
+    assert_eq!(b["statement"], 2, "{b}");
+    assert_eq!(b["line"], 2, "{b}");
+    assert_eq!(b["sqlstate"], "42P01", "{b}");
+    assert!(b["cause"].as_str().unwrap().contains("nope"), "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("migrations/005_broken.pssql"),
+        "{b}"
+    );
+    assert_eq!(
+        snapshot(&db).await,
+        before,
+        "a failed deployment changed the database"
+    );
+    let (_, b) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(b["rows"][0]["ping"], "pong");
+
+    // fixed: everything applies
+    schema.set(
+        "migrations/005_broken.pssql",
+        "ALTER TABLE customers ADD COLUMN loyalty INT;",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(report(&b)["migrations_applied"], 3, "{b}");
+    assert_eq!(report(&b)["tables_created"], 1, "{b}");
+
+    // an applied migration edited afterwards is refused unless forced
+    schema.set(
+        "migrations/001_customer_notes.pssql",
+        "ALTER TABLE customers ADD COLUMN IF NOT EXISTS notes VARCHAR(500);",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["file"], "migrations/001_customer_notes.pssql");
+    let (s, b) = gw.migrate(&p, None, &schema, true).await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
+async fn failed_register_of_a_new_database_drops_it() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    schema.set("functions/zz_broken.pssql", "CREATE FUNCTION zz_broken() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN nope; END $$ ;\nCREATE FUNCTION x( RETURNS;");
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert!(s == 400 || s == 409, "{s} {b}");
+    assert!(!database_exists(&format!("{p}_main")).await);
+    let mut schema = SchemaDir::fixture("shop");
+    schema.set("extensions/no_such_extension.sql", "-- nope\n");
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert_eq!(s, 409, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("no_such_extension"),
+        "{b}"
+    );
+    assert_eq!(b["file"], "extensions/no_such_extension.sql");
+    assert!(!database_exists(&format!("{p}_main")).await);
+}
+
+fn raw_tar_gz(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        {
+            let name = &mut h.as_old_mut().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+        }
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test]
+async fn hostile_archives_are_refused_and_create_nothing() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let ok: &[u8] = b"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';";
+    let bomb = {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            enc.write_all(&zeros).unwrap();
+        }
+        enc.finish().unwrap()
+    };
+    let many = {
+        let names: Vec<String> = (0..10_000).map(|i| format!("functions/f{i}.sql")).collect();
+        let entries: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = names
+            .iter()
+            .map(|n| (n.as_str(), tar::EntryType::Regular, &b"SELECT 1;"[..], None))
+            .collect();
+        raw_tar_gz(&entries)
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "symlink",
+            raw_tar_gz(&[(
+                "functions/f.sql",
+                tar::EntryType::Symlink,
+                b"",
+                Some("/etc/passwd"),
+            )]),
+        ),
+        (
+            "dotdot",
+            raw_tar_gz(&[(
+                "postgresql/../../evil.sql",
+                tar::EntryType::Regular,
+                ok,
+                None,
+            )]),
+        ),
+        (
+            "absolute",
+            raw_tar_gz(&[("/etc/functions/f.sql", tar::EntryType::Regular, ok, None)]),
+        ),
+        ("not gzip", b"this is not a tar.gz".to_vec()),
+        ("gzip bomb", bomb),
+        ("10k entries", many),
+    ];
+    for (what, archive) in cases {
+        let started = Instant::now();
+        let (s, b) = gw.upload("/register", &[("platform", &p)], archive).await;
+        assert!(s == 400 || s == 413, "{what}: {s} {b}");
+        assert!(
+            b["error"] == "invalid_request" || b["error"] == "payload_too_large",
+            "{what}: {b}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !database_exists(&format!("{p}_main")).await,
+            "{what} created a database"
+        );
+    }
+    assert!(
+        !gw.data_dir.0.join(&p).exists(),
+        "nothing written under DATA_DIR"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_keeps_working_while_the_migrator_is_down_or_busy() {
+    let mut gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    gw.kill_migrator();
+    let started = Instant::now();
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (503, json!("migrator_unavailable")),
+        "{b}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "503 took {:?}",
+        started.elapsed()
+    );
+    let (s, _) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(s, 200);
+    let (_, h) = gw.get("/health").await;
+    assert_eq!(h["migrator"], "down");
+    gw.restart_migrator();
+    let (_, h) = gw.get("/health").await;
+    assert_eq!(h["migrator"], "up");
+
+    // a slow deployment does not hold up /call
+    schema.set("migrations/004_slow.pssql", "SELECT pg_sleep(2);");
+    let url = gw.url.clone();
+    let archive = schema.tar_gz();
+    let p2 = p.clone();
+    let slow = tokio::spawn(async move {
+        let form = reqwest::multipart::Form::new().text("platform", p2).part(
+            "schema",
+            reqwest::multipart::Part::bytes(archive).file_name("s.tar.gz"),
+        );
+        reqwest::Client::new()
+            .post(format!("{url}/migrate"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let (s, _) = gw.call(&p, "count_roles", json!([])).await;
+        assert_eq!(s, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "/call stalled: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(slow.await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_of_one_database_serialize() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    schema
+        .set("migrations/004_slow_add.pssql", "SELECT pg_sleep(1);\nALTER TABLE products ADD COLUMN sku TEXT;")
+        .set("migrations/005_counter.pssql", "CREATE TABLE applied_marks (at timestamptz DEFAULT clock_timestamp());\nINSERT INTO applied_marks DEFAULT VALUES;");
+    let (a, b) = tokio::join!(
+        gw.migrate(&p, None, &schema, false),
+        gw.migrate(&p, None, &schema, false)
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+    let applied = [&a.1, &b.1]
+        .iter()
+        .map(|r| report(r)["migrations_applied"].as_u64().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        applied.contains(&2) && applied.contains(&0),
+        "exactly one applied them: {applied:?}"
+    );
+    let c = cluster().connect(&format!("{p}_main")).await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM applied_marks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn migrate_all_databases_of_a_platform_reports_each() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    assert_eq!(gw.register(&p, Some("t1"), &schema).await.0, 200);
+    assert_eq!(gw.register(&p, Some("t2"), &schema).await.0, 200);
+    schema.set(
+        "migrations/004_x.pssql",
+        "ALTER TABLE roles ADD COLUMN description TEXT;",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    let dbs: Vec<&str> = b["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["database"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dbs,
+        [format!("{p}_main"), format!("{p}_t1"), format!("{p}_t2")]
+    );
+    assert!(
+        b["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["migrations_applied"] == 1),
+        "{b}"
+    );
+    // one tenant broken by hand: reported, the others still migrate
+    let c = cluster().connect(&format!("{p}_t1")).await;
+    c.batch_execute("ALTER TABLE roles ADD COLUMN code TEXT")
+        .await
+        .unwrap();
+    schema.set(
+        "migrations/005_y.pssql",
+        "ALTER TABLE roles ADD COLUMN code TEXT;",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 409, "{b}");
+    let results = b["details"]["databases"].as_array().unwrap();
+    let status: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["updated", "failed", "updated"], "{b}");
+    assert_eq!(results[1]["error"]["sqlstate"], "42701");
+    let (s, b) = gw.migrate(&p, Some("nope"), &schema, false).await;
+    assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")));
+}
