@@ -77,6 +77,31 @@ struct Run<'a> {
     database: &'a str,
     log: &'a Logger,
     report: DeploymentReport,
+    /// Statements PostgreSQL refuses inside a transaction block, run after
+    /// the commit: (file, statement index, statement).
+    deferred: Vec<(String, usize, Statement)>,
+}
+
+/// Statements PostgreSQL refuses inside a transaction block.
+pub fn needs_autocommit(stmt: &str) -> bool {
+    let n = sql::normalize(stmt);
+    let words: Vec<&str> = n
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        ["create", "index", "concurrently", ..]
+        | ["create", "unique", "index", "concurrently", ..]
+        | ["drop", "index", "concurrently", ..]
+        | ["vacuum", ..]
+        | ["alter", "system", ..]
+        | ["create", "database", ..]
+        | ["drop", "database", ..]
+        | ["create", "tablespace", ..]
+        | ["drop", "tablespace", ..] => true,
+        ["reindex", rest @ ..] => rest.contains(&"concurrently"),
+        _ => false,
+    }
 }
 
 impl Run<'_> {
@@ -127,10 +152,15 @@ impl Run<'_> {
         })
     }
 
-    /// Run every statement of a file.
-    async fn exec_file(&self, file: &SqlFile, what: &str) -> Result<u64, MigratorError> {
+    /// Run every statement of a file; statements that cannot run inside a
+    /// transaction block are kept for after the commit.
+    async fn exec_file(&mut self, file: &SqlFile, what: &str) -> Result<u64, MigratorError> {
         let mut rows = 0;
         for (i, s) in file.statements.iter().enumerate() {
+            if needs_autocommit(&s.text) {
+                self.deferred.push((file.path.clone(), i, s.clone()));
+                continue;
+            }
             rows += self.exec(&file.path, i, s, what).await?;
         }
         Ok(rows)
@@ -164,15 +194,15 @@ impl Run<'_> {
     }
 }
 
-/// Deploy `schema` into the database `client` is connected to.
-pub async fn deploy(
+/// Every transactional step, committed at the end; returns the report and the
+/// statements left for after the commit.
+async fn transactional(
     client: &mut Client,
     database: &str,
     schema: &Parsed,
     opts: Options,
     log: &Logger,
-) -> Result<DeploymentReport, MigratorError> {
-    let started = Instant::now();
+) -> Result<(DeploymentReport, Vec<(String, usize, Statement)>), MigratorError> {
     let tx = client
         .transaction()
         .await
@@ -186,6 +216,7 @@ pub async fn deploy(
             status: "unchanged".into(),
             ..DeploymentReport::default()
         },
+        deferred: Vec::new(),
     };
     run.internal(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -199,10 +230,55 @@ pub async fn deploy(
     migrations(&mut run, schema, opts).await?;
     functions(&mut run, schema).await?;
     seeders(&mut run, schema, opts).await?;
-    let Run { tx, mut report, .. } = run;
+    let Run {
+        tx,
+        report,
+        deferred,
+        ..
+    } = run;
     tx.commit().await.map_err(|e| {
         MigratorError::DatabaseUnavailable(format!("{database}: commit failed: {}", pg_text(&e)))
     })?;
+    Ok((report, deferred))
+}
+
+/// Deploy `schema` into the database `client` is connected to.
+pub async fn deploy(
+    client: &mut Client,
+    database: &str,
+    schema: &Parsed,
+    opts: Options,
+    log: &Logger,
+) -> Result<DeploymentReport, MigratorError> {
+    let started = Instant::now();
+    let (mut report, deferred) = transactional(client, database, schema, opts, log).await?;
+    // Outside any transaction: the rest of the deployment is committed, so a
+    // failure here is reported as such.
+    for (file, index, stmt) in deferred {
+        if let Err(e) = client.batch_execute(&stmt.text).await {
+            let db = e.as_db_error();
+            return Err(MigratorError::Migration(Box::new(StepFailure {
+                database: database.to_owned(),
+                file: Some(file.clone()),
+                line: Some(stmt.line),
+                statement: Some(index + 1),
+                message: format!(
+                    "{file} (statement {}, line {}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed: {}",
+                    index + 1,
+                    stmt.line,
+                    pg_text(&e)
+                ),
+                sqlstate: db.map(|d| d.code().code().to_owned()),
+                detail: db.and_then(|d| d.detail().map(str::to_owned)),
+                hint: db.and_then(|d| d.hint().map(str::to_owned)),
+                cause: Some(pg_text(&e)),
+            })));
+        }
+        info!(log, "statement run outside the transaction"; "database" => database, "file" => &file, "statement" => index + 1);
+        report
+            .deferred_statements
+            .push(format!("{file}#{}", index + 1));
+    }
     let r = &report;
     let changed = r.extensions_installed
         + r.types_deployed
@@ -636,6 +712,7 @@ async fn migrations(
                 run.report.migrations_skipped += 1;
             }
             None => {
+                // (a failed migration is not recorded: the whole transaction rolls back)
                 run.exec_file(file, "migration").await?;
                 run.internal(
                     "INSERT INTO _stonescriptdb_gateway_migrations (filename, checksum) VALUES ($1, $2)",
@@ -1122,6 +1199,28 @@ async fn verify_seeder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_that_need_autocommit() {
+        for s in [
+            "CREATE INDEX CONCURRENTLY idx ON t (a)",
+            "create unique index concurrently if not exists i on t(a)",
+            "DROP INDEX CONCURRENTLY idx",
+            "REINDEX TABLE CONCURRENTLY t",
+            "VACUUM ANALYZE t",
+            "ALTER SYSTEM SET work_mem = '8MB'",
+        ] {
+            assert!(needs_autocommit(s), "{s}");
+        }
+        for s in [
+            "CREATE INDEX idx ON t (a)",
+            "REINDEX TABLE t",
+            "ALTER TABLE t ADD COLUMN concurrently int",
+            "SELECT 'vacuum'",
+        ] {
+            assert!(!needs_autocommit(s), "{s}");
+        }
+    }
 
     #[test]
     fn or_replace_rewrites_plain_create() {

@@ -59,7 +59,12 @@ fn main() -> ExitCode {
         let state = Arc::new(server::State {
             admin: admin::Admin::new(base),
             store: store::Store::new(config.data_dir.clone()),
-            limits: archive::Limits::default(),
+            limits: archive::Limits {
+                max_compressed_bytes: config.archive.max_compressed_bytes,
+                max_uncompressed_bytes: config.archive.max_uncompressed_bytes,
+                max_entries: config.archive.max_entries,
+                max_entry_bytes: config.archive.max_entry_bytes,
+            },
             log: log.clone(),
         });
         info!(log, "listening"; "socket" => %config.migrator_socket.display());

@@ -19,10 +19,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
             std::fs::remove_file(path)
                 .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
         }
-        Ok(_) => return Err(format!(
+        Ok(_) => {
+            return Err(format!(
             "{} exists and is not a socket; refusing to replace it (set MIGRATOR_SOCKET elsewhere)",
             path.display()
-        )),
+        ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
     }

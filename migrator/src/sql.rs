@@ -1,12 +1,12 @@
-//! SQL text handling for the migrator: a small hand-written PostgreSQL lexer and everything built on
-//! it — splitting files into statements, normalizing statements for checksums, and reading the
+//! SQL text handling for the migrator: a small hand-written PostgreSQL lexer and everything built
+//! on it — splitting files into statements, normalizing statements for checksums, reading the
 //! headers of `CREATE FUNCTION/PROCEDURE`, `CREATE TYPE/DOMAIN`, `CREATE TABLE` and `INSERT`
-//! statements, plus moving foreign keys out of `CREATE TABLE` to break reference cycles.
+//! statements, and moving foreign keys out of `CREATE TABLE` to break reference cycles.
 //!
-//! All functions share one tokenizer pass (`tokenize`) that understands single-quoted strings
+//! Everything shares one tokenizer pass (`tokenize`) that understands single-quoted strings
 //! (`''` escapes), `E''` strings (backslash escapes), `N''`/`B''`/`X''`/`U&''` strings, quoted
-//! identifiers (`""` escapes), dollar quotes with optional tags, `$n` parameters, `--` comments and
-//! nesting `/* */` comments. Nothing here panics on any input, and nothing here executes SQL.
+//! identifiers (`""` escapes), dollar quotes with optional tags, `$n` parameters, `--` comments
+//! and nesting `/* */` comments. Nothing here panics on any input, and nothing executes SQL.
 
 use std::fmt;
 
@@ -19,10 +19,8 @@ pub struct SqlError {
 
 impl SqlError {
     fn new(line: usize, message: impl Into<String>) -> Self {
-        SqlError {
-            line,
-            message: message.into(),
-        }
+        let message = message.into();
+        SqlError { line, message }
     }
 }
 
@@ -37,39 +35,28 @@ impl std::error::Error for SqlError {}
 /// One statement of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    /// The statement without its terminating ';'. It starts at the first token that is not a
-    /// comment and ends at the last such token: comments inside are kept verbatim, leading and
-    /// trailing comments are not part of it (so `format!("{text};")` is always safe).
+    /// The statement without its terminating ';'. It runs from the first to the last token that
+    /// is not a comment: comments inside are kept verbatim, leading and trailing comments are not
+    /// part of it (so `format!("{text};")` can never end up inside a `--` comment).
     pub text: String,
     /// 1-based line where the statement starts (first non-whitespace, non-comment character).
     pub line: usize,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Tokenizer
-// ---------------------------------------------------------------------------------------------
+// ===== Tokenizer ==============================================================================
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Unquoted identifier or keyword (may contain `$` after the first character).
-    Word,
-    /// `"..."` or `U&"..."`.
-    QIdent,
-    /// `'...'`, `N'...'`, `B'...'`, `X'...'`, `U&'...'`.
-    Str,
-    /// `E'...'` (backslash escapes).
-    EStr,
-    /// `$tag$...$tag$`.
-    Dollar,
+    Word,   // unquoted identifier or keyword (may contain `$` after the first character)
+    QIdent, // "..." or U&"..."
+    Str,    // '...', N'...', B'...', X'...', U&'...'
+    EStr,   // E'...' (backslash escapes)
+    Dollar, // $tag$...$tag$
     Number,
-    /// `$1`.
-    Param,
-    /// `( ) , ; [ ] . :`
-    Punct,
-    /// Operators, including `::`, `:=` and `..`.
-    Op,
-    /// Any other single character (`\`, `{`, control characters...).
-    Other,
+    Param, // $1
+    Punct, // ( ) , ; [ ] . :
+    Op,    // operators, including :: := ..
+    Other, // any other single character (\ { } control characters)
     LineComment,
     BlockComment,
 }
@@ -77,14 +64,11 @@ enum Kind {
 #[derive(Debug, Clone, Copy)]
 struct Tok {
     kind: Kind,
-    /// Byte offsets into the source (always char boundaries).
-    start: usize,
+    start: usize, // byte offsets into the source, always on char boundaries
     end: usize,
     line: usize,
-    /// Length of the dollar-quote delimiter (`$$` = 2, `$body$` = 6); 0 for other tokens.
-    tag: usize,
-    /// Unterminated quote, dollar quote or block comment (runs to the end of the input).
-    open: bool,
+    tag: usize, // dollar-quote delimiter length ($$ = 2, $body$ = 6), else 0
+    open: bool, // unterminated quote / dollar quote / block comment (runs to the end)
 }
 
 impl Tok {
@@ -97,11 +81,20 @@ impl Tok {
     fn is_word(&self, src: &str, kw: &str) -> bool {
         self.kind == Kind::Word && self.text(src).eq_ignore_ascii_case(kw)
     }
-    fn is_punct(&self, src: &str, p: &str) -> bool {
-        self.kind == Kind::Punct && self.text(src) == p
+    /// Punctuation or operator with exactly this text.
+    fn is_sym(&self, src: &str, p: &str) -> bool {
+        matches!(self.kind, Kind::Punct | Kind::Op) && self.text(src) == p
     }
     fn is_ident(&self) -> bool {
         matches!(self.kind, Kind::Word | Kind::QIdent)
+    }
+    /// Nesting change: +1 for `(` `[`, -1 for `)` `]`.
+    fn nest(&self, src: &str) -> isize {
+        match (self.kind, self.text(src)) {
+            (Kind::Punct, "(" | "[") => 1,
+            (Kind::Punct, ")" | "]") => -1,
+            _ => 0,
+        }
     }
     /// Body of a dollar-quoted string (without the delimiters).
     fn dollar_body<'a>(&self, src: &'a str) -> &'a str {
@@ -126,6 +119,14 @@ fn is_op_char(c: u8) -> bool {
     b"+-*/<>=~!@#%^&|`?".contains(&c)
 }
 
+/// First index from `k` whose byte does not satisfy `f`.
+fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
+    while b.get(k).is_some_and(|&c| f(c)) {
+        k += 1;
+    }
+    k
+}
+
 /// Scans a quoted token whose opening quote is at `pos`; returns (end, unterminated).
 fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool) {
     let mut k = pos + 1;
@@ -133,226 +134,175 @@ fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool
         match b.get(k) {
             None => return (b.len(), true),
             Some(&c) if backslash && c == b'\\' => k += 2,
-            Some(&c) if c == quote => {
-                if b.get(k + 1) == Some(&quote) {
-                    k += 2;
-                } else {
-                    return (k + 1, false);
-                }
-            }
+            Some(&c) if c == quote && b.get(k + 1) == Some(&quote) => k += 2,
+            Some(&c) if c == quote => return (k + 1, false),
             Some(_) => k += 1,
         }
     }
 }
 
+/// Scans a (nesting) block comment starting at `pos`; returns (end, unterminated).
+fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
+    let (mut k, mut depth) = (pos + 2, 1usize);
+    while k < b.len() {
+        match (b.get(k), b.get(k + 1)) {
+            (Some(b'/'), Some(b'*')) => (depth, k) = (depth + 1, k + 2),
+            (Some(b'*'), Some(b'/')) => {
+                (depth, k) = (depth - 1, k + 2);
+                if depth == 0 {
+                    return (k, false);
+                }
+            }
+            _ => k += 1,
+        }
+    }
+    (b.len(), true)
+}
+
 fn scan_number(b: &[u8], pos: usize) -> usize {
-    let digit = |k: usize| b.get(k).is_some_and(|d| d.is_ascii_digit() || *d == b'_');
-    let mut k = pos;
-    if b.get(k) == Some(&b'0')
-        && matches!(b.get(k + 1), Some(b'x' | b'X' | b'o' | b'O' | b'b' | b'B'))
-        && b.get(k + 2).is_some_and(|d| d.is_ascii_hexdigit())
+    let digits = |k: usize| skip(b, k, |d| d.is_ascii_digit() || d == b'_');
+    if b.get(pos) == Some(&b'0')
+        && matches!(
+            b.get(pos + 1),
+            Some(b'x' | b'X' | b'o' | b'O' | b'b' | b'B')
+        )
+        && b.get(pos + 2).is_some_and(u8::is_ascii_hexdigit)
     {
-        k += 2;
-        while b
-            .get(k)
-            .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_')
-        {
-            k += 1;
-        }
-        return k;
+        return skip(b, pos + 2, |d| d.is_ascii_alphanumeric() || d == b'_');
     }
-    while digit(k) {
-        k += 1;
-    }
+    let mut k = digits(pos);
     if b.get(k) == Some(&b'.') && b.get(k + 1) != Some(&b'.') {
-        k += 1;
-        while digit(k) {
-            k += 1;
-        }
+        k = digits(k + 1);
     }
     if matches!(b.get(k), Some(b'e' | b'E')) {
-        let mut j = k + 1;
-        if matches!(b.get(j), Some(b'+' | b'-')) {
-            j += 1;
-        }
+        let j = k + 1 + usize::from(matches!(b.get(k + 1), Some(b'+' | b'-')));
         if b.get(j).is_some_and(u8::is_ascii_digit) {
-            k = j;
-            while digit(k) {
-                k += 1;
-            }
+            k = digits(j);
         }
     }
     k
 }
 
+fn scan_op(b: &[u8], pos: usize) -> usize {
+    let mut k = pos + 1;
+    while let Some(&d) = b.get(k) {
+        let next = b.get(k + 1).copied();
+        if !is_op_char(d) || (d == b'-' && next == Some(b'-')) || (d == b'/' && next == Some(b'*'))
+        {
+            break;
+        }
+        k += 1;
+    }
+    // PostgreSQL: a multi-character operator cannot end in + or - unless it contains one of
+    // ~ ! @ # % ^ & | ` ? (so `=-1` is `=` followed by `-1`).
+    let run = b.get(pos..k).unwrap_or(&[]);
+    if run.len() > 1 && !run.iter().any(|x| b"~!@#%^&|`?".contains(x)) {
+        while k > pos + 1 && matches!(b.get(k - 1), Some(b'+' | b'-')) {
+            k -= 1;
+        }
+    }
+    k
+}
+
+/// `$tag$...$tag$` (or a lone `$`) at `pos`.
+fn lex_dollar(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
+    let b = src.as_bytes();
+    let mut k = pos + 1;
+    if b.get(k).is_some_and(|&d| is_ident_start(d)) {
+        k = skip(b, k + 1, |d| d != b'$' && is_ident_cont(d));
+    }
+    if b.get(k) != Some(&b'$') {
+        return (Kind::Other, pos + 1, 0, false);
+    }
+    let tag = k + 1 - pos;
+    let delim = src.get(pos..pos + tag).unwrap_or("$$");
+    match src.get(pos + tag..).and_then(|rest| rest.find(delim)) {
+        Some(i) => (Kind::Dollar, pos + tag + i + tag, tag, false),
+        None => (Kind::Dollar, b.len(), tag, true),
+    }
+}
+
+/// The token starting at `pos` (not whitespace): (kind, end, dollar tag length, unterminated).
+fn lex_one(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
+    let b = src.as_bytes();
+    let (c, c1, c2) = (
+        b.get(pos).copied().unwrap_or(0),
+        b.get(pos + 1).copied(),
+        b.get(pos + 2),
+    );
+    let quoted = |kind: Kind, off: usize, q: u8, backslash: bool| {
+        let (end, open) = scan_quoted(b, pos + off, q, backslash);
+        (kind, end, 0, open)
+    };
+    let digit_next = c1.is_some_and(|d| d.is_ascii_digit());
+    match c {
+        b'-' if c1 == Some(b'-') => {
+            let end = skip(b, pos, |d| d != b'\n' && d != b'\r');
+            (Kind::LineComment, end, 0, false)
+        }
+        b'/' if c1 == Some(b'*') => {
+            let (end, open) = scan_block_comment(b, pos);
+            (Kind::BlockComment, end, 0, open)
+        }
+        b'\'' => quoted(Kind::Str, 0, b'\'', false),
+        b'"' => quoted(Kind::QIdent, 0, b'"', false),
+        b'e' | b'E' if c1 == Some(b'\'') => quoted(Kind::EStr, 1, b'\'', true),
+        b'n' | b'N' | b'b' | b'B' | b'x' | b'X' if c1 == Some(b'\'') => {
+            quoted(Kind::Str, 1, b'\'', false)
+        }
+        b'u' | b'U' if c1 == Some(b'&') && c2 == Some(&b'\'') => quoted(Kind::Str, 2, b'\'', false),
+        b'u' | b'U' if c1 == Some(b'&') && c2 == Some(&b'"') => {
+            quoted(Kind::QIdent, 2, b'"', false)
+        }
+        b'$' if digit_next => (
+            Kind::Param,
+            skip(b, pos + 1, |d| d.is_ascii_digit()),
+            0,
+            false,
+        ),
+        b'$' => lex_dollar(src, pos),
+        b'0'..=b'9' => (Kind::Number, scan_number(b, pos), 0, false),
+        b'.' if digit_next => (Kind::Number, scan_number(b, pos), 0, false),
+        b'.' if c1 == Some(b'.') => (Kind::Op, pos + 2, 0, false),
+        b':' if matches!(c1, Some(b':' | b'=')) => (Kind::Op, pos + 2, 0, false),
+        b'(' | b')' | b',' | b';' | b'[' | b']' | b'.' | b':' => (Kind::Punct, pos + 1, 0, false),
+        c if is_ident_start(c) => (Kind::Word, skip(b, pos, is_ident_cont), 0, false),
+        c if is_op_char(c) => (Kind::Op, scan_op(b, pos), 0, false),
+        _ => (Kind::Other, pos + 1, 0, false),
+    }
+}
+
 /// One pass over the source producing every token (comments included) with its line.
 fn tokenize(src: &str) -> Vec<Tok> {
     let b = src.as_bytes();
-    let at = |k: usize| b.get(k).copied();
     let mut toks = Vec::new();
     let mut pos = if src.starts_with('\u{FEFF}') { 3 } else { 0 };
     let mut line = 1usize;
-    while let Some(c) = at(pos) {
+    while let Some(&c) = b.get(pos) {
         if c.is_ascii_whitespace() || c == 0x0b {
-            if c == b'\n' {
-                line += 1;
-            }
+            line += usize::from(c == b'\n');
             pos += 1;
             continue;
         }
-        let start = pos;
-        let mut tag = 0;
-        let mut open = false;
-        let kind;
-        if c == b'-' && at(pos + 1) == Some(b'-') {
-            pos += 2;
-            while at(pos).is_some_and(|d| d != b'\n' && d != b'\r') {
-                pos += 1;
-            }
-            kind = Kind::LineComment;
-        } else if c == b'/' && at(pos + 1) == Some(b'*') {
-            pos += 2;
-            let mut depth = 1usize;
-            loop {
-                match (at(pos), at(pos + 1)) {
-                    (None, _) => {
-                        open = true;
-                        break;
-                    }
-                    (Some(b'/'), Some(b'*')) => {
-                        depth += 1;
-                        pos += 2;
-                    }
-                    (Some(b'*'), Some(b'/')) => {
-                        depth -= 1;
-                        pos += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    _ => pos += 1,
-                }
-            }
-            kind = Kind::BlockComment;
-        } else if c == b'\'' {
-            (pos, open) = scan_quoted(b, pos, b'\'', false);
-            kind = Kind::Str;
-        } else if c == b'"' {
-            (pos, open) = scan_quoted(b, pos, b'"', false);
-            kind = Kind::QIdent;
-        } else if matches!(c, b'e' | b'E') && at(pos + 1) == Some(b'\'') {
-            (pos, open) = scan_quoted(b, pos + 1, b'\'', true);
-            kind = Kind::EStr;
-        } else if matches!(c, b'n' | b'N' | b'b' | b'B' | b'x' | b'X') && at(pos + 1) == Some(b'\'')
-        {
-            (pos, open) = scan_quoted(b, pos + 1, b'\'', false);
-            kind = Kind::Str;
-        } else if matches!(c, b'u' | b'U')
-            && at(pos + 1) == Some(b'&')
-            && matches!(at(pos + 2), Some(b'\'' | b'"'))
-        {
-            let q = at(pos + 2).unwrap_or(b'\'');
-            (pos, open) = scan_quoted(b, pos + 2, q, false);
-            kind = if q == b'"' { Kind::QIdent } else { Kind::Str };
-        } else if c == b'$' {
-            if at(pos + 1).is_some_and(|d| d.is_ascii_digit()) {
-                pos += 1;
-                while at(pos).is_some_and(|d| d.is_ascii_digit()) {
-                    pos += 1;
-                }
-                kind = Kind::Param;
-            } else {
-                let mut k = pos + 1;
-                if at(k).is_some_and(is_ident_start) {
-                    k += 1;
-                    while at(k).is_some_and(|d| d != b'$' && is_ident_cont(d)) {
-                        k += 1;
-                    }
-                }
-                if at(k) == Some(b'$') {
-                    tag = k + 1 - pos;
-                    let delim = src.get(pos..pos + tag).unwrap_or("$$");
-                    match src.get(pos + tag..).and_then(|rest| rest.find(delim)) {
-                        Some(idx) => pos += tag + idx + tag,
-                        None => {
-                            pos = b.len();
-                            open = true;
-                        }
-                    }
-                    kind = Kind::Dollar;
-                } else {
-                    pos += 1;
-                    kind = Kind::Other;
-                }
-            }
-        } else if c.is_ascii_digit()
-            || (c == b'.' && at(pos + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            pos = scan_number(b, pos);
-            kind = Kind::Number;
-        } else if c == b'.' && at(pos + 1) == Some(b'.') {
-            pos += 2;
-            kind = Kind::Op;
-        } else if is_ident_start(c) {
-            while at(pos).is_some_and(is_ident_cont) {
-                pos += 1;
-            }
-            kind = Kind::Word;
-        } else if b"(),;[].".contains(&c) {
-            pos += 1;
-            kind = Kind::Punct;
-        } else if c == b':' {
-            if matches!(at(pos + 1), Some(b':' | b'=')) {
-                pos += 2;
-                kind = Kind::Op;
-            } else {
-                pos += 1;
-                kind = Kind::Punct;
-            }
-        } else if is_op_char(c) {
-            let mut k = pos + 1;
-            while let Some(d) = at(k) {
-                let next = at(k + 1);
-                if !is_op_char(d)
-                    || (d == b'-' && next == Some(b'-'))
-                    || (d == b'/' && next == Some(b'*'))
-                {
-                    break;
-                }
-                k += 1;
-            }
-            // PostgreSQL: a multi-character operator cannot end in + or - unless it contains one
-            // of ~ ! @ # % ^ & | ` ? (so `=-1` is `=` followed by `-1`).
-            let run = b.get(pos..k).unwrap_or(&[]);
-            if run.len() > 1 && !run.iter().any(|x| b"~!@#%^&|`?".contains(x)) {
-                while k > pos + 1 && matches!(at(k - 1), Some(b'+' | b'-')) {
-                    k -= 1;
-                }
-            }
-            pos = k;
-            kind = Kind::Op;
-        } else {
-            pos += 1;
-            kind = Kind::Other;
+        let (kind, end, tag, open) = lex_one(src, pos);
+        // Defensive: always make progress and end on a char boundary.
+        let mut end = end.max(pos + 1).min(b.len());
+        while end < b.len() && !src.is_char_boundary(end) {
+            end += 1;
         }
-        // Defensive: always make progress and stay on a char boundary.
-        if pos <= start {
-            pos = start + 1;
-        }
-        while pos < b.len() && !src.is_char_boundary(pos) {
-            pos += 1;
-        }
+        let newlines = b
+            .get(pos..end)
+            .map_or(0, |s| s.iter().filter(|&&x| x == b'\n').count());
         toks.push(Tok {
             kind,
-            start,
-            end: pos,
+            start: pos,
+            end,
             line,
             tag,
             open,
         });
-        line += b
-            .get(start..pos)
-            .map_or(0, |s| s.iter().filter(|&&x| x == b'\n').count());
+        line += newlines;
+        pos = end;
     }
     toks
 }
@@ -375,57 +325,137 @@ fn unterminated(t: &Tok) -> SqlError {
     SqlError::new(t.line, format!("unterminated {what}"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Token helpers
-// ---------------------------------------------------------------------------------------------
+// ===== Token views ============================================================================
 
-/// Index of the `)` matching the `(` at `open`.
-fn matching(src: &str, t: &[Tok], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (k, x) in t.iter().enumerate().skip(open) {
-        if x.is_punct(src, "(") {
-            depth += 1;
-        } else if x.is_punct(src, ")") {
-            depth = depth.checked_sub(1)?;
-            if depth == 0 {
-                return Some(k);
+/// A list of significant tokens with lookups; out-of-range lookups simply answer "no".
+#[derive(Clone, Copy)]
+struct View<'a> {
+    src: &'a str,
+    t: &'a [Tok],
+}
+
+impl<'a> View<'a> {
+    fn get(&self, i: usize) -> Option<&'a Tok> {
+        self.t.get(i)
+    }
+    fn len(&self) -> usize {
+        self.t.len()
+    }
+    /// Lower-cased text of the unquoted word at `i`, or "".
+    fn word(&self, i: usize) -> String {
+        let w = self.get(i).filter(|x| x.kind == Kind::Word);
+        w.map(|x| x.text(self.src).to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+    fn is(&self, i: usize, kw: &str) -> bool {
+        self.get(i).is_some_and(|x| x.is_word(self.src, kw))
+    }
+    fn any(&self, i: usize, kws: &[&str]) -> bool {
+        kws.iter().any(|k| self.is(i, k))
+    }
+    fn sym(&self, i: usize, p: &str) -> bool {
+        self.get(i).is_some_and(|x| x.is_sym(self.src, p))
+    }
+    fn nest(&self, i: usize) -> isize {
+        self.get(i).map_or(0, |x| x.nest(self.src))
+    }
+    /// Line of token `i` (or of the last token), for error messages.
+    fn line(&self, i: usize) -> usize {
+        self.get(i).or(self.t.last()).map_or(1, |x| x.line)
+    }
+    fn sub(&self, a: usize, b: usize) -> View<'a> {
+        View {
+            src: self.src,
+            t: self.t.get(a..b).unwrap_or(&[]),
+        }
+    }
+    /// Index of the `)` matching the `(` at `open`.
+    fn close(&self, open: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        for (k, x) in self.t.iter().enumerate().skip(open) {
+            if x.is_sym(self.src, "(") {
+                depth += 1;
+            } else if x.is_sym(self.src, ")") {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(k);
+                }
             }
         }
+        None
     }
-    None
-}
-
-/// Splits a token list on top-level commas; returns (start, end) index ranges (commas excluded).
-fn split_ranges(src: &str, t: &[Tok]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (k, x) in t.iter().enumerate() {
-        if x.is_punct(src, "(") || x.is_punct(src, "[") {
-            depth += 1;
-        } else if x.is_punct(src, ")") || x.is_punct(src, "]") {
-            depth = depth.saturating_sub(1);
-        } else if depth == 0 && x.is_punct(src, ",") {
-            out.push((start, k));
-            start = k + 1;
+    /// Index after a parenthesized group at `i` (or `i` when there is none).
+    fn after_group(&self, i: usize) -> usize {
+        if self.sym(i, "(") {
+            self.close(i).map_or(i, |c| c + 1)
+        } else {
+            i
         }
     }
-    out.push((start, t.len()));
-    out
-}
-
-fn split_commas<'t>(src: &str, t: &'t [Tok]) -> Vec<&'t [Tok]> {
-    split_ranges(src, t)
-        .into_iter()
-        .filter_map(|(a, b)| t.get(a..b))
-        .collect()
-}
-
-/// Source text from the first to the last token of `t[a..b]`, verbatim.
-fn span_text<'a>(src: &'a str, t: &[Tok], a: usize, b: usize) -> &'a str {
-    match (t.get(a), b.checked_sub(1).and_then(|l| t.get(l))) {
-        (Some(f), Some(l)) if b > a => src.get(f.start..l.end).unwrap_or(""),
-        _ => "",
+    /// `i + 1` if the word at `i` is `kw`, else `i`.
+    fn opt(&self, i: usize, kw: &str) -> usize {
+        i + usize::from(self.is(i, kw))
+    }
+    /// (start, end) index ranges between top-level commas.
+    fn ranges(&self) -> Vec<(usize, usize)> {
+        let (mut out, mut depth, mut start) = (Vec::new(), 0usize, 0);
+        for (k, x) in self.t.iter().enumerate() {
+            depth = depth.saturating_add_signed(x.nest(self.src));
+            if depth == 0 && x.is_sym(self.src, ",") {
+                out.push((start, k));
+                start = k + 1;
+            }
+        }
+        out.push((start, self.len()));
+        out
+    }
+    fn parts(&self) -> Vec<View<'a>> {
+        self.ranges()
+            .into_iter()
+            .map(|(a, b)| self.sub(a, b))
+            .collect()
+    }
+    /// Source text from the first to the last token, verbatim.
+    fn text(&self) -> &'a str {
+        match (self.t.first(), self.t.last()) {
+            (Some(f), Some(l)) => self.src.get(f.start..l.end).unwrap_or(""),
+            _ => "",
+        }
+    }
+    /// Tokens as written. `tight`: canonical spacing (see `needs_space`, plus a space after `)`
+    /// or `]` before a word: `timestamp(3) with time zone`); otherwise one space wherever the
+    /// source had whitespace or a comment.
+    fn render(&self, tight: bool) -> String {
+        let mut out = String::new();
+        let mut prev: Option<&Tok> = None;
+        for t in self.t {
+            let space = prev.is_some_and(|p| {
+                let closer = p.nest(self.src) < 0 && wordy(t.kind);
+                if tight {
+                    needs_space(p, t) || closer
+                } else {
+                    t.start > p.end
+                }
+            });
+            if space {
+                out.push(' ');
+            }
+            out.push_str(t.text(self.src));
+            prev = Some(t);
+        }
+        out
+    }
+    /// Qualified name `a[.b[.c]]` at `i`: (identifier values, index after the name).
+    fn qname(&self, i: usize) -> Option<(Vec<String>, usize)> {
+        let (mut parts, mut k) = (Vec::new(), i);
+        loop {
+            parts.push(ident_value(self.src, self.get(k)?)?);
+            k += 1;
+            if !(self.sym(k, ".") && self.get(k + 1).is_some_and(Tok::is_ident)) {
+                return Some((parts, k));
+            }
+            k += 1;
+        }
     }
 }
 
@@ -438,25 +468,22 @@ fn ident_value(src: &str, t: &Tok) -> Option<String> {
     }
 }
 
-/// Strips an optional prefix (`U&`, `N`...), the quotes, and undoubles the quote character.
+/// Strips an optional prefix (`U&`, `N`...) and the quotes, and undoubles the quote character.
 fn unquote(text: &str, q: char) -> String {
     let Some(i) = text.find(q) else {
         return text.to_string();
     };
-    let inner = text.get(i + q.len_utf8()..).unwrap_or("");
+    let inner = text.get(i + 1..).unwrap_or("");
     let inner = inner.strip_suffix(q).unwrap_or(inner);
-    let mut doubled = String::new();
-    doubled.push(q);
-    doubled.push(q);
-    inner.replace(&doubled, &q.to_string())
+    inner.replace(&format!("{q}{q}"), &q.to_string())
 }
 
 /// Value of a string literal token (`E''` escapes decoded, `''` undoubled).
 fn string_value(src: &str, t: &Tok) -> String {
-    if t.kind != Kind::EStr {
-        return unquote(t.text(src), '\'');
-    }
     let text = t.text(src);
+    if t.kind != Kind::EStr {
+        return unquote(text, '\'');
+    }
     let inner = text.get(2..).unwrap_or("");
     let inner = if t.open {
         inner
@@ -465,92 +492,53 @@ fn string_value(src: &str, t: &Tok) -> String {
     };
     let mut out = String::new();
     let mut chars = inner.chars().peekable();
-    let to_char = |v: u32| char::from_u32(v).unwrap_or('\u{FFFD}');
     while let Some(c) = chars.next() {
-        if c == '\'' {
-            if chars.peek() == Some(&'\'') {
-                chars.next();
-            }
-            out.push('\'');
-            continue;
+        if c == '\'' && chars.peek() == Some(&'\'') {
+            chars.next();
         }
         if c != '\\' {
             out.push(c);
             continue;
         }
-        let Some(e) = chars.next() else {
-            out.push('\\');
-            break;
-        };
+        let e = chars.next().unwrap_or('\\');
         let (radix, max) = match e {
-            'b' => {
-                out.push('\u{8}');
-                continue;
-            }
-            'f' => {
-                out.push('\u{c}');
-                continue;
-            }
-            'n' => {
-                out.push('\n');
-                continue;
-            }
-            'r' => {
-                out.push('\r');
-                continue;
-            }
-            't' => {
-                out.push('\t');
-                continue;
-            }
             'x' => (16, 2),
             'u' => (16, 4),
             'U' => (16, 8),
             '0'..='7' => (8, 3),
-            other => {
-                out.push(other);
+            _ => {
+                let simple = [
+                    ('b', '\u{8}'),
+                    ('f', '\u{c}'),
+                    ('n', '\n'),
+                    ('r', '\r'),
+                    ('t', '\t'),
+                ];
+                out.push(simple.iter().find(|(k, _)| *k == e).map_or(e, |(_, v)| *v));
                 continue;
             }
         };
-        let mut v: u32 = if radix == 8 {
-            e.to_digit(8).unwrap_or(0)
+        let (mut v, mut n) = if radix == 8 {
+            (e.to_digit(8).unwrap_or(0), 1)
         } else {
-            0
+            (0, 0)
         };
-        let mut n = usize::from(radix == 8);
-        while n < max {
-            match chars.peek().and_then(|d| d.to_digit(radix)) {
-                Some(d) => {
-                    v = v.saturating_mul(radix).saturating_add(d);
-                    chars.next();
-                    n += 1;
-                }
-                None => break,
-            }
+        while let Some(d) = chars
+            .peek()
+            .and_then(|d| d.to_digit(radix))
+            .filter(|_| n < max)
+        {
+            v = v.saturating_mul(radix).saturating_add(d);
+            chars.next();
+            n += 1;
         }
-        if n == 0 {
-            out.push(e);
+        out.push(if n == 0 {
+            e
         } else {
-            out.push(to_char(v));
-        }
+            char::from_u32(v).unwrap_or('\u{FFFD}')
+        });
     }
     out
-}
-
-/// Qualified name `a[.b[.c]]` starting at `i`: (parts, index after the name).
-fn parse_qname(src: &str, t: &[Tok], i: usize) -> Option<(Vec<String>, usize)> {
-    let mut parts = Vec::new();
-    let mut k = i;
-    loop {
-        parts.push(ident_value(src, t.get(k)?)?);
-        k += 1;
-        let dot = t.get(k).is_some_and(|x| x.is_punct(src, "."));
-        if dot && t.get(k + 1).is_some_and(Tok::is_ident) {
-            k += 1;
-        } else {
-            return Some((parts, k));
-        }
-    }
 }
 
 /// (schema, name) from the parts of a qualified name (`db.schema.name` keeps `schema`).
@@ -560,136 +548,90 @@ fn split_name(mut parts: Vec<String>) -> (Option<String>, String) {
 }
 
 fn wordy(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::Word
-            | Kind::QIdent
-            | Kind::Str
-            | Kind::EStr
-            | Kind::Dollar
-            | Kind::Number
-            | Kind::Param
-    )
+    use Kind::*;
+    matches!(k, Word | QIdent | Str | EStr | Dollar | Number | Param)
 }
 
-fn opish(k: Kind) -> bool {
-    matches!(k, Kind::Op | Kind::Other)
-}
-
-/// Canonical spacing: a space only where dropping it would merge two tokens.
+/// Canonical spacing: a space only where two words/literals or two operators meet, i.e. where
+/// dropping it would change how the text tokenizes.
 fn needs_space(a: &Tok, b: &Tok) -> bool {
+    let opish = |k: Kind| matches!(k, Kind::Op | Kind::Other);
     (wordy(a.kind) && wordy(b.kind)) || (opish(a.kind) && opish(b.kind))
 }
 
-/// Renders tokens as written. `tight`: canonical spacing (plus a space after `)`/`]` before a
-/// word, for `timestamp(3) with time zone`); otherwise one space wherever the source had
-/// whitespace or a comment.
-fn render(src: &str, toks: &[Tok], tight: bool) -> String {
-    let mut out = String::new();
-    let mut prev: Option<&Tok> = None;
-    for t in toks {
-        if let Some(p) = prev {
-            let space = if tight {
-                needs_space(p, t)
-                    || ((p.is_punct(src, ")") || p.is_punct(src, "]")) && wordy(t.kind))
-            } else {
-                t.start > p.end
-            };
-            if space {
-                out.push(' ');
-            }
-        }
-        out.push_str(t.text(src));
-        prev = Some(t);
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statements
-// ---------------------------------------------------------------------------------------------
+// ===== Statements =============================================================================
 
 /// Split a SQL file into statements on top-level ';'.
 ///
 /// Quotes, dollar quotes, comments and parameters are understood (see the module docs). A ';'
 /// inside parentheses still splits. Like psql, a ';' inside the `BEGIN ATOMIC ... END` body of a
-/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE` does not split. Empty and comment-only statements are
-/// dropped. An unterminated quote, dollar quote or block comment is an error at its first line.
+/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE` does not split. Empty and comment-only statements
+/// are dropped. An unterminated quote, dollar quote or block comment is an error at the line
+/// where it starts.
 pub fn split_statements(sql: &str) -> Result<Vec<Statement>, SqlError> {
     let toks = tokenize(sql);
     if let Some(t) = toks.iter().find(|t| t.open) {
         return Err(unterminated(t));
     }
     let mut out = Vec::new();
-    let mut first: Option<Tok> = None;
-    let mut last: Option<Tok> = None;
-    let mut words: Vec<String> = Vec::new();
-    let mut paren = 0usize;
-    let mut begin_depth = 0usize;
-    let mut flush = |first: &mut Option<Tok>, last: &mut Option<Tok>| {
-        if let (Some(f), Some(l)) = (first.take(), last.take()) {
-            out.push(Statement {
-                text: sql.get(f.start..l.end).unwrap_or("").to_string(),
-                line: f.line,
-            });
-        }
+    let (mut first, mut last): (Option<Tok>, Option<Tok>) = (None, None);
+    let mut words: Vec<String> = Vec::new(); // first words, to recognize CREATE FUNCTION
+    let (mut paren, mut begin_depth) = (0usize, 0usize);
+    let stmt = |f: Tok, l: Tok| {
+        let text = sql.get(f.start..l.end).unwrap_or("").to_string();
+        Statement { text, line: f.line }
     };
     for t in toks.iter().filter(|t| !t.is_comment()) {
-        if t.is_punct(sql, ";") && begin_depth == 0 {
-            flush(&mut first, &mut last);
-            words.clear();
-            paren = 0;
+        if t.is_sym(sql, ";") && begin_depth == 0 {
+            if let (Some(f), Some(l)) = (first.take(), last.take()) {
+                out.push(stmt(f, l));
+            }
+            (words, paren) = (Vec::new(), 0);
             continue;
         }
-        if first.is_none() {
-            first = Some(*t);
-        }
+        first = first.or(Some(*t));
         last = Some(*t);
-        if t.is_punct(sql, "(") {
-            paren += 1;
-        } else if t.is_punct(sql, ")") {
-            paren = paren.saturating_sub(1);
-        } else if t.kind == Kind::Word {
-            let w = t.text(sql).to_ascii_lowercase();
-            if words.len() < 4 {
-                words.push(w.clone());
-            }
-            let w = w.as_str();
-            let is = |k: usize, s: &[&str]| words.get(k).is_some_and(|x| s.contains(&x.as_str()));
-            let routine = is(0, &["create"])
-                && (is(1, &["function", "procedure"])
-                    || (is(1, &["or"])
-                        && is(2, &["replace"])
-                        && is(3, &["function", "procedure"])));
-            if routine && paren == 0 {
-                if w == "begin" || (w == "case" && begin_depth > 0) {
-                    begin_depth += 1;
-                } else if w == "end" {
-                    begin_depth = begin_depth.saturating_sub(1);
-                }
+        paren = paren.saturating_add_signed(t.nest(sql));
+        if t.kind != Kind::Word {
+            continue;
+        }
+        let w = t.text(sql).to_ascii_lowercase();
+        if words.len() < 4 {
+            words.push(w.clone());
+        }
+        let is = |k: usize, s: &[&str]| words.get(k).is_some_and(|x| s.contains(&x.as_str()));
+        let routine = is(0, &["create"])
+            && (is(1, &["function", "procedure"])
+                || (is(1, &["or"]) && is(2, &["replace"]) && is(3, &["function", "procedure"])));
+        if routine && paren == 0 {
+            if w == "begin" || (w == "case" && begin_depth > 0) {
+                begin_depth += 1;
+            } else if w == "end" {
+                begin_depth = begin_depth.saturating_sub(1);
             }
         }
     }
-    flush(&mut first, &mut last);
+    if let (Some(f), Some(l)) = (first, last) {
+        out.push(stmt(f, l));
+    }
     Ok(out)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Normalization
-// ---------------------------------------------------------------------------------------------
+// ===== Normalization ==========================================================================
 
 /// Text normalized for change detection (checksums).
 ///
-/// Comments are removed; tokens are joined with a single space only where two words/literals
-/// (or two operators) meet, so spacing around punctuation does not matter; words, numbers and
+/// Comments are removed; tokens are joined by a single space only where two words/literals (or
+/// two operators) meet, so spacing around punctuation does not matter; words, numbers and
 /// keywords are ASCII-lower-cased; string literals and quoted identifiers are kept byte-exact
 /// (only an `E`/`N`/`U&` prefix is lower-cased); trailing ';' are removed.
 ///
 /// A dollar-quoted routine body — one directly after `AS` or `DO` (or after `LANGUAGE x` in a
-/// `DO`) — is code: its tag is ignored and its text is normalized by the same rules, dollar quotes
-/// nested inside it being literals kept exact. This only applies when the statement's language
-/// is `sql` or `plpgsql` (or not given): bodies in other languages (plpython, C...) and dollar
-/// quotes used as plain literals (`VALUES ($$Hello$$)`, `COMMENT ... IS $$...$$`) are kept exact.
+/// `DO`) — is code: its tag is ignored and its text is normalized by the same rules, dollar
+/// quotes nested inside it being literals kept exact. This only applies when the statement's
+/// language is `sql` or `plpgsql` (or not given): bodies in other languages (plpython, C...) and
+/// dollar quotes used as plain literals (`VALUES ($$Hello$$)`, `COMMENT ... IS $$x$$`) are kept
+/// exact, so a change in them is never missed.
 pub fn normalize(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     normalize_into(sql, true, &mut out);
@@ -698,13 +640,11 @@ pub fn normalize(sql: &str) -> String {
 
 fn normalize_into(src: &str, top: bool, out: &mut String) {
     let mut toks = sig_tokens(src);
-    if top {
-        while toks.last().is_some_and(|t| t.is_punct(src, ";")) {
-            toks.pop();
-        }
+    while top && toks.last().is_some_and(|t| t.is_sym(src, ";")) {
+        toks.pop();
     }
     let code = if top {
-        code_bodies(src, &toks)
+        code_bodies(View { src, t: &toks })
     } else {
         Vec::new()
     };
@@ -733,39 +673,33 @@ fn normalize_into(src: &str, top: bool, out: &mut String) {
 }
 
 /// For each token: is it a dollar-quoted routine body in sql/plpgsql (see `normalize`)?
-fn code_bodies(src: &str, toks: &[Tok]) -> Vec<bool> {
-    let mut flags = vec![false; toks.len()];
+fn code_bodies(v: View) -> Vec<bool> {
+    let mut flags = vec![false; v.len()];
     let mut seg_start = 0;
-    for idx in 0..=toks.len() {
-        if toks.get(idx).is_some_and(|t| !t.is_punct(src, ";")) {
+    for idx in 0..=v.len() {
+        if v.get(idx).is_some_and(|t| !t.is_sym(v.src, ";")) {
             continue;
         }
-        let seg = toks.get(seg_start..idx).unwrap_or(&[]);
-        let mut depth = 0usize;
-        let mut lang: Option<String> = None;
-        for (k, t) in seg.iter().enumerate() {
-            if t.is_punct(src, "(") {
-                depth += 1;
-            } else if t.is_punct(src, ")") {
-                depth = depth.saturating_sub(1);
-            } else if depth == 0 && t.is_word(src, "language") {
+        let seg = v.sub(seg_start, idx);
+        let (mut depth, mut lang) = (0usize, None);
+        for k in 0..seg.len() {
+            depth = depth.saturating_add_signed(seg.nest(k));
+            if depth == 0 && seg.is(k, "language") {
                 lang = seg.get(k + 1).map(|n| match n.kind {
-                    Kind::Str | Kind::EStr => string_value(src, n),
-                    _ => ident_value(src, n).unwrap_or_default(),
+                    Kind::Str | Kind::EStr => string_value(v.src, n).to_ascii_lowercase(),
+                    _ => ident_value(v.src, n)
+                        .unwrap_or_default()
+                        .to_ascii_lowercase(),
                 });
             }
         }
-        let code_lang = lang
-            .map(|l| l.to_ascii_lowercase())
-            .is_none_or(|l| l == "sql" || l == "plpgsql");
-        if code_lang {
-            for (k, t) in seg.iter().enumerate() {
-                if t.kind != Kind::Dollar || t.open {
-                    continue;
-                }
-                let before = |n: usize| k.checked_sub(n).and_then(|p| seg.get(p));
-                let body = before(1).is_some_and(|p| p.is_word(src, "as") || p.is_word(src, "do"))
-                    || before(2).is_some_and(|p| p.is_word(src, "language"));
+        if lang.is_none() || matches!(lang.as_deref(), Some("sql" | "plpgsql")) {
+            for k in 0..seg.len() {
+                let body = seg
+                    .get(k)
+                    .is_some_and(|t| t.kind == Kind::Dollar && !t.open)
+                    && ((k >= 1 && seg.any(k - 1, &["as", "do"]))
+                        || (k >= 2 && seg.is(k - 2, "language")));
                 if let Some(f) = flags.get_mut(seg_start + k) {
                     *f = body;
                 }
@@ -776,9 +710,7 @@ fn code_bodies(src: &str, toks: &[Tok]) -> Vec<bool> {
     flags
 }
 
-// ---------------------------------------------------------------------------------------------
-// Routines
-// ---------------------------------------------------------------------------------------------
+// ===== Routines ===============================================================================
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoutineKind {
@@ -794,249 +726,169 @@ pub struct Routine {
     pub schema: Option<String>,
     /// Unquoted identifiers lower-cased, quoted kept exact.
     pub name: String,
-    /// Types of the arguments that make up the identity: IN, INOUT and VARIADIC args. OUT args are
-    /// excluded — also for procedures, although PostgreSQL 14+ counts OUT args in a procedure's
-    /// identity (`DROP PROCEDURE p(int)` still works there when unambiguous). Each is the type as
-    /// written with name, mode and default removed and canonical spacing (`numeric(10,2)`,
+    /// Types of the arguments that make up the identity: IN, INOUT and VARIADIC args. OUT args
+    /// are excluded — also for procedures, although PostgreSQL 14+ counts OUT args in a
+    /// procedure's identity (`DROP PROCEDURE p(int)` still works when unambiguous). Each is the
+    /// type as written without name, mode and default, with canonical spacing (`numeric(10,2)`,
     /// `double precision`, `character varying(20)[]`): valid in `DROP FUNCTION name(types)` and
     /// `to_regprocedure('name(types)')`.
     pub arg_types: Vec<String>,
-    /// Argument declarations as written (mode + name + type, defaults stripped,
-    /// whitespace collapsed, comments removed), for messages.
+    /// Argument declarations as written (mode + name + type, defaults stripped, whitespace
+    /// collapsed, comments removed), for messages.
     pub args_text: Vec<String>,
-    /// Text after RETURNS up to LANGUAGE/AS/other options, canonical spacing (None for procedures).
+    /// Text after RETURNS up to LANGUAGE/AS/other options with canonical spacing (None for
+    /// procedures and when absent).
     pub returns: Option<String>,
 }
 
 const INTERVAL_FIELDS: [&str; 6] = ["year", "month", "day", "hour", "minute", "second"];
 
-/// Number of tokens of `t` forming a type name starting at `t[0]`, if it starts with one.
-fn type_len(src: &str, t: &[Tok]) -> Option<usize> {
-    let word = |i: usize| -> String {
-        t.get(i)
-            .filter(|x| x.kind == Kind::Word)
-            .map(|x| x.text(src).to_ascii_lowercase())
-            .unwrap_or_default()
-    };
-    let punct = |i: usize, p: &str| t.get(i).is_some_and(|x| x.is_punct(src, p));
-    let skip_group = |i: usize| -> usize {
-        if punct(i, "(") {
-            matching(src, t, i).map_or(i, |c| c + 1)
-        } else {
-            i
-        }
-    };
-    let skip_brackets =
-        |i: usize| -> Option<usize> { (i..t.len()).find(|&k| punct(k, "]")).map(|k| k + 1) };
-    let mut i = usize::from(word(0) == "setof");
-    match word(i).as_str() {
-        "double" if word(i + 1) == "precision" => i += 2,
-        "national" if matches!(word(i + 1).as_str(), "char" | "character") => {
-            i += 2;
-            if word(i) == "varying" {
-                i += 1;
-            }
-        }
-        "character" | "char" | "nchar" | "bit" => {
-            i += 1;
-            if word(i) == "varying" {
-                i += 1;
-            }
-        }
+/// Number of tokens forming a type name at the start of `v`, if it starts with one.
+fn type_len(v: View) -> Option<usize> {
+    let mut i = usize::from(v.is(0, "setof"));
+    match v.word(i).as_str() {
+        "double" if v.is(i + 1, "precision") => i += 2,
+        "national" if v.any(i + 1, &["char", "character"]) => i = v.opt(i + 2, "varying"),
+        "character" | "char" | "nchar" | "bit" => i = v.opt(i + 1, "varying"),
         "time" | "timestamp" => {
-            i = skip_group(i + 1);
-            if matches!(word(i).as_str(), "with" | "without")
-                && word(i + 1) == "time"
-                && word(i + 2) == "zone"
-            {
+            i = v.after_group(i + 1);
+            if v.any(i, &["with", "without"]) && v.is(i + 1, "time") && v.is(i + 2, "zone") {
                 i += 3;
             }
         }
-        "interval" => {
-            i += 1;
-            if INTERVAL_FIELDS.contains(&word(i).as_str()) {
-                i += 1;
-                if word(i) == "to" && INTERVAL_FIELDS.contains(&word(i + 1).as_str()) {
-                    i += 2;
-                }
+        "interval" if v.any(i + 1, &INTERVAL_FIELDS) => {
+            i += 2;
+            if v.is(i, "to") && v.any(i + 1, &INTERVAL_FIELDS) {
+                i += 2;
             }
         }
         _ => {
-            if !t.get(i).is_some_and(Tok::is_ident) {
+            if !v.get(i).is_some_and(Tok::is_ident) {
                 return None;
             }
             i += 1;
-            while punct(i, ".") && t.get(i + 1).is_some_and(Tok::is_ident) {
+            while v.sym(i, ".") && v.get(i + 1).is_some_and(Tok::is_ident) {
                 i += 2;
             }
         }
     }
-    i = skip_group(i);
-    if t.get(i)
-        .is_some_and(|x| x.kind == Kind::Op && x.text(src) == "%")
-        && matches!(word(i + 1).as_str(), "type" | "rowtype")
-    {
+    i = v.after_group(i);
+    if v.sym(i, "%") && v.any(i + 1, &["type", "rowtype"]) {
         i += 2;
     }
     loop {
-        if punct(i, "[") {
-            match skip_brackets(i) {
-                Some(k) => i = k,
-                None => break,
+        let j = v.opt(i, "array");
+        if v.sym(j, "[") {
+            match (j..v.len()).find(|&k| v.sym(k, "]")) {
+                Some(k) => i = k + 1,
+                None => return Some(i),
             }
-        } else if word(i) == "array" {
-            i += 1;
-            if punct(i, "[") {
-                match skip_brackets(i) {
-                    Some(k) => i = k,
-                    None => break,
-                }
-            }
+        } else if j > i {
+            i = j;
         } else {
+            return Some(i);
+        }
+    }
+}
+
+/// One argument: (is OUT, type tokens, declaration tokens without the default).
+fn parse_arg(a: View) -> (bool, View, View) {
+    let mut depth = 0usize;
+    let mut cut = a.len();
+    for k in 0..a.len() {
+        depth = depth.saturating_add_signed(a.nest(k));
+        if depth == 0 && (a.is(k, "default") || a.sym(k, "=")) {
+            cut = k;
             break;
         }
     }
-    Some(i)
-}
-
-const MODES: [&str; 4] = ["in", "out", "inout", "variadic"];
-
-/// One argument: (is OUT, type tokens, declaration tokens without the default).
-fn parse_arg<'t>(src: &str, arg: &'t [Tok]) -> (bool, &'t [Tok], &'t [Tok]) {
-    let cut = arg
-        .iter()
-        .enumerate()
-        .scan(0usize, |depth, (k, x)| {
-            if x.is_punct(src, "(") || x.is_punct(src, "[") {
-                *depth += 1;
-            } else if x.is_punct(src, ")") || x.is_punct(src, "]") {
-                *depth = depth.saturating_sub(1);
-            }
-            let is_default =
-                x.is_word(src, "default") || (x.kind == Kind::Op && x.text(src) == "=");
-            Some((k, *depth == 0 && is_default))
-        })
-        .find(|&(_, d)| d)
-        .map_or(arg.len(), |(k, _)| k);
-    let decl = arg.get(..cut).unwrap_or(arg);
-    let is_mode = |i: usize| {
-        decl.get(i)
-            .filter(|x| x.kind == Kind::Word)
-            .map(|x| x.text(src).to_ascii_lowercase())
-            .filter(|w| MODES.contains(&w.as_str()))
-    };
-    let (mode, rest) = match (is_mode(0), is_mode(1)) {
-        (Some(m), _) if decl.len() > 1 => (Some(m), decl.get(1..).unwrap_or(&[])),
-        (_, Some(m)) if decl.len() > 2 => {
-            // Old-style `name MODE type`.
-            let ty = decl.get(2..).unwrap_or(&[]);
-            return (m == "out", ty, decl);
-        }
-        _ => (None, decl),
-    };
-    let is_out = mode.as_deref() == Some("out");
-    let ty = if type_len(src, rest) == Some(rest.len()) || rest.len() <= 1 {
-        rest
+    let decl = a.sub(0, cut);
+    let modes = ["in", "out", "inout", "variadic"];
+    let rest = if decl.any(0, &modes) && decl.len() > 1 {
+        decl.sub(1, decl.len())
+    } else if decl.any(1, &modes) && decl.len() > 2 {
+        // old-style `name MODE type`
+        return (decl.is(1, "out"), decl.sub(2, decl.len()), decl);
     } else {
-        rest.get(1..).unwrap_or(&[])
+        decl
     };
-    (is_out, ty, decl)
+    let is_out = decl.len() > 1 && decl.is(0, "out");
+    // `name type` or just `type`: a lone token or a complete type name is the type.
+    if rest.len() <= 1 || type_len(rest) == Some(rest.len()) {
+        (is_out, rest, decl)
+    } else {
+        (is_out, rest.sub(1, rest.len()), decl)
+    }
 }
 
-const ROUTINE_OPTIONS: [&str; 21] = [
-    "language",
-    "as",
-    "immutable",
-    "stable",
-    "volatile",
-    "strict",
-    "called",
-    "security",
-    "external",
-    "cost",
-    "rows",
-    "support",
-    "set",
-    "parallel",
-    "leakproof",
-    "not",
-    "window",
-    "transform",
-    "begin",
-    "return",
-    "returns",
-];
+/// Words that end the RETURNS clause.
+const ROUTINE_OPTIONS: &str = "language as immutable stable volatile strict called security \
+    external cost rows support set parallel leakproof not window transform begin return returns";
 
 /// Parse a `CREATE [OR REPLACE] FUNCTION|PROCEDURE name(args) ...` header (the body is ignored).
 pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
-    let t = sig_tokens(stmt);
-    let not_routine = || SqlError::new(1, "not a CREATE FUNCTION or CREATE PROCEDURE statement");
-    let word = |i: usize, w: &str| t.get(i).is_some_and(|x| x.is_word(stmt, w));
-    let line_at = |i: usize| t.get(i).or(t.last()).map_or(1, |x| x.line);
-    if !word(0, "create") {
-        return Err(not_routine());
-    }
-    let mut i = 1;
-    if word(1, "or") && word(2, "replace") {
-        i = 3;
-    }
-    let kind = if word(i, "function") {
-        RoutineKind::Function
-    } else if word(i, "procedure") {
-        RoutineKind::Procedure
-    } else {
-        return Err(not_routine());
+    let toks = sig_tokens(stmt);
+    let v = View {
+        src: stmt,
+        t: &toks,
     };
-    i += 1;
-    let (parts, next) = parse_qname(stmt, &t, i)
-        .ok_or_else(|| SqlError::new(line_at(i), "expected a routine name"))?;
+    let i = if v.is(1, "or") && v.is(2, "replace") {
+        3
+    } else {
+        1
+    };
+    let kind = match v.word(i).as_str() {
+        "function" if v.is(0, "create") => RoutineKind::Function,
+        "procedure" if v.is(0, "create") => RoutineKind::Procedure,
+        _ => {
+            return Err(SqlError::new(
+                1,
+                "not a CREATE FUNCTION or CREATE PROCEDURE statement",
+            ))
+        }
+    };
+    let err = |i: usize, m: &str| SqlError::new(v.line(i), m);
+    let (parts, open) = v
+        .qname(i + 1)
+        .ok_or_else(|| err(i + 1, "expected a routine name"))?;
     let (schema, name) = split_name(parts);
-    i = next;
-    if !t.get(i).is_some_and(|x| x.is_punct(stmt, "(")) {
-        return Err(SqlError::new(
-            line_at(i),
-            "expected '(' after the routine name",
-        ));
+    if !v.sym(open, "(") {
+        return Err(err(open, "expected '(' after the routine name"));
     }
-    let close = matching(stmt, &t, i)
-        .ok_or_else(|| SqlError::new(line_at(i), "unbalanced parentheses in the argument list"))?;
-    let mut arg_types = Vec::new();
-    let mut args_text = Vec::new();
-    for arg in split_commas(stmt, t.get(i + 1..close).unwrap_or(&[])) {
-        if arg.is_empty() {
-            continue;
-        }
-        let (is_out, ty, decl) = parse_arg(stmt, arg);
+    let close = v
+        .close(open)
+        .ok_or_else(|| err(open, "unbalanced parentheses"))?;
+    let (mut arg_types, mut args_text) = (Vec::new(), Vec::new());
+    for arg in v
+        .sub(open + 1, close)
+        .parts()
+        .into_iter()
+        .filter(|a| a.len() > 0)
+    {
+        let (is_out, ty, decl) = parse_arg(arg);
         if !is_out {
-            arg_types.push(render(stmt, ty, true));
+            arg_types.push(ty.render(true));
         }
-        args_text.push(render(stmt, decl, false));
+        args_text.push(decl.render(false));
     }
     let mut returns = None;
-    if kind == RoutineKind::Function && word(close + 1, "returns") {
-        let start = close + 2;
-        let mut depth = 0usize;
-        let mut end = start;
-        while let Some(x) = t.get(end) {
-            if x.is_punct(stmt, "(") {
-                depth += 1;
-            } else if x.is_punct(stmt, ")") {
-                depth = depth.saturating_sub(1);
-            } else if depth == 0 && end > start {
-                let after_dot = t.get(end - 1).is_some_and(|p| p.is_punct(stmt, "."));
-                let is_opt = ROUTINE_OPTIONS.iter().any(|w| x.is_word(stmt, w))
-                    || (x.is_word(stmt, "with")
-                        && t.get(end + 1).is_some_and(|n| n.is_punct(stmt, "(")));
-                if (is_opt && !after_dot) || x.is_punct(stmt, ";") || x.kind == Kind::Dollar {
-                    break;
-                }
+    if kind == RoutineKind::Function && v.is(close + 1, "returns") {
+        let (start, mut end, mut depth) = (close + 2, close + 2, 0usize);
+        while let Some(x) = v.get(end) {
+            depth = depth.saturating_add_signed(x.nest(stmt));
+            let option = ROUTINE_OPTIONS
+                .split_whitespace()
+                .any(|w| x.is_word(stmt, w))
+                || (x.is_word(stmt, "with") && v.sym(end + 1, "("));
+            let stop = (option && end > start && !v.sym(end - 1, "."))
+                || x.is_sym(stmt, ";")
+                || x.kind == Kind::Dollar;
+            if depth == 0 && stop {
+                break;
             }
             end += 1;
         }
-        let r = render(stmt, t.get(start..end).unwrap_or(&[]), true);
-        if !r.is_empty() {
-            returns = Some(r);
-        }
+        returns = Some(v.sub(start, end).render(true)).filter(|r| !r.is_empty());
     }
     Ok(Routine {
         kind,
@@ -1048,9 +900,7 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Types
-// ---------------------------------------------------------------------------------------------
+// ===== Types ==================================================================================
 
 /// What a `types/` statement creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1071,7 +921,7 @@ pub enum TypeDef {
         schema: Option<String>,
         name: String,
     },
-    /// `CREATE TYPE name AS RANGE (...)`, `CREATE TYPE name (INPUT = ...)`, shell `CREATE TYPE name`.
+    /// `CREATE TYPE name AS RANGE (...)`, `CREATE TYPE name (INPUT = ...)`, shell `CREATE TYPE x`.
     Other {
         schema: Option<String>,
         name: String,
@@ -1082,66 +932,64 @@ pub enum TypeDef {
 /// `CREATE TYPE name AS RANGE (...)`, `CREATE TYPE name (...)`, `CREATE TYPE name` and
 /// `CREATE DOMAIN name ...`. Error if the statement is none of these.
 pub fn parse_type(stmt: &str) -> Result<TypeDef, SqlError> {
-    let t = sig_tokens(stmt);
-    let word = |i: usize, w: &str| t.get(i).is_some_and(|x| x.is_word(stmt, w));
-    let punct = |i: usize, p: &str| t.get(i).is_some_and(|x| x.is_punct(stmt, p));
-    let line_at = |i: usize| t.get(i).or(t.last()).map_or(1, |x| x.line);
-    let domain = word(1, "domain");
-    if !word(0, "create") || !(domain || word(1, "type")) {
+    let toks = sig_tokens(stmt);
+    let v = View {
+        src: stmt,
+        t: &toks,
+    };
+    let domain = v.is(1, "domain");
+    if !v.is(0, "create") || !(domain || v.is(1, "type")) {
         return Err(SqlError::new(
             1,
             "not a CREATE TYPE or CREATE DOMAIN statement",
         ));
     }
-    let mut i = 2;
-    if word(2, "if") && word(3, "not") && word(4, "exists") {
-        i = 5;
-    }
-    let (parts, k) = parse_qname(stmt, &t, i)
-        .ok_or_else(|| SqlError::new(line_at(i), "expected a type name"))?;
+    let err = |i: usize, m: &str| SqlError::new(v.line(i), m);
+    let i = if v.is(2, "if") && v.is(3, "not") && v.is(4, "exists") {
+        5
+    } else {
+        2
+    };
+    let (parts, k) = v.qname(i).ok_or_else(|| err(i, "expected a type name"))?;
     let (schema, name) = split_name(parts);
     if domain {
         return Ok(TypeDef::Domain { schema, name });
     }
-    if word(k, "as") && word(k + 1, "enum") {
-        if !punct(k + 2, "(") {
-            return Err(SqlError::new(line_at(k + 2), "expected '(' after AS ENUM"));
-        }
-        let close = matching(stmt, &t, k + 2)
-            .ok_or_else(|| SqlError::new(line_at(k + 2), "unbalanced parentheses in AS ENUM"))?;
-        let labels = t
-            .get(k + 3..close)
-            .unwrap_or(&[])
+    if v.is(k, "as") && v.is(k + 1, "enum") {
+        let close = Some(k + 2)
+            .filter(|&o| v.sym(o, "("))
+            .and_then(|o| v.close(o))
+            .ok_or_else(|| err(k + 2, "expected a parenthesized label list after AS ENUM"))?;
+        let labels = v
+            .sub(k + 3, close)
+            .t
             .iter()
-            .filter(|x| matches!(x.kind, Kind::Str | Kind::EStr))
-            .map(|x| string_value(stmt, x))
-            .collect();
+            .filter(|x| matches!(x.kind, Kind::Str | Kind::EStr));
+        let labels = labels.map(|x| string_value(stmt, x)).collect();
         return Ok(TypeDef::Enum {
             schema,
             name,
             labels,
         });
     }
-    if word(k, "as") && punct(k + 1, "(") {
+    if v.is(k, "as") && v.sym(k + 1, "(") {
         return Ok(TypeDef::Composite { schema, name });
     }
-    if (word(k, "as") && word(k + 1, "range")) || punct(k, "(") || k >= t.len() || punct(k, ";") {
+    if (v.is(k, "as") && v.is(k + 1, "range")) || v.sym(k, "(") || v.sym(k, ";") || k >= v.len() {
         return Ok(TypeDef::Other { schema, name });
     }
-    Err(SqlError::new(line_at(k), "unsupported CREATE TYPE form"))
+    Err(err(k, "unsupported CREATE TYPE form"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Tables
-// ---------------------------------------------------------------------------------------------
+// ===== Tables =================================================================================
 
 /// What a `tables/` statement is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableStmt {
     /// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE [IF NOT EXISTS] name ...`: the table
-    /// and every table it REFERENCES (inline and table-level foreign keys), each as
-    /// (schema, name), deduplicated, in order of appearance. A self-reference is included.
-    /// `INHERITS` / `PARTITION OF` parents are not foreign keys and are not listed.
+    /// and every table it REFERENCES (inline and table-level foreign keys) as (schema, name),
+    /// deduplicated, in order of appearance; a self-reference is included. `INHERITS` and
+    /// `PARTITION OF` parents are not foreign keys and are not listed.
     CreateTable {
         schema: Option<String>,
         name: String,
@@ -1152,45 +1000,41 @@ pub enum TableStmt {
 }
 
 /// (index of the first name token, index after the name, name parts) of a CREATE TABLE.
-fn create_table_header(src: &str, t: &[Tok]) -> Option<(usize, usize, Vec<String>)> {
-    if !t.first()?.is_word(src, "create") {
-        return None;
-    }
+fn create_table_header(v: View) -> Option<(usize, usize, Vec<String>)> {
     let mut i = 1;
-    while t.get(i).is_some_and(|x| {
-        ["global", "local", "temp", "temporary", "unlogged"]
-            .iter()
-            .any(|w| x.is_word(src, w))
-    }) {
+    while v.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
         i += 1;
     }
-    if !t.get(i)?.is_word(src, "table") {
+    if !v.is(0, "create") || !v.is(i, "table") {
         return None;
     }
     i += 1;
-    let word = |k: usize, w: &str| t.get(k).is_some_and(|x| x.is_word(src, w));
-    if word(i, "if") && word(i + 1, "not") && word(i + 2, "exists") {
+    if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
         i += 3;
     }
-    let (parts, end) = parse_qname(src, t, i)?;
+    let (parts, end) = v.qname(i)?;
     Some((i, end, parts))
 }
 
+/// Classify a `tables/` statement (see `TableStmt`).
 pub fn classify_table_stmt(stmt: &str) -> TableStmt {
-    let t = sig_tokens(stmt);
-    let Some((_, end, parts)) = create_table_header(stmt, &t) else {
+    let toks = sig_tokens(stmt);
+    let v = View {
+        src: stmt,
+        t: &toks,
+    };
+    let Some((_, end, parts)) = create_table_header(v) else {
         return TableStmt::Other;
     };
     let (schema, name) = split_name(parts);
     let mut references = Vec::new();
-    for (k, x) in t.iter().enumerate().skip(end) {
-        if x.is_word(stmt, "references") {
-            if let Some((p, _)) = parse_qname(stmt, &t, k + 1) {
-                let r = split_name(p);
-                if !references.contains(&r) {
-                    references.push(r);
-                }
-            }
+    for k in (end..v.len()).filter(|&k| v.is(k, "references")) {
+        let Some((p, _)) = v.qname(k + 1) else {
+            continue;
+        };
+        let r = split_name(p);
+        if !references.contains(&r) {
+            references.push(r);
         }
     }
     TableStmt::CreateTable {
@@ -1200,17 +1044,14 @@ pub fn classify_table_stmt(stmt: &str) -> TableStmt {
     }
 }
 
-fn eq_ci(a: &str, b: &str) -> bool {
-    a == b || a.to_lowercase() == b.to_lowercase()
-}
-
-/// Does the FK target match one of `deferred`? Names case-insensitively; schemas only compared
+/// Does the FK target match one of `deferred`? Names compare case-insensitively; schemas only
 /// when both sides have one.
 fn is_deferred(target: &(Option<String>, String), deferred: &[(Option<String>, String)]) -> bool {
+    let eq = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
     deferred.iter().any(|(ds, dn)| {
-        eq_ci(dn, &target.1)
+        eq(dn, &target.1)
             && match (ds, &target.0) {
-                (Some(a), Some(b)) => eq_ci(a, b),
+                (Some(a), Some(b)) => eq(a, b),
                 _ => true,
             }
     })
@@ -1218,62 +1059,53 @@ fn is_deferred(target: &(Option<String>, String), deferred: &[(Option<String>, S
 
 /// Index after the foreign-key clause whose referenced name ends at `i`: optional `(cols)`,
 /// `MATCH x`, `ON DELETE|UPDATE action`, `[NOT] DEFERRABLE`, `INITIALLY x`, `[NOT] ENFORCED`.
-fn fk_tail(src: &str, t: &[Tok], i: usize) -> usize {
-    let w = |k: usize| {
-        t.get(k)
-            .filter(|x| x.kind == Kind::Word)
-            .map(|x| x.text(src).to_ascii_lowercase())
-            .unwrap_or_default()
-    };
-    let group = |k: usize| {
-        if t.get(k).is_some_and(|x| x.is_punct(src, "(")) {
-            matching(src, t, k).map_or(k, |c| c + 1)
-        } else {
-            k
-        }
-    };
-    let mut k = group(i);
+fn fk_tail(v: View, i: usize) -> usize {
+    let mut k = v.after_group(i);
     loop {
-        match w(k).as_str() {
-            "match" if !w(k + 1).is_empty() => k += 2,
-            "on" if matches!(w(k + 1).as_str(), "delete" | "update") => {
+        let w = v.word(k);
+        match w.as_str() {
+            "match" if !v.word(k + 1).is_empty() => k += 2,
+            "on" if v.any(k + 1, &["delete", "update"]) => {
                 k += 2;
-                match w(k).as_str() {
-                    "no" if w(k + 1) == "action" => k += 2,
-                    "restrict" | "cascade" => k += 1,
-                    "set" if matches!(w(k + 1).as_str(), "null" | "default") => k = group(k + 2),
-                    _ => {}
+                if v.is(k, "no") && v.is(k + 1, "action") {
+                    k += 2;
+                } else if v.any(k, &["restrict", "cascade"]) {
+                    k += 1;
+                } else if v.is(k, "set") && v.any(k + 1, &["null", "default"]) {
+                    k = v.after_group(k + 2);
                 }
             }
             "deferrable" | "enforced" => k += 1,
-            "not" if matches!(w(k + 1).as_str(), "deferrable" | "enforced") => k += 2,
-            "initially" if matches!(w(k + 1).as_str(), "deferred" | "immediate") => k += 2,
+            "not" if v.any(k + 1, &["deferrable", "enforced"]) => k += 2,
+            "initially" if v.any(k + 1, &["deferred", "immediate"]) => k += 2,
             _ => return k,
         }
     }
 }
 
-/// Start of the removal for an inline constraint starting at byte `s`: also drop the whitespace
-/// before it, unless that would join a `--` comment with the following text.
+/// Start of the removal of an inline constraint starting at byte `s`: also drop the whitespace
+/// before it, unless that would join a `--` comment with the text that follows.
 fn back_over_ws(src: &str, all: &[Tok], s: usize) -> usize {
     let b = src.as_bytes();
     let ws = |p: usize, nl: bool| {
-        p.checked_sub(1)
+        let c = p
+            .checked_sub(1)
             .and_then(|q| b.get(q))
-            .is_some_and(|&c| c == b' ' || c == b'\t' || (nl && c.is_ascii_whitespace()))
+            .copied()
+            .unwrap_or(b'x');
+        c == b' ' || c == b'\t' || (nl && c.is_ascii_whitespace())
     };
-    let mut p = s;
+    let (mut p, mut q) = (s, s);
     while ws(p, false) {
         p -= 1;
     }
-    let mut q = p;
     while ws(q, true) {
         q -= 1;
     }
-    if all
+    let after_comment = all
         .iter()
-        .any(|t| t.kind == Kind::LineComment && t.end == q)
-    {
+        .any(|t| t.kind == Kind::LineComment && t.end == q);
+    if after_comment {
         p
     } else {
         q
@@ -1281,15 +1113,15 @@ fn back_over_ws(src: &str, all: &[Tok], s: usize) -> usize {
 }
 
 /// For breaking REFERENCES cycles: remove from a CREATE TABLE every foreign key pointing to one
-/// of `deferred` and return (rewritten statement, `ALTER TABLE ... ADD ...` statements adding
+/// of `deferred` and return (rewritten statement, `ALTER TABLE ... ADD ...` statements that add
 /// them back, without trailing ';').
 ///
-/// Inline `col type [CONSTRAINT n] REFERENCES t [(c)] [MATCH ..] [ON ..] [DEFERRABLE ..]` becomes
-/// `ALTER TABLE tbl ADD [CONSTRAINT n] FOREIGN KEY (col) REFERENCES ...`; table-level
-/// `[CONSTRAINT n] FOREIGN KEY (...) REFERENCES ...` elements are moved whole. Everything else is
-/// kept verbatim. Deferred names compare case-insensitively; a schema is compared only when both
-/// the deferred entry and the reference have one. Statements without a column list (`AS SELECT`)
-/// are returned unchanged.
+/// An inline `col type [CONSTRAINT n] REFERENCES t [(c)] [MATCH ..] [ON ..] [DEFERRABLE ..]`
+/// becomes `ALTER TABLE tbl ADD [CONSTRAINT n] FOREIGN KEY (col) REFERENCES ...`; table-level
+/// `[CONSTRAINT n] FOREIGN KEY (...) REFERENCES ...` elements are moved whole. Everything else
+/// is kept verbatim. Deferred names compare case-insensitively; a schema is compared only when
+/// both the deferred entry and the reference have one. A CREATE TABLE without a column list
+/// (`AS SELECT ...`) is returned unchanged.
 pub fn split_foreign_keys(
     stmt: &str,
     deferred: &[(Option<String>, String)],
@@ -1298,105 +1130,88 @@ pub fn split_foreign_keys(
     if let Some(t) = all.iter().find(|t| t.open) {
         return Err(unterminated(t));
     }
-    let t: Vec<Tok> = all.iter().copied().filter(|x| !x.is_comment()).collect();
-    let (name_start, name_end, _) = create_table_header(stmt, &t)
-        .ok_or_else(|| SqlError::new(1, "not a CREATE TABLE statement"))?;
-    let table = span_text(stmt, &t, name_start, name_end);
-    let word = |k: usize, w: &str| t.get(k).is_some_and(|x| x.is_word(stmt, w));
+    let toks: Vec<Tok> = all.iter().copied().filter(|x| !x.is_comment()).collect();
+    let v = View {
+        src: stmt,
+        t: &toks,
+    };
+    let (name_start, name_end, _) =
+        create_table_header(v).ok_or_else(|| SqlError::new(1, "not a CREATE TABLE statement"))?;
+    let table = v.sub(name_start, name_end).text();
     let mut i = name_end;
-    if word(i, "partition") && word(i + 1, "of") {
-        i = parse_qname(stmt, &t, i + 2).map_or(i, |(_, e)| e);
-    } else if word(i, "of") {
-        i = parse_qname(stmt, &t, i + 1).map_or(i, |(_, e)| e);
+    if v.is(i, "partition") && v.is(i + 1, "of") {
+        i = v.qname(i + 2).map_or(i, |(_, e)| e);
+    } else if v.is(i, "of") {
+        i = v.qname(i + 1).map_or(i, |(_, e)| e);
     }
-    if !t.get(i).is_some_and(|x| x.is_punct(stmt, "(")) {
+    if !v.sym(i, "(") {
         return Ok((stmt.to_string(), Vec::new()));
     }
-    let close = matching(stmt, &t, i).ok_or_else(|| {
-        SqlError::new(
-            t.get(i).map_or(1, |x| x.line),
-            "unbalanced parentheses in CREATE TABLE",
-        )
-    })?;
-    let inner = t.get(i + 1..close).unwrap_or(&[]);
-    let ranges = split_ranges(stmt, inner);
-    let mut cuts: Vec<(usize, usize)> = Vec::new();
-    let mut alters = Vec::new();
+    let close = v
+        .close(i)
+        .ok_or_else(|| SqlError::new(v.line(i), "unbalanced parentheses"))?;
+    let inner = v.sub(i + 1, close);
+    let ranges = inner.ranges();
+    let (mut cuts, mut alters) = (Vec::new(), Vec::new());
     let mut removed = vec![false; ranges.len()];
     for (k, &(a, b)) in ranges.iter().enumerate() {
-        let elem = inner.get(a..b).unwrap_or(&[]);
-        let Some(first) = elem.first() else {
-            continue;
-        };
-        let ew = |j: usize, w: &str| elem.get(j).is_some_and(|x| x.is_word(stmt, w));
-        if ew(0, "foreign") || (ew(0, "constraint") && ew(2, "foreign")) {
-            let target = elem
-                .iter()
-                .position(|x| x.is_word(stmt, "references"))
-                .and_then(|r| parse_qname(stmt, elem, r + 1));
-            if let Some((parts, _)) = target {
-                if is_deferred(&split_name(parts), deferred) {
-                    if let Some(r) = removed.get_mut(k) {
-                        *r = true;
-                    }
-                    let text = span_text(stmt, elem, 0, elem.len());
-                    alters.push(format!("ALTER TABLE {table} ADD {text}"));
+        let e = inner.sub(a, b);
+        if e.is(0, "foreign") || (e.is(0, "constraint") && e.is(2, "foreign")) {
+            let r = (0..e.len()).find(|&r| e.is(r, "references"));
+            let target = r.and_then(|r| e.qname(r + 1)).map(|(p, _)| split_name(p));
+            if target.is_some_and(|t| is_deferred(&t, deferred)) {
+                if let Some(r) = removed.get_mut(k) {
+                    *r = true;
                 }
+                alters.push(format!("ALTER TABLE {table} ADD {}", e.text()));
             }
             continue;
         }
-        let exclude = ew(0, "exclude")
-            && (ew(1, "using") || elem.get(1).is_some_and(|x| x.is_punct(stmt, "(")));
-        let table_constraint = ["constraint", "check", "unique", "primary", "like"]
-            .iter()
-            .any(|w| ew(0, w));
-        if exclude || table_constraint {
+        let exclude = e.is(0, "exclude") && (e.is(1, "using") || e.sym(1, "("));
+        if exclude || e.any(0, &["constraint", "check", "unique", "primary", "like"]) {
             continue;
         }
-        // Column definition: look for inline REFERENCES at the element's top level.
-        let col = first.text(stmt);
-        let mut depth = 0usize;
-        let mut j = 1;
-        while let Some(x) = elem.get(j) {
-            if x.is_punct(stmt, "(") || x.is_punct(stmt, "[") {
-                depth += 1;
-            } else if x.is_punct(stmt, ")") || x.is_punct(stmt, "]") {
-                depth = depth.saturating_sub(1);
-            } else if depth == 0 && x.is_word(stmt, "references") {
-                if let Some((parts, qend)) = parse_qname(stmt, elem, j + 1) {
-                    let end = fk_tail(stmt, elem, qend);
-                    if is_deferred(&split_name(parts), deferred) {
-                        let named = j >= 2 && ew(j - 2, "constraint");
-                        let (from, cname) = if named {
-                            let n = elem.get(j - 1).map_or("", |n| n.text(stmt));
-                            (j - 2, format!("CONSTRAINT {n} "))
-                        } else {
-                            (j, String::new())
-                        };
-                        let refs = span_text(stmt, elem, j, end);
-                        alters.push(format!(
-                            "ALTER TABLE {table} ADD {cname}FOREIGN KEY ({col}) {refs}"
-                        ));
-                        if let (Some(s), Some(e)) = (elem.get(from), elem.get(end - 1)) {
-                            cuts.push((back_over_ws(stmt, &all, s.start), e.end));
-                        }
-                    }
-                    j = end;
-                    continue;
+        // A column definition: look for inline REFERENCES at its top level.
+        let col = e.get(0).map_or("", |c| c.text(stmt));
+        let (mut depth, mut j) = (0usize, 1);
+        while j < e.len() {
+            depth = depth.saturating_add_signed(e.nest(j));
+            let Some((parts, qend)) = e
+                .qname(j + 1)
+                .filter(|_| depth == 0 && e.is(j, "references"))
+            else {
+                j += 1;
+                continue;
+            };
+            let end = fk_tail(e, qend);
+            if is_deferred(&split_name(parts), deferred) {
+                let named = j >= 2 && e.is(j - 2, "constraint");
+                let from = if named { j - 2 } else { j };
+                let cname = if named {
+                    format!("CONSTRAINT {} ", e.sub(j - 1, j).text())
+                } else {
+                    String::new()
+                };
+                let refs = e.sub(j, end).text();
+                alters.push(format!(
+                    "ALTER TABLE {table} ADD {cname}FOREIGN KEY ({col}) {refs}"
+                ));
+                if let (Some(s), Some(x)) = (e.get(from), e.get(end - 1)) {
+                    cuts.push((back_over_ws(stmt, &all, s.start), x.end));
                 }
             }
-            j += 1;
+            j = end;
         }
     }
-    // Whole elements: drop the comma before (or, for leading elements, the one after).
+    // Whole elements: drop the comma before them (or, for leading elements, the one after).
     for (k, &(a, b)) in ranges.iter().enumerate() {
+        let e = inner.sub(a, b);
+        let (Some(first), Some(last)) = (e.t.first(), e.t.last()) else {
+            continue;
+        };
         if !removed.get(k).copied().unwrap_or(false) {
             continue;
         }
-        let (Some(first), Some(last)) = (inner.get(a), b.checked_sub(1).and_then(|l| inner.get(l)))
-        else {
-            continue;
-        };
         let kept_before = removed.iter().take(k).any(|r| !r);
         let comma_before = a.checked_sub(1).and_then(|c| inner.get(c));
         match (kept_before, comma_before, inner.get(b)) {
@@ -1412,8 +1227,7 @@ pub fn split_foreign_keys(
         }
     }
     cuts.sort_unstable();
-    let mut out = String::with_capacity(stmt.len());
-    let mut pos = 0;
+    let (mut out, mut pos) = (String::with_capacity(stmt.len()), 0);
     for (s, e) in cuts {
         if s < pos {
             continue;
@@ -1425,47 +1239,40 @@ pub fn split_foreign_keys(
     Ok((out, alters))
 }
 
+// ===== Inserts ================================================================================
+
 /// Tables an INSERT statement (seeders) writes to: for `[WITH ...] INSERT INTO [schema.]t
 /// [AS alias] [(cols)] ...` returns (schema, table, column list — empty when not given), names
 /// unquoted (unquoted ones lower-cased). None for other statements.
 pub fn parse_insert_target(stmt: &str) -> Option<(Option<String>, String, Vec<String>)> {
-    let t = sig_tokens(stmt);
+    let toks = sig_tokens(stmt);
+    let v = View {
+        src: stmt,
+        t: &toks,
+    };
     let mut i = 0;
-    if t.first()?.is_word(stmt, "with") {
+    if v.is(0, "with") {
         let mut depth = 0usize;
-        i = t.iter().position(|x| {
-            if x.is_punct(stmt, "(") {
-                depth += 1;
-            } else if x.is_punct(stmt, ")") {
-                depth = depth.saturating_sub(1);
-            }
-            depth == 0 && x.is_word(stmt, "insert")
+        i = (0..v.len()).find(|&k| {
+            depth = depth.saturating_add_signed(v.nest(k));
+            depth == 0 && v.is(k, "insert")
         })?;
     }
-    if !t.get(i)?.is_word(stmt, "insert") || !t.get(i + 1)?.is_word(stmt, "into") {
+    if !v.is(i, "insert") || !v.is(i + 1, "into") {
         return None;
     }
-    let (parts, mut k) = parse_qname(stmt, &t, i + 2)?;
-    if t.get(k).is_some_and(|x| x.is_word(stmt, "as")) {
+    let (parts, mut k) = v.qname(i + 2)?;
+    if v.is(k, "as") {
         k += 2;
     }
+    let query = v.any(k + 1, &["select", "values", "with", "table"]) || v.sym(k + 1, "(");
     let mut cols = Vec::new();
-    if t.get(k).is_some_and(|x| x.is_punct(stmt, "(")) {
-        let query = t.get(k + 1).is_some_and(|x| {
-            ["select", "values", "with", "table"]
-                .iter()
-                .any(|w| x.is_word(stmt, w))
-                || x.is_punct(stmt, "(")
-        });
-        if !query {
-            if let Some(close) = matching(stmt, &t, k) {
-                for c in split_commas(stmt, t.get(k + 1..close).unwrap_or(&[])) {
-                    if let Some(v) = c.first().and_then(|x| ident_value(stmt, x)) {
-                        cols.push(v);
-                    }
-                }
-            }
-        }
+    if let Some(close) = v.close(k).filter(|_| v.sym(k, "(") && !query) {
+        let items = v.sub(k + 1, close).parts();
+        cols = items
+            .iter()
+            .filter_map(|c| c.get(0).and_then(|x| ident_value(stmt, x)))
+            .collect();
     }
     let (schema, name) = split_name(parts);
     Some((schema, name, cols))
@@ -1474,4 +1281,930 @@ pub fn parse_insert_target(stmt: &str) -> Option<(Option<String>, String, Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Insert = Option<(Option<String>, String, Vec<String>)>;
+
+    fn texts(sql: &str) -> Vec<String> {
+        let stmts = split_statements(sql).unwrap();
+        stmts.into_iter().map(|s| s.text).collect()
+    }
+    fn lines(sql: &str) -> Vec<usize> {
+        let stmts = split_statements(sql).unwrap();
+        stmts.into_iter().map(|s| s.line).collect()
+    }
+    /// (line, message) of a split error.
+    fn err(sql: &str) -> (usize, String) {
+        let e = split_statements(sql).unwrap_err();
+        (e.line, e.message)
+    }
+    fn q(schema: Option<&str>, name: &str) -> (Option<String>, String) {
+        (schema.map(str::to_string), name.to_string())
+    }
+    fn n(s: &str) -> String {
+        normalize(s)
+    }
+    fn routine(sql: &str) -> Routine {
+        parse_routine(sql).unwrap()
+    }
+    fn types(args: &str) -> Vec<String> {
+        routine(&format!(
+            "CREATE FUNCTION f({args}) RETURNS void AS $$ $$ LANGUAGE sql"
+        ))
+        .arg_types
+    }
+    fn returns(tail: &str) -> Option<String> {
+        routine(&format!("CREATE FUNCTION f() {tail}")).returns
+    }
+    /// split_foreign_keys with schema-less deferred names.
+    fn defer(sql: &str, names: &[&str]) -> (String, Vec<String>) {
+        let d: Vec<_> = names.iter().map(|x| q(None, x)).collect();
+        split_foreign_keys(sql, &d).unwrap()
+    }
+    fn target(s: Option<&str>, t: &str, c: &[&str]) -> Insert {
+        let cols = c.iter().map(|x| x.to_string()).collect();
+        Some((s.map(String::from), t.to_string(), cols))
+    }
+    fn table(schema: Option<&str>, name: &str, refs: &[(Option<&str>, &str)]) -> TableStmt {
+        let references = refs.iter().map(|(s, n)| q(*s, n)).collect();
+        TableStmt::CreateTable {
+            schema: schema.map(String::from),
+            name: name.into(),
+            references,
+        }
+    }
+    fn check_splits(cases: &[(&str, &[&str])]) {
+        for (sql, want) in cases {
+            assert_eq!(texts(sql), *want, "{sql}");
+        }
+    }
+    fn check_types(cases: &[(&str, &[&str])]) {
+        for (args, want) in cases {
+            assert_eq!(types(args), *want, "{args}");
+        }
+    }
+
+    // ----- split_statements -----
+
+    #[test]
+    fn split_basic() {
+        #[rustfmt::skip]
+        check_splits(&[
+            ("SELECT 1;\n\n  SELECT 2 ;\nSELECT 3", &["SELECT 1", "SELECT 2", "SELECT 3"]),
+            ("BEGIN; SELECT 1; COMMIT;", &["BEGIN", "SELECT 1", "COMMIT"]),
+        ]);
+    }
+
+    #[test]
+    fn split_semicolons_in_strings() {
+        #[rustfmt::skip]
+        check_splits(&[
+            ("INSERT INTO t VALUES ('a;b', 'it''s; ok');", &["INSERT INTO t VALUES ('a;b', 'it''s; ok')"]),
+            ("SELECT 'x'';'';'; SELECT ';'", &["SELECT 'x'';'';'", "SELECT ';'"]),
+        ]);
+    }
+
+    #[test]
+    fn split_e_strings_with_backslashes() {
+        #[rustfmt::skip]
+        check_splits(&[
+            (r"SELECT E'it\'s; \\'; SELECT e'a\\';", &[r"SELECT E'it\'s; \\'", r"SELECT e'a\\'"]),
+            (r"SELECT 'C:\'; SELECT 4", &[r"SELECT 'C:\'", "SELECT 4"]),
+            (r"SELECT E'\\\'';", &[r"SELECT E'\\\''"]),
+        ]);
+    }
+
+    #[test]
+    fn split_other_string_prefixes() {
+        let sql = "SELECT N'x;', B'01', X'ff', U&'d\\0061;', U&\"a;\"; SELECT 2";
+        assert_eq!(
+            texts(sql)[0],
+            "SELECT N'x;', B'01', X'ff', U&'d\\0061;', U&\"a;\""
+        );
+    }
+
+    #[test]
+    fn split_quoted_identifiers() {
+        #[rustfmt::skip]
+        check_splits(&[
+            ("CREATE TABLE \"a;\"\"b\" (x int); SELECT 1", &["CREATE TABLE \"a;\"\"b\" (x int)", "SELECT 1"]),
+            ("SELECT \"日本;\", \"é\"\"--\"; SELECT 2", &["SELECT \"日本;\", \"é\"\"--\"", "SELECT 2"]),
+        ]);
+    }
+
+    #[test]
+    fn split_plpgsql_body() {
+        let sql = "CREATE FUNCTION f(a int) RETURNS int AS $body$\nDECLARE x int := $1;\n\
+                   BEGIN\n  EXECUTE $q$ SELECT ';' $$ not end $$ $q$;\n  RETURN x; -- $body\n\
+                   END;\n$body$ LANGUAGE plpgsql;\nSELECT 2;";
+        let s = split_statements(sql).unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[0].text.ends_with("END;\n$body$ LANGUAGE plpgsql"));
+        assert!(s[0]
+            .text
+            .contains("EXECUTE $q$ SELECT ';' $$ not end $$ $q$;"));
+        assert_eq!((s[1].text.as_str(), s[1].line), ("SELECT 2", 8));
+    }
+
+    #[test]
+    fn split_params_are_not_dollar_quotes() {
+        #[rustfmt::skip]
+        check_splits(&[
+            ("PREPARE p(int) AS SELECT $1 + $2; SELECT 3", &["PREPARE p(int) AS SELECT $1 + $2", "SELECT 3"]),
+            ("SELECT $1$x; SELECT $12;", &["SELECT $1$x", "SELECT $12"]),
+        ]);
+    }
+
+    #[test]
+    fn split_identifiers_containing_dollars() {
+        let sql = "SELECT a$b$c, x$$ FROM t$1; SELECT 2";
+        assert_eq!(texts(sql), ["SELECT a$b$c, x$$ FROM t$1", "SELECT 2"]);
+    }
+
+    #[test]
+    fn split_dollar_tags() {
+        #[rustfmt::skip]
+        check_splits(&[
+            ("SELECT $fn_1$ a;$b$ ; $fn_1$; SELECT 2", &["SELECT $fn_1$ a;$b$ ; $fn_1$", "SELECT 2"]),
+            ("SELECT $é$;$é$; SELECT $$$$; SELECT $a$$$$a$", &["SELECT $é$;$é$", "SELECT $$$$", "SELECT $a$$$$a$"]),
+        ]);
+    }
+
+    #[test]
+    fn split_comments_with_quotes_and_semicolons() {
+        #[rustfmt::skip]
+        check_splits(&[
+            ("-- it's; a\nSELECT 1 /* ; */ , '--;', '/*' -- x; 'y\n;\nSELECT 2", &["SELECT 1 /* ; */ , '--;', '/*'", "SELECT 2"]),
+            ("SELECT a<>b--c;\n;SELECT 2", &["SELECT a<>b", "SELECT 2"]),
+        ]);
+    }
+
+    #[test]
+    fn split_nested_block_comments() {
+        let sql = "/* a /* b; */ still; 'x */ SELECT 1; /*/ x */ SELECT 2;";
+        assert_eq!(texts(sql), ["SELECT 1", "SELECT 2"]);
+    }
+
+    #[test]
+    fn split_drops_empty_and_comment_only() {
+        assert!(texts(";;  -- x\n ; /* y */; \n\n").is_empty());
+        assert!(texts("").is_empty());
+        assert_eq!(texts("SELECT 1 -- no semicolon at the end"), ["SELECT 1"]);
+    }
+
+    #[test]
+    fn split_semicolon_inside_parens_splits() {
+        assert_eq!(texts("SELECT (1; SELECT 2)"), ["SELECT (1", "SELECT 2)"]);
+    }
+
+    #[test]
+    fn split_begin_atomic_bodies() {
+        let sql = "CREATE OR REPLACE FUNCTION f(a int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  \
+                   SELECT CASE WHEN a > 0 THEN 1 ELSE 2 END;\n  SELECT a;\nEND;\n\
+                   CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); END;\nSELECT 3";
+        let s = texts(sql);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[0].ends_with("SELECT a;\nEND"));
+        assert_eq!(
+            s[1],
+            "CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); END"
+        );
+    }
+
+    #[test]
+    fn split_line_numbers() {
+        assert_eq!(lines("SELECT 1;\n\n  SELECT 2 ;\nSELECT 3"), [1, 3, 4]);
+        assert_eq!(lines("-- c\n/* x\ny */\n\n  SELECT 1;"), [5]);
+        assert_eq!(
+            lines("SELECT 'a\nb';\n/* x\ny */\nSELECT $$\n;\n$$;\nSELECT 3;"),
+            [1, 5, 8]
+        );
+        assert_eq!(lines("SELECT \"a\nb\", E'\\\n';\n\nSELECT 2"), [1, 5]);
+    }
+
+    #[test]
+    fn split_crlf_and_bom() {
+        assert_eq!(lines("SELECT 1;\r\n\r\n-- c\r\nSELECT\r\n 2;"), [1, 4]);
+        assert_eq!(
+            texts("\u{FEFF}SELECT 1;\r\nSELECT\r\n 2"),
+            ["SELECT 1", "SELECT\r\n 2"]
+        );
+    }
+
+    #[test]
+    fn split_keeps_inner_comments_only() {
+        let s = split_statements("-- lead\nSELECT 1 /* in */ , 2 -- tail\n;").unwrap();
+        assert_eq!(
+            (s[0].text.as_str(), s[0].line),
+            ("SELECT 1 /* in */ , 2", 2)
+        );
+    }
+
+    #[test]
+    fn split_unterminated_string() {
+        assert_eq!(
+            err("SELECT 1;\nSELECT 'abc;\n\n"),
+            (2, "unterminated quoted string".into())
+        );
+        assert_eq!(err("SELECT E'abc\\';").0, 1);
+    }
+
+    #[test]
+    fn split_unterminated_dollar_quote() {
+        let e = err("SELECT 1;\n\nDO $x$ BEGIN END $y$;");
+        assert_eq!(e, (3, "unterminated dollar-quoted string".into()));
+        assert_eq!(err("SELECT 1;\n--x\n$$").0, 3);
+    }
+
+    #[test]
+    fn split_unterminated_comment_and_identifier() {
+        assert_eq!(
+            err("/* a /* b */ SELECT 1;"),
+            (1, "unterminated block comment".into())
+        );
+        assert_eq!(
+            err("\nSELECT \"abc"),
+            (2, "unterminated quoted identifier".into())
+        );
+        let e = split_statements("\nx 'a").unwrap_err();
+        assert_eq!(e.to_string(), "line 2: unterminated quoted string");
+        let _: &dyn std::error::Error = &e;
+    }
+
+    // ----- normalize -----
+
+    #[test]
+    fn normalize_whitespace_case_comments() {
+        let a = "CREATE  TABLE Foo (\n  id INT, -- the id\n  name TEXT /* n */\n);\n";
+        assert_eq!(n(a), "create table foo(id int,name text)");
+        assert_eq!(n("SELECT f( a , b ) ;;  "), "select f(a,b)");
+        assert_eq!(n("  ;  "), "");
+    }
+
+    #[test]
+    fn normalize_punctuation_and_operators() {
+        assert_eq!(n("SELECT a + b = c"), "select a+b=c");
+        assert_eq!(n("SELECT a=-1"), n("SELECT a = - 1"));
+        assert_eq!(n("SELECT x :: text, y := 1"), "select x::text,y:=1");
+        assert_ne!(n("SELECT a < = b"), n("SELECT a <= b"));
+        assert_ne!(n("SELECT a b"), n("SELECT ab"));
+    }
+
+    #[test]
+    fn normalize_keeps_literals_exact() {
+        assert_ne!(n("SELECT 'Hello'"), n("SELECT 'hello'"));
+        assert_ne!(n("SELECT \"Col\""), n("SELECT \"col\""));
+        assert_ne!(n("SELECT 'a  b'"), n("SELECT 'a b'"));
+        assert_ne!(n("SELECT 'a' 'b'"), n("SELECT 'a''b'"));
+        assert_ne!(n("SELECT \"a\" \"b\""), n("SELECT \"a\"\"b\""));
+        assert_eq!(n("SELECT '--x', '/*y*/'"), "select '--x','/*y*/'");
+    }
+
+    #[test]
+    fn normalize_string_prefixes() {
+        let a = "SELECT E'X\\n', U&'d' , N'é', U&\"Q\"";
+        assert_eq!(n(a), "select e'X\\n',u&'d',n'é',u&\"Q\"");
+        assert_ne!(n("SELECT E'X'"), n("SELECT E'x'"));
+    }
+
+    #[test]
+    fn normalize_numbers() {
+        let a = "SELECT 1.5E-3, .5, 0X1F, 1_000, t.* ;";
+        assert_eq!(n(a), "select 1.5e-3,.5,0x1f,1_000,t.*");
+    }
+
+    #[test]
+    fn normalize_function_body_is_code() {
+        let a = "CREATE FUNCTION f() RETURNS int AS $body$\nBEGIN\n    -- hi\n    \
+                 RETURN  1;\nEND;\n$body$ LANGUAGE plpgsql;";
+        let b = "create function f() returns int as $$ begin return 1; end; $$ language PLPGSQL";
+        let want = "create function f()returns int as $$begin return 1;end;$$ language plpgsql";
+        assert_eq!(n(a), want);
+        assert_eq!(n(b), want);
+    }
+
+    #[test]
+    fn normalize_body_literals_exact() {
+        let body = |s: &str| {
+            n(&format!(
+                "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $$ RETURN {s}; $$"
+            ))
+        };
+        assert_ne!(body("'Hello'"), body("'hello'"));
+        assert_eq!(body("'Hello'"), body("/* x */ 'Hello'"));
+        assert_ne!(body("$q$Hello$q$"), body("$q$hello$q$"));
+        assert_ne!(body("\"X\""), body("\"x\""));
+        assert!(body("$q$ A $q$").ends_with("as $$return $q$ A $q$;$$"));
+    }
+
+    #[test]
+    fn normalize_do_and_sql_bodies() {
+        assert_eq!(
+            n("DO $$ BEGIN PERFORM 1; END $$;"),
+            n("do $x$begin perform 1;end$x$")
+        );
+        let d = "DO LANGUAGE plpgsql $$ BEGIN NULL; END $$";
+        assert_eq!(n(d), "do language plpgsql $$begin null;end$$");
+        let a = "CREATE FUNCTION f() RETURNS int LANGUAGE 'sql' AS $$SELECT 1$$";
+        let b = "create function f() returns int language 'sql' as $$ select 1 $$";
+        assert_eq!(n(a), n(b));
+        let t = "CREATE FUNCTION f() RETURNS TABLE(language text) LANGUAGE sql AS $$ SELECT";
+        assert_eq!(n(&format!("{t} 1$$")), n(&format!("{t}  1 $$")));
+    }
+
+    #[test]
+    fn normalize_other_languages_exact() {
+        let py = |s: &str| {
+            n(&format!(
+                "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS $$ {s} $$"
+            ))
+        };
+        assert_ne!(py("return X"), py("return x"));
+    }
+
+    #[test]
+    fn normalize_plain_dollar_literals_exact() {
+        assert_ne!(
+            n("INSERT INTO t VALUES ($$Hi$$)"),
+            n("INSERT INTO t VALUES ($$hi$$)")
+        );
+        assert_ne!(
+            n("COMMENT ON TABLE t IS $$Hi$$"),
+            n("COMMENT ON TABLE t IS $$hi$$")
+        );
+    }
+
+    #[test]
+    fn normalize_plpgsql_ranges_and_casts() {
+        let a = "DO $$ BEGIN FOR i IN 1..10 LOOP x := i::text; END LOOP; END $$";
+        let b = "DO $$ begin for i in 1 .. 10 loop x:=i :: TEXT; end loop; end $$";
+        assert_eq!(n(a), n(b));
+    }
+
+    #[test]
+    fn normalize_is_idempotent() {
+        #[rustfmt::skip]
+        let samples = [
+            "CREATE FUNCTION f(a int DEFAULT 1) RETURNS SETOF t AS $b$ SELECT a + -1, 'X' -- c\n $b$ LANGUAGE sql;",
+            "select a<-b, x::int[], \"Q\"\"x\", E'\\'', $1 from t where a !~~ 'x' /* c */",
+            "DO $$ BEGIN RAISE NOTICE 'Hi %', 1; END $$",
+            "CREATE  TABLE Foo (\n  id INT, -- the id\n  name TEXT /* n */\n);\n",
+        ];
+        for s in samples {
+            assert_eq!(n(&n(s)), n(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn normalize_unterminated_input() {
+        assert_eq!(n("SELECT 'abc"), "select 'abc");
+        assert_eq!(n("DO $$ BEGIN"), "do $$ BEGIN");
+    }
+
+    // ----- parse_routine -----
+
+    #[test]
+    fn routine_defaults_with_commas_and_parens() {
+        let r = routine(
+            "CREATE OR REPLACE FUNCTION public.Add_Item(\n  p_name varchar(500),\n  \
+             p_tags text[] DEFAULT ARRAY['a,b', 'c)'],\n  x numeric(10,2) = 0.5,\n  \
+             d timestamptz DEFAULT now(),\n  s text DEFAULT 'x, (y)'\n) RETURNS integer\n\
+             LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$",
+        );
+        assert_eq!(r.kind, RoutineKind::Function);
+        assert_eq!(
+            (r.schema.as_deref(), r.name.as_str()),
+            (Some("public"), "add_item")
+        );
+        #[rustfmt::skip]
+        assert_eq!(r.arg_types, ["varchar(500)", "text[]", "numeric(10,2)", "timestamptz", "text"]);
+        #[rustfmt::skip]
+        assert_eq!(r.args_text, ["p_name varchar(500)", "p_tags text[]", "x numeric(10,2)", "d timestamptz", "s text"]);
+        assert_eq!(r.returns.as_deref(), Some("integer"));
+    }
+
+    #[test]
+    fn routine_procedure_modes() {
+        let r = routine(
+            "create procedure app.do_it(IN a int, OUT b text, InOut c bigint, variadic d int[], \
+             e OUT int, f IN text)\nlanguage plpgsql as $$begin end$$",
+        );
+        assert_eq!(r.kind, RoutineKind::Procedure);
+        assert_eq!(r.arg_types, ["int", "bigint", "int[]", "text"]);
+        #[rustfmt::skip]
+        assert_eq!(r.args_text, ["IN a int", "OUT b text", "InOut c bigint", "variadic d int[]", "e OUT int", "f IN text"]);
+        assert_eq!(r.returns, None);
+    }
+
+    #[test]
+    fn routine_unnamed_args() {
+        #[rustfmt::skip]
+        check_types(&[
+            ("integer, text, public.my_type, double precision", &["integer", "text", "public.my_type", "double precision"]),
+            ("out int, in text, inout \"T\"", &["text", "\"T\""]),
+            ("", &[]),
+        ]);
+    }
+
+    #[test]
+    fn routine_names_that_look_like_types() {
+        #[rustfmt::skip]
+        check_types(&[
+            ("text text, integer integer, date date", &["text", "integer", "date"]),
+            ("time time with time zone, double double precision", &["time with time zone", "double precision"]),
+            ("\"x\" int, interval interval, zone text", &["int", "interval", "text"]),
+        ]);
+    }
+
+    #[test]
+    fn routine_multi_word_types() {
+        #[rustfmt::skip]
+        check_types(&[
+            ("a character varying(255), b timestamp with time zone", &["character varying(255)", "timestamp with time zone"]),
+            ("c time without time zone, d bit varying(8)", &["time without time zone", "bit varying(8)"]),
+            ("e interval day to second, f national character varying(3)", &["interval day to second", "national character varying(3)"]),
+            ("j timestamp(3) without time zone, l interval second(3)", &["timestamp(3) without time zone", "interval second(3)"]),
+            ("m char(2), o interval", &["char(2)", "interval"]),
+        ]);
+    }
+
+    #[test]
+    fn routine_array_types_and_spacing() {
+        #[rustfmt::skip]
+        check_types(&[
+            ("g character varying(20)[], h integer ARRAY", &["character varying(20)[]", "integer ARRAY"]),
+            ("i int[][], j int ARRAY[3], k numeric ( 10 , 2 )", &["int[][]", "int ARRAY[3]", "numeric(10,2)"]),
+        ]);
+    }
+
+    #[test]
+    fn routine_type_references_and_defaults() {
+        #[rustfmt::skip]
+        check_types(&[
+            ("p users.id%TYPE, VARIADIC \"any\"", &["users.id%TYPE", "\"any\""]),
+            ("x numeric(10,2) DEFAULT round(1.5, 2), y text = 'a = b, c'", &["numeric(10,2)", "text"]),
+            ("z int[] DEFAULT '{1,2}', w text DEFAULT E'\\', '", &["int[]", "text"]),
+        ]);
+    }
+
+    #[test]
+    fn routine_quoted_and_non_ascii_names() {
+        let r =
+            routine("CREATE FUNCTION \"My S\".\"Fn \"\"é\"\"\"(\"日本\" text) RETURNS void AS 'x'");
+        assert_eq!(
+            (r.schema.as_deref(), r.name.as_str()),
+            (Some("My S"), "Fn \"é\"")
+        );
+        assert_eq!(
+            (r.arg_types, r.args_text),
+            (vec!["text".into()], vec!["\"日本\" text".into()])
+        );
+        let r = routine("CREATE FUNCTION café.Été(x \"MyType\"[]) RETURNS \"MyType\" AS $$$$");
+        assert_eq!(
+            (r.schema.as_deref(), r.name.as_str()),
+            (Some("café"), "Été")
+        );
+        assert_eq!(r.arg_types, ["\"MyType\"[]"]);
+        assert_eq!(r.returns.as_deref(), Some("\"MyType\""));
+    }
+
+    #[test]
+    fn routine_three_part_name() {
+        let r = routine("CREATE FUNCTION db.s.f() RETURNS void AS $$ $$ LANGUAGE sql");
+        assert_eq!((r.schema.as_deref(), r.name.as_str()), (Some("s"), "f"));
+        assert!(r.arg_types.is_empty() && r.args_text.is_empty());
+    }
+
+    #[test]
+    fn routine_comments_in_header() {
+        let r = routine(
+            "-- lead\nCREATE /* x */ OR REPLACE FUNCTION /* y */ s.f( -- args\n  a int, /* b */ \
+             b text -- last\n) RETURNS /* r */ int AS $$ $$ LANGUAGE sql",
+        );
+        assert_eq!((r.schema.as_deref(), r.name.as_str()), (Some("s"), "f"));
+        assert_eq!(
+            (r.arg_types, r.args_text),
+            (
+                vec!["int".into(), "text".into()],
+                vec!["a int".into(), "b text".into()]
+            )
+        );
+        assert_eq!(r.returns.as_deref(), Some("int"));
+    }
+
+    #[test]
+    fn routine_returns_table() {
+        let tail = "RETURNS TABLE (id int, total numeric(10,2), at timestamptz) LANGUAGE sql";
+        let want = "TABLE(id int,total numeric(10,2),at timestamptz)";
+        assert_eq!(returns(tail).as_deref(), Some(want));
+    }
+
+    #[test]
+    fn routine_returns_clause_ends() {
+        #[rustfmt::skip]
+        let cases = [
+            ("RETURNS SETOF public.users STABLE LANGUAGE sql AS $$ $$", "SETOF public.users"),
+            ("RETURNS trigger AS $$ $$ LANGUAGE plpgsql", "trigger"),
+            ("RETURNS int RETURNS NULL ON NULL INPUT IMMUTABLE RETURN 1", "int"),
+            ("RETURNS timestamp with time zone\nLANGUAGE sql AS 'x'", "timestamp with time zone"),
+            ("RETURNS double precision WITH (isStrict) AS 'x' LANGUAGE c", "double precision"),
+            ("RETURNS text[] /* c */ SECURITY DEFINER SET search_path = public AS 'x'", "text[]"),
+            ("RETURNS cost.set COST 10 AS $$ $$", "cost.set"),
+        ];
+        for (tail, want) in cases {
+            assert_eq!(returns(tail).as_deref(), Some(want), "{tail}");
+        }
+        assert_eq!(returns("LANGUAGE sql AS $$ $$"), None);
+    }
+
+    #[test]
+    fn routine_errors() {
+        for s in [
+            "CREATE TABLE t (a int)",
+            "",
+            "SELECT f(1)",
+            "CREATE VIEW v AS SELECT 1",
+        ] {
+            assert_eq!(parse_routine(s).unwrap_err().line, 1, "{s}");
+        }
+        for s in [
+            "CREATE FUNCTION f RETURNS int",
+            "CREATE FUNCTION f(a int",
+            "CREATE FUNCTION (a)",
+        ] {
+            assert!(parse_routine(s).is_err(), "{s}");
+        }
+        assert_eq!(
+            parse_routine("CREATE FUNCTION\n\nf RETURNS int")
+                .unwrap_err()
+                .line,
+            3
+        );
+    }
+
+    // ----- parse_type -----
+
+    #[test]
+    fn type_enum_labels_unescaped() {
+        let t = parse_type("CREATE TYPE app.\"Mood\" AS ENUM ('sad', 'it''s ok', 'x,y', '日本')");
+        let labels = ["sad", "it's ok", "x,y", "日本"].map(String::from).to_vec();
+        let (schema, name) = (Some("app".into()), "Mood".into());
+        assert_eq!(
+            t,
+            Ok(TypeDef::Enum {
+                schema,
+                name,
+                labels
+            })
+        );
+    }
+
+    #[test]
+    fn type_enum_escape_strings() {
+        let t = parse_type("CREATE TYPE e AS ENUM (E'a\\'b\\n', e'\\x41\\101\\u00e9\\\\', U&'x')");
+        let labels = ["a'b\n", "AAé\\", "x"].map(String::from).to_vec();
+        assert_eq!(
+            t,
+            Ok(TypeDef::Enum {
+                schema: None,
+                name: "e".into(),
+                labels
+            })
+        );
+        let t = parse_type("create type e as enum ()");
+        assert_eq!(
+            t,
+            Ok(TypeDef::Enum {
+                schema: None,
+                name: "e".into(),
+                labels: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn type_composite_and_domain() {
+        let t = parse_type("CREATE TYPE Addr AS (street text, zip varchar(10))");
+        assert_eq!(
+            t,
+            Ok(TypeDef::Composite {
+                schema: None,
+                name: "addr".into()
+            })
+        );
+        let t = parse_type("CREATE DOMAIN public.email AS citext CHECK (VALUE ~ '@')");
+        let (schema, name) = (Some("public".into()), "email".into());
+        assert_eq!(t, Ok(TypeDef::Domain { schema, name }));
+        let t = parse_type("CREATE DOMAIN pos int CHECK (VALUE > 0)");
+        assert_eq!(
+            t,
+            Ok(TypeDef::Domain {
+                schema: None,
+                name: "pos".into()
+            })
+        );
+    }
+
+    #[test]
+    fn type_other_forms() {
+        for s in [
+            "CREATE TYPE fr AS RANGE (subtype = float8)",
+            "CREATE TYPE b (INPUT = i)",
+        ] {
+            assert!(matches!(parse_type(s), Ok(TypeDef::Other { .. })), "{s}");
+        }
+        let t = parse_type("CREATE TYPE \"Shell\"");
+        assert_eq!(
+            t,
+            Ok(TypeDef::Other {
+                schema: None,
+                name: "Shell".into()
+            })
+        );
+    }
+
+    #[test]
+    fn type_errors() {
+        for s in [
+            "CREATE TABLE t (a int)",
+            "CREATE TYPE x AS ENUM 'a'",
+            "CREATE TYPE x AS y",
+        ] {
+            assert!(parse_type(s).is_err(), "{s}");
+        }
+        assert_eq!(parse_type("CREATE VIEW v").unwrap_err().line, 1);
+        assert!(parse_type("CREATE TYPE").is_err());
+    }
+
+    // ----- classify_table_stmt -----
+
+    #[test]
+    fn classify_references() {
+        let t = classify_table_stmt(
+            "CREATE UNLOGGED TABLE IF NOT EXISTS App.Orders (\n  id serial PRIMARY KEY,\n  \
+             user_id int NOT NULL REFERENCES users(id),\n  shop_id int REFERENCES \"Shop\".\"S\",\n  \
+             note text DEFAULT 'REFERENCES x',\n  FOREIGN KEY (user_id) REFERENCES Users (id),\n  \
+             CONSTRAINT fk FOREIGN KEY (p) REFERENCES public.products, p int REFERENCES orders\n)",
+        );
+        #[rustfmt::skip]
+        let refs = [(None, "users"), (Some("Shop"), "S"), (Some("public"), "products"), (None, "orders")];
+        assert_eq!(t, table(Some("app"), "orders", &refs));
+    }
+
+    #[test]
+    fn classify_table_variants() {
+        let t = classify_table_stmt("create temp table \"T\" as select 1");
+        assert_eq!(t, table(None, "T", &[]));
+        let t = classify_table_stmt(
+            "CREATE GLOBAL TEMPORARY TABLE x.\"é\" (a int REFERENCES \"日本\")",
+        );
+        assert_eq!(t, table(Some("x"), "é", &[(None, "日本")]));
+    }
+
+    #[test]
+    fn classify_other_statements() {
+        for s in [
+            "CREATE INDEX i ON t (a)",
+            "ALTER TABLE t ADD FOREIGN KEY (a) REFERENCES u",
+            "COMMENT ON TABLE t IS 'x'",
+            "CREATE FOREIGN TABLE ft (a int) SERVER s",
+            "",
+        ] {
+            assert_eq!(classify_table_stmt(s), TableStmt::Other, "{s}");
+        }
+    }
+
+    // ----- split_foreign_keys -----
+
+    #[test]
+    fn fk_inline_reference() {
+        let sql = "CREATE TABLE a (\n  id int PRIMARY KEY,\n  b_id int REFERENCES b(id) \
+                   ON DELETE CASCADE NOT NULL DEFAULT 1,\n  c_id int REFERENCES c\n)";
+        let (t, alters) = defer(sql, &["B"]);
+        let want = "CREATE TABLE a (\n  id int PRIMARY KEY,\n  b_id int NOT NULL DEFAULT 1,\n  \
+                    c_id int REFERENCES c\n)";
+        assert_eq!(t, want);
+        let want = "ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b(id) ON DELETE CASCADE";
+        assert_eq!(alters, [want]);
+    }
+
+    #[test]
+    fn fk_named_inline_constraint() {
+        let sql = "CREATE TABLE s.\"A\" (\"B Id\" bigint CONSTRAINT fk_b REFERENCES s.b (id) \
+                   MATCH FULL ON UPDATE SET NULL (\"B Id\") DEFERRABLE INITIALLY DEFERRED \
+                   CHECK (\"B Id\" > 0))";
+        let (t, alters) = split_foreign_keys(sql, &[q(Some("S"), "b")]).unwrap();
+        assert_eq!(
+            t,
+            "CREATE TABLE s.\"A\" (\"B Id\" bigint CHECK (\"B Id\" > 0))"
+        );
+        let want = "ALTER TABLE s.\"A\" ADD CONSTRAINT fk_b FOREIGN KEY (\"B Id\") REFERENCES \
+                    s.b (id) MATCH FULL ON UPDATE SET NULL (\"B Id\") DEFERRABLE INITIALLY DEFERRED";
+        assert_eq!(alters, [want]);
+    }
+
+    #[test]
+    fn fk_table_level_constraint() {
+        let sql = "CREATE TABLE a (\n  id int,\n  b_id int,\n  -- the b link\n  CONSTRAINT fk_b \
+                   FOREIGN KEY (b_id) REFERENCES b (id) ON DELETE SET NULL NOT DEFERRABLE,\n  \
+                   CHECK (id > 0)\n)";
+        let (t, alters) = defer(sql, &["b"]);
+        assert_eq!(
+            t,
+            "CREATE TABLE a (\n  id int,\n  b_id int,\n  CHECK (id > 0)\n)"
+        );
+        let want = "ALTER TABLE a ADD CONSTRAINT fk_b FOREIGN KEY (b_id) REFERENCES b (id) \
+                    ON DELETE SET NULL NOT DEFERRABLE";
+        assert_eq!(alters, [want]);
+    }
+
+    #[test]
+    fn fk_leading_and_consecutive_elements() {
+        let sql = "CREATE TABLE a (FOREIGN KEY (x) REFERENCES b, FOREIGN KEY (y) REFERENCES c, \
+                   x int, y int, FOREIGN KEY (x) REFERENCES b, FOREIGN KEY (y) REFERENCES b)";
+        let (t, alters) = defer(sql, &["b", "c"]);
+        assert_eq!(t, "CREATE TABLE a (x int, y int)");
+        assert_eq!(alters.len(), 4);
+        assert_eq!(alters[1], "ALTER TABLE a ADD FOREIGN KEY (y) REFERENCES c");
+        let (t, _) = defer("CREATE TABLE a (FOREIGN KEY (x) REFERENCES b)", &["b"]);
+        assert_eq!(t, "CREATE TABLE a ()");
+    }
+
+    #[test]
+    fn fk_schema_matching() {
+        let sql =
+            "CREATE TABLE a (x int REFERENCES public.b, y int REFERENCES o.b, z int REFERENCES b)";
+        let (t, alters) = split_foreign_keys(sql, &[q(Some("public"), "b")]).unwrap();
+        assert_eq!(t, "CREATE TABLE a (x int, y int REFERENCES o.b, z int)");
+        assert_eq!(alters.len(), 2);
+        let (t, alters) = defer(sql, &["B"]);
+        assert_eq!(
+            (t.as_str(), alters.len()),
+            ("CREATE TABLE a (x int, y int, z int)", 3)
+        );
+        assert_eq!(defer(sql, &["c"]), (sql.to_string(), vec![]));
+    }
+
+    #[test]
+    fn fk_round_trip_keeps_everything_else() {
+        let sql = "CREATE TABLE IF NOT EXISTS app.orders (\n    id bigserial PRIMARY KEY, -- pk\n    \
+                   customer_id bigint NOT NULL\n        REFERENCES app.customers(id) ON DELETE \
+                   RESTRICT,\n    note text DEFAULT 'REFERENCES x, FOREIGN KEY' CHECK (note <> ';'),\n    \
+                   parent_id bigint REFERENCES app.orders, -- self\n    UNIQUE (customer_id, id)\n)";
+        let deferred = [q(Some("app"), "customers")];
+        let (t, alters) = split_foreign_keys(sql, &deferred).unwrap();
+        for part in [
+            "CREATE TABLE IF NOT EXISTS app.orders (\n    id bigserial PRIMARY KEY, -- pk\n",
+            "customer_id bigint NOT NULL,",
+            "note text DEFAULT 'REFERENCES x, FOREIGN KEY' CHECK (note <> ';'),",
+            "parent_id bigint REFERENCES app.orders, -- self\n    UNIQUE (customer_id, id)\n)",
+        ] {
+            assert!(t.contains(part), "missing {part:?} in {t}");
+        }
+        let want = "ALTER TABLE app.orders ADD FOREIGN KEY (customer_id) REFERENCES \
+                    app.customers(id) ON DELETE RESTRICT";
+        assert_eq!(alters, [want]);
+        assert_eq!(split_statements(&t).unwrap().len(), 1);
+        assert_eq!(
+            classify_table_stmt(&t),
+            table(Some("app"), "orders", &[(Some("app"), "orders")])
+        );
+        assert_eq!(
+            split_foreign_keys(&t, &deferred).unwrap(),
+            (t.clone(), vec![])
+        );
+    }
+
+    #[test]
+    fn fk_line_comments_stay_safe() {
+        let sql =
+            "CREATE TABLE a (\n  b_id int -- link\n    REFERENCES b,\n  x int REFERENCES b -- c\n)";
+        let (t, alters) = defer(sql, &["b"]);
+        assert_eq!(
+            t,
+            "CREATE TABLE a (\n  b_id int -- link\n,\n  x int -- c\n)"
+        );
+        assert_eq!(
+            alters[0],
+            "ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b"
+        );
+        assert_eq!(alters[1], "ALTER TABLE a ADD FOREIGN KEY (x) REFERENCES b");
+        assert_eq!(n(&t), "create table a(b_id int,x int)");
+    }
+
+    #[test]
+    fn fk_partition_and_exclude() {
+        let p = "CREATE TABLE p1 PARTITION OF p (CONSTRAINT f FOREIGN KEY (a) REFERENCES q) \
+                 FOR VALUES IN (1)";
+        let (t, alters) = defer(p, &["q"]);
+        assert_eq!(t, "CREATE TABLE p1 PARTITION OF p () FOR VALUES IN (1)");
+        assert_eq!(
+            alters,
+            ["ALTER TABLE p1 ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES q"]
+        );
+        let x = "CREATE TABLE t (exclude int REFERENCES q, EXCLUDE USING gist (c WITH &&))";
+        assert_eq!(
+            defer(x, &["q"]).0,
+            "CREATE TABLE t (exclude int, EXCLUDE USING gist (c WITH &&))"
+        );
+    }
+
+    #[test]
+    fn fk_passthrough_and_errors() {
+        let s = "CREATE TABLE t AS SELECT 1";
+        assert_eq!(defer(s, &["t"]), (s.to_string(), vec![]));
+        assert_eq!(
+            split_foreign_keys("CREATE INDEX i ON t (a)", &[])
+                .unwrap_err()
+                .line,
+            1
+        );
+        assert!(split_foreign_keys("CREATE TABLE t (a text DEFAULT 'x", &[]).is_err());
+        assert!(split_foreign_keys("CREATE TABLE t (a int", &[]).is_err());
+    }
+
+    // ----- parse_insert_target -----
+
+    #[test]
+    fn insert_with_columns() {
+        let sql = "INSERT INTO Public.\"Users\" (ID, \"Name\", tags[1]) VALUES (1, 'a', 'b')";
+        assert_eq!(
+            parse_insert_target(sql),
+            target(Some("public"), "Users", &["id", "Name", "tags"])
+        );
+        let sql = "INSERT INTO t AS x (a) SELECT 1 ON CONFLICT DO NOTHING";
+        assert_eq!(parse_insert_target(sql), target(None, "t", &["a"]));
+    }
+
+    #[test]
+    fn insert_without_columns() {
+        for s in [
+            "insert into t values (1)",
+            "INSERT INTO t (SELECT 1)",
+            "/* s */ INSERT INTO t DEFAULT VALUES",
+        ] {
+            assert_eq!(parse_insert_target(s), target(None, "t", &[]), "{s}");
+        }
+    }
+
+    #[test]
+    fn insert_after_cte() {
+        let sql = "WITH x AS (INSERT INTO a VALUES (1) RETURNING 1) INSERT INTO b (c) SELECT 1";
+        assert_eq!(parse_insert_target(sql), target(None, "b", &["c"]));
+        assert_eq!(
+            parse_insert_target("WITH x AS (SELECT 1) SELECT * FROM x"),
+            None
+        );
+    }
+
+    #[test]
+    fn insert_other_statements() {
+        for s in [
+            "UPDATE t SET a = 1",
+            "INSERT t VALUES (1)",
+            "",
+            "SELECT 'INSERT INTO t'",
+        ] {
+            assert_eq!(parse_insert_target(s), None, "{s}");
+        }
+    }
+
+    // ----- robustness -----
+
+    #[test]
+    fn never_panics_on_prefixes_and_garbage() {
+        let corpus = "CREATE OR REPLACE FUNCTION \"S\".f(a int DEFAULT 'x,(', OUT b text[], \
+            c numeric(10,2) = 0.5)\nRETURNS TABLE(x int) AS $b$ BEGIN EXECUTE $q$ ';' $q$; \
+            RETURN; END $b$ LANGUAGE plpgsql;\nCREATE TABLE t (id int CONSTRAINT k REFERENCES \
+            u(id) ON DELETE SET NULL (id), FOREIGN KEY (id) REFERENCES v);\nCREATE TYPE e AS \
+            ENUM ('a', E'\\x41\\u00e9\\101\\'', 'b''c'); /* /* n */ */ -- é日本\nINSERT INTO t \
+            (id) VALUES ($1), (1e5), (.5), ('\\'); SELECT U&\"x\" :: int, a<=>b ..;\r\n";
+        let deferred = [q(None, "u"), q(None, "v")];
+        let mut inputs: Vec<String> = corpus
+            .char_indices()
+            .map(|(i, _)| corpus[..i].into())
+            .collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet: Vec<char> = "'\"$;()[],.-*/\\eE&U:=<>_ab1 \n\té日".chars().collect();
+        for _ in 0..300 {
+            let mut s = String::new();
+            for _ in 0..(seed % 40) {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                s.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            inputs.extend([
+                format!("CREATE TABLE t ({s}"),
+                format!("CREATE FUNCTION f({s}"),
+                s,
+            ]);
+        }
+        for s in &inputs {
+            let _ = split_statements(s);
+            let _ = n(&n(s));
+            let _ = (parse_routine(s), parse_type(s), classify_table_stmt(s));
+            let _ = (split_foreign_keys(s, &deferred), parse_insert_target(s));
+        }
+        assert_eq!(split_statements(corpus).unwrap().len(), 5);
+    }
 }

@@ -73,6 +73,18 @@ pub struct Flags {
     /// unix socket the migrator listens on [MIGRATOR_SOCKET, default $DATA_DIR/migrator.sock]
     #[argh(option)]
     pub migrator_socket: Option<String>,
+    /// largest schema upload, compressed [ARCHIVE_MAX_COMPRESSED_BYTES, default 16777216]
+    #[argh(option)]
+    pub archive_max_compressed_bytes: Option<String>,
+    /// largest schema archive once inflated [ARCHIVE_MAX_UNCOMPRESSED_BYTES, default 67108864]
+    #[argh(option)]
+    pub archive_max_uncompressed_bytes: Option<String>,
+    /// most entries in a schema archive [ARCHIVE_MAX_ENTRIES, default 2000]
+    #[argh(option)]
+    pub archive_max_entries: Option<String>,
+    /// largest single file in a schema archive [ARCHIVE_MAX_ENTRY_BYTES, default 4194304]
+    #[argh(option)]
+    pub archive_max_entry_bytes: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -98,6 +110,10 @@ impl Flags {
             "RUST_LOG" => &self.log_level,
             "DATA_DIR" => &self.data_dir,
             "MIGRATOR_SOCKET" => &self.migrator_socket,
+            "ARCHIVE_MAX_COMPRESSED_BYTES" => &self.archive_max_compressed_bytes,
+            "ARCHIVE_MAX_UNCOMPRESSED_BYTES" => &self.archive_max_uncompressed_bytes,
+            "ARCHIVE_MAX_ENTRIES" => &self.archive_max_entries,
+            "ARCHIVE_MAX_ENTRY_BYTES" => &self.archive_max_entry_bytes,
             _ => return None,
         };
         v.as_deref()
@@ -145,6 +161,16 @@ pub struct Config {
     pub log_level: LogLevel,
     pub data_dir: PathBuf,
     pub migrator_socket: PathBuf,
+    pub archive: ArchiveCaps,
+}
+
+/// Caps on an uploaded schema archive (the migrator enforces them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveCaps {
+    pub max_compressed_bytes: u64,
+    pub max_uncompressed_bytes: u64,
+    pub max_entries: usize,
+    pub max_entry_bytes: u64,
 }
 
 /// One clear line saying which setting is wrong and why.
@@ -311,6 +337,32 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("migrator.sock"));
 
+        let archive = ArchiveCaps {
+            max_compressed_bytes: parse_num(
+                "ARCHIVE_MAX_COMPRESSED_BYTES",
+                get("ARCHIVE_MAX_COMPRESSED_BYTES"),
+                16u64 << 20,
+                1,
+            )?,
+            max_uncompressed_bytes: parse_num(
+                "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
+                get("ARCHIVE_MAX_UNCOMPRESSED_BYTES"),
+                64u64 << 20,
+                1,
+            )?,
+            max_entries: parse_num(
+                "ARCHIVE_MAX_ENTRIES",
+                get("ARCHIVE_MAX_ENTRIES"),
+                2000usize,
+                1,
+            )?,
+            max_entry_bytes: parse_num(
+                "ARCHIVE_MAX_ENTRY_BYTES",
+                get("ARCHIVE_MAX_ENTRY_BYTES"),
+                4u64 << 20,
+                1,
+            )?,
+        };
         Ok(Self {
             db,
             db_configured,
@@ -324,6 +376,7 @@ impl Config {
             log_level,
             data_dir,
             migrator_socket,
+            archive,
         })
     }
 

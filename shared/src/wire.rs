@@ -177,6 +177,10 @@ pub struct DeploymentReport {
     pub functions_unchanged: u64,
     pub seeders: Vec<SeederResult>,
     pub schema_validation: SchemaValidation,
+    /// Statements PostgreSQL refuses in a transaction block (`CREATE INDEX
+    /// CONCURRENTLY`, `VACUUM`, ...), run after the commit: `file#statement`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_statements: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::error::ErrorBody>,
     pub execution_time_ms: u64,

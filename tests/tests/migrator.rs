@@ -624,3 +624,36 @@ async fn migrate_all_databases_of_a_platform_reports_each() {
     let (s, b) = gw.migrate(&p, Some("nope"), &schema, false).await;
     assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")));
 }
+
+#[tokio::test]
+async fn statements_refused_in_a_transaction_run_after_commit() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    schema.set(
+        "migrations/004_concurrent_index.pssql",
+        "ALTER TABLE products ADD COLUMN sku TEXT;\nCREATE INDEX CONCURRENTLY idx_products_sku ON products (sku);",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        report(&b)["deferred_statements"],
+        json!(["migrations/004_concurrent_index.pssql#2"]),
+        "{b}"
+    );
+    let c = cluster().connect(&format!("{p}_main")).await;
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_products_sku'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    // recorded like any migration: not run again
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(report(&b)["migrations_applied"], 0);
+}

@@ -233,8 +233,12 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 }
 
 fn run_router(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    run_binary("stonescriptdb-router", args, env)
+}
+
+fn run_binary(name: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let dir = std::env::temp_dir();
-    Command::new(binary("stonescriptdb-router"))
+    Command::new(binary(name))
         .current_dir(dir)
         .args(args)
         .env("GATEWAY_PORT", "0")
@@ -275,27 +279,81 @@ fn bad_configuration_exits_64_with_one_line() {
 
 #[test]
 fn help_documents_every_setting() {
-    let out = run_router(&["--help"], &[]);
-    assert_eq!(out.status.code(), Some(0));
-    let help = String::from_utf8_lossy(&out.stdout);
-    for var in [
-        "DB_HOST",
-        "DB_PORT",
-        "DB_NAME",
-        "DB_USER",
-        "DB_PASSWORD",
-        "DATABASE_URL",
-        "GATEWAY_HOST",
-        "GATEWAY_PORT",
-        "MAX_CONNECTIONS_PER_POOL",
-        "MAX_TOTAL_CONNECTIONS",
-        "POOL_IDLE_TIMEOUT_SECS",
-        "POOL_WAIT_TIMEOUT_MS",
-        "ALLOWED_NETWORKS",
-        "RUST_LOG",
-        "DATA_DIR",
-        "MIGRATOR_SOCKET",
-    ] {
-        assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+    for name in ["stonescriptdb-router", "stonescriptdb-migrator"] {
+        let out = run_binary(name, &["--help"], &[]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        for var in [
+            "DB_HOST",
+            "DB_PORT",
+            "DB_NAME",
+            "DB_USER",
+            "DB_PASSWORD",
+            "DATABASE_URL",
+            "GATEWAY_HOST",
+            "GATEWAY_PORT",
+            "MAX_CONNECTIONS_PER_POOL",
+            "MAX_TOTAL_CONNECTIONS",
+            "POOL_IDLE_TIMEOUT_SECS",
+            "POOL_WAIT_TIMEOUT_MS",
+            "ALLOWED_NETWORKS",
+            "RUST_LOG",
+            "DATA_DIR",
+            "MIGRATOR_SOCKET",
+        ] {
+            assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+        }
     }
+}
+
+#[test]
+fn migrator_socket_is_exclusive_and_stale_files_are_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = stonescriptdb_tests::TempDir::new("sock");
+    let sock = dir.0.join("m.sock");
+    let sock_s = sock.display().to_string();
+    let mut env: Vec<(String, String)> = cluster().gateway_env();
+    env.push(("MIGRATOR_SOCKET".into(), sock_s.clone()));
+    env.push(("DATA_DIR".into(), dir.0.display().to_string()));
+    let spawn = || {
+        Command::new(binary("stonescriptdb-migrator"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // a stale socket file (nobody listening) is replaced
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let mut first = spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "migrator did not take over the stale socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    // a second migrator on the live socket refuses to start
+    let second = spawn().wait_with_output().unwrap();
+    assert_ne!(second.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already listening"),
+        "{second:?}"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        "the first one still serves"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    // a path that is not a socket is never deleted
+    let _ = std::fs::remove_file(&sock);
+    std::fs::write(&sock, "precious").unwrap();
+    let third = spawn().wait_with_output().unwrap();
+    assert_ne!(third.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "precious");
 }
