@@ -1196,6 +1196,98 @@ async fn verify_seeder(
     result
 }
 
+/// Check, in the database itself, that everything the schema declares is
+/// there: extensions installed, types and tables present, seeded rows present.
+pub async fn verify(
+    client: &mut Client,
+    schema: &Parsed,
+) -> Result<stonescriptdb_shared::wire::Verification, MigratorError> {
+    let q = |e: tokio_postgres::Error| {
+        MigratorError::DatabaseUnavailable(format!("verification failed: {}", pg_text(&e)))
+    };
+    let exts: Vec<String> = schema.extensions.iter().map(|e| e.name.clone()).collect();
+    let missing_ext: i64 = client
+        .query_one("SELECT count(*) FROM unnest($1::text[]) e WHERE NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = e)", &[&exts])
+        .await
+        .map_err(q)?
+        .get(0);
+    let mut types = Vec::new();
+    for f in &schema.types {
+        for s in &f.statements {
+            if let Ok(def) = sql::parse_type(&s.text) {
+                let (sch, name, _) = type_name(&def);
+                types.push(qualified(&sch, &name));
+            }
+        }
+    }
+    let missing_types: i64 = client
+        .query_one(
+            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regtype(t) IS NULL",
+            &[&types],
+        )
+        .await
+        .map_err(q)?
+        .get(0);
+    let mut tables = Vec::new();
+    for f in &schema.tables {
+        for s in &f.statements {
+            if let TableStmt::CreateTable {
+                schema: sch, name, ..
+            } = sql::classify_table_stmt(&s.text)
+            {
+                tables.push(qualified(&sch, &name));
+            }
+        }
+    }
+    let missing_tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL",
+            &[&tables],
+        )
+        .await
+        .map_err(q)?
+        .get(0);
+    // Seeded rows: run each seeder in a transaction that is rolled back.
+    let mut seeders_ok = true;
+    if !schema.seeders.is_empty() {
+        let tx = client.transaction().await.map_err(q)?;
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let run = Run {
+            tx,
+            database: "",
+            log: &log,
+            report: DeploymentReport::default(),
+            deferred: Vec::new(),
+        };
+        for file in &schema.seeders {
+            let targets: Vec<(Option<String>, String, Vec<String>)> = file
+                .statements
+                .iter()
+                .filter_map(|s| sql::parse_insert_target(&s.text))
+                .collect();
+            match verify_seeder(&run, file, &targets).await {
+                Ok(0) => {}
+                _ => seeders_ok = false,
+            }
+        }
+        let _ = run.tx.rollback().await;
+    }
+    let v = stonescriptdb_shared::wire::Verification {
+        passed: false,
+        extensions_verified: missing_ext == 0,
+        types_verified: missing_types == 0,
+        tables_verified: missing_tables == 0,
+        seeders_verified: seeders_ok,
+    };
+    Ok(stonescriptdb_shared::wire::Verification {
+        passed: v.extensions_verified
+            && v.types_verified
+            && v.tables_verified
+            && v.seeders_verified,
+        ..v
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

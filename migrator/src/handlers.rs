@@ -22,11 +22,11 @@ use crate::server::State;
 /// A handler's answer: status and JSON body.
 pub type Answer = (u16, Vec<u8>);
 
-fn json<T: serde::Serialize>(status: u16, body: &T) -> Answer {
+pub fn json<T: serde::Serialize>(status: u16, body: &T) -> Answer {
     (status, serde_json::to_vec(body).unwrap_or_default())
 }
 
-fn text_field(
+pub fn text_field(
     fields: &HashMap<String, Field>,
     name: &str,
 ) -> Result<Option<String>, MigratorError> {
@@ -52,18 +52,19 @@ fn bad_name(e: names::NameError) -> MigratorError {
     MigratorError::BadRequest(e.to_string())
 }
 
-/// Read and parse the uploaded archive (`schema`, or `file` as in the v2 API).
-fn schema_from(
+/// Read the uploaded archive (`schema`, or `file` as in the v2 API) under
+/// the caps; returns the raw bytes and the files.
+pub fn read_archive(
     state: &State,
     fields: &HashMap<String, Field>,
-) -> Result<(Parsed, Vec<u8>), MigratorError> {
+) -> Result<(Vec<u8>, archive::Schema), MigratorError> {
     let field = fields
         .get("schema")
         .or_else(|| fields.get("file"))
         .ok_or_else(|| {
             MigratorError::BadRequest("missing the schema file field (schema)".into())
         })?;
-    let parsed = archive::read_schema(&field.data, &state.limits).map_err(|e| match e {
+    let schema = archive::read_schema(&field.data, &state.limits).map_err(|e| match e {
         ArchiveError::TooLarge(m) => {
             MigratorError::PayloadTooLarge(format!("schema archive rejected: {m}"))
         }
@@ -71,12 +72,50 @@ fn schema_from(
             MigratorError::BadRequest(format!("schema archive rejected: {m}"))
         }
     })?;
-    if parsed.is_empty() {
+    if schema.is_empty() {
         return Err(MigratorError::BadRequest(
             "schema archive holds no .sql or .pssql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
         ));
     }
-    Ok((schema::parse(&parsed)?, field.data.clone()))
+    Ok((field.data.clone(), schema))
+}
+
+/// Read and parse the uploaded archive.
+fn schema_from(
+    state: &State,
+    fields: &HashMap<String, Field>,
+) -> Result<(Parsed, Vec<u8>), MigratorError> {
+    let (raw, schema) = read_archive(state, fields)?;
+    Ok((schema::parse(&schema)?, raw))
+}
+
+/// Full deployment into a database that must not exist yet.
+pub async fn deploy_new(
+    state: &State,
+    database: &str,
+    parsed: &Parsed,
+) -> Result<DeploymentReport, MigratorError> {
+    deploy_one(
+        state,
+        database,
+        parsed,
+        Options {
+            mode: Mode::Register,
+            force: false,
+        },
+        Target::CreateNew,
+    )
+    .await
+}
+
+/// Deployment into an existing database.
+pub async fn deploy_existing(
+    state: &State,
+    database: &str,
+    parsed: &Parsed,
+    opts: Options,
+) -> Result<DeploymentReport, MigratorError> {
+    deploy_one(state, database, parsed, opts, Target::Existing).await
 }
 
 /// Which database a deployment may use.

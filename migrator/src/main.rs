@@ -10,11 +10,13 @@ mod deploy;
 mod error;
 mod handlers;
 mod multipart;
+mod registry;
 mod schema;
 mod server;
 mod socket;
 mod sql;
 mod store;
+mod v2;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -59,6 +61,9 @@ fn main() -> ExitCode {
         let state = Arc::new(server::State {
             admin: admin::Admin::new(base),
             store: store::Store::new(config.data_dir.clone()),
+            registry: registry::Registry::new(config.data_dir.clone()),
+            template_locks: Default::default(),
+            migrate_concurrency: config.migrate_concurrency,
             limits: archive::Limits {
                 max_compressed_bytes: config.archive.max_compressed_bytes,
                 max_uncompressed_bytes: config.archive.max_uncompressed_bytes,

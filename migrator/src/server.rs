@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -31,8 +32,33 @@ const JSON_BODY_LIMIT: usize = 64 * 1024;
 pub struct State {
     pub admin: Admin,
     pub store: Store,
+    pub registry: crate::registry::Registry,
+    /// One lock per template database being built.
+    pub template_locks: tokio::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    >,
     pub limits: Limits,
+    pub migrate_concurrency: usize,
     pub log: Logger,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A response body fed line by line from a channel (NDJSON progress).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
 }
 
 pub async fn run(
@@ -75,8 +101,8 @@ pub async fn run(
     info!(state.log, "stopped");
 }
 
-fn respond((status, body): Answer) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn respond((status, body): Answer) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -122,9 +148,41 @@ async fn multipart(
         .map_err(|m| MigratorError::BadRequest(format!("invalid multipart body: {m}")))
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Result<Answer, MigratorError> {
+async fn route(
+    state: &std::sync::Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Answer, MigratorError> {
     let path = req.uri().path().to_owned();
-    match (req.method().clone(), path.as_str()) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::POST, ["platform", "register"]) => {
+            let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
+            crate::v2::platform_register(state, &body).await
+        }
+        (Method::POST, ["platform", p, "schema"]) => {
+            let p = (*p).to_owned();
+            let fields = multipart(state, req).await?;
+            crate::v2::schema_upload(state, &p, fields).await
+        }
+        (Method::GET, ["platform", p, "schemas"]) => crate::v2::schemas(state, p).await,
+        (Method::GET, ["platform", p, "databases"]) => {
+            crate::v2::databases(state, p, req.uri().query()).await
+        }
+        (Method::GET, ["platforms"]) => crate::v2::platforms(state).await,
+        (Method::POST, ["database", "create"]) => {
+            let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
+            crate::v2::database_create(state, &body).await
+        }
+        _ => route_v1(state, req, &path).await,
+    }
+}
+
+async fn route_v1(
+    state: &State,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Answer, MigratorError> {
+    match (req.method().clone(), path) {
         (Method::POST, "/register") => {
             let fields = multipart(state, req).await?;
             handlers::register(state, fields).await
@@ -138,17 +196,51 @@ async fn route(state: &State, req: Request<Incoming>) -> Result<Answer, Migrator
             let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
             handlers::create_tenant(state, &body).await
         }
-        (_, "/register" | "/migrate" | "/admin/databases" | "/admin/create-tenant") => Err(
-            MigratorError::MethodNotAllowed(format!("{} is not allowed on {path}", req.method())),
-        ),
+        (
+            _,
+            "/register"
+            | "/migrate"
+            | "/admin/databases"
+            | "/admin/create-tenant"
+            | "/platforms"
+            | "/platform/register"
+            | "/database/create"
+            | "/v2/migrate",
+        ) => Err(MigratorError::MethodNotAllowed(format!(
+            "{} is not allowed on {path}",
+            req.method()
+        ))),
         _ => Err(MigratorError::NotFound(format!("no route {path}"))),
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if method == Method::POST && path == "/v2/migrate" {
+        let stream = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/x-ndjson"));
+        let reply = match read_body(req.into_body(), JSON_BODY_LIMIT).await {
+            Ok(body) => crate::v2::v2_migrate(state.clone(), &body, stream).await,
+            Err(e) => Err(e),
+        };
+        return match reply {
+            Ok(crate::v2::Reply::Stream(rx)) => {
+                let mut resp = Response::new(ChannelBody(rx).boxed());
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-ndjson"),
+                );
+                resp
+            }
+            Ok(crate::v2::Reply::Full(answer)) => respond(answer),
+            Err(e) => respond(error(&e)),
+        };
+    }
     let answer = route(state, req).await.unwrap_or_else(|e| error(&e));
     debug!(state.log, "request"; "method" => %method, "path" => &path, "status" => answer.0,
            "ms" => started.elapsed().as_millis() as u64);

@@ -85,6 +85,9 @@ pub struct Flags {
     /// largest single file in a schema archive [ARCHIVE_MAX_ENTRY_BYTES, default 4194304]
     #[argh(option)]
     pub archive_max_entry_bytes: Option<String>,
+    /// databases /v2/migrate deploys at the same time [MIGRATE_CONCURRENCY, default 4]
+    #[argh(option)]
+    pub migrate_concurrency: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -114,6 +117,7 @@ impl Flags {
             "ARCHIVE_MAX_UNCOMPRESSED_BYTES" => &self.archive_max_uncompressed_bytes,
             "ARCHIVE_MAX_ENTRIES" => &self.archive_max_entries,
             "ARCHIVE_MAX_ENTRY_BYTES" => &self.archive_max_entry_bytes,
+            "MIGRATE_CONCURRENCY" => &self.migrate_concurrency,
             _ => return None,
         };
         v.as_deref()
@@ -162,6 +166,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub migrator_socket: PathBuf,
     pub archive: ArchiveCaps,
+    pub migrate_concurrency: usize,
 }
 
 /// Caps on an uploaded schema archive (the migrator enforces them).
@@ -377,6 +382,12 @@ impl Config {
             data_dir,
             migrator_socket,
             archive,
+            migrate_concurrency: parse_num(
+                "MIGRATE_CONCURRENCY",
+                get("MIGRATE_CONCURRENCY"),
+                4usize,
+                1,
+            )?,
         })
     }
 

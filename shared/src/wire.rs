@@ -309,6 +309,12 @@ pub struct V2MigrateRequest {
     pub database_id: Option<String>,
     #[serde(default)]
     pub force: bool,
+    /// Migrate the first database alone first and stop if it fails.
+    #[serde(default)]
+    pub canary: bool,
+    /// After a failure, start no further database (running ones finish).
+    #[serde(default)]
+    pub stop_on_error: bool,
 }
 
 /// `POST /v2/migrate` response: the seed's summary plus per-database results.

@@ -1,0 +1,478 @@
+//! End-to-end tests of the v2 stored-schema API (seed 004): registry,
+//! template-based database creation, fleet migration.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stonescriptdb_tests::{cluster, database_exists, new_platform, Gateway, SchemaDir};
+
+async fn upload_schema(
+    gw: &Gateway,
+    platform: &str,
+    name_field: &str,
+    name: &str,
+    file_field: &str,
+    schema: &SchemaDir,
+) -> (u16, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text(name_field.to_owned(), name.to_owned())
+        .part(
+            file_field.to_owned(),
+            reqwest::multipart::Part::bytes(schema.tar_gz()).file_name("schema.tar.gz"),
+        );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/platform/{platform}/schema", gw.url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn tenant_schema() -> SchemaDir {
+    let mut s = SchemaDir::default();
+    s.set("extensions/uuid-ossp.sql", "-- UUID generation\n")
+        .set("types/order_status.pssql", "CREATE TYPE order_status AS ENUM ('pending', 'shipped');")
+        .set("tables/orders.pssql", "CREATE TABLE orders (id SERIAL PRIMARY KEY, ref UUID NOT NULL DEFAULT uuid_generate_v4(), status order_status NOT NULL DEFAULT 'pending', total NUMERIC(10,2) NOT NULL DEFAULT 0);")
+        .set("tables/roles.pssql", "CREATE TABLE roles (id INT PRIMARY KEY, name TEXT NOT NULL);")
+        .set("migrations/001_index.pssql", "CREATE INDEX IF NOT EXISTS idx_orders_status ON orders (status);")
+        .set("functions/create_order.pssql", "CREATE OR REPLACE FUNCTION create_order(p_total NUMERIC) RETURNS INT LANGUAGE sql AS $$ INSERT INTO orders (total) VALUES (p_total) RETURNING id $$;")
+        .set("functions/order_count.pssql", "CREATE OR REPLACE FUNCTION order_count() RETURNS BIGINT LANGUAGE sql STABLE AS $$ SELECT count(*) FROM orders $$;")
+        .set("seeders/roles.pssql", "INSERT INTO roles (id, name) VALUES (1, 'owner'), (2, 'staff');");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_004_workflow_examples() {
+    let mut gw = Gateway::start(&[]);
+    let p = new_platform();
+    // 1. register the platform
+    let (s, b) = gw.post("/platform/register", &json!({"platform": p})).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        b,
+        json!({"status": "registered", "platform": p,
+               "message": format!("Platform registered. Use POST /platform/{p}/schema to add schemas.")})
+    );
+    let (s, b) = gw.post("/platform/register", &json!({"platform": p})).await;
+    assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")));
+    assert_eq!(
+        b["message"],
+        format!("Platform '{p}' is already registered")
+    );
+
+    // 2. upload schemas (both field spellings)
+    let (s, b) = upload_schema(
+        &gw,
+        &p,
+        "schema_name",
+        "tenant_db",
+        "schema",
+        &tenant_schema(),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["status"], "registered");
+    assert_eq!(b["schema_name"], "tenant_db");
+    assert_eq!(
+        (
+            b["has_tables"].clone(),
+            b["has_functions"].clone(),
+            b["has_migrations"].clone()
+        ),
+        (json!(true), json!(true), json!(true))
+    );
+    assert_eq!(b["checksum"].as_str().unwrap().len(), 64);
+    let (s, b) = upload_schema(
+        &gw,
+        &p,
+        "name",
+        "main_db",
+        "file",
+        &SchemaDir::fixture("shop"),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = upload_schema(
+        &gw,
+        "nosuchplatform",
+        "name",
+        "main_db",
+        "file",
+        &tenant_schema(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("platform_not_found")),
+        "{b}"
+    );
+
+    // the migrator restarts between steps: nothing is lost
+    gw.restart_migrator();
+
+    // 3. create databases on demand
+    let started = Instant::now();
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "store_001"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    eprintln!(
+        "first database (builds the template): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(b["status"], "created");
+    assert_eq!(b["database_name"], format!("{p}_tenant_db_store_001"));
+    assert_eq!(
+        (
+            b["extensions_installed"].clone(),
+            b["types_deployed"].clone(),
+            b["tables_created"].clone(),
+            b["functions_deployed"].clone()
+        ),
+        (json!(1), json!(1), json!(2), json!(2)),
+        "{b}"
+    );
+    assert_eq!(
+        b["seeders"],
+        json!([{"table": "roles", "inserted": 2, "skipped": 0}])
+    );
+    let started = Instant::now();
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "store_002"}),
+        )
+        .await;
+    let one = started.elapsed();
+    assert_eq!(s, 201, "{b}");
+    eprintln!("creating one tenant database from the template: {one:?}");
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "store_001"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"].clone(), b["database"].clone()),
+        (
+            409,
+            json!("database_already_exists"),
+            json!(format!("{p}_tenant_db_store_001"))
+        )
+    );
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "nope_db", "database_id": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("schema_not_found")),
+        "{b}"
+    );
+    let (s, _) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "main_db", "database_id": "main"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    // identical tracking tables whether cloned or deployed
+    let c = cluster().connect(&format!("{p}_tenant_db_store_002")).await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM _stonescriptdb_gateway_functions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    // /call reaches v2 databases by name, without a router restart
+    let (s, b) = gw.post("/call", &json!({"platform": p, "database": format!("{p}_tenant_db_store_002"), "function": "create_order", "params": [9.5]})).await;
+    assert_eq!(
+        (s, b["rows"][0]["create_order"].clone()),
+        (200, json!(1)),
+        "{b}"
+    );
+
+    // listings
+    let (_, b) = gw.get(&format!("/platform/{p}/schemas")).await;
+    assert_eq!(b["count"], 2);
+    assert_eq!(b["schemas"][1]["name"], "tenant_db");
+    assert_eq!(b["schemas"][1]["has_seeders"], true);
+    let (_, b) = gw
+        .get(&format!("/platform/{p}/databases?schema=tenant_db"))
+        .await;
+    assert_eq!(b["count"], 2, "{b}");
+    assert_eq!(b["databases"][0]["id"], "store_001");
+    assert_eq!(b["databases"][0]["schema_name"], "tenant_db");
+    assert!(b["databases"][0]["created_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    let (_, b) = gw.get(&format!("/platform/{p}/databases")).await;
+    assert_eq!(b["count"], 3);
+    let (_, b) = gw.get("/platforms").await;
+    let me = b["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == p.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(me, json!({"name": p, "schemas": 2, "databases": 3}));
+
+    // 4. migrate every database of a schema type
+    let mut v2 = tenant_schema();
+    v2.set("migrations/002_note.pssql", "ALTER TABLE orders ADD COLUMN note TEXT;")
+        .set("functions/order_count.pssql", "CREATE OR REPLACE FUNCTION order_count() RETURNS BIGINT LANGUAGE sql STABLE AS $$ SELECT count(*) FROM orders WHERE status <> 'shipped' $$;");
+    assert_eq!(
+        upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &v2)
+            .await
+            .0,
+        201
+    );
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "completed");
+    assert_eq!(
+        b["databases_updated"],
+        json!([
+            format!("{p}_tenant_db_store_001"),
+            format!("{p}_tenant_db_store_002")
+        ])
+    );
+    assert_eq!(b["migrations_applied"], 2);
+    assert_eq!(b["functions_updated"], 2);
+    assert_eq!(
+        b["verification"],
+        json!({"passed": true, "extensions_verified": true, "types_verified": true, "tables_verified": true, "seeders_verified": true})
+    );
+    assert_eq!(
+        b["schema_validation"],
+        json!({"safe_changes": [], "dataloss_changes": [], "incompatible_changes": []})
+    );
+    assert!(b["execution_time_ms"].is_u64());
+    // again: already at the target version, skipped without touching them
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["databases_updated"], json!([]));
+    assert!(
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "skipped"),
+        "{b}"
+    );
+    // one database
+    let (s, b) = gw.post("/v2/migrate", &json!({"platform": p, "schema_name": "tenant_db", "database_id": "store_001", "force": true})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["results"].as_array().unwrap().len(), 1);
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "store_999"}),
+        )
+        .await;
+    assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")));
+
+    // a recorded database dropped by hand is reported, not hidden
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{p}_main_db_main\""))
+        .await
+        .unwrap();
+    let (_, b) = gw.get(&format!("/platform/{p}/databases")).await;
+    assert_eq!(
+        b["inconsistencies"]["recorded_but_missing"],
+        json!([format!("{p}_main_db_main")]),
+        "{b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_of_200_databases_created_then_migrated_in_one_call() {
+    let gw = Gateway::start(&[("MIGRATE_CONCURRENCY", "4")]);
+    let p = new_platform();
+    assert_eq!(
+        gw.post("/platform/register", &json!({"platform": p}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        upload_schema(
+            &gw,
+            &p,
+            "schema_name",
+            "tenant_db",
+            "schema",
+            &tenant_schema()
+        )
+        .await
+        .0,
+        201
+    );
+    let started = Instant::now();
+    for i in 0..200 {
+        let (s, b) = gw.post("/database/create", &json!({"platform": p, "schema_name": "tenant_db", "database_id": format!("t{i:03}")})).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let create_200 = started.elapsed();
+    eprintln!(
+        "created 200 tenant databases in {create_200:?} ({:?} each)",
+        create_200 / 200
+    );
+
+    let mut v2 = tenant_schema();
+    v2.set(
+        "migrations/002_note.pssql",
+        "ALTER TABLE orders ADD COLUMN note TEXT;",
+    );
+    assert_eq!(
+        upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &v2)
+            .await
+            .0,
+        201
+    );
+    // one database broken by hand: it already has the column
+    let broken = format!("{p}_tenant_db_t137");
+    cluster()
+        .connect(&broken)
+        .await
+        .batch_execute("ALTER TABLE orders ADD COLUMN note TEXT")
+        .await
+        .unwrap();
+
+    // NDJSON progress: one line per database, then the summary
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v2/migrate", gw.url))
+        .header("Accept", "application/x-ndjson")
+        .json(&json!({"platform": p, "schema_name": "tenant_db"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    let text = resp.text().await.unwrap();
+    let migrate_200 = started.elapsed();
+    eprintln!("migrated 200 tenant databases in {migrate_200:?}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 201);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["status"], "partial");
+    assert_eq!(summary["databases_updated"].as_array().unwrap().len(), 199);
+    let failed: Vec<&Value> = summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["database"], broken.as_str());
+    assert_eq!(failed[0]["error"]["sqlstate"], "42701");
+    assert_eq!(failed[0]["error"]["file"], "migrations/002_note.pssql");
+    assert_eq!(summary["verification"]["passed"], false);
+
+    // the broken one is still behind; fix it and migrate again: only it is touched
+    cluster()
+        .connect(&broken)
+        .await
+        .batch_execute("ALTER TABLE orders DROP COLUMN note")
+        .await
+        .unwrap();
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["databases_updated"], json!([broken]));
+    assert_eq!(b["verification"]["passed"], true);
+
+    // stop_on_error and canary
+    let mut v3 = v2.clone();
+    v3.set(
+        "migrations/003_boom.pssql",
+        "ALTER TABLE nope ADD COLUMN x INT;",
+    );
+    assert_eq!(
+        upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &v3)
+            .await
+            .0,
+        201
+    );
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db", "canary": true}),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
+    let results = b["details"]["results"].as_array().unwrap();
+    assert_eq!(
+        results.iter().filter(|r| r["status"] == "failed").count(),
+        1,
+        "only the canary ran"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r["status"] == "not_attempted")
+            .count(),
+        199
+    );
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db", "stop_on_error": true}),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
+    let results = b["details"]["results"].as_array().unwrap();
+    let failed = results.iter().filter(|r| r["status"] == "failed").count();
+    assert!(
+        (1..=4).contains(&failed),
+        "at most the running ones failed: {failed}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|r| r["status"] == "not_attempted")
+            .count()
+            >= 190
+    );
+    // nothing was half-applied
+    let c = cluster().connect(&format!("{p}_tenant_db_t000")).await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM _stonescriptdb_gateway_migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    assert!(database_exists(&format!("{p}_tenant_db_t199")).await);
+    let _ = Duration::from_secs(0);
+}
