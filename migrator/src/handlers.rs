@@ -154,11 +154,16 @@ async fn deploy_one(
             false
         }
     };
+    let started = Instant::now();
     let result = async {
         let mut client = state.admin.connect(Some(database)).await?;
         deploy::deploy(&mut client, database, parsed, opts, &state.log).await
     }
     .await;
+    state.metrics.deployment(result.is_ok(), started.elapsed());
+    if created && result.is_ok() {
+        state.metrics.database_created();
+    }
     match result {
         Ok(mut report) => {
             if created {

@@ -9,6 +9,7 @@ mod archive;
 mod deploy;
 mod error;
 mod handlers;
+mod metrics;
 mod multipart;
 mod registry;
 mod schema;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             }
         };
         let state = Arc::new(server::State {
+            metrics: metrics::Metrics::default(),
             admin: admin::Admin::new(base),
             store: store::Store::new(config.data_dir.clone()),
             registry: registry::Registry::new(config.data_dir.clone()),

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use slog::{debug, info, warn, Logger};
+use slog::{info, warn, Logger};
 use tokio::net::UnixListener;
 
 use crate::admin::Admin;
@@ -30,6 +30,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 pub struct State {
+    pub metrics: crate::metrics::Metrics,
     pub admin: Admin,
     pub store: Store,
     pub registry: crate::registry::Registry,
@@ -169,6 +170,7 @@ async fn route(
             crate::v2::databases(state, p, req.uri().query()).await
         }
         (Method::GET, ["platforms"]) => crate::v2::platforms(state).await,
+        (Method::GET, ["metrics"]) => Ok((200, state.metrics.render().into_bytes())),
         (Method::POST, ["database", "create"]) => {
             let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
             crate::v2::database_create(state, &body).await
@@ -241,8 +243,22 @@ async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Respon
             Err(e) => respond(error(&e)),
         };
     }
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
     let answer = route(state, req).await.unwrap_or_else(|e| error(&e));
-    debug!(state.log, "request"; "method" => %method, "path" => &path, "status" => answer.0,
-           "ms" => started.elapsed().as_millis() as u64);
+    if path == "/metrics" {
+        let mut resp = respond(answer);
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return resp;
+    }
+    info!(state.log, "request"; "method" => %method, "path" => &path, "status" => answer.0,
+          "ms" => started.elapsed().as_millis() as u64, "request_id" => &request_id);
     respond(answer)
 }

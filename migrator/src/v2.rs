@@ -361,11 +361,14 @@ pub async fn database_create(state: &State, body: &[u8]) -> Result<Answer, Migra
                 quote_ident(&tpl)
             );
             match admin.batch_execute(&sql_text).await {
-                Ok(()) => DeploymentReport {
-                    database: database.clone(),
-                    status: "created".into(),
-                    ..tpl_report
-                },
+                Ok(()) => {
+                    state.metrics.database_created();
+                    DeploymentReport {
+                        database: database.clone(),
+                        status: "created".into(),
+                        ..tpl_report
+                    }
+                }
                 Err(e)
                     if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
                 {

@@ -60,6 +60,8 @@ pub async fn forward(
     for name in drop {
         headers.remove(name);
     }
+    let id = request_id(headers);
+    headers.insert("x-request-id", id);
     headers.insert(HOST, HeaderValue::from_static("migrator"));
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     let resp = sender.send_request(req).await.map_err(|e| {
@@ -77,6 +79,49 @@ pub async fn forward(
         parts.headers.remove(name);
     }
     Ok(Response::from_parts(parts, body.map_frame(|f| f).boxed()))
+}
+
+/// GET `path` from the migrator and return its body as text (`None` when it
+/// does not answer within a second).
+pub async fn get_text(socket: &Path, path: &str) -> Option<String> {
+    let fetch = async {
+        let stream = UnixStream::connect(socket).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header(HOST, "migrator")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .ok()?;
+        let resp = sender.send_request(req).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        String::from_utf8(body.to_vec()).ok()
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, fetch)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A request id for the migrator's logs: the client's `x-request-id` if it
+/// sent a sane one, else a new one.
+fn request_id(headers: &hyper::HeaderMap) -> HeaderValue {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(v) = headers.get("x-request-id") {
+        if v.len() <= 128
+            && v.to_str()
+                .is_ok_and(|s| s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return v.clone();
+        }
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("{:x}-{n:x}", std::process::id());
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Bytes helper so the server can box a full body in the same type.

@@ -8,6 +8,7 @@ mod catalog;
 mod error;
 mod forward;
 mod health;
+mod metrics;
 mod pool;
 mod server;
 
@@ -70,6 +71,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
         log.clone(),
     );
     let state = Arc::new(server::State {
+        metrics: metrics::Metrics::default(),
         pools,
         migrator_socket: config.migrator_socket.clone(),
         health: health::Health::new(base, config.migrator_socket.clone()),

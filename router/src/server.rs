@@ -25,7 +25,11 @@ use tokio::net::TcpListener;
 use crate::acl::Acl;
 use crate::error::RouterError;
 use crate::health::Health;
+use crate::metrics::Route;
 use crate::pool::Pools;
+
+/// The OpenAPI 3 description of the whole API (v1 + v2), served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// Largest `/call` body accepted.
 pub const CALL_BODY_LIMIT: usize = 1024 * 1024;
@@ -36,6 +40,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler needs.
 pub struct State {
+    pub metrics: crate::metrics::Metrics,
     pub pools: Arc<Pools>,
     pub migrator_socket: std::path::PathBuf,
     pub health: Health,
@@ -127,6 +132,13 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let kind = match path.as_str() {
+        "/call" => Route::Call,
+        "/health" => Route::Health,
+        "/metrics" => Route::Metrics,
+        "/openapi.json" => Route::OpenApi,
+        _ => Route::Forwarded,
+    };
     let resp = if !allowed {
         error(&RouterError::Forbidden(format!(
             "client {} is not in ALLOWED_NETWORKS",
@@ -135,6 +147,9 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
     } else {
         route(state, req).await
     };
+    state
+        .metrics
+        .record(kind, resp.status().as_u16(), started.elapsed());
     debug!(state.log, "request";
         "method" => %method, "path" => path, "status" => resp.status().as_u16(),
         "peer" => %peer, "micros" => started.elapsed().as_micros() as u64);
@@ -157,11 +172,24 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             let (status, body) = state.health.check(&state.pools).await;
             json(status, serde_json::to_vec(&body).unwrap_or_default())
         }
-        (_, "/call") | (_, "/health") => error(&RouterError::MethodNotAllowed(format!(
-            "{} is not allowed on {}",
-            req.method(),
-            req.uri().path()
-        ))),
+        (&Method::GET, "/metrics") => {
+            let migrator = crate::forward::get_text(&state.migrator_socket, "/metrics").await;
+            let text = state.metrics.render(&state.pools, migrator.as_deref());
+            let mut resp = Response::new(crate::forward::full(text.into_bytes()));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        (&Method::GET, "/openapi.json") => json(200, OPENAPI.as_bytes().to_vec()),
+        (_, "/call" | "/health" | "/metrics" | "/openapi.json") => {
+            error(&RouterError::MethodNotAllowed(format!(
+                "{} is not allowed on {}",
+                req.method(),
+                req.uri().path()
+            )))
+        }
         // Every other route belongs to the migrator.
         _ => match crate::forward::forward(&state.migrator_socket, req, &state.log).await {
             Ok(resp) => resp,

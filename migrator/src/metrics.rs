@@ -1,0 +1,82 @@
+//! The migrator's Prometheus metrics (deployments and their durations,
+//! databases created), served on its socket at `/metrics`; the router's
+//! `/metrics` includes them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_micros: AtomicU64,
+    databases_created: AtomicU64,
+}
+
+impl Metrics {
+    /// One database deployment finished.
+    pub fn deployment(&self, ok: bool, elapsed: Duration) {
+        if ok { &self.ok } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = BUCKETS.iter().position(|b| elapsed.as_secs_f64() <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn database_created(&self) {
+        self.databases_created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let ok = self.ok.load(Ordering::Relaxed);
+        let failed = self.failed.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP stonescriptdb_migrator_deployments_total Database deployments, by result.\n",
+        );
+        out.push_str("# TYPE stonescriptdb_migrator_deployments_total counter\n");
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_deployments_total{{result=\"ok\"}} {ok}"
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_deployments_total{{result=\"failed\"}} {failed}"
+        );
+        out.push_str("# HELP stonescriptdb_migrator_deployment_duration_seconds Duration of one database deployment.\n");
+        out.push_str("# TYPE stonescriptdb_migrator_deployment_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "stonescriptdb_migrator_deployment_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_deployment_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            ok + failed
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_deployment_duration_seconds_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_deployment_duration_seconds_count {}",
+            ok + failed
+        );
+        out.push_str("# HELP stonescriptdb_migrator_databases_created_total Databases created (register, create-tenant, v2 create).\n");
+        out.push_str("# TYPE stonescriptdb_migrator_databases_created_total counter\n");
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_databases_created_total {}",
+            self.databases_created.load(Ordering::Relaxed)
+        );
+        out
+    }
+}

@@ -1,0 +1,244 @@
+//! Prometheus metrics of the router, kept in atomics so recording a request
+//! costs a few relaxed increments: request counts per route and status,
+//! latency histograms per route and status class, pool figures per database,
+//! forwarded-request counts. `/metrics` renders them in the text exposition
+//! format and appends the migrator's own metrics (deployments), fetched over
+//! its socket.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::pool::Pools;
+
+/// Routes the router tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Call = 0,
+    Health = 1,
+    Metrics = 2,
+    OpenApi = 3,
+    Forwarded = 4,
+}
+
+const ROUTES: [&str; 5] = ["/call", "/health", "/metrics", "/openapi.json", "forwarded"];
+/// Histogram bucket upper bounds in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+pub struct Metrics {
+    /// [route][status code - 100]
+    counts: Vec<[AtomicU64; 500]>,
+    /// [route][status class]
+    latency: Vec<[Histogram; 5]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            counts: (0..ROUTES.len())
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            latency: (0..ROUTES.len())
+                .map(|_| std::array::from_fn(|_| Histogram::new()))
+                .collect(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record(&self, route: Route, status: u16, elapsed: Duration) {
+        let r = route as usize;
+        let code = usize::from(status.clamp(100, 599)) - 100;
+        self.counts[r][code].fetch_add(1, Ordering::Relaxed);
+        let h = &self.latency[r][code / 100];
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            h.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+        h.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The text exposition of the router's metrics.
+    pub fn render(&self, pools: &Pools, migrator: Option<&str>) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str("# HELP stonescriptdb_router_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str("# TYPE stonescriptdb_router_requests_total counter\n");
+        for (r, name) in ROUTES.iter().enumerate() {
+            for (i, c) in self.counts[r].iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "stonescriptdb_router_requests_total{{route=\"{name}\",status=\"{}\"}} {n}",
+                        i + 100
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP stonescriptdb_router_request_duration_seconds Time from request to response, by route and status class.\n");
+        out.push_str("# TYPE stonescriptdb_router_request_duration_seconds histogram\n");
+        for (r, name) in ROUTES.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let h = &self.latency[r][c];
+                let count = h.count.load(Ordering::Relaxed);
+                if count == 0 {
+                    continue;
+                }
+                let mut cumulative = 0;
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    cumulative += h.buckets[i].load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status=\"{class}\",le=\"{b}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status=\"{class}\",le=\"+Inf\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "stonescriptdb_router_request_duration_seconds_sum{{route=\"{name}\",status=\"{class}\"}} {}",
+                    h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+                );
+                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_count{{route=\"{name}\",status=\"{class}\"}} {count}");
+            }
+        }
+        let stats = pools.stats();
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        gauge(
+            &mut out,
+            "stonescriptdb_router_connections",
+            "Open PostgreSQL connections across all pools.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_router_connections {}",
+            stats.total_connections
+        );
+        gauge(
+            &mut out,
+            "stonescriptdb_router_connections_max",
+            "MAX_TOTAL_CONNECTIONS.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_router_connections_max {}",
+            stats.max_total_connections
+        );
+        gauge(
+            &mut out,
+            "stonescriptdb_router_pool_exhausted_total",
+            "Requests answered 503 pool_exhausted.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_router_pool_exhausted_total {}",
+            stats.exhausted_total
+        );
+        for (metric, help, pick) in [
+            (
+                "stonescriptdb_router_pool_size",
+                "Open connections of a database's pool.",
+                0,
+            ),
+            (
+                "stonescriptdb_router_pool_available",
+                "Idle connections of a database's pool.",
+                1,
+            ),
+            (
+                "stonescriptdb_router_pool_waiting",
+                "Requests waiting for a connection of a database's pool.",
+                2,
+            ),
+        ] {
+            gauge(&mut out, metric, help, "gauge");
+            for (db, s) in &stats.databases {
+                let v = [s.size, s.available, s.waiting][pick];
+                let _ = writeln!(out, "{metric}{{database=\"{db}\"}} {v}");
+            }
+        }
+        gauge(
+            &mut out,
+            "stonescriptdb_migrator_up",
+            "1 when the migrator answered /metrics on its socket.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_up {}",
+            u8::from(migrator.is_some())
+        );
+        if let Some(m) = migrator {
+            out.push_str(m);
+            if !m.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.record(Route::Call, 200, Duration::from_micros(300));
+        m.record(Route::Call, 200, Duration::from_millis(3));
+        m.record(Route::Call, 404, Duration::from_millis(3));
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let pools = Pools::new(
+            tokio_postgres::Config::new(),
+            crate::pool::PoolSettings {
+                per_pool: 1,
+                total: 1,
+                wait_timeout: Duration::from_millis(1),
+                idle_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(1),
+            },
+            log,
+        );
+        let text = m.render(&pools, None);
+        assert!(
+            text.contains("stonescriptdb_router_requests_total{route=\"/call\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stonescriptdb_router_requests_total{route=\"/call\",status=\"404\"} 1")
+        );
+        assert!(
+            text.contains("route=\"/call\",status=\"2xx\",le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("route=\"/call\",status=\"2xx\",le=\"0.005\"} 2"));
+        assert!(text.contains("route=\"/call\",status=\"2xx\",le=\"+Inf\"} 2"));
+        assert!(text.contains("stonescriptdb_migrator_up 0"));
+    }
+}
