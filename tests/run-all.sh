@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/postgres-local.sh
+# The platform-side scripts and the smoke test need curl and tar.
+for tool in curl tar; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$tool not found: installing it..." >&2
+    sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >&2
+  fi
+done
 if [ -z "${DATABASE_URL:-}" ]; then
   PG_BIN_DIR=$(sdg_ensure_pg_bin)
   export PG_BIN_DIR

@@ -1,0 +1,727 @@
+//! End-to-end tests of the deployment files: the platform-side scripts
+//! (`deploy/register-with-gateway.sh`, `deploy/migrate-schema.sh`) and the
+//! smoke test (`tests/run-tests.sh`) against a running gateway, the installer
+//! (`deploy/install.sh`) into a staging root, and the systemd units (parsed,
+//! and checked with `systemd-analyze verify` where it exists).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stonescriptdb_shared::config::Config;
+use stonescriptdb_tests::{binary, database_exists, json, new_platform, Gateway, TempDir, Value};
+
+const SCRIPTS: [&str; 4] = [
+    "deploy/install.sh",
+    "deploy/register-with-gateway.sh",
+    "deploy/migrate-schema.sh",
+    "tests/run-tests.sh",
+];
+const UNITS: [&str; 2] = [
+    "stonescriptdb-migrator.service",
+    "stonescriptdb-router.service",
+];
+const SOCKET: &str = "/run/stonescriptdb-gateway/migrator.sock";
+const STATE_DIR: &str = "/var/lib/stonescriptdb-gateway";
+
+/// The repository root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A repository script, run directly (shebang and executable bit count), with
+/// none of the scripts' knobs inherited from the caller's environment.
+fn script(rel: &str) -> Command {
+    let mut c = Command::new(repo().join(rel));
+    for k in [
+        "DB_GATEWAY_URL",
+        "PLATFORM_ID",
+        "TENANT_ID",
+        "SCHEMA_DIR",
+        "FORCE",
+        "REGISTER_RETRIES",
+        "REGISTER_RETRY_DELAY",
+        "MIGRATE_RETRIES",
+        "MIGRATE_RETRY_DELAY",
+        "GATEWAY_TIMEOUT",
+        "GATEWAY_URL",
+        "SMOKE_PLATFORM",
+        "INSTALL_ROOT",
+        "DESTDIR",
+    ] {
+        c.env_remove(k);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("$ {cmd:?}\n{}", r.describe());
+    r
+}
+
+/// Is `tool` installed (does `tool --version` run)?
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The platform scripts and the smoke test need curl and tar: say so plainly.
+fn require_script_tools() {
+    for tool in ["curl", "tar"] {
+        assert!(
+            have(tool),
+            "{tool} is required by deploy/*.sh and tests/run-tests.sh (apt-get install -y {tool})"
+        );
+    }
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dirs");
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// A local port nobody listens on (right now).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn greet(word: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION greet(p_name text)\nRETURNS text\nLANGUAGE sql\n\
+         AS $$ SELECT '{word} ' || p_name $$;\n"
+    )
+}
+
+/// A schema folder at `dir` whose `greet` says `word`.
+fn write_schema(dir: &Path, word: &str) {
+    write(&dir.join("functions/greet.pssql"), &greet(word));
+    write(
+        &dir.join("functions/count_notes.pssql"),
+        "CREATE OR REPLACE FUNCTION count_notes() RETURNS bigint LANGUAGE sql STABLE\n\
+         AS $$ SELECT count(*) FROM notes $$;\n",
+    );
+    write(
+        &dir.join("tables/notes.pssql"),
+        "CREATE TABLE notes (\n    id serial PRIMARY KEY,\n    body text NOT NULL\n);\n",
+    );
+    write(
+        &dir.join("seeders/notes.pssql"),
+        "INSERT INTO notes (body) VALUES ('first');\n",
+    );
+}
+
+async fn call_greet(gw: &Gateway, platform: &str, tenant: Option<&str>) -> (u16, Value) {
+    let mut body = json!({"platform": platform, "function": "greet", "params": ["Ann"]});
+    if let Some(t) = tenant {
+        body["tenant_id"] = json!(t);
+    }
+    let (s, b) = gw.post("/call", &body).await;
+    (s, b["rows"][0]["greet"].clone())
+}
+
+#[tokio::test]
+async fn platform_scripts_register_and_migrate_a_schema_folder() {
+    require_script_tools();
+    let gw = Gateway::start(&[]);
+    let platform = new_platform();
+    let work = TempDir::new("platform-scripts");
+    let register = |dir: &Path| {
+        let mut c = script("deploy/register-with-gateway.sh");
+        c.current_dir(dir)
+            .env("DB_GATEWAY_URL", &gw.url)
+            .env("PLATFORM_ID", &platform);
+        c
+    };
+    let migrate = |dir: &Path| {
+        let mut c = script("deploy/migrate-schema.sh");
+        c.current_dir(dir)
+            .env("DB_GATEWAY_URL", &gw.url)
+            .env("PLATFORM_ID", &platform);
+        c
+    };
+
+    // The default folder: ./src/postgresql.
+    let app = work.0.join("app");
+    write_schema(&app.join("src/postgresql"), "hello");
+    let r = run(&mut register(&app));
+    assert_eq!(r.code, 0, "register failed: {}", r.describe());
+    assert!(
+        r.stdout.contains(&format!("{platform}_main")),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        call_greet(&gw, &platform, None).await,
+        (200, json!("hello Ann"))
+    );
+    let (s, b) = gw.call(&platform, "count_notes", json!([])).await;
+    assert_eq!(
+        (s, b["rows"][0]["count_notes"].clone()),
+        (200, json!(1)),
+        "{b}"
+    );
+
+    // Registering again is harmless (a container restart).
+    let r = run(&mut register(&app));
+    assert_eq!(r.code, 0, "second register failed: {}", r.describe());
+
+    // The fallback folder ./postgresql, for a tenant.
+    let other = work.0.join("other");
+    write_schema(&other.join("postgresql"), "hello");
+    let r = run(register(&other).env("TENANT_ID", "acme"));
+    assert_eq!(r.code, 0, "tenant register failed: {}", r.describe());
+    assert!(database_exists(&format!("{platform}_acme")).await);
+    assert_eq!(
+        call_greet(&gw, &platform, Some("acme")).await,
+        (200, json!("hello Ann"))
+    );
+
+    // migrate-schema.sh with SCHEMA_DIR naming a folder not called
+    // postgresql: every database of the platform gets the new function.
+    let v2 = work.0.join("db-schema-v2");
+    write_schema(&v2, "hi");
+    let r = run(migrate(&work.0).env("SCHEMA_DIR", &v2));
+    assert_eq!(r.code, 0, "migrate failed: {}", r.describe());
+    assert_eq!(
+        call_greet(&gw, &platform, None).await,
+        (200, json!("hi Ann"))
+    );
+    assert_eq!(
+        call_greet(&gw, &platform, Some("acme")).await,
+        (200, json!("hi Ann"))
+    );
+
+    // A broken schema: non-zero exit, the gateway's error printed, nothing changed.
+    let broken = work.0.join("broken/postgresql");
+    write_schema(&broken, "broken");
+    write(
+        &broken.join("migrations/001_broken.sql"),
+        "INSERT INTO no_such_table VALUES (1);\n",
+    );
+    let r = run(migrate(&work.0).env("SCHEMA_DIR", &broken));
+    assert_eq!(r.code, 1, "a broken migration must fail: {}", r.describe());
+    assert!(r.stderr.contains("migration_failed"), "{}", r.describe());
+    assert!(r.stderr.contains("001_broken.sql"), "{}", r.describe());
+    assert!(r.stderr.contains("no_such_table"), "{}", r.describe());
+    assert_eq!(
+        call_greet(&gw, &platform, None).await,
+        (200, json!("hi Ann"))
+    );
+
+    // The same broken folder registered as a new tenant: refused, no database left.
+    let r = run(register(&work.0)
+        .env("SCHEMA_DIR", &broken)
+        .env("TENANT_ID", "broken"));
+    assert_eq!(r.code, 1, "a broken register must fail: {}", r.describe());
+    assert!(r.stderr.contains("001_broken.sql"), "{}", r.describe());
+    assert!(!database_exists(&format!("{platform}_broken")).await);
+
+    // SQL the gateway cannot parse: 400, non-zero exit.
+    let unparsable = work.0.join("unparsable/postgresql");
+    write(
+        &unparsable.join("functions/bad.pssql"),
+        "CREATE FUNCTION bad() RETURNS int LANGUAGE sql AS $$ SELECT 1;\n",
+    );
+    let r = run(migrate(&work.0).env("SCHEMA_DIR", &unparsable));
+    assert_eq!(r.code, 1, "unparsable SQL must fail: {}", r.describe());
+    assert!(r.stderr.contains("HTTP 400"), "{}", r.describe());
+
+    // A platform with no databases: 404 platform_not_found.
+    let r = run(migrate(&app).env("PLATFORM_ID", new_platform()));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(r.stderr.contains("platform_not_found"), "{}", r.describe());
+
+    // No gateway at the URL: both scripts fail after their attempts.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let r = run(register(&app)
+        .env("DB_GATEWAY_URL", &dead)
+        .env("REGISTER_RETRIES", "2")
+        .env("REGISTER_RETRY_DELAY", "0"));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("cannot reach the gateway"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stderr.contains("attempt 1/2"), "{}", r.describe());
+    let r = run(migrate(&app).env("DB_GATEWAY_URL", &dead));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("cannot reach the gateway"),
+        "{}",
+        r.describe()
+    );
+
+    // Usage errors: exit 2 before any request.
+    let r = run(script("deploy/register-with-gateway.sh")
+        .current_dir(&app)
+        .env("DB_GATEWAY_URL", &gw.url));
+    assert_eq!(r.code, 2, "{}", r.describe());
+    assert!(r.stderr.contains("PLATFORM_ID"), "{}", r.describe());
+    let r = run(&mut migrate(&work.0));
+    assert_eq!(r.code, 2, "no schema folder: {}", r.describe());
+    assert!(r.stderr.contains("SCHEMA_DIR"), "{}", r.describe());
+}
+
+#[tokio::test]
+async fn register_script_waits_for_a_gateway_that_is_still_starting() {
+    require_script_tools();
+    let port = closed_port();
+    let work = TempDir::new("register-wait");
+    write_schema(&work.0.join("src/postgresql"), "early");
+    let platform = new_platform();
+    let mut child = script("deploy/register-with-gateway.sh")
+        .current_dir(&work.0)
+        .env("DB_GATEWAY_URL", format!("http://127.0.0.1:{port}"))
+        .env("PLATFORM_ID", &platform)
+        .env("REGISTER_RETRIES", "90")
+        .env("REGISTER_RETRY_DELAY", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start register-with-gateway.sh");
+    std::thread::sleep(Duration::from_millis(1500));
+    let gw = Gateway::start(&[("GATEWAY_PORT", &port.to_string())]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("poll the script").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("register-with-gateway.sh still running after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("script output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(out.status.success(), "register did not succeed: {stderr}");
+    assert!(stderr.contains("gateway not ready"), "{stderr}");
+    assert_eq!(
+        call_greet(&gw, &platform, None).await,
+        (200, json!("early Ann"))
+    );
+}
+
+/// The `N passed, M failed` summary line of run-tests.sh.
+fn summary(stdout: &str) -> Option<(u32, u32)> {
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty())?;
+    let (p, rest) = line.split_once(" passed, ")?;
+    let f = rest.strip_suffix(" failed")?;
+    Some((p.parse().ok()?, f.parse().ok()?))
+}
+
+#[tokio::test]
+async fn smoke_test_script_passes_against_a_running_gateway() {
+    require_script_tools();
+    let gw = Gateway::start(&[]);
+    let r = run(script("tests/run-tests.sh").env("GATEWAY_URL", &gw.url));
+    assert_eq!(r.code, 0, "run-tests.sh failed: {}", r.describe());
+    let (passed, failed) = summary(&r.stdout)
+        .unwrap_or_else(|| panic!("no `N passed, M failed` line: {}", r.describe()));
+    assert_eq!(failed, 0, "{}", r.describe());
+    assert!(passed >= 10, "only {passed} checks ran: {}", r.describe());
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("FAIL")),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("PASS ")).count() as u32,
+        passed
+    );
+
+    // Against no gateway it fails, and still prints the summary.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let r = run(script("tests/run-tests.sh").env("GATEWAY_URL", &dead));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    let (passed, failed) = summary(&r.stdout)
+        .unwrap_or_else(|| panic!("no `N passed, M failed` line: {}", r.describe()));
+    assert_eq!(passed, 0);
+    assert!(failed >= 1);
+}
+
+/// `KEY=value` lines the way systemd's `EnvironmentFile=` reads them: comments
+/// only at the start of a line, no inline comments, optional quotes.
+fn systemd_env_file(text: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not KEY=value: {line:?}"));
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        env.insert(k.trim().to_owned(), v.to_owned());
+    }
+    env
+}
+
+/// A unit file as sections of `(key, value)` in file order.
+type Unit = BTreeMap<String, Vec<(String, String)>>;
+
+fn parse_unit(path: &Path) -> Unit {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut unit = Unit::new();
+    let mut section: Option<String> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        assert!(
+            !line.ends_with('\\'),
+            "{}:{}: no continuation lines expected",
+            path.display(),
+            n + 1
+        );
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.to_owned());
+            unit.entry(name.to_owned()).or_default();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{}:{}: not key=value: {line}", path.display(), n + 1));
+        let s = section
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}:{}: key outside a section", path.display(), n + 1));
+        unit.get_mut(s)
+            .expect("section exists")
+            .push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    unit
+}
+
+fn values<'a>(unit: &'a Unit, section: &str, key: &str) -> Vec<&'a str> {
+    unit.get(section)
+        .map(|kv| {
+            kv.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn one<'a>(unit: &'a Unit, section: &str, key: &str) -> &'a str {
+    match values(unit, section, key).as_slice() {
+        [v] => v,
+        other => panic!("[{section}] {key}= expected once, found {other:?}"),
+    }
+}
+
+/// `Environment=` assignments of a unit.
+fn unit_environment(unit: &Unit) -> BTreeMap<String, String> {
+    values(unit, "Service", "Environment")
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The configuration a service would run with: its `Environment=` lines,
+/// overridden by the `EnvironmentFile=` (as systemd does).
+fn service_config(unit: &Unit, env_file: &str) -> Config {
+    let mut env = unit_environment(unit);
+    env.extend(systemd_env_file(env_file));
+    Config::from_lookup(|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the installed env file does not configure the service: {e}"))
+}
+
+#[test]
+fn installer_stages_files_with_the_right_modes_and_is_idempotent() {
+    let bin_dir = binary("stonescriptdb-router")
+        .parent()
+        .expect("binary dir")
+        .to_path_buf();
+    let root = TempDir::new("install-root");
+    let install = || {
+        let mut c = script("deploy/install.sh");
+        c.env("INSTALL_ROOT", &root.0)
+            .arg("--bin-dir")
+            .arg(&bin_dir);
+        c
+    };
+    let r = run(&mut install());
+    assert_eq!(r.code, 0, "install.sh failed: {}", r.describe());
+    assert!(r.stdout.contains("not creating user"), "{}", r.describe());
+    assert!(r.stdout.contains("Next steps"), "{}", r.describe());
+
+    let at = |p: &str| root.0.join(p.trim_start_matches('/'));
+    let check = |p: &str, want: u32| {
+        assert_eq!(mode(&at(p)), want, "mode of {p}: {:o}", mode(&at(p)));
+    };
+    check(STATE_DIR, 0o750);
+    assert!(at(STATE_DIR).is_dir());
+    check("/etc/stonescriptdb-gateway", 0o755);
+    check("/etc/stonescriptdb-gateway/env", 0o640);
+    for b in ["stonescriptdb-router", "stonescriptdb-migrator"] {
+        let p = format!("/usr/local/bin/{b}");
+        check(&p, 0o755);
+        assert!(
+            std::fs::read(at(&p)).unwrap() == std::fs::read(bin_dir.join(b)).unwrap(),
+            "{p} differs from the built binary"
+        );
+    }
+    for u in UNITS {
+        let p = format!("/etc/systemd/system/{u}");
+        check(&p, 0o644);
+        assert_eq!(
+            std::fs::read_to_string(at(&p)).unwrap(),
+            std::fs::read_to_string(repo().join("systemd").join(u)).unwrap(),
+            "{p} differs from systemd/{u}"
+        );
+    }
+    assert!(!at("/usr/local/bin/.stonescriptdb-router.new").exists());
+
+    // The env file is in systemd's syntax and configures both services the
+    // same way: state directory and the socket of the units.
+    let env_text = std::fs::read_to_string(at("/etc/stonescriptdb-gateway/env")).unwrap();
+    for line in env_text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+    {
+        if let Some((_, v)) = line.split_once('=') {
+            assert!(
+                !v.contains('#') && v == v.trim(),
+                "inline comment or padding systemd would keep in the value: {line:?}"
+            );
+        }
+    }
+    let example = std::fs::read_to_string(repo().join("deploy/env.example")).unwrap();
+    let keys = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        keys(&env_text),
+        keys(&example),
+        "every setting of env.example is kept"
+    );
+    let mut configs = Vec::new();
+    for u in UNITS {
+        let unit = parse_unit(&at(&format!("/etc/systemd/system/{u}")));
+        let c = service_config(&unit, &env_text);
+        assert_eq!(c.data_dir, Path::new(STATE_DIR), "{u}");
+        assert_eq!(c.migrator_socket, Path::new(SOCKET), "{u}");
+        configs.push(c);
+    }
+    assert_eq!(configs[0], configs[1], "router and migrator read the same");
+
+    // Run again: same result, and an edited env file is kept as it is.
+    let edited = format!("{env_text}# edited by the operator\nDB_PASSWORD=s3cret\n");
+    std::fs::write(at("/etc/stonescriptdb-gateway/env"), &edited).unwrap();
+    let r = run(&mut install());
+    assert_eq!(r.code, 0, "second install.sh failed: {}", r.describe());
+    assert!(r.stdout.contains("keeping existing"), "{}", r.describe());
+    assert_eq!(
+        std::fs::read_to_string(at("/etc/stonescriptdb-gateway/env")).unwrap(),
+        edited
+    );
+    check("/etc/stonescriptdb-gateway/env", 0o640);
+    check(STATE_DIR, 0o750);
+    check("/usr/local/bin/stonescriptdb-router", 0o755);
+
+    // DESTDIR works as well as INSTALL_ROOT; --root as a flag too.
+    let other = TempDir::new("install-destdir");
+    let r = run(script("deploy/install.sh")
+        .env("DESTDIR", &other.0)
+        .arg("--bin-dir")
+        .arg(&bin_dir));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(other.0.join("etc/stonescriptdb-gateway/env").is_file());
+
+    // Errors: unknown flag (2), no binaries (1).
+    let r = run(script("deploy/install.sh")
+        .arg("--root")
+        .arg(&other.0)
+        .arg("--nope"));
+    assert_eq!(r.code, 2, "{}", r.describe());
+    let r = run(script("deploy/install.sh")
+        .arg("--root")
+        .arg(&other.0)
+        .arg("--bin-dir")
+        .arg(root.0.join("no-such-dir")));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(r.stderr.contains("not found"), "{}", r.describe());
+}
+
+#[test]
+fn systemd_units_are_hardened_and_agree_on_the_socket() {
+    let dir = repo().join("systemd");
+    // The migrator binds its socket itself (no LISTEN_FDS support): a .socket
+    // unit would take the path away from it.
+    assert!(
+        !dir.join("stonescriptdb-migrator.socket").exists(),
+        "socket activation is not supported by the migrator yet"
+    );
+    let mut units = BTreeMap::new();
+    for u in UNITS {
+        let unit = parse_unit(&dir.join(u));
+        for s in ["Unit", "Service", "Install"] {
+            assert!(unit.contains_key(s), "{u}: no [{s}]");
+        }
+        let name = u.trim_end_matches(".service");
+        assert_eq!(
+            one(&unit, "Service", "ExecStart"),
+            format!("/usr/local/bin/{name}"),
+            "{u}"
+        );
+        for (k, v) in [
+            ("User", "stonescriptdb"),
+            ("Group", "stonescriptdb"),
+            ("NoNewPrivileges", "yes"),
+            ("ProtectSystem", "strict"),
+            ("ReadWritePaths", STATE_DIR),
+            ("Restart", "on-failure"),
+            ("EnvironmentFile", "/etc/stonescriptdb-gateway/env"),
+            ("WorkingDirectory", STATE_DIR),
+        ] {
+            assert_eq!(one(&unit, "Service", k), v, "{u}: {k}=");
+        }
+        assert_eq!(one(&unit, "Install", "WantedBy"), "multi-user.target");
+        let env = unit_environment(&unit);
+        assert_eq!(
+            env.get("MIGRATOR_SOCKET").map(String::as_str),
+            Some(SOCKET),
+            "{u}"
+        );
+        assert_eq!(
+            env.get("DATA_DIR").map(String::as_str),
+            Some(STATE_DIR),
+            "{u}"
+        );
+        units.insert(u, unit);
+    }
+
+    let migrator = &units["stonescriptdb-migrator.service"];
+    let runtime = one(migrator, "Service", "RuntimeDirectory");
+    assert_eq!(
+        Path::new(SOCKET).parent(),
+        Some(Path::new("/run").join(runtime).as_path()),
+        "the socket lives in the migrator's RuntimeDirectory"
+    );
+    assert_eq!(one(migrator, "Service", "RuntimeDirectoryPreserve"), "yes");
+
+    // The router starts after the migrator but keeps running without it.
+    let router = &units["stonescriptdb-router.service"];
+    assert!(
+        values(router, "Unit", "After").iter().any(|v| v
+            .split_whitespace()
+            .any(|u| u == "stonescriptdb-migrator.service")),
+        "router: After=stonescriptdb-migrator.service"
+    );
+    for k in ["Requires", "BindsTo", "PartOf", "Requisite"] {
+        assert!(
+            !values(router, "Unit", k)
+                .iter()
+                .any(|v| v.contains("stonescriptdb-migrator")),
+            "router must not {k}= the migrator"
+        );
+    }
+
+    // systemd's own parser, where it exists.
+    if !have("systemd-analyze") {
+        eprintln!(
+            "NOTE: systemd-analyze is not installed; checked the units' structure only \
+             (apt-get install systemd to verify them with systemd's parser too)"
+        );
+        return;
+    }
+    let tmp = TempDir::new("units");
+    let mut paths = Vec::new();
+    for u in UNITS {
+        let name = u.trim_end_matches(".service");
+        let text = std::fs::read_to_string(dir.join(u)).unwrap();
+        let exe = binary(name);
+        let text = text.replace(
+            &format!("ExecStart=/usr/local/bin/{name}"),
+            &format!("ExecStart={}", exe.display()),
+        );
+        let p = tmp.0.join(u);
+        std::fs::write(&p, text).unwrap();
+        paths.push(p);
+    }
+    let r = run(Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&paths));
+    assert_eq!(r.code, 0, "systemd-analyze verify: {}", r.describe());
+    let complaints: Vec<&str> = r
+        .stderr
+        .lines()
+        .chain(r.stdout.lines())
+        .filter(|l| l.contains("stonescriptdb-"))
+        .collect();
+    assert!(complaints.is_empty(), "systemd-analyze: {complaints:#?}");
+}
+
+#[test]
+fn scripts_are_executable_and_pass_shellcheck() {
+    for s in SCRIPTS {
+        let p = repo().join(s);
+        assert_eq!(mode(&p) & 0o111, 0o111, "{s} is not executable");
+        let r = run(Command::new("bash").arg("-n").arg(&p));
+        assert_eq!(r.code, 0, "bash -n {s}: {}", r.describe());
+    }
+    if !have("shellcheck") {
+        eprintln!("NOTE: shellcheck is not installed; checked the scripts with `bash -n` only");
+        return;
+    }
+    let r = run(Command::new("shellcheck")
+        .arg("--severity=style")
+        .args(SCRIPTS.iter().map(|s| repo().join(s))));
+    assert_eq!(r.code, 0, "shellcheck: {}", r.describe());
+}
