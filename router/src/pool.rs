@@ -93,6 +93,8 @@ pub type PooledConn = managed::Object<Mgr>;
 pub struct DbPool {
     pool: Pool,
     last_used_ms: AtomicU64,
+    /// Requests of this database answered 503 pool_exhausted.
+    exhausted: AtomicU64,
     pub functions: FunctionCache,
 }
 
@@ -174,6 +176,7 @@ impl Pools {
         DbPool {
             pool,
             last_used_ms: AtomicU64::new(self.now_ms()),
+            exhausted: AtomicU64::new(0),
             functions: FunctionCache::default(),
         }
     }
@@ -213,6 +216,7 @@ impl Pools {
             | PoolError::Timeout(_)
             | PoolError::Closed => {
                 self.exhausted.fetch_add(1, Ordering::Relaxed);
+                db.exhausted.fetch_add(1, Ordering::Relaxed);
                 RouterError::PoolExhausted {
                     database: database.to_owned(),
                 }
@@ -353,6 +357,7 @@ impl Pools {
                         size: s.size,
                         available: s.available,
                         waiting: s.waiting,
+                        exhausted: p.exhausted.load(Ordering::Relaxed),
                     },
                 )
             })

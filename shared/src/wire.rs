@@ -122,6 +122,10 @@ pub struct PoolStats {
     pub available: usize,
     /// Requests waiting for a connection right now.
     pub waiting: usize,
+    /// Requests of this database answered 503 `pool_exhausted` (no
+    /// connection within `POOL_WAIT_TIMEOUT_MS`).
+    #[serde(default)]
+    pub exhausted: u64,
 }
 
 /// `POST /admin/create-tenant`.

@@ -106,6 +106,13 @@ async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
     let (_, h) = gw.get("/health").await;
     assert_eq!(h["pools"]["total_connections"], 2, "{h}");
     assert!(h["pools"]["exhausted_total"].as_u64().unwrap() >= 1);
+    assert!(
+        h["pools"]["databases"][&other]["exhausted"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{h}"
+    );
     assert!(router_backends(&db).await <= 2);
     assert_eq!(a.await.unwrap(), 200);
     assert_eq!(b.await.unwrap(), 200);
