@@ -26,6 +26,14 @@ const ROUTES: [&str; 5] = ["/call", "/health", "/metrics", "/openapi.json", "for
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
+/// (metric, help, type, value of one pool).
+type PoolSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&stonescriptdb_shared::wire::PoolStats) -> u64,
+);
+
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 struct Histogram {
@@ -159,27 +167,36 @@ impl Metrics {
             "stonescriptdb_router_pool_exhausted_total {}",
             stats.exhausted_total
         );
-        for (metric, help, pick) in [
+        let pool_series: [PoolSeries; 4] = [
             (
                 "stonescriptdb_router_pool_size",
                 "Open connections of a database's pool.",
-                0,
+                "gauge",
+                |s| s.size as u64,
             ),
             (
                 "stonescriptdb_router_pool_available",
                 "Idle connections of a database's pool.",
-                1,
+                "gauge",
+                |s| s.available as u64,
             ),
             (
                 "stonescriptdb_router_pool_waiting",
                 "Requests waiting for a connection of a database's pool.",
-                2,
+                "gauge",
+                |s| s.waiting as u64,
             ),
-        ] {
-            gauge(&mut out, metric, help, "gauge");
+            (
+                "stonescriptdb_router_pool_timeouts_total",
+                "Requests of a database that got no connection in time (503 pool_exhausted).",
+                "counter",
+                |s| s.exhausted,
+            ),
+        ];
+        for (metric, help, kind, value) in pool_series {
+            gauge(&mut out, metric, help, kind);
             for (db, s) in &stats.databases {
-                let v = [s.size, s.available, s.waiting][pick];
-                let _ = writeln!(out, "{metric}{{database=\"{db}\"}} {v}");
+                let _ = writeln!(out, "{metric}{{database=\"{db}\"}} {}", value(s));
             }
         }
         gauge(

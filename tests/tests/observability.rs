@@ -121,6 +121,11 @@ async fn metrics_are_valid_prometheus_text_from_both_processes() {
         )),
         Some(1.0)
     );
+    let timeouts = format!(
+        "stonescriptdb_router_pool_timeouts_total{{database=\"{}\"}}",
+        db.database
+    );
+    assert_eq!(get(&timeouts), Some(0.0), "{text}");
     assert_eq!(get("stonescriptdb_migrator_up"), Some(1.0));
     assert_eq!(
         get("stonescriptdb_migrator_deployments_total{result=\"ok\"}"),
