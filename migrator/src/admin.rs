@@ -13,7 +13,11 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(base: tokio_postgres::Config) -> Self {
+    pub fn new(mut base: tokio_postgres::Config) -> Self {
+        // If the migrator dies mid-deployment, PostgreSQL notices within a
+        // second (even inside a long statement), rolls the deployment back and
+        // releases its lock instead of running on for nobody.
+        base.options("-c search_path=public -c client_connection_check_interval=1000");
         Self { base }
     }
 

@@ -657,3 +657,92 @@ async fn statements_refused_in_a_transaction_run_after_commit() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(report(&b)["migrations_applied"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_migrator_mid_deployment_changes_nothing_and_releases_the_lock() {
+    let mut gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    let db = format!("{p}_main");
+    let before = snapshot(&db).await;
+    schema
+        .set(
+            "migrations/004_first.pssql",
+            "CREATE TABLE half_done (id INT);",
+        )
+        .set("migrations/005_slow.pssql", "SELECT pg_sleep(60);");
+    let url = gw.url.clone();
+    let archive = schema.tar_gz();
+    let p2 = p.clone();
+    let slow = tokio::spawn(async move {
+        let form = reqwest::multipart::Form::new().text("platform", p2).part(
+            "schema",
+            reqwest::multipart::Part::bytes(archive).file_name("s.tar.gz"),
+        );
+        reqwest::Client::new()
+            .post(format!("{url}/migrate"))
+            .multipart(form)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // wait until the slow statement runs, then kill the migrator
+    let admin = cluster().connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%'", &[&db])
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow migration never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.kill_migrator();
+    let answer = slow.await.unwrap();
+    assert!(
+        !matches!(answer, Ok(200)),
+        "a killed deployment cannot have succeeded: {answer:?}"
+    );
+    // PostgreSQL stops the orphaned statement and rolls back within seconds
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%'", &[&db])
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed migrator's statement keeps running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        snapshot(&db).await,
+        before,
+        "a killed deployment left changes behind"
+    );
+    // the lock is free: the next deployment (without the slow migration) succeeds at once
+    gw.restart_migrator();
+    schema.set("migrations/005_slow.pssql", "SELECT 1;");
+    let started = Instant::now();
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(report(&b)["migrations_applied"], 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for a stale lock: {:?}",
+        started.elapsed()
+    );
+}
