@@ -13,11 +13,21 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(mut base: tokio_postgres::Config) -> Self {
+    /// `lock_timeout` / `statement_timeout` (ms, 0 = none) apply to every
+    /// migrator connection, so a deployment that waits on a busy table fails
+    /// cleanly instead of queueing `/call` traffic behind its lock.
+    pub fn new(
+        mut base: tokio_postgres::Config,
+        lock_timeout_ms: u128,
+        statement_timeout_ms: u128,
+    ) -> Self {
         // If the migrator dies mid-deployment, PostgreSQL notices within a
         // second (even inside a long statement), rolls the deployment back and
         // releases its lock instead of running on for nobody.
-        base.options("-c search_path=public -c client_connection_check_interval=1000");
+        base.options(&format!(
+            "-c search_path=public -c client_connection_check_interval=1000 \
+             -c lock_timeout={lock_timeout_ms} -c statement_timeout={statement_timeout_ms}"
+        ));
         Self { base }
     }
 

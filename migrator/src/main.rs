@@ -61,7 +61,11 @@ fn main() -> ExitCode {
         };
         let state = Arc::new(server::State {
             metrics: metrics::Metrics::default(),
-            admin: admin::Admin::new(base),
+            admin: admin::Admin::new(
+                base,
+                config.deploy_lock_timeout.as_millis(),
+                config.deploy_statement_timeout.as_millis(),
+            ),
             store: store::Store::new(config.data_dir.clone()),
             registry: registry::Registry::new(config.data_dir.clone()),
             template_locks: Default::default(),

@@ -88,6 +88,12 @@ pub struct Flags {
     /// databases /v2/migrate deploys at the same time [MIGRATE_CONCURRENCY, default 4]
     #[argh(option)]
     pub migrate_concurrency: Option<String>,
+    /// how long a deployment waits for a table lock before failing [DEPLOY_LOCK_TIMEOUT_MS, default 5000]
+    #[argh(option)]
+    pub deploy_lock_timeout_ms: Option<String>,
+    /// cap on one deployment statement, 0 = none [DEPLOY_STATEMENT_TIMEOUT_MS, default 0]
+    #[argh(option)]
+    pub deploy_statement_timeout_ms: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -118,6 +124,8 @@ impl Flags {
             "ARCHIVE_MAX_ENTRIES" => &self.archive_max_entries,
             "ARCHIVE_MAX_ENTRY_BYTES" => &self.archive_max_entry_bytes,
             "MIGRATE_CONCURRENCY" => &self.migrate_concurrency,
+            "DEPLOY_LOCK_TIMEOUT_MS" => &self.deploy_lock_timeout_ms,
+            "DEPLOY_STATEMENT_TIMEOUT_MS" => &self.deploy_statement_timeout_ms,
             _ => return None,
         };
         v.as_deref()
@@ -167,6 +175,10 @@ pub struct Config {
     pub migrator_socket: PathBuf,
     pub archive: ArchiveCaps,
     pub migrate_concurrency: usize,
+    /// `lock_timeout` of deployment transactions.
+    pub deploy_lock_timeout: Duration,
+    /// `statement_timeout` of deployment statements (zero = none).
+    pub deploy_statement_timeout: Duration,
 }
 
 /// Caps on an uploaded schema archive (the migrator enforces them).
@@ -388,6 +400,18 @@ impl Config {
                 4usize,
                 1,
             )?,
+            deploy_lock_timeout: Duration::from_millis(parse_num(
+                "DEPLOY_LOCK_TIMEOUT_MS",
+                get("DEPLOY_LOCK_TIMEOUT_MS"),
+                5000u64,
+                1,
+            )?),
+            deploy_statement_timeout: Duration::from_millis(parse_num(
+                "DEPLOY_STATEMENT_TIMEOUT_MS",
+                get("DEPLOY_STATEMENT_TIMEOUT_MS"),
+                0u64,
+                0,
+            )?),
         })
     }
 

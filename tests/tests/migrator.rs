@@ -746,3 +746,34 @@ async fn killed_migrator_mid_deployment_changes_nothing_and_releases_the_lock() 
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_blocked_by_a_busy_table_fails_cleanly_instead_of_stalling_calls() {
+    let gw = Gateway::start(&[("DEPLOY_LOCK_TIMEOUT_MS", "500")]);
+    let p = new_platform();
+    let mut schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    let db = format!("{p}_main");
+    // a long transaction holds a lock that ALTER TABLE roles has to wait for
+    let holder = cluster().connect(&db).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE roles IN ROW EXCLUSIVE MODE;")
+        .await
+        .unwrap();
+    schema.set(
+        "migrations/004_roles.pssql",
+        "ALTER TABLE roles ADD COLUMN description TEXT;",
+    );
+    let started = Instant::now();
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["sqlstate"], "55P03", "{b}");
+    assert_eq!(b["file"], "migrations/004_roles.pssql");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // readers of the table were never queued behind the waiting ALTER
+    let (s, _) = gw.call(&p, "count_roles", json!([])).await;
+    assert_eq!(s, 200);
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -307,6 +307,13 @@ fn help_documents_every_setting() {
             "RUST_LOG",
             "DATA_DIR",
             "MIGRATOR_SOCKET",
+            "ARCHIVE_MAX_COMPRESSED_BYTES",
+            "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
+            "ARCHIVE_MAX_ENTRIES",
+            "ARCHIVE_MAX_ENTRY_BYTES",
+            "MIGRATE_CONCURRENCY",
+            "DEPLOY_LOCK_TIMEOUT_MS",
+            "DEPLOY_STATEMENT_TIMEOUT_MS",
         ] {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }
