@@ -24,7 +24,7 @@ impl Admin {
         // If the migrator dies mid-deployment, PostgreSQL notices within a
         // second (even inside a long statement), rolls the deployment back and
         // releases its lock instead of running on for nobody.
-        base.options(&format!(
+        base.options(format!(
             "-c search_path=public -c client_connection_check_interval=1000 \
              -c lock_timeout={lock_timeout_ms} -c statement_timeout={statement_timeout_ms}"
         ));
