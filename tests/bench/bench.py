@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""StoneScriptDB Gateway benchmark (run through tests/bench/run.sh).
+
+Starts a throwaway PostgreSQL cluster and the release gateway, then measures
+in one run on this machine:
+  * pgbench (prepared `SELECT ping()`) vs /call of ping() through the router
+    with wrk, at 1, 8, 32 and 64 clients: req/s, p50/p99/p999, ratio;
+  * /call of a function returning 100 rows of mixed types;
+  * /call round-robin over 50 tenant databases (pool churn);
+  * /call p99 while the migrator migrates 200 tenant databases, vs idle p99;
+  * re-migrating an unchanged schema across 200 databases (time, and proof
+    that no DDL ran: catalogs and changelogs unchanged);
+  * creating one tenant database;
+  * router RSS and CPU time per request.
+Writes bench-results/bench-<timestamp>.json and prints a table.
+"""
+import io, json, os, re, shutil, signal, socket, subprocess, sys, tarfile, tempfile, time, urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PG_BIN = os.environ["PG_BIN_DIR"]
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CLIENTS = [1, 8, 32, 64]
+AS_PG = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+class Cluster:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="sdg-bench-pg-")
+        if AS_PG:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        sh(AS_PG + [f"{PG_BIN}/initdb", "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D", self.data])
+        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=400 "
+                "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        sh(AS_PG + [f"{PG_BIN}/pg_ctl", "-w", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-o", opts, "start"])
+
+    def psql(self, db, sql):
+        return sh([f"{PG_BIN}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+                   "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+
+    def stop(self):
+        subprocess.run(AS_PG + [f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Gateway:
+    def __init__(self, pg, extra=None):
+        self.dir = tempfile.mkdtemp(prefix="sdg-bench-gw-")
+        self.port = free_port()
+        env = dict(os.environ, DB_HOST="127.0.0.1", DB_PORT=str(pg.port), DB_USER="postgres", DB_NAME="postgres",
+                   GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(self.port), DATA_DIR=self.dir,
+                   MIGRATOR_SOCKET=os.path.join(self.dir, "m.sock"), RUST_LOG="warn", **(extra or {}))
+        env.pop("DATABASE_URL", None)
+        log = open(os.path.join(self.dir, "log"), "w")
+        rel = os.path.join(ROOT, "target", "release")
+        self.migrator = subprocess.Popen([os.path.join(rel, "stonescriptdb-migrator")], env=env, cwd=self.dir,
+                                         stdout=subprocess.PIPE, stderr=log, text=True)
+        self.migrator.stdout.readline()
+        self.router = subprocess.Popen([os.path.join(rel, "stonescriptdb-router")], env=env, cwd=self.dir,
+                                       stdout=subprocess.PIPE, stderr=log, text=True)
+        self.router.stdout.readline()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def post(self, path, body=None, data=None, headers=None, timeout=600):
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(self.url + path, data=data, headers=headers or {}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def upload(self, path, fields, archive):
+        boundary = "sdgbench" + str(time.time_ns())
+        parts = []
+        for k, v in fields.items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="schema"; filename="s.tar.gz"\r\n'
+                     f'Content-Type: application/gzip\r\n\r\n'.encode() + archive + b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        return self.post(path, data=b"".join(parts), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.router.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self):
+        with open(f"/proc/{self.router.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    def stop(self):
+        for p in (self.router, self.migrator):
+            p.send_signal(signal.SIGTERM)
+        for p in (self.router, self.migrator):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tar_gz(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for path, content in sorted(files.items()):
+            data = content.encode()
+            info = tarfile.TarInfo("postgresql/" + path)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+SCHEMA = {
+    "functions/ping.sql": "CREATE OR REPLACE FUNCTION ping() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;",
+    "functions/rows100.sql": """CREATE OR REPLACE FUNCTION rows100() RETURNS TABLE (
+        id int, name text, price numeric(10,2), ratio float8, active bool, created timestamptz, tags text[], meta jsonb)
+      LANGUAGE sql STABLE AS $$
+        SELECT g, 'item ' || g, (g * 1.25)::numeric(10,2), g / 7.0, g % 2 = 0,
+               timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour', ARRAY['a', 'b' || g],
+               jsonb_build_object('n', g, 'even', g % 2 = 0)
+        FROM generate_series(1, 100) g $$;""",
+    "tables/items.sql": "CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT NOT NULL);",
+    "migrations/001_seed.sql": "INSERT INTO items (name) SELECT 'i' || g FROM generate_series(1, 100) g;",
+}
+
+
+def wrk(url, clients, seconds, script):
+    lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    lua.write(script + """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+""")
+    lua.close()
+    out = sh(["wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{seconds}s", "-s", lua.name, url])
+    os.unlink(lua.name)
+    n, dur, p50, p99, p999, bad_status, errors = map(int, re.search(r"RESULT (.*)", out).group(1).split())
+    return {"requests": n, "rps": n / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000,
+            "p999_ms": p999 / 1000, "non_2xx": bad_status, "socket_errors": errors}
+
+
+def call_script(body):
+    return f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{json.dumps(body)}'
+"""
+
+
+def pgbench(pg, db, clients, seconds, sql):
+    f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    f.write(sql + "\n")
+    f.close()
+    out = sh([f"{PG_BIN}/pgbench", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-n", "-M", "prepared",
+              "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), "-f", f.name, db])
+    os.unlink(f.name)
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    lat = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
+    return {"tps": tps, "latency_avg_ms": lat}
+
+
+def catalog_fingerprint(pg, db):
+    return pg.psql(db, "SELECT (SELECT sum(xmin::text::bigint) FROM pg_class) || '/' || "
+                       "(SELECT sum(xmin::text::bigint) FROM pg_proc) || '/' || "
+                       "(SELECT count(*) FROM _stonescriptdb_gateway_changelog)")
+
+
+def main():
+    results = {"machine": {"cpus": os.cpu_count(), "kernel": os.uname().release}, "seconds_per_phase": SECONDS}
+    try:
+        results["git_commit"] = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+    except Exception:
+        results["git_commit"] = "unknown"
+    pg = Cluster()
+    gw = Gateway(pg)
+    try:
+        archive = tar_gz(SCHEMA)
+        status, body = gw.upload("/register", {"platform": "bench"}, archive)
+        assert status == 200, body
+        results["postgres"] = pg.psql("postgres", "SHOW server_version").strip()
+
+        # 1. trivial function: pgbench vs /call
+        rows = []
+        for c in CLIENTS:
+            pgb = pgbench(pg, "bench_main", c, SECONDS, "SELECT ping();")
+            cpu0 = gw.cpu_seconds()
+            w = wrk(gw.url + "/call", c, SECONDS, call_script({"platform": "bench", "function": "ping", "params": []}))
+            cpu = gw.cpu_seconds() - cpu0
+            rows.append({"clients": c, "pgbench_tps": pgb["tps"], "pgbench_latency_avg_ms": pgb["latency_avg_ms"],
+                         "gateway_rps": w["rps"], "gateway_p50_ms": w["p50_ms"], "gateway_p99_ms": w["p99_ms"],
+                         "gateway_p999_ms": w["p999_ms"], "non_2xx": w["non_2xx"] + w["socket_errors"],
+                         "ratio": w["rps"] / pgb["tps"], "router_cpu_us_per_request": cpu * 1e6 / max(w["requests"], 1)})
+        results["trivial_call"] = rows
+        results["router_rss_kib"] = gw.rss_kib()
+
+        # 2. 100 rows of mixed types
+        pgb = pgbench(pg, "bench_main", 8, SECONDS, "SELECT * FROM rows100();")
+        w = wrk(gw.url + "/call", 8, SECONDS, call_script({"platform": "bench", "function": "rows100"}))
+        results["rows100"] = {"clients": 8, "pgbench_tps": pgb["tps"], "gateway_rps": w["rps"],
+                              "gateway_p99_ms": w["p99_ms"], "ratio": w["rps"] / pgb["tps"],
+                              "non_2xx": w["non_2xx"]}
+
+        # 3. 50 tenant databases round-robin
+        for i in range(50):
+            status, body = gw.upload("/register", {"platform": "bench", "tenant_id": f"t{i:02d}"}, archive)
+            assert status == 200, body
+        rr = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, string.format('{"platform":"bench","tenant_id":"t%02d","function":"ping"}', counter % 50))
+end
+"""
+        w = wrk(gw.url + "/call", 32, SECONDS, rr)
+        results["tenants_round_robin"] = {"tenants": 50, "clients": 32, "gateway_rps": w["rps"],
+                                          "gateway_p99_ms": w["p99_ms"], "non_2xx": w["non_2xx"]}
+
+        # 4. 200 v2 tenant databases; create time; p99 idle vs during a fleet migration
+        assert gw.post("/platform/register", {"platform": "fleet"})[0] == 201
+        tenant = dict(SCHEMA)
+        assert gw.upload("/platform/fleet/schema", {"schema_name": "tenant_db"}, tar_gz(tenant))[0] == 201
+        times = []
+        for i in range(200):
+            t0 = time.perf_counter()
+            status, body = gw.post("/database/create", {"platform": "fleet", "schema_name": "tenant_db", "database_id": f"d{i:03d}"})
+            assert status == 201, body
+            times.append(time.perf_counter() - t0)
+        results["create_tenant_database_ms"] = {"first_with_template_build": times[0] * 1000,
+                                                "median": sorted(times[1:])[len(times) // 2] * 1000,
+                                                "total_200_s": sum(times)}
+        idle = wrk(gw.url + "/call", 8, SECONDS, call_script({"platform": "bench", "function": "ping"}))
+        tenant["migrations/002_col.sql"] = "ALTER TABLE items ADD COLUMN note TEXT;"
+        tenant["functions/ping.sql"] = "CREATE OR REPLACE FUNCTION ping() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;"
+        assert gw.upload("/platform/fleet/schema", {"schema_name": "tenant_db"}, tar_gz(tenant))[0] == 201
+        import threading
+        mig = {}
+        def migrate():
+            t0 = time.perf_counter()
+            mig["status"], mig["body"] = gw.post("/v2/migrate", {"platform": "fleet", "schema_name": "tenant_db"})
+            mig["seconds"] = time.perf_counter() - t0
+        th = threading.Thread(target=migrate)
+        th.start()
+        during = wrk(gw.url + "/call", 8, SECONDS, call_script({"platform": "bench", "function": "ping"}))
+        th.join()
+        assert mig["status"] == 200, mig["body"]
+        results["p99_during_fleet_migration"] = {"idle_p99_ms": idle["p99_ms"], "during_p99_ms": during["p99_ms"],
+                                                  "ratio": during["p99_ms"] / idle["p99_ms"],
+                                                  "idle_rps": idle["rps"], "during_rps": during["rps"],
+                                                  "migrate_200_seconds": mig["seconds"],
+                                                  "databases_updated": len(mig["body"]["databases_updated"])}
+
+        # 5. re-migrate the unchanged schema across 200 databases (forced, so every database is visited)
+        dbs = [f"fleet_tenant_db_d{i:03d}" for i in range(200)]
+        before = {d: catalog_fingerprint(pg, d) for d in dbs}
+        t0 = time.perf_counter()
+        status, body = gw.post("/v2/migrate", {"platform": "fleet", "schema_name": "tenant_db", "force": True})
+        secs = time.perf_counter() - t0
+        assert status == 200, body
+        after = {d: catalog_fingerprint(pg, d) for d in dbs}
+        changed = [d for d in dbs if before[d] != after[d]]
+        results["remigrate_unchanged_200"] = {"seconds": secs, "databases_with_catalog_changes": len(changed),
+                                              "no_ddl_ran": not changed}
+    finally:
+        gw.stop()
+        pg.stop()
+
+    out_dir = os.path.join(ROOT, "bench-results")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, time.strftime("bench-%Y%m%d-%H%M%S.json"))
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nStoneScriptDB Gateway benchmark  (commit {results['git_commit']}, PostgreSQL {results['postgres']}, "
+          f"{results['machine']['cpus']} CPUs, {SECONDS}s per phase)\n")
+    print("clients | pgbench tps | /call req/s | ratio | p50 ms | p99 ms | p999 ms | router CPU us/req | errors")
+    for r in results["trivial_call"]:
+        print(f"{r['clients']:>7} | {r['pgbench_tps']:>11.0f} | {r['gateway_rps']:>11.0f} | {r['ratio']:>5.0%} | "
+              f"{r['gateway_p50_ms']:>6.2f} | {r['gateway_p99_ms']:>6.2f} | {r['gateway_p999_ms']:>7.2f} | "
+              f"{r['router_cpu_us_per_request']:>17.1f} | {r['non_2xx']}")
+    r = results["rows100"]
+    print(f"\n100 rows of mixed types (8 clients): pgbench {r['pgbench_tps']:.0f} tps, /call {r['gateway_rps']:.0f} req/s "
+          f"({r['ratio']:.0%}), p99 {r['gateway_p99_ms']:.2f} ms")
+    r = results["tenants_round_robin"]
+    print(f"50 tenant databases round-robin (32 clients): {r['gateway_rps']:.0f} req/s, p99 {r['gateway_p99_ms']:.2f} ms, errors {r['non_2xx']}")
+    r = results["p99_during_fleet_migration"]
+    print(f"/call p99 idle {r['idle_p99_ms']:.2f} ms, while migrating 200 databases {r['during_p99_ms']:.2f} ms "
+          f"(ratio {r['ratio']:.2f}); the migration took {r['migrate_200_seconds']:.1f} s")
+    r = results["remigrate_unchanged_200"]
+    print(f"re-migrate unchanged schema over 200 databases: {r['seconds']:.1f} s, databases with catalog changes: "
+          f"{r['databases_with_catalog_changes']}")
+    r = results["create_tenant_database_ms"]
+    print(f"create one tenant database: {r['median']:.0f} ms (first one, building the template: {r['first_with_template_build']:.0f} ms)")
+    print(f"router RSS after the load: {results['router_rss_kib'] / 1024:.1f} MiB\n\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

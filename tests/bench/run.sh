@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Benchmark runner: builds the gateway (release), starts its own PostgreSQL
+# cluster and gateway, and measures /call against pgbench on the same function
+# in one run, plus the scenarios of docs/BENCHMARKS.md. Installs what it needs
+# (PostgreSQL server, wrk) from Debian's packages. Results: a table on stdout
+# and JSON in bench-results/bench-<timestamp>.json.
+#
+#   tests/bench/run.sh                 # full run (about 6-8 minutes)
+#   BENCH_SECONDS=5 tests/bench/run.sh # shorter load phases
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. deploy/postgres-local.sh
+PG_BIN_DIR=$(sdg_ensure_pg_bin)
+export PG_BIN_DIR
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "wrk not found: installing it..." >&2
+  sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2
+fi
+for tool in pgbench psql; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "$PG_BIN_DIR/$tool" ] || { echo "$tool not found" >&2; exit 1; }
+done
+cargo build --release --bins --quiet
+exec python3 tests/bench/bench.py "$@"
