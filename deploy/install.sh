@@ -12,8 +12,8 @@
 #     touched), in the form systemd's EnvironmentFile= reads,
 #   * installs stonescriptdb-router and stonescriptdb-migrator into
 #     /usr/local/bin and their units into /etc/systemd/system,
-#   * when systemd is running: `systemctl daemon-reload` and enables both
-#     units (it does not start or restart them; the next steps say how).
+#   * when systemd is running: `systemctl daemon-reload` and enables the
+#     units (the migrator's socket unit and both services) (it does not start or restart them; the next steps say how).
 #
 # Options:
 #   --build           run `cargo build --release --bins` first
@@ -34,7 +34,7 @@ umask 022
 PROG=${0##*/}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 USER_NAME=stonescriptdb
-UNITS=(stonescriptdb-migrator.service stonescriptdb-router.service)
+UNITS=(stonescriptdb-migrator.socket stonescriptdb-migrator.service stonescriptdb-router.service)
 BINARIES=(stonescriptdb-migrator stonescriptdb-router)
 STATE_DIR=/var/lib/stonescriptdb-gateway
 CONF_DIR=/etc/stonescriptdb-gateway
@@ -223,6 +223,7 @@ if [ -n "$systemd_live" ]; then
   else
     echo "  $n. Start (or, after an upgrade, restart) both services:"
   fi
+  echo "       systemctl start stonescriptdb-migrator.socket"
   echo "       systemctl restart stonescriptdb-migrator stonescriptdb-router"
   echo "     (each restarts alone; /call keeps working while the migrator restarts)"
   n=$((n + 1))
@@ -230,5 +231,5 @@ if [ -n "$systemd_live" ]; then
   echo "     Logs:  journalctl -u stonescriptdb-router -u stonescriptdb-migrator -f"
 else
   echo "  $n. On the target machine: systemctl daemon-reload &&"
-  echo "       systemctl enable --now stonescriptdb-migrator stonescriptdb-router"
+  echo "       systemctl enable --now stonescriptdb-migrator.socket stonescriptdb-migrator stonescriptdb-router"
 fi

@@ -52,8 +52,15 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let log = startup::logger(config.log_level, "migrator");
-        let listener = match socket::bind(&config.migrator_socket) {
-            Ok(l) => l,
+        let (listener, activated) = match socket::from_systemd() {
+            Ok(Some(l)) => (l, true),
+            Ok(None) => match socket::bind(&config.migrator_socket) {
+                Ok(l) => (l, false),
+                Err(e) => {
+                    eprintln!("{BINARY}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
             Err(e) => {
                 eprintln!("{BINARY}: {e}");
                 return ExitCode::FAILURE;
@@ -85,7 +92,10 @@ fn main() -> ExitCode {
         );
         let _ = std::io::stdout().flush();
         server::run(listener, state, startup::shutdown_signal()).await;
-        let _ = std::fs::remove_file(&config.migrator_socket);
+        // A socket systemd owns stays; it keeps queueing requests for the next start.
+        if !activated {
+            let _ = std::fs::remove_file(&config.migrator_socket);
+        }
         ExitCode::SUCCESS
     })
 }

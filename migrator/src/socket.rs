@@ -7,6 +7,27 @@ use std::path::Path;
 
 use tokio::net::UnixListener;
 
+/// The listening socket systemd passed us (socket activation: `LISTEN_FDS`,
+/// see `systemd/stonescriptdb-migrator.socket`), if any. With it, requests
+/// that arrive while the migrator restarts wait in the socket's backlog
+/// instead of failing.
+pub fn from_systemd() -> Result<Option<UnixListener>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    let listener = fds
+        .take_unix_listener(0)
+        .map_err(|e| format!("the socket passed by systemd is unusable: {e}"))?
+        .ok_or("systemd passed a socket that is not a Unix stream socket")?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot use the socket passed by systemd: {e}"))?;
+    UnixListener::from_std(listener)
+        .map(Some)
+        .map_err(|e| format!("cannot use the socket passed by systemd: {e}"))
+}
+
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {

@@ -514,6 +514,7 @@ fn installer_stages_files_with_the_right_modes_and_is_idempotent() {
             "{p} differs from the built binary"
         );
     }
+    check("/etc/systemd/system/stonescriptdb-migrator.socket", 0o644);
     for u in UNITS {
         let p = format!("/etc/systemd/system/{u}");
         check(&p, 0o644);
@@ -602,12 +603,13 @@ fn installer_stages_files_with_the_right_modes_and_is_idempotent() {
 #[test]
 fn systemd_units_are_hardened_and_agree_on_the_socket() {
     let dir = repo().join("systemd");
-    // The migrator binds its socket itself (no LISTEN_FDS support): a .socket
-    // unit would take the path away from it.
-    assert!(
-        !dir.join("stonescriptdb-migrator.socket").exists(),
-        "socket activation is not supported by the migrator yet"
-    );
+    // The migrator's socket is owned by a .socket unit (socket activation),
+    // at the path both services use.
+    let socket = parse_unit(&dir.join("stonescriptdb-migrator.socket"));
+    assert_eq!(one(&socket, "Socket", "ListenStream"), SOCKET);
+    assert_eq!(one(&socket, "Socket", "SocketMode"), "0660");
+    assert_eq!(one(&socket, "Socket", "SocketUser"), "stonescriptdb");
+    assert_eq!(one(&socket, "Install", "WantedBy"), "sockets.target");
     let mut units = BTreeMap::new();
     for u in UNITS {
         let unit = parse_unit(&dir.join(u));
@@ -655,6 +657,12 @@ fn systemd_units_are_hardened_and_agree_on_the_socket() {
         "the socket lives in the migrator's RuntimeDirectory"
     );
     assert_eq!(one(migrator, "Service", "RuntimeDirectoryPreserve"), "yes");
+    assert!(
+        values(migrator, "Unit", "Requires")
+            .iter()
+            .any(|v| v.contains("stonescriptdb-migrator.socket")),
+        "the migrator service requires its socket unit"
+    );
 
     // The router starts after the migrator but keeps running without it.
     let router = &units["stonescriptdb-router.service"];
@@ -695,6 +703,9 @@ fn systemd_units_are_hardened_and_agree_on_the_socket() {
         std::fs::write(&p, text).unwrap();
         paths.push(p);
     }
+    let socket_unit = tmp.0.join("stonescriptdb-migrator.socket");
+    std::fs::copy(dir.join("stonescriptdb-migrator.socket"), &socket_unit).unwrap();
+    paths.push(socket_unit);
     let r = run(Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .args(&paths));

@@ -371,3 +371,69 @@ fn migrator_socket_is_exclusive_and_stale_files_are_replaced() {
     assert_ne!(third.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "precious");
 }
+
+/// Socket activation: the migrator serves on a socket systemd hands it
+/// (`LISTEN_FDS`), started on the first connection, which waits instead of
+/// failing; on exit it leaves the socket file to systemd.
+#[test]
+fn migrator_takes_its_socket_from_systemd() {
+    use std::io::{Read, Write};
+    let Ok(activate) = which("systemd-socket-activate") else {
+        eprintln!("NOTE: systemd-socket-activate is not installed (Debian package systemd); socket activation not exercised");
+        return;
+    };
+    let dir = stonescriptdb_tests::TempDir::new("activate");
+    let sock = dir.0.join("m.sock");
+    let mut cmd = Command::new(activate);
+    cmd.arg("-l").arg(&sock);
+    for (k, v) in cluster().gateway_env() {
+        cmd.arg("-E").arg(format!("{k}={v}"));
+    }
+    cmd.arg("-E")
+        .arg(format!("DATA_DIR={}", dir.0.display()))
+        .arg("-E")
+        .arg(format!(
+            "MIGRATOR_SOCKET={}",
+            dir.0.join("not-this-one.sock").display()
+        ))
+        .arg(binary("stonescriptdb-migrator"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "systemd-socket-activate did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The migrator is not running yet: this request waits for it.
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /platforms HTTP/1.1\r\nHost: migrator\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"platforms\":[]"), "{resp}");
+    assert!(
+        !dir.0.join("not-this-one.sock").exists(),
+        "it must use the passed socket"
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(tool))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
