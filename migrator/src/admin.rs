@@ -5,7 +5,7 @@
 use stonescriptdb_shared::names::quote_ident;
 use tokio_postgres::{Client, NoTls};
 
-use crate::error::{pg_text, MigratorError};
+use crate::error::{pg_message, MigratorError};
 
 #[derive(Clone)]
 pub struct Admin {
@@ -44,7 +44,7 @@ impl Admin {
                 MigratorError::DatabaseUnavailable(format!(
                     "cannot connect to {}: {}",
                     dbname.unwrap_or("the admin database"),
-                    pg_text(&e)
+                    pg_message(&e)
                 ))
             }
         })?;
@@ -58,7 +58,7 @@ impl Admin {
         let rows = client
             .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
             .await
-            .map_err(|e| MigratorError::DatabaseUnavailable(pg_text(&e)))?;
+            .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?;
         Ok(!rows.is_empty())
     }
 
@@ -74,7 +74,7 @@ impl Admin {
             }
             Err(e) => Err(MigratorError::DatabaseUnavailable(format!(
                 "cannot create database {name}: {}",
-                pg_text(&e)
+                pg_message(&e)
             ))),
         }
     }
@@ -90,7 +90,7 @@ impl Admin {
             .map_err(|e| {
                 MigratorError::DatabaseUnavailable(format!(
                     "cannot drop database {name}: {}",
-                    pg_text(&e)
+                    pg_message(&e)
                 ))
             })
     }
@@ -108,7 +108,7 @@ impl Admin {
                 &[&pattern],
             )
             .await
-            .map_err(|e| MigratorError::DatabaseUnavailable(pg_text(&e)))?;
+            .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }

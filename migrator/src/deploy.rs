@@ -15,7 +15,7 @@ use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::{DeploymentReport, SeederResult};
 use tokio_postgres::{Client, Transaction};
 
-use crate::error::{pg_text, MigratorError, StepFailure};
+use crate::error::{pg_message, MigratorError, StepFailure};
 use crate::schema::{normalized_checksum, Parsed, SqlFile};
 use crate::sql::{self, Statement, TableStmt, TypeDef};
 
@@ -122,7 +122,7 @@ impl Run<'_> {
             sqlstate: db.map(|d| d.code().code().to_owned()),
             detail: db.and_then(|d| d.detail().map(str::to_owned)),
             hint: db.and_then(|d| d.hint().map(str::to_owned)),
-            cause: e.map(pg_text),
+            cause: e.map(pg_message),
         };
         if let (Some(file), Some(cause)) = (&f.file, &f.cause) {
             let at = match (f.statement, f.line) {
@@ -178,6 +178,19 @@ impl Run<'_> {
             .map_err(|e| self.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))
     }
 
+    /// A two-column text query as a map (tracked name → checksum).
+    async fn pairs<C: FromIterator<(String, String)>>(
+        &self,
+        sql_text: &str,
+    ) -> Result<C, MigratorError> {
+        Ok(self
+            .internal(sql_text, &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
     async fn changelog(
         &self,
         kind: &str,
@@ -203,10 +216,9 @@ async fn transactional(
     opts: Options,
     log: &Logger,
 ) -> Result<(DeploymentReport, Vec<(String, usize, Statement)>), MigratorError> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| MigratorError::DatabaseUnavailable(format!("{database}: {}", pg_text(&e))))?;
+    let tx = client.transaction().await.map_err(|e| {
+        MigratorError::DatabaseUnavailable(format!("{database}: {}", pg_message(&e)))
+    })?;
     let mut run = Run {
         tx,
         database,
@@ -237,7 +249,7 @@ async fn transactional(
         ..
     } = run;
     tx.commit().await.map_err(|e| {
-        MigratorError::DatabaseUnavailable(format!("{database}: commit failed: {}", pg_text(&e)))
+        MigratorError::DatabaseUnavailable(format!("{database}: commit failed: {}", pg_message(&e)))
     })?;
     Ok((report, deferred))
 }
@@ -266,12 +278,12 @@ pub async fn deploy(
                     "{file} (statement {}, line {}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed: {}",
                     index + 1,
                     stmt.line,
-                    pg_text(&e)
+                    pg_message(&e)
                 ),
                 sqlstate: db.map(|d| d.code().code().to_owned()),
                 detail: db.and_then(|d| d.detail().map(str::to_owned)),
                 hint: db.and_then(|d| d.hint().map(str::to_owned)),
-                cause: Some(pg_text(&e)),
+                cause: Some(pg_message(&e)),
             })));
         }
         info!(log, "statement run outside the transaction"; "database" => database, "file" => &file, "statement" => index + 1);
@@ -392,14 +404,8 @@ async fn types(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), 
         return Ok(());
     }
     let tracked: HashMap<String, String> = run
-        .internal(
-            "SELECT name, checksum FROM _stonescriptdb_gateway_types",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .pairs("SELECT name, checksum FROM _stonescriptdb_gateway_types")
+        .await?;
     for file in &schema.types {
         for (i, stmt) in file.statements.iter().enumerate() {
             let def = sql::parse_type(&stmt.text).map_err(|e| {
@@ -588,14 +594,8 @@ async fn tables(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError>
         .await?;
     let missing: HashSet<String> = missing_rows.iter().map(|r| r.get(0)).collect();
     let tracked: HashMap<String, String> = run
-        .internal(
-            "SELECT name, checksum FROM _stonescriptdb_gateway_tables",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .pairs("SELECT name, checksum FROM _stonescriptdb_gateway_tables")
+        .await?;
     let to_create: Vec<TableFile<'_>> = files
         .into_iter()
         .zip(names.iter())
@@ -680,14 +680,8 @@ async fn migrations(
         return Ok(());
     }
     let applied: HashMap<String, String> = run
-        .internal(
-            "SELECT filename, checksum FROM _stonescriptdb_gateway_migrations",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .pairs("SELECT filename, checksum FROM _stonescriptdb_gateway_migrations")
+        .await?;
     for file in &schema.migrations {
         let name = file.path.trim_start_matches("migrations/");
         match applied.get(name) {
@@ -754,14 +748,8 @@ struct Desired<'a> {
 
 async fn functions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
     let tracked: BTreeMap<String, String> = run
-        .internal(
-            "SELECT f.signature, f.checksum FROM _stonescriptdb_gateway_functions f",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .pairs("SELECT signature, checksum FROM _stonescriptdb_gateway_functions")
+        .await?;
     let mut desired = Vec::new();
     for file in &schema.functions {
         for (index, stmt) in file.statements.iter().enumerate() {
@@ -1203,7 +1191,7 @@ pub async fn verify(
     schema: &Parsed,
 ) -> Result<stonescriptdb_shared::wire::Verification, MigratorError> {
     let q = |e: tokio_postgres::Error| {
-        MigratorError::DatabaseUnavailable(format!("verification failed: {}", pg_text(&e)))
+        MigratorError::DatabaseUnavailable(format!("verification failed: {}", pg_message(&e)))
     };
     let exts: Vec<String> = schema.extensions.iter().map(|e| e.name.clone()).collect();
     let missing_ext: i64 = client

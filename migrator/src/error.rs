@@ -1,5 +1,6 @@
 //! The migrator's one error type and its mapping to the JSON error body.
 
+pub use stonescriptdb_shared::error::pg_message;
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 
 /// Where in the schema a deployment failed, and PostgreSQL's error.
@@ -77,23 +78,6 @@ impl MigratorError {
                 body.cause = f.cause.clone();
                 (code.status(), body)
             }
-        }
-    }
-}
-
-/// PostgreSQL's message for an error (the server's text when there is one).
-pub fn pg_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            msg
         }
     }
 }

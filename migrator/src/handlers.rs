@@ -186,29 +186,55 @@ async fn deploy_one(
     }
 }
 
+/// The fields of a `/register` or `/migrate` upload.
+struct Upload {
+    platform: String,
+    tenant: Option<String>,
+    force: bool,
+    parsed: Parsed,
+    raw: Vec<u8>,
+}
+
+impl Upload {
+    fn read(state: &State, fields: &HashMap<String, Field>) -> Result<Upload, MigratorError> {
+        let platform = text_field(fields, "platform")?
+            .ok_or_else(|| MigratorError::BadRequest("missing field platform".into()))?;
+        names::validate_platform(&platform).map_err(bad_name)?;
+        let tenant = text_field(fields, "tenant_id")?;
+        if let Some(t) = &tenant {
+            names::validate_tenant_id(t).map_err(bad_name)?;
+        }
+        let force = flag(fields, "force")?;
+        let (parsed, raw) = schema_from(state, fields)?;
+        Ok(Upload {
+            platform,
+            tenant,
+            force,
+            parsed,
+            raw,
+        })
+    }
+}
+
 /// `POST /register`.
 pub async fn register(
     state: &State,
     fields: HashMap<String, Field>,
 ) -> Result<Answer, MigratorError> {
     let started = Instant::now();
-    let platform = text_field(&fields, "platform")?
-        .ok_or_else(|| MigratorError::BadRequest("missing field platform".into()))?;
-    let tenant = text_field(&fields, "tenant_id")?;
+    let Upload {
+        platform,
+        tenant,
+        force,
+        parsed,
+        raw,
+    } = Upload::read(state, &fields)?;
     let database = names::v1_database_name(&platform, tenant.as_deref()).map_err(bad_name)?;
-    let force = flag(&fields, "force")?;
-    let (parsed, raw) = schema_from(state, &fields)?;
-    let report = deploy_one(
-        state,
-        &database,
-        &parsed,
-        Options {
-            mode: Mode::Register,
-            force,
-        },
-        Target::CreateIfMissing,
-    )
-    .await?;
+    let opts = Options {
+        mode: Mode::Register,
+        force,
+    };
+    let report = deploy_one(state, &database, &parsed, opts, Target::CreateIfMissing).await?;
     state.store.save_v1(&platform, &raw)?;
     Ok(json(
         200,
@@ -227,12 +253,13 @@ pub async fn migrate(
     fields: HashMap<String, Field>,
 ) -> Result<Answer, MigratorError> {
     let started = Instant::now();
-    let platform = text_field(&fields, "platform")?
-        .ok_or_else(|| MigratorError::BadRequest("missing field platform".into()))?;
-    names::validate_platform(&platform).map_err(bad_name)?;
-    let tenant = text_field(&fields, "tenant_id")?;
-    let force = flag(&fields, "force")?;
-    let (parsed, raw) = schema_from(state, &fields)?;
+    let Upload {
+        platform,
+        tenant,
+        force,
+        parsed,
+        raw,
+    } = Upload::read(state, &fields)?;
     let opts = Options {
         mode: Mode::Migrate,
         force,

@@ -307,7 +307,7 @@ async fn template(
                 quote_ident(&name)
             ))
             .await
-            .map_err(|e| MigratorError::Internal(crate::error::pg_text(&e)))?;
+            .map_err(|e| MigratorError::Internal(crate::error::pg_message(&e)))?;
         let data =
             serde_json::to_vec(&report).map_err(|e| MigratorError::Internal(e.to_string()))?;
         crate::store::write_atomic(&report_path, &data)
@@ -534,19 +534,10 @@ pub async fn v2_migrate(
             tokio::task::JoinSet::new();
         let mut failed_seen = stop;
         for job in queue.by_ref() {
-            if stop || (req.stop_on_error && failed_seen) {
-                let r = DeploymentReport {
-                    database: job.entry.database_name.clone(),
-                    status: "not_attempted".into(),
-                    ..DeploymentReport::default()
-                };
-                let _ = tx.send(ndjson_line(&r)).await;
-                results.insert(r.database.clone(), (r, None));
-                continue;
-            }
-            let permit = match limit.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => break,
+            let permit = if stop || (req.stop_on_error && failed_seen) {
+                None
+            } else {
+                limit.clone().acquire_owned().await.ok()
             };
             // collect finished ones without blocking, to learn about failures early
             while let Some(done) = set.try_join_next() {
@@ -556,8 +547,7 @@ pub async fn v2_migrate(
                     results.insert(r.database.clone(), (r, v));
                 }
             }
-            if req.stop_on_error && failed_seen {
-                drop(permit);
+            let Some(permit) = permit.filter(|_| !(req.stop_on_error && failed_seen)) else {
                 let r = DeploymentReport {
                     database: job.entry.database_name.clone(),
                     status: "not_attempted".into(),
@@ -566,7 +556,7 @@ pub async fn v2_migrate(
                 let _ = tx.send(ndjson_line(&r)).await;
                 results.insert(r.database.clone(), (r, None));
                 continue;
-            }
+            };
             let (st, p, force) = (state.clone(), parsed.clone(), req.force);
             set.spawn(async move {
                 let out = migrate_one(st, p, job, target, force).await;

@@ -1,6 +1,7 @@
 //! The router's one error type and its single mapping to the JSON error body
 //! and HTTP status. PostgreSQL errors keep SQLSTATE, message, detail and hint.
 
+pub use stonescriptdb_shared::error::pg_message;
 use stonescriptdb_shared::error::{database_error_status, ErrorBody, ErrorCode};
 
 #[derive(Debug)]
@@ -41,23 +42,6 @@ pub struct PgFailure {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
-}
-
-/// PostgreSQL's own message for an error (the server's text when there is one).
-pub fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            msg
-        }
-    }
 }
 
 impl RouterError {

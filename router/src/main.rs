@@ -19,33 +19,12 @@ use std::time::Duration;
 
 use slog::info;
 use stonescriptdb_shared::config::Config;
-use stonescriptdb_shared::startup::{self, Startup};
+use stonescriptdb_shared::startup;
 
 const BINARY: &str = "stonescriptdb-router";
 
 fn main() -> ExitCode {
-    let config = match startup::load(BINARY) {
-        Startup::Run(c) => c,
-        Startup::Exit(code) => return code,
-    };
-    let base = match startup::pg_config(&config.db, BINARY) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{BINARY}: {e}");
-            return ExitCode::from(stonescriptdb_shared::config::EXIT_USAGE as u8);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{BINARY}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(serve(*config, base))
+    startup::main(BINARY, serve)
 }
 
 async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {

@@ -89,6 +89,24 @@ pub fn database_error_status(sqlstate: &str) -> u16 {
     }
 }
 
+/// PostgreSQL's own message for a driver error: the server's text when the
+/// server sent one, else the client-side error with its causes.
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            msg
+        }
+    }
+}
+
 /// The JSON error body. Context fields are omitted when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -13,7 +13,8 @@ use crate::config::{Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE};
 
 /// What `main` should do after start-up parsing.
 pub enum Startup {
-    Run(Box<Config>),
+    /// The configuration and the admin connection settings derived from it.
+    Run(Box<Config>, Box<tokio_postgres::Config>),
     /// `--help`, `--version` (exit 0) or bad configuration (exit 64; the one
     /// line was already printed to stderr).
     Exit(ExitCode),
@@ -59,10 +60,34 @@ pub fn load(binary: &str) -> Startup {
         std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
     }) {
         Ok(c) => match pg_config(&c.db, binary) {
-            Ok(_) => Startup::Run(Box::new(c)),
+            Ok(pg) => Startup::Run(Box::new(c), Box::new(pg)),
             Err(e) => usage_error(binary, e),
         },
         Err(e) => usage_error(binary, e),
+    }
+}
+
+/// The whole `main` of a binary: parse start-up settings (exit 0 for
+/// `--help`/`--version`, 64 for bad configuration), then run `serve` on a
+/// multi-threaded runtime and return its exit code.
+pub fn main<F, Fut>(binary: &'static str, serve: F) -> ExitCode
+where
+    F: FnOnce(Config, tokio_postgres::Config) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let (config, pg) = match load(binary) {
+        Startup::Run(c, pg) => (c, pg),
+        Startup::Exit(code) => return code,
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve(*config, *pg)),
+        Err(e) => {
+            eprintln!("{binary}: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
