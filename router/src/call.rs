@@ -40,9 +40,14 @@ const CLEAN_SESSION: &str =
 const DEFAULT_SCHEMA: &str = "public";
 
 /// Handle a parsed `/call` body; returns the JSON response body.
-pub async fn call(pools: &Arc<Pools>, body: &[u8]) -> Result<Vec<u8>, RouterError> {
+pub async fn call(
+    pools: &Arc<Pools>,
+    body: &[u8],
+    authorize: impl FnOnce(&str) -> Result<(), RouterError>,
+) -> Result<Vec<u8>, RouterError> {
     let req: CallRequest = serde_json::from_slice(body)
         .map_err(|e| RouterError::BadRequest(format!("invalid /call body: {e}")))?;
+    authorize(&req.platform)?;
     let database = database_name(&req)?;
     let (schema, fname) = names::validate_function_name(&req.function)
         .map_err(|e| RouterError::BadRequest(e.to_string()))?;
@@ -96,6 +101,36 @@ fn database_name(req: &CallRequest<'_>) -> Result<String, RouterError> {
     }
 }
 
+/// Deepest nesting of arrays/objects accepted in `params`.
+const MAX_PARAMS_DEPTH: usize = 64;
+
+/// Nesting depth of a JSON text (arrays and objects), ignoring brackets
+/// inside strings. Linear, no allocation.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// The call's arguments, still raw JSON.
 enum Args<'a> {
     Positional(Vec<&'a str>),
@@ -108,6 +143,11 @@ impl<'a> Args<'a> {
             return Ok(Self::Positional(Vec::new()));
         };
         let text = raw.get();
+        if json_depth(text) > MAX_PARAMS_DEPTH {
+            return Err(RouterError::BadRequest(format!(
+                "params are nested deeper than {MAX_PARAMS_DEPTH} levels"
+            )));
+        }
         match text.as_bytes().first() {
             Some(b'[') => {
                 let items: Vec<&'a RawValue> = serde_json::from_str(text)
@@ -435,6 +475,14 @@ mod tests {
             "{sql}"
         );
         assert_eq!(param.unwrap(), format!(r#"{{"1":1,"2":{evil}}}"#));
+    }
+
+    #[test]
+    fn json_depth_ignores_brackets_in_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth("[1,[2,{\"a\":[3]}]]"), 4);
+        assert_eq!(json_depth("[\"[[[[\\\"]]\"]"), 1);
+        assert_eq!(json_depth(&"[".repeat(100)), 100);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use stonescriptdb_shared::error::{database_error_status, ErrorBody, ErrorCode};
 #[derive(Debug)]
 pub enum RouterError {
     BadRequest(String),
+    Unauthorized(String),
+    UnsupportedMediaType(String),
     Forbidden(String),
     MethodNotAllowed(String),
     PayloadTooLarge(String),
@@ -69,6 +71,8 @@ impl RouterError {
         match self {
             BadRequest(m) => simple(ErrorCode::InvalidRequest, m),
             Forbidden(m) => simple(ErrorCode::Forbidden, m),
+            Unauthorized(m) => simple(ErrorCode::Unauthorized, m),
+            UnsupportedMediaType(m) => simple(ErrorCode::UnsupportedMediaType, m),
             MethodNotAllowed(m) => simple(ErrorCode::MethodNotAllowed, m),
             PayloadTooLarge(m) => simple(ErrorCode::PayloadTooLarge, m),
             MigratorUnavailable(m) => simple(ErrorCode::MigratorUnavailable, m),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod auth;
 mod call;
 mod catalog;
 mod error;
@@ -50,6 +51,11 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
         log.clone(),
     );
     let state = Arc::new(server::State {
+        tokens: auth::Tokens {
+            call: config.call_tokens.clone(),
+            admin: config.admin_token.clone(),
+        },
+        connections: Arc::new(tokio::sync::Semaphore::new(config.max_client_connections)),
         metrics: metrics::Metrics::default(),
         pools,
         migrator_socket: config.migrator_socket.clone(),

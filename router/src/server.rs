@@ -40,6 +40,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler needs.
 pub struct State {
+    pub tokens: crate::auth::Tokens,
+    /// Caps the client connections served at once (`MAX_CLIENT_CONNECTIONS`).
+    pub connections: Arc<tokio::sync::Semaphore>,
     pub metrics: crate::metrics::Metrics,
     pub pools: Arc<Pools>,
     pub migrator_socket: std::path::PathBuf,
@@ -54,6 +57,14 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     let mut shutdown = std::pin::pin!(shutdown);
     state.pools.spawn_sweeper();
     loop {
+        // At the cap, stop accepting: new clients wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = state.connections.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -82,6 +93,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -159,11 +171,28 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
 async fn route(state: &State, req: Request<Incoming>) -> Resp {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/call") => {
-            let body = match read_body(req.into_body(), CALL_BODY_LIMIT).await {
+            if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+                let json_ct = ct
+                    .to_str()
+                    .map(|v| {
+                        v.trim_start()
+                            .to_ascii_lowercase()
+                            .starts_with("application/json")
+                    })
+                    .unwrap_or(false);
+                if !json_ct {
+                    return error(&RouterError::UnsupportedMediaType(
+                        "/call takes a JSON body: send Content-Type: application/json".into(),
+                    ));
+                }
+            }
+            let (parts, body) = req.into_parts();
+            let body = match read_body(body, CALL_BODY_LIMIT).await {
                 Ok(b) => b,
                 Err(e) => return error(&e),
             };
-            match crate::call::call(&state.pools, &body).await {
+            let authorize = |platform: &str| state.tokens.check_call(platform, &parts.headers);
+            match crate::call::call(&state.pools, &body, authorize).await {
                 Ok(out) => json(200, out),
                 Err(e) => error(&e),
             }
@@ -173,6 +202,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             json(status, serde_json::to_vec(&body).unwrap_or_default())
         }
         (&Method::GET, "/metrics") => {
+            if let Err(e) = state.tokens.check_admin(req.headers()) {
+                return error(&e);
+            }
             let migrator = crate::forward::get_text(&state.migrator_socket, "/metrics").await;
             let text = state.metrics.render(&state.pools, migrator.as_deref());
             let mut resp = Response::new(crate::forward::full(text.into_bytes()));
@@ -191,9 +223,16 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             )))
         }
         // Every other route belongs to the migrator.
-        _ => match crate::forward::forward(&state.migrator_socket, req, &state.log).await {
-            Ok(resp) => resp,
+        _ => match state
+            .tokens
+            .check_admin(req.headers())
+            .map(|()| crate::forward::forward(&state.migrator_socket, req, &state.log))
+        {
             Err(e) => error(&e),
+            Ok(fwd) => match fwd.await {
+                Ok(resp) => resp,
+                Err(e) => error(&e),
+            },
         },
     }
 }

@@ -94,6 +94,15 @@ pub struct Flags {
     /// cap on one deployment statement, 0 = none [DEPLOY_STATEMENT_TIMEOUT_MS, default 0]
     #[argh(option)]
     pub deploy_statement_timeout_ms: Option<String>,
+    /// bearer tokens for /call, per platform: platform:token,... ; unset = no token needed [CALL_TOKENS]
+    #[argh(option)]
+    pub call_tokens: Option<String>,
+    /// bearer token for schema routes and /metrics; unset = no token needed [ADMIN_TOKEN]
+    #[argh(option)]
+    pub admin_token: Option<String>,
+    /// most client connections the router serves at once [MAX_CLIENT_CONNECTIONS, default 4096]
+    #[argh(option)]
+    pub max_client_connections: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -124,6 +133,9 @@ impl Flags {
             "ARCHIVE_MAX_ENTRIES" => &self.archive_max_entries,
             "ARCHIVE_MAX_ENTRY_BYTES" => &self.archive_max_entry_bytes,
             "MIGRATE_CONCURRENCY" => &self.migrate_concurrency,
+            "CALL_TOKENS" => &self.call_tokens,
+            "ADMIN_TOKEN" => &self.admin_token,
+            "MAX_CLIENT_CONNECTIONS" => &self.max_client_connections,
             "DEPLOY_LOCK_TIMEOUT_MS" => &self.deploy_lock_timeout_ms,
             "DEPLOY_STATEMENT_TIMEOUT_MS" => &self.deploy_statement_timeout_ms,
             _ => return None,
@@ -179,6 +191,32 @@ pub struct Config {
     pub deploy_lock_timeout: Duration,
     /// `statement_timeout` of deployment statements (zero = none).
     pub deploy_statement_timeout: Duration,
+    /// Bearer token per platform for `/call` (platforms not listed need none).
+    pub call_tokens: std::collections::BTreeMap<String, String>,
+    /// Bearer token for schema routes and `/metrics`.
+    pub admin_token: Option<String>,
+    pub max_client_connections: usize,
+}
+
+/// Parse `CALL_TOKENS`: `platform:token` pairs separated by commas.
+pub fn parse_call_tokens(
+    raw: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (platform, token) = pair.split_once(':').ok_or_else(|| {
+            ConfigError("CALL_TOKENS entries must look like platform:token".into())
+        })?;
+        crate::names::validate_platform(platform)
+            .map_err(|e| ConfigError(format!("CALL_TOKENS: {e}")))?;
+        if token.len() < 16 {
+            return Err(ConfigError(format!(
+                "CALL_TOKENS: the token of {platform} is shorter than 16 characters"
+            )));
+        }
+        out.insert(platform.to_owned(), token.to_owned());
+    }
+    Ok(out)
 }
 
 /// Caps on an uploaded schema archive (the migrator enforces them).
@@ -412,6 +450,24 @@ impl Config {
                 0u64,
                 0,
             )?),
+            call_tokens: match get("CALL_TOKENS") {
+                None => Default::default(),
+                Some(raw) => parse_call_tokens(&raw)?,
+            },
+            admin_token: match get("ADMIN_TOKEN") {
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError(
+                        "ADMIN_TOKEN is shorter than 16 characters".into(),
+                    ))
+                }
+                t => t,
+            },
+            max_client_connections: parse_num(
+                "MAX_CLIENT_CONNECTIONS",
+                get("MAX_CLIENT_CONNECTIONS"),
+                4096usize,
+                1,
+            )?,
         })
     }
 
