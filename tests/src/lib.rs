@@ -281,11 +281,16 @@ impl Cluster {
     pub fn pg_ctl(&self, action: &str, extra: &[&str]) -> std::process::Output {
         let bin = self.bin_dir.as_ref().expect("own cluster");
         let data = self.data_dir.as_ref().expect("own cluster");
+        // The server must not inherit our pipes (output() would wait for it).
+        let log = data.parent().unwrap_or(data).join("server.log");
         pg_cmd(bin, "pg_ctl")
             .args(["-w", "-D"])
             .arg(data)
+            .arg("-l")
+            .arg(log)
             .args(extra)
             .arg(action)
+            .stdin(Stdio::null())
             .output()
             .expect("pg_ctl runs")
     }

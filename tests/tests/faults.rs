@@ -1,0 +1,201 @@
+//! Faults survived (issue "Security and failure behaviour"): PostgreSQL
+//! restarted under load, router killed, the migrator's DATA_DIR unwritable,
+//! PostgreSQL refusing connections below our cap. This file is its own test
+//! process, so restarting its PostgreSQL cluster disturbs no other test.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stonescriptdb_tests::{cluster, new_platform, Gateway, SchemaDir, TestDb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_under_load_recovers_without_a_manual_step() {
+    let db = TestDb::new().await;
+    let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "4")]);
+    let url = gw.url.clone();
+    let platform = db.platform.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (url, platform, stop) = (url.clone(), platform.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{url}/call"))
+                    .json(&json!({"platform": platform, "function": "echo_int4", "params": [1]}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 200 => ok += 1,
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        assert!(
+                            s == 500 || s == 503,
+                            "unexpected status {s} during the restart"
+                        );
+                        failed += 1;
+                    }
+                    Err(e) => panic!("the router itself failed: {e}"),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = tokio::task::block_in_place(|| cluster().pg_ctl("restart", &["-m", "immediate"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // after the restart every call succeeds again, with no manual step
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, _) = gw.call(&db.platform, "echo_int4", json!([2])).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the PostgreSQL restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(gw.call(&db.platform, "echo_int4", json!([3])).await.0, 200);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total_ok = 0;
+    for l in load {
+        let (ok, _failed) = l.await.unwrap();
+        total_ok += ok;
+    }
+    assert!(total_ok > 0);
+    assert_eq!(gw.get("/health").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_and_migrator_survive_each_other() {
+    let mut gw = Gateway::start(&[]);
+    let p = new_platform();
+    let schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    // router killed: the migrator keeps serving its socket
+    let migrator_pid = gw.migrator_pid().unwrap();
+    gw.signal("KILL");
+    tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(5)));
+    let mut s =
+        std::os::unix::net::UnixStream::connect(&gw.socket).expect("migrator still listening");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /platforms HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(std::path::Path::new(&format!("/proc/{migrator_pid}")).exists());
+    // migrator killed: a new one takes over the (stale) socket; data intact
+    gw.restart_migrator();
+    let gw2 = Gateway::start(&[]);
+    let (s, b) = gw2.call(&p, "count_roles", json!([])).await;
+    assert_eq!(
+        (s, b["rows"][0]["count_roles"].clone()),
+        (200, json!(3)),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn unwritable_data_dir_gives_a_clear_error_and_keeps_the_registry() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    assert_eq!(
+        gw.post("/platform/register", &json!({"platform": p}))
+            .await
+            .0,
+        201
+    );
+    let registry = gw.data_dir.0.join(&p).join("platform.json");
+    let before = std::fs::read(&registry).unwrap();
+    // the schema's folder cannot be created: a file is in the way
+    std::fs::write(gw.data_dir.0.join(&p).join("tenant_db"), "in the way").unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("schema_name", "tenant_db")
+        .part(
+            "schema",
+            reqwest::multipart::Part::bytes(SchemaDir::fixture("shop").tar_gz())
+                .file_name("s.tar.gz"),
+        );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/platform/{p}/schema", gw.url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("tenant_db"),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read(&registry).unwrap(),
+        before,
+        "registry changed by a failed write"
+    );
+    let (s, b) = gw.get(&format!("/platform/{p}/schemas")).await;
+    assert_eq!((s, b["count"].clone()), (200, json!(0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refusing_connections_below_our_cap_gives_503() {
+    let db = TestDb::new().await;
+    // A role PostgreSQL lets open only 2 connections, while our cap is higher.
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute(
+            "DROP ROLE IF EXISTS sdg_limited; CREATE ROLE sdg_limited LOGIN CONNECTION LIMIT 2",
+        )
+        .await
+        .unwrap();
+    let gw = Gateway::start(&[
+        ("DB_USER", "sdg_limited"),
+        ("MAX_CONNECTIONS_PER_POOL", "6"),
+        ("POOL_WAIT_TIMEOUT_MS", "500"),
+    ]);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (url, platform) = (gw.url.clone(), db.platform.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/call"))
+                .json(&json!({"platform": platform, "function": "sleep_ms", "params": [700]}))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        if s != 200 {
+            assert_eq!(s, 503, "{b}");
+            assert_eq!(b["error"], "database_unavailable", "{b}");
+            assert_eq!(b["sqlstate"], serde_json::Value::Null);
+        }
+        statuses.push(s);
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&503),
+        "{statuses:?}"
+    );
+    // the router is fine and serves again once connections free up
+    assert_eq!(gw.call(&db.platform, "echo_int4", json!([1])).await.0, 200);
+    drop(gw);
+    admin.batch_execute("DROP ROLE sdg_limited").await.ok();
+}
