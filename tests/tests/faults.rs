@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stonescriptdb_tests::{cluster, new_platform, Gateway, SchemaDir, TestDb};
 
+/// One test at a time: one of them restarts the cluster they all share.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_under_load_recovers_without_a_manual_step() {
+    let _serial = SERIAL.lock().await;
     let db = TestDb::new().await;
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "4")]);
     let url = gw.url.clone();
@@ -79,6 +83,7 @@ async fn postgres_restart_under_load_recovers_without_a_manual_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_and_migrator_survive_each_other() {
+    let _serial = SERIAL.lock().await;
     let mut gw = Gateway::start(&[]);
     let p = new_platform();
     let schema = SchemaDir::fixture("shop");
@@ -109,6 +114,7 @@ async fn router_and_migrator_survive_each_other() {
 
 #[tokio::test]
 async fn unwritable_data_dir_gives_a_clear_error_and_keeps_the_registry() {
+    let _serial = SERIAL.lock().await;
     let gw = Gateway::start(&[]);
     let p = new_platform();
     assert_eq!(
@@ -152,6 +158,7 @@ async fn unwritable_data_dir_gives_a_clear_error_and_keeps_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_refusing_connections_below_our_cap_gives_503() {
+    let _serial = SERIAL.lock().await;
     let db = TestDb::new().await;
     // A role PostgreSQL lets open only 2 connections, while our cap is higher.
     let admin = cluster().connect("postgres").await;
