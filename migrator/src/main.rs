@@ -9,6 +9,8 @@ mod archive;
 mod deploy;
 mod error;
 mod handlers;
+#[cfg(test)]
+mod fuzz;
 mod metrics;
 mod multipart;
 mod registry;

@@ -438,6 +438,74 @@ fn push_arg(
     let _ = write!(obj, "\"{n}\":{value}");
 }
 
+/// Everything `/call` does with a body before touching a database, against
+/// a fixed set of overloads: for the property tests in `fuzz`.
+#[cfg(test)]
+pub fn fuzz_entry(body: &[u8]) {
+    use crate::catalog::Arg;
+    let Ok(req) = serde_json::from_slice::<CallRequest>(body) else {
+        return;
+    };
+    let _ = database_name(&req);
+    if names::validate_function_name(&req.function).is_err() {
+        return;
+    }
+    let Ok(args) = Args::parse(req.params) else {
+        return;
+    };
+    let arg = |name: &str, ty: &str, cat: u8| Arg {
+        name: name.into(),
+        type_sql: ty.into(),
+        category: cat,
+        pseudo: false,
+    };
+    let candidates = vec![
+        Candidate {
+            oid: 1,
+            schema: "public".into(),
+            name: "f".into(),
+            signature: "f(integer,text)".into(),
+            args: vec![arg("a", "integer", b'N'), arg("b", "text", b'S')],
+            n_defaults: 1,
+            variadic: false,
+        },
+        Candidate {
+            oid: 2,
+            schema: "public".into(),
+            name: "f".into(),
+            signature: "f(text,integer[])".into(),
+            args: vec![arg("a", "text", b'S'), arg("xs", "integer[]", b'A')],
+            n_defaults: 0,
+            variadic: true,
+        },
+        Candidate {
+            oid: 3,
+            schema: "public".into(),
+            name: "f".into(),
+            signature: "f()".into(),
+            args: vec![],
+            n_defaults: 0,
+            variadic: false,
+        },
+    ];
+    let names_vec: Vec<&str>;
+    let shape = match &args {
+        Args::Positional(v) => Shape::Positional(v),
+        Args::Named(m, _) => {
+            names_vec = m.keys().copied().collect();
+            Shape::Named(&names_vec)
+        }
+    };
+    if let Ok(c) = catalog::resolve(&candidates, &shape) {
+        let (sql, param) = build(c, &args);
+        assert!(sql.starts_with("SELECT string_agg("));
+        if let Some(p) = param {
+            // the parameter is always valid JSON
+            assert!(serde_json::from_str::<serde_json::Value>(&p).is_ok(), "{p}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ mod call;
 mod catalog;
 mod error;
 mod forward;
+#[cfg(test)]
+mod fuzz;
 mod health;
 mod metrics;
 mod pool;
