@@ -16,6 +16,7 @@
 #   SCHEMA_DIR       schema folder (default ./src/postgresql, else ./postgresql)
 #   FORCE            true to accept edited migrations / changed types and
 #                    changes that lose data
+#   GATEWAY_TOKEN    bearer token, when the gateway sets ADMIN_TOKEN (optional)
 #   MIGRATE_RETRIES       attempts while the gateway is unreachable or
 #                         answers 503 (default 1: no retry)
 #   MIGRATE_RETRY_DELAY   seconds between attempts (default 3)
@@ -79,12 +80,16 @@ form=(--form-string "platform=$PLATFORM_ID")
 [ "$FORCE" = true ] && form+=(--form-string "force=true")
 form+=(-F "schema=@$archive;type=application/gzip;filename=schema.tar.gz")
 
+auth=()
+if [ -n "${GATEWAY_TOKEN:-}" ]; then
+  auth=(-H "Authorization: Bearer $GATEWAY_TOKEN")
+fi
 body=$work/response.json
 attempt=1
 while :; do
   rc=0
   status=$(curl -sS --connect-timeout 5 --max-time "$TIMEOUT" -o "$body" -w '%{http_code}' \
-    -X POST "${form[@]}" "$GATEWAY$ENDPOINT" 2>"$work/curl.err") || rc=$?
+    -X POST "${auth[@]}" "${form[@]}" "$GATEWAY$ENDPOINT" 2>"$work/curl.err") || rc=$?
   # Retry only while the gateway is not there yet: connection refused or
   # timed out, no answer, or 503 (migrator / PostgreSQL still starting).
   retry=""

@@ -10,9 +10,21 @@ use crate::{multipart, sql};
 fn valid_archive() -> Vec<u8> {
     let mut files = Vec::new();
     for (folder, name, content) in [
-        ("functions", "f.sql", "CREATE FUNCTION f(a int DEFAULT 1) RETURNS int LANGUAGE sql AS $$ SELECT a $$;"),
-        ("tables", "t.sql", "CREATE TABLE t (id int PRIMARY KEY, p int REFERENCES t(id));"),
-        ("migrations", "001.sql", "ALTER TABLE t ADD COLUMN x text; -- note"),
+        (
+            "functions",
+            "f.sql",
+            "CREATE FUNCTION f(a int DEFAULT 1) RETURNS int LANGUAGE sql AS $$ SELECT a $$;",
+        ),
+        (
+            "tables",
+            "t.sql",
+            "CREATE TABLE t (id int PRIMARY KEY, p int REFERENCES t(id));",
+        ),
+        (
+            "migrations",
+            "001.sql",
+            "ALTER TABLE t ADD COLUMN x text; -- note",
+        ),
     ] {
         files.push((
             folder.to_string(),

@@ -8,9 +8,9 @@ mod admin;
 mod archive;
 mod deploy;
 mod error;
-mod handlers;
 #[cfg(test)]
 mod fuzz;
+mod handlers;
 mod metrics;
 mod multipart;
 mod registry;

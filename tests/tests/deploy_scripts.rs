@@ -50,6 +50,7 @@ fn script(rel: &str) -> Command {
         "MIGRATE_RETRIES",
         "MIGRATE_RETRY_DELAY",
         "GATEWAY_TIMEOUT",
+        "GATEWAY_TOKEN",
         "GATEWAY_URL",
         "SMOKE_PLATFORM",
         "INSTALL_ROOT",
@@ -306,6 +307,49 @@ async fn platform_scripts_register_and_migrate_a_schema_folder() {
     let r = run(&mut migrate(&work.0));
     assert_eq!(r.code, 2, "no schema folder: {}", r.describe());
     assert!(r.stderr.contains("SCHEMA_DIR"), "{}", r.describe());
+}
+
+#[tokio::test]
+async fn platform_scripts_send_the_admin_token() {
+    require_script_tools();
+    let token = "admin-token-for-scripts-0123";
+    let gw = Gateway::start(&[("ADMIN_TOKEN", token)]);
+    let platform = new_platform();
+    let work = TempDir::new("token-scripts");
+    write_schema(&work.0.join("postgresql"), "tok");
+    for (name, with_token, expected) in [
+        ("deploy/register-with-gateway.sh", false, 1),
+        ("deploy/register-with-gateway.sh", true, 0),
+        ("deploy/migrate-schema.sh", false, 1),
+        ("deploy/migrate-schema.sh", true, 0),
+    ] {
+        let mut c = script(name);
+        c.current_dir(&work.0)
+            .env("DB_GATEWAY_URL", &gw.url)
+            .env("PLATFORM_ID", &platform)
+            .env("REGISTER_RETRIES", "1");
+        if with_token {
+            c.env("GATEWAY_TOKEN", token);
+        }
+        let r = run(&mut c);
+        assert_eq!(
+            r.code,
+            expected,
+            "{name} token={with_token}: {}",
+            r.describe()
+        );
+        if !with_token {
+            assert!(
+                r.stderr.contains("unauthorized") || r.stdout.contains("unauthorized"),
+                "{}",
+                r.describe()
+            );
+        }
+    }
+    assert_eq!(
+        call_greet(&gw, &platform, None).await,
+        (200, json!("tok Ann"))
+    );
 }
 
 #[tokio::test]
