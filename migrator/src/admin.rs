@@ -33,9 +33,31 @@ impl Admin {
 
     /// A connection to `dbname` (the admin database when `None`).
     pub async fn connect(&self, dbname: Option<&str>) -> Result<Client, MigratorError> {
+        self.connect_with(dbname, None).await
+    }
+
+    /// A connection to `dbname` as another role (a platform's owner role).
+    pub async fn connect_as(
+        &self,
+        dbname: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Client, MigratorError> {
+        self.connect_with(Some(dbname), Some((user, password)))
+            .await
+    }
+
+    async fn connect_with(
+        &self,
+        dbname: Option<&str>,
+        login: Option<(&str, &str)>,
+    ) -> Result<Client, MigratorError> {
         let mut cfg = self.base.clone();
         if let Some(db) = dbname {
             cfg.dbname(db);
+        }
+        if let Some((user, password)) = login {
+            cfg.user(user).password(password);
         }
         let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
@@ -62,13 +84,27 @@ impl Admin {
         Ok(!rows.is_empty())
     }
 
-    /// Create `name`; `Ok(false)` if it already existed.
-    pub async fn create(&self, client: &Client, name: &str) -> Result<bool, MigratorError> {
+    /// Create `name` (owned by `owner` when given, which also revokes
+    /// CONNECT from PUBLIC); `Ok(false)` if it already existed.
+    pub async fn create(
+        &self,
+        client: &Client,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<bool, MigratorError> {
+        let owner_sql = owner
+            .map(|o| format!(" OWNER {}", quote_ident(o)))
+            .unwrap_or_default();
         match client
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .batch_execute(&format!("CREATE DATABASE {}{owner_sql}", quote_ident(name)))
             .await
         {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if owner.is_some() {
+                    self.restrict(client, name).await?;
+                }
+                Ok(true)
+            }
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
                 Ok(false)
             }
@@ -77,6 +113,22 @@ impl Admin {
                 pg_message(&e)
             ))),
         }
+    }
+
+    /// Only the owner (and the roles it grants to) may connect to `name`.
+    pub async fn restrict(&self, client: &Client, name: &str) -> Result<(), MigratorError> {
+        client
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
+                quote_ident(name)
+            ))
+            .await
+            .map_err(|e| {
+                MigratorError::DatabaseUnavailable(format!(
+                    "cannot restrict database {name}: {}",
+                    pg_message(&e)
+                ))
+            })
     }
 
     /// Drop `name`, disconnecting anyone still connected (PostgreSQL 13+).

@@ -329,59 +329,120 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
     Ok(())
 }
 
+/// Why an extension could not be installed.
+enum ExtensionError {
+    Unavailable,
+    Failed(tokio_postgres::Error),
+}
+
+/// Install `ext` unless it is installed; `Ok(true)` when it was installed now.
+async fn install_extension(
+    c: &impl tokio_postgres::GenericClient,
+    ext: &crate::schema::Extension,
+) -> Result<bool, ExtensionError> {
+    let installed = c
+        .query(
+            "SELECT 1 FROM pg_extension WHERE extname = $1",
+            &[&ext.name],
+        )
+        .await
+        .map_err(ExtensionError::Failed)?;
+    if !installed.is_empty() {
+        return Ok(false);
+    }
+    let available = c
+        .query(
+            "SELECT 1 FROM pg_available_extensions WHERE name = $1",
+            &[&ext.name],
+        )
+        .await
+        .map_err(ExtensionError::Failed)?;
+    if available.is_empty() {
+        return Err(ExtensionError::Unavailable);
+    }
+    let mut sql_text = String::new();
+    if let Some(s) = &ext.schema {
+        sql_text.push_str(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {};\n",
+            quote_ident(s)
+        ));
+    }
+    sql_text.push_str(&format!(
+        "CREATE EXTENSION IF NOT EXISTS {}",
+        quote_ident(&ext.name)
+    ));
+    if let Some(s) = &ext.schema {
+        sql_text.push_str(&format!(" WITH SCHEMA {}", quote_ident(s)));
+    }
+    if let Some(v) = &ext.version {
+        sql_text.push_str(&format!(" VERSION {}", quote_literal(v)));
+    }
+    c.batch_execute(&sql_text)
+        .await
+        .map_err(ExtensionError::Failed)?;
+    Ok(true)
+}
+
+fn extension_failure(
+    database: &str,
+    ext: &crate::schema::Extension,
+    e: ExtensionError,
+) -> MigratorError {
+    let (message, err) = match e {
+        ExtensionError::Unavailable => (
+            format!(
+                "extension \"{}\" is not available on this PostgreSQL server (install the package that provides it)",
+                ext.name
+            ),
+            None,
+        ),
+        ExtensionError::Failed(e) => (format!("installing extension \"{}\" failed", ext.name), Some(e)),
+    };
+    let db = err.as_ref().and_then(|e| e.as_db_error());
+    let cause = err.as_ref().map(pg_message);
+    MigratorError::Migration(Box::new(StepFailure {
+        database: database.to_owned(),
+        file: Some(ext.path.clone()),
+        message: match &cause {
+            Some(c) => format!("{message}: {}: {c}", ext.path),
+            None => message,
+        },
+        sqlstate: db.map(|d| d.code().code().to_owned()),
+        detail: db.and_then(|d| d.detail().map(str::to_owned)),
+        hint: db.and_then(|d| d.hint().map(str::to_owned)),
+        cause,
+        ..StepFailure::default()
+    }))
+}
+
+/// Install the schema's extensions over an admin connection, before a
+/// deployment that runs as the platform's own (unprivileged) role. Returns
+/// how many were installed.
+pub async fn preinstall_extensions(
+    admin_db: &Client,
+    database: &str,
+    schema: &Parsed,
+) -> Result<u64, MigratorError> {
+    let mut n = 0;
+    for ext in &schema.extensions {
+        if install_extension(admin_db, ext)
+            .await
+            .map_err(|e| extension_failure(database, ext, e))?
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 async fn extensions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
     for ext in &schema.extensions {
-        let installed = run
-            .internal(
-                "SELECT 1 FROM pg_extension WHERE extname = $1",
-                &[&ext.name],
-            )
-            .await?;
-        if !installed.is_empty() {
+        if !install_extension(&run.tx, ext)
+            .await
+            .map_err(|e| extension_failure(run.database, ext, e))?
+        {
             continue;
         }
-        let available = run
-            .internal(
-                "SELECT 1 FROM pg_available_extensions WHERE name = $1",
-                &[&ext.name],
-            )
-            .await?;
-        if available.is_empty() {
-            return Err(run.fail(
-                Some(&ext.path),
-                None,
-                format!(
-                    "extension \"{}\" is not available on this PostgreSQL server (install the package that provides it)",
-                    ext.name
-                ),
-                None,
-            ));
-        }
-        let mut sql_text = String::new();
-        if let Some(s) = &ext.schema {
-            sql_text.push_str(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {};\n",
-                quote_ident(s)
-            ));
-        }
-        sql_text.push_str(&format!(
-            "CREATE EXTENSION IF NOT EXISTS {}",
-            quote_ident(&ext.name)
-        ));
-        if let Some(s) = &ext.schema {
-            sql_text.push_str(&format!(" WITH SCHEMA {}", quote_ident(s)));
-        }
-        if let Some(v) = &ext.version {
-            sql_text.push_str(&format!(" VERSION {}", quote_literal(v)));
-        }
-        run.tx.batch_execute(&sql_text).await.map_err(|e| {
-            run.fail(
-                Some(&ext.path),
-                None,
-                format!("installing extension \"{}\" failed", ext.name),
-                Some(&e),
-            )
-        })?;
         run.report.extensions_installed += 1;
         run.changelog("extension", &ext.name, "installed", None)
             .await?;

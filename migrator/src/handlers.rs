@@ -92,30 +92,26 @@ fn schema_from(
 /// Full deployment into a database that must not exist yet.
 pub async fn deploy_new(
     state: &State,
+    platform: &str,
     database: &str,
     parsed: &Parsed,
 ) -> Result<DeploymentReport, MigratorError> {
-    deploy_one(
-        state,
-        database,
-        parsed,
-        Options {
-            mode: Mode::Register,
-            force: false,
-        },
-        Target::CreateNew,
-    )
-    .await
+    let opts = Options {
+        mode: Mode::Register,
+        force: false,
+    };
+    deploy_one(state, platform, database, parsed, opts, Target::CreateNew).await
 }
 
 /// Deployment into an existing database.
 pub async fn deploy_existing(
     state: &State,
+    platform: &str,
     database: &str,
     parsed: &Parsed,
     opts: Options,
 ) -> Result<DeploymentReport, MigratorError> {
-    deploy_one(state, database, parsed, opts, Target::Existing).await
+    deploy_one(state, platform, database, parsed, opts, Target::Existing).await
 }
 
 /// Which database a deployment may use.
@@ -130,19 +126,29 @@ enum Target {
 }
 
 /// Deploy into one database; a database this call created is dropped again
-/// if the deployment fails.
+/// if the deployment fails. New databases are owned by the platform's own
+/// role and its uploaded SQL runs as that role (see [`crate::roles`]);
+/// databases from before roles existed keep the admin role.
 async fn deploy_one(
     state: &State,
+    platform: &str,
     database: &str,
     parsed: &Parsed,
     opts: Options,
     target: Target,
 ) -> Result<DeploymentReport, MigratorError> {
     let admin = state.admin.connect(None).await?;
+    let creds = match target {
+        Target::CreateIfMissing | Target::CreateNew => {
+            Some(state.roles.ensure(&admin, platform).await?)
+        }
+        Target::Existing => state.roles.load(platform)?,
+    };
+    let owner = creds.as_ref().map(|c| c.owner_role.as_str());
     let created = match target {
-        Target::CreateIfMissing => state.admin.create(&admin, database).await?,
+        Target::CreateIfMissing => state.admin.create(&admin, database, owner).await?,
         Target::CreateNew => {
-            if !state.admin.create(&admin, database).await? {
+            if !state.admin.create(&admin, database, owner).await? {
                 return Err(MigratorError::DatabaseAlreadyExists(database.to_owned()));
             }
             true
@@ -154,10 +160,31 @@ async fn deploy_one(
             false
         }
     };
+    if created {
+        state.roles.add_database(platform, database).await?;
+    }
+    let own = creds
+        .as_ref()
+        .filter(|c| created || c.databases.contains(database));
     let started = Instant::now();
     let result = async {
-        let mut client = state.admin.connect(Some(database)).await?;
-        deploy::deploy(&mut client, database, parsed, opts, &state.log).await
+        let (mut client, preinstalled) = match own {
+            // Only extensions need the admin role; everything else runs as
+            // the platform's owner role.
+            Some(c) => {
+                let admin_db = state.admin.connect(Some(database)).await?;
+                let n = deploy::preinstall_extensions(&admin_db, database, parsed).await?;
+                let client = state
+                    .admin
+                    .connect_as(database, &c.owner_role, &c.owner_password)
+                    .await?;
+                (client, n)
+            }
+            None => (state.admin.connect(Some(database)).await?, 0),
+        };
+        let mut report = deploy::deploy(&mut client, database, parsed, opts, &state.log).await?;
+        report.extensions_installed += preinstalled;
+        Ok::<_, MigratorError>(report)
     }
     .await;
     state.metrics.deployment(result.is_ok(), started.elapsed());
@@ -179,6 +206,8 @@ async fn deploy_one(
                 if let Err(drop_err) = state.admin.drop(&admin, database).await {
                     warn!(state.log, "could not drop the database created for a failed register";
                           "database" => database, "error" => ?drop_err);
+                } else if let Err(e) = state.roles.remove_database(platform, database).await {
+                    warn!(state.log, "could not update the platform's credentials file"; "error" => ?e);
                 }
             }
             Err(e)
@@ -234,7 +263,15 @@ pub async fn register(
         mode: Mode::Register,
         force,
     };
-    let report = deploy_one(state, &database, &parsed, opts, Target::CreateIfMissing).await?;
+    let report = deploy_one(
+        state,
+        &platform,
+        &database,
+        &parsed,
+        opts,
+        Target::CreateIfMissing,
+    )
+    .await?;
     state.store.save_v1(&platform, &raw)?;
     Ok(json(
         200,
@@ -278,7 +315,15 @@ pub async fn migrate(
         }
     };
     if databases.len() == 1 {
-        let report = deploy_one(state, &databases[0], &parsed, opts, Target::Existing).await?;
+        let report = deploy_one(
+            state,
+            &platform,
+            &databases[0],
+            &parsed,
+            opts,
+            Target::Existing,
+        )
+        .await?;
         state.store.save_v1(&platform, &raw)?;
         return Ok(json(
             200,
@@ -293,7 +338,7 @@ pub async fn migrate(
     let mut reports = Vec::new();
     let mut failed = 0;
     for db in &databases {
-        match deploy_one(state, db, &parsed, opts, Target::Existing).await {
+        match deploy_one(state, &platform, db, &parsed, opts, Target::Existing).await {
             Ok(r) => reports.push(r),
             Err(e) => {
                 failed += 1;
@@ -371,17 +416,7 @@ pub async fn create_tenant(state: &State, body: &[u8]) -> Result<Answer, Migrato
         ))
     })?;
     let parsed = schema::parse(&schema)?;
-    let report = deploy_one(
-        state,
-        &database,
-        &parsed,
-        Options {
-            mode: Mode::Register,
-            force: false,
-        },
-        Target::CreateNew,
-    )
-    .await?;
+    let report = deploy_new(state, &req.platform, &database, &parsed).await?;
     Ok(json(
         201,
         &DeployResponse {

@@ -14,6 +14,7 @@ mod handlers;
 mod metrics;
 mod multipart;
 mod registry;
+mod roles;
 mod schema;
 mod server;
 mod socket;
@@ -62,6 +63,7 @@ async fn serve(
         ),
         store: store::Store::new(config.data_dir.clone()),
         registry: registry::Registry::new(config.data_dir.clone()),
+        roles: roles::Roles::new(config.data_dir.clone()),
         template_locks: Default::default(),
         migrate_concurrency: config.migrate_concurrency,
         limits: archive::Limits {

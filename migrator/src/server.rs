@@ -34,6 +34,7 @@ pub struct State {
     pub admin: Admin,
     pub store: Store,
     pub registry: crate::registry::Registry,
+    pub roles: crate::roles::Roles,
     /// One lock per template database being built.
     pub template_locks: tokio::sync::Mutex<
         std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,

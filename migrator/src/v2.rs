@@ -287,20 +287,8 @@ async fn template(
     }
     let built = async {
         drop_template(state, &admin, &name).await?;
-        state.admin.create(&admin, &name).await?;
-        let mut client = state.admin.connect(Some(&name)).await?;
-        let report = deploy::deploy(
-            &mut client,
-            &name,
-            parsed,
-            Options {
-                mode: Mode::Register,
-                force: false,
-            },
-            &state.log,
-        )
-        .await?;
-        drop(client);
+        // owned by the platform's role, deployed as it, like any of its databases
+        let report = crate::handlers::deploy_new(state, platform, &name, parsed).await?;
         admin
             .batch_execute(&format!(
                 "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
@@ -355,13 +343,17 @@ pub async fn database_create(state: &State, body: &[u8]) -> Result<Answer, Migra
     let report = match template(state, &req.platform, &req.schema_name, &version, &parsed).await {
         Some((tpl, tpl_report)) => {
             let admin = state.admin.connect(None).await?;
+            let creds = state.roles.ensure(&admin, &req.platform).await?;
             let sql_text = format!(
-                "CREATE DATABASE {} TEMPLATE {}",
+                "CREATE DATABASE {} TEMPLATE {} OWNER {}",
                 quote_ident(&database),
-                quote_ident(&tpl)
+                quote_ident(&tpl),
+                quote_ident(&creds.owner_role)
             );
             match admin.batch_execute(&sql_text).await {
                 Ok(()) => {
+                    state.admin.restrict(&admin, &database).await?;
+                    state.roles.add_database(&req.platform, &database).await?;
                     state.metrics.database_created();
                     DeploymentReport {
                         database: database.clone(),
@@ -376,11 +368,11 @@ pub async fn database_create(state: &State, body: &[u8]) -> Result<Answer, Migra
                 }
                 Err(e) => {
                     warn!(state.log, "clone from template failed; deploying in full"; "database" => &database, "error" => %e);
-                    crate::handlers::deploy_new(state, &database, &parsed).await?
+                    crate::handlers::deploy_new(state, &req.platform, &database, &parsed).await?
                 }
             }
         }
-        None => crate::handlers::deploy_new(state, &database, &parsed).await?,
+        None => crate::handlers::deploy_new(state, &req.platform, &database, &parsed).await?,
     };
     let entry = DatabaseEntry {
         id: req.database_id.clone(),
@@ -421,6 +413,7 @@ pub enum Reply {
 }
 
 struct Job {
+    platform: String,
     entry: DatabaseEntry,
 }
 
@@ -449,7 +442,8 @@ async fn migrate_one(
         force,
     };
     let result = async {
-        let mut report = crate::handlers::deploy_existing(&state, &db, &parsed, opts).await?;
+        let mut report =
+            crate::handlers::deploy_existing(&state, &job.platform, &db, &parsed, opts).await?;
         let mut client = state.admin.connect(Some(&db)).await?;
         let verification = deploy::verify(&mut client, &parsed).await?;
         if report.status == "unchanged" {
@@ -498,7 +492,10 @@ pub async fn v2_migrate(
         .values()
         .filter(|d| d.schema_name == req.schema_name)
         .filter(|d| req.database_id.as_deref().is_none_or(|id| d.id == id))
-        .map(|d| Job { entry: d.clone() })
+        .map(|d| Job {
+            platform: req.platform.clone(),
+            entry: d.clone(),
+        })
         .collect();
     if let Some(id) = &req.database_id {
         if jobs.is_empty() {

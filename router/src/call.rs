@@ -54,7 +54,7 @@ pub async fn call(
     let schema = schema.unwrap_or(DEFAULT_SCHEMA);
     let args = Args::parse(req.params)?;
 
-    let (db, conn) = pools.get(&database).await?;
+    let (db, conn) = pools.get(&database, &req.platform).await?;
     let ctx = Ctx {
         db: &db,
         conn: &conn,

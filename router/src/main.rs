@@ -44,6 +44,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
     let pools = pool::Pools::new(
         base.clone(),
         pool::PoolSettings {
+            data_dir: config.data_dir.clone(),
             per_pool: config.max_connections_per_pool,
             total: config.max_total_connections,
             wait_timeout: config.pool_wait_timeout,

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
 use deadpool::Runtime;
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
-use slog::{debug, info, Logger};
+use slog::{debug, info, warn, Logger};
+use stonescriptdb_shared::wire::PlatformCredentials;
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
@@ -28,6 +29,8 @@ use crate::error::RouterError;
 /// Limits the pools are built with.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
+    /// Where the migrator keeps platform credentials (`DATA_DIR`).
+    pub data_dir: std::path::PathBuf,
     pub per_pool: usize,
     pub total: usize,
     pub wait_timeout: Duration,
@@ -126,8 +129,8 @@ impl Pools {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// The pool of `database`, created (without connecting) if missing.
-    pub fn pool(self: &Arc<Self>, database: &str) -> Arc<DbPool> {
+    /// The pool of `database` of `platform`, created (without connecting) if missing.
+    pub fn pool(self: &Arc<Self>, database: &str, platform: &str) -> Arc<DbPool> {
         let now = self.now_ms();
         if let Some(p) = self
             .map
@@ -141,14 +144,28 @@ impl Pools {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let entry = map
             .entry(database.to_owned())
-            .or_insert_with(|| Arc::new(self.build(database)));
+            .or_insert_with(|| Arc::new(self.build(database, platform)));
         entry.last_used_ms.store(now, Ordering::Relaxed);
         entry.clone()
     }
 
-    fn build(self: &Arc<Self>, database: &str) -> DbPool {
+    fn build(self: &Arc<Self>, database: &str, platform: &str) -> DbPool {
         let mut cfg = self.base.clone();
         cfg.dbname(database);
+        // A database the migrator created for the platform's own roles is
+        // reached as the platform's login role, never as the admin role.
+        let creds_path = PlatformCredentials::path(&self.settings.data_dir, platform);
+        if let Ok(data) = std::fs::read(&creds_path) {
+            match serde_json::from_slice::<PlatformCredentials>(&data) {
+                Ok(c) if c.databases.contains(database) => {
+                    cfg.user(&c.app_role).password(&c.app_password);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(self.log, "unreadable platform credentials"; "file" => %creds_path.display(), "error" => %e)
+                }
+            }
+        }
         cfg.connect_timeout(self.settings.connect_timeout);
         let inner = deadpool_postgres::Manager::from_config(
             cfg,
@@ -185,8 +202,9 @@ impl Pools {
     pub async fn get(
         self: &Arc<Self>,
         database: &str,
+        platform: &str,
     ) -> Result<(Arc<DbPool>, PooledConn), RouterError> {
-        let db = self.pool(database);
+        let db = self.pool(database, platform);
         match db.pool.get().await {
             Ok(conn) => Ok((db, conn)),
             Err(e) => Err(self.map_get_error(database, &db, e)),

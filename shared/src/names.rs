@@ -187,6 +187,21 @@ pub fn validate_function_name(name: &str) -> Result<(Option<&str>, &str), NameEr
     Ok((schema, func))
 }
 
+/// The PostgreSQL roles of a platform: `sdg_{platform}_owner` owns its
+/// databases and runs its uploaded SQL; `sdg_{platform}_app`, a member of the
+/// owner role, is what `/call` connects as.
+pub fn platform_roles(platform: &str) -> Result<(String, String), NameError> {
+    validate_platform(platform)?;
+    let owner = format!("sdg_{platform}_owner");
+    if owner.len() > MAX_IDENTIFIER_BYTES {
+        return Err(err(
+            "platform",
+            format!("{platform:?} is too long for its role names (at most 53 bytes)"),
+        ));
+    }
+    Ok((owner, format!("sdg_{platform}_app")))
+}
+
 /// Quote an identifier for SQL the way PostgreSQL's `quote_ident` does when
 /// quoting is forced: wrap in double quotes, double any embedded quote.
 pub fn quote_ident(ident: &str) -> String {

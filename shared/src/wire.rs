@@ -128,6 +128,40 @@ pub struct PoolStats {
     pub exhausted: u64,
 }
 
+/// A platform's PostgreSQL credentials, kept by the migrator in
+/// `DATA_DIR/credentials/<platform>.json` (mode 0600) and read by the router.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlatformCredentials {
+    pub platform: String,
+    pub owner_role: String,
+    pub owner_password: String,
+    pub app_role: String,
+    pub app_password: String,
+    /// Databases created owned by `owner_role` (older ones keep the admin role).
+    #[serde(default)]
+    pub databases: std::collections::BTreeSet<String>,
+}
+
+impl std::fmt::Debug for PlatformCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformCredentials")
+            .field("platform", &self.platform)
+            .field("owner_role", &self.owner_role)
+            .field("app_role", &self.app_role)
+            .field("databases", &self.databases.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlatformCredentials {
+    /// Where the file lives under `DATA_DIR`.
+    pub fn path(data_dir: &std::path::Path, platform: &str) -> std::path::PathBuf {
+        data_dir
+            .join("credentials")
+            .join(format!("{platform}.json"))
+    }
+}
+
 /// `POST /admin/create-tenant`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct CreateTenantRequest {

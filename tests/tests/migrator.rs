@@ -18,7 +18,7 @@ async fn watch_ddl(db: &str) -> Client {
     let c = cluster().connect(db).await;
     c.batch_execute(
         "CREATE TABLE IF NOT EXISTS test_ddl_log (tag text, at timestamptz DEFAULT clock_timestamp());
-         CREATE OR REPLACE FUNCTION test_log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         CREATE OR REPLACE FUNCTION test_log_ddl() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
          BEGIN INSERT INTO test_ddl_log (tag) VALUES (tg_tag); END $$;
          DROP EVENT TRIGGER IF EXISTS test_ddl_watch;
          CREATE EVENT TRIGGER test_ddl_watch ON ddl_command_start EXECUTE FUNCTION test_log_ddl();

@@ -1,0 +1,181 @@
+//! Tenant isolation inside PostgreSQL: each platform's databases are owned by
+//! its own role, its uploaded SQL runs as that role (never as superuser), and
+//! `/call` connects as the platform's login role.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::{json, Value};
+use stonescriptdb_tests::{cluster, new_platform, Gateway, SchemaDir};
+
+fn schema() -> SchemaDir {
+    let mut s = SchemaDir::default();
+    s.set("tables/notes.sql", "CREATE TABLE notes (id SERIAL PRIMARY KEY, body TEXT NOT NULL);")
+        .set("functions/whoami.sql", "CREATE OR REPLACE FUNCTION whoami() RETURNS TEXT LANGUAGE sql AS $$ SELECT current_user::text $$;")
+        .set("functions/read_host.sql", "CREATE OR REPLACE FUNCTION read_host() RETURNS TEXT LANGUAGE sql AS $$ SELECT pg_read_file('/etc/hostname') $$;")
+        .set("functions/add_note.sql", "CREATE OR REPLACE FUNCTION add_note(p TEXT) RETURNS INT LANGUAGE sql AS $$ INSERT INTO notes (body) VALUES (p) RETURNING id $$;");
+    s
+}
+
+#[tokio::test]
+async fn platforms_get_their_own_roles_and_cannot_escape_them() {
+    let gw = Gateway::start(&[]);
+    let (a, b) = (new_platform(), new_platform());
+    assert_eq!(gw.register(&a, None, &schema()).await.0, 200);
+    assert_eq!(gw.register(&b, None, &schema()).await.0, 200);
+    let admin = cluster().connect("postgres").await;
+
+    // databases are owned by the platform's role; PUBLIC may not connect
+    let row = admin
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text,
+                    has_database_privilege($2, datname, 'CONNECT'),
+                    has_database_privilege($3, datname, 'CONNECT')
+             FROM pg_database WHERE datname = $1",
+            &[
+                &format!("{a}_main"),
+                &format!("sdg_{a}_app"),
+                &format!("sdg_{b}_app"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), format!("sdg_{a}_owner"));
+    assert!(row.get::<_, bool>(1), "the platform's app role may connect");
+    assert!(!row.get::<_, bool>(2), "another platform's role may not");
+    let supers: i64 = admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 AND (rolsuper OR rolcreaterole OR rolcreatedb)", &[&format!("sdg_{a}_%")])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(supers, 0);
+
+    // /call runs as the platform's login role
+    let (s, body) = gw.call(&a, "whoami", json!([])).await;
+    assert_eq!(
+        (s, body["rows"][0]["whoami"].clone()),
+        (200, json!(format!("sdg_{a}_app"))),
+        "{body}"
+    );
+    assert_eq!(gw.call(&a, "add_note", json!(["hi"])).await.0, 200);
+    let (s, body) = gw.call(&a, "read_host", json!([])).await;
+    assert_eq!(
+        (s, body["sqlstate"].clone()),
+        (500, json!("42501")),
+        "superuser-only functions are refused: {body}"
+    );
+
+    // uploaded SQL runs as the owner role: no COPY ... TO PROGRAM, no server files
+    for (file, sql) in [
+        (
+            "migrations/001_program.sql",
+            "COPY (SELECT 1) TO PROGRAM 'touch /tmp/sdg-pwned';",
+        ),
+        (
+            "migrations/001_files.sql",
+            "CREATE TABLE stolen AS SELECT pg_read_file('/etc/hostname') AS f;",
+        ),
+        (
+            "migrations/001_role.sql",
+            "ALTER ROLE CURRENT_USER SUPERUSER;",
+        ),
+    ] {
+        let mut s2 = schema();
+        s2.set(file, sql);
+        let (s, body) = gw.migrate(&a, None, &s2, false).await;
+        assert_eq!(
+            (s, body["sqlstate"].clone()),
+            (409, json!("42501")),
+            "{file}: {body}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/sdg-pwned").exists());
+
+    // another platform's credentials do not open this platform's database
+    let creds: Value = serde_json::from_slice(
+        &std::fs::read(gw.data_dir.0.join("credentials").join(format!("{b}.json"))).unwrap(),
+    )
+    .unwrap();
+    let mut cfg = cluster().config(&format!("{a}_main"));
+    cfg.user(creds["app_role"].as_str().unwrap())
+        .password(creds["app_password"].as_str().unwrap());
+    let err = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("connecting to another platform's database must fail");
+    assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
+
+    // credentials: 0600, never logged
+    let path = gw.data_dir.0.join("credentials").join(format!("{a}.json"));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mine: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let log = gw.log();
+    assert!(!log.contains(mine["app_password"].as_str().unwrap()));
+    assert!(!log.contains(mine["owner_password"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn v2_databases_and_templates_belong_to_the_platform_role() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    assert_eq!(
+        gw.post("/platform/register", &json!({"platform": p}))
+            .await
+            .0,
+        201
+    );
+    let form = reqwest::multipart::Form::new()
+        .text("schema_name", "tenant_db")
+        .part(
+            "schema",
+            reqwest::multipart::Part::bytes(schema().tar_gz()).file_name("s.tar.gz"),
+        );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/platform/{p}/schema", gw.url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    for id in ["a1", "a2"] {
+        let (s, b) = gw
+            .post(
+                "/database/create",
+                &json!({"platform": p, "schema_name": "tenant_db", "database_id": id}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let db = format!("{p}_tenant_db_a2");
+    let admin = cluster().connect("postgres").await;
+    let owner: String = admin
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, format!("sdg_{p}_owner"));
+    let (s, b) = gw
+        .post(
+            "/call",
+            &json!({"platform": p, "database": db, "function": "whoami"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["rows"][0]["whoami"].clone()),
+        (200, json!(format!("sdg_{p}_app"))),
+        "{b}"
+    );
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db", "force": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
