@@ -54,6 +54,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
         log.clone(),
     );
     let state = Arc::new(server::State {
+        header_read_timeout: config.header_read_timeout,
         tokens: auth::Tokens {
             call: config.call_tokens.clone(),
             admin: config.admin_token.clone(),

@@ -35,11 +35,11 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 pub const CALL_BODY_LIMIT: usize = 1024 * 1024;
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// A client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler needs.
 pub struct State {
+    /// A client must send its request headers within this time.
+    pub header_read_timeout: Duration,
     pub tokens: crate::auth::Tokens,
     /// Caps the client connections served at once (`MAX_CLIENT_CONNECTIONS`).
     pub connections: Arc<tokio::sync::Semaphore>,
@@ -88,7 +88,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
                 });
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .header_read_timeout(state.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

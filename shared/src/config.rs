@@ -103,6 +103,9 @@ pub struct Flags {
     /// most client connections the router serves at once [MAX_CLIENT_CONNECTIONS, default 4096]
     #[argh(option)]
     pub max_client_connections: Option<String>,
+    /// a client must send its request headers within this time [HEADER_READ_TIMEOUT_SECS, default 30]
+    #[argh(option)]
+    pub header_read_timeout_secs: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -136,6 +139,7 @@ impl Flags {
             "CALL_TOKENS" => &self.call_tokens,
             "ADMIN_TOKEN" => &self.admin_token,
             "MAX_CLIENT_CONNECTIONS" => &self.max_client_connections,
+            "HEADER_READ_TIMEOUT_SECS" => &self.header_read_timeout_secs,
             "DEPLOY_LOCK_TIMEOUT_MS" => &self.deploy_lock_timeout_ms,
             "DEPLOY_STATEMENT_TIMEOUT_MS" => &self.deploy_statement_timeout_ms,
             _ => return None,
@@ -196,6 +200,8 @@ pub struct Config {
     /// Bearer token for schema routes and `/metrics`.
     pub admin_token: Option<String>,
     pub max_client_connections: usize,
+    /// Slow-header (slowloris) guard.
+    pub header_read_timeout: Duration,
 }
 
 /// Parse `CALL_TOKENS`: `platform:token` pairs separated by commas.
@@ -468,6 +474,12 @@ impl Config {
                 4096usize,
                 1,
             )?,
+            header_read_timeout: Duration::from_secs(parse_num(
+                "HEADER_READ_TIMEOUT_SECS",
+                get("HEADER_READ_TIMEOUT_SECS"),
+                30u64,
+                1,
+            )?),
         })
     }
 

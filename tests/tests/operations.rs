@@ -314,6 +314,10 @@ fn help_documents_every_setting() {
             "MIGRATE_CONCURRENCY",
             "DEPLOY_LOCK_TIMEOUT_MS",
             "DEPLOY_STATEMENT_TIMEOUT_MS",
+            "CALL_TOKENS",
+            "ADMIN_TOKEN",
+            "MAX_CLIENT_CONNECTIONS",
+            "HEADER_READ_TIMEOUT_SECS",
         ] {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }

@@ -204,3 +204,27 @@ async fn client_connections_are_capped() {
     third.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
+
+#[test]
+fn slow_header_clients_are_cut_off() {
+    let gw = Gateway::start(&[("HEADER_READ_TIMEOUT_SECS", "1")]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    let started = std::time::Instant::now();
+    // a slowloris client: one header byte at a time, never finishing
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "connection held for {waited:?}"
+    );
+    // and a normal client is still served
+    let mut ok = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    ok.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    ok.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
