@@ -1254,48 +1254,50 @@ pub async fn verify(
     let q = |e: tokio_postgres::Error| {
         MigratorError::DatabaseUnavailable(format!("verification failed: {}", pg_message(&e)))
     };
+    // How many of `names` the database lacks, `missing` being the test per name `n`.
+    async fn count_missing(
+        client: &Client,
+        names: &[String],
+        missing: &str,
+    ) -> Result<i64, tokio_postgres::Error> {
+        let sql_text = format!("SELECT count(*) FROM unnest($1::text[]) n WHERE {missing}");
+        Ok(client.query_one(&sql_text, &[&names]).await?.get(0))
+    }
     let exts: Vec<String> = schema.extensions.iter().map(|e| e.name.clone()).collect();
-    let missing_ext: i64 = client
-        .query_one("SELECT count(*) FROM unnest($1::text[]) e WHERE NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = e)", &[&exts])
-        .await
-        .map_err(q)?
-        .get(0);
-    let mut types = Vec::new();
-    for f in &schema.types {
-        for s in &f.statements {
-            if let Ok(def) = sql::parse_type(&s.text) {
-                let (sch, name, _) = type_name(&def);
-                types.push(qualified(&sch, &name));
-            }
-        }
-    }
-    let missing_types: i64 = client
-        .query_one(
-            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regtype(t) IS NULL",
-            &[&types],
-        )
-        .await
-        .map_err(q)?
-        .get(0);
-    let mut tables = Vec::new();
-    for f in &schema.tables {
-        for s in &f.statements {
-            if let TableStmt::CreateTable {
+    let types: Vec<String> = schema
+        .types
+        .iter()
+        .flat_map(|f| &f.statements)
+        .filter_map(|s| sql::parse_type(&s.text).ok())
+        .map(|def| {
+            let (sch, name, _) = type_name(&def);
+            qualified(&sch, &name)
+        })
+        .collect();
+    let tables: Vec<String> = schema
+        .tables
+        .iter()
+        .flat_map(|f| &f.statements)
+        .filter_map(|s| match sql::classify_table_stmt(&s.text) {
+            TableStmt::CreateTable {
                 schema: sch, name, ..
-            } = sql::classify_table_stmt(&s.text)
-            {
-                tables.push(qualified(&sch, &name));
-            }
-        }
-    }
-    let missing_tables: i64 = client
-        .query_one(
-            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL",
-            &[&tables],
-        )
+            } => Some(qualified(&sch, &name)),
+            TableStmt::Other => None,
+        })
+        .collect();
+    let missing_ext = count_missing(
+        client,
+        &exts,
+        "NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = n)",
+    )
+    .await
+    .map_err(q)?;
+    let missing_types = count_missing(client, &types, "to_regtype(n) IS NULL")
         .await
-        .map_err(q)?
-        .get(0);
+        .map_err(q)?;
+    let missing_tables = count_missing(client, &tables, "to_regclass(n) IS NULL")
+        .await
+        .map_err(q)?;
     // Seeded rows: run each seeder in a transaction that is rolled back.
     let mut seeders_ok = true;
     if !schema.seeders.is_empty() {
