@@ -775,6 +775,18 @@ impl Gateway {
         fields: &[(&str, &str)],
         archive: Vec<u8>,
     ) -> (u16, Value) {
+        self.upload_as(path, fields, "schema", archive).await
+    }
+
+    /// Multipart POST with the archive in `file_field` (`schema`, or the v2
+    /// alias `file`).
+    pub async fn upload_as(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file_field: &str,
+        archive: Vec<u8>,
+    ) -> (u16, Value) {
         let mut form = reqwest::multipart::Form::new();
         for (k, v) in fields {
             form = form.text(k.to_string(), v.to_string());
@@ -783,7 +795,7 @@ impl Gateway {
             .file_name("schema.tar.gz")
             .mime_str("application/gzip")
             .expect("mime");
-        form = form.part("schema", part);
+        form = form.part(file_field.to_owned(), part);
         let resp = http()
             .post(format!("{}{path}", self.url))
             .multipart(form)

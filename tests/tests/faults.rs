@@ -127,21 +127,13 @@ async fn unwritable_data_dir_gives_a_clear_error_and_keeps_the_registry() {
     let before = std::fs::read(&registry).unwrap();
     // the schema's folder cannot be created: a file is in the way
     std::fs::write(gw.data_dir.0.join(&p).join("tenant_db"), "in the way").unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("schema_name", "tenant_db")
-        .part(
-            "schema",
-            reqwest::multipart::Part::bytes(SchemaDir::fixture("shop").tar_gz())
-                .file_name("s.tar.gz"),
-        );
-    let resp = reqwest::Client::new()
-        .post(format!("{}/platform/{p}/schema", gw.url))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = gw
+        .upload(
+            &format!("/platform/{p}/schema"),
+            &[("schema_name", "tenant_db")],
+            SchemaDir::fixture("shop").tar_gz(),
+        )
+        .await;
     assert_eq!(status, 500, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("tenant_db"),

@@ -127,19 +127,14 @@ async fn v2_databases_and_templates_belong_to_the_platform_role() {
             .0,
         201
     );
-    let form = reqwest::multipart::Form::new()
-        .text("schema_name", "tenant_db")
-        .part(
-            "schema",
-            reqwest::multipart::Part::bytes(schema().tar_gz()).file_name("s.tar.gz"),
-        );
-    let resp = reqwest::Client::new()
-        .post(format!("{}/platform/{p}/schema", gw.url))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    let (s, b) = gw
+        .upload(
+            &format!("/platform/{p}/schema"),
+            &[("schema_name", "tenant_db")],
+            schema().tar_gz(),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
     for id in ["a1", "a2"] {
         let (s, b) = gw
             .post(

@@ -658,6 +658,18 @@ async fn statements_refused_in_a_transaction_run_after_commit() {
     assert_eq!(report(&b)["migrations_applied"], 0);
 }
 
+/// Backends of `db` running the test's 60 s sleep.
+async fn slow_statements(admin: &Client, db: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%'",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_migrator_mid_deployment_changes_nothing_and_releases_the_lock() {
     let mut gw = Gateway::start(&[]);
@@ -691,11 +703,7 @@ async fn killed_migrator_mid_deployment_changes_nothing_and_releases_the_lock() 
     let admin = cluster().connect("postgres").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let n: i64 = admin
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%'", &[&db])
-            .await
-            .unwrap()
-            .get(0);
+        let n = slow_statements(&admin, &db).await;
         if n > 0 {
             break;
         }
@@ -714,11 +722,7 @@ async fn killed_migrator_mid_deployment_changes_nothing_and_releases_the_lock() 
     // PostgreSQL stops the orphaned statement and rolls back within seconds
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let n: i64 = admin
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%'", &[&db])
-            .await
-            .unwrap()
-            .get(0);
+        let n = slow_statements(&admin, &db).await;
         if n == 0 {
             break;
         }
