@@ -20,6 +20,7 @@ mod server;
 mod socket;
 mod sql;
 mod store;
+mod tables;
 mod v2;
 
 use std::io::Write;

@@ -1,0 +1,1 @@
+//! DDL reader for `tables/` (being written).

@@ -1,0 +1,1 @@
+//! Pure diff of table models (being written).
