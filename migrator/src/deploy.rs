@@ -10,14 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use slog::{info, Logger};
+use slog::{info, warn, Logger};
 use stonescriptdb_shared::names::quote_ident;
-use stonescriptdb_shared::wire::{DeploymentReport, SeederResult};
+use stonescriptdb_shared::wire::{DeploymentReport, PlanStep, SchemaValidation, SeederResult};
 use tokio_postgres::{Client, Transaction};
 
-use crate::error::{pg_message, MigratorError, StepFailure};
+use crate::error::{pg_message, MigratorError, SchemaRefusal, StepFailure};
 use crate::schema::{normalized_checksum, Parsed, SqlFile};
 use crate::sql::{self, Statement, TableStmt, TypeDef};
+use crate::tables::{align_names, diff};
+use crate::tables::introspect;
+use crate::tables::model::{Class, Model, QName, Sequence, Step as TableStep, Table};
 
 /// `/register` seeds empty tables; `/migrate` verifies seeded rows exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +32,10 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub mode: Mode,
+    /// Apply dataloss/incompatible `tables/` changes; accept edited migrations.
     pub force: bool,
+    /// Run everything, report the plan, roll back.
+    pub dry_run: bool,
 }
 
 /// Advisory lock key (two-int form) serializing deployments of one database.
@@ -42,13 +48,20 @@ CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_migrations (
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_types (
     name text PRIMARY KEY, kind text NOT NULL, checksum text NOT NULL, deployed_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_tables (
-    name text PRIMARY KEY, file text NOT NULL, checksum text NOT NULL, deployed_at timestamptz NOT NULL DEFAULT now());
+    name text PRIMARY KEY, file text NOT NULL, checksum text NOT NULL, deployed_at timestamptz NOT NULL DEFAULT now(),
+    declared jsonb, folder_checksum text);
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_functions (
     signature text PRIMARY KEY, name text NOT NULL, file text NOT NULL, checksum text NOT NULL,
     deployed_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_changelog (
     id bigserial PRIMARY KEY, changed_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL,
     object text NOT NULL, action text NOT NULL, checksum text);";
+
+/// Columns added to `_stonescriptdb_gateway_tables` after its first release
+/// (databases deployed before keep working; the columns are added once).
+const TRACKING_UPGRADE: &str = "
+ALTER TABLE _stonescriptdb_gateway_tables ADD COLUMN IF NOT EXISTS declared jsonb,
+    ADD COLUMN IF NOT EXISTS folder_checksum text";
 
 const TRACKING_TABLES: [&str; 5] = [
     "_stonescriptdb_gateway_migrations",
@@ -80,6 +93,10 @@ struct Run<'a> {
     /// Statements PostgreSQL refuses inside a transaction block, run after
     /// the commit: (file, statement index, statement).
     deferred: Vec<(String, usize, Statement)>,
+    /// Dry run: every statement run, grouped per object (None otherwise).
+    plan: Option<std::sync::Mutex<Vec<PlanStep>>>,
+    /// Dry run: the deployment would be refused for this.
+    blocked: Option<SchemaRefusal>,
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.
@@ -134,6 +151,30 @@ impl Run<'_> {
         MigratorError::Migration(Box::new(f))
     }
 
+    /// Dry run: remember a statement about to run (consecutive statements
+    /// about the same object form one step).
+    fn note(&self, phase: &str, class: Option<Class>, object: &str, reason: &str, sql_text: &str) {
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let Ok(mut plan) = plan.lock() else {
+            return;
+        };
+        let class = class.map(|c| c.as_str().to_owned());
+        match plan.last_mut() {
+            Some(last) if last.phase == phase && last.object == object && last.reason == reason => {
+                last.sql.push(sql_text.to_owned());
+            }
+            _ => plan.push(PlanStep {
+                phase: phase.to_owned(),
+                class,
+                object: object.to_owned(),
+                reason: reason.to_owned(),
+                sql: vec![sql_text.to_owned()],
+            }),
+        }
+    }
+
     /// Run one statement of a schema file.
     async fn exec(
         &self,
@@ -142,6 +183,8 @@ impl Run<'_> {
         stmt: &Statement,
         what: &str,
     ) -> Result<u64, MigratorError> {
+        let phase = file.split('/').next().unwrap_or(file);
+        self.note(phase, None, file, what, &stmt.text);
         self.tx.execute(stmt.text.as_str(), &[]).await.map_err(|e| {
             self.fail(
                 Some(file),
@@ -229,6 +272,8 @@ async fn transactional(
             ..DeploymentReport::default()
         },
         deferred: Vec::new(),
+        plan: opts.dry_run.then(|| std::sync::Mutex::new(Vec::new())),
+        blocked: None,
     };
     run.internal(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -238,16 +283,47 @@ async fn transactional(
     ensure_tracking(&run).await?;
     extensions(&mut run, schema).await?;
     types(&mut run, schema, opts).await?;
-    tables(&mut run, schema).await?;
+    let tables = tables_before(&mut run, schema, opts).await?;
+    if let Some(refusal) = run.blocked.take() {
+        // Dry run of a deployment that would be refused: the table plan only.
+        let _ = run.tx.rollback().await;
+        let mut report = run.report;
+        report.status = "blocked".into();
+        report.plan = refusal.plan;
+        return Ok((report, Vec::new()));
+    }
     migrations(&mut run, schema, opts).await?;
+    if let Some(state) = &tables {
+        tables_after(&mut run, schema, state, opts).await?;
+    }
     functions(&mut run, schema).await?;
     seeders(&mut run, schema, opts).await?;
     let Run {
         tx,
-        report,
+        mut report,
         deferred,
+        plan,
         ..
     } = run;
+    if let Some(plan) = plan {
+        tx.rollback().await.map_err(|e| {
+            MigratorError::DatabaseUnavailable(format!(
+                "{database}: rollback failed: {}",
+                pg_message(&e)
+            ))
+        })?;
+        report.plan = plan.into_inner().unwrap_or_default();
+        for (file, index, stmt) in &deferred {
+            report.plan.push(PlanStep {
+                phase: "after_commit".into(),
+                class: None,
+                object: format!("{file}#{}", index + 1),
+                reason: "cannot run in a transaction block; runs after the commit".into(),
+                sql: vec![stmt.text.clone()],
+            });
+        }
+        return Ok((report, Vec::new()));
+    }
     tx.commit().await.map_err(|e| {
         MigratorError::DatabaseUnavailable(format!("{database}: commit failed: {}", pg_message(&e)))
     })?;
@@ -291,8 +367,16 @@ pub async fn deploy(
             .deferred_statements
             .push(format!("{file}#{}", index + 1));
     }
+    if opts.dry_run {
+        if report.status != "blocked" {
+            report.status = "dry_run".into();
+        }
+        report.execution_time_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
     let r = &report;
-    let changed = r.extensions_installed
+    let changed = r.tables_altered
+        + r.extensions_installed
         + r.types_deployed
         + r.tables_created
         + r.migrations_applied
@@ -311,17 +395,34 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
     let names: Vec<&str> = TRACKING_TABLES.to_vec();
     let rows = run
         .internal(
-            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass('public.' || quote_ident(t)) IS NULL",
+            "SELECT (SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass('public.' || quote_ident(t)) IS NULL),
+                    to_regclass('public._stonescriptdb_gateway_tables') IS NOT NULL AND NOT EXISTS (
+                      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._stonescriptdb_gateway_tables')
+                         AND attname = 'declared' AND NOT attisdropped)",
             &[&names],
         )
         .await?;
     let missing: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+    let upgrade: bool = rows
+        .first()
+        .and_then(|r| r.get::<_, Option<bool>>(1))
+        .unwrap_or(false);
     if missing > 0 {
         run.tx.batch_execute(TRACKING_DDL).await.map_err(|e| {
             run.fail(
                 None,
                 None,
                 "creating the gateway's tracking tables failed".into(),
+                Some(&e),
+            )
+        })?;
+    }
+    if upgrade {
+        run.tx.batch_execute(TRACKING_UPGRADE).await.map_err(|e| {
+            run.fail(
+                None,
+                None,
+                "upgrading the gateway's tracking tables failed".into(),
                 Some(&e),
             )
         })?;
@@ -614,11 +715,15 @@ fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
     (order, cyclic)
 }
 
-async fn tables(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
-    if schema.tables.is_empty() {
-        return Ok(());
-    }
-    let mut files = Vec::new();
+/// Create the declared tables that do not exist yet from their `tables/`
+/// files (every statement of the file), referenced tables first; REFERENCES
+/// cycles are broken by adding those foreign keys afterwards.
+async fn create_missing(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    missing: &BTreeSet<QName>,
+) -> Result<(), MigratorError> {
+    let mut to_create = Vec::new();
     for file in &schema.tables {
         let found = file.statements.iter().enumerate().find_map(|(i, s)| {
             match sql::classify_table_stmt(&s.text) {
@@ -636,32 +741,16 @@ async fn tables(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError>
                 file.path
             )));
         };
-        files.push(TableFile {
+        if !missing.contains(&QName::new(&key.0, &key.1)) {
+            continue;
+        }
+        to_create.push(TableFile {
             file,
             key,
             create_index,
             references: references.iter().map(|(s, n)| table_key(s, n)).collect(),
         });
     }
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| format!("{}.{}", quote_ident(&f.key.0), quote_ident(&f.key.1)))
-        .collect();
-    let missing_rows = run
-        .internal(
-            "SELECT n FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL",
-            &[&names],
-        )
-        .await?;
-    let missing: HashSet<String> = missing_rows.iter().map(|r| r.get(0)).collect();
-    let tracked: HashMap<String, String> = run
-        .pairs("SELECT name, checksum FROM _stonescriptdb_gateway_tables")
-        .await?;
-    let to_create: Vec<TableFile<'_>> = files
-        .into_iter()
-        .zip(names.iter())
-        .filter_map(|(f, n)| if missing.contains(n) { Some(f) } else { None })
-        .collect();
     let (order, cyclic) = creation_order(&to_create);
     let deferred: Vec<(Option<String>, String)> = cyclic
         .iter()
@@ -708,27 +797,324 @@ async fn tables(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError>
     for (path, si, stmt) in &later {
         run.exec(path, *si, stmt, "adding a foreign key").await?;
     }
-    for f in &schema.tables {
-        let Some(TableStmt::CreateTable {
-            schema: s, name, ..
-        }) = f
-            .statements
-            .iter()
-            .map(|s| sql::classify_table_stmt(&s.text))
-            .find(|c| matches!(c, TableStmt::CreateTable { .. }))
-        else {
+    Ok(())
+}
+
+/// Name of a sequence's row in `_stonescriptdb_gateway_tables`.
+const SEQUENCE_ROW: &str = "sequence:";
+
+/// What `tables/` declares, as PostgreSQL spells it, and what it declared at
+/// the last successful deployment.
+struct TableState {
+    desired: Model,
+    previous: Model,
+    /// The recorded model already equals `desired` (same `tables/`).
+    recorded: bool,
+    folder_checksum: String,
+}
+
+/// A stand-in for a table recorded before declared models were kept: only
+/// its name is known.
+fn name_only(name: QName) -> Table {
+    Table {
+        name,
+        ..Table::default()
+    }
+}
+
+/// The declared model recorded by earlier deployments, and the `tables/`
+/// folder checksum each row was recorded with.
+async fn recorded(run: &Run<'_>) -> Result<(Model, Vec<Option<String>>), MigratorError> {
+    let rows = run
+        .internal(
+            "SELECT name, declared::text, folder_checksum FROM _stonescriptdb_gateway_tables",
+            &[],
+        )
+        .await?;
+    let mut model = Model::default();
+    let mut sums = Vec::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let declared: Option<String> = r.get(1);
+        sums.push(if declared.is_some() { r.get(2) } else { None });
+        if name.starts_with(SEQUENCE_ROW) {
+            if let Some(s) = declared.and_then(|d| serde_json::from_str::<Sequence>(&d).ok()) {
+                model.sequences.insert(s.name.clone(), s);
+            }
             continue;
+        }
+        let table = match declared.and_then(|d| serde_json::from_str::<Table>(&d).ok()) {
+            Some(t) => t,
+            None => {
+                let (sc, n) = name.split_once('.').unwrap_or(("public", name.as_str()));
+                name_only(QName::new(sc, n))
+            }
         };
-        let key = format!("{}.{}", s.as_deref().unwrap_or("public"), name);
-        if tracked.get(&key) != Some(&f.checksum) {
-            run.internal(
-                "INSERT INTO _stonescriptdb_gateway_tables (name, file, checksum) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET file = excluded.file, checksum = excluded.checksum, deployed_at = now()",
-                &[&key, &f.path, &f.checksum],
-            )
+        model.tables.insert(table.name.clone(), table);
+    }
+    Ok((model, sums))
+}
+
+fn folder_checksum(schema: &Parsed) -> String {
+    let all: String = schema
+        .tables
+        .iter()
+        .map(|f| format!("{}\n{}\n", f.path, f.checksum))
+        .collect();
+    crate::schema::sha256_hex(all.as_bytes())
+}
+
+/// Read the tables and sequences of `desired` and `previous` from the
+/// database, as seen from `search_path = public`.
+async fn observe(
+    run: &Run<'_>,
+    desired: &Model,
+    previous: &Model,
+) -> Result<Model, MigratorError> {
+    let tables: BTreeSet<QName> = desired
+        .tables
+        .keys()
+        .chain(previous.tables.keys())
+        .cloned()
+        .collect();
+    let sequences: BTreeSet<QName> = desired
+        .sequences
+        .keys()
+        .chain(previous.sequences.keys())
+        .cloned()
+        .collect();
+    let bookkeeping =
+        |e| run.fail(None, None, "reading the tables from the catalog failed".into(), Some(&e));
+    let old = introspect::set_search_path(&run.tx, "public")
+        .await
+        .map_err(bookkeeping)?;
+    let mut observed = introspect::read(&run.tx, &tables, &sequences)
+        .await
+        .map_err(bookkeeping)?;
+    introspect::fill_has_nulls(&run.tx, desired, &mut observed)
+        .await
+        .map_err(bookkeeping)?;
+    introspect::set_search_path(&run.tx, &old)
+        .await
+        .map_err(bookkeeping)?;
+    Ok(observed)
+}
+
+fn validation(plan: &[TableStep]) -> SchemaValidation {
+    let mut v = SchemaValidation::default();
+    for s in plan {
+        let list = match s.class {
+            Class::Safe => &mut v.safe_changes,
+            Class::Dataloss => &mut v.dataloss_changes,
+            Class::Incompatible => &mut v.incompatible_changes,
+        };
+        list.push(s.reason.clone());
+    }
+    v
+}
+
+fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
+    plan.iter()
+        .map(|s| PlanStep {
+            phase: "tables".into(),
+            class: Some(s.class.as_str().into()),
+            object: s.object.clone(),
+            reason: s.reason.clone(),
+            sql: s.sql.clone(),
+        })
+        .collect()
+}
+
+/// SPEC §5 steps (1) and (2): diff `tables/` against the database before the
+/// migrations (dataloss or incompatible changes refuse the deployment unless
+/// forced), then create the declared tables that do not exist yet. None when
+/// the schema has no `tables/` folder (nothing is managed declaratively).
+async fn tables_before(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    opts: Options,
+) -> Result<Option<TableState>, MigratorError> {
+    let Some(declared) = &schema.declared else {
+        return Ok(None);
+    };
+    let (previous, sums) = recorded(run).await?;
+    let folder_checksum = folder_checksum(schema);
+    let same_names = previous.tables.keys().eq(declared.model.tables.keys())
+        && previous.sequences.keys().eq(declared.model.sequences.keys());
+    let recorded = same_names
+        && !sums.is_empty()
+        && sums.iter().all(|s| s.as_deref() == Some(folder_checksum.as_str()));
+    let desired = if recorded {
+        previous.clone()
+    } else {
+        introspect::desired(&run.tx, &declared.model)
+            .await
+            .map_err(|e| {
+                let file = declared
+                    .files
+                    .iter()
+                    .find(|(q, _)| q.to_string() == e.object)
+                    .map(|(_, f)| f.as_str());
+                run.fail(
+                    file.or(Some("tables/")),
+                    None,
+                    format!("the declaration of {} is not valid", e.object),
+                    Some(&e.error),
+                )
+            })?
+    };
+    let observed = observe(run, &desired, &previous).await?;
+    let desired = align_names(&desired, &observed);
+    let plan = diff::diff(&desired, &observed, &previous);
+    run.report.schema_validation = validation(&plan);
+    let refused = plan.iter().any(|s| s.class != Class::Safe);
+    if refused && !opts.force {
+        let refusal = SchemaRefusal {
+            database: run.database.to_owned(),
+            validation: run.report.schema_validation.clone(),
+            plan: plan_steps(&plan),
+            after_migrations: false,
+        };
+        if opts.dry_run {
+            run.blocked = Some(refusal);
+            return Ok(None);
+        }
+        return Err(MigratorError::SchemaValidation(Box::new(refusal)));
+    }
+    let missing: BTreeSet<QName> = desired
+        .tables
+        .keys()
+        .filter(|q| !observed.tables.contains_key(*q))
+        .cloned()
+        .collect();
+    create_missing(run, schema, &missing).await?;
+    Ok(Some(TableState {
+        desired,
+        previous,
+        recorded,
+        folder_checksum,
+    }))
+}
+
+/// SPEC §5 steps (4) and (5): after the migrations, apply what still differs
+/// from `tables/` (safe steps always, the rest only when forced), check that
+/// nothing differs any more, and record the declared model.
+async fn tables_after(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    state: &TableState,
+    opts: Options,
+) -> Result<(), MigratorError> {
+    let observed = observe(run, &state.desired, &state.previous).await?;
+    let desired = align_names(&state.desired, &observed);
+    let plan = diff::diff(&desired, &observed, &state.previous);
+    if !opts.force && plan.iter().any(|s| s.class != Class::Safe) {
+        let mut v = validation(&plan);
+        v.safe_changes.clear();
+        return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
+            database: run.database.to_owned(),
+            validation: v,
+            plan: plan_steps(&plan),
+            after_migrations: true,
+        })));
+    }
+    let files = schema.declared.as_ref().map(|d| &d.files);
+    for step in &plan {
+        let table = step.object.split('.').next().unwrap_or("");
+        let file = files.and_then(|f| {
+            f.iter()
+                .find(|(q, _)| q.to_string() == table || q.to_string() == step.object)
+                .map(|(_, p)| p.clone())
+        });
+        for (i, text) in step.sql.iter().enumerate() {
+            run.note("tables", Some(step.class), &step.object, &step.reason, text);
+            run.tx.batch_execute(text).await.map_err(|e| {
+                let mut err = run.fail(
+                    None,
+                    None,
+                    format!(
+                        "making the database match tables/ failed at \"{}\" (step {} of {}, statement {}: {text})",
+                        step.reason,
+                        plan.iter().position(|p| std::ptr::eq(p, step)).unwrap_or(0) + 1,
+                        plan.len(),
+                        i + 1
+                    ),
+                    Some(&e),
+                );
+                if let (MigratorError::Migration(f), Some(file)) = (&mut err, &file) {
+                    f.file = Some(file.clone());
+                }
+                err
+            })?;
+        }
+        run.report.tables_altered += 1;
+        run.changelog("table", &step.object, step.class.as_str(), None)
             .await?;
+        info!(run.log, "table changed"; "database" => run.database, "object" => &step.object,
+              "class" => step.class.as_str(), "reason" => &step.reason);
+    }
+    if !plan.is_empty() {
+        let after = observe(run, &desired, &state.previous).await?;
+        let left = diff::diff(&align_names(&desired, &after), &after, &state.previous);
+        if !left.is_empty() {
+            let reasons: Vec<&str> = left.iter().map(|s| s.reason.as_str()).collect();
+            warn!(run.log, "tables still differ from tables/ after reconciliation";
+                  "database" => run.database, "left" => reasons.join("; "));
         }
     }
+    if !(state.recorded && plan.is_empty() && desired == state.desired) {
+        record(run, schema, state, &desired).await?;
+    }
+    Ok(())
+}
+
+/// Record the declared model (one row per table and per sequence), dropping
+/// rows of objects no longer declared.
+async fn record(
+    run: &Run<'_>,
+    schema: &Parsed,
+    state: &TableState,
+    desired: &Model,
+) -> Result<(), MigratorError> {
+    let files = schema.declared.as_ref().map(|d| &d.files);
+    let sums: HashMap<&str, &str> = schema
+        .tables
+        .iter()
+        .map(|f| (f.path.as_str(), f.checksum.as_str()))
+        .collect();
+    let mut names = Vec::new();
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    for (q, t) in &desired.tables {
+        let key = format!("{}.{}", q.schema, q.name);
+        let file = files
+            .and_then(|f| f.get(q))
+            .cloned()
+            .unwrap_or_default();
+        let sum = sums.get(file.as_str()).copied().unwrap_or("").to_owned();
+        let json = serde_json::to_string(t).unwrap_or_default();
+        rows.push((key, file, sum, json));
+    }
+    for (q, s) in &desired.sequences {
+        let key = format!("{SEQUENCE_ROW}{}.{}", q.schema, q.name);
+        let json = serde_json::to_string(s).unwrap_or_default();
+        rows.push((key, String::new(), String::new(), json));
+    }
+    for (key, file, sum, json) in &rows {
+        names.push(key.clone());
+        run.internal(
+            "INSERT INTO _stonescriptdb_gateway_tables (name, file, checksum, declared, folder_checksum)
+             VALUES ($1, $2, $3, $4::text::jsonb, $5)
+             ON CONFLICT (name) DO UPDATE SET file = excluded.file, checksum = excluded.checksum,
+               declared = excluded.declared, folder_checksum = excluded.folder_checksum, deployed_at = now()",
+            &[key, file, sum, json, &state.folder_checksum],
+        )
+        .await?;
+    }
+    run.internal(
+        "DELETE FROM _stonescriptdb_gateway_tables WHERE NOT (name = ANY($1))",
+        &[&names],
+    )
+    .await?;
     Ok(())
 }
 
@@ -940,6 +1326,7 @@ async fn functions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
             continue;
         }
         let drop = format!("DROP ROUTINE IF EXISTS {sig}");
+        run.note("functions", None, sig, "no longer in functions/", &drop);
         run.tx.batch_execute(&drop).await.map_err(|e| {
             run.fail(
                 None,
@@ -958,6 +1345,7 @@ async fn functions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     }
     for d in &changed {
         let text = or_replace(&d.stmt.text);
+        run.note("functions", None, &d.lookup, "new or changed", &text);
         let sp = run.tx.batch_execute("SAVEPOINT sdg_fn").await;
         sp.map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
         if let Err(e) = run.tx.batch_execute(&text).await {
@@ -1245,6 +1633,91 @@ async fn verify_seeder(
     result
 }
 
+/// Does every declared table match its recorded declared model (no diff
+/// left)? True when the schema has no `tables/`.
+async fn tables_as_declared(
+    client: &mut Client,
+    schema: &Parsed,
+) -> Result<bool, tokio_postgres::Error> {
+    if schema.declared.is_none() {
+        return Ok(true);
+    }
+    let mut declared = Model::default();
+    for r in client
+        .query(
+            "SELECT name, declared::text FROM _stonescriptdb_gateway_tables WHERE declared IS NOT NULL",
+            &[],
+        )
+        .await?
+    {
+        let name: String = r.get(0);
+        let json: String = r.get(1);
+        if name.starts_with(SEQUENCE_ROW) {
+            if let Ok(s) = serde_json::from_str::<Sequence>(&json) {
+                declared.sequences.insert(s.name.clone(), s);
+            }
+        } else if let Ok(t) = serde_json::from_str::<Table>(&json) {
+            declared.tables.insert(t.name.clone(), t);
+        }
+    }
+    let tables: BTreeSet<QName> = declared.tables.keys().cloned().collect();
+    let sequences: BTreeSet<QName> = declared.sequences.keys().cloned().collect();
+    let tx = client.transaction().await?;
+    introspect::set_search_path(&tx, "public").await?;
+    let mut observed = introspect::read(&tx, &tables, &sequences).await?;
+    introspect::fill_has_nulls(&tx, &declared, &mut observed).await?;
+    tx.rollback().await?;
+    Ok(diff::diff(&declared, &observed, &declared).is_empty())
+}
+
+/// The plan of a dry run into a database that does not exist yet: it would
+/// be created and get every file.
+pub fn new_database_plan(database: &str, schema: &Parsed) -> DeploymentReport {
+    let mut plan = Vec::new();
+    for e in &schema.extensions {
+        plan.push(PlanStep {
+            phase: "extensions".into(),
+            class: None,
+            object: e.name.clone(),
+            reason: "new extension".into(),
+            sql: vec![format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(&e.name))],
+        });
+    }
+    let phases = [
+        ("types", &schema.types, "new type"),
+        ("tables", &schema.tables, "new table"),
+        ("migrations", &schema.migrations, "not applied yet"),
+        ("functions", &schema.functions, "new function"),
+        ("seeders", &schema.seeders, "seeds an empty table"),
+    ];
+    for (phase, files, reason) in phases {
+        for f in files {
+            plan.push(PlanStep {
+                phase: phase.into(),
+                class: (phase == "tables").then(|| Class::Safe.as_str().to_owned()),
+                object: f.path.clone(),
+                reason: reason.into(),
+                sql: f.statements.iter().map(|s| s.text.clone()).collect(),
+            });
+        }
+    }
+    let mut report = DeploymentReport {
+        database: database.to_owned(),
+        status: "would_create".into(),
+        plan,
+        ..DeploymentReport::default()
+    };
+    if let Some(d) = &schema.declared {
+        report.schema_validation.safe_changes = d
+            .model
+            .tables
+            .keys()
+            .map(|q| format!("{q}: new table"))
+            .collect();
+    }
+    report
+}
+
 /// Check, in the database itself, that everything the schema declares is
 /// there: extensions installed, types and tables present, seeded rows present.
 pub async fn verify(
@@ -1298,6 +1771,7 @@ pub async fn verify(
     let missing_tables = count_missing(client, &tables, "to_regclass(n) IS NULL")
         .await
         .map_err(q)?;
+    let tables_match = tables_as_declared(&mut *client, schema).await.map_err(q)?;
     // Seeded rows: run each seeder in a transaction that is rolled back.
     let mut seeders_ok = true;
     if !schema.seeders.is_empty() {
@@ -1309,6 +1783,8 @@ pub async fn verify(
             log: &log,
             report: DeploymentReport::default(),
             deferred: Vec::new(),
+            plan: None,
+            blocked: None,
         };
         for file in &schema.seeders {
             let targets: Vec<(Option<String>, String, Vec<String>)> = file
@@ -1327,7 +1803,7 @@ pub async fn verify(
         passed: false,
         extensions_verified: missing_ext == 0,
         types_verified: missing_types == 0,
-        tables_verified: missing_tables == 0,
+        tables_verified: missing_tables == 0 && tables_match,
         seeders_verified: seeders_ok,
     };
     Ok(stonescriptdb_shared::wire::Verification {

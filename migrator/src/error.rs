@@ -2,6 +2,7 @@
 
 pub use stonescriptdb_shared::error::pg_message;
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
+use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
 
 /// Where in the schema a deployment failed, and PostgreSQL's error.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,18 @@ pub struct StepFailure {
     pub cause: Option<String>,
 }
 
+/// Why a deployment refused `tables/` changes (409 `schema_validation_failed`).
+#[derive(Debug, Clone, Default)]
+pub struct SchemaRefusal {
+    pub database: String,
+    pub validation: SchemaValidation,
+    /// The changes that would run, in order.
+    pub plan: Vec<PlanStep>,
+    /// Set when the refusal comes after the migrations ran (the migrations
+    /// left a table different from `tables/` in a destructive way).
+    pub after_migrations: bool,
+}
+
 #[derive(Debug)]
 pub enum MigratorError {
     BadRequest(String),
@@ -31,6 +44,9 @@ pub enum MigratorError {
     DatabaseAlreadyExists(String),
     /// A deployment step failed; the database is as before.
     Migration(Box<StepFailure>),
+    /// `tables/` asks for dataloss or incompatible changes and `force` was
+    /// not given: nothing was applied.
+    SchemaValidation(Box<SchemaRefusal>),
     DatabaseUnavailable(String),
     Internal(String),
 }
@@ -64,6 +80,30 @@ impl MigratorError {
                     ErrorBody::new(code, format!("database {db} already exists"))
                         .with_database(db.as_str()),
                 )
+            }
+            SchemaValidation(r) => {
+                let code = ErrorCode::SchemaValidationFailed;
+                let v = &r.validation;
+                let mut list: Vec<String> = v.dataloss_changes.clone();
+                list.extend(v.incompatible_changes.iter().cloned());
+                let when = if r.after_migrations {
+                    "after the migrations ran, tables/ still differs from the database in ways that lose data"
+                } else {
+                    "tables/ asks for changes that lose data or change types incompatibly"
+                };
+                let msg = format!(
+                    "{when} ({}); nothing was applied. Deploy with force=true to apply them: {}",
+                    r.database,
+                    list.join("; ")
+                );
+                let mut body = ErrorBody::new(code, msg).with_database(r.database.as_str());
+                body.details = Some(serde_json::json!({
+                    "safe_changes": v.safe_changes,
+                    "dataloss_changes": v.dataloss_changes,
+                    "incompatible_changes": v.incompatible_changes,
+                    "plan": r.plan,
+                }));
+                (code.status(), body)
             }
             Migration(f) => {
                 let code = ErrorCode::MigrationFailed;

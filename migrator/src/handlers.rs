@@ -99,6 +99,7 @@ pub async fn deploy_new(
     let opts = Options {
         mode: Mode::Register,
         force: false,
+        dry_run: false,
     };
     deploy_one(state, platform, database, parsed, opts, Target::CreateNew).await
 }
@@ -138,6 +139,16 @@ async fn deploy_one(
     target: Target,
 ) -> Result<DeploymentReport, MigratorError> {
     let admin = state.admin.connect(None).await?;
+    if opts.dry_run {
+        // Nothing may change: no database, role or credentials are created.
+        if !state.admin.exists(&admin, database).await? {
+            if target == Target::Existing {
+                return Err(MigratorError::DatabaseNotFound(database.to_owned()));
+            }
+            return Ok(deploy::new_database_plan(database, parsed));
+        }
+        return deploy_dry_run(state, database, parsed, opts).await;
+    }
     let creds = match target {
         Target::CreateIfMissing | Target::CreateNew => {
             Some(state.roles.ensure(&admin, platform).await?)
@@ -215,11 +226,25 @@ async fn deploy_one(
     }
 }
 
+/// A dry run into an existing database: everything runs in the deployment
+/// transaction, which is rolled back; the report carries the plan.
+async fn deploy_dry_run(
+    state: &State,
+    database: &str,
+    parsed: &Parsed,
+    opts: Options,
+) -> Result<DeploymentReport, MigratorError> {
+    // As admin: extensions need it, and nothing is committed.
+    let mut client = state.admin.connect(Some(database)).await?;
+    deploy::deploy(&mut client, database, parsed, opts, &state.log).await
+}
+
 /// The fields of a `/register` or `/migrate` upload.
 struct Upload {
     platform: String,
     tenant: Option<String>,
     force: bool,
+    dry_run: bool,
     parsed: Parsed,
     raw: Vec<u8>,
 }
@@ -234,11 +259,13 @@ impl Upload {
             names::validate_tenant_id(t).map_err(bad_name)?;
         }
         let force = flag(fields, "force")?;
+        let dry_run = flag(fields, "dry_run")?;
         let (parsed, raw) = schema_from(state, fields)?;
         Ok(Upload {
             platform,
             tenant,
             force,
+            dry_run,
             parsed,
             raw,
         })
@@ -255,6 +282,7 @@ pub async fn register(
         platform,
         tenant,
         force,
+        dry_run,
         parsed,
         raw,
     } = Upload::read(state, &fields)?;
@@ -262,6 +290,7 @@ pub async fn register(
     let opts = Options {
         mode: Mode::Register,
         force,
+        dry_run,
     };
     let report = deploy_one(
         state,
@@ -272,11 +301,13 @@ pub async fn register(
         Target::CreateIfMissing,
     )
     .await?;
-    state.store.save_v1(&platform, &raw)?;
+    if !dry_run {
+        state.store.save_v1(&platform, &raw)?;
+    }
     Ok(json(
         200,
         &DeployResponse {
-            status: "ready".into(),
+            status: if dry_run { "dry_run" } else { "ready" }.into(),
             platform,
             databases: vec![report],
             execution_time_ms: started.elapsed().as_millis() as u64,
@@ -294,12 +325,14 @@ pub async fn migrate(
         platform,
         tenant,
         force,
+        dry_run,
         parsed,
         raw,
     } = Upload::read(state, &fields)?;
     let opts = Options {
         mode: Mode::Migrate,
         force,
+        dry_run,
     };
     let databases = match &tenant {
         Some(t) => vec![names::v1_database_name(&platform, Some(t)).map_err(bad_name)?],
@@ -324,11 +357,13 @@ pub async fn migrate(
             Target::Existing,
         )
         .await?;
-        state.store.save_v1(&platform, &raw)?;
+        if !dry_run {
+            state.store.save_v1(&platform, &raw)?;
+        }
         return Ok(json(
             200,
             &DeployResponse {
-                status: "completed".into(),
+                status: if dry_run { "dry_run" } else { "completed" }.into(),
                 platform,
                 databases: vec![report],
                 execution_time_ms: started.elapsed().as_millis() as u64,
@@ -353,13 +388,20 @@ pub async fn migrate(
         }
     }
     let resp = DeployResponse {
-        status: if failed == 0 { "completed" } else { "partial" }.into(),
+        status: match (dry_run, failed) {
+            (true, _) => "dry_run",
+            (false, 0) => "completed",
+            _ => "partial",
+        }
+        .into(),
         platform,
         databases: reports,
         execution_time_ms: started.elapsed().as_millis() as u64,
     };
     if failed == 0 {
-        state.store.save_v1(&resp.platform, &raw)?;
+        if !dry_run {
+            state.store.save_v1(&resp.platform, &raw)?;
+        }
         return Ok(json(200, &resp));
     }
     let code = ErrorCode::MigrationFailed;

@@ -36,6 +36,8 @@ pub struct Parsed {
     pub migrations: Vec<SqlFile>,
     pub functions: Vec<SqlFile>,
     pub seeders: Vec<SqlFile>,
+    /// `tables/` read into the table model; None without a `tables/` folder.
+    pub declared: Option<crate::tables::ddl::Declared>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -120,6 +122,7 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
         migrations: parse_files("migrations", &schema.migrations)?,
         functions: parse_files("functions", &schema.functions)?,
         seeders: parse_files("seeders", &schema.seeders)?,
+        declared: None,
     };
     for f in &parsed.types {
         for s in &f.statements {
@@ -137,7 +140,12 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
             }
         }
     }
-    Ok(parsed)
+    let declared = if parsed.tables.is_empty() {
+        None
+    } else {
+        Some(crate::tables::ddl::read_tables(&parsed.tables)?)
+    };
+    Ok(Parsed { declared, ..parsed })
 }
 
 /// Does this statement create a function or procedure?

@@ -440,6 +440,7 @@ async fn migrate_one(
     let opts = Options {
         mode: Mode::Migrate,
         force,
+        dry_run: false,
     };
     let result = async {
         let mut report =
@@ -626,7 +627,7 @@ pub async fn v2_migrate(
                 .iter()
                 .flat_map(|r| r.seeders.iter().cloned())
                 .collect::<Vec<SeederResult>>(),
-            schema_validation: SchemaValidation::default(),
+            schema_validation: merged_validation(&reports),
             verification,
             results: reports,
             execution_time_ms: started.elapsed().as_millis() as u64,
@@ -674,3 +675,25 @@ pub async fn v2_migrate(
     body.details = serde_json::to_value(&summary).ok();
     Ok(Reply::Full(json(code.status(), &body)))
 }
+
+/// Each distinct change of the databases' `schema_validation`, once, in
+/// order of first appearance (tenant databases of one schema usually report
+/// the same changes).
+fn merged_validation(reports: &[DeploymentReport]) -> SchemaValidation {
+    let mut out = SchemaValidation::default();
+    let add = |list: &mut Vec<String>, from: &[String]| {
+        for c in from {
+            if !list.contains(c) {
+                list.push(c.clone());
+            }
+        }
+    };
+    for r in reports {
+        let v = &r.schema_validation;
+        add(&mut out.safe_changes, &v.safe_changes);
+        add(&mut out.dataloss_changes, &v.dataloss_changes);
+        add(&mut out.incompatible_changes, &v.incompatible_changes);
+    }
+    out
+}
+

@@ -188,6 +188,20 @@ pub struct SchemaValidation {
     pub incompatible_changes: Vec<String>,
 }
 
+/// One step of a deployment plan (`dry_run=true`), or of a schema
+/// validation: the phase (`tables`, `migrations`, `functions`, ...), for
+/// table changes their class (`safe`, `dataloss`, `incompatible`), the
+/// object, why, and the SQL that runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlanStep {
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    pub object: String,
+    pub reason: String,
+    pub sql: Vec<String>,
+}
+
 /// What a deployment checked in the database afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Verification {
@@ -202,7 +216,10 @@ pub struct Verification {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DeploymentReport {
     pub database: String,
-    /// `created`, `updated`, `unchanged` or `failed`.
+    /// `created`, `updated`, `unchanged` or `failed`; with `dry_run=true`:
+    /// `dry_run` (the plan would apply), `blocked` (it would be refused with
+    /// `schema_validation_failed`) or `would_create` (the database does not
+    /// exist yet).
     pub status: String,
     pub extensions_installed: u64,
     pub types_deployed: u64,
@@ -214,7 +231,15 @@ pub struct DeploymentReport {
     pub functions_dropped: u64,
     pub functions_unchanged: u64,
     pub seeders: Vec<SeederResult>,
+    /// Changes to existing tables applied to match `tables/` after the
+    /// migrations ran (reconciliation steps).
+    #[serde(default)]
+    pub tables_altered: u64,
     pub schema_validation: SchemaValidation,
+    /// `dry_run=true`: every step the deployment would run, in order; nothing
+    /// was changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlanStep>,
     /// Statements PostgreSQL refuses in a transaction block (`CREATE INDEX
     /// CONCURRENTLY`, `VACUUM`, ...), run after the commit: `file#statement`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

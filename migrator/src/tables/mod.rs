@@ -8,3 +8,52 @@ pub mod ddl;
 pub mod diff;
 pub mod introspect;
 pub mod model;
+
+use model::{ident, Model};
+
+/// Index definition without its name, to compare two indexes' substance.
+fn unnamed_index(definition: &str, name: &str) -> String {
+    definition.replacen(&format!("INDEX {} ON", ident(name)), "INDEX ON", 1)
+}
+
+/// Give desired constraints and indexes that the database has under another
+/// name (same table, same kind, same definition) the database's name. The
+/// names PostgreSQL chooses for unnamed constraints follow rules the DDL
+/// reader imitates (`t_a_check`, `t_a_key`, `t_a_idx`); where truncation or
+/// numbering makes them differ, the object is still the same one and must be
+/// neither added twice nor reported as a change.
+pub fn align_names(desired: &Model, observed: &Model) -> Model {
+    let mut out = desired.clone();
+    for (name, want) in out.tables.iter_mut() {
+        let Some(have) = observed.tables.get(name) else {
+            continue;
+        };
+        let wanted: Vec<String> = want.constraints.iter().map(|c| c.name.clone()).collect();
+        for c in want.constraints.iter_mut() {
+            if have.constraint(&c.name).is_some() {
+                continue;
+            }
+            if let Some(h) = have.constraints.iter().find(|h| {
+                h.kind == c.kind && h.definition == c.definition && !wanted.contains(&h.name)
+            }) {
+                c.name = h.name.clone();
+            }
+        }
+        want.constraints.sort_by(|a, b| a.name.cmp(&b.name));
+        let wanted: Vec<String> = want.indexes.iter().map(|i| i.name.clone()).collect();
+        for i in want.indexes.iter_mut() {
+            if have.index(&i.name).is_some() {
+                continue;
+            }
+            let substance = unnamed_index(&i.definition, &i.name);
+            if let Some(h) = have.indexes.iter().find(|h| {
+                unnamed_index(&h.definition, &h.name) == substance && !wanted.contains(&h.name)
+            }) {
+                i.definition = h.definition.clone();
+                i.name = h.name.clone();
+            }
+        }
+        want.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    out
+}
