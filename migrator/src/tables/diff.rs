@@ -122,7 +122,8 @@ enum Family {
 
 impl Ty {
     fn parse(s: &str) -> Ty {
-        let n = norm(s);
+        // One alias table for both sides: the DDL reader's.
+        let n = super::ddl::canonical_type(&norm(s));
         let l = n.to_ascii_lowercase();
         let simple = match l.as_str() {
             "smallint" | "int2" => Some(Ty::Int(2)),

@@ -42,6 +42,7 @@ impl QName {
         }
     }
 
+    #[cfg(test)]
     pub fn public(name: &str) -> QName {
         QName::new("public", name)
     }
