@@ -18,9 +18,9 @@ use tokio_postgres::{Client, Transaction};
 use crate::error::{pg_message, MigratorError, SchemaRefusal, StepFailure};
 use crate::schema::{normalized_checksum, Parsed, SqlFile};
 use crate::sql::{self, Statement, TableStmt, TypeDef};
-use crate::tables::{align_names, diff};
 use crate::tables::introspect;
 use crate::tables::model::{Class, Model, QName, Sequence, Step as TableStep, Table};
+use crate::tables::{align_names, diff};
 
 /// `/register` seeds empty tables; `/migrate` verifies seeded rows exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -866,11 +866,7 @@ fn folder_checksum(schema: &Parsed) -> String {
 
 /// Read the tables and sequences of `desired` and `previous` from the
 /// database, as seen from `search_path = public`.
-async fn observe(
-    run: &Run<'_>,
-    desired: &Model,
-    previous: &Model,
-) -> Result<Model, MigratorError> {
+async fn observe(run: &Run<'_>, desired: &Model, previous: &Model) -> Result<Model, MigratorError> {
     let tables: BTreeSet<QName> = desired
         .tables
         .keys()
@@ -883,8 +879,14 @@ async fn observe(
         .chain(previous.sequences.keys())
         .cloned()
         .collect();
-    let bookkeeping =
-        |e| run.fail(None, None, "reading the tables from the catalog failed".into(), Some(&e));
+    let bookkeeping = |e| {
+        run.fail(
+            None,
+            None,
+            "reading the tables from the catalog failed".into(),
+            Some(&e),
+        )
+    };
     let old = introspect::set_search_path(&run.tx, "public")
         .await
         .map_err(bookkeeping)?;
@@ -940,10 +942,15 @@ async fn tables_before(
     let (previous, sums) = recorded(run).await?;
     let folder_checksum = folder_checksum(schema);
     let same_names = previous.tables.keys().eq(declared.model.tables.keys())
-        && previous.sequences.keys().eq(declared.model.sequences.keys());
+        && previous
+            .sequences
+            .keys()
+            .eq(declared.model.sequences.keys());
     let recorded = same_names
         && !sums.is_empty()
-        && sums.iter().all(|s| s.as_deref() == Some(folder_checksum.as_str()));
+        && sums
+            .iter()
+            .all(|s| s.as_deref() == Some(folder_checksum.as_str()));
     let desired = if recorded {
         previous.clone()
     } else {
@@ -1086,10 +1093,7 @@ async fn record(
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for (q, t) in &desired.tables {
         let key = format!("{}.{}", q.schema, q.name);
-        let file = files
-            .and_then(|f| f.get(q))
-            .cloned()
-            .unwrap_or_default();
+        let file = files.and_then(|f| f.get(q)).cloned().unwrap_or_default();
         let sum = sums.get(file.as_str()).copied().unwrap_or("").to_owned();
         let json = serde_json::to_string(t).unwrap_or_default();
         rows.push((key, file, sum, json));
@@ -1680,7 +1684,10 @@ pub fn new_database_plan(database: &str, schema: &Parsed) -> DeploymentReport {
             class: None,
             object: e.name.clone(),
             reason: "new extension".into(),
-            sql: vec![format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(&e.name))],
+            sql: vec![format!(
+                "CREATE EXTENSION IF NOT EXISTS {}",
+                quote_ident(&e.name)
+            )],
         });
     }
     let phases = [

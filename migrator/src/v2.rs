@@ -696,4 +696,3 @@ fn merged_validation(reports: &[DeploymentReport]) -> SchemaValidation {
     }
     out
 }
-

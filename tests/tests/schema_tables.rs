@@ -114,7 +114,10 @@ async fn dataloss_is_refused_until_forced() {
     // incompatible, refused as a whole, nothing applied.
     let changed = ORDERS
         .replace("    note text\n", "    shipped boolean\n")
-        .replace("total integer NOT NULL DEFAULT 0", "total text NOT NULL DEFAULT '0'");
+        .replace(
+            "total integer NOT NULL DEFAULT 0",
+            "total text NOT NULL DEFAULT '0'",
+        );
     let (s, b) = gw.migrate(&p, None, &schema(&changed), false).await;
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["error"], "schema_validation_failed", "{b}");
@@ -130,11 +133,17 @@ async fn dataloss_is_refused_until_forced() {
         "{incompatible:?}"
     );
     assert!(
-        list(d, "safe_changes").iter().any(|s| s.contains("shipped")),
+        list(d, "safe_changes")
+            .iter()
+            .any(|s| s.contains("shipped")),
         "{d}"
     );
     assert!(b["message"].as_str().unwrap().contains("force=true"), "{b}");
-    assert_eq!(catalog(&c).await, before, "a refused deployment changed the database");
+    assert_eq!(
+        catalog(&c).await,
+        before,
+        "a refused deployment changed the database"
+    );
 
     // With force: applied, rows kept, values converted.
     let (s, b) = gw.migrate(&p, None, &schema(&changed), true).await;
@@ -225,7 +234,10 @@ async fn safe_changes_apply_without_a_migration_and_keep_the_data() {
         ]
     );
     let err = c
-        .execute("INSERT INTO orders (customer_id, total) VALUES (1, -1)", &[])
+        .execute(
+            "INSERT INTO orders (customer_id, total) VALUES (1, -1)",
+            &[],
+        )
         .await
         .expect_err("the new check applies");
     assert_eq!(err.code().unwrap().code(), "23514");
@@ -240,7 +252,10 @@ async fn safe_changes_apply_without_a_migration_and_keep_the_data() {
     assert_eq!(default, "1");
     // The function still works against the altered table.
     let (s, b) = gw.call(&p, "order_count", serde_json::json!([])).await;
-    assert_eq!((s, b["rows"][0]["order_count"].clone()), (200, serde_json::json!(3)));
+    assert_eq!(
+        (s, b["rows"][0]["order_count"].clone()),
+        (200, serde_json::json!(3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,9 +267,10 @@ async fn a_change_made_by_a_migration_and_declared_deploys_cleanly() {
     seed(&c).await;
 
     // The user writes the migration AND updates tables/ (seed 001's workflow).
-    let changed = ORDERS
-        .replace("total integer", "total bigint")
-        .replace("    note text\n", "    note text,\n    paid_at timestamptz\n");
+    let changed = ORDERS.replace("total integer", "total bigint").replace(
+        "    note text\n",
+        "    note text,\n    paid_at timestamptz\n",
+    );
     let mut s = schema(&changed);
     s.set(
         "migrations/001_paid_at.sql",
@@ -264,9 +280,16 @@ async fn a_change_made_by_a_migration_and_declared_deploys_cleanly() {
     assert_eq!(st, 200, "{b}");
     let r = report(&b);
     assert_eq!(r["migrations_applied"], 1, "{r}");
-    assert_eq!(r["tables_altered"], 0, "the migration already made the change: {r}");
+    assert_eq!(
+        r["tables_altered"], 0,
+        "the migration already made the change: {r}"
+    );
     // The pre-migration validation saw the (safe) changes.
-    assert_eq!(list(&r["schema_validation"], "safe_changes").len(), 2, "{r}");
+    assert_eq!(
+        list(&r["schema_validation"], "safe_changes").len(),
+        2,
+        "{r}"
+    );
     let n: i64 = c
         .query_one("SELECT count(*) FROM orders WHERE paid_at IS NULL", &[])
         .await
@@ -316,22 +339,33 @@ async fn objects_created_by_migrations_survive_every_deployment() {
     // unchanged, a safe change, and a forced destructive change
     let safe = ORDERS.replace("    note text\n", "    note text,\n    tag text\n");
     let forced = ORDERS.replace("    note text\n", "    tag text\n");
-    for (schema_text, force) in [(ORDERS, false), (safe.as_str(), false), (forced.as_str(), true)] {
+    for (schema_text, force) in [
+        (ORDERS, false),
+        (safe.as_str(), false),
+        (forced.as_str(), true),
+    ] {
         let mut s2 = schema(schema_text);
-        s2.set("migrations/001_extra.sql", s.get("migrations/001_extra.sql"));
+        s2.set(
+            "migrations/001_extra.sql",
+            s.get("migrations/001_extra.sql"),
+        );
         let (st, b) = gw.migrate(&p, None, &s2, force).await;
         assert_eq!(st, 200, "{b}");
         let r = report(&b);
         let v = &r["schema_validation"];
         for class in ["safe_changes", "dataloss_changes", "incompatible_changes"] {
             assert!(
-                !list(v, class)
-                    .iter()
-                    .any(|c| c.contains("order_events") || c.contains("legacy") || c.contains("orders_total_idx")),
+                !list(v, class).iter().any(|c| c.contains("order_events")
+                    || c.contains("legacy")
+                    || c.contains("orders_total_idx")),
                 "undeclared objects reported: {v}"
             );
         }
-        assert_eq!(extra(&catalog(&c).await), before, "undeclared objects changed");
+        assert_eq!(
+            extra(&catalog(&c).await),
+            before,
+            "undeclared objects changed"
+        );
     }
     let n: i64 = c
         .query_one("SELECT count(*) FROM order_events", &[])
@@ -349,7 +383,11 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
     // register dry run: no database is created
     let s = schema(ORDERS);
     let (st, b) = gw
-        .upload("/register", &[("platform", &p), ("dry_run", "true")], s.tar_gz())
+        .upload(
+            "/register",
+            &[("platform", &p), ("dry_run", "true")],
+            s.tar_gz(),
+        )
         .await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(report(&b)["status"], "would_create", "{b}");
@@ -386,7 +424,8 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
             .map(|s| s.as_str().unwrap().to_owned())
             .collect();
         assert!(
-            sql.iter().any(|s| s.contains("ALTER COLUMN total TYPE bigint")),
+            sql.iter()
+                .any(|s| s.contains("ALTER COLUMN total TYPE bigint")),
             "{sql:?}"
         );
         let narrow = plan
@@ -400,7 +439,10 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
         assert_eq!(catalog(&c).await, before, "dry run changed the database");
     }
     let applied: i64 = c
-        .query_one("SELECT count(*) FROM _stonescriptdb_gateway_migrations", &[])
+        .query_one(
+            "SELECT count(*) FROM _stonescriptdb_gateway_migrations",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

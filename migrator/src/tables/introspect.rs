@@ -288,8 +288,7 @@ fn requalify(text: &str, from: &str, to: &str) -> String {
     let mut rest = out.as_str();
     while let Some(p) = rest.find(&plain_from) {
         let before = rest[..p].chars().next_back();
-        let boundary =
-            !matches!(before, Some(ch) if ch.is_alphanumeric() || ch == '_' || ch == '$' || ch == '"');
+        let boundary = !matches!(before, Some(ch) if ch.is_alphanumeric() || ch == '_' || ch == '$' || ch == '"');
         res.push_str(&rest[..p]);
         res.push_str(if boundary { &to } else { &plain_from });
         rest = &rest[p + plain_from.len()..];
@@ -303,7 +302,10 @@ fn requalify(text: &str, from: &str, to: &str) -> String {
 /// through `map` (real → scratch or back).
 fn map_schemas(model: &Model, map: &BTreeMap<String, String>) -> Model {
     let q = |n: &QName| QName {
-        schema: map.get(&n.schema).cloned().unwrap_or_else(|| n.schema.clone()),
+        schema: map
+            .get(&n.schema)
+            .cloned()
+            .unwrap_or_else(|| n.schema.clone()),
         name: n.name.clone(),
     };
     let text = |s: &str| {
@@ -463,9 +465,7 @@ pub async fn desired(
         }
         path.push("public".into());
         let path = path.join(", ");
-        let old = set_search_path(tx, &path)
-            .await
-            .map_err(fail("tables/"))?;
+        let old = set_search_path(tx, &path).await.map_err(fail("tables/"))?;
         for s in scratch.sequences.values() {
             tx.batch_execute(&render_sequence(s))
                 .await
@@ -484,11 +484,11 @@ pub async fn desired(
                 let target = c.references.as_ref();
                 // A foreign key to an undeclared table points at the real one.
                 let def = match target {
-                    Some(r) if !scratch.tables.contains_key(r) => {
-                        to_scratch.iter().fold(c.definition.clone(), |acc, (real, sc)| {
+                    Some(r) if !scratch.tables.contains_key(r) => to_scratch
+                        .iter()
+                        .fold(c.definition.clone(), |acc, (real, sc)| {
                             requalify(&acc, sc, real)
-                        })
-                    }
+                        }),
                     _ => c.definition.clone(),
                 };
                 let stmt = format!(
@@ -588,7 +588,10 @@ mod tests {
         let s = seq("integer", -1, i64::from(i32::MIN), -1, -1);
         assert_eq!((s.min_value, s.max_value, s.start), (None, None, None));
         let s = seq("integer", 1, 10, i64::from(i32::MAX), 100);
-        assert_eq!((s.min_value, s.max_value, s.start), (Some(10), None, Some(100)));
+        assert_eq!(
+            (s.min_value, s.max_value, s.start),
+            (Some(10), None, Some(100))
+        );
         let s = seq("integer", 1, 10, i64::from(i32::MAX), 10);
         assert_eq!((s.min_value, s.start), (Some(10), None));
     }
