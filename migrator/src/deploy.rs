@@ -715,6 +715,13 @@ fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
     (order, cyclic)
 }
 
+/// `ALTER TABLE ... ADD ... REFERENCES ...` (a foreign key added after the
+/// table, as pg_dump writes them).
+fn adds_foreign_key(stmt: &str) -> bool {
+    let n = sql::normalize(stmt);
+    n.starts_with("alter table") && n.contains(" add ") && n.contains("references")
+}
+
 /// Create the declared tables that do not exist yet from their `tables/`
 /// files (every statement of the file), referenced tables first; REFERENCES
 /// cycles are broken by adding those foreign keys afterwards.
@@ -784,6 +791,10 @@ async fn create_missing(
                         },
                     )
                 }));
+            } else if adds_foreign_key(&stmt.text) {
+                // pg_dump style `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY`:
+                // the referenced table may be created later in this loop.
+                later.push((t.file.path.clone(), si, stmt.clone()));
             } else {
                 run.exec(&t.file.path, si, stmt, "creating a table").await?;
             }

@@ -276,6 +276,44 @@ fn widens(a: &Ty, b: &Ty) -> bool {
     }
 }
 
+/// A type that is not built in (enum, domain, composite): casts between those
+/// and other types go through text.
+fn user_type(t: &str) -> bool {
+    const BUILTIN: &[&str] = &[
+        "boolean", "uuid", "bytea", "money", "interval", "tsvector", "tsquery", "xml", "oid",
+        "macaddr", "macaddr8", "point", "line", "box", "circle", "polygon", "path", "lseg",
+    ];
+    let base = t.split('(').next().unwrap_or(t).trim();
+    matches!(Ty::parse(t), Ty::Other(_)) && !BUILTIN.contains(&base) && !base.starts_with("bit")
+}
+
+/// The `USING` clause of a type change of column `c` (already quoted).
+///
+/// - Lengths: an explicit cast to `character varying(n)`, `character(n)` or
+///   `bit(n)` silently truncates, the assignment cast PostgreSQL applies without
+///   `USING` refuses values that do not fit; so no `USING` for those targets.
+/// - Enums and other user types have no cast to each other: go through text.
+/// - Scalar → array wraps the value (`ARRAY[c]`); array → scalar keeps the
+///   first element (only ever applied under `force`).
+fn conversion(c: &str, old: &str, new: &str, class: Class) -> String {
+    let length_checked = ["character varying(", "character(", "bit(", "bit varying("]
+        .iter()
+        .any(|p| new.starts_with(p))
+        && !new.ends_with("[]");
+    match (old.strip_suffix("[]"), new.strip_suffix("[]")) {
+        (None, Some(elem)) => return format!(" USING ARRAY[{c}::{elem}]"),
+        (Some(_), None) => return format!(" USING ({c})[1]::{new}"),
+        _ => {}
+    }
+    if length_checked && class != Class::Incompatible {
+        return String::new();
+    }
+    if class == Class::Incompatible && (user_type(old) || user_type(new)) {
+        return format!(" USING {c}::text::{new}");
+    }
+    format!(" USING {c}::{new}")
+}
+
 // ---------------------------------------------------------------------------
 // Text helpers
 
@@ -741,10 +779,8 @@ impl<'a> Differ<'a> {
                 .as_ref()
                 .map(|x| format!(" COLLATE {x}"))
                 .unwrap_or_default();
-            sql.push(alter(&format!(
-                "TYPE {ty}{coll} USING {c}::{ty}",
-                ty = d.data_type
-            )));
+            let using = conversion(&c, &o.data_type, &d.data_type, class);
+            sql.push(alter(&format!("TYPE {}{coll}{using}", d.data_type)));
             if let Some(e) = &d.default {
                 sql.push(alter(&format!("SET DEFAULT {e}")));
             }
