@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_changelog (
     id bigserial PRIMARY KEY, changed_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL,
     object text NOT NULL, action text NOT NULL, checksum text);";
 
+/// The router's cleanup after every `/call` (see router `pool::AFTER_CALL_FUNCTION`):
+/// one function evaluated at the end of the call statement instead of a reset
+/// statement after it. Owned by the role that deploys; never part of
+/// `functions/`, not callable through `/call`.
+const AFTER_CALL_DDL: &str = include_str!("after_call.sql");
+
 /// Columns added to `_stonescriptdb_gateway_tables` after its first release
 /// (databases deployed before keep working; the columns are added once).
 const TRACKING_UPGRADE: &str = "
@@ -398,7 +404,8 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
             "SELECT (SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass('public.' || quote_ident(t)) IS NULL),
                     to_regclass('public._stonescriptdb_gateway_tables') IS NOT NULL AND NOT EXISTS (
                       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._stonescriptdb_gateway_tables')
-                         AND attname = 'declared' AND NOT attisdropped)",
+                         AND attname = 'declared' AND NOT attisdropped),
+                    to_regprocedure('public._stonescriptdb_gateway_after_call()') IS NULL",
             &[&names],
         )
         .await?;
@@ -413,6 +420,17 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
                 None,
                 None,
                 "creating the gateway's tracking tables failed".into(),
+                Some(&e),
+            )
+        })?;
+    }
+    let after_call_missing: bool = rows.first().is_some_and(|r| r.get(2));
+    if after_call_missing {
+        run.tx.batch_execute(AFTER_CALL_DDL).await.map_err(|e| {
+            run.fail(
+                None,
+                None,
+                "creating the gateway's after-call function failed".into(),
                 Some(&e),
             )
         })?;

@@ -256,7 +256,12 @@ impl Ctx<'_> {
             };
             RunError::Resolve(err)
         })?;
-        let (sql, param) = build(cand, self.args);
+        let after = if self.conn.after_call_fn {
+            AFTER_CALL_FN
+        } else {
+            AFTER_CALL
+        };
+        let (sql, param) = build(cand, self.args, after);
         let client = &self.conn.client;
         let stmt = client
             .prepare_cached(&sql)
@@ -266,10 +271,16 @@ impl Ctx<'_> {
         let one: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&p];
         let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
             if p.is_some() { &one } else { &[] };
-        let (result, reset) = tokio::join!(
-            client.query_one(&stmt, params),
-            client.batch_execute(RESET_SETTINGS)
-        );
+        // With the database's after-call function, the cleanup is part of
+        // the call statement: one round trip, one statement.
+        let (result, reset) = if self.conn.after_call_fn {
+            (client.query_one(&stmt, params).await, Ok(()))
+        } else {
+            tokio::join!(
+                client.query_one(&stmt, params),
+                client.batch_execute(RESET_SETTINGS)
+            )
+        };
         let row = match result {
             Ok(row) => row,
             Err(e) => {
@@ -327,7 +338,7 @@ impl Ctx<'_> {
 /// `<AFTER>` ([`AFTER_CALL`]) is evaluated once the aggregate has consumed every
 /// row, i.e. after the function ran: it releases session advisory locks and
 /// says whether the session now holds temp tables or LISTEN registrations.
-fn build(cand: &Candidate, args: &Args<'_>) -> (String, Option<String>) {
+fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<String>) {
     let func = format!(
         "{}.{}",
         names::quote_ident(&cand.schema),
@@ -398,10 +409,10 @@ fn build(cand: &Candidate, args: &Args<'_>) -> (String, Option<String>) {
     };
     let sql = match &param {
         None => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {AFTER_CALL} FROM (SELECT * FROM {func}()) AS _sdg_r"
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM (SELECT * FROM {func}()) AS _sdg_r"
         ),
         Some(_) => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {AFTER_CALL} \
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} \
              FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
              LATERAL (SELECT * FROM {func}({call_args})) AS _sdg_r"
         ),
@@ -413,6 +424,12 @@ fn build(cand: &Candidate, args: &Args<'_>) -> (String, Option<String>) {
 /// (Two columns: the void of the unlock, then the flag.)
 const AFTER_CALL: &str = "pg_advisory_unlock_all(), \
      pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_listening_channels())";
+
+/// [`AFTER_CALL`] in databases the migrator gave its after-call function
+/// (`pool::AFTER_CALL_FUNCTION`): it resets settings, sequences, LISTEN and
+/// advisory locks itself and returns the temp-schema flag, so no reset
+/// statement follows the call. (Column 2 stays, as a NULL.)
+const AFTER_CALL_FN: &str = "NULL, public._stonescriptdb_gateway_after_call()";
 
 fn push_arg(
     cols: &mut String,
@@ -497,7 +514,7 @@ pub fn fuzz_entry(body: &[u8]) {
         }
     };
     if let Ok(c) = catalog::resolve(&candidates, &shape) {
-        let (sql, param) = build(c, &args);
+        let (sql, param) = build(c, &args, AFTER_CALL);
         assert!(sql.starts_with("SELECT string_agg("));
         if let Some(p) = param {
             // the parameter is always valid JSON
@@ -535,7 +552,7 @@ mod tests {
     fn positional_values_are_bound_not_spliced() {
         let c = cand(&[("id", "integer"), ("tag", "text")], false);
         let evil = r#""x'); DROP TABLE users; --""#;
-        let (sql, param) = build(&c, &Args::Positional(vec!["1", evil]));
+        let (sql, param) = build(&c, &Args::Positional(vec!["1", evil]), AFTER_CALL);
         assert!(!sql.contains("DROP"), "{sql}");
         assert!(sql.contains(r#"_sdg_a("1" integer, "2" text)"#), "{sql}");
         assert!(
@@ -555,7 +572,7 @@ mod tests {
 
     #[test]
     fn no_args_has_no_parameter() {
-        let (sql, param) = build(&cand(&[], false), &Args::Positional(vec![]));
+        let (sql, param) = build(&cand(&[], false), &Args::Positional(vec![]), AFTER_CALL);
         assert!(param.is_none());
         assert!(sql.contains(r#"FROM "public"."get_user"()"#), "{sql}");
     }
@@ -565,7 +582,7 @@ mod tests {
         let c = cand(&[("id", "integer"), ("tag", "text")], false);
         let raw = r#"{"tag":"a","id":1}"#;
         let map: BTreeMap<&str, &str> = [("tag", "\"a\""), ("id", "1")].into_iter().collect();
-        let (sql, param) = build(&c, &Args::Named(map, raw));
+        let (sql, param) = build(&c, &Args::Named(map, raw), AFTER_CALL);
         assert!(
             sql.contains(r#""id" => _sdg_a."id", "tag" => _sdg_a."tag""#),
             "{sql}"
@@ -576,10 +593,10 @@ mod tests {
     #[test]
     fn variadic_spread_is_packed_into_an_array() {
         let c = cand(&[("p", "text"), ("xs", "integer[]")], true);
-        let (sql, param) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]));
+        let (sql, param) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]), AFTER_CALL);
         assert!(sql.contains(r#"VARIADIC _sdg_a."2""#), "{sql}");
         assert_eq!(param.unwrap(), r#"{"1":"a","2":[1,2]}"#);
-        let (_, param) = build(&c, &Args::Positional(vec!["\"a\"", "[3,4]"]));
+        let (_, param) = build(&c, &Args::Positional(vec!["\"a\"", "[3,4]"]), AFTER_CALL);
         assert_eq!(param.unwrap(), r#"{"1":"a","2":[3,4]}"#);
     }
 }

@@ -88,6 +88,7 @@ WHERE p.prokind = 'f'
   AND (p.proname = $2 OR p.proname = lower($2))
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%'
+  AND p.proname NOT LIKE '\\_stonescriptdb\\_gateway%'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d
                   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 ORDER BY p.proname = $2 DESC, p.oid";

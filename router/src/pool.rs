@@ -41,8 +41,18 @@ pub struct PoolSettings {
 /// A pooled connection: the client plus the global permit it holds.
 pub struct Conn {
     pub client: ClientWrapper,
+    /// The database has the migrator's after-call function (see
+    /// [`AFTER_CALL_FUNCTION`]); read once per connection.
+    pub after_call_fn: bool,
     _permit: OwnedSemaphorePermit,
 }
+
+/// The function the migrator installs in every database it deploys: it
+/// resets a session after a call (settings, sequences, LISTEN, advisory
+/// locks) and says whether temp tables exist. Databases deployed by older
+/// versions lack it until their next deployment; calls there use a separate
+/// reset statement.
+pub const AFTER_CALL_FUNCTION: &str = "public._stonescriptdb_gateway_after_call()";
 
 /// Why a connection could not be created.
 #[derive(Debug)]
@@ -71,8 +81,16 @@ impl managed::Manager for Mgr {
         let pools = self.pools.upgrade().ok_or(CreateError::Exhausted)?;
         let permit = pools.acquire_permit(&self.database).await?;
         let client = managed::Manager::create(&self.inner).await?;
+        let after_call_fn = client
+            .query_one(
+                "SELECT to_regprocedure($1) IS NOT NULL",
+                &[&AFTER_CALL_FUNCTION],
+            )
+            .await?
+            .get(0);
         Ok(Conn {
             client,
+            after_call_fn,
             _permit: permit,
         })
     }

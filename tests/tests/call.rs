@@ -413,7 +413,21 @@ async fn bad_requests_and_not_found() {
 
 #[tokio::test]
 async fn session_state_never_leaks_between_calls() {
+    // a database deployed by an older migrator: reset statement after each call
     let db = TestDb::new().await;
+    assert_no_session_leaks(&db).await;
+}
+
+#[tokio::test]
+async fn session_state_never_leaks_with_the_after_call_function() {
+    // a database the migrator deployed: the cleanup runs inside the call statement
+    let db = TestDb::new().await;
+    db.exec(include_str!("../../migrator/src/after_call.sql"))
+        .await;
+    assert_no_session_leaks(&db).await;
+}
+
+async fn assert_no_session_leaks(db: &TestDb) {
     // one connection, so every call reuses the same session
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
     let p = db.platform.as_str();
