@@ -107,20 +107,20 @@ impl Tok {
     }
 }
 
-fn is_ident_start(c: u8) -> bool {
+pub(crate) fn is_ident_start(c: u8) -> bool {
     c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
 }
 
-fn is_ident_cont(c: u8) -> bool {
+pub(crate) fn is_ident_cont(c: u8) -> bool {
     is_ident_start(c) || c.is_ascii_digit() || c == b'$'
 }
 
-fn is_op_char(c: u8) -> bool {
+pub(crate) fn is_op_char(c: u8) -> bool {
     b"+-*/<>=~!@#%^&|`?".contains(&c)
 }
 
 /// First index from `k` whose byte does not satisfy `f`.
-fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
+pub(crate) fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
     while b.get(k).is_some_and(|&c| f(c)) {
         k += 1;
     }
@@ -128,7 +128,7 @@ fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
 }
 
 /// Scans a quoted token whose opening quote is at `pos`; returns (end, unterminated).
-fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool) {
+pub(crate) fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool) {
     let mut k = pos + 1;
     loop {
         match b.get(k) {
@@ -142,7 +142,7 @@ fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool
 }
 
 /// Scans a (nesting) block comment starting at `pos`; returns (end, unterminated).
-fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
+pub(crate) fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
     let (mut k, mut depth) = (pos + 2, 1usize);
     while k < b.len() {
         match (b.get(k), b.get(k + 1)) {
@@ -159,7 +159,7 @@ fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
     (b.len(), true)
 }
 
-fn scan_number(b: &[u8], pos: usize) -> usize {
+pub(crate) fn scan_number(b: &[u8], pos: usize) -> usize {
     let digits = |k: usize| skip(b, k, |d| d.is_ascii_digit() || d == b'_');
     if b.get(pos) == Some(&b'0')
         && matches!(
@@ -183,7 +183,7 @@ fn scan_number(b: &[u8], pos: usize) -> usize {
     k
 }
 
-fn scan_op(b: &[u8], pos: usize) -> usize {
+pub(crate) fn scan_op(b: &[u8], pos: usize) -> usize {
     let mut k = pos + 1;
     while let Some(&d) = b.get(k) {
         let next = b.get(k + 1).copied();

@@ -850,3 +850,27 @@ pub async fn database_exists(name: &str) -> bool {
         .expect("query pg_database")
         .is_empty()
 }
+
+/// Counts DDL commands run in `db` from now on (an event trigger logs them).
+pub async fn watch_ddl(db: &str) -> Client {
+    let c = cluster().connect(db).await;
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS test_ddl_log (tag text, at timestamptz DEFAULT clock_timestamp());
+         CREATE OR REPLACE FUNCTION test_log_ddl() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+         BEGIN INSERT INTO test_ddl_log (tag) VALUES (tg_tag); END $$;
+         DROP EVENT TRIGGER IF EXISTS test_ddl_watch;
+         CREATE EVENT TRIGGER test_ddl_watch ON ddl_command_start EXECUTE FUNCTION test_log_ddl();
+         TRUNCATE test_ddl_log;",
+    )
+    .await
+    .expect("install DDL watch");
+    c
+}
+
+/// DDL commands logged since [`watch_ddl`].
+pub async fn ddl_count(c: &Client) -> i64 {
+    c.query_one("SELECT count(*) FROM test_ddl_log", &[])
+        .await
+        .unwrap()
+        .get(0)
+}

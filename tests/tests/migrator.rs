@@ -4,36 +4,15 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stonescriptdb_tests::{cluster, database_exists, new_platform, Gateway, SchemaDir};
+use stonescriptdb_tests::{
+    cluster, database_exists, ddl_count, new_platform, watch_ddl, Gateway, SchemaDir,
+};
 use tokio_postgres::Client;
 
 const FUNCTIONS: u64 = 24;
 
 fn report(body: &Value) -> &Value {
     &body["databases"][0]
-}
-
-/// Counts DDL commands run in `db` from now on (an event trigger logs them).
-async fn watch_ddl(db: &str) -> Client {
-    let c = cluster().connect(db).await;
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS test_ddl_log (tag text, at timestamptz DEFAULT clock_timestamp());
-         CREATE OR REPLACE FUNCTION test_log_ddl() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
-         BEGIN INSERT INTO test_ddl_log (tag) VALUES (tg_tag); END $$;
-         DROP EVENT TRIGGER IF EXISTS test_ddl_watch;
-         CREATE EVENT TRIGGER test_ddl_watch ON ddl_command_start EXECUTE FUNCTION test_log_ddl();
-         TRUNCATE test_ddl_log;",
-    )
-    .await
-    .expect("install DDL watch");
-    c
-}
-
-async fn ddl_count(c: &Client) -> i64 {
-    c.query_one("SELECT count(*) FROM test_ddl_log", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Everything the deployment owns, to compare before/after a failed deploy.

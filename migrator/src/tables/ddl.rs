@@ -25,6 +25,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::MigratorError;
 use crate::schema::SqlFile;
+use crate::sql::{
+    is_ident_cont, is_ident_start, is_op_char, scan_block_comment, scan_number, scan_op,
+    scan_quoted, skip,
+};
 use crate::tables::model::{
     ident, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence, Table,
 };
@@ -62,107 +66,12 @@ struct Tok<'a> {
     line: usize,
 }
 
-fn is_ident_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
-}
-
-fn is_ident_cont(c: u8) -> bool {
-    is_ident_start(c) || c.is_ascii_digit() || c == b'$'
-}
-
-fn is_op_char(c: u8) -> bool {
-    b"+-*/<>=~!@#%^&|`?".contains(&c)
-}
-
-fn skip_while(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
-    while b.get(k).is_some_and(|&c| f(c)) {
-        k += 1;
-    }
-    k
-}
-
-/// End of a quoted token whose opening quote is at `pos` (the end of input when unterminated).
-fn scan_quoted(b: &[u8], pos: usize, q: u8, backslash: bool) -> usize {
-    let mut k = pos + 1;
-    loop {
-        match b.get(k) {
-            None => return b.len(),
-            Some(&c) if backslash && c == b'\\' => k += 2,
-            Some(&c) if c == q && b.get(k + 1) == Some(&q) => k += 2,
-            Some(&c) if c == q => return k + 1,
-            Some(_) => k += 1,
-        }
-    }
-}
-
-fn scan_block_comment(b: &[u8], pos: usize) -> usize {
-    let (mut k, mut depth) = (pos + 2, 1usize);
-    while k < b.len() {
-        match (b.get(k), b.get(k + 1)) {
-            (Some(b'/'), Some(b'*')) => (depth, k) = (depth + 1, k + 2),
-            (Some(b'*'), Some(b'/')) => {
-                (depth, k) = (depth - 1, k + 2);
-                if depth == 0 {
-                    return k;
-                }
-            }
-            _ => k += 1,
-        }
-    }
-    b.len()
-}
-
-fn scan_number(b: &[u8], pos: usize) -> usize {
-    let digits = |k: usize| skip_while(b, k, |d| d.is_ascii_digit() || d == b'_');
-    if b.get(pos) == Some(&b'0')
-        && matches!(
-            b.get(pos + 1),
-            Some(b'x' | b'X' | b'o' | b'O' | b'b' | b'B')
-        )
-        && b.get(pos + 2).is_some_and(u8::is_ascii_hexdigit)
-    {
-        return skip_while(b, pos + 2, |d| d.is_ascii_alphanumeric() || d == b'_');
-    }
-    let mut k = digits(pos);
-    if b.get(k) == Some(&b'.') && b.get(k + 1) != Some(&b'.') {
-        k = digits(k + 1);
-    }
-    if matches!(b.get(k), Some(b'e' | b'E')) {
-        let j = k + 1 + usize::from(matches!(b.get(k + 1), Some(b'+' | b'-')));
-        if b.get(j).is_some_and(u8::is_ascii_digit) {
-            k = digits(j);
-        }
-    }
-    k
-}
-
-/// An operator at `pos`, with PostgreSQL's rule that a multi-character operator ends in `+`/`-`
-/// only when it contains one of `~ ! @ # % ^ & | ` ?` (so `>-1` is `>` then `-1`).
-fn scan_op(b: &[u8], pos: usize) -> usize {
-    let mut k = pos + 1;
-    while let Some(&d) = b.get(k) {
-        let next = b.get(k + 1).copied();
-        if !is_op_char(d) || (d == b'-' && next == Some(b'-')) || (d == b'/' && next == Some(b'*'))
-        {
-            break;
-        }
-        k += 1;
-    }
-    let run = b.get(pos..k).unwrap_or(&[]);
-    if run.len() > 1 && !run.iter().any(|x| b"~!@#%^&|`?".contains(x)) {
-        while k > pos + 1 && matches!(b.get(k - 1), Some(b'+' | b'-')) {
-            k -= 1;
-        }
-    }
-    k
-}
-
 /// `$tag$...$tag$` at `pos`, or a lone `$`.
 fn scan_dollar(src: &str, pos: usize) -> (K, usize) {
     let b = src.as_bytes();
     let mut k = pos + 1;
     if b.get(k).is_some_and(|&d| is_ident_start(d)) {
-        k = skip_while(b, k + 1, |d| d != b'$' && is_ident_cont(d));
+        k = skip(b, k + 1, |d| d != b'$' && is_ident_cont(d));
     }
     if b.get(k) != Some(&b'$') {
         return (K::Other, pos + 1);
@@ -189,26 +98,23 @@ fn lex(src: &str, first_line: usize) -> Vec<Tok<'_>> {
         let (c1, c2) = (b.get(pos + 1).copied(), b.get(pos + 2).copied());
         let digit_next = c1.is_some_and(|d| d.is_ascii_digit());
         let (k, end) = match c {
-            b'-' if c1 == Some(b'-') => (None, skip_while(b, pos, |d| d != b'\n')),
-            b'/' if c1 == Some(b'*') => (None, scan_block_comment(b, pos)),
-            b'\'' => (Some(K::Str), scan_quoted(b, pos, b'\'', false)),
-            b'"' => (Some(K::QIdent), scan_quoted(b, pos, b'"', false)),
+            b'-' if c1 == Some(b'-') => (None, skip(b, pos, |d| d != b'\n')),
+            b'/' if c1 == Some(b'*') => (None, scan_block_comment(b, pos).0),
+            b'\'' => (Some(K::Str), scan_quoted(b, pos, b'\'', false).0),
+            b'"' => (Some(K::QIdent), scan_quoted(b, pos, b'"', false).0),
             b'e' | b'E' if c1 == Some(b'\'') => {
-                (Some(K::Str), scan_quoted(b, pos + 1, b'\'', true))
+                (Some(K::Str), scan_quoted(b, pos + 1, b'\'', true).0)
             }
             b'n' | b'N' | b'b' | b'B' | b'x' | b'X' if c1 == Some(b'\'') => {
-                (Some(K::Str), scan_quoted(b, pos + 1, b'\'', false))
+                (Some(K::Str), scan_quoted(b, pos + 1, b'\'', false).0)
             }
             b'u' | b'U' if c1 == Some(b'&') && c2 == Some(b'\'') => {
-                (Some(K::Str), scan_quoted(b, pos + 2, b'\'', false))
+                (Some(K::Str), scan_quoted(b, pos + 2, b'\'', false).0)
             }
             b'u' | b'U' if c1 == Some(b'&') && c2 == Some(b'"') => {
-                (Some(K::QIdent), scan_quoted(b, pos + 2, b'"', false))
+                (Some(K::QIdent), scan_quoted(b, pos + 2, b'"', false).0)
             }
-            b'$' if digit_next => (
-                Some(K::Param),
-                skip_while(b, pos + 1, |d| d.is_ascii_digit()),
-            ),
+            b'$' if digit_next => (Some(K::Param), skip(b, pos + 1, |d| d.is_ascii_digit())),
             b'$' => {
                 let (k, e) = scan_dollar(src, pos);
                 (Some(k), e)
@@ -217,7 +123,7 @@ fn lex(src: &str, first_line: usize) -> Vec<Tok<'_>> {
             b'.' if digit_next => (Some(K::Num), scan_number(b, pos)),
             b':' if c1 == Some(b':') => (Some(K::Op), pos + 2),
             b'(' | b')' | b',' | b';' | b'[' | b']' | b'.' | b':' => (Some(K::Punct), pos + 1),
-            c if is_ident_start(c) => (Some(K::Word), skip_while(b, pos, is_ident_cont)),
+            c if is_ident_start(c) => (Some(K::Word), skip(b, pos, is_ident_cont)),
             c if is_op_char(c) => (Some(K::Op), scan_op(b, pos)),
             _ => (Some(K::Other), pos + 1),
         };
@@ -1511,27 +1417,7 @@ fn new_sequence(name: QName) -> Sequence {
 
 /// Options equal to their defaults become None (as the catalog reader does).
 fn seq_defaults(s: &mut Sequence) {
-    let (tmin, tmax) = match s.data_type.as_str() {
-        "smallint" => (i64::from(i16::MIN), i64::from(i16::MAX)),
-        "integer" => (i64::from(i32::MIN), i64::from(i32::MAX)),
-        _ => (i64::MIN, i64::MAX),
-    };
-    let (dmin, dmax) = if s.increment > 0 {
-        (1, tmax)
-    } else {
-        (tmin, -1)
-    };
-    let (min, max) = (s.min_value.unwrap_or(dmin), s.max_value.unwrap_or(dmax));
-    let dstart = if s.increment > 0 { min } else { max };
-    if s.start == Some(dstart) {
-        s.start = None;
-    }
-    if s.min_value == Some(dmin) {
-        s.min_value = None;
-    }
-    if s.max_value == Some(dmax) {
-        s.max_value = None;
-    }
+    *s = super::introspect::without_defaults(s.clone());
 }
 
 /// A signed integer at `i`: (value, index after).
