@@ -57,3 +57,81 @@ pub fn align_names(desired: &Model, observed: &Model) -> Model {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::model::{Constraint, ConstraintKind, Index, QName, Table};
+    use super::*;
+
+    fn table(constraints: &[(&str, &str)], indexes: &[(&str, &str)]) -> Table {
+        Table {
+            name: QName::public("t"),
+            columns: Vec::new(),
+            constraints: constraints
+                .iter()
+                .map(|(n, d)| Constraint {
+                    name: (*n).into(),
+                    kind: ConstraintKind::Check,
+                    columns: Vec::new(),
+                    references: None,
+                    definition: (*d).into(),
+                })
+                .collect(),
+            indexes: indexes
+                .iter()
+                .map(|(n, d)| Index {
+                    name: (*n).into(),
+                    unique: false,
+                    definition: d.replace("NAME", n),
+                })
+                .collect(),
+        }
+    }
+
+    fn model(t: Table) -> Model {
+        let mut m = Model::default();
+        m.tables.insert(t.name.clone(), t);
+        m
+    }
+
+    #[test]
+    fn same_object_under_another_name_takes_the_database_name() {
+        let idx = "CREATE INDEX NAME ON public.t USING btree (a)";
+        let desired = model(table(
+            &[("t_check", "CHECK ((a > 0))")],
+            &[("t_a_idx", idx)],
+        ));
+        let observed = model(table(
+            &[("t_check1", "CHECK ((a > 0))")],
+            &[("t_a_idx1", idx)],
+        ));
+        let aligned = align_names(&desired, &observed);
+        let t = &aligned.tables[&QName::public("t")];
+        assert_eq!(t.constraints[0].name, "t_check1");
+        assert_eq!(t.indexes[0].name, "t_a_idx1");
+        assert_eq!(
+            t.indexes[0].definition,
+            "CREATE INDEX t_a_idx1 ON public.t USING btree (a)"
+        );
+    }
+
+    #[test]
+    fn different_definitions_or_declared_names_are_left_alone() {
+        let desired = model(table(
+            &[("t_check", "CHECK ((a > 0))"), ("t_b", "CHECK ((b > 0))")],
+            &[],
+        ));
+        // t_b is declared itself, and t_other has a different definition
+        let observed = model(table(
+            &[("t_b", "CHECK ((a > 0))"), ("t_other", "CHECK ((a > 1))")],
+            &[],
+        ));
+        let aligned = align_names(&desired, &observed);
+        let names: Vec<&str> = aligned.tables[&QName::public("t")]
+            .constraints
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["t_b", "t_check"]);
+    }
+}
