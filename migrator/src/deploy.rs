@@ -101,8 +101,6 @@ struct Run<'a> {
     deferred: Vec<(String, usize, Statement)>,
     /// Dry run: every statement run, grouped per object (None otherwise).
     plan: Option<std::sync::Mutex<Vec<PlanStep>>>,
-    /// Dry run: the deployment would be refused for this.
-    blocked: Option<SchemaRefusal>,
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.
@@ -279,7 +277,6 @@ async fn transactional(
         },
         deferred: Vec::new(),
         plan: opts.dry_run.then(|| std::sync::Mutex::new(Vec::new())),
-        blocked: None,
     };
     run.internal(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -289,15 +286,17 @@ async fn transactional(
     ensure_tracking(&run).await?;
     extensions(&mut run, schema).await?;
     types(&mut run, schema, opts).await?;
-    let tables = tables_before(&mut run, schema, opts).await?;
-    if let Some(refusal) = run.blocked.take() {
+    let tables = match tables_before(&mut run, schema, opts).await {
         // Dry run of a deployment that would be refused: the table plan only.
-        let _ = run.tx.rollback().await;
-        let mut report = run.report;
-        report.status = "blocked".into();
-        report.plan = refusal.plan;
-        return Ok((report, Vec::new()));
-    }
+        Err(MigratorError::SchemaValidation(refusal)) if opts.dry_run => {
+            let _ = run.tx.rollback().await;
+            let mut report = run.report;
+            report.status = "blocked".into();
+            report.plan = refusal.plan;
+            return Ok((report, Vec::new()));
+        }
+        other => other?,
+    };
     migrations(&mut run, schema, opts).await?;
     if let Some(state) = &tables {
         tables_after(&mut run, schema, state, opts).await?;
@@ -860,6 +859,14 @@ async fn recorded(run: &Run<'_>) -> Result<(Model, Vec<Option<String>>), Migrato
             &[],
         )
         .await?;
+    Ok(declared_model(&rows))
+}
+
+/// Rows `(name, declared::text, folder_checksum)` of
+/// `_stonescriptdb_gateway_tables` as the declared model, and per row the
+/// folder checksum it was recorded with (None for rows without a model).
+/// Tables recorded before models were kept are known by name only.
+fn declared_model(rows: &[tokio_postgres::Row]) -> (Model, Vec<Option<String>>) {
     let mut model = Model::default();
     let mut sums = Vec::new();
     for r in rows {
@@ -881,7 +888,7 @@ async fn recorded(run: &Run<'_>) -> Result<(Model, Vec<Option<String>>), Migrato
         };
         model.tables.insert(table.name.clone(), table);
     }
-    Ok((model, sums))
+    (model, sums)
 }
 
 fn folder_checksum(schema: &Parsed) -> String {
@@ -908,27 +915,24 @@ async fn observe(run: &Run<'_>, desired: &Model, previous: &Model) -> Result<Mod
         .chain(previous.sequences.keys())
         .cloned()
         .collect();
-    let bookkeeping = |e| {
-        run.fail(
-            None,
-            None,
-            "reading the tables from the catalog failed".into(),
-            Some(&e),
-        )
-    };
-    let old = introspect::set_search_path(&run.tx, "public")
+    introspect::observe(&run.tx, desired, &tables, &sequences)
         .await
-        .map_err(bookkeeping)?;
-    let mut observed = introspect::read(&run.tx, &tables, &sequences)
-        .await
-        .map_err(bookkeeping)?;
-    introspect::fill_has_nulls(&run.tx, desired, &mut observed)
-        .await
-        .map_err(bookkeeping)?;
-    introspect::set_search_path(&run.tx, &old)
-        .await
-        .map_err(bookkeeping)?;
-    Ok(observed)
+        .map_err(|e| {
+            run.fail(
+                None,
+                None,
+                "reading the tables from the catalog failed".into(),
+                Some(&e),
+            )
+        })
+}
+
+/// The steps from `observed` to `desired` (names aligned to the database's,
+/// see [`align_names`]), and the aligned desired model.
+fn table_plan(desired: &Model, observed: &Model, previous: &Model) -> (Model, Vec<TableStep>) {
+    let desired = align_names(desired, observed);
+    let steps = diff::diff(&desired, observed, previous);
+    (desired, steps)
 }
 
 fn validation(plan: &[TableStep]) -> SchemaValidation {
@@ -1000,22 +1004,16 @@ async fn tables_before(
             })?
     };
     let observed = observe(run, &desired, &previous).await?;
-    let desired = align_names(&desired, &observed);
-    let plan = diff::diff(&desired, &observed, &previous);
+    let (desired, plan) = table_plan(&desired, &observed, &previous);
     run.report.schema_validation = validation(&plan);
     let refused = plan.iter().any(|s| s.class != Class::Safe);
     if refused && !opts.force {
-        let refusal = SchemaRefusal {
+        return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
             database: run.database.to_owned(),
             validation: run.report.schema_validation.clone(),
             plan: plan_steps(&plan),
             after_migrations: false,
-        };
-        if opts.dry_run {
-            run.blocked = Some(refusal);
-            return Ok(None);
-        }
-        return Err(MigratorError::SchemaValidation(Box::new(refusal)));
+        })));
     }
     let missing: BTreeSet<QName> = desired
         .tables
@@ -1042,8 +1040,7 @@ async fn tables_after(
     opts: Options,
 ) -> Result<(), MigratorError> {
     let observed = observe(run, &state.desired, &state.previous).await?;
-    let desired = align_names(&state.desired, &observed);
-    let plan = diff::diff(&desired, &observed, &state.previous);
+    let (desired, plan) = table_plan(&state.desired, &observed, &state.previous);
     if !opts.force && plan.iter().any(|s| s.class != Class::Safe) {
         let mut v = validation(&plan);
         v.safe_changes.clear();
@@ -1055,11 +1052,14 @@ async fn tables_after(
         })));
     }
     let files = schema.declared.as_ref().map(|d| &d.files);
-    for step in &plan {
-        let table = step.object.split('.').next().unwrap_or("");
+    for (n, step) in plan.iter().enumerate() {
+        // `object` is `table` or `table.part`, the table as `QName` displays it.
         let file = files.and_then(|f| {
             f.iter()
-                .find(|(q, _)| q.to_string() == table || q.to_string() == step.object)
+                .find(|(q, _)| {
+                    let q = q.to_string();
+                    step.object == q || step.object.starts_with(&format!("{q}."))
+                })
                 .map(|(_, p)| p.clone())
         });
         for (i, text) in step.sql.iter().enumerate() {
@@ -1071,7 +1071,7 @@ async fn tables_after(
                     format!(
                         "making the database match tables/ failed at \"{}\" (step {} of {}, statement {}: {text})",
                         step.reason,
-                        plan.iter().position(|p| std::ptr::eq(p, step)).unwrap_or(0) + 1,
+                        n + 1,
                         plan.len(),
                         i + 1
                     ),
@@ -1091,7 +1091,7 @@ async fn tables_after(
     }
     if !plan.is_empty() {
         let after = observe(run, &desired, &state.previous).await?;
-        let left = diff::diff(&align_names(&desired, &after), &after, &state.previous);
+        let (_, left) = table_plan(&desired, &after, &state.previous);
         if !left.is_empty() {
             let reasons: Vec<&str> = left.iter().map(|s| s.reason.as_str()).collect();
             warn!(run.log, "tables still differ from tables/ after reconciliation";
@@ -1675,30 +1675,17 @@ async fn tables_as_declared(
     if schema.declared.is_none() {
         return Ok(true);
     }
-    let mut declared = Model::default();
-    for r in client
+    let rows = client
         .query(
-            "SELECT name, declared::text FROM _stonescriptdb_gateway_tables WHERE declared IS NOT NULL",
+            "SELECT name, declared::text, folder_checksum FROM _stonescriptdb_gateway_tables WHERE declared IS NOT NULL",
             &[],
         )
-        .await?
-    {
-        let name: String = r.get(0);
-        let json: String = r.get(1);
-        if name.starts_with(SEQUENCE_ROW) {
-            if let Ok(s) = serde_json::from_str::<Sequence>(&json) {
-                declared.sequences.insert(s.name.clone(), s);
-            }
-        } else if let Ok(t) = serde_json::from_str::<Table>(&json) {
-            declared.tables.insert(t.name.clone(), t);
-        }
-    }
+        .await?;
+    let (declared, _) = declared_model(&rows);
     let tables: BTreeSet<QName> = declared.tables.keys().cloned().collect();
     let sequences: BTreeSet<QName> = declared.sequences.keys().cloned().collect();
     let tx = client.transaction().await?;
-    introspect::set_search_path(&tx, "public").await?;
-    let mut observed = introspect::read(&tx, &tables, &sequences).await?;
-    introspect::fill_has_nulls(&tx, &declared, &mut observed).await?;
+    let observed = introspect::observe(&tx, &declared, &tables, &sequences).await?;
     tx.rollback().await?;
     Ok(diff::diff(&declared, &observed, &declared).is_empty())
 }
@@ -1820,7 +1807,6 @@ pub async fn verify(
             report: DeploymentReport::default(),
             deferred: Vec::new(),
             plan: None,
-            blocked: None,
         };
         for file in &schema.seeders {
             let targets: Vec<(Option<String>, String, Vec<String>)> = file

@@ -11,6 +11,13 @@ fn report(body: &Value) -> &Value {
     &body["databases"][0]
 }
 
+/// `schema_validation` lists no change of any class.
+fn assert_no_changes(v: &Value) {
+    for class in ["safe_changes", "dataloss_changes", "incompatible_changes"] {
+        assert!(list(v, class).is_empty(), "{v}");
+    }
+}
+
 fn list(v: &Value, class: &str) -> Vec<String> {
     v[class]
         .as_array()
@@ -157,13 +164,7 @@ async fn dataloss_is_refused_until_forced() {
     // Converged: the same schema again is no change at all.
     let (s, b) = gw.migrate(&p, None, &schema(&changed), false).await;
     assert_eq!(s, 200, "{b}");
-    let v = &report(&b)["schema_validation"];
-    assert!(
-        list(v, "safe_changes").is_empty()
-            && list(v, "dataloss_changes").is_empty()
-            && list(v, "incompatible_changes").is_empty(),
-        "{v}"
-    );
+    assert_no_changes(&report(&b)["schema_validation"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -440,10 +441,7 @@ async fn an_unchanged_schema_gives_an_empty_plan_and_runs_no_ddl() {
         let r = report(&b);
         assert_eq!(r["status"], "unchanged", "{r}");
         assert_eq!(r["tables_altered"], 0, "{r}");
-        let v = &r["schema_validation"];
-        for class in ["safe_changes", "dataloss_changes", "incompatible_changes"] {
-            assert!(list(v, class).is_empty(), "{v}");
-        }
+        assert_no_changes(&r["schema_validation"]);
     }
     let (st, b) = gw
         .upload(
@@ -467,8 +465,5 @@ async fn an_unchanged_schema_gives_an_empty_plan_and_runs_no_ddl() {
     assert_eq!(st, 200, "{b}");
     let r = report(&b);
     assert_eq!(r["tables_altered"], 0, "{r}");
-    let v = &r["schema_validation"];
-    for class in ["safe_changes", "dataloss_changes", "incompatible_changes"] {
-        assert!(list(v, class).is_empty(), "{v}");
-    }
+    assert_no_changes(&r["schema_validation"]);
 }

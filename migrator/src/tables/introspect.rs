@@ -259,6 +259,21 @@ pub async fn fill_has_nulls(
     Ok(())
 }
 
+/// The observed side of a diff: [`read`] as seen from `search_path =
+/// public` (restored afterwards), with [`fill_has_nulls`] for `desired`.
+pub async fn observe(
+    c: &impl GenericClient,
+    desired: &Model,
+    tables: &BTreeSet<QName>,
+    sequences: &BTreeSet<QName>,
+) -> Result<Model, tokio_postgres::Error> {
+    let old = set_search_path(c, "public").await?;
+    let mut observed = read(c, tables, sequences).await?;
+    fill_has_nulls(c, desired, &mut observed).await?;
+    set_search_path(c, &old).await?;
+    Ok(observed)
+}
+
 /// Set `search_path` for the rest of the transaction; returns the old value.
 pub async fn set_search_path(
     c: &impl GenericClient,
