@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use slog::{info, warn, Logger};
-use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::names::{quote_ident, AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::{DeploymentReport, PlanStep, SchemaValidation, SeederResult};
 use tokio_postgres::{Client, Transaction};
 
@@ -404,8 +404,8 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
                     to_regclass('public._stonescriptdb_gateway_tables') IS NOT NULL AND NOT EXISTS (
                       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._stonescriptdb_gateway_tables')
                          AND attname = 'declared' AND NOT attisdropped),
-                    to_regprocedure('public._stonescriptdb_gateway_after_call()') IS NULL",
-            &[&names],
+                    coalesce(obj_description(to_regprocedure($2), 'pg_proc') <> $3, true)",
+            &[&names, &AFTER_CALL_FUNCTION, &AFTER_CALL_VERSION],
         )
         .await?;
     let missing: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
@@ -423,8 +423,8 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
             )
         })?;
     }
-    let after_call_missing: bool = rows.first().is_some_and(|r| r.get(2));
-    if after_call_missing {
+    let after_call_outdated: bool = rows.first().is_some_and(|r| r.get(2));
+    if after_call_outdated {
         run.tx.batch_execute(AFTER_CALL_DDL).await.map_err(|e| {
             run.fail(
                 None,

@@ -21,7 +21,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::catalog::{self, Candidate, ResolveError, Shape};
 use crate::error::RouterError;
-use crate::pool::{DbPool, PooledConn, Pools};
+use crate::pool::{DbPool, Lease, Pools};
 
 /// Settings a function may have changed (`SET`, `set_config(..., false)`)
 /// and the session's sequence cache (`currval`/`lastval`) are reset by this
@@ -54,7 +54,10 @@ pub async fn call(
     let schema = schema.unwrap_or(DEFAULT_SCHEMA);
     let args = Args::parse(req.params)?;
 
-    let (db, conn) = pools.get(&database, &req.platform).await?;
+    let db = pools.pool(&database, &req.platform);
+    let cached = db.functions.get(&req.function);
+    let cost_us = cached.as_ref().map_or(u64::MAX, |c| c.cost_us());
+    let conn = pools.lease(&db, &database, cost_us).await?;
     let ctx = Ctx {
         db: &db,
         conn: &conn,
@@ -64,14 +67,22 @@ pub async fn call(
         fname,
         args: &args,
     };
-    let cached = db.functions.get(&req.function);
     let fresh = cached.is_none();
     let candidates = match cached {
-        Some(c) => c,
+        Some(c) => c.candidates.clone(),
         None => ctx.reload().await?,
     };
     match ctx.run(&candidates).await {
-        Ok(body) => Ok(body),
+        Ok(body) => {
+            // Time calls on shared connections: it decides what may share.
+            // (Not the first call of a name: it also read the catalog.)
+            if let (Lease::Lane(used), false) = (&conn, fresh) {
+                if let Some(entry) = db.functions.get(&req.function) {
+                    entry.record(used.cost_us());
+                }
+            }
+            Ok(body)
+        }
         // A cached signature may be stale (the function was replaced since):
         // re-read the catalog and, if it changed, try once more.
         Err(RunError::Stale(e)) | Err(RunError::Resolve(e)) if !fresh => {
@@ -182,7 +193,7 @@ impl<'a> Args<'a> {
 
 struct Ctx<'a> {
     db: &'a DbPool,
-    conn: &'a PooledConn,
+    conn: &'a Lease,
     database: &'a str,
     key: &'a str,
     schema: &'a str,

@@ -7,6 +7,7 @@
 //! that belong to an extension. An unqualified name resolves in `public`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio_postgres::Client;
@@ -45,14 +46,38 @@ impl Candidate {
     }
 }
 
-/// Functions of one database, keyed by the name the client called.
+/// Functions of one database, keyed by the name the client called, with how
+/// long a call of each keeps a connection busy.
 #[derive(Default)]
 pub struct FunctionCache {
-    map: RwLock<HashMap<String, Arc<Vec<Candidate>>>>,
+    map: RwLock<HashMap<String, Arc<Cached>>>,
+}
+
+/// One cached function name: its overloads and a moving average of the time
+/// a call takes on the connection (µs; `u64::MAX` until first timed).
+pub struct Cached {
+    pub candidates: Arc<Vec<Candidate>>,
+    cost_us: AtomicU64,
+}
+
+impl Cached {
+    pub fn cost_us(&self) -> u64 {
+        self.cost_us.load(Ordering::Relaxed)
+    }
+
+    pub fn record(&self, took_us: u64) {
+        let old = self.cost_us.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            took_us
+        } else {
+            (old * 3 + took_us) / 4
+        };
+        self.cost_us.store(new, Ordering::Relaxed);
+    }
 }
 
 impl FunctionCache {
-    pub fn get(&self, name: &str) -> Option<Arc<Vec<Candidate>>> {
+    pub fn get(&self, name: &str) -> Option<Arc<Cached>> {
         self.map
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -60,13 +85,19 @@ impl FunctionCache {
             .cloned()
     }
 
-    pub fn put(&self, name: &str, candidates: Arc<Vec<Candidate>>) {
+    pub fn put(&self, name: &str, candidates: Arc<Vec<Candidate>>) -> Option<Arc<Cached>> {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if candidates.is_empty() {
             map.remove(name);
-        } else {
-            map.insert(name.to_owned(), candidates);
+            return None;
         }
+        let cost = map.get(name).map_or(u64::MAX, |c| c.cost_us());
+        let entry = Arc::new(Cached {
+            candidates,
+            cost_us: AtomicU64::new(cost),
+        });
+        map.insert(name.to_owned(), entry.clone());
+        Some(entry)
     }
 }
 

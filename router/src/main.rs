@@ -50,6 +50,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
             wait_timeout: config.pool_wait_timeout,
             idle_timeout: config.pool_idle_timeout,
             connect_timeout: Duration::from_secs(5),
+            pipeline_budget: config.call_pipeline_budget,
         },
         log.clone(),
     );

@@ -242,6 +242,7 @@ mod tests {
                 wait_timeout: Duration::from_millis(1),
                 idle_timeout: Duration::from_secs(1),
                 connect_timeout: Duration::from_secs(1),
+                pipeline_budget: Duration::from_micros(500),
             },
             log,
         );

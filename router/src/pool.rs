@@ -1,6 +1,19 @@
 //! Connection pools: one deadpool pool per database, created lazily on the
 //! first call, with a real cap across all pools.
 //!
+//! In a database the migrator deployed (it has the after-call function, so
+//! every call statement leaves the session clean by itself), connections are
+//! *lanes*: checked out of the pool once and shared. A call goes to the first
+//! lane that is idle, or that is busy with calls expected to finish within
+//! `CALL_PIPELINE_BUDGET_US` and still making progress; its statement is then
+//! pipelined behind the ones in flight (one write, no wait for a free
+//! connection, and the backend runs them back to back without sleeping in
+//! between). Otherwise a new lane is opened, up to the per-pool limit; at the
+//! limit the least busy lane takes the call. Calls of a function that takes
+//! longer than the budget, or that has not been timed yet, only go to idle
+//! lanes (or a new one), so they never hold up short calls. Databases
+//! deployed by older versions use one connection per call, as before.
+//!
 //! Every open connection holds one permit of a global semaphore sized
 //! `MAX_TOTAL_CONNECTIONS`. When a pool needs a new connection and no permit is
 //! free, idle connections of *other* pools are closed to make room; if nothing
@@ -9,7 +22,7 @@
 //! are dropped by a sweeper task, and so are connections idle that long.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -36,23 +49,25 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// `CALL_PIPELINE_BUDGET_US`: see the module documentation.
+    pub pipeline_budget: Duration,
 }
 
 /// A pooled connection: the client plus the global permit it holds.
 pub struct Conn {
     pub client: ClientWrapper,
-    /// The database has the migrator's after-call function (see
-    /// [`AFTER_CALL_FUNCTION`]); read once per connection.
+    /// The database has the current version of the migrator's after-call
+    /// function (see [`AFTER_CALL_FUNCTION`]); read once per connection.
     pub after_call_fn: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 /// The function the migrator installs in every database it deploys: it
-/// resets a session after a call (settings, sequences, LISTEN, advisory
-/// locks) and says whether temp tables exist. Databases deployed by older
-/// versions lack it until their next deployment; calls there use a separate
-/// reset statement.
-pub const AFTER_CALL_FUNCTION: &str = "public._stonescriptdb_gateway_after_call()";
+/// resets a session at the end of each call statement (settings, sequences,
+/// LISTEN, advisory locks, temp tables). Databases deployed by older
+/// versions lack it (or have an older version) until their next deployment;
+/// calls there use a separate reset statement and a connection of their own.
+pub use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 
 /// Why a connection could not be created.
 #[derive(Debug)]
@@ -83,8 +98,8 @@ impl managed::Manager for Mgr {
         let client = managed::Manager::create(&self.inner).await?;
         let after_call_fn = client
             .query_one(
-                "SELECT to_regprocedure($1) IS NOT NULL",
-                &[&AFTER_CALL_FUNCTION],
+                "SELECT coalesce(obj_description(to_regprocedure($1), 'pg_proc') = $2, false)",
+                &[&AFTER_CALL_FUNCTION, &AFTER_CALL_VERSION],
             )
             .await?
             .get(0);
@@ -110,6 +125,74 @@ impl managed::Manager for Mgr {
 type Pool = managed::Pool<Mgr>;
 pub type PooledConn = managed::Object<Mgr>;
 
+/// A connection shared by concurrent calls (see the module documentation).
+pub struct Lane {
+    conn: PooledConn,
+    /// Calls sent and not yet answered.
+    in_flight: AtomicUsize,
+    /// Of those, calls of functions not known to be short.
+    long_in_flight: AtomicUsize,
+    /// When the lane last answered a call, or got one while idle (µs since
+    /// the pools started).
+    progress_us: AtomicU64,
+    /// Moving average of how long one call keeps the lane busy (µs).
+    cost_us: AtomicU64,
+    last_used_ms: AtomicU64,
+}
+
+/// A connection for one call: a share of a lane or a connection of its own.
+pub enum Lease {
+    Lane(LaneUse),
+    Own(PooledConn),
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            Self::Lane(l) => &l.lane.conn,
+            Self::Own(c) => c,
+        }
+    }
+}
+
+/// One call's use of a lane; dropping it marks the call answered.
+pub struct LaneUse {
+    lane: Arc<Lane>,
+    /// Calls in flight on the lane before this one.
+    ahead: usize,
+    long: bool,
+    started: Instant,
+    epoch: Instant,
+}
+
+impl Drop for LaneUse {
+    fn drop(&mut self) {
+        let lane = &self.lane;
+        let took = self.started.elapsed().as_micros() as u64;
+        // The lane answers in order: this call waited for the `ahead` ones.
+        let cost = took / (self.ahead as u64 + 1);
+        let old = lane.cost_us.load(Ordering::Relaxed);
+        lane.cost_us.store(
+            if old == 0 { cost } else { (old * 7 + cost) / 8 },
+            Ordering::Relaxed,
+        );
+        lane.progress_us
+            .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if self.long {
+            lane.long_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        lane.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl LaneUse {
+    /// How long the call took, and how long it kept the lane busy (µs).
+    pub fn cost_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64 / (self.ahead as u64 + 1)
+    }
+}
+
 /// One database's pool plus what the router caches about that database.
 pub struct DbPool {
     pool: Pool,
@@ -117,6 +200,92 @@ pub struct DbPool {
     /// Requests of this database answered 503 pool_exhausted.
     exhausted: AtomicU64,
     pub functions: FunctionCache,
+    /// Shared connections (only while the database has the after-call function).
+    lanes: RwLock<Vec<Arc<Lane>>>,
+    /// False once a connection showed the database lacks the function.
+    lanes_enabled: AtomicBool,
+    /// Held while a lane is being opened.
+    grow: tokio::sync::Mutex<()>,
+}
+
+impl DbPool {
+    /// The first lane that may take a call now (see the module documentation).
+    fn pick_lane(&self, long: bool, budget_us: u64, now_us: u64) -> Option<Arc<Lane>> {
+        let lanes = self.lanes.read().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .filter(|l| !l.conn.client.is_closed())
+            .find(|l| {
+                let n = l.in_flight.load(Ordering::Acquire);
+                n == 0
+                    || (!long
+                        && l.long_in_flight.load(Ordering::Relaxed) == 0
+                        && (n as u64) * l.cost_us.load(Ordering::Relaxed) < budget_us
+                        && now_us.saturating_sub(l.progress_us.load(Ordering::Relaxed)) < budget_us)
+            })
+            .cloned()
+    }
+
+    /// The open lane with the fewest calls in flight, preferring lanes not
+    /// busy with a long call.
+    fn least_busy_lane(&self) -> Option<Arc<Lane>> {
+        let lanes = self.lanes.read().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .filter(|l| !l.conn.client.is_closed())
+            .min_by_key(|l| {
+                (
+                    l.long_in_flight.load(Ordering::Relaxed) > 0,
+                    l.in_flight.load(Ordering::Relaxed),
+                )
+            })
+            .cloned()
+    }
+
+    /// Lanes with no call in flight.
+    fn idle_lanes(&self) -> usize {
+        let lanes = self.lanes.read().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .filter(|l| l.in_flight.load(Ordering::Relaxed) == 0)
+            .count()
+    }
+
+    fn lane_count(&self) -> usize {
+        self.lanes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Remove lanes that are closed or (with `idle`) unused for that long,
+    /// closing their connections; returns how many went.
+    fn drop_lanes(&self, idle: Option<(u64, u64)>, max: usize) -> usize {
+        let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
+        let mut gone = Vec::new();
+        lanes.retain(|l| {
+            if gone.len() >= max {
+                return true;
+            }
+            let unused = l.in_flight.load(Ordering::Acquire) == 0
+                && Arc::strong_count(l) == 1
+                && idle.is_some_and(|(now, after)| {
+                    now.saturating_sub(l.last_used_ms.load(Ordering::Relaxed)) >= after
+                });
+            if l.conn.client.is_closed() || unused {
+                gone.push(l.clone());
+                false
+            } else {
+                true
+            }
+        });
+        drop(lanes);
+        let n = gone.len();
+        for lane in gone {
+            // Detach from the pool so the connection (and its permit) go now.
+            if let Ok(lane) = Arc::try_unwrap(lane) {
+                drop(managed::Object::take(lane.conn));
+            }
+        }
+        n
+    }
 }
 
 /// All pools, keyed by database name.
@@ -213,20 +382,97 @@ impl Pools {
             last_used_ms: AtomicU64::new(self.now_ms()),
             exhausted: AtomicU64::new(0),
             functions: FunctionCache::default(),
+            lanes: RwLock::new(Vec::new()),
+            lanes_enabled: AtomicBool::new(true),
+            grow: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// A connection to `database`, mapped to the API's errors.
-    pub async fn get(
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// A connection of `database` for one call of a function that keeps a
+    /// connection busy `cost_us` (`u64::MAX`: not timed yet): a share of a
+    /// lane where the database allows it, else a connection of its own.
+    pub async fn lease(
         self: &Arc<Self>,
+        db: &Arc<DbPool>,
         database: &str,
-        platform: &str,
-    ) -> Result<(Arc<DbPool>, PooledConn), RouterError> {
-        let db = self.pool(database, platform);
-        match db.pool.get().await {
-            Ok(conn) => Ok((db, conn)),
-            Err(e) => Err(self.map_get_error(database, &db, e)),
+        cost_us: u64,
+    ) -> Result<Lease, RouterError> {
+        if !db.lanes_enabled.load(Ordering::Relaxed) {
+            return match db.pool.get().await {
+                Ok(conn) => Ok(Lease::Own(conn)),
+                Err(e) => Err(self.map_get_error(database, db, e)),
+            };
         }
+        let budget = self.settings.pipeline_budget.as_micros() as u64;
+        let long = cost_us > budget;
+        let mut lane = db.pick_lane(long, budget, self.now_us());
+        // One request at a time opens lanes, so a burst opens what it needs
+        // and no more; the others look again once it is done.
+        let _gate = match lane {
+            Some(_) => None,
+            None => Some(db.grow.lock().await),
+        };
+        if lane.is_none() {
+            db.drop_lanes(None, usize::MAX);
+            lane = db.pick_lane(long, budget, self.now_us());
+        }
+        let lane = match lane {
+            Some(lane) => lane,
+            None if db.lane_count() > 0
+                && (db.lane_count() >= self.settings.per_pool
+                    || self.permits.available_permits() == 0) =>
+            {
+                db.least_busy_lane()
+                    .ok_or_else(|| RouterError::PoolExhausted {
+                        database: database.to_owned(),
+                    })?
+            }
+            None => match db.pool.get().await {
+                Ok(conn) if !conn.after_call_fn => {
+                    db.lanes_enabled.store(false, Ordering::Relaxed);
+                    return Ok(Lease::Own(conn));
+                }
+                Ok(conn) => {
+                    let lane = Arc::new(Lane {
+                        conn,
+                        in_flight: AtomicUsize::new(0),
+                        long_in_flight: AtomicUsize::new(0),
+                        progress_us: AtomicU64::new(self.now_us()),
+                        cost_us: AtomicU64::new(0),
+                        last_used_ms: AtomicU64::new(self.now_ms()),
+                    });
+                    db.lanes
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(lane.clone());
+                    lane
+                }
+                Err(e) => match db.least_busy_lane() {
+                    Some(lane) => lane,
+                    None => return Err(self.map_get_error(database, db, e)),
+                },
+            },
+        };
+        let ahead = lane.in_flight.fetch_add(1, Ordering::AcqRel);
+        if ahead == 0 {
+            lane.progress_us.store(self.now_us(), Ordering::Relaxed);
+        }
+        if long {
+            lane.long_in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        lane.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        let lease = Lease::Lane(LaneUse {
+            lane,
+            ahead,
+            long,
+            started: Instant::now(),
+            epoch: self.started,
+        });
+        Ok(lease)
     }
 
     fn map_get_error(
@@ -310,9 +556,13 @@ impl Pools {
         // Pick the pool whose last use is oldest and that has an idle connection.
         let victim = pools
             .iter()
-            .filter(|(_, p)| p.pool.status().available > 0)
+            .filter(|(_, p)| p.pool.status().available > 0 || p.idle_lanes() > 0)
             .min_by_key(|(_, p)| p.last_used_ms.load(Ordering::Relaxed));
         if let Some((name, p)) = victim {
+            if p.drop_lanes(Some((u64::MAX, 0)), 1) > 0 {
+                debug!(self.log, "closed an idle shared connection to make room"; "database" => name.as_str(), "for" => database);
+                return;
+            }
             let mut taken = false;
             let removed = p.pool.retain(|_, _| {
                 if taken {
@@ -337,6 +587,9 @@ impl Pools {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             map.retain(|name, p| {
                 let idle = now.saturating_sub(p.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
+                if idle {
+                    p.drop_lanes(Some((now, idle_ms)), usize::MAX);
+                }
                 if idle && p.pool.status().available == p.pool.status().size {
                     dropped.push((name.clone(), p.clone()));
                     false
@@ -346,6 +599,7 @@ impl Pools {
             });
             for p in map.values() {
                 let timeout = self.settings.idle_timeout;
+                p.drop_lanes(Some((now, idle_ms)), usize::MAX);
                 p.pool.retain(|_, m| m.last_used() < timeout);
             }
         }
@@ -377,6 +631,7 @@ impl Pools {
     pub fn close_all(&self) {
         let map = std::mem::take(&mut *self.map.write().unwrap_or_else(|e| e.into_inner()));
         for p in map.values() {
+            p.drop_lanes(Some((u64::MAX, 0)), usize::MAX);
             p.pool.close();
         }
     }
@@ -391,7 +646,7 @@ impl Pools {
                     name.clone(),
                     PoolStats {
                         size: s.size,
-                        available: s.available,
+                        available: s.available + p.idle_lanes(),
                         waiting: s.waiting,
                         exhausted: p.exhausted.load(Ordering::Relaxed),
                     },

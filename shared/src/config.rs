@@ -58,6 +58,9 @@ pub struct Flags {
     /// drop pools (and connections) idle this long [POOL_IDLE_TIMEOUT_SECS, default 1800]
     #[argh(option)]
     pub pool_idle_timeout_secs: Option<String>,
+    /// expected wait (µs) a /call may queue behind calls already in flight on a shared connection; 0 = one call per connection at a time [CALL_PIPELINE_BUDGET_US, default 2000]
+    #[argh(option)]
+    pub call_pipeline_budget_us: Option<String>,
     /// how long a request waits for a connection before 503 pool_exhausted [POOL_WAIT_TIMEOUT_MS, default 2000]
     #[argh(option)]
     pub pool_wait_timeout_ms: Option<String>,
@@ -127,6 +130,7 @@ impl Flags {
             "MAX_TOTAL_CONNECTIONS" => &self.max_total_connections,
             "POOL_IDLE_TIMEOUT_SECS" => &self.pool_idle_timeout_secs,
             "POOL_WAIT_TIMEOUT_MS" => &self.pool_wait_timeout_ms,
+            "CALL_PIPELINE_BUDGET_US" => &self.call_pipeline_budget_us,
             "ALLOWED_NETWORKS" => &self.allowed_networks,
             "RUST_LOG" => &self.log_level,
             "DATA_DIR" => &self.data_dir,
@@ -185,6 +189,9 @@ pub struct Config {
     pub max_total_connections: usize,
     pub pool_idle_timeout: Duration,
     pub pool_wait_timeout: Duration,
+    /// How long a `/call` may expect to queue behind calls already in flight
+    /// on a shared connection (zero: never share a busy connection).
+    pub call_pipeline_budget: Duration,
     pub allowed_networks: Vec<IpNetwork>,
     pub log_level: LogLevel,
     pub data_dir: PathBuf,
@@ -385,6 +392,12 @@ impl Config {
             2000u64,
             1,
         )?);
+        let call_pipeline_budget = Duration::from_micros(parse_num(
+            "CALL_PIPELINE_BUDGET_US",
+            get("CALL_PIPELINE_BUDGET_US"),
+            2000u64,
+            0,
+        )?);
         let allowed_networks = match get("ALLOWED_NETWORKS") {
             None => loopback_networks(),
             Some(raw) => parse_networks(&raw)?,
@@ -433,6 +446,7 @@ impl Config {
             max_total_connections,
             pool_idle_timeout,
             pool_wait_timeout,
+            call_pipeline_budget,
             allowed_networks,
             log_level,
             data_dir,

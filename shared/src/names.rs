@@ -217,6 +217,15 @@ pub fn quote_ident(ident: &str) -> String {
     out
 }
 
+/// The function the migrator installs in every database it deploys and the
+/// router ends each call statement with (`migrator/src/after_call.sql`).
+pub const AFTER_CALL_FUNCTION: &str = "public._stonescriptdb_gateway_after_call()";
+
+/// The comment on the current version of [`AFTER_CALL_FUNCTION`]: a database
+/// whose function lacks it gets it replaced at its next deployment, and until
+/// then the router gives each call there a connection of its own.
+pub const AFTER_CALL_VERSION: &str = "stonescriptdb-gateway after-call 2";
+
 #[cfg(test)]
 mod tests {
     use super::*;

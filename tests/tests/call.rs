@@ -427,6 +427,100 @@ async fn session_state_never_leaks_with_the_after_call_function() {
     assert_no_session_leaks(&db).await;
 }
 
+#[tokio::test]
+async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state() {
+    // one connection for the whole database: every call is pipelined on it
+    let db = TestDb::new().await;
+    db.exec(include_str!("../../migrator/src/after_call.sql"))
+        .await;
+    let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]));
+    let p = db.platform.clone();
+    let mut calls = Vec::new();
+    for i in 0..240 {
+        let (function, params) = match i % 6 {
+            0 => ("set_custom", json!([format!("secret-{i}")])),
+            1 => ("get_custom", json!([])),
+            2 => ("make_temp", json!([])),
+            3 => ("temp_exists", json!([])),
+            4 => ("lock_then_fail", json!([])),
+            _ => ("backend_pid", json!([])),
+        };
+        let gw = gw.clone();
+        let p = p.clone();
+        calls.push(tokio::spawn(async move {
+            let (s, b) = gw.call(&p, function, params).await;
+            (function, s, b)
+        }));
+    }
+    let mut pids = std::collections::BTreeSet::new();
+    for c in calls {
+        let (function, s, b) = c.await.unwrap();
+        match function {
+            "get_custom" => assert!(
+                matches!(b["rows"][0]["get_custom"].as_str(), None | Some("")),
+                "a setting leaked into a concurrent call: {b}"
+            ),
+            "temp_exists" => assert_eq!(b["rows"][0]["temp_exists"], false, "{b}"),
+            // a temp table of a previous call would make this fail
+            "make_temp" => assert_eq!(s, 200, "{b}"),
+            "lock_then_fail" => assert_eq!(s, 400, "{b}"),
+            "backend_pid" => {
+                pids.insert(b["rows"][0]["backend_pid"].to_string());
+            }
+            _ => assert_eq!(s, 200, "{b}"),
+        }
+    }
+    assert_eq!(
+        pids.len(),
+        1,
+        "calls did not share the connection: {pids:?}"
+    );
+    // nothing is left behind once they are all answered
+    let direct = db.client().await;
+    let row = direct
+        .query_one("SELECT pg_try_advisory_lock(4343)", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "advisory lock leaked");
+}
+
+#[tokio::test]
+async fn a_long_call_does_not_hold_up_short_calls_on_a_shared_connection() {
+    let db = TestDb::new().await;
+    db.exec(include_str!("../../migrator/src/after_call.sql"))
+        .await;
+    let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "4")]));
+    let p = db.platform.clone();
+    // backend_pid is short once timed
+    for _ in 0..5 {
+        let (s, _) = gw.call(&p, "backend_pid", json!([])).await;
+        assert_eq!(s, 200);
+    }
+    let slow = {
+        let (gw, p) = (gw.clone(), p.clone());
+        tokio::spawn(async move { gw.call(&p, "sleep_ms", json!([4000])).await })
+    };
+    // let the long call reach its connection
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut short = Vec::new();
+    for _ in 0..40 {
+        let (gw, p) = (gw.clone(), p.clone());
+        short.push(tokio::spawn(async move {
+            gw.call(&p, "backend_pid", json!([])).await
+        }));
+    }
+    for c in short {
+        let (s, b) = c.await.unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    assert!(
+        !slow.is_finished(),
+        "short calls waited for the long one to finish"
+    );
+    let (s, b) = slow.await.unwrap();
+    assert_eq!((s, b["rows"][0]["sleep_ms"].clone()), (200, json!("slept")));
+}
+
 async fn assert_no_session_leaks(db: &TestDb) {
     // one connection, so every call reuses the same session
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
