@@ -58,7 +58,7 @@ pub struct Flags {
     /// drop pools (and connections) idle this long [POOL_IDLE_TIMEOUT_SECS, default 1800]
     #[argh(option)]
     pub pool_idle_timeout_secs: Option<String>,
-    /// expected wait (µs) a /call may queue behind calls already in flight on a shared connection; 0 = one call per connection at a time [CALL_PIPELINE_BUDGET_US, default 2000]
+    /// expected wait (µs) a /call may queue behind calls already in flight on a shared connection; 0 = share a busy connection only at the pool limit [CALL_PIPELINE_BUDGET_US, default 2000]
     #[argh(option)]
     pub call_pipeline_budget_us: Option<String>,
     /// how long a request waits for a connection before 503 pool_exhausted [POOL_WAIT_TIMEOUT_MS, default 2000]
@@ -190,7 +190,7 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     pub pool_wait_timeout: Duration,
     /// How long a `/call` may expect to queue behind calls already in flight
-    /// on a shared connection (zero: never share a busy connection).
+    /// on a shared connection (zero: share a busy one only at the pool limit).
     pub call_pipeline_budget: Duration,
     pub allowed_networks: Vec<IpNetwork>,
     pub log_level: LogLevel,
@@ -528,6 +528,11 @@ mod tests {
         assert_eq!(c.max_connections_per_pool, 10);
         assert_eq!(c.max_total_connections, 200);
         assert_eq!(c.pool_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.call_pipeline_budget, Duration::from_micros(2000));
+        let c = cfg(&[("CALL_PIPELINE_BUDGET_US", "0")]).unwrap();
+        assert_eq!(c.call_pipeline_budget, Duration::ZERO);
+        assert!(cfg(&[("CALL_PIPELINE_BUDGET_US", "-1")]).is_err());
+        let c = cfg(&[]).unwrap();
         assert_eq!(c.allowed_networks, loopback_networks());
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.migrator_socket, PathBuf::from("./data/migrator.sock"));
