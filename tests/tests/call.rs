@@ -421,18 +421,14 @@ async fn session_state_never_leaks_between_calls() {
 #[tokio::test]
 async fn session_state_never_leaks_with_the_after_call_function() {
     // a database the migrator deployed: the cleanup runs inside the call statement
-    let db = TestDb::new().await;
-    db.exec(include_str!("../../migrator/src/after_call.sql"))
-        .await;
+    let db = deployed_db().await;
     assert_no_session_leaks(&db).await;
 }
 
 #[tokio::test]
 async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state() {
     // one connection for the whole database: every call is pipelined on it
-    let db = TestDb::new().await;
-    db.exec(include_str!("../../migrator/src/after_call.sql"))
-        .await;
+    let db = deployed_db().await;
     let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]));
     let p = db.platform.clone();
     let mut calls = Vec::new();
@@ -486,9 +482,7 @@ async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state()
 
 #[tokio::test]
 async fn a_long_call_does_not_hold_up_short_calls_on_a_shared_connection() {
-    let db = TestDb::new().await;
-    db.exec(include_str!("../../migrator/src/after_call.sql"))
-        .await;
+    let db = deployed_db().await;
     let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "4")]));
     let p = db.platform.clone();
     // backend_pid is short once timed
@@ -519,6 +513,15 @@ async fn a_long_call_does_not_hold_up_short_calls_on_a_shared_connection() {
     );
     let (s, b) = slow.await.unwrap();
     assert_eq!((s, b["rows"][0]["sleep_ms"].clone()), (200, json!("slept")));
+}
+
+/// A test database with the after-call function the migrator installs in
+/// every database it deploys (so the router shares its connections).
+async fn deployed_db() -> TestDb {
+    let db = TestDb::new().await;
+    db.exec(include_str!("../../migrator/src/after_call.sql"))
+        .await;
+    db
 }
 
 async fn assert_no_session_leaks(db: &TestDb) {
