@@ -1,5 +1,5 @@
 -- The router's cleanup after every /call, evaluated at the end of the call
--- statement (see router/src/pool.rs AFTER_CALL_FUNCTION). Installed by the
+-- statement (see shared/src/names.rs AFTER_CALL_FUNCTION). Installed by the
 -- migrator in every database it deploys. The router shares a connection
 -- between concurrent calls only when the comment below names this version:
 -- the session must be clean when the statement ends, temp tables included.

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_changelog (
     id bigserial PRIMARY KEY, changed_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL,
     object text NOT NULL, action text NOT NULL, checksum text);";
 
-/// The router's cleanup after every `/call` (see router `pool::AFTER_CALL_FUNCTION`):
+/// The router's cleanup after every `/call` (`names::AFTER_CALL_FUNCTION`, replaced when its version comment differs from `names::AFTER_CALL_VERSION`):
 /// one function evaluated at the end of the call statement instead of a reset
 /// statement after it. Owned by the role that deploys; never part of
 /// `functions/`, not callable through `/call`.

@@ -8,7 +8,10 @@
 //! never parses a value; it splices PostgreSQL's JSON text into the response.
 //! The statement is prepared once per connection and cached. Session state a
 //! function may leave behind (settings, temp tables, advisory locks, LISTEN)
-//! is reset in the same round trip, pipelined after the call.
+//! is reset by the end of the same statement (the after-call function), or,
+//! in databases deployed by older versions, by a reset pipelined after it.
+//! Where the after-call function is current, connections are shared between
+//! concurrent calls (`pool::Lease`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,7 +59,10 @@ pub async fn call(
 
     let db = pools.pool(&database, &req.platform);
     let cached = db.functions.get(&req.function);
-    let cost_us = cached.as_ref().map_or(u64::MAX, |c| c.cost_us());
+    let cost_us = cached
+        .as_ref()
+        .and_then(|c| c.cost_us.get())
+        .unwrap_or(u64::MAX);
     let conn = pools.lease(&db, &database, cost_us).await?;
     let ctx = Ctx {
         db: &db,
@@ -68,7 +74,7 @@ pub async fn call(
         args: &args,
     };
     let fresh = cached.is_none();
-    let candidates = match cached {
+    let candidates = match &cached {
         Some(c) => c.candidates.clone(),
         None => ctx.reload().await?,
     };
@@ -76,10 +82,8 @@ pub async fn call(
         Ok(body) => {
             // Time calls on shared connections: it decides what may share.
             // (Not the first call of a name: it also read the catalog.)
-            if let (Lease::Lane(used), false) = (&conn, fresh) {
-                if let Some(entry) = db.functions.get(&req.function) {
-                    entry.record(used.cost_us());
-                }
+            if let (Lease::Lane(used), Some(entry)) = (&conn, &cached) {
+                entry.cost_us.record(used.cost_us());
             }
             Ok(body)
         }
@@ -436,9 +440,9 @@ fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<Stri
 const AFTER_CALL: &str = "pg_advisory_unlock_all(), \
      pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_listening_channels())";
 
-/// [`AFTER_CALL`] in databases the migrator gave its after-call function
-/// (`pool::AFTER_CALL_FUNCTION`): it resets settings, sequences, LISTEN and
-/// advisory locks itself and returns the temp-schema flag, so no reset
+/// [`AFTER_CALL`] in databases with the current after-call function
+/// (`names::AFTER_CALL_FUNCTION`): it resets settings, sequences, LISTEN,
+/// advisory locks and temp tables itself and returns false, so no reset
 /// statement follows the call. (Column 2 stays, as a NULL.)
 const AFTER_CALL_FN: &str = "NULL, public._stonescriptdb_gateway_after_call()";
 
@@ -571,6 +575,11 @@ mod tests {
             "{sql}"
         );
         assert_eq!(param.unwrap(), format!(r#"{{"1":1,"2":{evil}}}"#));
+    }
+
+    #[test]
+    fn the_statement_calls_the_function_the_migrator_installs() {
+        assert!(AFTER_CALL_FN.ends_with(names::AFTER_CALL_FUNCTION));
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! that belong to an extension. An unqualified name resolves in `public`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio_postgres::Client;
+
+use crate::pool::MovingAverage;
 
 /// One overload of a function, as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,27 +54,11 @@ pub struct FunctionCache {
     map: RwLock<HashMap<String, Arc<Cached>>>,
 }
 
-/// One cached function name: its overloads and a moving average of the time
-/// a call takes on the connection (µs; `u64::MAX` until first timed).
+/// One cached function name: its overloads and the time a call keeps a
+/// connection busy (µs; none until first timed).
 pub struct Cached {
     pub candidates: Arc<Vec<Candidate>>,
-    cost_us: AtomicU64,
-}
-
-impl Cached {
-    pub fn cost_us(&self) -> u64 {
-        self.cost_us.load(Ordering::Relaxed)
-    }
-
-    pub fn record(&self, took_us: u64) {
-        let old = self.cost_us.load(Ordering::Relaxed);
-        let new = if old == u64::MAX {
-            took_us
-        } else {
-            (old * 3 + took_us) / 4
-        };
-        self.cost_us.store(new, Ordering::Relaxed);
-    }
+    pub cost_us: MovingAverage,
 }
 
 impl FunctionCache {
@@ -85,19 +70,24 @@ impl FunctionCache {
             .cloned()
     }
 
-    pub fn put(&self, name: &str, candidates: Arc<Vec<Candidate>>) -> Option<Arc<Cached>> {
+    /// Cache the overloads of `name` (keeping its timing), or forget it.
+    pub fn put(&self, name: &str, candidates: Arc<Vec<Candidate>>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if candidates.is_empty() {
             map.remove(name);
-            return None;
+            return;
         }
-        let cost = map.get(name).map_or(u64::MAX, |c| c.cost_us());
-        let entry = Arc::new(Cached {
-            candidates,
-            cost_us: AtomicU64::new(cost),
-        });
-        map.insert(name.to_owned(), entry.clone());
-        Some(entry)
+        let cost_us = MovingAverage::new(3);
+        if let Some(took) = map.get(name).and_then(|c| c.cost_us.get()) {
+            cost_us.record(took);
+        }
+        map.insert(
+            name.to_owned(),
+            Arc::new(Cached {
+                candidates,
+                cost_us,
+            }),
+        );
     }
 }
 

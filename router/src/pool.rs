@@ -62,12 +62,12 @@ pub struct Conn {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The function the migrator installs in every database it deploys: it
-/// resets a session at the end of each call statement (settings, sequences,
-/// LISTEN, advisory locks, temp tables). Databases deployed by older
-/// versions lack it (or have an older version) until their next deployment;
-/// calls there use a separate reset statement and a connection of their own.
-pub use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
+// The function resets a session at the end of each call statement
+// (settings, sequences, LISTEN, advisory locks, temp tables). Databases
+// deployed by older versions lack it (or have an older version) until their
+// next deployment; calls there use a separate reset statement and a
+// connection of their own.
+use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 
 /// Why a connection could not be created.
 #[derive(Debug)]
@@ -125,6 +125,34 @@ impl managed::Manager for Mgr {
 type Pool = managed::Pool<Mgr>;
 pub type PooledConn = managed::Object<Mgr>;
 
+/// A moving average of microseconds, kept in an atomic (no sample yet:
+/// `None`). Each new sample weighs `1 / (keep + 1)`.
+pub struct MovingAverage {
+    value: AtomicU64,
+    keep: u64,
+}
+
+impl MovingAverage {
+    pub const fn new(keep: u64) -> Self {
+        Self {
+            value: AtomicU64::new(u64::MAX),
+            keep,
+        }
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        Some(self.value.load(Ordering::Relaxed)).filter(|v| *v != u64::MAX)
+    }
+
+    pub fn record(&self, sample_us: u64) {
+        let new = match self.get() {
+            None => sample_us,
+            Some(old) => old.saturating_mul(self.keep).saturating_add(sample_us) / (self.keep + 1),
+        };
+        self.value.store(new.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+}
+
 /// A connection shared by concurrent calls (see the module documentation).
 pub struct Lane {
     conn: PooledConn,
@@ -135,8 +163,8 @@ pub struct Lane {
     /// When the lane last answered a call, or got one while idle (µs since
     /// the pools started).
     progress_us: AtomicU64,
-    /// Moving average of how long one call keeps the lane busy (µs).
-    cost_us: AtomicU64,
+    /// How long one call keeps the lane busy (µs).
+    cost_us: MovingAverage,
     last_used_ms: AtomicU64,
 }
 
@@ -169,14 +197,7 @@ pub struct LaneUse {
 impl Drop for LaneUse {
     fn drop(&mut self) {
         let lane = &self.lane;
-        let took = self.started.elapsed().as_micros() as u64;
-        // The lane answers in order: this call waited for the `ahead` ones.
-        let cost = took / (self.ahead as u64 + 1);
-        let old = lane.cost_us.load(Ordering::Relaxed);
-        lane.cost_us.store(
-            if old == 0 { cost } else { (old * 7 + cost) / 8 },
-            Ordering::Relaxed,
-        );
+        lane.cost_us.record(self.cost_us());
         lane.progress_us
             .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         if self.long {
@@ -187,7 +208,8 @@ impl Drop for LaneUse {
 }
 
 impl LaneUse {
-    /// How long the call took, and how long it kept the lane busy (µs).
+    /// How long the call kept the lane busy (µs): the lane answers in
+    /// order, so the call's time is shared with the `ahead` ones it waited for.
     pub fn cost_us(&self) -> u64 {
         self.started.elapsed().as_micros() as u64 / (self.ahead as u64 + 1)
     }
@@ -220,7 +242,7 @@ impl DbPool {
                 n == 0
                     || (!long
                         && l.long_in_flight.load(Ordering::Relaxed) == 0
-                        && (n as u64) * l.cost_us.load(Ordering::Relaxed) < budget_us
+                        && (n as u64).saturating_mul(l.cost_us.get().unwrap_or(0)) < budget_us
                         && now_us.saturating_sub(l.progress_us.load(Ordering::Relaxed)) < budget_us)
             })
             .cloned()
@@ -412,11 +434,9 @@ impl Pools {
         let mut lane = db.pick_lane(long, budget, self.now_us());
         // One request at a time opens lanes, so a burst opens what it needs
         // and no more; the others look again once it is done.
-        let _gate = match lane {
-            Some(_) => None,
-            None => Some(db.grow.lock().await),
-        };
+        let mut _gate = None;
         if lane.is_none() {
+            _gate = Some(db.grow.lock().await);
             db.drop_lanes(None, usize::MAX);
             lane = db.pick_lane(long, budget, self.now_us());
         }
@@ -442,7 +462,7 @@ impl Pools {
                         in_flight: AtomicUsize::new(0),
                         long_in_flight: AtomicUsize::new(0),
                         progress_us: AtomicU64::new(self.now_us()),
-                        cost_us: AtomicU64::new(0),
+                        cost_us: MovingAverage::new(7),
                         last_used_ms: AtomicU64::new(self.now_ms()),
                     });
                     db.lanes
@@ -587,9 +607,9 @@ impl Pools {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             map.retain(|name, p| {
                 let idle = now.saturating_sub(p.last_used_ms.load(Ordering::Relaxed)) >= idle_ms;
-                if idle {
-                    p.drop_lanes(Some((now, idle_ms)), usize::MAX);
-                }
+                // Lanes are checked out: close the idle ones first, so an
+                // idle pool counts all its connections as available.
+                p.drop_lanes(Some((now, idle_ms)), usize::MAX);
                 if idle && p.pool.status().available == p.pool.status().size {
                     dropped.push((name.clone(), p.clone()));
                     false
@@ -599,7 +619,6 @@ impl Pools {
             });
             for p in map.values() {
                 let timeout = self.settings.idle_timeout;
-                p.drop_lanes(Some((now, idle_ms)), usize::MAX);
                 p.pool.retain(|_, m| m.last_used() < timeout);
             }
         }
@@ -660,5 +679,20 @@ impl Pools {
             exhausted_total: self.exhausted.load(Ordering::Relaxed),
             databases,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MovingAverage;
+
+    #[test]
+    fn moving_average_starts_at_its_first_sample_then_weighs_each_new_one() {
+        let avg = MovingAverage::new(3);
+        assert_eq!(avg.get(), None);
+        avg.record(400);
+        assert_eq!(avg.get(), Some(400));
+        avg.record(800);
+        assert_eq!(avg.get(), Some(500));
     }
 }
