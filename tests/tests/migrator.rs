@@ -283,6 +283,37 @@ async fn function_changes_are_detected_precisely() {
 }
 
 #[tokio::test]
+async fn a_function_dropped_by_hand_is_recreated_by_the_next_migrate() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let schema = SchemaDir::fixture("shop");
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    let c = cluster().connect(&format!("{p}_main")).await;
+    c.batch_execute("DROP FUNCTION ping()").await.unwrap();
+    assert_eq!(gw.call(&p, "ping", json!([])).await.0, 404);
+
+    // same folder, same checksums: the tracked signature no longer exists,
+    // so the function is deployed again and only it
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    let r = report(&b);
+    assert_eq!(
+        (
+            r["functions_created"].clone(),
+            r["functions_unchanged"].clone()
+        ),
+        (json!(1), json!(FUNCTIONS - 1)),
+        "{r}"
+    );
+    let (s, b) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(
+        (s, b["rows"][0]["ping"].clone()),
+        (200, json!("pong")),
+        "{b}"
+    );
+}
+
+#[tokio::test]
 async fn broken_migration_leaves_the_database_exactly_as_it_was() {
     let gw = Gateway::start(&[]);
     let p = new_platform();
