@@ -9,7 +9,7 @@ use slog::{info, warn};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
-    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, DeploymentReport,
+    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, DeploymentReport, Verification,
 };
 
 use crate::archive::{self, ArchiveError};
@@ -18,6 +18,7 @@ use crate::error::MigratorError;
 use crate::multipart::Field;
 use crate::schema::{self, Parsed};
 use crate::server::State;
+use tokio_postgres::Client;
 
 /// A handler's answer: status and JSON body.
 pub type Answer = (u16, Vec<u8>);
@@ -104,17 +105,6 @@ pub async fn deploy_new(
     deploy_one(state, platform, database, parsed, opts, Target::CreateNew).await
 }
 
-/// Deployment into an existing database.
-pub async fn deploy_existing(
-    state: &State,
-    platform: &str,
-    database: &str,
-    parsed: &Parsed,
-    opts: Options,
-) -> Result<DeploymentReport, MigratorError> {
-    deploy_one(state, platform, database, parsed, opts, Target::Existing).await
-}
-
 /// Which database a deployment may use.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -138,37 +128,70 @@ async fn deploy_one(
     opts: Options,
     target: Target,
 ) -> Result<DeploymentReport, MigratorError> {
-    let admin = state.admin.connect(None).await?;
+    deploy_into(state, platform, database, parsed, opts, target)
+        .await
+        .map(|(report, _)| report)
+}
+
+/// Deployment into an existing database, then the verification of what it
+/// declares, on the same connection.
+pub async fn deploy_existing_verified(
+    state: &State,
+    platform: &str,
+    database: &str,
+    parsed: &Parsed,
+    opts: Options,
+) -> Result<(DeploymentReport, Verification), MigratorError> {
+    let (report, client) =
+        deploy_into(state, platform, database, parsed, opts, Target::Existing).await?;
+    let mut client = match client {
+        Some(c) => c,
+        None => state.admin.connect(Some(database)).await?,
+    };
+    let verification = deploy::verify(&mut client, parsed).await?;
+    Ok((report, verification))
+}
+
+/// [`deploy_one`], also handing back the connection the deployment ran on
+/// (none for a dry run of a database that does not exist). Every connection
+/// costs PostgreSQL a backend start, which is most of what migrating a fleet
+/// of small databases costs: an existing database gets one connection (two
+/// when the schema has extensions), no admin-database round trip.
+async fn deploy_into(
+    state: &State,
+    platform: &str,
+    database: &str,
+    parsed: &Parsed,
+    opts: Options,
+    target: Target,
+) -> Result<(DeploymentReport, Option<Client>), MigratorError> {
     if opts.dry_run {
         // Nothing may change: no database, role or credentials are created.
+        let admin = state.admin.connect(None).await?;
         if !state.admin.exists(&admin, database).await? {
             if target == Target::Existing {
                 return Err(MigratorError::DatabaseNotFound(database.to_owned()));
             }
-            return Ok(deploy::new_database_plan(database, parsed));
+            return Ok((deploy::new_database_plan(database, parsed), None));
         }
+        drop(admin);
         return deploy_dry_run(state, database, parsed, opts).await;
     }
-    let creds = match target {
+    // An existing database is not looked up first: connecting to it answers
+    // DatabaseNotFound when it is missing.
+    let (admin, creds, created) = match target {
+        Target::Existing => (None, state.roles.load(platform)?, false),
         Target::CreateIfMissing | Target::CreateNew => {
-            Some(state.roles.ensure(&admin, platform).await?)
-        }
-        Target::Existing => state.roles.load(platform)?,
-    };
-    let owner = creds.as_ref().map(|c| c.owner_role.as_str());
-    let created = match target {
-        Target::CreateIfMissing => state.admin.create(&admin, database, owner).await?,
-        Target::CreateNew => {
-            if !state.admin.create(&admin, database, owner).await? {
+            let admin = state.admin.connect(None).await?;
+            let creds = state.roles.ensure(&admin, platform).await?;
+            let created = state
+                .admin
+                .create(&admin, database, Some(creds.owner_role.as_str()))
+                .await?;
+            if target == Target::CreateNew && !created {
                 return Err(MigratorError::DatabaseAlreadyExists(database.to_owned()));
             }
-            true
-        }
-        Target::Existing => {
-            if !state.admin.exists(&admin, database).await? {
-                return Err(MigratorError::DatabaseNotFound(database.to_owned()));
-            }
-            false
+            (Some(admin), Some(creds), created)
         }
     };
     if created {
@@ -179,42 +202,50 @@ async fn deploy_one(
         .filter(|c| created || c.databases.contains(database));
     let started = Instant::now();
     let result = async {
-        let (mut client, preinstalled) = match own {
+        let mut client = match own {
             // Only extensions need the admin role; everything else runs as
             // the platform's owner role.
             Some(c) => {
-                let admin_db = state.admin.connect(Some(database)).await?;
-                let n = deploy::preinstall_extensions(&admin_db, database, parsed).await?;
+                let mut preinstalled = 0;
+                if !parsed.extensions.is_empty() {
+                    let admin_db = state.admin.connect(Some(database)).await?;
+                    preinstalled =
+                        deploy::preinstall_extensions(&admin_db, database, parsed).await?;
+                }
                 let client = state
                     .admin
                     .connect_as(database, &c.owner_role, &c.owner_password)
                     .await?;
-                (client, n)
+                (client, preinstalled)
             }
             None => (state.admin.connect(Some(database)).await?, 0),
         };
-        let mut report = deploy::deploy(&mut client, database, parsed, opts, &state.log).await?;
-        report.extensions_installed += preinstalled;
-        Ok::<_, MigratorError>(report)
+        let mut report = deploy::deploy(&mut client.0, database, parsed, opts, &state.log).await?;
+        report.extensions_installed += client.1;
+        Ok::<_, MigratorError>((report, client.0))
     }
     .await;
+    if let Err(MigratorError::DatabaseNotFound(_)) = &result {
+        // Nothing was deployed: not a failed deployment.
+        return result.map(|(r, c)| (r, Some(c)));
+    }
     state.metrics.deployment(result.is_ok(), started.elapsed());
     if created && result.is_ok() {
         state.metrics.database_created();
     }
     match result {
-        Ok(mut report) => {
+        Ok((mut report, client)) => {
             if created {
                 report.status = "created".into();
             }
             info!(state.log, "deployed"; "database" => database, "status" => &report.status,
                   "ms" => report.execution_time_ms);
-            Ok(report)
+            Ok((report, Some(client)))
         }
         Err(e) => {
             warn!(state.log, "deployment failed"; "database" => database, "error" => ?e);
-            if created {
-                if let Err(drop_err) = state.admin.drop(&admin, database).await {
+            if let (true, Some(admin)) = (created, &admin) {
+                if let Err(drop_err) = state.admin.drop(admin, database).await {
                     warn!(state.log, "could not drop the database created for a failed register";
                           "database" => database, "error" => ?drop_err);
                 } else if let Err(e) = state.roles.remove_database(platform, database).await {
@@ -233,10 +264,11 @@ async fn deploy_dry_run(
     database: &str,
     parsed: &Parsed,
     opts: Options,
-) -> Result<DeploymentReport, MigratorError> {
+) -> Result<(DeploymentReport, Option<Client>), MigratorError> {
     // As admin: extensions need it, and nothing is committed.
     let mut client = state.admin.connect(Some(database)).await?;
-    deploy::deploy(&mut client, database, parsed, opts, &state.log).await
+    let report = deploy::deploy(&mut client, database, parsed, opts, &state.log).await?;
+    Ok((report, Some(client)))
 }
 
 /// The fields of a `/register` or `/migrate` upload.

@@ -26,7 +26,7 @@ use stonescriptdb_shared::wire::{
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use crate::archive;
-use crate::deploy::{self, Mode, Options};
+use crate::deploy::{Mode, Options};
 use crate::error::MigratorError;
 use crate::handlers::{json, read_archive, text_field, Answer};
 use crate::multipart::Field;
@@ -443,10 +443,9 @@ async fn migrate_one(
         dry_run: false,
     };
     let result = async {
-        let mut report =
-            crate::handlers::deploy_existing(&state, &job.platform, &db, &parsed, opts).await?;
-        let mut client = state.admin.connect(Some(&db)).await?;
-        let verification = deploy::verify(&mut client, &parsed).await?;
+        let (mut report, verification) =
+            crate::handlers::deploy_existing_verified(&state, &job.platform, &db, &parsed, opts)
+                .await?;
         if report.status == "unchanged" {
             report.status = "updated".into();
         }
