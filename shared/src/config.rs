@@ -88,7 +88,7 @@ pub struct Flags {
     /// largest single file in a schema archive [ARCHIVE_MAX_ENTRY_BYTES, default 4194304]
     #[argh(option)]
     pub archive_max_entry_bytes: Option<String>,
-    /// databases /v2/migrate deploys at the same time [MIGRATE_CONCURRENCY, default 4]
+    /// databases /v2/migrate deploys at the same time [MIGRATE_CONCURRENCY, default 1]
     #[argh(option)]
     pub migrate_concurrency: Option<String>,
     /// how long a deployment waits for a table lock before failing [DEPLOY_LOCK_TIMEOUT_MS, default 5000]
@@ -455,7 +455,7 @@ impl Config {
             migrate_concurrency: parse_num(
                 "MIGRATE_CONCURRENCY",
                 get("MIGRATE_CONCURRENCY"),
-                4usize,
+                1usize,
                 1,
             )?,
             deploy_lock_timeout: Duration::from_millis(parse_num(
