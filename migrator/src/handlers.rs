@@ -202,7 +202,7 @@ async fn deploy_into(
         .filter(|c| created || c.databases.contains(database));
     let started = Instant::now();
     let result = async {
-        let mut client = match own {
+        let (mut client, preinstalled) = match own {
             // Only extensions need the admin role; everything else runs as
             // the platform's owner role.
             Some(c) => {
@@ -220,15 +220,16 @@ async fn deploy_into(
             }
             None => (state.admin.connect(Some(database)).await?, 0),
         };
-        let mut report = deploy::deploy(&mut client.0, database, parsed, opts, &state.log).await?;
-        report.extensions_installed += client.1;
-        Ok::<_, MigratorError>((report, client.0))
+        let mut report = deploy::deploy(&mut client, database, parsed, opts, &state.log).await?;
+        report.extensions_installed += preinstalled;
+        Ok::<_, MigratorError>((report, client))
     }
     .await;
-    if let Err(MigratorError::DatabaseNotFound(_)) = &result {
+    let result = match result {
         // Nothing was deployed: not a failed deployment.
-        return result.map(|(r, c)| (r, Some(c)));
-    }
+        Err(e @ MigratorError::DatabaseNotFound(_)) => return Err(e),
+        other => other,
+    };
     state.metrics.deployment(result.is_ok(), started.elapsed());
     if created && result.is_ok() {
         state.metrics.database_created();
