@@ -33,7 +33,8 @@ use stonescriptdb_shared::startup;
 const BINARY: &str = "stonescriptdb-migrator";
 
 fn main() -> ExitCode {
-    startup::main(BINARY, serve)
+    // The migrator waits on PostgreSQL most of the time: tokio's default.
+    startup::main(BINARY, |_, _| None, serve)
 }
 
 async fn serve(

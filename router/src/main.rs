@@ -27,7 +27,11 @@ use stonescriptdb_shared::startup;
 const BINARY: &str = "stonescriptdb-router";
 
 fn main() -> ExitCode {
-    startup::main(BINARY, serve)
+    startup::main(
+        BINARY,
+        |config, cpus| Some(config.router_threads_or_default(cpus)),
+        serve,
+    )
 }
 
 async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
@@ -68,7 +72,9 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
         acl: acl::Acl::new(config.allowed_networks.clone()),
         log: log.clone(),
     });
-    info!(log, "listening"; "addr" => %local, "max_total_connections" => config.max_total_connections,
+    let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    info!(log, "listening"; "addr" => %local, "worker_threads" => worker_threads,
+          "max_total_connections" => config.max_total_connections,
           "max_connections_per_pool" => config.max_connections_per_pool);
     // Machine-readable start line (tests and scripts read the port from it).
     println!("stonescriptdb-router listening on http://{local}");

@@ -109,6 +109,9 @@ pub struct Flags {
     /// a client must send its request headers within this time [HEADER_READ_TIMEOUT_SECS, default 30]
     #[argh(option)]
     pub header_read_timeout_secs: Option<String>,
+    /// worker threads of the router [ROUTER_THREADS, default: half the CPUs, at least 1]
+    #[argh(option)]
+    pub router_threads: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -144,6 +147,7 @@ impl Flags {
             "ADMIN_TOKEN" => &self.admin_token,
             "MAX_CLIENT_CONNECTIONS" => &self.max_client_connections,
             "HEADER_READ_TIMEOUT_SECS" => &self.header_read_timeout_secs,
+            "ROUTER_THREADS" => &self.router_threads,
             "DEPLOY_LOCK_TIMEOUT_MS" => &self.deploy_lock_timeout_ms,
             "DEPLOY_STATEMENT_TIMEOUT_MS" => &self.deploy_statement_timeout_ms,
             _ => return None,
@@ -209,6 +213,9 @@ pub struct Config {
     pub max_client_connections: usize,
     /// Slow-header (slowloris) guard.
     pub header_read_timeout: Duration,
+    /// Worker threads of the router's runtime; `None`: half the CPUs, at
+    /// least 1 (see [`Config::router_threads_or_default`]).
+    pub router_threads: Option<usize>,
 }
 
 /// Parse `CALL_TOKENS`: `platform:token` pairs separated by commas.
@@ -494,7 +501,18 @@ impl Config {
                 30u64,
                 1,
             )?),
+            router_threads: get("ROUTER_THREADS")
+                .map(|v| parse_num("ROUTER_THREADS", Some(v), 1usize, 1))
+                .transpose()?,
         })
+    }
+
+    /// `ROUTER_THREADS`, or half of `cpus` (at least 1) when unset: the router
+    /// usually shares its machine with PostgreSQL, which does most of the
+    /// work of a call, and on a small machine a second router thread costs
+    /// more in cross-thread wake-ups than it adds (docs/BENCHMARKS.md).
+    pub fn router_threads_or_default(&self, cpus: usize) -> usize {
+        self.router_threads.unwrap_or((cpus / 2).max(1))
     }
 
     /// Flags first, then `env` (the process environment, `.env` already merged in).
@@ -529,6 +547,12 @@ mod tests {
         assert_eq!(c.max_total_connections, 200);
         assert_eq!(c.pool_idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.call_pipeline_budget, Duration::from_micros(2000));
+        assert_eq!(c.router_threads, None);
+        assert_eq!(c.router_threads_or_default(1), 1);
+        assert_eq!(c.router_threads_or_default(2), 1);
+        assert_eq!(c.router_threads_or_default(8), 4);
+        let c = cfg(&[("ROUTER_THREADS", "3")]).unwrap();
+        assert_eq!(c.router_threads_or_default(8), 3);
         let c = cfg(&[("CALL_PIPELINE_BUDGET_US", "0")]).unwrap();
         assert_eq!(c.call_pipeline_budget, Duration::ZERO);
         assert!(cfg(&[("CALL_PIPELINE_BUDGET_US", "-1")]).is_err());
@@ -571,6 +595,7 @@ mod tests {
             (vec![("GATEWAY_PORT", "http")], "GATEWAY_PORT"),
             (vec![("GATEWAY_PORT", "70000")], "GATEWAY_PORT"),
             (vec![("MAX_TOTAL_CONNECTIONS", "0")], "at least 1"),
+            (vec![("ROUTER_THREADS", "0")], "ROUTER_THREADS"),
             (vec![("ALLOWED_NETWORKS", "10.0.0.0/33")], "10.0.0.0/33"),
             (vec![("ALLOWED_NETWORKS", "nope")], "nope"),
             (vec![("RUST_LOG", "loud")], "RUST_LOG"),

@@ -69,8 +69,14 @@ pub fn load(binary: &str) -> Startup {
 
 /// The whole `main` of a binary: parse start-up settings (exit 0 for
 /// `--help`/`--version`, 64 for bad configuration), then run `serve` on a
-/// multi-threaded runtime and return its exit code.
-pub fn main<F, Fut>(binary: &'static str, serve: F) -> ExitCode
+/// multi-threaded runtime with `threads(&config, cpus)` worker threads
+/// (tokio's default, one per CPU, where it gives `None`) and return its exit
+/// code.
+pub fn main<F, Fut>(
+    binary: &'static str,
+    threads: fn(&Config, usize) -> Option<usize>,
+    serve: F,
+) -> ExitCode
 where
     F: FnOnce(Config, tokio_postgres::Config) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
@@ -79,10 +85,12 @@ where
         Startup::Run(c, pg) => (c, pg),
         Startup::Exit(code) => return code,
     };
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(n) = threads(&config, cpus) {
+        builder.worker_threads(n);
+    }
+    match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(serve(*config, *pg)),
         Err(e) => {
             eprintln!("{binary}: cannot start the async runtime: {e}");

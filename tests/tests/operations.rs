@@ -254,6 +254,31 @@ fn run_binary(name: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::
         .expect("router runs")
 }
 
+/// The `worker_threads` field of the router's "listening" log line.
+fn logged_worker_threads(gw: &Gateway) -> usize {
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening") && l.contains("worker_threads"))
+        .unwrap_or_else(|| panic!("no listening line with worker_threads:\n{log}"));
+    line.split("worker_threads: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable worker_threads in {line}"))
+}
+
+#[tokio::test]
+async fn router_threads_sets_the_routers_worker_threads_and_defaults_to_half_the_cpus() {
+    let gw = Gateway::start(&[("ROUTER_THREADS", "3")]);
+    assert_eq!(logged_worker_threads(&gw), 3);
+    assert_eq!(gw.get("/health").await.0, 200);
+    drop(gw);
+    let gw = Gateway::start(&[]);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(logged_worker_threads(&gw), (cpus / 2).max(1));
+}
+
 #[test]
 fn bad_configuration_exits_64_with_one_line() {
     for (env, needle) in [
@@ -267,6 +292,7 @@ fn bad_configuration_exits_64_with_one_line() {
             "ALLOWED_NETWORKS",
         ),
         (vec![("RUST_LOG", "chatty")], "RUST_LOG"),
+        (vec![("ROUTER_THREADS", "0")], "ROUTER_THREADS"),
         (
             vec![("DATABASE_URL", "postgres://a:b@host:notaport/db")],
             "DATABASE_URL",
@@ -318,6 +344,7 @@ fn help_documents_every_setting() {
             "ADMIN_TOKEN",
             "MAX_CLIENT_CONNECTIONS",
             "HEADER_READ_TIMEOUT_SECS",
+            "ROUTER_THREADS",
         ] {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }
