@@ -654,6 +654,17 @@ impl Gateway {
     }
 
     /// `/call` with positional or named `params`.
+    /// Register a new v2 platform (`POST /platform/register`, 201) and return
+    /// its name.
+    pub async fn register_platform(&self) -> String {
+        let p = new_platform();
+        let (s, b) = self
+            .post("/platform/register", &serde_json::json!({ "platform": p }))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        p
+    }
+
     pub async fn call(&self, platform: &str, function: &str, params: Value) -> (u16, Value) {
         self.post(
             "/call",

@@ -116,13 +116,7 @@ async fn router_and_migrator_survive_each_other() {
 async fn unwritable_data_dir_gives_a_clear_error_and_keeps_the_registry() {
     let _serial = SERIAL.lock().await;
     let gw = Gateway::start(&[]);
-    let p = new_platform();
-    assert_eq!(
-        gw.post("/platform/register", &json!({"platform": p}))
-            .await
-            .0,
-        201
-    );
+    let p = gw.register_platform().await;
     let registry = gw.data_dir.0.join(&p).join("platform.json");
     let before = std::fs::read(&registry).unwrap();
     // the schema's folder cannot be created: a file is in the way

@@ -120,13 +120,7 @@ async fn platforms_get_their_own_roles_and_cannot_escape_them() {
 #[tokio::test]
 async fn v2_databases_and_templates_belong_to_the_platform_role() {
     let gw = Gateway::start(&[]);
-    let p = new_platform();
-    assert_eq!(
-        gw.post("/platform/register", &json!({"platform": p}))
-            .await
-            .0,
-        201
-    );
+    let p = gw.register_platform().await;
     let (s, b) = gw
         .upload(
             &format!("/platform/{p}/schema"),

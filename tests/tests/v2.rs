@@ -298,13 +298,7 @@ async fn seed_004_workflow_examples() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_of_200_databases_created_then_migrated_in_one_call() {
     let gw = Gateway::start(&[("MIGRATE_CONCURRENCY", "4")]);
-    let p = new_platform();
-    assert_eq!(
-        gw.post("/platform/register", &json!({"platform": p}))
-            .await
-            .0,
-        201
-    );
+    let p = gw.register_platform().await;
     assert_eq!(
         upload_schema(
             &gw,
