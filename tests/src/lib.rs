@@ -653,7 +653,6 @@ impl Gateway {
         read(resp).await
     }
 
-    /// `/call` with positional or named `params`.
     /// Register a new v2 platform (`POST /platform/register`, 201) and return
     /// its name.
     pub async fn register_platform(&self) -> String {
@@ -665,6 +664,7 @@ impl Gateway {
         p
     }
 
+    /// `/call` with positional or named `params`.
     pub async fn call(&self, platform: &str, function: &str, params: Value) -> (u16, Value) {
         self.post(
             "/call",
