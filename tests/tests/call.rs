@@ -515,6 +515,57 @@ async fn a_long_call_does_not_hold_up_short_calls_on_a_shared_connection() {
     assert_eq!((s, b["rows"][0]["sleep_ms"].clone()), (200, json!("slept")));
 }
 
+#[tokio::test]
+async fn a_function_recreated_by_hand_with_another_return_type_answers_as_the_new_one() {
+    // One connection, so the statement prepared for the first version of each
+    // function is the one that meets its replacement.
+    let db = deployed_db().await;
+    let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
+    let p = db.platform.as_str();
+    let rows = |b: &serde_json::Value| (b["rows"].clone(), b["row_count"].clone());
+    for (i, (returns, body, expected)) in [
+        (
+            "RETURNS SETOF int",
+            "SELECT generate_series(1, n)",
+            json!([{"f": 1}, {"f": 2}, {"f": 3}]),
+        ),
+        ("RETURNS text", "SELECT 'n=' || n", json!([{"f": "n=3"}])),
+        (
+            ", OUT a int, OUT b text",
+            "SELECT n, 'x'",
+            json!([{"a": 3, "b": "x"}]),
+        ),
+        ("RETURNS numeric", "SELECT n / 2.0", json!([{"f": 1.5}])),
+        ("RETURNS void", "SELECT", json!([{"f": null}])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = format!("shape_shift_{i}");
+        db.exec(&format!(
+            "CREATE FUNCTION {f}(n int) RETURNS int LANGUAGE sql AS $$ SELECT n $$"
+        ))
+        .await;
+        let (s, b) = gw.call(p, &f, json!([3])).await;
+        assert_eq!((s, rows(&b)), (200, (json!([{ &f: 3 }]), json!(1))));
+        let (args, returns) = match returns.strip_prefix(", ") {
+            Some(out) => (format!("n int, {out}"), String::new()),
+            None => ("n int".to_owned(), returns.to_owned()),
+        };
+        db.exec(&format!(
+            "DROP FUNCTION {f}(int); CREATE FUNCTION {f}({args}) {returns} LANGUAGE sql AS $$ {body} $$"
+        ))
+        .await;
+        let (s, b) = gw.call(p, &f, json!([3])).await;
+        let expected = serde_json::to_string(&expected)
+            .unwrap()
+            .replace("\"f\"", &format!("\"{f}\""));
+        let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
+        let n = expected.as_array().unwrap().len();
+        assert_eq!((s, rows(&b)), (200, (expected, json!(n))), "{f} {returns}");
+    }
+}
+
 /// A test database with the after-call function the migrator installs in
 /// every database it deploys (so the router shares its connections).
 async fn deployed_db() -> TestDb {
