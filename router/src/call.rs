@@ -353,25 +353,6 @@ impl Ctx<'_> {
 /// `<AFTER>` ([`AFTER_CALL`]) is evaluated once the aggregate has consumed every
 /// row, i.e. after the function ran: it releases session advisory locks and
 /// says whether the session now holds temp tables or LISTEN registrations.
-///
-/// A [`Candidate::scalar`] function (one value, e.g. `ping() RETURNS int`) is
-/// called in the select list instead, which spares PostgreSQL the function
-/// scan and the aggregate (about a tenth of its time per call):
-///
-/// ```sql
-/// SELECT '{"fn":' || COALESCE(to_json("public"."fn"(_sdg_a."1"))::text, 'null') || '}', 1::int8, <AFTER>,
-///        CASE WHEN false THEN "public"."fn"(_sdg_a."1") END
-/// FROM json_to_record($1::text::json) AS _sdg_a("1" integer)
-/// ```
-///
-/// The row reads exactly as `row_to_json` renders it (same value-to-JSON
-/// conversion; the key needs no escaping), and `<AFTER>` still runs after the
-/// function: PostgreSQL evaluates a select list left to right. The last
-/// column is never evaluated (the planner folds it to a NULL); its type is
-/// the function's return type, so if the function is dropped and created
-/// again returning something else, the prepared statement fails ("cached
-/// plan must not change result type", or a set-returning function in a
-/// CASE) and the call re-reads the catalog like any stale signature.
 fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<String>) {
     let func = format!(
         "{}.{}",
@@ -441,20 +422,6 @@ fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<Stri
             Some((*raw).to_owned())
         }
     };
-    if cand.scalar {
-        let name = &cand.name;
-        let mut sql = format!(
-            "SELECT '{{\"{name}\":' || COALESCE(to_json({func}({call_args}))::text, 'null') || '}}', 1::int8, {after}, \
-             CASE WHEN false THEN {func}({call_args}) END"
-        );
-        if param.is_some() {
-            let _ = write!(
-                sql,
-                " FROM json_to_record($1::text::json) AS _sdg_a({cols})"
-            );
-        }
-        return (sql, param);
-    }
     let sql = match &param {
         None => format!(
             "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM (SELECT * FROM {func}()) AS _sdg_r"
@@ -533,7 +500,6 @@ pub fn fuzz_entry(body: &[u8]) {
             args: vec![arg("a", "integer", b'N'), arg("b", "text", b'S')],
             n_defaults: 1,
             variadic: false,
-            scalar: false,
         },
         Candidate {
             oid: 2,
@@ -543,7 +509,6 @@ pub fn fuzz_entry(body: &[u8]) {
             args: vec![arg("a", "text", b'S'), arg("xs", "integer[]", b'A')],
             n_defaults: 0,
             variadic: true,
-            scalar: false,
         },
         Candidate {
             oid: 3,
@@ -553,7 +518,6 @@ pub fn fuzz_entry(body: &[u8]) {
             args: vec![],
             n_defaults: 0,
             variadic: false,
-            scalar: false,
         },
     ];
     let names_vec: Vec<&str>;
@@ -596,7 +560,6 @@ mod tests {
                 .collect(),
             n_defaults: 0,
             variadic,
-            scalar: false,
         }
     }
 
@@ -625,31 +588,6 @@ mod tests {
         assert_eq!(json_depth("[1,[2,{\"a\":[3]}]]"), 4);
         assert_eq!(json_depth("[\"[[[[\\\"]]\"]"), 1);
         assert_eq!(json_depth(&"[".repeat(100)), 100);
-    }
-
-    #[test]
-    fn scalar_functions_are_called_in_the_select_list() {
-        let mut c = cand(&[("id", "integer")], false);
-        c.scalar = true;
-        let (sql, param) = build(&c, &Args::Positional(vec!["7"]), AFTER_CALL_FN);
-        assert_eq!(
-            sql,
-            "SELECT '{\"get_user\":' || COALESCE(to_json(\"public\".\"get_user\"(_sdg_a.\"1\"))::text, 'null') || '}', \
-             1::int8, NULL, public._stonescriptdb_gateway_after_call(), \
-             CASE WHEN false THEN \"public\".\"get_user\"(_sdg_a.\"1\") END \
-             FROM json_to_record($1::text::json) AS _sdg_a(\"1\" integer)"
-        );
-        assert_eq!(param.unwrap(), r#"{"1":7}"#);
-        c.args.clear();
-        let (sql, param) = build(&c, &Args::Positional(vec![]), AFTER_CALL_FN);
-        assert!(param.is_none());
-        assert!(
-            sql.ends_with(
-                "NULL, public._stonescriptdb_gateway_after_call(), \
-                 CASE WHEN false THEN \"public\".\"get_user\"() END"
-            ),
-            "{sql}"
-        );
     }
 
     #[test]

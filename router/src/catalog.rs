@@ -27,12 +27,6 @@ pub struct Candidate {
     pub n_defaults: usize,
     /// The last argument is VARIADIC (its type is the array type).
     pub variadic: bool,
-    /// Returns one value of a built-in base type (int, text, numeric,
-    /// timestamptz, jsonb, arrays of them...: no SETOF, no OUT parameters,
-    /// no composite, domain, enum or pseudo-type), under a name of ASCII
-    /// letters, digits and underscores: the router can call it in a select
-    /// list instead of a FROM clause (see `call::build`).
-    pub scalar: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +101,9 @@ SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
        ARRAY(SELECT ty.typcategory::text FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
              JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o),
        ARRAY(SELECT ty.typtype = 'p' FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
-             JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o),
-       NOT p.proretset AND rt.typtype = 'b' AND p.prorettype < 16384
-         AND NOT COALESCE(p.proargmodes && ARRAY['o', 'b', 't']::\"char\"[], false)
+             JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o)
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
-JOIN pg_type rt ON rt.oid = p.prorettype
 WHERE p.prokind = 'f'
   AND n.nspname = $1
   AND (p.proname = $2 OR p.proname = lower($2))
@@ -152,14 +143,9 @@ pub async fn lookup(
                 pseudo: pseudo.get(i).copied().unwrap_or(false),
             })
             .collect();
-        let scalar = r.get::<_, bool>(10)
-            && proname
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
         out.push(Candidate {
             oid: r.get(0),
             schema: r.get(1),
-            scalar,
             name: proname,
             signature: r.get(3),
             n_defaults: r.get::<_, i32>(4).max(0) as usize,
@@ -352,7 +338,6 @@ mod tests {
                 .collect(),
             n_defaults,
             variadic,
-            scalar: false,
         }
     }
 

@@ -516,27 +516,42 @@ async fn a_long_call_does_not_hold_up_short_calls_on_a_shared_connection() {
 }
 
 #[tokio::test]
-async fn a_function_recreated_by_hand_with_another_return_type_answers_as_the_new_one() {
+async fn a_function_redefined_by_hand_answers_with_its_new_shape() {
     // One connection, so the statement prepared for the first version of each
-    // function is the one that meets its replacement.
+    // function is the one that meets its replacement: the call statement must
+    // not bake in anything of the function's shape (result columns, names).
     let db = deployed_db().await;
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
     let p = db.platform.as_str();
     let rows = |b: &serde_json::Value| (b["rows"].clone(), b["row_count"].clone());
-    for (i, (returns, body, expected)) in [
+    let recreate = "DROP FUNCTION {f}(int); CREATE FUNCTION {f}";
+    for (i, (ddl, expected)) in [
         (
-            "RETURNS SETOF int",
-            "SELECT generate_series(1, n)",
+            format!("{recreate}(n int) RETURNS SETOF int LANGUAGE sql AS $$ SELECT generate_series(1, n) $$"),
             json!([{"f": 1}, {"f": 2}, {"f": 3}]),
         ),
-        ("RETURNS text", "SELECT 'n=' || n", json!([{"f": "n=3"}])),
         (
-            ", OUT a int, OUT b text",
-            "SELECT n, 'x'",
+            format!("{recreate}(n int) RETURNS text LANGUAGE sql AS $$ SELECT 'n=' || n $$"),
+            json!([{"f": "n=3"}]),
+        ),
+        (
+            format!("{recreate}(n int, OUT a int, OUT b text) LANGUAGE sql AS $$ SELECT n, 'x' $$"),
             json!([{"a": 3, "b": "x"}]),
         ),
-        ("RETURNS numeric", "SELECT n / 2.0", json!([{"f": 1.5}])),
-        ("RETURNS void", "SELECT", json!([{"f": null}])),
+        (
+            format!("{recreate}(n int) RETURNS numeric LANGUAGE sql AS $$ SELECT n / 2.0 $$"),
+            json!([{"f": 1.5}]),
+        ),
+        (
+            format!("{recreate}(n int) RETURNS void LANGUAGE sql AS $$ SELECT $$"),
+            json!([{"f": null}]),
+        ),
+        // same oid, same return type, but the column is now named after the OUT parameter
+        (
+            "CREATE OR REPLACE FUNCTION {f}(n int, OUT total int) LANGUAGE sql AS $$ SELECT n $$"
+                .to_owned(),
+            json!([{"total": 3}]),
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -548,21 +563,14 @@ async fn a_function_recreated_by_hand_with_another_return_type_answers_as_the_ne
         .await;
         let (s, b) = gw.call(p, &f, json!([3])).await;
         assert_eq!((s, rows(&b)), (200, (json!([{ &f: 3 }]), json!(1))));
-        let (args, returns) = match returns.strip_prefix(", ") {
-            Some(out) => (format!("n int, {out}"), String::new()),
-            None => ("n int".to_owned(), returns.to_owned()),
-        };
-        db.exec(&format!(
-            "DROP FUNCTION {f}(int); CREATE FUNCTION {f}({args}) {returns} LANGUAGE sql AS $$ {body} $$"
-        ))
-        .await;
+        db.exec(&ddl.replace("{f}", &f)).await;
         let (s, b) = gw.call(p, &f, json!([3])).await;
         let expected = serde_json::to_string(&expected)
             .unwrap()
             .replace("\"f\"", &format!("\"{f}\""));
         let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
         let n = expected.as_array().unwrap().len();
-        assert_eq!((s, rows(&b)), (200, (expected, json!(n))), "{f} {returns}");
+        assert_eq!((s, rows(&b)), (200, (expected, json!(n))), "{ddl}");
     }
 }
 
