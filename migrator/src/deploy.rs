@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_changelog (
     id bigserial PRIMARY KEY, changed_at timestamptz NOT NULL DEFAULT now(), kind text NOT NULL,
     object text NOT NULL, action text NOT NULL, checksum text);";
 
-/// The router's cleanup after every `/call` (`names::AFTER_CALL_FUNCTION`, replaced when its version comment differs from `names::AFTER_CALL_VERSION`):
+/// The router's cleanup after every `/call` (`names::AFTER_CALL_FUNCTION`,
+/// replaced when its version comment differs from `names::AFTER_CALL_VERSION`):
 /// one function evaluated at the end of the call statement instead of a reset
 /// statement after it. Owned by the role that deploys; never part of
 /// `functions/`, not callable through `/call`.
@@ -413,36 +414,30 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
         .first()
         .and_then(|r| r.get::<_, Option<bool>>(1))
         .unwrap_or(false);
-    if missing > 0 {
-        run.tx.batch_execute(TRACKING_DDL).await.map_err(|e| {
-            run.fail(
-                None,
-                None,
-                "creating the gateway's tracking tables failed".into(),
-                Some(&e),
-            )
-        })?;
-    }
     let after_call_outdated: bool = rows.first().is_some_and(|r| r.get(2));
-    if after_call_outdated {
-        run.tx.batch_execute(AFTER_CALL_DDL).await.map_err(|e| {
-            run.fail(
-                None,
-                None,
-                "creating the gateway's after-call function failed".into(),
-                Some(&e),
-            )
-        })?;
-    }
-    if upgrade {
-        run.tx.batch_execute(TRACKING_UPGRADE).await.map_err(|e| {
-            run.fail(
-                None,
-                None,
-                "upgrading the gateway's tracking tables failed".into(),
-                Some(&e),
-            )
-        })?;
+    for (needed, ddl, what) in [
+        (
+            missing > 0,
+            TRACKING_DDL,
+            "creating the gateway's tracking tables",
+        ),
+        (
+            after_call_outdated,
+            AFTER_CALL_DDL,
+            "creating the gateway's after-call function",
+        ),
+        (
+            upgrade,
+            TRACKING_UPGRADE,
+            "upgrading the gateway's tracking tables",
+        ),
+    ] {
+        if needed {
+            run.tx
+                .batch_execute(ddl)
+                .await
+                .map_err(|e| run.fail(None, None, format!("{what} failed"), Some(&e)))?;
+        }
     }
     Ok(())
 }
