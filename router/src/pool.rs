@@ -30,6 +30,7 @@ use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, T
 use deadpool::Runtime;
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
 use slog::{debug, info, warn, Logger};
+use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::PlatformCredentials;
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -58,16 +59,14 @@ pub struct Conn {
     pub client: ClientWrapper,
     /// The database has the current version of the migrator's after-call
     /// function (see [`AFTER_CALL_FUNCTION`]); read once per connection.
+    /// The function resets a session at the end of each call statement
+    /// (settings, sequences, LISTEN, advisory locks, temp tables). Databases
+    /// deployed by older versions lack it (or have an older version) until
+    /// their next deployment; calls there use a separate reset statement and
+    /// a connection of their own.
     pub after_call_fn: bool,
     _permit: OwnedSemaphorePermit,
 }
-
-// The function resets a session at the end of each call statement
-// (settings, sequences, LISTEN, advisory locks, temp tables). Databases
-// deployed by older versions lack it (or have an older version) until their
-// next deployment; calls there use a separate reset statement and a
-// connection of their own.
-use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 
 /// Why a connection could not be created.
 #[derive(Debug)]
