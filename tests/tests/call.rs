@@ -472,12 +472,10 @@ async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state()
         "calls did not share the connection: {pids:?}"
     );
     // nothing is left behind once they are all answered
-    let direct = db.client().await;
-    let row = direct
-        .query_one("SELECT pg_try_advisory_lock(4343)", &[])
-        .await
-        .unwrap();
-    assert!(row.get::<_, bool>(0), "advisory lock leaked");
+    assert!(
+        advisory_lock_is_free(&db, 4343).await,
+        "advisory lock leaked"
+    );
 }
 
 #[tokio::test]
@@ -583,6 +581,22 @@ async fn deployed_db() -> TestDb {
     db
 }
 
+/// Whether a session other than the router's can take advisory lock `key`
+/// (it lets go of it again).
+async fn advisory_lock_is_free(db: &TestDb, key: i64) -> bool {
+    let direct = db.client().await;
+    let free = direct
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    direct
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
+    free
+}
+
 async fn assert_no_session_leaks(db: &TestDb) {
     // one connection, so every call reuses the same session
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
@@ -604,31 +618,17 @@ async fn assert_no_session_leaks(db: &TestDb) {
     assert_eq!(b["rows"][0]["temp_exists"], false, "{b}");
     let (_, b) = gw.call(p, "take_lock", json!([])).await;
     assert_eq!(b["rows"][0]["take_lock"], true);
-    let direct = db.client().await;
-    let row = direct
-        .query_one("SELECT pg_try_advisory_lock(4242)", &[])
-        .await
-        .unwrap();
-    assert!(row.get::<_, bool>(0), "advisory lock leaked past the call");
-    direct
-        .execute("SELECT pg_advisory_unlock_all()", &[])
-        .await
-        .unwrap();
+    assert!(
+        advisory_lock_is_free(db, 4242).await,
+        "advisory lock leaked past the call"
+    );
     // a lock taken by a function that then fails is released too
     let (s, _) = gw.call(p, "lock_then_fail", json!([])).await;
     assert_eq!(s, 400);
-    let row = direct
-        .query_one("SELECT pg_try_advisory_lock(4343)", &[])
-        .await
-        .unwrap();
     assert!(
-        row.get::<_, bool>(0),
+        advisory_lock_is_free(db, 4343).await,
         "advisory lock of a failed call leaked"
     );
-    direct
-        .execute("SELECT pg_advisory_unlock_all()", &[])
-        .await
-        .unwrap();
     // sequence cache: lastval() must not see the previous call's nextval()
     let (s, _) = gw.call(p, "next_counter", json!([])).await;
     assert_eq!(s, 200);
