@@ -329,6 +329,7 @@ fn help_documents_every_setting() {
             "MAX_TOTAL_CONNECTIONS",
             "POOL_IDLE_TIMEOUT_SECS",
             "POOL_WAIT_TIMEOUT_MS",
+            "CALL_PIPELINE_BUDGET_US",
             "ALLOWED_NETWORKS",
             "RUST_LOG",
             "DATA_DIR",
