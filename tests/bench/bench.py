@@ -8,7 +8,8 @@ in one run on this machine:
   * /call of a function returning 100 rows of mixed types;
   * /call round-robin over 50 tenant databases (pool churn);
   * the router's /call p99 while the migrator migrates 200 tenant databases,
-    vs its idle p99, at 1 client and at 8 (saturating) clients;
+    vs its idle p99, at 1 client and at 8 (saturating) clients; and, as a
+    control, the same for pgbench talking to PostgreSQL directly;
   * re-migrating an unchanged schema across 200 databases (time, and proof
     that no DDL ran: catalogs and changelogs unchanged);
   * creating one tenant database;
@@ -177,20 +178,56 @@ def pgbench(pg, db, clients, seconds, sql):
     return {"tps": tps, "latency_avg_ms": lat}
 
 
+def pgbench_latencies(pg, db, clients, seconds, sql):
+    """Run pgbench like pgbench() with a per-transaction log; returns
+    (end time as epoch seconds, latency in ms) of every transaction."""
+    d = tempfile.mkdtemp(prefix="sdg-bench-pgbench-")
+    try:
+        with open(os.path.join(d, "q.sql"), "w") as f:
+            f.write(sql + "\n")
+        sh([f"{PG_BIN}/pgbench", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-n", "-M", "prepared",
+            "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), "-l", "--log-prefix",
+            os.path.join(d, "log"), "-f", os.path.join(d, "q.sql"), db])
+        out = []
+        for name in os.listdir(d):
+            if name.startswith("log"):
+                with open(os.path.join(d, name)) as f:
+                    for line in f:
+                        # client_id transaction_no time_us script_no epoch_s epoch_us
+                        p = line.split()
+                        out.append((int(p[4]) + int(p[5]) / 1e6, int(p[2]) / 1000))
+        return out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * q))] if v else None
+
+
 def router_call_histogram(gw):
-    """Cumulative /call 2xx latency buckets from the router's own /metrics."""
+    """Cumulative /call 2xx latency buckets from the router's own /metrics,
+    plus "sum" (seconds) under the key None."""
     with urllib.request.urlopen(gw.url + "/metrics", timeout=30) as r:
         text = r.read().decode()
     out = {}
     for m in re.finditer(r'stonescriptdb_router_request_duration_seconds_bucket\{route="/call",status="2xx",le="([^"]+)"\} (\d+)', text):
         out[float("inf") if m.group(1) == "+Inf" else float(m.group(1))] = int(m.group(2))
+    m = re.search(r'stonescriptdb_router_request_duration_seconds_sum\{route="/call",status="2xx"\} (\S+)', text)
+    out[None] = float(m.group(1)) if m else 0.0
     return out
+
+
+def histogram_mean_ms(before, after):
+    n = after.get(float("inf"), 0) - before.get(float("inf"), 0)
+    return (after[None] - before[None]) * 1000 / n if n else None
 
 
 def histogram_p99_ms(before, after):
     """99th percentile of the requests between two snapshots, interpolated
     linearly inside its bucket (as Prometheus' histogram_quantile does)."""
-    delta = {le: after.get(le, 0) - before.get(le, 0) for le in after}
+    delta = {le: after.get(le, 0) - before.get(le, 0) for le in after if le is not None}
     total = delta.get(float("inf"), 0)
     if not total:
         return None
@@ -290,22 +327,34 @@ end
         # wrk's client-side percentiles are kept for reference only: under
         # load they contradict wrk's own throughput (Little's law).
         ping = call_script({"platform": "bench", "function": "ping"})
-        during_migration = []
-        for step, c in enumerate((1, 8)):
-            h0 = router_call_histogram(gw)
-            idle = wrk(gw.url + "/call", c, SECONDS, ping)
-            h1 = router_call_histogram(gw)
-            tenant[f"migrations/{step + 2:03d}_col.sql"] = f"ALTER TABLE items ADD COLUMN note{step} TEXT;"
-            tenant["functions/ping.sql"] = f"CREATE OR REPLACE FUNCTION ping() RETURNS int LANGUAGE sql AS $$ SELECT {step + 2} $$;"
+        steps = iter(range(2, 100))
+
+        def start_migration():
+            """A new migration and a changed function for the fleet, migrated
+            in the background; returns the thread and what it fills in."""
+            step = next(steps)
+            tenant[f"migrations/{step:03d}_col.sql"] = f"ALTER TABLE items ADD COLUMN note{step} TEXT;"
+            tenant["functions/ping.sql"] = f"CREATE OR REPLACE FUNCTION ping() RETURNS int LANGUAGE sql AS $$ SELECT {step} $$;"
             assert gw.upload("/platform/fleet/schema", {"schema_name": "tenant_db"}, tar_gz(tenant))[0] == 201
             mig = {}
+
             def migrate():
+                mig["start"] = time.time()
                 t0 = time.perf_counter()
                 mig["status"], mig["body"] = gw.post("/v2/migrate", {"platform": "fleet", "schema_name": "tenant_db"})
                 mig["seconds"] = time.perf_counter() - t0
+                mig["end"] = time.time()
                 mig["histogram"] = router_call_histogram(gw)
             th = threading.Thread(target=migrate)
             th.start()
+            return th, mig
+
+        during_migration = []
+        for c in (1, 8):
+            h0 = router_call_histogram(gw)
+            idle = wrk(gw.url + "/call", c, SECONDS, ping)
+            h1 = router_call_histogram(gw)
+            th, mig = start_migration()
             during = wrk(gw.url + "/call", c, SECONDS, ping)
             h_wrk_end = router_call_histogram(gw)
             th.join()
@@ -316,12 +365,32 @@ end
             during_migration.append({
                 "clients": c, "router_idle_p99_ms": idle_p99, "router_during_p99_ms": during_p99,
                 "router_ratio": during_p99 / idle_p99,
+                "router_idle_mean_ms": histogram_mean_ms(h0, h1), "router_during_mean_ms": histogram_mean_ms(h1, h2),
                 "requests_during": h2.get(float("inf"), 0) - h1.get(float("inf"), 0),
                 "idle_rps": idle["rps"], "during_rps": during["rps"],
                 "wrk_idle_p99_ms": idle["p99_ms"], "wrk_during_p99_ms": during["p99_ms"],
                 "migrate_200_seconds": mig["seconds"],
                 "databases_updated": len(mig["body"]["databases_updated"])})
         results["p99_during_fleet_migration"] = during_migration
+
+        # 4b. control: pgbench's own latencies (no gateway) idle vs during the
+        # same kind of migration, over the transactions that ended while it ran
+        direct = []
+        for c in (1, 8):
+            idle = [ms for _, ms in pgbench_latencies(pg, "bench_main", c, SECONDS, "SELECT ping();")]
+            th, mig = start_migration()
+            lat = pgbench_latencies(pg, "bench_main", c, SECONDS, "SELECT ping();")
+            th.join()
+            assert mig["status"] == 200, mig["body"]
+            during = [ms for end, ms in lat if mig["start"] <= end <= mig["end"]]
+            window = min(mig["end"], max(end for end, _ in lat)) - mig["start"]
+            direct.append({
+                "clients": c, "idle_p99_ms": percentile(idle, 0.99), "during_p99_ms": percentile(during, 0.99),
+                "ratio": percentile(during, 0.99) / percentile(idle, 0.99),
+                "idle_mean_ms": sum(idle) / len(idle), "during_mean_ms": sum(during) / len(during),
+                "idle_tps": len(idle) / SECONDS, "during_tps": len(during) / window,
+                "migrate_200_seconds": mig["seconds"]})
+        results["pgbench_p99_during_fleet_migration"] = direct
 
         # 5. re-migrate the unchanged schema across 200 databases (forced, so every database is visited)
         dbs = [f"fleet_tenant_db_d{i:03d}" for i in range(200)]
@@ -359,8 +428,13 @@ end
     print(f"50 tenant databases round-robin (32 clients): {r['gateway_rps']:.0f} req/s, p99 {r['gateway_p99_ms']:.2f} ms, errors {r['non_2xx']}")
     for r in results["p99_during_fleet_migration"]:
         print(f"router /call p99 at {r['clients']} client(s): idle {r['router_idle_p99_ms']:.3f} ms, while migrating "
-              f"200 databases {r['router_during_p99_ms']:.3f} ms (ratio {r['router_ratio']:.2f}); "
+              f"200 databases {r['router_during_p99_ms']:.3f} ms (ratio {r['router_ratio']:.2f}); mean "
+              f"{r['router_idle_mean_ms']:.3f} -> {r['router_during_mean_ms']:.3f} ms; "
               f"{r['idle_rps']:.0f} -> {r['during_rps']:.0f} req/s; the migration took {r['migrate_200_seconds']:.1f} s")
+    for r in results["pgbench_p99_during_fleet_migration"]:
+        print(f"  control, pgbench direct at {r['clients']} client(s): p99 {r['idle_p99_ms']:.3f} -> {r['during_p99_ms']:.3f} ms "
+              f"(ratio {r['ratio']:.2f}); mean {r['idle_mean_ms']:.3f} -> {r['during_mean_ms']:.3f} ms; "
+              f"{r['idle_tps']:.0f} -> {r['during_tps']:.0f} tps; the migration took {r['migrate_200_seconds']:.1f} s")
     r = results["remigrate_unchanged_200"]
     print(f"re-migrate unchanged schema over 200 databases: {r['seconds']:.1f} s, databases with catalog changes: "
           f"{r['databases_with_catalog_changes']}")
