@@ -5,7 +5,7 @@
 # (PostgreSQL server, wrk) from Debian's packages. Results: a table on stdout
 # and JSON in bench-results/bench-<timestamp>.json.
 #
-#   tests/bench/run.sh                 # full run (about 6 minutes)
+#   tests/bench/run.sh                 # full run (about 7 minutes)
 #   BENCH_SECONDS=5 tests/bench/run.sh # shorter load phases
 #   BENCH_ROUNDS=1 tests/bench/run.sh  # one pgbench / wrk pair per client count
 set -euo pipefail
