@@ -698,6 +698,27 @@ fn cases() -> Vec<Case> {
             t("c text"),
             &[Dataloss],
         ),
+        case(
+            "sequence becomes owned by a column",
+            "CREATE SEQUENCE t_no_seq;\n".to_owned() + &t("c bigint DEFAULT nextval('t_no_seq')"),
+            "CREATE SEQUENCE t_no_seq;\n".to_owned()
+                + &t("c bigint DEFAULT nextval('t_no_seq')")
+                + "ALTER SEQUENCE t_no_seq OWNED BY t.c;\n",
+            &[Safe],
+        )
+        .verify(
+            "SELECT EXISTS (SELECT FROM pg_depend WHERE objid = 't_no_seq'::regclass \
+             AND refobjid = 't'::regclass AND deptype = 'a')",
+        ),
+        case(
+            "sequence no longer owned by a column",
+            "CREATE SEQUENCE t_no_seq;\n".to_owned()
+                + &t("c bigint DEFAULT nextval('t_no_seq')")
+                + "ALTER SEQUENCE t_no_seq OWNED BY t.c;\n",
+            "CREATE SEQUENCE t_no_seq;\n".to_owned() + &t("c bigint DEFAULT nextval('t_no_seq')"),
+            &[Safe],
+        )
+        .verify("SELECT NOT EXISTS (SELECT FROM pg_depend WHERE objid = 't_no_seq'::regclass AND deptype = 'a')"),
         // ---- constraints and indexes ----
         case("drop primary key", t("c text"), "CREATE TABLE t (id int, c text);\n", &[Safe]),
         case(
