@@ -102,20 +102,26 @@ SELECT i.indrelid, ic.relname::text, i.indisunique, pg_get_indexdef(i.indexrelid
 
 /// Sequences asked for by name, plus those owned by a column of the tables
 /// read (serial). Identity sequences are part of their column, not listed.
+/// The owner is looked up in a subquery planned on its own (`OFFSET 0`):
+/// as one eight-relation join the planner spent about 1.2 ms on every
+/// execution, three times per deployment, against 0.65 ms this way.
 const SEQUENCES_SQL: &str = "
 SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin,
-       s.seqmax, s.seqstart, s.seqcache, s.seqcycle, tn.nspname::text, t.relname::text, a.attname::text
+       s.seqmax, s.seqstart, s.seqcache, s.seqcycle, o.nspname, o.relname, o.attname
   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
-        AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a'
-  LEFT JOIN pg_class t ON t.oid = d.refobjid
-  LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
-  LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+  LEFT JOIN LATERAL (
+       SELECT d.refobjid, tn.nspname::text, t.relname::text, a.attname::text
+         FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+         JOIN pg_namespace tn ON tn.oid = t.relnamespace
+         JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a'
+       OFFSET 0) o ON true
  WHERE NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass
                       AND i.objid = c.oid AND i.deptype = 'i')
    AND ((n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-        OR d.refobjid = ANY($3))
+        OR o.refobjid = ANY($3))
  ORDER BY 1, 2";
 
 /// Read `tables` and `sequences` (those that exist) from the database, as
