@@ -15,6 +15,12 @@ fn report(body: &Value) -> &Value {
     &body["databases"][0]
 }
 
+/// The named counters of a deployment report, in order, to compare in one
+/// assertion.
+fn counts(r: &Value, keys: &[&str]) -> Vec<Value> {
+    keys.iter().map(|k| r[*k].clone()).collect()
+}
+
 /// Everything the deployment owns, to compare before/after a failed deploy.
 async fn snapshot(db: &str) -> Vec<String> {
     let c = cluster().connect(db).await;
@@ -220,11 +226,8 @@ async fn function_changes_are_detected_precisely() {
     assert_eq!(s, 200, "{b}");
     let r = report(&b);
     assert_eq!(
-        (
-            r["functions_updated"].clone(),
-            r["functions_unchanged"].clone()
-        ),
-        (json!(1), json!(FUNCTIONS - 1)),
+        counts(r, &["functions_updated", "functions_unchanged"]),
+        [json!(1), json!(FUNCTIONS - 1)],
         "{r}"
     );
     let (_, b) = gw.call(&p, "ping", json!([])).await;
@@ -239,11 +242,8 @@ async fn function_changes_are_detected_precisely() {
     assert_eq!(s, 200, "{b}");
     let r = report(&b);
     assert_eq!(
-        (
-            r["functions_created"].clone(),
-            r["functions_dropped"].clone()
-        ),
-        (json!(1), json!(1)),
+        counts(r, &["functions_created", "functions_dropped"]),
+        [json!(1), json!(1)],
         "{r}"
     );
     let (s, b) = gw.call(&p, "ping", json!(["x"])).await;
@@ -298,11 +298,8 @@ async fn a_function_dropped_by_hand_is_recreated_by_the_next_migrate() {
     assert_eq!(s, 200, "{b}");
     let r = report(&b);
     assert_eq!(
-        (
-            r["functions_created"].clone(),
-            r["functions_unchanged"].clone()
-        ),
-        (json!(1), json!(FUNCTIONS - 1)),
+        counts(r, &["functions_created", "functions_unchanged"]),
+        [json!(1), json!(FUNCTIONS - 1)],
         "{r}"
     );
     let (s, b) = gw.call(&p, "ping", json!([])).await;
