@@ -166,12 +166,12 @@ wrk.body = '{json.dumps(body)}'
 """
 
 
-def pgbench(pg, db, clients, seconds, sql):
+def pgbench(pg, db, clients, seconds, sql, extra=()):
     f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
     f.write(sql + "\n")
     f.close()
     out = sh([f"{PG_BIN}/pgbench", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-n", "-M", "prepared",
-              "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), "-f", f.name, db])
+              "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), *extra, "-f", f.name, db])
     os.unlink(f.name)
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     lat = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
@@ -179,23 +179,18 @@ def pgbench(pg, db, clients, seconds, sql):
 
 
 def pgbench_latencies(pg, db, clients, seconds, sql):
-    """Run pgbench like pgbench() with a per-transaction log; returns
-    (end time as epoch seconds, latency in ms) of every transaction."""
+    """pgbench() with a per-transaction log; returns (end time as epoch
+    seconds, latency in ms) of every transaction."""
     d = tempfile.mkdtemp(prefix="sdg-bench-pgbench-")
     try:
-        with open(os.path.join(d, "q.sql"), "w") as f:
-            f.write(sql + "\n")
-        sh([f"{PG_BIN}/pgbench", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-n", "-M", "prepared",
-            "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), "-l", "--log-prefix",
-            os.path.join(d, "log"), "-f", os.path.join(d, "q.sql"), db])
+        pgbench(pg, db, clients, seconds, sql, ["-l", "--log-prefix", os.path.join(d, "log")])
         out = []
         for name in os.listdir(d):
-            if name.startswith("log"):
-                with open(os.path.join(d, name)) as f:
-                    for line in f:
-                        # client_id transaction_no time_us script_no epoch_s epoch_us
-                        p = line.split()
-                        out.append((int(p[4]) + int(p[5]) / 1e6, int(p[2]) / 1000))
+            with open(os.path.join(d, name)) as f:
+                for line in f:
+                    # client_id transaction_no time_us script_no epoch_s epoch_us
+                    p = line.split()
+                    out.append((int(p[4]) + int(p[5]) / 1e6, int(p[2]) / 1000))
         return out
     finally:
         shutil.rmtree(d, ignore_errors=True)
