@@ -31,6 +31,16 @@ impl Admin {
         Self { base }
     }
 
+    /// The admin connection settings (with the migrator's session options).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.base
+    }
+
+    /// The admin database (`DB_NAME`) the gateway connects to for maintenance.
+    pub fn admin_database(&self) -> Option<&str> {
+        self.base.get_dbname()
+    }
+
     /// A connection to `dbname` (the admin database when `None`).
     pub async fn connect(&self, dbname: Option<&str>) -> Result<Client, MigratorError> {
         self.connect_with(dbname, None).await
@@ -76,27 +86,27 @@ impl Admin {
         Ok(client)
     }
 
-    pub async fn exists(&self, client: &Client, name: &str) -> Result<bool, MigratorError> {
-        let rows = client
-            .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .await
-            .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?;
-        Ok(!rows.is_empty())
-    }
-
-    /// Create `name` (owned by `owner` when given, which also revokes
-    /// CONNECT from PUBLIC); `Ok(false)` if it already existed.
+    /// Create `name` (a copy of `template` when given; owned by `owner` when
+    /// given, which also revokes CONNECT from PUBLIC); `Ok(false)` if it
+    /// already existed.
     pub async fn create(
         &self,
         client: &Client,
         name: &str,
         owner: Option<&str>,
+        template: Option<&str>,
     ) -> Result<bool, MigratorError> {
         let owner_sql = owner
             .map(|o| format!(" OWNER {}", quote_ident(o)))
             .unwrap_or_default();
+        let template_sql = template
+            .map(|t| format!(" TEMPLATE {}", quote_ident(t)))
+            .unwrap_or_default();
         match client
-            .batch_execute(&format!("CREATE DATABASE {}{owner_sql}", quote_ident(name)))
+            .batch_execute(&format!(
+                "CREATE DATABASE {}{template_sql}{owner_sql}",
+                quote_ident(name)
+            ))
             .await
         {
             Ok(()) => {
@@ -105,7 +115,10 @@ impl Admin {
                 }
                 Ok(true)
             }
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                    || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(MigratorError::DatabaseUnavailable(format!(
@@ -147,20 +160,112 @@ impl Admin {
             })
     }
 
-    /// Databases whose name starts with `{platform}_`, sorted.
-    pub async fn platform_databases(
-        &self,
-        client: &Client,
-        platform: &str,
-    ) -> Result<Vec<String>, MigratorError> {
-        let pattern = format!("{}\\_%", platform.replace('_', "\\_"));
+    /// Names of every database of the server but templates, sorted.
+    pub async fn all_databases(&self, client: &Client) -> Result<Vec<String>, MigratorError> {
         let rows = client
             .query(
-                "SELECT datname::text FROM pg_database WHERE datname LIKE $1 AND NOT datistemplate ORDER BY 1",
-                &[&pattern],
+                "SELECT datname::text FROM pg_database WHERE NOT datistemplate ORDER BY 1",
+                &[],
             )
             .await
             .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+
+    /// Hand `database` to a platform's owner role: the database itself, and
+    /// every schema, relation, routine and type in it that the gateway's
+    /// admin role owns (extension members and system schemas excepted).
+    /// `CONNECT` is revoked from PUBLIC. Returns how many objects moved.
+    pub async fn hand_over(
+        &self,
+        admin: &Client,
+        database: &str,
+        owner_role: &str,
+    ) -> Result<u64, MigratorError> {
+        let fail = |e: tokio_postgres::Error| {
+            MigratorError::DatabaseUnavailable(format!(
+                "cannot hand {database} to {owner_role}: {}",
+                pg_message(&e)
+            ))
+        };
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} OWNER TO {}",
+                quote_ident(database),
+                quote_ident(owner_role)
+            ))
+            .await
+            .map_err(fail)?;
+        self.restrict(admin, database).await?;
+        let db = self.connect(Some(database)).await?;
+        db.batch_execute(HAND_OVER_FN).await.map_err(fail)?;
+        let n: i64 = db
+            .query_one("SELECT pg_temp.sdg_hand_over($1)", &[&owner_role])
+            .await
+            .map_err(fail)?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
 }
+
+/// Moves what the current (admin) role owns in a database to `new_owner`.
+/// Tables go before sequences: a sequence a table owns moves with it, and an
+/// identity sequence cannot move on its own.
+const HAND_OVER_FN: &str = r#"
+CREATE FUNCTION pg_temp.sdg_hand_over(new_owner name) RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE
+    me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+    r record;
+    n bigint := 0;
+BEGIN
+    FOR r IN
+        SELECT ns.nspname FROM pg_namespace ns
+        WHERE ns.nspowner = me AND ns.nspname NOT LIKE 'pg\_%' AND ns.nspname <> 'information_schema'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                          AND d.objid = ns.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, new_owner);
+        n := n + 1;
+    END LOOP;
+    FOR r IN
+        SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+        WHERE c.relowner = me AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+          AND ns.nspname NOT LIKE 'pg\_%' AND ns.nspname <> 'information_schema'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY c.relkind = 'S', c.oid
+    LOOP
+        CONTINUE WHEN r.relkind = 'S' AND (
+            (SELECT relowner FROM pg_class WHERE oid = r.oid) <> me
+            OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                       AND d.objid = r.oid AND d.deptype = 'i'));
+        EXECUTE format('ALTER %s %s OWNER TO %I',
+            CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                           WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+            r.oid::regclass, new_owner);
+        n := n + 1;
+    END LOOP;
+    FOR r IN
+        SELECT p.oid FROM pg_proc p JOIN pg_namespace ns ON ns.oid = p.pronamespace
+        WHERE p.proowner = me AND ns.nspname NOT LIKE 'pg\_%' AND ns.nspname <> 'information_schema'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                          AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO %I', r.oid::regprocedure, new_owner);
+        n := n + 1;
+    END LOOP;
+    FOR r IN
+        SELECT t.oid, t.typtype FROM pg_type t JOIN pg_namespace ns ON ns.oid = t.typnamespace
+        WHERE t.typowner = me AND t.typtype IN ('e', 'd', 'r', 'c')
+          AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+          AND ns.nspname NOT LIKE 'pg\_%' AND ns.nspname <> 'information_schema'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                          AND d.objid = t.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO %I',
+            CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.oid::regtype, new_owner);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $f$;
+"#;

@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Transaction};
 
 use crate::error::{pg_message, MigratorError, SchemaRefusal, StepFailure};
 use crate::schema::{normalized_checksum, Parsed, SqlFile};
+use crate::seed;
 use crate::sql::{self, Statement, TableStmt, TypeDef};
 use crate::tables::introspect;
 use crate::tables::model::{Class, Model, QName, Sequence, Step as TableStep, Table};
@@ -102,6 +103,8 @@ struct Run<'a> {
     deferred: Vec<(String, usize, Statement)>,
     /// Dry run: every statement run, grouped per object (None otherwise).
     plan: Option<std::sync::Mutex<Vec<PlanStep>>>,
+    /// Tables this deployment created from `tables/` (schema, name).
+    created: BTreeSet<(String, String)>,
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.
@@ -278,6 +281,7 @@ async fn transactional(
         },
         deferred: Vec::new(),
         plan: opts.dry_run.then(|| std::sync::Mutex::new(Vec::new())),
+        created: BTreeSet::new(),
     };
     run.internal(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -550,10 +554,40 @@ pub async fn preinstall_extensions(
 
 async fn extensions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
     for ext in &schema.extensions {
-        if !install_extension(&run.tx, ext)
-            .await
-            .map_err(|e| extension_failure(run.database, ext, e))?
-        {
+        // A dry run runs as the platform's owner role, which may install
+        // trusted extensions (inside its rolled-back transaction) but not
+        // the others; those the real deployment installs with the admin role.
+        let dry = run.plan.is_some();
+        if dry {
+            run.tx
+                .batch_execute("SAVEPOINT sdg_extension")
+                .await
+                .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
+        }
+        let installed = match install_extension(&run.tx, ext).await {
+            Err(ExtensionError::Failed(e))
+                if dry
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                run.tx
+                    .batch_execute("ROLLBACK TO SAVEPOINT sdg_extension")
+                    .await
+                    .map_err(|e| {
+                        run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e))
+                    })?;
+                run.note(
+                    "extensions",
+                    None,
+                    &ext.path,
+                    "installed by the gateway's admin role at deployment (a dry run has only the platform role's rights, so later steps that need it may fail here)",
+                    &format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(&ext.name)),
+                );
+                continue;
+            }
+            other => other.map_err(|e| extension_failure(run.database, ext, e))?,
+        };
+        if !installed {
             continue;
         }
         run.report.extensions_installed += 1;
@@ -812,6 +846,7 @@ async fn create_missing(
             }
         }
         run.report.tables_created += 1;
+        run.created.insert(t.key.clone());
         let key = format!("{}.{}", t.key.0, t.key.1);
         run.changelog("table", &key, "created", Some(&t.file.checksum))
             .await?;
@@ -1496,174 +1531,207 @@ async fn functions(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     Ok(())
 }
 
+/// The checksum each seeder file had when the gateway last seeded or
+/// checked it (from the changelog), by path.
+async fn seeder_checksums(run: &Run<'_>) -> Result<HashMap<String, String>, MigratorError> {
+    run.pairs(
+        "SELECT DISTINCT ON (object) object, checksum FROM _stonescriptdb_gateway_changelog
+         WHERE kind = 'seeder' AND checksum IS NOT NULL ORDER BY object, id DESC",
+    )
+    .await
+}
+
+/// Per-table results of one seeder file, in the order tables first appear.
+fn seeder_results(
+    file: &SqlFile,
+    checks: &[(usize, seed::Check)],
+    inserted: &HashMap<String, u64>,
+) -> Vec<SeederResult> {
+    let mut out: Vec<SeederResult> = Vec::new();
+    for (_, c) in checks {
+        let r = match out.iter_mut().position(|r| r.table == c.table) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(SeederResult {
+                    table: c.table.clone(),
+                    file: file.path.clone(),
+                    matched_on: c.matched.as_str().into(),
+                    ..SeederResult::default()
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        r.present += c.present;
+        r.missing += c.missing;
+        if c.matched == seed::Match::Count {
+            r.matched_on = "count".into();
+        }
+        for k in &c.missing_rows {
+            if r.missing_rows.len() < 20 {
+                r.missing_rows.push(k.clone());
+            }
+        }
+    }
+    for r in &mut out {
+        let ins = inserted.get(&r.table).copied().unwrap_or(0);
+        r.inserted = ins;
+        r.missing = r.missing.saturating_sub(ins);
+        r.present += ins;
+        r.skipped = r.present.saturating_sub(ins);
+    }
+    out
+}
+
+/// `seeders/` (SPEC §5): `/register` runs a seeder when its tables are
+/// empty; `/migrate` runs it whole for a table created in this deployment,
+/// inserts the missing rows of a new or changed seeder, and verifies an
+/// unchanged one row by row — a missing row fails the deployment naming
+/// table and key, unless `force`, which inserts it again.
 async fn seeders(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
+    if schema.seeders.is_empty() {
+        return Ok(());
+    }
+    let recorded = seeder_checksums(run).await?;
     for file in &schema.seeders {
-        let targets: Vec<(Option<String>, String, Vec<String>)> = file
+        let inserts: Vec<(usize, sql::Insert)> = file
             .statements
             .iter()
-            .filter_map(|s| sql::parse_insert_target(&s.text))
+            .enumerate()
+            .filter_map(|(i, s)| sql::parse_insert(&s.text).map(|ins| (i, ins)))
             .collect();
-        let table_label = targets
-            .first()
-            .map(|(_, t, _)| t.clone())
-            .unwrap_or_else(|| file.path.clone());
-        match opts.mode {
-            Mode::Register => {
-                let mut empty = true;
-                for (s, t, _) in &targets {
-                    let rows = run
-                        .tx
-                        .query(
-                            &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", qualified(s, t)),
-                            &[],
-                        )
-                        .await
-                        .map_err(|e| {
-                            run.fail(
-                                Some(&file.path),
-                                None,
-                                format!("seeder target table {t} cannot be read"),
-                                Some(&e),
-                            )
-                        })?;
-                    empty &= rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false);
-                }
-                if empty {
-                    let mut inserted = 0;
-                    for (i, s) in file.statements.iter().enumerate() {
-                        let rows = run.exec(&file.path, i, s, "seeder").await?;
-                        if sql::parse_insert_target(&s.text).is_some() {
-                            inserted += rows;
-                        }
-                    }
-                    run.report.seeders.push(SeederResult {
-                        table: table_label,
-                        inserted,
-                        skipped: 0,
-                    });
-                    run.changelog("seeder", &file.path, "seeded", Some(&file.checksum))
-                        .await?;
-                } else {
-                    // Not seeded: report how many rows the seeder holds.
-                    let skipped = dry_run_rows(run, file).await?;
-                    run.report.seeders.push(SeederResult {
-                        table: table_label,
-                        inserted: 0,
-                        skipped,
-                    });
+        let created_here = inserts
+            .iter()
+            .any(|(_, ins)| run.created.contains(&table_key(&ins.schema, &ins.table)));
+        let mut empty = true;
+        for (_, ins) in &inserts {
+            let rows = run
+                .internal(
+                    &format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM {})",
+                        qualified(&ins.schema, &ins.table)
+                    ),
+                    &[],
+                )
+                .await?;
+            empty &= rows.first().is_some_and(|r| r.get::<_, bool>(0));
+        }
+        let whole = match opts.mode {
+            Mode::Register => empty,
+            Mode::Migrate => created_here,
+        };
+        let mut inserted: HashMap<String, u64> = HashMap::new();
+        if whole {
+            for (i, s) in file.statements.iter().enumerate() {
+                let rows = run.exec(&file.path, i, s, "seeder").await?;
+                if let Some(ins) = sql::parse_insert(&s.text) {
+                    *inserted.entry(seed::label(&ins)).or_default() += rows;
                 }
             }
-            Mode::Migrate => {
-                let missing = verify_seeder(run, file, &targets).await?;
-                if missing > 0 && !opts.force {
-                    return Err(run.fail(
-                        Some(&file.path),
-                        None,
-                        format!("seeder verification failed: {missing} seeded row(s) missing from {table_label}"),
-                        None,
-                    ));
-                }
+            for (table, rows) in &inserted {
                 run.report.seeders.push(SeederResult {
-                    table: table_label,
-                    inserted: 0,
-                    skipped: 0,
+                    table: table.clone(),
+                    file: file.path.clone(),
+                    inserted: *rows,
+                    present: *rows,
+                    ..SeederResult::default()
                 });
             }
+            if recorded.get(&file.path) != Some(&file.checksum) {
+                run.changelog("seeder", &file.path, "seeded", Some(&file.checksum))
+                    .await?;
+            }
+            continue;
+        }
+        let mut checks = Vec::new();
+        for (i, ins) in &inserts {
+            let c = seed::check(&run.tx, ins).await.map_err(|e| {
+                run.fail(
+                    Some(&file.path),
+                    Some((*i, &file.statements[*i])),
+                    "seeder check failed".into(),
+                    Some(&e),
+                )
+            })?;
+            checks.push((*i, c));
+        }
+        let missing: u64 = checks.iter().map(|(_, c)| c.missing).sum();
+        let state = match recorded.get(&file.path) {
+            None => "new",
+            Some(c) if *c != file.checksum => "changed",
+            Some(_) => "unchanged",
+        };
+        let insert =
+            opts.mode == Mode::Migrate && missing > 0 && (state != "unchanged" || opts.force);
+        if opts.mode == Mode::Migrate && state == "unchanged" && !opts.force {
+            if let Some((i, c)) = checks
+                .iter()
+                .find(|(_, c)| c.missing > 0 && c.matched != seed::Match::Count)
+            {
+                let total: u64 = checks
+                    .iter()
+                    .filter(|(_, x)| x.table == c.table)
+                    .map(|(_, x)| x.rows)
+                    .sum();
+                let lost: u64 = checks
+                    .iter()
+                    .filter(|(_, x)| x.table == c.table)
+                    .map(|(_, x)| x.missing)
+                    .sum();
+                return Err(run.fail(
+                    Some(&file.path),
+                    Some((*i, &file.statements[*i])),
+                    format!(
+                        "seeded rows missing from {}: {lost} of {total} ({}); deploy with force=true to insert them again",
+                        c.table,
+                        c.missing_rows.join(", ")
+                    ),
+                    None,
+                ));
+            }
+        }
+        if insert {
+            for (i, c) in &checks {
+                let rows = c.insert_missing(&run.tx).await.map_err(|e| {
+                    run.fail(
+                        Some(&file.path),
+                        Some((*i, &file.statements[*i])),
+                        format!("inserting the missing seeded rows of {} failed", c.table),
+                        Some(&e),
+                    )
+                })?;
+                run.note(
+                    "seeders",
+                    None,
+                    &file.path,
+                    "insert missing seeded rows",
+                    &format!("-- {rows} row(s) into {}", c.table),
+                );
+                *inserted.entry(c.table.clone()).or_default() += rows;
+            }
+            // What else the file does (setval after explicit ids…) follows
+            // the rows it seeds.
+            if inserted.values().any(|r| *r > 0) {
+                for (i, s) in file.statements.iter().enumerate() {
+                    if sql::parse_insert(&s.text).is_none() {
+                        run.exec(&file.path, i, s, "seeder").await?;
+                    }
+                }
+            }
+        }
+        run.report
+            .seeders
+            .extend(seeder_results(file, &checks, &inserted));
+        if opts.mode == Mode::Migrate && recorded.get(&file.path) != Some(&file.checksum) {
+            run.changelog(
+                "seeder",
+                &file.path,
+                if insert { "inserted" } else { "verified" },
+                Some(&file.checksum),
+            )
+            .await?;
         }
     }
     Ok(())
-}
-
-/// Rows the seeder's INSERTs would write, counted inside a savepoint that is
-/// rolled back (0 when they would conflict with existing rows).
-async fn dry_run_rows(run: &Run<'_>, file: &SqlFile) -> Result<u64, MigratorError> {
-    let fail = |e: tokio_postgres::Error| {
-        run.fail(
-            Some(&file.path),
-            None,
-            "seeder dry run failed".into(),
-            Some(&e),
-        )
-    };
-    run.tx
-        .batch_execute("SAVEPOINT sdg_seed_count")
-        .await
-        .map_err(fail)?;
-    let mut rows = 0;
-    for s in &file.statements {
-        match run.tx.execute(s.text.as_str(), &[]).await {
-            Ok(n) if sql::parse_insert_target(&s.text).is_some() => rows += n,
-            Ok(_) => {}
-            Err(_) => {
-                rows = 0;
-                break;
-            }
-        }
-    }
-    run.tx
-        .batch_execute("ROLLBACK TO SAVEPOINT sdg_seed_count; RELEASE SAVEPOINT sdg_seed_count")
-        .await
-        .map_err(fail)?;
-    Ok(rows)
-}
-
-/// How many rows the seeder would add that are not in its tables yet,
-/// compared on the columns it sets. Runs the seeder inside a savepoint that is
-/// always rolled back.
-async fn verify_seeder(
-    run: &Run<'_>,
-    file: &SqlFile,
-    targets: &[(Option<String>, String, Vec<String>)],
-) -> Result<u64, MigratorError> {
-    let bookkeeping = |e: tokio_postgres::Error| {
-        run.fail(
-            Some(&file.path),
-            None,
-            "seeder verification failed".into(),
-            Some(&e),
-        )
-    };
-    run.tx
-        .batch_execute("SAVEPOINT sdg_seed")
-        .await
-        .map_err(bookkeeping)?;
-    let result = async {
-        for (n, (s, t, cols)) in targets.iter().enumerate() {
-            let cols_sql = if cols.is_empty() { "*".to_owned() } else { cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
-            run.tx
-                .batch_execute(&format!("CREATE TEMP TABLE _sdg_before_{n} ON COMMIT DROP AS SELECT {cols_sql} FROM {}", qualified(s, t)))
-                .await
-                .map_err(bookkeeping)?;
-        }
-        for (i, stmt) in file.statements.iter().enumerate() {
-            match run.tx.execute(stmt.text.as_str(), &[]).await {
-                Ok(_) => {}
-                // the seeded keys are there already: those rows exist
-                Err(e) if e.code().map(|c| c.code()) == Some("23505") => return Ok(0),
-                Err(e) => return Err(run.fail(Some(&file.path), Some((i, stmt)), "seeder verification failed".into(), Some(&e))),
-            }
-        }
-        let mut missing = 0u64;
-        for (n, (s, t, cols)) in targets.iter().enumerate() {
-            let cols_sql = if cols.is_empty() { "*".to_owned() } else { cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
-            let rows = run
-                .tx
-                .query(
-                    &format!("SELECT count(*) FROM (SELECT {cols_sql} FROM {} EXCEPT SELECT * FROM _sdg_before_{n}) x", qualified(s, t)),
-                    &[],
-                )
-                .await
-                .map_err(bookkeeping)?;
-            missing += rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64;
-        }
-        Ok(missing)
-    }
-    .await;
-    run.tx
-        .batch_execute("ROLLBACK TO SAVEPOINT sdg_seed; RELEASE SAVEPOINT sdg_seed")
-        .await
-        .map_err(bookkeeping)?;
-    result
 }
 
 /// Does every declared table match its recorded declared model (no diff
@@ -1690,63 +1758,12 @@ async fn tables_as_declared(
     Ok(diff::diff(&declared, &observed, &declared).is_empty())
 }
 
-/// The plan of a dry run into a database that does not exist yet: it would
-/// be created and get every file.
-pub fn new_database_plan(database: &str, schema: &Parsed) -> DeploymentReport {
-    let mut plan = Vec::new();
-    for e in &schema.extensions {
-        plan.push(PlanStep {
-            phase: "extensions".into(),
-            class: None,
-            object: e.name.clone(),
-            reason: "new extension".into(),
-            sql: vec![format!(
-                "CREATE EXTENSION IF NOT EXISTS {}",
-                quote_ident(&e.name)
-            )],
-        });
-    }
-    let phases = [
-        ("types", &schema.types, "new type"),
-        ("tables", &schema.tables, "new table"),
-        ("migrations", &schema.migrations, "not applied yet"),
-        ("functions", &schema.functions, "new function"),
-        ("seeders", &schema.seeders, "seeds an empty table"),
-    ];
-    for (phase, files, reason) in phases {
-        for f in files {
-            plan.push(PlanStep {
-                phase: phase.into(),
-                class: (phase == "tables").then(|| Class::Safe.as_str().to_owned()),
-                object: f.path.clone(),
-                reason: reason.into(),
-                sql: f.statements.iter().map(|s| s.text.clone()).collect(),
-            });
-        }
-    }
-    let mut report = DeploymentReport {
-        database: database.to_owned(),
-        status: "would_create".into(),
-        plan,
-        ..DeploymentReport::default()
-    };
-    if let Some(d) = &schema.declared {
-        report.schema_validation.safe_changes = d
-            .model
-            .tables
-            .keys()
-            .map(|q| format!("{q}: new table"))
-            .collect();
-    }
-    report
-}
-
 /// Check, in the database itself, that everything the schema declares is
 /// there: extensions installed, types and tables present, seeded rows present.
 pub async fn verify(
     client: &mut Client,
     schema: &Parsed,
-) -> Result<stonescriptdb_shared::wire::Verification, MigratorError> {
+) -> Result<(stonescriptdb_shared::wire::Verification, Vec<SeederResult>), MigratorError> {
     let q = |e: tokio_postgres::Error| {
         MigratorError::DatabaseUnavailable(format!("verification failed: {}", pg_message(&e)))
     };
@@ -1795,32 +1812,33 @@ pub async fn verify(
         .await
         .map_err(q)?;
     let tables_match = tables_as_declared(&mut *client, schema).await.map_err(q)?;
-    // Seeded rows: run each seeder in a transaction that is rolled back.
-    let mut seeders_ok = true;
+    // Seeded rows, row by row, in a transaction that is rolled back.
+    let mut seeders = Vec::new();
+    let mut seeders_failed = false;
     if !schema.seeders.is_empty() {
         let tx = client.transaction().await.map_err(q)?;
-        let log = slog::Logger::root(slog::Discard, slog::o!());
-        let run = Run {
-            tx,
-            database: "",
-            log: &log,
-            report: DeploymentReport::default(),
-            deferred: Vec::new(),
-            plan: None,
-        };
         for file in &schema.seeders {
-            let targets: Vec<(Option<String>, String, Vec<String>)> = file
-                .statements
-                .iter()
-                .filter_map(|s| sql::parse_insert_target(&s.text))
-                .collect();
-            match verify_seeder(&run, file, &targets).await {
-                Ok(0) => {}
-                _ => seeders_ok = false,
+            let mut checks = Vec::new();
+            for (i, s) in file.statements.iter().enumerate() {
+                if let Some(ins) = sql::parse_insert(&s.text) {
+                    // a seeder that cannot even be evaluated is not verified
+                    match seed::check(&tx, &ins).await {
+                        Ok(c) => checks.push((i, c)),
+                        Err(_) => seeders_failed = true,
+                    }
+                }
+                if seeders_failed {
+                    break;
+                }
+            }
+            seeders.extend(seeder_results(file, &checks, &HashMap::new()));
+            if seeders_failed {
+                break;
             }
         }
-        let _ = run.tx.rollback().await;
+        let _ = tx.rollback().await;
     }
+    let seeders_ok = !seeders_failed && seeders.iter().all(|s| s.missing == 0);
     let v = stonescriptdb_shared::wire::Verification {
         passed: false,
         extensions_verified: missing_ext == 0,
@@ -1828,13 +1846,16 @@ pub async fn verify(
         tables_verified: missing_tables == 0 && tables_match,
         seeders_verified: seeders_ok,
     };
-    Ok(stonescriptdb_shared::wire::Verification {
-        passed: v.extensions_verified
-            && v.types_verified
-            && v.tables_verified
-            && v.seeders_verified,
-        ..v
-    })
+    Ok((
+        stonescriptdb_shared::wire::Verification {
+            passed: v.extensions_verified
+                && v.types_verified
+                && v.tables_verified
+                && v.seeders_verified,
+            ..v
+        },
+        seeders,
+    ))
 }
 
 #[cfg(test)]

@@ -34,6 +34,10 @@ pub struct SchemaRefusal {
 #[derive(Debug)]
 pub enum MigratorError {
     BadRequest(String),
+    /// No bearer token, or one that is not configured.
+    Unauthorized(String),
+    /// A token that does not grant this platform or route.
+    Forbidden(String),
     NotFound(String),
     MethodNotAllowed(String),
     PayloadTooLarge(String),
@@ -57,6 +61,8 @@ impl MigratorError {
         let simple = |code: ErrorCode, msg: &str| (code.status(), ErrorBody::new(code, msg));
         match self {
             BadRequest(m) => simple(ErrorCode::InvalidRequest, m),
+            Unauthorized(m) => simple(ErrorCode::Unauthorized, m),
+            Forbidden(m) => simple(ErrorCode::Forbidden, m),
             NotFound(m) => simple(ErrorCode::NotFound, m),
             MethodNotAllowed(m) => simple(ErrorCode::MethodNotAllowed, m),
             PayloadTooLarge(m) => simple(ErrorCode::PayloadTooLarge, m),
@@ -120,4 +126,18 @@ impl MigratorError {
             }
         }
     }
+}
+
+impl From<stonescriptdb_shared::auth::Denied> for MigratorError {
+    fn from(d: stonescriptdb_shared::auth::Denied) -> Self {
+        match d {
+            stonescriptdb_shared::auth::Denied::Unauthorized(m) => Self::Unauthorized(m),
+            stonescriptdb_shared::auth::Denied::Forbidden(m) => Self::Forbidden(m),
+        }
+    }
+}
+
+/// A name that broke the naming rules: 400 naming the rule.
+pub fn bad_name(e: stonescriptdb_shared::names::NameError) -> MigratorError {
+    MigratorError::BadRequest(e.to_string())
 }

@@ -62,7 +62,7 @@ proptest! {
                 let _ = sql::parse_type(&s.text);
                 let _ = sql::classify_table_stmt(&s.text);
                 let _ = sql::split_foreign_keys(&s.text, &[(None, "t".to_string())]);
-                let _ = sql::parse_insert_target(&s.text);
+                let _ = sql::parse_insert(&s.text);
             }
         }
         let _ = sql::normalize(&text);
@@ -82,7 +82,7 @@ proptest! {
                 let _ = sql::parse_routine(&s.text);
                 let _ = sql::parse_type(&s.text);
                 let _ = sql::split_foreign_keys(&s.text, &[(None, "x".to_string())]);
-                let _ = sql::parse_insert_target(&s.text);
+                let _ = sql::parse_insert(&s.text);
             }
         }
         let _ = sql::normalize(&text);

@@ -1,33 +1,42 @@
-//! `stonescriptdb-migrator`: all schema work (archives, deployment, registry),
-//! served over HTTP/1.1 on the Unix socket `MIGRATOR_SOCKET` only. Parses
-//! flags and configuration, binds the socket, then runs [`server::run`] until
-//! SIGTERM or SIGINT.
+//! `stonescriptdb-migrator`: all schema work (archives, deployment, the
+//! control catalog), served over HTTP/1.1 on the Unix socket
+//! `MIGRATOR_SOCKET` only. Parses flags and configuration, binds the
+//! socket, opens the control catalog in the background (creating it on
+//! first start, importing an older installation's files once, resolving
+//! what a stopped migrator left), and runs [`server::run`] until SIGTERM or
+//! SIGINT.
+//! `--check-upgrade` prints the import report and changes nothing.
 #![forbid(unsafe_code)]
 
 mod admin;
 mod archive;
+mod catalog;
 mod deploy;
 mod error;
+mod form;
 #[cfg(test)]
 mod fuzz;
-mod handlers;
 mod metrics;
 mod multipart;
-mod registry;
+mod operator;
+mod provision;
 mod roles;
 mod schema;
+mod seed;
 mod server;
 mod socket;
 mod sql;
-mod store;
 mod tables;
+mod v1;
 mod v2;
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use slog::info;
+use slog::{error, info, warn};
+use stonescriptdb_shared::auth::Tokens;
 use stonescriptdb_shared::startup;
 
 const BINARY: &str = "stonescriptdb-migrator";
@@ -42,6 +51,25 @@ async fn serve(
     base: tokio_postgres::Config,
 ) -> ExitCode {
     let log = startup::logger(config.log_level, "migrator");
+    let admin = admin::Admin::new(
+        base,
+        config.deploy_lock_timeout.as_millis(),
+        config.deploy_statement_timeout.as_millis(),
+    );
+    if config.check_upgrade {
+        return match catalog::upgrade::check(&admin, &config.catalog_db, &config.data_dir).await {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{BINARY}: {}", e.to_wire().1.message);
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (listener, activated) = match socket::from_systemd() {
         Ok(Some(l)) => (l, true),
         Ok(None) => match socket::bind(&config.migrator_socket) {
@@ -58,14 +86,15 @@ async fn serve(
     };
     let state = Arc::new(server::State {
         metrics: metrics::Metrics::default(),
-        admin: admin::Admin::new(
-            base,
-            config.deploy_lock_timeout.as_millis(),
-            config.deploy_statement_timeout.as_millis(),
-        ),
-        store: store::Store::new(config.data_dir.clone()),
-        registry: registry::Registry::new(config.data_dir.clone()),
-        roles: roles::Roles::new(config.data_dir.clone()),
+        admin,
+        catalog: tokio::sync::OnceCell::new(),
+        catalog_open: tokio::sync::Notify::new(),
+        catalog_name: config.catalog_db.clone(),
+        tokens: Tokens {
+            call: config.call_tokens.clone(),
+            deploy: config.deploy_tokens.clone(),
+            admin: config.admin_token.clone(),
+        },
         template_locks: Default::default(),
         migrate_concurrency: config.migrate_concurrency,
         limits: archive::Limits {
@@ -76,7 +105,14 @@ async fn serve(
         },
         log: log.clone(),
     });
-    info!(log, "listening"; "socket" => %config.migrator_socket.display());
+    // PostgreSQL is usually up: open the catalog before answering anything;
+    // if it is not, keep trying in the background (schema routes answer 503
+    // meanwhile, /call through the router does not need the migrator).
+    if let Err(e) = try_open_catalog(&state, &config.data_dir).await {
+        warn!(log, "cannot open the control catalog; retrying"; "catalog" => &config.catalog_db, "error" => &e);
+        tokio::spawn(open_catalog(state.clone(), config.data_dir.clone(), e));
+    }
+    info!(log, "listening"; "socket" => %config.migrator_socket.display(), "catalog" => &config.catalog_db);
     println!(
         "{BINARY} listening on unix:{}",
         config.migrator_socket.display()
@@ -88,4 +124,62 @@ async fn serve(
         let _ = std::fs::remove_file(&config.migrator_socket);
     }
     ExitCode::SUCCESS
+}
+
+/// Keep trying [`try_open_catalog`], with backoff.
+async fn open_catalog(state: Arc<server::State>, data_dir: std::path::PathBuf, first: String) {
+    let mut backoff = Duration::from_millis(200);
+    let mut last_error = first;
+    loop {
+        tokio::time::sleep(backoff).await;
+        match try_open_catalog(&state, &data_dir).await {
+            Ok(()) => return,
+            Err(e) => {
+                if e != last_error {
+                    warn!(state.log, "cannot open the control catalog; retrying"; "catalog" => &state.catalog_name, "error" => &e);
+                    last_error = e;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Open the control catalog (creating and upgrading it), import an older
+/// installation's files once, and resolve what a stopped migrator left.
+async fn try_open_catalog(state: &server::State, data_dir: &std::path::Path) -> Result<(), String> {
+    let log = &state.log;
+    let opened = async {
+        let client = state.admin.connect(None).await?;
+        catalog::Catalog::open(state.admin.config(), &client, &state.catalog_name).await
+    }
+    .await;
+    let catalog = opened.map_err(|e| e.to_wire().1.message)?;
+    match catalog::upgrade::import(&catalog, &state.admin, data_dir).await {
+        Ok(Some(lines)) => {
+            for l in lines {
+                info!(log, "upgrade import"; "what" => l);
+            }
+        }
+        Ok(None) => {}
+        // Not marked done: the next start tries again.
+        Err(e) => {
+            error!(log, "importing the older installation failed"; "data_dir" => %data_dir.display(), "error" => ?e)
+        }
+    }
+    match state.admin.connect(None).await {
+        Ok(client) => match catalog.resolve_leftovers(&client).await {
+            Ok(done) => {
+                for what in done {
+                    warn!(log, "resolved a stopped migrator's leftover"; "what" => what);
+                }
+            }
+            Err(e) => warn!(log, "could not resolve leftovers"; "error" => ?e),
+        },
+        Err(e) => warn!(log, "could not resolve leftovers"; "error" => ?e),
+    }
+    info!(log, "control catalog open"; "catalog" => &state.catalog_name);
+    let _ = state.catalog.set(catalog);
+    state.catalog_open.notify_waiters();
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! `multipart/form-data` bodies (RFC 7578), parsed from a body already read
-//! into memory under a size cap. Fields are returned by name; later fields of
-//! the same name win.
+//! into memory under a size cap. Fields are returned by name; a name given
+//! twice is refused (which one would win is a guess a client should not rely on).
 
 use std::collections::HashMap;
 
@@ -73,6 +73,9 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<HashMap<String, Field>, Stri
             .ok_or("multipart part without Content-Disposition")?;
         let name = param(disposition, "name").ok_or("multipart part without a name")?;
         let filename = param(disposition, "filename");
+        if fields.contains_key(&name) {
+            return Err(format!("field {name:?} is given more than once"));
+        }
         fields.insert(name, Field { data, filename });
         pos = next + 2;
     }
@@ -104,5 +107,8 @@ mod tests {
         )
         .is_err());
         assert!(parse(b"--b\r\nX: y\r\n\r\nv\r\n--b--", "b").is_err());
+        let twice = b"--b\r\nContent-Disposition: form-data; name=\"force\"\r\n\r\nfalse\r\n\
+--b\r\nContent-Disposition: form-data; name=\"force\"\r\n\r\ntrue\r\n--b--\r\n";
+        assert!(parse(twice, "b").unwrap_err().contains("more than once"));
     }
 }

@@ -1,29 +1,25 @@
 //! Per-platform PostgreSQL roles: `sdg_{platform}_owner` owns the platform's
 //! databases and runs the SQL it uploads (migrations, functions, seeders),
 //! never as superuser; `sdg_{platform}_app`, a member of it, is what the
-//! router's `/call` connects as. Their generated passwords live in
-//! `DATA_DIR/credentials/<platform>.json` (mode 0600), never in logs.
-//! Databases created before roles existed keep working as they were (owned by
-//! the admin role); only databases listed in the file use the platform roles.
+//! router's `/call` connects as. Their generated passwords are recorded with
+//! the platform in the control catalog (readable by the gateway's admin role
+//! only), never logged. Dry runs of a platform that has no roles yet use a
+//! throwaway role with the same attributes.
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use stonescriptdb_shared::names::{self, quote_ident};
-use stonescriptdb_shared::wire::PlatformCredentials;
-use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use crate::catalog::{Catalog, Platform, SCRATCH_PREFIX};
 use crate::error::{pg_message, MigratorError};
-use crate::store::write_atomic_mode;
 
-pub struct Roles {
-    data_dir: PathBuf,
-    lock: Mutex<()>,
-}
+/// Attributes of every role the gateway creates for platforms.
+const ATTRIBUTES: &str = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
 
-fn random_password() -> Result<String, MigratorError> {
+/// 24 random bytes as hex.
+pub fn random_hex() -> Result<String, MigratorError> {
     let mut bytes = [0u8; 24];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -31,128 +27,137 @@ fn random_password() -> Result<String, MigratorError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-impl Roles {
-    pub fn new(data_dir: PathBuf) -> Self {
-        Self {
-            data_dir,
-            lock: Mutex::new(()),
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A new platform's record (role names and generated passwords).
+pub fn new_platform(name: &str, v2: bool) -> Result<Platform, MigratorError> {
+    let (owner_role, app_role) =
+        names::platform_roles(name).map_err(|e| MigratorError::BadRequest(e.to_string()))?;
+    Ok(Platform {
+        name: name.to_owned(),
+        owner_role,
+        owner_password: random_hex()?,
+        app_role,
+        app_password: random_hex()?,
+        v2,
+    })
+}
+
+/// The platform, recorded in the catalog if it is new, with its roles
+/// present in PostgreSQL (created again if someone dropped them).
+pub async fn ensure_platform(
+    catalog: &Catalog,
+    admin: &Client,
+    name: &str,
+) -> Result<Platform, MigratorError> {
+    let p = match catalog.platform(name).await? {
+        Some(p) => p,
+        None => {
+            catalog
+                .insert_platform(&new_platform(name, false)?)
+                .await?
+                .0
         }
-    }
+    };
+    ensure_roles(admin, &p).await?;
+    Ok(p)
+}
 
-    pub fn load(&self, platform: &str) -> Result<Option<PlatformCredentials>, MigratorError> {
-        let path = PlatformCredentials::path(&self.data_dir, platform);
-        match std::fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| {
-                MigratorError::Internal(format!("{} is corrupt: {e}", path.display()))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(MigratorError::Internal(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
-        }
+/// Create the platform's roles when missing; a role that exists is left as
+/// it is (see [`set_passwords`]).
+pub async fn ensure_roles(admin: &Client, p: &Platform) -> Result<(), MigratorError> {
+    let existing: Vec<String> = admin
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",
+            &[&vec![p.owner_role.clone(), p.app_role.clone()]],
+        )
+        .await
+        .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut statements = Vec::new();
+    if !existing.contains(&p.owner_role) {
+        statements.push(format!(
+            "CREATE ROLE {} {ATTRIBUTES} PASSWORD {}",
+            quote_ident(&p.owner_role),
+            literal(&p.owner_password)
+        ));
     }
-
-    fn save(&self, creds: &PlatformCredentials) -> Result<(), MigratorError> {
-        let path = PlatformCredentials::path(&self.data_dir, &creds.platform);
-        let data =
-            serde_json::to_vec_pretty(creds).map_err(|e| MigratorError::Internal(e.to_string()))?;
-        write_atomic_mode(&path, &data, 0o600)
-            .map_err(|e| MigratorError::Internal(format!("cannot write {}: {e}", path.display())))
+    if !existing.contains(&p.app_role) {
+        statements.push(format!(
+            "CREATE ROLE {} {ATTRIBUTES} PASSWORD {} IN ROLE {}",
+            quote_ident(&p.app_role),
+            literal(&p.app_password),
+            quote_ident(&p.owner_role)
+        ));
     }
-
-    /// The platform's credentials, creating the roles (and the file) on
-    /// first use; roles missing from the server are created again.
-    pub async fn ensure(
-        &self,
-        admin: &Client,
-        platform: &str,
-    ) -> Result<PlatformCredentials, MigratorError> {
-        let _guard = self.lock.lock().await;
-        let creds = match self.load(platform)? {
-            Some(c) => c,
-            None => {
-                let (owner_role, app_role) = names::platform_roles(platform)
-                    .map_err(|e| MigratorError::BadRequest(e.to_string()))?;
-                let c = PlatformCredentials {
-                    platform: platform.to_owned(),
-                    owner_role,
-                    owner_password: random_password()?,
-                    app_role,
-                    app_password: random_password()?,
-                    databases: Default::default(),
-                };
-                self.save(&c)?;
-                c
+    for s in statements {
+        match admin.batch_execute(&s).await {
+            Ok(()) => {}
+            // created concurrently by another migrator request
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+            Err(e) => {
+                return Err(MigratorError::DatabaseUnavailable(format!(
+                "cannot create the roles of platform {} (the gateway's role needs CREATEROLE): {}",
+                p.name,
+                pg_message(&e)
+            )))
             }
-        };
-        let existing: Vec<String> = admin
-            .query(
-                "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",
-                &[&vec![creds.owner_role.clone(), creds.app_role.clone()]],
-            )
+        }
+    }
+    Ok(())
+}
+
+/// Give roles that existed before the catalog recorded them the passwords
+/// it recorded (an older installation's roles, imported without their file).
+pub async fn set_passwords(admin: &Client, p: &Platform) -> Result<(), MigratorError> {
+    for (role, password) in [
+        (&p.owner_role, &p.owner_password),
+        (&p.app_role, &p.app_password),
+    ] {
+        admin
+            .batch_execute(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                quote_ident(role),
+                literal(password)
+            ))
             .await
-            .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let lit = |p: &str| format!("'{}'", p.replace('\'', "''"));
-        let mut statements = Vec::new();
-        if !existing.contains(&creds.owner_role) {
-            statements.push(format!(
-                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}",
-                quote_ident(&creds.owner_role),
-                lit(&creds.owner_password)
-            ));
-        }
-        if !existing.contains(&creds.app_role) {
-            statements.push(format!(
-                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {} IN ROLE {}",
-                quote_ident(&creds.app_role),
-                lit(&creds.app_password),
-                quote_ident(&creds.owner_role)
-            ));
-        }
-        for s in statements {
-            match admin.batch_execute(&s).await {
-                Ok(()) => {}
-                // created concurrently by another migrator request
-                Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
-                Err(e) => {
-                    return Err(MigratorError::DatabaseUnavailable(format!(
-                        "cannot create the roles of platform {platform} (the gateway's role needs CREATEROLE): {}",
-                        pg_message(&e)
-                    )))
-                }
-            }
-        }
-        Ok(creds)
+            .map_err(|e| {
+                MigratorError::DatabaseUnavailable(format!(
+                    "cannot set the password of {role}: {}",
+                    pg_message(&e)
+                ))
+            })?;
     }
+    Ok(())
+}
 
-    /// Record that `database` is owned by the platform's owner role.
-    pub async fn add_database(&self, platform: &str, database: &str) -> Result<(), MigratorError> {
-        let _guard = self.lock.lock().await;
-        let mut creds = self.load(platform)?.ok_or_else(|| {
-            MigratorError::Internal(format!("no credentials for platform {platform}"))
+/// A throwaway role with a platform owner's attributes (and no other
+/// rights), for the dry run of a platform that has no roles yet.
+pub async fn throwaway_role(admin: &Client) -> Result<(String, String), MigratorError> {
+    let name = format!("{SCRATCH_PREFIX}{}", &random_hex()?[..16]);
+    let password = random_hex()?;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {} {ATTRIBUTES} PASSWORD {}",
+            quote_ident(&name),
+            literal(&password)
+        ))
+        .await
+        .map_err(|e| {
+            MigratorError::DatabaseUnavailable(format!(
+                "cannot create a role for the dry run (the gateway's role needs CREATEROLE): {}",
+                pg_message(&e)
+            ))
         })?;
-        if creds.databases.insert(database.to_owned()) {
-            self.save(&creds)?;
-        }
-        Ok(())
-    }
+    Ok((name, password))
+}
 
-    /// Forget a database (dropped after a failed creation).
-    pub async fn remove_database(
-        &self,
-        platform: &str,
-        database: &str,
-    ) -> Result<(), MigratorError> {
-        let _guard = self.lock.lock().await;
-        if let Some(mut creds) = self.load(platform)? {
-            if creds.databases.remove(database) {
-                self.save(&creds)?;
-            }
-        }
-        Ok(())
-    }
+pub async fn drop_role(admin: &Client, name: &str) {
+    let _ = admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(name)))
+        .await;
 }

@@ -38,6 +38,8 @@ pub struct Parsed {
     pub seeders: Vec<SqlFile>,
     /// `tables/` read into the table model; None without a `tables/` folder.
     pub declared: Option<crate::tables::ddl::Declared>,
+    /// The archive's checksum over its sorted files (`archive::Schema::checksum`).
+    pub checksum: String,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -123,6 +125,7 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
         functions: parse_files("functions", &schema.functions)?,
         seeders: parse_files("seeders", &schema.seeders)?,
         declared: None,
+        checksum: schema.checksum.clone(),
     };
     for f in &parsed.types {
         for s in &f.statements {

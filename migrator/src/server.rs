@@ -1,40 +1,55 @@
-//! The migrator's HTTP server on its Unix socket: accept loop, routing to
-//! [`crate::handlers`], graceful shutdown (stop accepting, finish running
-//! deployments).
+//! The migrator's HTTP server on its Unix socket: accept loop, routing by
+//! the shared route table, body limits, who is asking (bearer token, the
+//! client address the router saw), graceful shutdown (stop accepting, finish
+//! running deployments). A request's body is read whole before it is
+//! answered, even when the answer is an error, so the router forwarding it
+//! never finds the connection closed under an unread upload.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use slog::{info, warn, Logger};
+use stonescriptdb_shared::auth::{Grant, Tokens};
+use stonescriptdb_shared::names;
+use stonescriptdb_shared::request::Query;
+use stonescriptdb_shared::routes;
 use tokio::net::UnixListener;
 
 use crate::admin::Admin;
 use crate::archive::Limits;
+use crate::catalog::{Caller, Catalog};
 use crate::error::MigratorError;
-use crate::handlers::{self, Answer};
-use crate::store::Store;
 
 /// Longest a deployment may still run after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a request waits for the catalog to open.
+const CATALOG_WAIT: Duration = Duration::from_secs(5);
 /// Body limit for JSON routes.
 const JSON_BODY_LIMIT: usize = 64 * 1024;
+/// Header the router sets to the client's address (replacing any copy the
+/// client sent); recorded with each deployment.
+pub const PEER_HEADER: &str = "x-stonescriptdb-peer";
 
 pub struct State {
     pub metrics: crate::metrics::Metrics,
     pub admin: Admin,
-    pub store: Store,
-    pub registry: crate::registry::Registry,
-    pub roles: crate::roles::Roles,
+    /// Opened in the background at start (retried while PostgreSQL is not
+    /// reachable); until then schema routes answer 503.
+    pub catalog: tokio::sync::OnceCell<Catalog>,
+    /// Woken once the catalog is open.
+    pub catalog_open: tokio::sync::Notify,
+    pub catalog_name: String,
+    pub tokens: Tokens,
     /// One lock per template database being built.
     pub template_locks: tokio::sync::Mutex<
         std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
@@ -42,6 +57,77 @@ pub struct State {
     pub limits: Limits,
     pub migrate_concurrency: usize,
     pub log: Logger,
+}
+
+impl State {
+    /// Wait (a few seconds at most) for the catalog to be open: a request
+    /// that arrives while the migrator starts is served, not refused.
+    async fn wait_for_catalog(&self) {
+        let wait = async {
+            loop {
+                let notified = self.catalog_open.notified();
+                if self.catalog.initialized() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(CATALOG_WAIT, wait).await;
+    }
+
+    /// The control catalog, once open.
+    pub fn catalog(&self) -> Result<&Catalog, MigratorError> {
+        self.catalog.get().ok_or_else(|| {
+            MigratorError::DatabaseUnavailable(format!(
+                "the control catalog {} is not open yet (is PostgreSQL reachable? see the migrator's log)",
+                self.catalog_name
+            ))
+        })
+    }
+}
+
+/// A handler's answer: status and JSON body.
+pub type Answer = (u16, Vec<u8>);
+
+pub fn json<T: serde::Serialize>(status: u16, body: &T) -> Answer {
+    (status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// Everything a handler gets about its request.
+pub struct Req {
+    pub body: Bytes,
+    pub content_type: String,
+    pub query: Query,
+    /// Values of the route's `{…}` path segments, in order.
+    pub params: Vec<String>,
+    pub grant: Grant,
+    pub caller: Caller,
+    pub stream: bool,
+}
+
+impl Req {
+    /// A JSON body as `T`, strictly (unknown fields refused, bad types named).
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self, what: &str) -> Result<T, MigratorError> {
+        stonescriptdb_shared::request::parse_json(&self.body, what)
+            .map_err(MigratorError::BadRequest)
+    }
+
+    /// The `{platform}` path segment, checked against the naming rules
+    /// before anything is looked up.
+    pub fn path_platform(&self) -> Result<&str, MigratorError> {
+        let p = self.params.first().map(String::as_str).unwrap_or("");
+        names::validate_platform(p).map_err(crate::error::bad_name)?;
+        Ok(p)
+    }
+
+    /// The query parameters this route takes; any other is refused.
+    pub fn query(&mut self, accepted: &[&str]) -> Result<Vec<Option<String>>, MigratorError> {
+        let values = accepted.iter().map(|k| self.query.take(k)).collect();
+        std::mem::take(&mut self.query)
+            .finish(accepted)
+            .map_err(MigratorError::BadRequest)?;
+        Ok(values)
+    }
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -116,150 +202,158 @@ fn error(e: &MigratorError) -> Answer {
     (status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, MigratorError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(
-            MigratorError::PayloadTooLarge(format!("request body is larger than {limit} bytes")),
-        ),
-        Err(e) => Err(MigratorError::BadRequest(format!(
-            "could not read request body: {e}"
-        ))),
+/// Read the whole body. Beyond `limit` the rest is still read (and thrown
+/// away) up to four times the limit, so the sender sees the 413 instead of a
+/// broken connection.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, MigratorError> {
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| MigratorError::BadRequest(format!("could not read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > limit.saturating_mul(4) {
+                break;
+            }
+        }
     }
+    if seen > limit {
+        return Err(MigratorError::PayloadTooLarge(format!(
+            "request body is larger than {limit} bytes"
+        )));
+    }
+    Ok(Bytes::from(buf))
 }
 
-async fn multipart(
-    state: &State,
-    req: Request<Incoming>,
-) -> Result<std::collections::HashMap<String, crate::multipart::Field>, MigratorError> {
-    let ct = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let boundary = crate::multipart::boundary(&ct).ok_or_else(|| {
-        MigratorError::UnsupportedMediaType(format!(
-            "expected multipart/form-data (fields platform, tenant_id, schema), got {:?}",
-            ct
-        ))
-    })?;
-    let limit = state.limits.max_compressed_bytes as usize + 1024 * 1024;
-    let body = read_body(req.into_body(), limit).await?;
-    crate::multipart::parse(&body, &boundary)
-        .map_err(|m| MigratorError::BadRequest(format!("invalid multipart body: {m}")))
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn route(
-    state: &std::sync::Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Answer, MigratorError> {
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (req.method().clone(), segments.as_slice()) {
-        (Method::POST, ["platform", "register"]) => {
-            let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
-            crate::v2::platform_register(state, &body).await
-        }
-        (Method::POST, ["platform", p, "schema"]) => {
-            let p = (*p).to_owned();
-            let fields = multipart(state, req).await?;
-            crate::v2::schema_upload(state, &p, fields).await
-        }
-        (Method::GET, ["platform", p, "schemas"]) => crate::v2::schemas(state, p).await,
-        (Method::GET, ["platform", p, "databases"]) => {
-            crate::v2::databases(state, p, req.uri().query()).await
-        }
-        (Method::GET, ["platforms"]) => crate::v2::platforms(state).await,
-        (Method::GET, ["metrics"]) => Ok((200, state.metrics.render().into_bytes())),
-        (Method::POST, ["database", "create"]) => {
-            let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
-            crate::v2::database_create(state, &body).await
-        }
-        _ => route_v1(state, req, &path).await,
-    }
-}
-
-async fn route_v1(
-    state: &State,
-    req: Request<Incoming>,
-    path: &str,
-) -> Result<Answer, MigratorError> {
-    match (req.method().clone(), path) {
-        (Method::POST, "/register") => {
-            let fields = multipart(state, req).await?;
-            handlers::register(state, fields).await
-        }
-        (Method::POST, "/migrate") => {
-            let fields = multipart(state, req).await?;
-            handlers::migrate(state, fields).await
-        }
-        (Method::GET, "/admin/databases") => handlers::databases(state, req.uri().query()).await,
-        (Method::POST, "/admin/create-tenant") => {
-            let body = read_body(req.into_body(), JSON_BODY_LIMIT).await?;
-            handlers::create_tenant(state, &body).await
-        }
-        (
-            _,
-            "/register"
-            | "/migrate"
-            | "/admin/databases"
-            | "/admin/create-tenant"
-            | "/platforms"
-            | "/platform/register"
-            | "/database/create"
-            | "/v2/migrate",
-        ) => Err(MigratorError::MethodNotAllowed(format!(
-            "{} is not allowed on {path}",
-            req.method()
-        ))),
-        _ => Err(MigratorError::NotFound(format!("no route {path}"))),
-    }
+/// What a route call resolves to: a JSON answer, or NDJSON lines.
+pub enum Reply {
+    Full(Answer),
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    if method == Method::POST && path == "/v2/migrate" {
-        let stream = req
-            .headers()
-            .get(hyper::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("application/x-ndjson"));
-        let reply = match read_body(req.into_body(), JSON_BODY_LIMIT).await {
-            Ok(body) => crate::v2::v2_migrate(state.clone(), &body, stream).await,
-            Err(e) => Err(e),
-        };
-        return match reply {
-            Ok(crate::v2::Reply::Stream(rx)) => {
-                let mut resp = Response::new(ChannelBody(rx).boxed());
-                resp.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                );
-                resp
+    let request_id = header(&req, "x-request-id").unwrap_or("-").to_owned();
+    let reply = match dispatch(state, req).await {
+        Ok(r) => r,
+        Err((e, allow)) => {
+            let mut resp = respond(error(&e));
+            if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+                resp.headers_mut().insert(ALLOW, allow);
             }
-            Ok(crate::v2::Reply::Full(answer)) => respond(answer),
-            Err(e) => respond(error(&e)),
-        };
+            info!(state.log, "request"; "method" => &method, "path" => &path, "status" => resp.status().as_u16(),
+                  "ms" => started.elapsed().as_millis() as u64, "request_id" => &request_id);
+            return resp;
+        }
+    };
+    match reply {
+        Reply::Stream(rx) => {
+            let mut resp = Response::new(ChannelBody(rx).boxed());
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            resp
+        }
+        Reply::Full(answer) if path == "/metrics" => {
+            let mut resp = respond(answer);
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        Reply::Full(answer) => {
+            info!(state.log, "request"; "method" => &method, "path" => &path, "status" => answer.0,
+                  "ms" => started.elapsed().as_millis() as u64, "request_id" => &request_id);
+            respond(answer)
+        }
     }
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    let answer = route(state, req).await.unwrap_or_else(|e| error(&e));
-    if path == "/metrics" {
-        let mut resp = respond(answer);
-        resp.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        return resp;
+}
+
+/// Route a request; an error carries the `Allow` header value for 405s.
+async fn dispatch(
+    state: &std::sync::Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Reply, (MigratorError, Option<String>)> {
+    let plain = |e: MigratorError| (e, None);
+    let path = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
+    // The migrator's own /metrics (the router appends it to its own).
+    if path == "/metrics" && method == "GET" {
+        return Ok(Reply::Full((200, state.metrics.render().into_bytes())));
     }
-    info!(state.log, "request"; "method" => %method, "path" => &path, "status" => answer.0,
-          "ms" => started.elapsed().as_millis() as u64, "request_id" => &request_id);
-    respond(answer)
+    let (route, params) = match routes::find(&path) {
+        Some(found) => found,
+        None => return Err(plain(MigratorError::NotFound(format!("no route {path}")))),
+    };
+    if !route.allows(&method) {
+        return Err((
+            MigratorError::MethodNotAllowed(format!("{method} is not allowed on {path}")),
+            Some(route.allow()),
+        ));
+    }
+    let limit = if matches!(
+        route.pattern,
+        "/register" | "/migrate" | "/platform/{platform}/schema"
+    ) {
+        state.limits.max_compressed_bytes as usize + 1024 * 1024
+    } else {
+        JSON_BODY_LIMIT
+    };
+    let content_type = header(&req, CONTENT_TYPE.as_str()).unwrap_or("").to_owned();
+    let stream = header(&req, hyper::header::ACCEPT.as_str())
+        .is_some_and(|a| a.contains("application/x-ndjson"));
+    let grant = state
+        .tokens
+        .schema_grant(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()));
+    let caller = |name: &str| Caller {
+        token_name: name.to_owned(),
+        peer: header(&req, PEER_HEADER).map(str::to_owned),
+        request_id: header(&req, "x-request-id").map(str::to_owned),
+    };
+    let caller = caller(grant.as_ref().map(|g| g.name.as_str()).unwrap_or(""));
+    let query = Query::parse(req.uri().query()).map_err(|m| plain(MigratorError::BadRequest(m)));
+    let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
+    let body = read_body(req.into_body(), limit).await.map_err(plain)?;
+    let grant = grant.map_err(|d| plain(d.into()))?;
+    state.wait_for_catalog().await;
+    let mut r = Req {
+        body,
+        content_type,
+        query: query?,
+        params,
+        grant,
+        caller,
+        stream,
+    };
+    let answer = match route.pattern {
+        "/register" => crate::v1::register(state, &mut r).await,
+        "/migrate" => crate::v1::migrate(state, &mut r).await,
+        "/admin/databases" => crate::v1::databases(state, &mut r).await,
+        "/admin/create-tenant" => crate::v1::create_tenant(state, &mut r).await,
+        "/admin/adopt" => crate::operator::adopt(state, &mut r).await,
+        "/admin/refresh" => crate::operator::refresh(state, &mut r).await,
+        "/admin/deployments" => crate::operator::deployments(state, &mut r).await,
+        "/platforms" => crate::v2::platforms(state, &mut r).await,
+        "/platform/register" => crate::v2::platform_register(state, &mut r).await,
+        "/platform/{platform}/schema" => crate::v2::schema_upload(state, &mut r).await,
+        "/platform/{platform}/schemas" => crate::v2::schemas(state, &mut r).await,
+        "/platform/{platform}/databases" => crate::v2::databases(state, &mut r).await,
+        "/database/create" => crate::v2::database_create(state, &mut r).await,
+        "/v2/migrate" => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
+        other => Err(MigratorError::NotFound(format!(
+            "{other} is served by the router, not the migrator"
+        ))),
+    };
+    answer.map(Reply::Full).map_err(plain)
 }

@@ -1241,10 +1241,39 @@ pub fn split_foreign_keys(
 
 // ===== Inserts ================================================================================
 
-/// Tables an INSERT statement (seeders) writes to: for `[WITH ...] INSERT INTO [schema.]t
-/// [AS alias] [(cols)] ...` returns (schema, table, column list — empty when not given), names
-/// unquoted (unquoted ones lower-cased). None for other statements.
-pub fn parse_insert_target(stmt: &str) -> Option<(Option<String>, String, Vec<String>)> {
+/// An `INSERT` statement, taken apart so its rows can be evaluated into
+/// another table: the seeders' row-by-row checks (`crate::seed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insert {
+    pub schema: Option<String>,
+    pub table: String,
+    /// Target columns (empty without a column list).
+    pub columns: Vec<String>,
+    /// `WITH …` before `INSERT`, as written (empty when none).
+    pub prefix: String,
+    /// The column list with its parentheses, as written (empty when none).
+    pub column_list: String,
+    /// The rows: `VALUES …`, `SELECT …`, `DEFAULT VALUES`…, as written,
+    /// without `OVERRIDING …`, `ON CONFLICT …` or `RETURNING …`.
+    pub source: String,
+    /// The rows are a `VALUES` list (not computed by a query).
+    pub values: Option<Values>,
+}
+
+/// The shape of an `INSERT`'s `VALUES` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Values {
+    pub rows: usize,
+    /// Items of the first row.
+    pub width: usize,
+    /// Every row is as wide, none holds the `DEFAULT` keyword, and the
+    /// target columns are plain (no `tags[1]`): each row can be evaluated
+    /// on its own, typed like its columns.
+    pub plain: bool,
+}
+
+/// Take an `INSERT` statement apart (see [`Insert`]); `None` for anything else.
+pub fn parse_insert(stmt: &str) -> Option<Insert> {
     let toks = sig_tokens(stmt);
     let v = View {
         src: stmt,
@@ -1261,21 +1290,85 @@ pub fn parse_insert_target(stmt: &str) -> Option<(Option<String>, String, Vec<St
     if !v.is(i, "insert") || !v.is(i + 1, "into") {
         return None;
     }
+    let prefix = stmt.get(..v.get(i)?.start).unwrap_or("").to_owned();
     let (parts, mut k) = v.qname(i + 2)?;
     if v.is(k, "as") {
         k += 2;
     }
     let query = v.any(k + 1, &["select", "values", "with", "table"]) || v.sym(k + 1, "(");
-    let mut cols = Vec::new();
+    let mut columns = Vec::new();
+    let mut column_list = String::new();
+    let mut plain_columns = true;
     if let Some(close) = v.close(k).filter(|_| v.sym(k, "(") && !query) {
         let items = v.sub(k + 1, close).parts();
-        cols = items
+        plain_columns = items.iter().all(|c| c.len() == 1);
+        columns = items
             .iter()
             .filter_map(|c| c.get(0).and_then(|x| ident_value(stmt, x)))
             .collect();
+        column_list = v.sub(k, close + 1).text().to_owned();
+        k = close + 1;
     }
-    let (schema, name) = split_name(parts);
-    Some((schema, name, cols))
+    if v.is(k, "overriding") {
+        k += 3;
+    }
+    let start = k;
+    let mut depth = 0usize;
+    let mut end = v.len();
+    for j in start..v.len() {
+        if depth == 0 && ((v.is(j, "on") && v.is(j + 1, "conflict")) || v.is(j, "returning")) {
+            end = j;
+            break;
+        }
+        depth = depth.saturating_add_signed(v.nest(j));
+    }
+    if start >= end {
+        return None;
+    }
+    let (schema, table) = split_name(parts);
+    let values = v.is(start, "values").then(|| {
+        let mut shape = values_shape(v.sub(start + 1, end));
+        shape.plain &= plain_columns;
+        shape
+    });
+    Some(Insert {
+        schema,
+        table,
+        columns,
+        prefix,
+        column_list,
+        source: v.sub(start, end).text().to_owned(),
+        values,
+    })
+}
+
+/// Rows and width of a `VALUES` list (the tokens after `VALUES`).
+fn values_shape(v: View<'_>) -> Values {
+    let rows = v.parts();
+    let mut shape = Values {
+        rows: rows.len(),
+        width: 0,
+        plain: true,
+    };
+    for (n, row) in rows.iter().enumerate() {
+        let Some(close) = row
+            .close(0)
+            .filter(|c| row.sym(0, "(") && *c + 1 == row.len())
+        else {
+            shape.plain = false;
+            continue;
+        };
+        let items = row.sub(1, close).parts();
+        if items.iter().any(|i| i.len() == 1 && i.is(0, "default")) {
+            shape.plain = false;
+        }
+        if n == 0 {
+            shape.width = items.len();
+        } else if items.len() != shape.width {
+            shape.plain = false;
+        }
+    }
+    shape
 }
 
 #[cfg(test)]
@@ -1356,10 +1449,12 @@ mod tests {
         }
     }
     fn ins(sql: &str) -> String {
-        match parse_insert_target(sql) {
-            Some((schema, name, cols)) => {
-                format!("{} ({})", qualified(&schema, &name), cols.join(", "))
-            }
+        match parse_insert(sql) {
+            Some(i) => format!(
+                "{} ({})",
+                qualified(&i.schema, &i.table),
+                i.columns.join(", ")
+            ),
             None => "None".into(),
         }
     }
@@ -2060,7 +2155,7 @@ mod tests {
         ]);
     }
 
-    // ----- parse_insert_target -----
+    // ----- parse_insert -----
 
     #[test]
     fn insert_targets() {
@@ -2081,6 +2176,52 @@ mod tests {
             ("WITH x AS (INSERT INTO a VALUES (1) RETURNING 1) INSERT INTO b (c) SELECT 1", "b (c)"),
             ("WITH x AS (SELECT 1) SELECT * FROM x", "None"),
         ]);
+    }
+
+    #[test]
+    fn insert_rows_and_their_shape() {
+        let i = parse_insert(
+            "INSERT INTO roles (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'a'), (2, 'b;c') ON CONFLICT (id) DO NOTHING",
+        )
+        .unwrap();
+        assert_eq!(
+            i.values,
+            Some(Values {
+                rows: 2,
+                width: 2,
+                plain: true
+            })
+        );
+        assert_eq!(i.source, "VALUES (1, 'a'), (2, 'b;c')");
+        assert_eq!(i.column_list, "(id, name)");
+        let i = parse_insert("WITH n AS (SELECT 1 AS v) INSERT INTO t SELECT v FROM n RETURNING *")
+            .unwrap();
+        assert_eq!(i.values, None);
+        assert_eq!(i.prefix, "WITH n AS (SELECT 1 AS v) ");
+        assert_eq!(i.source, "SELECT v FROM n");
+        let i = parse_insert("INSERT INTO t VALUES ((SELECT 1 ON CONFLICT), 2)").unwrap();
+        assert_eq!(i.source, "VALUES ((SELECT 1 ON CONFLICT), 2)");
+        assert_eq!(
+            i.values,
+            Some(Values {
+                rows: 1,
+                width: 2,
+                plain: true
+            })
+        );
+        for (odd, rows) in [
+            ("INSERT INTO t VALUES (1, DEFAULT), (2, 3)", 2),
+            ("INSERT INTO t VALUES (1), (1, 2)", 2),
+            ("INSERT INTO t (tags[1]) VALUES ('a')", 1),
+        ] {
+            let v = parse_insert(odd).unwrap().values.unwrap();
+            assert_eq!((v.plain, v.rows), (false, rows), "{odd}");
+        }
+        assert_eq!(
+            parse_insert("INSERT INTO t DEFAULT VALUES").unwrap().values,
+            None
+        );
+        assert!(parse_insert("INSERT INTO t ON CONFLICT DO NOTHING").is_none());
     }
 
     #[test]
@@ -2156,7 +2297,7 @@ mod tests {
             let _ = split_statements(s);
             let _ = n(&n(s));
             let _ = (parse_routine(s), parse_type(s), classify_table_stmt(s));
-            let _ = (split_foreign_keys(s, &deferred), parse_insert_target(s));
+            let _ = (split_foreign_keys(s, &deferred), parse_insert(s));
         }
         assert_eq!(split_statements(corpus).unwrap().len(), 5);
     }

@@ -1,22 +1,25 @@
-//! The v2 stored-schema API: `/platform/register`, `/platform/{p}/schema`,
-//! `/platform/{p}/schemas`, `/platform/{p}/databases`, `/platforms`,
-//! `/database/create` and `/v2/migrate` (bounded parallelism, canary,
-//! stop-on-error, NDJSON progress).
+//! The v2 stored-schema API (seed 004): `/platform/register`,
+//! `/platform/{p}/schema`, `/platform/{p}/schemas`, `/platform/{p}/databases`,
+//! `/platforms`, `/database/create` and `/v2/migrate` (bounded parallelism,
+//! canary, stop-on-error, NDJSON progress, dry run). Schemas, their versions
+//! and the databases made from them live in the control catalog.
 //!
 //! New databases are cloned from a template database that holds each schema
 //! version deployed once (`CREATE DATABASE … TEMPLATE`), so creating one takes
 //! a file copy instead of a deployment; if the template cannot be built or
 //! used, the database gets a full deployment instead. Tracking tables are
-//! identical either way.
+//! identical either way. A template is dropped once a newer version of its
+//! schema has one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Bytes;
 use slog::{info, warn};
+use stonescriptdb_shared::catalog::DbKind;
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
-use stonescriptdb_shared::names::{self, quote_ident};
+use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
     DatabaseCreateRequest, DatabaseCreateResponse, DatabaseInfo, DatabaseListResponse,
     DeploymentReport, PlatformRegisterRequest, PlatformRegisterResponse, PlatformSummary,
@@ -25,84 +28,88 @@ use stonescriptdb_shared::wire::{
 };
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
-use crate::archive;
-use crate::deploy::{Mode, Options};
-use crate::error::MigratorError;
-use crate::handlers::{json, read_archive, text_field, Answer};
-use crate::multipart::Field;
-use crate::registry::{now_rfc3339, DatabaseEntry, SchemaVersion};
-use crate::schema::{self, sha256_hex, Parsed};
-use crate::server::State;
+use crate::catalog::{Database, NewDatabase, Platform, SchemaVersion};
+use crate::deploy::{self, Mode, Options};
+use crate::error::{bad_name, MigratorError};
+use crate::form::Form;
+use crate::provision::{self, Request};
+use crate::schema::{sha256_hex, Parsed};
+use crate::server::{json, Answer, Reply, Req, State};
+use crate::v1::{owned, parse_archive, parse_stored};
 
-fn bad_name(e: names::NameError) -> MigratorError {
-    MigratorError::BadRequest(e.to_string())
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, MigratorError> {
-    serde_json::from_slice(body)
-        .map_err(|e| MigratorError::BadRequest(format!("invalid {what} body: {e}")))
+/// The platform, registered through the v2 API, or 404.
+async fn v2_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
+    match state.catalog()?.platform(name).await? {
+        Some(p) if p.v2 => Ok(p),
+        _ => Err(MigratorError::PlatformNotFound(format!(
+            "platform {name} is not registered (POST /platform/register first)"
+        ))),
+    }
 }
 
 /// `POST /platform/register {platform}` → 201.
-pub async fn platform_register(state: &State, body: &[u8]) -> Result<Answer, MigratorError> {
-    let req: PlatformRegisterRequest = parse_json(body, "platform register")?;
-    names::validate_platform(&req.platform).map_err(bad_name)?;
-    if !state.registry.register(&req.platform).await? {
+pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let body: PlatformRegisterRequest = r.json("platform register")?;
+    names::validate_platform(&body.platform).map_err(bad_name)?;
+    r.grant.may(&body.platform)?;
+    let admin = state.admin.connect(None).await?;
+    crate::roles::ensure_platform(state.catalog()?, &admin, &body.platform).await?;
+    if !state.catalog()?.mark_v2(&body.platform).await? {
         return Err(MigratorError::BadRequest(format!(
             "Platform '{}' is already registered",
-            req.platform
+            body.platform
         )));
     }
-    info!(state.log, "platform registered"; "platform" => &req.platform);
+    info!(state.log, "platform registered"; "platform" => &body.platform);
     Ok(json(
         201,
         &PlatformRegisterResponse {
             status: "registered".into(),
             message: format!(
                 "Platform registered. Use POST /platform/{}/schema to add schemas.",
-                req.platform
+                body.platform
             ),
-            platform: req.platform,
+            platform: body.platform,
         },
     ))
 }
 
 /// `POST /platform/{platform}/schema` (multipart `schema_name`|`name`, `schema`|`file`) → 201.
-pub async fn schema_upload(
-    state: &State,
-    platform: &str,
-    fields: HashMap<String, Field>,
-) -> Result<Answer, MigratorError> {
-    names::validate_platform(platform).map_err(bad_name)?;
-    state.registry.get(platform)?;
-    let schema_name = match text_field(&fields, "schema_name")? {
-        Some(n) => n,
-        None => text_field(&fields, "name")?.ok_or_else(|| {
-            MigratorError::BadRequest("missing field schema_name (or name)".into())
-        })?,
-    };
+pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let platform = r.path_platform()?.to_owned();
+    r.grant.may(&platform)?;
+    let mut form = Form::parse(
+        &r.content_type,
+        &r.body,
+        &["schema_name", "name", "schema", "file"],
+    )?;
+    v2_platform(state, &platform).await?;
+    let schema_name = form
+        .text_either("schema_name", "name")?
+        .ok_or_else(|| MigratorError::BadRequest("missing field schema_name (or name)".into()))?;
     names::validate_schema_name(&schema_name).map_err(bad_name)?;
-    let (raw, schema) = read_archive(state, &fields)?;
-    schema::parse(&schema)?;
+    let raw = form.file("schema", "file")?;
+    let parsed = parse_archive(state, &raw)?;
     let meta = SchemaVersion {
         version: 0,
-        checksum: schema.checksum.clone(),
-        uploaded_at: now_rfc3339(),
-        has_tables: !schema.tables.is_empty(),
-        has_functions: !schema.functions.is_empty(),
-        has_migrations: !schema.migrations.is_empty(),
-        has_seeders: !schema.seeders.is_empty(),
+        checksum: parsed.checksum.clone(),
+        archive_sha256: sha256_hex(&raw),
+        uploaded_at: String::new(),
+        has_tables: !parsed.tables.is_empty(),
+        has_functions: !parsed.functions.is_empty(),
+        has_migrations: !parsed.migrations.is_empty(),
+        has_seeders: !parsed.seeders.is_empty(),
     };
     let stored = state
-        .registry
-        .add_version(platform, &schema_name, &raw, meta)
+        .catalog()?
+        .add_schema_version(&platform, &schema_name, &raw, &meta)
         .await?;
-    info!(state.log, "schema stored"; "platform" => platform, "schema" => &schema_name, "version" => stored.version);
+    info!(state.log, "schema stored"; "platform" => &platform, "schema" => &schema_name, "version" => stored.version);
     Ok(json(
         201,
         &SchemaUploadResponse {
             status: "registered".into(),
-            platform: platform.to_owned(),
+            platform,
             schema_name,
             has_tables: stored.has_tables,
             has_functions: stored.has_functions,
@@ -113,103 +120,89 @@ pub async fn schema_upload(
 }
 
 /// `GET /platform/{platform}/schemas`.
-pub async fn schemas(state: &State, platform: &str) -> Result<Answer, MigratorError> {
-    let file = state.registry.get(platform)?;
-    let schemas: Vec<SchemaInfo> = file
-        .schemas
-        .iter()
-        .filter_map(|(name, e)| {
-            e.latest().map(|v| SchemaInfo {
-                name: name.clone(),
-                has_tables: v.has_tables,
-                has_functions: v.has_functions,
-                has_migrations: v.has_migrations,
-                has_seeders: v.has_seeders,
-            })
+pub async fn schemas(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let platform = r.path_platform()?.to_owned();
+    r.query(&[])?;
+    r.grant.may(&platform)?;
+    v2_platform(state, &platform).await?;
+    let schemas: Vec<SchemaInfo> = state
+        .catalog()?
+        .schemas(&platform)
+        .await?
+        .into_iter()
+        .map(|(name, v)| SchemaInfo {
+            name,
+            has_tables: v.has_tables,
+            has_functions: v.has_functions,
+            has_migrations: v.has_migrations,
+            has_seeders: v.has_seeders,
         })
         .collect();
     Ok(json(
         200,
         &SchemaListResponse {
-            platform: platform.to_owned(),
+            platform,
             count: schemas.len(),
             schemas,
         },
     ))
 }
 
-fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
-
-/// `GET /platform/{platform}/databases[?schema=]`. Databases recorded in the
-/// registry but missing from PostgreSQL, and databases that look like this
-/// platform's v2 databases but are not recorded, are reported, not hidden.
-pub async fn databases(
-    state: &State,
-    platform: &str,
-    query: Option<&str>,
-) -> Result<Answer, MigratorError> {
-    let file = state.registry.get(platform)?;
-    let filter = query_param(query, "schema");
-    let databases: Vec<DatabaseInfo> = file
-        .databases
-        .values()
-        .filter(|d| filter.is_none_or(|f| d.schema_name == f))
+/// `GET /platform/{platform}/databases[?schema=]`. A database the catalog
+/// records that PostgreSQL no longer has is reported, not hidden.
+pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let platform = r.path_platform()?.to_owned();
+    let [schema] = <[Option<String>; 1]>::try_from(r.query(&["schema"])?).unwrap_or_default();
+    if let Some(s) = &schema {
+        names::validate_schema_name(s).map_err(bad_name)?;
+    }
+    r.grant.may(&platform)?;
+    v2_platform(state, &platform).await?;
+    let recorded = state
+        .catalog()?
+        .databases(&platform, &[DbKind::V2], schema.as_deref())
+        .await?;
+    let admin = state.admin.connect(None).await?;
+    let existing = state.admin.all_databases(&admin).await?;
+    let missing: Vec<&String> = recorded
+        .iter()
+        .map(|d| &d.name)
+        .filter(|n| existing.binary_search(n).is_err())
+        .collect();
+    let databases: Vec<DatabaseInfo> = recorded
+        .iter()
         .map(|d| DatabaseInfo {
-            id: d.id.clone(),
-            database_name: d.database_name.clone(),
-            schema_name: d.schema_name.clone(),
+            id: d.database_id.clone().unwrap_or_default(),
+            database_name: d.name.clone(),
+            schema_name: d.schema_name.clone().unwrap_or_default(),
             created_at: d.created_at.clone(),
         })
         .collect();
-    let admin = state.admin.connect(None).await?;
-    let existing = state.admin.platform_databases(&admin, platform).await?;
-    let missing: Vec<String> = databases
-        .iter()
-        .map(|d| d.database_name.clone())
-        .filter(|n| !existing.iter().any(|e| e == n))
-        .collect();
-    let unrecorded: Vec<&String> = existing
-        .iter()
-        .filter(|e| {
-            !file.databases.contains_key(*e)
-                && file.schemas.keys().any(|s| {
-                    e.strip_prefix(&format!("{platform}_{s}_"))
-                        .is_some_and(|rest| {
-                            filter.is_none_or(|f| f == s)
-                                && names::validate_database_id(rest).is_ok()
-                        })
-                })
-        })
-        .collect();
     let mut body = serde_json::to_value(DatabaseListResponse {
-        platform: platform.to_owned(),
+        platform,
         count: databases.len(),
         databases,
     })
     .map_err(|e| MigratorError::Internal(e.to_string()))?;
-    if !missing.is_empty() || !unrecorded.is_empty() {
-        body["inconsistencies"] = serde_json::json!({
-            "recorded_but_missing": missing,
-            "present_but_unrecorded": unrecorded,
-        });
+    if !missing.is_empty() {
+        body["inconsistencies"] = serde_json::json!({ "recorded_but_missing": missing });
     }
     Ok(json(200, &body))
 }
 
-/// `GET /platforms`.
-pub async fn platforms(state: &State) -> Result<Answer, MigratorError> {
+/// `GET /platforms`: every platform (a deploy token sees its own only).
+pub async fn platforms(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    r.query(&[])?;
     let platforms: Vec<PlatformSummary> = state
-        .registry
-        .platforms()?
+        .catalog()?
+        .platforms()
+        .await?
         .into_iter()
-        .map(|p| PlatformSummary {
-            schemas: p.schemas.len(),
-            databases: p.databases.len(),
-            name: p.name,
+        .filter(|(name, ..)| r.grant.may(name).is_ok())
+        .map(|(name, _, schemas, databases)| PlatformSummary {
+            name,
+            schemas: schemas.max(0) as usize,
+            databases: databases.max(0) as usize,
         })
         .collect();
     Ok(json(
@@ -221,32 +214,27 @@ pub async fn platforms(state: &State) -> Result<Answer, MigratorError> {
     ))
 }
 
-/// The stored schema (latest version) of a platform, parsed.
-fn stored_schema(
+/// The latest version of a stored schema, parsed.
+async fn stored_schema(
     state: &State,
     platform: &str,
     schema_name: &str,
 ) -> Result<(SchemaVersion, Parsed), MigratorError> {
-    let file = state.registry.get(platform)?;
-    let version = file
-        .schemas
-        .get(schema_name)
-        .and_then(|e| e.latest())
-        .cloned()
+    let (version, raw) = state
+            .catalog()?
+            .latest_schema(platform, schema_name)
+        .await?
         .ok_or_else(|| {
             MigratorError::SchemaNotFound(format!(
                 "platform {platform} has no schema {schema_name} (POST /platform/{platform}/schema first)"
             ))
         })?;
-    let raw = state
-        .registry
-        .archive(platform, schema_name, version.version)?;
-    let schema = archive::read_schema(&raw, &state.limits).map_err(|e| {
-        MigratorError::Internal(format!(
-            "stored schema {platform}/{schema_name} is unreadable: {e}"
-        ))
-    })?;
-    Ok((version, schema::parse(&schema)?))
+    let parsed = parse_stored(
+        state,
+        &raw,
+        &format!("stored schema {platform}/{schema_name}"),
+    )?;
+    Ok((version, parsed))
 }
 
 /// Name of the template database of one schema version.
@@ -259,12 +247,13 @@ fn template_name(platform: &str, schema_name: &str, v: &SchemaVersion) -> String
 /// cannot be built (the caller then deploys in full).
 async fn template(
     state: &State,
-    platform: &str,
+    platform: &Platform,
     schema_name: &str,
     v: &SchemaVersion,
     parsed: &Parsed,
+    req: Request<'_>,
 ) -> Option<(String, DeploymentReport)> {
-    let name = template_name(platform, schema_name, v);
+    let name = template_name(&platform.name, schema_name, v);
     let lock = {
         let mut locks = state.template_locks.lock().await;
         locks
@@ -273,128 +262,151 @@ async fn template(
             .clone()
     };
     let _guard = lock.lock().await;
-    let report_path = state
-        .registry
-        .archive_path(platform, schema_name, v.version)
-        .with_extension("template.json");
-    let admin = state.admin.connect(None).await.ok()?;
-    if let Ok(data) = std::fs::read(&report_path) {
-        if let Ok(report) = serde_json::from_slice::<DeploymentReport>(&data) {
-            if state.admin.exists(&admin, &name).await.unwrap_or(false) {
-                return Some((name, report));
-            }
+    let catalog = state.catalog().ok()?;
+    if let Ok(Some((tpl, report))) = catalog
+        .template(&platform.name, schema_name, v.version)
+        .await
+    {
+        if let Ok(report) = serde_json::from_value::<DeploymentReport>(report) {
+            return Some((tpl, report));
         }
     }
-    let built = async {
-        drop_template(state, &admin, &name).await?;
-        // owned by the platform's role, deployed as it, like any of its databases
-        let report = crate::handlers::deploy_new(state, platform, &name, parsed).await?;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
-                quote_ident(&name)
-            ))
-            .await
-            .map_err(|e| MigratorError::Internal(crate::error::pg_message(&e)))?;
-        let data =
-            serde_json::to_vec(&report).map_err(|e| MigratorError::Internal(e.to_string()))?;
-        crate::store::write_atomic(&report_path, &data)
-            .map_err(|e| MigratorError::Internal(e.to_string()))?;
-        Ok::<_, MigratorError>(report)
-    }
-    .await;
-    match built {
+    let new = NewDatabase {
+        name: name.clone(),
+        platform: platform.name.clone(),
+        kind: DbKind::Template,
+        tenant_id: None,
+        schema_name: Some(schema_name.to_owned()),
+        database_id: None,
+        schema_version: Some(v.version),
+        owner_role: platform.owner_role.clone(),
+    };
+    let req = Request {
+        operation: "template",
+        ..req
+    };
+    match provision::create_new(state, platform, new, parsed, req).await {
         Ok(report) => {
-            info!(state.log, "template built"; "template" => &name, "platform" => platform, "schema" => schema_name);
+            let value = serde_json::to_value(&report).unwrap_or_default();
+            if let Err(e) = catalog
+                .set_template(
+                    &platform.name,
+                    schema_name,
+                    v.version,
+                    Some((&name, &value)),
+                )
+                .await
+            {
+                warn!(state.log, "could not record a template"; "template" => &name, "error" => ?e);
+            }
+            info!(state.log, "template built"; "template" => &name, "platform" => &platform.name, "schema" => schema_name);
+            drop_superseded_templates(state, &platform.name, schema_name, v.version).await;
             Some((name, report))
         }
         Err(e) => {
             warn!(state.log, "template could not be built; deploying in full"; "template" => &name, "error" => ?e);
-            let _ = drop_template(state, &admin, &name).await;
             None
         }
     }
 }
 
-async fn drop_template(
-    state: &State,
-    admin: &tokio_postgres::Client,
-    name: &str,
-) -> Result<(), MigratorError> {
-    if state.admin.exists(admin, name).await? {
-        let _ = admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} WITH IS_TEMPLATE false ALLOW_CONNECTIONS true",
-                quote_ident(name)
-            ))
-            .await;
-        state.admin.drop(admin, name).await?;
-    }
-    Ok(())
-}
-
-/// `POST /database/create {platform, schema_name, database_id}` → 201.
-pub async fn database_create(state: &State, body: &[u8]) -> Result<Answer, MigratorError> {
-    let started = Instant::now();
-    let req: DatabaseCreateRequest = parse_json(body, "database create")?;
-    let database = names::v2_database_name(&req.platform, &req.schema_name, &req.database_id)
-        .map_err(bad_name)?;
-    let (version, parsed) = stored_schema(state, &req.platform, &req.schema_name)?;
-    let report = match template(state, &req.platform, &req.schema_name, &version, &parsed).await {
-        Some((tpl, tpl_report)) => {
-            let admin = state.admin.connect(None).await?;
-            let creds = state.roles.ensure(&admin, &req.platform).await?;
-            let sql_text = format!(
-                "CREATE DATABASE {} TEMPLATE {} OWNER {}",
-                quote_ident(&database),
-                quote_ident(&tpl),
-                quote_ident(&creds.owner_role)
-            );
-            match admin.batch_execute(&sql_text).await {
+/// Drop the templates of a schema's older versions: new databases are
+/// made from the newest one only.
+async fn drop_superseded_templates(state: &State, platform: &str, schema_name: &str, current: i32) {
+    let (Ok(admin), Ok(catalog)) = (state.admin.connect(None).await, state.catalog()) else {
+        return;
+    };
+    for v in 1..current {
+        if let Ok(Some((tpl, _))) = catalog.template(platform, schema_name, v).await {
+            match provision::drop_database(state, &admin, &tpl).await {
                 Ok(()) => {
-                    state.admin.restrict(&admin, &database).await?;
-                    state.roles.add_database(&req.platform, &database).await?;
-                    state.metrics.database_created();
-                    DeploymentReport {
-                        database: database.clone(),
-                        status: "created".into(),
-                        ..tpl_report
-                    }
-                }
-                Err(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
-                {
-                    return Err(MigratorError::DatabaseAlreadyExists(database));
+                    let _ = catalog.set_template(platform, schema_name, v, None).await;
+                    let _ = catalog.forget(&tpl).await;
+                    info!(state.log, "superseded template dropped"; "template" => &tpl);
                 }
                 Err(e) => {
-                    warn!(state.log, "clone from template failed; deploying in full"; "database" => &database, "error" => %e);
-                    crate::handlers::deploy_new(state, &req.platform, &database, &parsed).await?
+                    warn!(state.log, "could not drop a superseded template"; "template" => &tpl, "error" => ?e)
                 }
             }
         }
-        None => crate::handlers::deploy_new(state, &req.platform, &database, &parsed).await?,
+    }
+}
+
+/// `POST /database/create {platform, schema_name, database_id, dry_run?}` → 201.
+pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let body: DatabaseCreateRequest = r.json("database create")?;
+    let database = names::v2_database_name(&body.platform, &body.schema_name, &body.database_id)
+        .map_err(bad_name)?;
+    r.grant.may(&body.platform)?;
+    let platform = v2_platform(state, &body.platform).await?;
+    let (version, parsed) = stored_schema(state, &body.platform, &body.schema_name).await?;
+    let req = Request {
+        operation: "database_create",
+        archive_sha256: Some(&version.archive_sha256),
+        caller: &r.caller,
     };
-    let entry = DatabaseEntry {
-        id: req.database_id.clone(),
-        database_name: database.clone(),
-        schema_name: req.schema_name.clone(),
-        created_at: now_rfc3339(),
-        version: version.version,
+    if state.catalog()?.database(&database).await?.is_some() {
+        return Err(MigratorError::DatabaseAlreadyExists(database));
+    }
+    let report = if body.dry_run {
+        provision::dry_run_new(
+            state,
+            &platform.name,
+            Some(&platform),
+            &database,
+            &parsed,
+            false,
+            req,
+        )
+        .await?
+    } else {
+        let new = NewDatabase {
+            name: database.clone(),
+            platform: platform.name.clone(),
+            kind: DbKind::V2,
+            tenant_id: None,
+            schema_name: Some(body.schema_name.clone()),
+            database_id: Some(body.database_id.clone()),
+            schema_version: Some(version.version),
+            owner_role: platform.owner_role.clone(),
+        };
+        match template(state, &platform, &body.schema_name, &version, &parsed, req).await {
+            Some((tpl, tpl_report)) => {
+                match provision::clone_template(
+                    state,
+                    &platform,
+                    new.clone(),
+                    &tpl,
+                    tpl_report,
+                    req,
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e @ MigratorError::DatabaseAlreadyExists(_)) => return Err(e),
+                    Err(e) => {
+                        warn!(state.log, "clone from template failed; deploying in full"; "database" => &database, "error" => ?e);
+                        provision::create_new(state, &platform, new, &parsed, req).await?
+                    }
+                }
+            }
+            None => provision::create_new(state, &platform, new, &parsed, req).await?,
+        }
     };
-    state
-        .registry
-        .update(&req.platform, |f| {
-            f.databases.insert(database.clone(), entry);
-            Ok(())
-        })
-        .await?;
-    info!(state.log, "database created"; "database" => &database, "ms" => started.elapsed().as_millis() as u64);
+    info!(state.log, "database created"; "database" => &database, "dry_run" => body.dry_run,
+          "ms" => started.elapsed().as_millis() as u64);
     Ok(json(
-        201,
+        if body.dry_run { 200 } else { 201 },
         &DatabaseCreateResponse {
-            status: "created".into(),
-            platform: req.platform,
-            schema_name: req.schema_name,
+            status: if body.dry_run {
+                "would_create"
+            } else {
+                "created"
+            }
+            .into(),
+            platform: body.platform,
+            schema_name: body.schema_name,
             database_name: database,
             extensions_installed: report.extensions_installed,
             types_deployed: report.types_deployed,
@@ -406,66 +418,73 @@ pub async fn database_create(state: &State, body: &[u8]) -> Result<Answer, Migra
     ))
 }
 
-/// What `/v2/migrate` answers: a full body, or NDJSON lines as they come.
-pub enum Reply {
-    Full(Answer),
-    Stream(mpsc::Receiver<Bytes>),
-}
-
+/// One database of a fleet migration.
 struct Job {
-    platform: String,
-    entry: DatabaseEntry,
+    platform: Arc<Platform>,
+    db: Database,
 }
 
 /// Migrate one database of the fleet; returns its report (status `failed`
-/// with `error` on failure).
+/// with `error` on failure) and what verification found. A database already
+/// at the target version is not deployed to (unless `force`), but its
+/// declared objects and seeded rows are still verified, read-only.
 async fn migrate_one(
     state: Arc<State>,
     parsed: Arc<Parsed>,
     job: Job,
-    target: u32,
-    force: bool,
+    target: &SchemaVersion,
+    opts: Options,
+    caller: Arc<crate::catalog::Caller>,
 ) -> (DeploymentReport, Option<Verification>) {
-    let db = job.entry.database_name.clone();
-    if job.entry.version == target && !force {
-        return (
-            DeploymentReport {
-                database: db,
-                status: "skipped".into(),
-                ..DeploymentReport::default()
-            },
-            None,
-        );
-    }
-    let opts = Options {
-        mode: Mode::Migrate,
-        force,
-        dry_run: false,
-    };
+    let db = job.db.name.clone();
     let result = async {
-        let (mut report, verification) =
-            crate::handlers::deploy_existing_verified(&state, &job.platform, &db, &parsed, opts)
+        if job.db.schema_version == Some(target.version) && !opts.force {
+            let mut client = state
+                .admin
+                .connect_as(&db, &job.platform.owner_role, &job.platform.owner_password)
                 .await?;
+            let (verification, seeders) = deploy::verify(&mut client, &parsed).await?;
+            let report = DeploymentReport {
+                database: db.clone(),
+                status: "skipped".into(),
+                seeders,
+                ..DeploymentReport::default()
+            };
+            return Ok::<_, MigratorError>((report, verification));
+        }
+        let req = Request {
+            operation: "v2_migrate",
+            archive_sha256: Some(&target.archive_sha256),
+            caller: &caller,
+        };
+        let (mut report, mut client) = provision::deploy_existing(
+            &state,
+            &job.platform,
+            &db,
+            &parsed,
+            opts,
+            req,
+            Some(target.version),
+        )
+        .await?;
         if report.status == "unchanged" {
             report.status = "updated".into();
         }
-        Ok::<_, MigratorError>((report, verification))
+        let (verification, _) = deploy::verify(&mut client, &parsed).await?;
+        Ok((report, verification))
     }
     .await;
     match result {
         Ok((report, verification)) => (report, Some(verification)),
-        Err(e) => {
-            let (_, body) = e.to_wire();
-            (
-                DeploymentReport {
-                    database: db,
-                    status: "failed".into(),
-                    error: Some(body),
-                    ..DeploymentReport::default()
-                },
-                None,
-            )
-        }
+        Err(e) => (
+            DeploymentReport {
+                database: db,
+                status: "failed".into(),
+                error: Some(e.to_wire().1),
+                ..DeploymentReport::default()
+            },
+            None,
+        ),
     }
 }
 
@@ -476,38 +495,50 @@ fn ndjson_line<T: serde::Serialize>(v: &T) -> Bytes {
 }
 
 /// `POST /v2/migrate`.
-pub async fn v2_migrate(
-    state: Arc<State>,
-    body: &[u8],
-    stream: bool,
-) -> Result<Reply, MigratorError> {
+pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorError> {
     let started = Instant::now();
-    let req: V2MigrateRequest = parse_json(body, "v2 migrate")?;
+    let req: V2MigrateRequest = r.json("v2 migrate")?;
     names::validate_platform(&req.platform).map_err(bad_name)?;
     names::validate_schema_name(&req.schema_name).map_err(bad_name)?;
-    let (version, parsed) = stored_schema(&state, &req.platform, &req.schema_name)?;
-    let file = state.registry.get(&req.platform)?;
-    let mut jobs: Vec<Job> = file
-        .databases
-        .values()
-        .filter(|d| d.schema_name == req.schema_name)
-        .filter(|d| req.database_id.as_deref().is_none_or(|id| d.id == id))
-        .map(|d| Job {
-            platform: req.platform.clone(),
-            entry: d.clone(),
-        })
-        .collect();
     if let Some(id) = &req.database_id {
-        if jobs.is_empty() {
-            let db =
-                names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
-            return Err(MigratorError::DatabaseNotFound(db));
-        }
+        names::validate_database_id(id).map_err(bad_name)?;
     }
-    jobs.sort_by(|a, b| a.entry.database_name.cmp(&b.entry.database_name));
+    r.grant.may(&req.platform)?;
+    let platform = Arc::new(v2_platform(&state, &req.platform).await?);
+    let (version, parsed) = stored_schema(&state, &req.platform, &req.schema_name).await?;
+    let jobs: Vec<Job> = match &req.database_id {
+        Some(id) => {
+            let name =
+                names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
+            let db = owned(&state, &req.platform, &name, &[DbKind::V2]).await?;
+            if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
+                return Err(MigratorError::DatabaseNotFound(name));
+            }
+            vec![Job {
+                platform: platform.clone(),
+                db,
+            }]
+        }
+        None => state
+            .catalog()?
+            .databases(&req.platform, &[DbKind::V2], Some(&req.schema_name))
+            .await?
+            .into_iter()
+            .map(|db| Job {
+                platform: platform.clone(),
+                db,
+            })
+            .collect(),
+    };
+    let opts = Options {
+        mode: Mode::Migrate,
+        force: req.force,
+        dry_run: req.dry_run,
+    };
+    let caller = Arc::new(r.caller.clone());
     let parsed = Arc::new(parsed);
+    let version = Arc::new(version);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let target = version.version;
     let run_state = state.clone();
     let task = tokio::spawn(async move {
         let state = run_state;
@@ -519,8 +550,15 @@ pub async fn v2_migrate(
         let mut stop = false;
         if req.canary {
             if let Some(first) = queue.next() {
-                let (r, v) =
-                    migrate_one(state.clone(), parsed.clone(), first, target, req.force).await;
+                let (r, v) = migrate_one(
+                    state.clone(),
+                    parsed.clone(),
+                    first,
+                    &version,
+                    opts,
+                    caller.clone(),
+                )
+                .await;
                 let _ = tx.send(ndjson_line(&r)).await;
                 stop = r.status == "failed";
                 results.insert(r.database.clone(), (r, v));
@@ -546,7 +584,7 @@ pub async fn v2_migrate(
             }
             let Some(permit) = permit.filter(|_| !(req.stop_on_error && failed_seen)) else {
                 let r = DeploymentReport {
-                    database: job.entry.database_name.clone(),
+                    database: job.db.name.clone(),
                     status: "not_attempted".into(),
                     ..DeploymentReport::default()
                 };
@@ -554,9 +592,14 @@ pub async fn v2_migrate(
                 results.insert(r.database.clone(), (r, None));
                 continue;
             };
-            let (st, p, force) = (state.clone(), parsed.clone(), req.force);
+            let (st, p, v, c) = (
+                state.clone(),
+                parsed.clone(),
+                version.clone(),
+                caller.clone(),
+            );
             set.spawn(async move {
-                let out = migrate_one(st, p, job, target, force).await;
+                let out = migrate_one(st, p, job, &v, opts, c).await;
                 drop(permit);
                 out
             });
@@ -567,32 +610,15 @@ pub async fn v2_migrate(
                 results.insert(r.database.clone(), (r, v));
             }
         }
-        // record versions of the databases that are now at the target
-        let done: Vec<String> = results
-            .values()
-            .filter(|(r, _)| r.status == "updated" || r.status == "unchanged")
-            .map(|(r, _)| r.database.clone())
-            .collect();
-        if !done.is_empty() {
-            let _ = state
-                .registry
-                .update(&req.platform, |f| {
-                    for db in &done {
-                        if let Some(e) = f.databases.get_mut(db) {
-                            e.version = target;
-                        }
-                    }
-                    Ok(())
-                })
-                .await;
-        }
         let failed = results
             .values()
             .filter(|(r, _)| r.status == "failed")
             .count();
+        // verified means: every database reported on was verified and passed
         let verifications: Vec<&Verification> =
             results.values().filter_map(|(_, v)| v.as_ref()).collect();
-        let all = |f: fn(&Verification) -> bool| verifications.iter().all(|v| f(v));
+        let every = verifications.len() == results.len();
+        let all = |f: fn(&Verification) -> bool| every && verifications.iter().all(|v| f(v));
         let verification = Verification {
             passed: failed == 0 && all(|v| v.passed),
             extensions_verified: all(|v| v.extensions_verified),
@@ -602,7 +628,9 @@ pub async fn v2_migrate(
         };
         let reports: Vec<DeploymentReport> = results.into_values().map(|(r, _)| r).collect();
         let summary = V2MigrateResponse {
-            status: if failed == 0 {
+            status: if req.dry_run {
+                "dry_run"
+            } else if failed == 0 {
                 "completed"
             } else if failed == total {
                 "failed"
@@ -633,18 +661,15 @@ pub async fn v2_migrate(
         };
         (summary, failed)
     });
-    if stream {
+    if r.stream {
         let (line_tx, line_rx) = mpsc::channel::<Bytes>(64);
         tokio::spawn(async move {
             let mut rx = rx;
-            let forward = async {
-                while let Some(line) = rx.recv().await {
-                    if line_tx.send(line).await.is_err() {
-                        break;
-                    }
+            while let Some(line) = rx.recv().await {
+                if line_tx.send(line).await.is_err() {
+                    break;
                 }
-            };
-            forward.await;
+            }
             if let Ok((summary, _)) = task.await {
                 let _ = line_tx.send(ndjson_line(&summary)).await;
             }
@@ -664,10 +689,11 @@ pub async fn v2_migrate(
         return Ok(Reply::Full(json(200, &summary)));
     }
     let code = ErrorCode::MigrationFailed;
+    let migrated = summary.results.len() - failed;
     let mut body = ErrorBody::new(
         code,
         format!(
-            "{failed} of {} databases failed to migrate",
+            "{failed} of {} databases failed to migrate (each is as it was); {migrated} were migrated or skipped",
             summary.results.len()
         ),
     );

@@ -23,6 +23,7 @@ use stonescriptdb_shared::wire::CallRequest;
 use tokio_postgres::error::SqlState;
 
 use crate::catalog::{self, Candidate, ResolveError, Shape};
+use crate::control::Control;
 use crate::error::RouterError;
 use crate::pool::{DbPool, Lease, Pools};
 
@@ -45,11 +46,12 @@ const DEFAULT_SCHEMA: &str = "public";
 /// Handle a parsed `/call` body; returns the JSON response body.
 pub async fn call(
     pools: &Arc<Pools>,
+    control: &Control,
     body: &[u8],
     authorize: impl FnOnce(&str) -> Result<(), RouterError>,
 ) -> Result<Vec<u8>, RouterError> {
-    let req: CallRequest = serde_json::from_slice(body)
-        .map_err(|e| RouterError::BadRequest(format!("invalid /call body: {e}")))?;
+    let req: CallRequest = stonescriptdb_shared::request::parse_json(body, "/call")
+        .map_err(RouterError::BadRequest)?;
     authorize(&req.platform)?;
     let database = database_name(&req)?;
     let (schema, fname) = names::validate_function_name(&req.function)
@@ -57,47 +59,100 @@ pub async fn call(
     let schema = schema.unwrap_or(DEFAULT_SCHEMA);
     let args = Args::parse(req.params)?;
 
-    let db = pools.pool(&database, &req.platform);
-    let cached = db.functions.get(&req.function);
-    let cost_us = cached
-        .as_ref()
-        .and_then(|c| c.cost_us.get())
-        .unwrap_or(u64::MAX);
-    let conn = pools.lease(&db, &database, cost_us).await?;
-    let ctx = Ctx {
-        db: &db,
-        conn: &conn,
+    // Who owns the database is the catalog's to say (cached with the pool);
+    // a database of another platform answers exactly like a missing one.
+    let db =
+        match pools.get(&database) {
+            Some(db) => db,
+            None => {
+                let route = control.lookup(&database).await?.ok_or_else(|| {
+                    RouterError::DatabaseNotFound {
+                        database: database.clone(),
+                    }
+                })?;
+                pools.pool_for(&database, &route)
+            }
+        };
+    if db.route.platform != req.platform {
+        return Err(RouterError::DatabaseNotFound { database });
+    }
+    let call = Call {
+        pools,
         database: &database,
         key: &req.function,
         schema,
         fname,
         args: &args,
     };
-    let fresh = cached.is_none();
-    let candidates = match &cached {
-        Some(c) => c.candidates.clone(),
-        None => ctx.reload().await?,
-    };
-    match ctx.run(&candidates).await {
-        Ok(body) => {
-            // Time calls on shared connections: it decides what may share.
-            // (Not the first call of a name: it also read the catalog.)
-            if let (Lease::Lane(used), Some(entry)) = (&conn, &cached) {
-                entry.cost_us.record(used.cost_us());
-            }
-            Ok(body)
+    match call.attempt(&db).await {
+        // A statement planned before the database changed under it (DDL by
+        // hand, a missed notification): fresh connections, once.
+        Err(RunError::Plan(_)) => {
+            pools.invalidate(&database);
+            let fresh = pools.pool_for(&database, &db.route);
+            call.attempt(&fresh).await.map_err(RunError::into_inner)
         }
-        // A cached signature may be stale (the function was replaced since):
-        // re-read the catalog and, if it changed, try once more.
-        Err(RunError::Stale(e)) | Err(RunError::Resolve(e)) if !fresh => {
-            let reloaded = ctx.reload().await?;
-            if reloaded == candidates {
-                return Err(e);
+        other => other.map_err(RunError::into_inner),
+    }
+}
+
+/// One `/call`, tried on a database's pool.
+struct Call<'a> {
+    pools: &'a Arc<Pools>,
+    database: &'a str,
+    key: &'a str,
+    schema: &'a str,
+    fname: &'a str,
+    args: &'a Args<'a>,
+}
+
+impl Call<'_> {
+    async fn attempt(&self, db: &Arc<DbPool>) -> Result<Vec<u8>, RunError> {
+        let cached = db.functions.get(self.key);
+        let cost_us = cached
+            .as_ref()
+            .and_then(|c| c.cost_us.get())
+            .unwrap_or(u64::MAX);
+        let conn = self
+            .pools
+            .lease(db, self.database, cost_us)
+            .await
+            .map_err(RunError::Final)?;
+        let ctx = Ctx {
+            db,
+            conn: &conn,
+            database: self.database,
+            key: self.key,
+            schema: self.schema,
+            fname: self.fname,
+            args: self.args,
+        };
+        let fresh = cached.is_none();
+        let candidates = match &cached {
+            Some(c) => c.candidates.clone(),
+            None => ctx.reload().await.map_err(RunError::Final)?,
+        };
+        match ctx.run(&candidates).await {
+            Ok(body) => {
+                // Time calls on shared connections: it decides what may share.
+                // (Not the first call of a name: it also read the catalog.)
+                if let (Lease::Lane(used), Some(entry)) = (&conn, &cached) {
+                    entry.cost_us.record(used.cost_us());
+                }
+                Ok(body)
             }
-            conn.client.statement_cache.clear();
-            ctx.run(&reloaded).await.map_err(RunError::into_inner)
+            // A cached signature may be stale (the function was replaced since):
+            // re-read the catalog and, if it changed, try once more.
+            Err(RunError::Stale(e)) | Err(RunError::Resolve(e)) if !fresh => {
+                let reloaded = ctx.reload().await.map_err(RunError::Final)?;
+                if reloaded == candidates {
+                    return Err(RunError::Final(e));
+                }
+                conn.client.statement_cache.clear();
+                ctx.run(&reloaded).await
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e.into_inner()),
     }
 }
 
@@ -107,7 +162,8 @@ fn database_name(req: &CallRequest<'_>) -> Result<String, RouterError> {
             "give either tenant_id or database, not both".into(),
         )),
         (_, Some(db)) => {
-            names::validate_platform_database(&req.platform, db)
+            names::validate_platform(&req.platform)
+                .and_then(|()| names::validate_database_name(db))
                 .map_err(|e| RouterError::BadRequest(e.to_string()))?;
             Ok(db.to_string())
         }
@@ -208,6 +264,9 @@ struct Ctx<'a> {
 enum RunError {
     /// Might be caused by a stale cached signature.
     Stale(RouterError),
+    /// A prepared statement (or a session's cached plan) outlived the
+    /// tables it reads: another connection answers correctly.
+    Plan(RouterError),
     /// No cached overload fits (a new overload may exist).
     Resolve(RouterError),
     Final(RouterError),
@@ -216,7 +275,7 @@ enum RunError {
 impl RunError {
     fn into_inner(self) -> RouterError {
         match self {
-            Self::Stale(e) | Self::Resolve(e) | Self::Final(e) => e,
+            Self::Stale(e) | Self::Plan(e) | Self::Resolve(e) | Self::Final(e) => e,
         }
     }
 }
@@ -326,6 +385,9 @@ impl Ctx<'_> {
 
     fn classify(&self, cand: &Candidate, e: &tokio_postgres::Error) -> RunError {
         let err = RouterError::from_pg(self.database, Some(&cand.signature), e);
+        if stale_plan(e) {
+            return RunError::Plan(err);
+        }
         match e.code() {
             Some(c)
                 if *c == SqlState::UNDEFINED_FUNCTION
@@ -333,12 +395,30 @@ impl Ctx<'_> {
                     || *c == SqlState::DATATYPE_MISMATCH
                     || *c == SqlState::UNDEFINED_OBJECT
                     || *c == SqlState::FEATURE_NOT_SUPPORTED
+                    || *c == SqlState::CANNOT_COERCE
                     || *c == SqlState::INVALID_SQL_STATEMENT_NAME =>
             {
                 RunError::Stale(err)
             }
             _ => RunError::Final(err),
         }
+    }
+}
+
+/// Errors PostgreSQL raises when a statement (or a session's cached plan of
+/// a function) was planned for a row type that changed since: DDL the
+/// router was not told about. A fresh connection plans it again.
+fn stale_plan(e: &tokio_postgres::Error) -> bool {
+    let Some(db) = e.as_db_error() else {
+        return false;
+    };
+    let m = db.message();
+    match db.code().code() {
+        "0A000" => m.contains("cached plan must not change result type"),
+        "42703" => m.contains("has been dropped"),
+        "42804" => m.contains("of type record has wrong type") || m.contains("has wrong type"),
+        "XX000" => m.starts_with("cache lookup failed for"),
+        _ => false,
     }
 }
 
@@ -422,14 +502,25 @@ fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<Stri
             Some((*raw).to_owned())
         }
     };
+    // A void result is one null, whatever the language (PL/pgSQL's void
+    // renders as ""). The cast keeps the statement honest: once the
+    // function returns something else, it fails and the catalog is re-read.
+    let rows = if cand.returns_void {
+        format!(
+            "SELECT NULL::text AS {} FROM {func}({call_args}) AS _sdg_v(_sdg_void) WHERE _sdg_v._sdg_void::pg_catalog.void IS NULL OR true",
+            names::quote_ident(&cand.name)
+        )
+    } else {
+        format!("SELECT * FROM {func}({call_args})")
+    };
     let sql = match &param {
         None => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM (SELECT * FROM {func}()) AS _sdg_r"
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM ({rows}) AS _sdg_r"
         ),
         Some(_) => format!(
             "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} \
              FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
-             LATERAL (SELECT * FROM {func}({call_args})) AS _sdg_r"
+             LATERAL ({rows}) AS _sdg_r"
         ),
     };
     (sql, param)
@@ -500,6 +591,7 @@ pub fn fuzz_entry(body: &[u8]) {
             args: vec![arg("a", "integer", b'N'), arg("b", "text", b'S')],
             n_defaults: 1,
             variadic: false,
+            returns_void: false,
         },
         Candidate {
             oid: 2,
@@ -509,6 +601,7 @@ pub fn fuzz_entry(body: &[u8]) {
             args: vec![arg("a", "text", b'S'), arg("xs", "integer[]", b'A')],
             n_defaults: 0,
             variadic: true,
+            returns_void: false,
         },
         Candidate {
             oid: 3,
@@ -518,6 +611,7 @@ pub fn fuzz_entry(body: &[u8]) {
             args: vec![],
             n_defaults: 0,
             variadic: false,
+            returns_void: true,
         },
     ];
     let names_vec: Vec<&str>;
@@ -560,6 +654,7 @@ mod tests {
                 .collect(),
             n_defaults: 0,
             variadic,
+            returns_void: false,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Candidate {
     pub n_defaults: usize,
     /// The last argument is VARIADIC (its type is the array type).
     pub variadic: bool,
+    /// `RETURNS void`: answered as `{"<name>": null}` whatever the language.
+    pub returns_void: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +103,8 @@ SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
        ARRAY(SELECT ty.typcategory::text FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
              JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o),
        ARRAY(SELECT ty.typtype = 'p' FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
-             JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o)
+             JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o),
+       p.prorettype = 'pg_catalog.void'::pg_catalog.regtype
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.prokind = 'f'
@@ -150,6 +153,7 @@ pub async fn lookup(
             signature: r.get(3),
             n_defaults: r.get::<_, i32>(4).max(0) as usize,
             variadic: r.get(5),
+            returns_void: r.get(10),
             args,
         });
     }
@@ -338,6 +342,7 @@ mod tests {
                 .collect(),
             n_defaults,
             variadic,
+            returns_void: false,
         }
     }
 

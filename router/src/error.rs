@@ -7,6 +7,7 @@ use stonescriptdb_shared::error::{database_error_status, ErrorBody, ErrorCode};
 #[derive(Debug)]
 pub enum RouterError {
     BadRequest(String),
+    NotFound(String),
     Unauthorized(String),
     UnsupportedMediaType(String),
     Forbidden(String),
@@ -70,6 +71,7 @@ impl RouterError {
         let simple = |code: ErrorCode, msg: &str| (code.status(), ErrorBody::new(code, msg));
         match self {
             BadRequest(m) => simple(ErrorCode::InvalidRequest, m),
+            NotFound(m) => simple(ErrorCode::NotFound, m),
             Forbidden(m) => simple(ErrorCode::Forbidden, m),
             Unauthorized(m) => simple(ErrorCode::Unauthorized, m),
             UnsupportedMediaType(m) => simple(ErrorCode::UnsupportedMediaType, m),

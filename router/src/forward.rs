@@ -27,10 +27,16 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Send `req` to the migrator and stream its response back.
+/// Header carrying the client's address to the migrator (who asked, for
+/// the deployment history). The router always sets it itself: a copy the
+/// client sent is dropped.
+pub const PEER_HEADER: &str = "x-stonescriptdb-peer";
+
+/// Send `req` (from client `peer`) to the migrator and stream its response back.
 pub async fn forward(
     socket: &Path,
     mut req: Request<Incoming>,
+    peer: std::net::SocketAddr,
     log: &Logger,
 ) -> Result<Response<Body>, RouterError> {
     let unavailable = |why: String| {
@@ -62,6 +68,11 @@ pub async fn forward(
     }
     let id = request_id(headers);
     headers.insert("x-request-id", id);
+    headers.remove(PEER_HEADER);
+    let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
+        headers.insert(PEER_HEADER, v);
+    }
     headers.insert(HOST, HeaderValue::from_static("migrator"));
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     let resp = sender.send_request(req).await.map_err(|e| {

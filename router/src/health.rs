@@ -64,8 +64,9 @@ impl Health {
         )
     }
 
-    /// Status code and body.
-    pub async fn check(&self, pools: &Arc<Pools>) -> (u16, HealthResponse) {
+    /// Status code and body; `names`: may the caller see database names
+    /// (no token configured, or the admin token)?
+    pub async fn check(&self, pools: &Arc<Pools>, names: bool) -> (u16, HealthResponse) {
         let (version, migrator_up) = tokio::join!(self.postgres_version(), self.migrator_up());
         let up = version.is_some();
         let body = HealthResponse {
@@ -74,7 +75,13 @@ impl Health {
             postgres_version: version,
             migrator: if migrator_up { "up" } else { "down" }.into(),
             version: VERSION.into(),
-            pools: pools.stats(),
+            pools: {
+                let mut stats = pools.stats();
+                if !names {
+                    stats.databases.clear();
+                }
+                stats
+            },
         };
         (if up { 200 } else { 503 }, body)
     }

@@ -6,6 +6,7 @@ mod acl;
 mod auth;
 mod call;
 mod catalog;
+mod control;
 mod error;
 mod forward;
 #[cfg(test)]
@@ -35,6 +36,10 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
+    if config.check_upgrade {
+        eprintln!("{BINARY}: --check-upgrade is a flag of stonescriptdb-migrator");
+        return ExitCode::from(stonescriptdb_shared::config::EXIT_USAGE as u8);
+    }
     let log = startup::logger(config.log_level, "router");
     let addr = std::net::SocketAddr::new(config.gateway_host, config.gateway_port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -48,7 +53,6 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
     let pools = pool::Pools::new(
         base.clone(),
         pool::PoolSettings {
-            data_dir: config.data_dir.clone(),
             per_pool: config.max_connections_per_pool,
             total: config.max_total_connections,
             wait_timeout: config.pool_wait_timeout,
@@ -58,12 +62,22 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
         },
         log.clone(),
     );
+    let control = control::Control::new(
+        base.clone(),
+        &config.catalog_db,
+        config.catalog_poll,
+        &pools,
+        log.clone(),
+    );
+    control.spawn();
     let state = Arc::new(server::State {
         header_read_timeout: config.header_read_timeout,
-        tokens: auth::Tokens {
+        tokens: stonescriptdb_shared::auth::Tokens {
             call: config.call_tokens.clone(),
+            deploy: config.deploy_tokens.clone(),
             admin: config.admin_token.clone(),
         },
+        control,
         connections: Arc::new(tokio::sync::Semaphore::new(config.max_client_connections)),
         metrics: metrics::Metrics::default(),
         pools,

@@ -236,7 +236,6 @@ mod tests {
         let pools = Pools::new(
             tokio_postgres::Config::new(),
             crate::pool::PoolSettings {
-                data_dir: std::env::temp_dir(),
                 per_pool: 1,
                 total: 1,
                 wait_timeout: Duration::from_millis(1),

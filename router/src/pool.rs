@@ -1,5 +1,10 @@
 //! Connection pools: one deadpool pool per database, created lazily on the
-//! first call, with a real cap across all pools.
+//! first call, with a real cap across all pools. A pool connects as the
+//! login role the control catalog names for the database's owner platform
+//! (never the admin role), and remembers that platform: a call of another
+//! platform never reaches it. A catalog notification drops a database's
+//! pool, and with it its connections, prepared statements and function
+//! catalog ([`Pools::invalidate`]).
 //!
 //! In a database the migrator deployed (it has the after-call function, so
 //! every call statement leaves the session clean by itself), connections are
@@ -29,22 +34,20 @@ use std::time::{Duration, Instant};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
 use deadpool::Runtime;
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
-use slog::{debug, info, warn, Logger};
+use slog::{debug, info, Logger};
 use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
-use stonescriptdb_shared::wire::PlatformCredentials;
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use crate::catalog::FunctionCache;
+use crate::control::Route;
 use crate::error::RouterError;
 
 /// Limits the pools are built with.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
-    /// Where the migrator keeps platform credentials (`DATA_DIR`).
-    pub data_dir: std::path::PathBuf,
     pub per_pool: usize,
     pub total: usize,
     pub wait_timeout: Duration,
@@ -216,6 +219,8 @@ impl LaneUse {
 
 /// One database's pool plus what the router caches about that database.
 pub struct DbPool {
+    /// Who owns the database, and how its connections log in (catalog).
+    pub route: Route,
     pool: Pool,
     last_used_ms: AtomicU64,
     /// Requests of this database answered 503 pool_exhausted.
@@ -337,43 +342,68 @@ impl Pools {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// The pool of `database` of `platform`, created (without connecting) if missing.
-    pub fn pool(self: &Arc<Self>, database: &str, platform: &str) -> Arc<DbPool> {
-        let now = self.now_ms();
-        if let Some(p) = self
-            .map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(database)
-        {
-            p.last_used_ms.store(now, Ordering::Relaxed);
-            return p.clone();
-        }
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let entry = map
-            .entry(database.to_owned())
-            .or_insert_with(|| Arc::new(self.build(database, platform)));
-        entry.last_used_ms.store(now, Ordering::Relaxed);
-        entry.clone()
+    /// The pool of `database`, if the router has one (the hot path: a read
+    /// lock and a hash lookup).
+    pub fn get(&self, database: &str) -> Option<Arc<DbPool>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let p = map.get(database)?;
+        p.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        Some(p.clone())
     }
 
-    fn build(self: &Arc<Self>, database: &str, platform: &str) -> DbPool {
-        let mut cfg = self.base.clone();
-        cfg.dbname(database);
-        // A database the migrator created for the platform's own roles is
-        // reached as the platform's login role, never as the admin role.
-        let creds_path = PlatformCredentials::path(&self.settings.data_dir, platform);
-        if let Ok(data) = std::fs::read(&creds_path) {
-            match serde_json::from_slice::<PlatformCredentials>(&data) {
-                Ok(c) if c.databases.contains(database) => {
-                    cfg.user(&c.app_role).password(&c.app_password);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(self.log, "unreadable platform credentials"; "file" => %creds_path.display(), "error" => %e)
-                }
+    /// The pool of `database` for `route` (what the catalog says), created
+    /// (without connecting) if missing or if the route changed.
+    pub fn pool_for(self: &Arc<Self>, database: &str, route: &Route) -> Arc<DbPool> {
+        let now = self.now_ms();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = map.get(database) {
+            if p.route == *route {
+                p.last_used_ms.store(now, Ordering::Relaxed);
+                return p.clone();
             }
         }
+        let p = Arc::new(self.build(database, route));
+        if let Some(old) = map.insert(database.to_owned(), p.clone()) {
+            Self::close(&old);
+        }
+        p
+    }
+
+    /// Forget `database`'s pool (a deployment, ownership change, drop):
+    /// idle connections close now, busy ones when their call ends; the next
+    /// call asks the catalog again and prepares everything afresh.
+    pub fn invalidate(&self, database: &str) {
+        let gone = self
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(database);
+        if let Some(p) = gone {
+            Self::close(&p);
+            debug!(self.log, "pool invalidated"; "database" => database);
+        }
+    }
+
+    /// Forget every pool (after missing notifications).
+    pub fn invalidate_all(&self) {
+        let map = std::mem::take(&mut *self.map.write().unwrap_or_else(|e| e.into_inner()));
+        for p in map.values() {
+            Self::close(p);
+        }
+        if !map.is_empty() {
+            info!(self.log, "every pool invalidated"; "pools" => map.len());
+        }
+    }
+
+    fn close(p: &DbPool) {
+        p.drop_lanes(Some((u64::MAX, 0)), usize::MAX);
+        p.pool.close();
+    }
+
+    fn build(self: &Arc<Self>, database: &str, route: &Route) -> DbPool {
+        let mut cfg = self.base.clone();
+        cfg.dbname(database);
+        cfg.user(&route.role).password(&route.password);
         cfg.connect_timeout(self.settings.connect_timeout);
         let inner = deadpool_postgres::Manager::from_config(
             cfg,
@@ -397,8 +427,9 @@ impl Pools {
             })
             .build()
             .expect("runtime and timeouts are set");
-        debug!(self.log, "pool created"; "database" => database);
+        debug!(self.log, "pool created"; "database" => database, "role" => &route.role);
         DbPool {
+            route: route.clone(),
             pool,
             last_used_ms: AtomicU64::new(self.now_ms()),
             exhausted: AtomicU64::new(0),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -27,6 +27,7 @@ use crate::error::RouterError;
 use crate::health::Health;
 use crate::metrics::Route;
 use crate::pool::Pools;
+use stonescriptdb_shared::routes;
 
 /// The OpenAPI 3 description of the whole API (v1 + v2), served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -40,7 +41,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct State {
     /// A client must send its request headers within this time.
     pub header_read_timeout: Duration,
-    pub tokens: crate::auth::Tokens,
+    pub tokens: stonescriptdb_shared::auth::Tokens,
+    /// The control catalog: database ownership, change notifications.
+    pub control: Arc<crate::control::Control>,
     /// Caps the client connections served at once (`MAX_CLIENT_CONNECTIONS`).
     pub connections: Arc<tokio::sync::Semaphore>,
     pub metrics: crate::metrics::Metrics,
@@ -157,7 +160,7 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
             peer.ip().to_canonical()
         )))
     } else {
-        route(state, req).await
+        route(state, peer, req).await
     };
     state
         .metrics
@@ -168,9 +171,23 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
     resp
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Resp {
-    match (req.method(), req.uri().path()) {
-        (&Method::POST, "/call") => {
+async fn route(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let Some((spec, _)) = routes::find(&path) else {
+        return error(&RouterError::NotFound(format!("no route {path}")));
+    };
+    if !spec.allows(req.method().as_str()) {
+        let mut resp = error(&RouterError::MethodNotAllowed(format!(
+            "{} is not allowed on {path}",
+            req.method()
+        )));
+        if let Ok(allow) = HeaderValue::from_str(&spec.allow()) {
+            resp.headers_mut().insert(ALLOW, allow);
+        }
+        return resp;
+    }
+    match spec.pattern {
+        "/call" => {
             if let Some(ct) = req.headers().get(CONTENT_TYPE) {
                 let json_ct = ct
                     .to_str()
@@ -191,18 +208,20 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
                 Ok(b) => b,
                 Err(e) => return error(&e),
             };
-            let authorize = |platform: &str| state.tokens.check_call(platform, &parts.headers);
-            match crate::call::call(&state.pools, &body, authorize).await {
+            let authorize =
+                |platform: &str| crate::auth::check_call(&state.tokens, platform, &parts.headers);
+            match crate::call::call(&state.pools, &state.control, &body, authorize).await {
                 Ok(out) => json(200, out),
                 Err(e) => error(&e),
             }
         }
-        (&Method::GET, "/health") => {
-            let (status, body) = state.health.check(&state.pools).await;
+        "/health" => {
+            let names = crate::auth::sees_names(&state.tokens, req.headers());
+            let (status, body) = state.health.check(&state.pools, names).await;
             json(status, serde_json::to_vec(&body).unwrap_or_default())
         }
-        (&Method::GET, "/metrics") => {
-            if let Err(e) = state.tokens.check_admin(req.headers()) {
+        "/metrics" => {
+            if let Err(e) = crate::auth::check_admin(&state.tokens, req.headers()) {
                 return error(&e);
             }
             let migrator = crate::forward::get_text(&state.migrator_socket, "/metrics").await;
@@ -214,25 +233,54 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             );
             resp
         }
-        (&Method::GET, "/openapi.json") => json(200, OPENAPI.as_bytes().to_vec()),
-        (_, "/call" | "/health" | "/metrics" | "/openapi.json") => {
-            error(&RouterError::MethodNotAllowed(format!(
-                "{} is not allowed on {}",
-                req.method(),
-                req.uri().path()
-            )))
-        }
+        "/openapi.json" => json(200, OPENAPI.as_bytes().to_vec()),
         // Every other route belongs to the migrator.
-        _ => match state
-            .tokens
-            .check_admin(req.headers())
-            .map(|()| crate::forward::forward(&state.migrator_socket, req, &state.log))
-        {
-            Err(e) => error(&e),
-            Ok(fwd) => match fwd.await {
-                Ok(resp) => resp,
+        _ => {
+            if let Err(e) = crate::auth::check_schema(&state.tokens, req.headers()) {
+                return error(&e);
+            }
+            let changes = req.method() == Method::POST;
+            match crate::forward::forward(&state.migrator_socket, req, peer, &state.log).await {
+                Ok(resp) => {
+                    // The migrator answers once its work is committed and
+                    // announced: act on the announcement before the client
+                    // can send its next /call here.
+                    if changes {
+                        state.control.sync().await;
+                    }
+                    resp
+                }
                 Err(e) => error(&e),
-            },
-        },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stonescriptdb_shared::routes::ROUTES;
+
+    /// Every route the gateway serves is documented in `docs/openapi.json`
+    /// with its methods, and nothing else is.
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_served() {
+        let spec: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        for route in ROUTES {
+            let ops = paths
+                .get(route.pattern)
+                .unwrap_or_else(|| panic!("{} is not documented", route.pattern));
+            let mut documented: Vec<String> = ops
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            documented.sort();
+            let mut served: Vec<String> = route.methods.iter().map(|m| m.to_string()).collect();
+            served.sort();
+            assert_eq!(documented, served, "{}", route.pattern);
+        }
+        assert_eq!(paths.len(), ROUTES.len());
     }
 }

@@ -112,6 +112,18 @@ pub struct Flags {
     /// worker threads of the router [ROUTER_THREADS, default: half the CPUs, at least 1]
     #[argh(option)]
     pub router_threads: Option<String>,
+    /// the gateway's control catalog database: who owns which database, deployments [CATALOG_DB, default stonescriptdb_gateway]
+    #[argh(option)]
+    pub catalog_db: Option<String>,
+    /// how often routers poll the catalog for changes they may have missed a notification of (ms) [CATALOG_POLL_MS, default 2000]
+    #[argh(option)]
+    pub catalog_poll_ms: Option<String>,
+    /// bearer tokens for schema routes, per platform: platform:token,... (several per platform allowed, for rotation) [DEPLOY_TOKENS]
+    #[argh(option)]
+    pub deploy_tokens: Option<String>,
+    /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
+    #[argh(switch)]
+    pub check_upgrade: bool,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -150,6 +162,9 @@ impl Flags {
             "ROUTER_THREADS" => &self.router_threads,
             "DEPLOY_LOCK_TIMEOUT_MS" => &self.deploy_lock_timeout_ms,
             "DEPLOY_STATEMENT_TIMEOUT_MS" => &self.deploy_statement_timeout_ms,
+            "CATALOG_DB" => &self.catalog_db,
+            "CATALOG_POLL_MS" => &self.catalog_poll_ms,
+            "DEPLOY_TOKENS" => &self.deploy_tokens,
             _ => return None,
         };
         v.as_deref()
@@ -216,6 +231,90 @@ pub struct Config {
     /// Worker threads of the router's runtime; `None`: half the CPUs, at
     /// least 1 (see [`Config::router_threads_or_default`]).
     pub router_threads: Option<usize>,
+    /// The control catalog database (SPEC §8).
+    pub catalog_db: String,
+    /// How often routers poll the catalog's generations (backstop to LISTEN).
+    pub catalog_poll: Duration,
+    /// Bearer tokens for schema routes, each good for one platform
+    /// (`DEPLOY_TOKENS`), in the order given.
+    pub deploy_tokens: Vec<DeployToken>,
+    /// `--check-upgrade` (migrator only).
+    pub check_upgrade: bool,
+}
+
+/// One `DEPLOY_TOKENS` entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeployToken {
+    pub platform: String,
+    pub token: String,
+    /// How deployments record who asked: `deploy:<platform>`, with `#<n>`
+    /// for the n-th token of the same platform (n ≥ 2), so a rotation shows.
+    pub name: String,
+}
+
+impl std::fmt::Debug for DeployToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parse `DEPLOY_TOKENS`: `platform:token` pairs separated by commas; a
+/// platform may have several (rotation). Tokens are at least 16 characters
+/// and each token belongs to one platform only.
+pub fn parse_deploy_tokens(raw: &str) -> Result<Vec<DeployToken>, ConfigError> {
+    let mut out: Vec<DeployToken> = Vec::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (platform, token) = pair.split_once(':').ok_or_else(|| {
+            ConfigError("DEPLOY_TOKENS entries must look like platform:token".into())
+        })?;
+        crate::names::validate_platform(platform)
+            .map_err(|e| ConfigError(format!("DEPLOY_TOKENS: {e}")))?;
+        if token.len() < 16 {
+            return Err(ConfigError(format!(
+                "DEPLOY_TOKENS: a token of {platform} is shorter than 16 characters"
+            )));
+        }
+        if out.iter().any(|t| t.token == token) {
+            return Err(ConfigError(
+                "DEPLOY_TOKENS: the same token is listed twice; each token belongs to one platform"
+                    .into(),
+            ));
+        }
+        let n = out.iter().filter(|t| t.platform == platform).count() + 1;
+        out.push(DeployToken {
+            platform: platform.to_owned(),
+            token: token.to_owned(),
+            name: if n == 1 {
+                format!("deploy:{platform}")
+            } else {
+                format!("deploy:{platform}#{n}")
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// `CATALOG_DB`: a plain lowercase identifier, so it needs no quoting
+/// anywhere an operator types it.
+fn parse_catalog_db(raw: Option<String>) -> Result<String, ConfigError> {
+    let name = raw.unwrap_or_else(|| crate::catalog::DEFAULT_CATALOG_DB.to_owned());
+    let ok = name.len() <= crate::names::MAX_IDENTIFIER_BYTES
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(ConfigError(format!(
+            "CATALOG_DB={name:?} must be a lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+        )))
+    }
 }
 
 /// Parse `CALL_TOKENS`: `platform:token` pairs separated by commas.
@@ -504,6 +603,18 @@ impl Config {
             router_threads: get("ROUTER_THREADS")
                 .map(|v| parse_num("ROUTER_THREADS", Some(v), 1usize, 1))
                 .transpose()?,
+            catalog_db: parse_catalog_db(get("CATALOG_DB"))?,
+            catalog_poll: Duration::from_millis(parse_num(
+                "CATALOG_POLL_MS",
+                get("CATALOG_POLL_MS"),
+                2000u64,
+                100,
+            )?),
+            deploy_tokens: match get("DEPLOY_TOKENS") {
+                None => Vec::new(),
+                Some(raw) => parse_deploy_tokens(&raw)?,
+            },
+            check_upgrade: false,
         })
     }
 
@@ -520,7 +631,10 @@ impl Config {
         flags: &Flags,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| flags.get(name).map(str::to_owned).or_else(|| env(name)))
+        let mut config =
+            Self::from_lookup(|name| flags.get(name).map(str::to_owned).or_else(|| env(name)))?;
+        config.check_upgrade = flags.check_upgrade;
+        Ok(config)
     }
 }
 
@@ -605,6 +719,33 @@ mod tests {
             let e = cfg(&pairs).unwrap_err().to_string();
             assert!(e.contains(needle), "{e} lacks {needle}");
             assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn catalog_and_deploy_tokens() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.catalog_db, "stonescriptdb_gateway");
+        assert_eq!(c.catalog_poll, Duration::from_millis(2000));
+        assert!(c.deploy_tokens.is_empty());
+        assert!(cfg(&[("CATALOG_DB", "My-Catalog")]).is_err());
+        assert!(cfg(&[("CATALOG_POLL_MS", "10")]).is_err());
+        let c = cfg(&[(
+            "DEPLOY_TOKENS",
+            "app:0123456789abcdef, app:fedcba9876543210,other:aaaaaaaaaaaaaaaa",
+        )])
+        .unwrap();
+        let names: Vec<&str> = c.deploy_tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["deploy:app", "deploy:app#2", "deploy:other"]);
+        for bad in [
+            "app:short",
+            "App:0123456789abcdef",
+            "app0123456789abcdef",
+            "a:0123456789abcdef,b:0123456789abcdef",
+        ] {
+            let e = cfg(&[("DEPLOY_TOKENS", bad)]).unwrap_err().to_string();
+            assert!(e.contains("DEPLOY_TOKENS"), "{bad}: {e}");
+            assert!(!e.contains("0123456789abcdef"), "a token leaked: {e}");
         }
     }
 

@@ -8,9 +8,13 @@
 //! usable from both binaries and from tests.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod names;
+pub mod request;
+pub mod routes;
 pub mod startup;
 pub mod wire;
 

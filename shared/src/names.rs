@@ -146,21 +146,37 @@ pub fn v2_database_name(
     joined(&[platform, schema_name, database_id])
 }
 
-/// A full database name given by a client (the `database` field of `/call`):
-/// it must belong to `platform` (start with `{platform}_`) and be a valid name.
-pub fn validate_platform_database(platform: &str, database: &str) -> Result<(), NameError> {
-    validate_platform(platform)?;
-    let Some(rest) = database
-        .strip_prefix(platform)
-        .and_then(|r| r.strip_prefix('_'))
-    else {
-        return Err(err(
-            "database",
-            format!("{database:?} does not belong to platform {platform:?} (must start with \"{platform}_\")"),
-        ));
-    };
-    check_id("database", rest)?;
-    check_len("database", database)
+/// A full database name given by a client (the `database` field of
+/// `/call`, `/admin/adopt`): `[a-z][a-z0-9_-]*`, at most 63 bytes. Whether
+/// the platform owns it is the control catalog's to say, never the name's.
+pub fn validate_database_name(database: &str) -> Result<(), NameError> {
+    match database.bytes().next() {
+        None => return Err(err("database", "must not be empty")),
+        Some(b'a'..=b'z') => {}
+        Some(_) => {
+            return Err(err(
+                "database",
+                format!("{database:?} must start with a lowercase letter (a-z)"),
+            ))
+        }
+    }
+    check_id("database", database)
+}
+
+/// The tenant id under which `database` is one of `platform`'s v1 names:
+/// `Some(None)` for `{platform}_main`, `Some(Some(t))` for
+/// `{platform}_{t}`, `None` when the platform's naming cannot produce it.
+/// (Several platforms' naming may produce the same name: this never says
+/// who owns a database.)
+pub fn v1_tenant_of(platform: &str, database: &str) -> Option<Option<String>> {
+    let rest = database.strip_prefix(platform)?.strip_prefix('_')?;
+    if rest == "main" {
+        return Some(None);
+    }
+    v1_database_name(platform, Some(rest))
+        .ok()
+        .filter(|n| n == database)
+        .map(|_| Some(rest.to_owned()))
 }
 
 /// Function names accepted by `/call`: `name` or `schema.name`, each part made
@@ -292,12 +308,20 @@ mod tests {
     }
 
     #[test]
-    fn platform_database_must_belong_to_platform() {
-        assert!(validate_platform_database("app", "app_tenant_db_1").is_ok());
-        assert!(validate_platform_database("app", "other_main").is_err());
-        assert!(validate_platform_database("app", "app_").is_err());
-        assert!(validate_platform_database("app", "appx_main").is_err());
-        assert!(validate_platform_database("app", "app_Main").is_err());
+    fn database_names_and_v1_tenants() {
+        assert!(validate_database_name("app_tenant_db_1").is_ok());
+        assert!(validate_database_name("legacy-crm").is_ok());
+        for bad in ["", "_sdg_dry_x", "App_main", "a b", "a\"b", &"x".repeat(64)] {
+            assert!(validate_database_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(v1_tenant_of("myapp", "myapp_main"), Some(None));
+        assert_eq!(
+            v1_tenant_of("myapp", "myapp_admin_main"),
+            Some(Some("admin_main".into()))
+        );
+        assert_eq!(v1_tenant_of("myapp_admin", "myapp_admin_main"), Some(None));
+        assert_eq!(v1_tenant_of("myapp", "myappx_main"), None);
+        assert_eq!(v1_tenant_of("myapp", "myapp_"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 /// plain strings, and `params` stays raw JSON so numbers keep their exact text
 /// (a `numeric` argument beyond f64 precision reaches PostgreSQL unchanged).
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallRequest<'a> {
     #[serde(borrow)]
     pub platform: Cow<'a, str>,
@@ -23,7 +24,8 @@ pub struct CallRequest<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub tenant_id: Option<Cow<'a, str>>,
-    /// A full database name of this platform (v2), instead of `tenant_id`.
+    /// A full name of a database this platform owns (a v2 database, an
+    /// adopted one), instead of `tenant_id`.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub database: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -128,56 +130,130 @@ pub struct PoolStats {
     pub exhausted: u64,
 }
 
-/// A platform's PostgreSQL credentials, kept by the migrator in
-/// `DATA_DIR/credentials/<platform>.json` (mode 0600) and read by the router.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct PlatformCredentials {
-    pub platform: String,
-    pub owner_role: String,
-    pub owner_password: String,
-    pub app_role: String,
-    pub app_password: String,
-    /// Databases created owned by `owner_role` (older ones keep the admin role).
-    #[serde(default)]
-    pub databases: std::collections::BTreeSet<String>,
-}
-
-impl std::fmt::Debug for PlatformCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlatformCredentials")
-            .field("platform", &self.platform)
-            .field("owner_role", &self.owner_role)
-            .field("app_role", &self.app_role)
-            .field("databases", &self.databases.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PlatformCredentials {
-    /// Where the file lives under `DATA_DIR`.
-    pub fn path(data_dir: &std::path::Path, platform: &str) -> std::path::PathBuf {
-        data_dir
-            .join("credentials")
-            .join(format!("{platform}.json"))
-    }
-}
-
 /// `POST /admin/create-tenant`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     pub platform: String,
     pub tenant_id: String,
+    /// Answer with the plan (deployed into a throwaway database) and create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /admin/adopt` (admin token): attribute existing databases to a
+/// platform and hand them to its roles.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptRequest {
+    pub platform: String,
+    pub databases: Vec<String>,
+}
+
+/// One database of an `/admin/adopt` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct AdoptedDatabase {
+    pub database: String,
+    /// `adopted` (now the platform's), or `unchanged` (it already was).
+    pub status: String,
+    /// `v1` when the name is one of the platform's v1 names, else `adopted`.
+    pub kind: String,
+    /// Objects whose ownership moved to the platform's owner role.
+    pub objects_reassigned: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct AdoptResponse {
+    pub status: String,
+    pub platform: String,
+    pub databases: Vec<AdoptedDatabase>,
+}
+
+/// `POST /admin/refresh` (admin token): after DDL run by hand outside the
+/// gateway, make every router drop what it cached about a database (or all
+/// databases of a platform).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RefreshResponse {
+    pub status: String,
+    pub databases: Vec<String>,
+    /// The catalog generation the announcement carries.
+    pub generation: i64,
+}
+
+/// One deployment in `GET /admin/deployments`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct DeploymentRecord {
+    pub id: i64,
+    pub database: String,
+    pub platform: String,
+    /// `register`, `migrate`, `create_tenant`, `database_create`, `v2_migrate`, `template`.
+    pub operation: String,
+    /// `running`, a report status (`created`, `updated`, `unchanged`,
+    /// `dry_run`, `blocked`, `would_create`), `failed`, or `interrupted`
+    /// (the migrator stopped before it could record the outcome).
+    pub status: String,
+    pub dry_run: bool,
+    pub force: bool,
+    /// RFC 3339.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// sha256 of the uploaded archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<String>,
+    /// Who asked: the token's name (`admin`, `deploy:<platform>`), or
+    /// `anonymous` when no token is configured.
+    pub requested_by: String,
+    /// The client's address as the router saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct DeploymentsResponse {
+    pub deployments: Vec<DeploymentRecord>,
+    pub count: usize,
 }
 
 // ---------------------------------------------------------------------------
 // Schema routes (served by the migrator). Shapes follow the seeds' API guides.
 
-/// Outcome of seeding one table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// Outcome of one seeder file for one table: rows it inserted, rows it
+/// did not insert because they were there (`skipped`), and, checked row by
+/// row, how many of its rows the table holds (`present`) or lacks (`missing`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct SeederResult {
     pub table: String,
     pub inserted: u64,
     pub skipped: u64,
+    #[serde(default)]
+    pub present: u64,
+    #[serde(default)]
+    pub missing: u64,
+    /// The seeder file.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file: String,
+    /// How rows are matched: `primary_key` (the INSERT supplies the key),
+    /// `columns` (every column the INSERT supplies), or `count` (`INSERT …
+    /// SELECT`, or nothing to match on: only the number of rows is checked).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub matched_on: String,
+    /// Keys of missing rows (at most 20), as `(col)=(value)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_rows: Vec<String>,
 }
 
 /// Changes found by comparing `tables/` with a database, by class.
@@ -269,6 +345,7 @@ pub struct AdminDatabasesResponse {
 
 /// `POST /platform/register`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlatformRegisterRequest {
     pub platform: String,
 }
@@ -342,10 +419,14 @@ pub struct PlatformsResponse {
 
 /// `POST /database/create`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseCreateRequest {
     pub platform: String,
     pub schema_name: String,
     pub database_id: String,
+    /// Deploy into a throwaway database, answer with the plan, create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /database/create` (201).
@@ -365,6 +446,7 @@ pub struct DatabaseCreateResponse {
 
 /// `POST /v2/migrate`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct V2MigrateRequest {
     pub platform: String,
     pub schema_name: String,
@@ -378,6 +460,9 @@ pub struct V2MigrateRequest {
     /// After a failure, start no further database (running ones finish).
     #[serde(default)]
     pub stop_on_error: bool,
+    /// Deploy into each database and roll back: the plans, nothing changed.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /v2/migrate` response: the seed's summary plus per-database results.
@@ -439,6 +524,7 @@ mod tests {
                 table: "roles".into(),
                 inserted: 3,
                 skipped: 0,
+                ..SeederResult::default()
             }],
             execution_time_ms: 350,
         };

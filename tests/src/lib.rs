@@ -653,6 +653,40 @@ impl Gateway {
         read(resp).await
     }
 
+    /// Hand databases made outside the gateway (a [`TestDb`] and its
+    /// tenants) to `platform` through `POST /admin/adopt`, as an operator
+    /// would: ownership is recorded in the control catalog, never inferred
+    /// from names, so `/call` reaches only what was adopted or created.
+    pub async fn adopt(&self, platform: &str, databases: &[&str]) {
+        let mut req = http()
+            .post(format!("{}/admin/adopt", self.url))
+            .json(&json!({"platform": platform, "databases": databases}));
+        if let Some((_, t)) = self.env.iter().find(|(k, _)| k == "ADMIN_TOKEN") {
+            req = req.bearer_auth(t);
+        }
+        let (s, b) = read(req.send().await.expect("POST /admin/adopt")).await;
+        assert_eq!(s, 200, "adopting {databases:?} for {platform}: {b}");
+    }
+
+    /// The control catalog database this gateway uses (`CATALOG_DB`).
+    pub fn catalog_db(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "CATALOG_DB")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "stonescriptdb_gateway".into())
+    }
+
+    /// A connection to the control catalog (as the admin role).
+    pub async fn catalog(&self) -> Client {
+        cluster().connect(&self.catalog_db()).await
+    }
+
+    /// [`Gateway::adopt`] of a test database (its `_main`).
+    pub async fn adopt_db(&self, db: &TestDb) {
+        self.adopt(&db.platform, &[&db.database]).await;
+    }
+
     /// Register a new v2 platform (`POST /platform/register`, 201) and return
     /// its name.
     pub async fn register_platform(&self) -> String {

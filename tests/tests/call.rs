@@ -7,6 +7,7 @@ use stonescriptdb_tests::{Gateway, TestDb};
 async fn setup() -> (TestDb, Gateway) {
     let db = TestDb::new().await;
     let gw = Gateway::start(&[]);
+    gw.adopt_db(&db).await;
     (db, gw)
 }
 
@@ -367,7 +368,7 @@ async fn bad_requests_and_not_found() {
             "63 bytes",
         ),
         (
-            json!({"platform": p, "database": "other_main", "function": "f"}),
+            json!({"platform": p, "database": "Other_main", "function": "f"}),
             "database",
         ),
         (
@@ -388,6 +389,18 @@ async fn bad_requests_and_not_found() {
             "{body} -> {b}"
         );
     }
+    // a database the platform does not own answers like a missing one
+    let (s, b) = gw
+        .post(
+            "/call",
+            &json!({"platform": p, "database": "other_main", "function": "f"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("database_not_found")),
+        "{b}"
+    );
     let (s, b) = gw.post_raw("/call", "{not json").await;
     assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")));
     let (s, b) = gw.post_raw("/call", vec![b' '; 2 * 1024 * 1024]).await;
@@ -397,7 +410,8 @@ async fn bad_requests_and_not_found() {
     let (s, b) = gw.get("/nope").await;
     assert_eq!((s, b["error"].clone()), (404, json!("not_found")));
     // tenant ids may be numbers, and a v2 database name may be given
-    db.tenant("42").await;
+    let tenant = db.tenant("42").await;
+    gw.adopt(p, &[&tenant]).await;
     let (s, b) = gw
         .post(
             "/call",
@@ -430,6 +444,7 @@ async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state()
     // one connection for the whole database: every call is pipelined on it
     let db = deployed_db().await;
     let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]));
+    gw.adopt_db(&db).await;
     let p = db.platform.clone();
     let mut calls = Vec::new();
     for i in 0..240 {
@@ -482,6 +497,7 @@ async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state()
 async fn a_long_call_does_not_hold_up_short_calls_on_a_shared_connection() {
     let db = deployed_db().await;
     let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "4")]));
+    gw.adopt_db(&db).await;
     let p = db.platform.clone();
     // backend_pid is short once timed
     for _ in 0..5 {
@@ -520,6 +536,7 @@ async fn a_function_redefined_by_hand_answers_with_its_new_shape() {
     // not bake in anything of the function's shape (result columns, names).
     let db = deployed_db().await;
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
+    gw.adopt_db(&db).await;
     let p = db.platform.as_str();
     let rows = |b: &serde_json::Value| (b["rows"].clone(), b["row_count"].clone());
     let recreate = "DROP FUNCTION {f}(int); CREATE FUNCTION {f}";
@@ -600,6 +617,7 @@ async fn advisory_lock_is_free(db: &TestDb, key: i64) -> bool {
 async fn assert_no_session_leaks(db: &TestDb) {
     // one connection, so every call reuses the same session
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
+    gw.adopt_db(db).await;
     let p = db.platform.as_str();
     let (_, b) = gw.call(p, "backend_pid", json!([])).await;
     let pid = b["rows"][0]["backend_pid"].clone();

@@ -16,6 +16,7 @@ async fn postgres_restart_under_load_recovers_without_a_manual_step() {
     let _serial = SERIAL.lock().await;
     let db = TestDb::new().await;
     let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "4")]);
+    gw.adopt_db(&db).await;
     let url = gw.url.clone();
     let platform = db.platform.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -112,53 +113,76 @@ async fn router_and_migrator_survive_each_other() {
     );
 }
 
-#[tokio::test]
-async fn unwritable_data_dir_gives_a_clear_error_and_keeps_the_registry() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrator_keeps_its_state_in_the_catalog_not_in_data_dir() {
     let _serial = SERIAL.lock().await;
-    let gw = Gateway::start(&[]);
+    let mut gw = Gateway::start(&[]);
     let p = gw.register_platform().await;
-    let registry = gw.data_dir.0.join(&p).join("platform.json");
-    let before = std::fs::read(&registry).unwrap();
-    // the schema's folder cannot be created: a file is in the way
-    std::fs::write(gw.data_dir.0.join(&p).join("tenant_db"), "in the way").unwrap();
-    let (status, body) = gw
+    let (s, b) = gw
         .upload(
             &format!("/platform/{p}/schema"),
             &[("schema_name", "tenant_db")],
             SchemaDir::fixture("shop").tar_gz(),
         )
         .await;
-    assert_eq!(status, 500, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("tenant_db"),
-        "{body}"
-    );
-    assert_eq!(
-        std::fs::read(&registry).unwrap(),
-        before,
-        "registry changed by a failed write"
-    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "a1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    // a migrator on a wiped DATA_DIR (a new machine) knows everything
+    gw.kill_migrator();
+    for e in std::fs::read_dir(&gw.data_dir.0).unwrap().flatten() {
+        if e.path() != gw.socket && !e.file_name().to_string_lossy().ends_with(".log") {
+            let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+        }
+    }
+    gw.restart_migrator();
     let (s, b) = gw.get(&format!("/platform/{p}/schemas")).await;
-    assert_eq!((s, b["count"].clone()), (200, json!(0)));
+    assert_eq!((s, b["count"].clone()), (200, json!(1)), "{b}");
+    let (s, b) = gw.get(&format!("/platform/{p}/databases")).await;
+    assert_eq!((s, b["count"].clone()), (200, json!(1)), "{b}");
+    let (s, b) = gw
+        .post(
+            "/call",
+            &json!({"platform": p, "database": format!("{p}_tenant_db_a1"), "function": "count_roles"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["rows"][0]["count_roles"].clone()),
+        (200, json!(3)),
+        "{b}"
+    );
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "a2"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_refusing_connections_below_our_cap_gives_503() {
     let _serial = SERIAL.lock().await;
     let db = TestDb::new().await;
-    // A role PostgreSQL lets open only 2 connections, while our cap is higher.
-    let admin = cluster().connect("postgres").await;
-    admin
-        .batch_execute(
-            "DROP ROLE IF EXISTS sdg_limited; CREATE ROLE sdg_limited LOGIN CONNECTION LIMIT 2",
-        )
-        .await
-        .unwrap();
     let gw = Gateway::start(&[
-        ("DB_USER", "sdg_limited"),
         ("MAX_CONNECTIONS_PER_POOL", "6"),
         ("POOL_WAIT_TIMEOUT_MS", "500"),
     ]);
+    gw.adopt_db(&db).await;
+    // The platform's login role may open only 2 connections, while our cap is higher.
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE \"sdg_{}_app\" CONNECTION LIMIT 2",
+            db.platform
+        ))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let (url, platform) = (gw.url.clone(), db.platform.clone());
@@ -189,6 +213,4 @@ async fn postgres_refusing_connections_below_our_cap_gives_503() {
     );
     // the router is fine and serves again once connections free up
     assert_eq!(gw.call(&db.platform, "echo_int4", json!([1])).await.0, 200);
-    drop(gw);
-    admin.batch_execute("DROP ROLE sdg_limited").await.ok();
 }

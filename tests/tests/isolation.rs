@@ -2,9 +2,7 @@
 //! its own role, its uploaded SQL runs as that role (never as superuser), and
 //! `/call` connects as the platform's login role.
 
-use std::os::unix::fs::PermissionsExt;
-
-use serde_json::{json, Value};
+use serde_json::json;
 use stonescriptdb_tests::{cluster, new_platform, Gateway, SchemaDir};
 
 fn schema() -> SchemaDir {
@@ -91,13 +89,27 @@ async fn platforms_get_their_own_roles_and_cannot_escape_them() {
     assert!(!std::path::Path::new("/tmp/sdg-pwned").exists());
 
     // another platform's credentials do not open this platform's database
-    let creds: Value = serde_json::from_slice(
-        &std::fs::read(gw.data_dir.0.join("credentials").join(format!("{b}.json"))).unwrap(),
-    )
-    .unwrap();
+    let catalog = gw.catalog().await;
+    let creds = |p: String| {
+        let catalog = &catalog;
+        async move {
+            let r = catalog
+                .query_one(
+                    "SELECT app_role, app_password, owner_password FROM platforms WHERE name = $1",
+                    &[&p],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+            )
+        }
+    };
+    let (b_role, b_password, _) = creds(b.clone()).await;
     let mut cfg = cluster().config(&format!("{a}_main"));
-    cfg.user(creds["app_role"].as_str().unwrap())
-        .password(creds["app_password"].as_str().unwrap());
+    cfg.user(&b_role).password(&b_password);
     let err = cfg
         .connect(tokio_postgres::NoTls)
         .await
@@ -105,16 +117,20 @@ async fn platforms_get_their_own_roles_and_cannot_escape_them() {
         .expect("connecting to another platform's database must fail");
     assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
 
-    // credentials: 0600, never logged
-    let path = gw.data_dir.0.join("credentials").join(format!("{a}.json"));
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let mine: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // the role passwords live in the catalog, which no platform role may
+    // open; they are never logged
+    let (a_role, a_password, a_owner_password) = creds(a.clone()).await;
+    let mut cfg = cluster().config(&gw.catalog_db());
+    cfg.user(&a_role).password(&a_password);
+    let err = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a platform role must not open the control catalog");
+    assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
     let log = gw.log();
-    assert!(!log.contains(mine["app_password"].as_str().unwrap()));
-    assert!(!log.contains(mine["owner_password"].as_str().unwrap()));
+    assert!(!log.contains(&a_password));
+    assert!(!log.contains(&a_owner_password));
 }
 
 #[tokio::test]

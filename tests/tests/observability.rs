@@ -79,6 +79,7 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
 async fn metrics_are_valid_prometheus_text_from_both_processes() {
     let db = TestDb::new().await;
     let gw = Gateway::start(&[]);
+    gw.adopt_db(&db).await;
     for _ in 0..3 {
         assert_eq!(gw.call(&db.platform, "echo_int4", json!([1])).await.0, 200);
     }
@@ -106,9 +107,10 @@ async fn metrics_are_valid_prometheus_text_from_both_processes() {
         get("stonescriptdb_router_requests_total{route=\"/call\",status=\"404\"}"),
         Some(1.0)
     );
+    // the adoption of the test database and the registration
     assert_eq!(
         get("stonescriptdb_router_requests_total{route=\"forwarded\",status=\"200\"}"),
-        Some(1.0)
+        Some(2.0)
     );
     assert_eq!(
         get("stonescriptdb_router_request_duration_seconds_count{route=\"/call\",status=\"2xx\"}"),

@@ -41,6 +41,7 @@ async fn clients_outside_allowed_networks_get_403_on_every_route() {
     drop(gw);
 
     let gw = Gateway::start(&[("ALLOWED_NETWORKS", "127.0.0.1/32")]);
+    gw.adopt_db(&db).await;
     let (s, _) = gw.call(&db.platform, "echo_int4", json!([1])).await;
     assert_eq!(s, 200);
 }
@@ -48,6 +49,8 @@ async fn clients_outside_allowed_networks_get_403_on_every_route() {
 #[tokio::test]
 async fn ipv4_mapped_peers_are_checked_as_ipv4() {
     let db = TestDb::new().await;
+    // ownership is in the control catalog the gateways share
+    Gateway::start(&[]).adopt_db(&db).await;
     // A dual-stack listener sees IPv4 clients as ::ffff:127.0.0.1.
     let gw =
         match Gateway::try_start(&[("GATEWAY_HOST", "::"), ("ALLOWED_NETWORKS", "127.0.0.0/8")]) {
@@ -73,6 +76,7 @@ async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
         ("MAX_CONNECTIONS_PER_POOL", "2"),
         ("POOL_WAIT_TIMEOUT_MS", "300"),
     ]);
+    gw.adopt(&db.platform, &[&db.database, &other]).await;
     let p = db.platform.clone();
     // Two slow calls hold both connections of the cap.
     let slow = |gw_url: String, p: String| async move {
@@ -136,6 +140,7 @@ async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
 async fn idle_pools_are_dropped() {
     let db = TestDb::new().await;
     let gw = Gateway::start(&[("POOL_IDLE_TIMEOUT_SECS", "1")]);
+    gw.adopt_db(&db).await;
     let (s, _) = gw.call(&db.platform, "echo_int4", json!([1])).await;
     assert_eq!(s, 200);
     let (_, h) = gw.get("/health").await;
@@ -160,6 +165,7 @@ async fn idle_pools_are_dropped() {
 async fn health_reports_postgres_pools_and_version() {
     let db = TestDb::new().await;
     let gw = Gateway::start(&[]);
+    gw.adopt_db(&db).await;
     gw.call(&db.platform, "echo_int4", json!([1])).await;
     let (s, h) = gw.get("/health").await;
     assert_eq!(s, 200, "{h}");
@@ -202,6 +208,7 @@ async fn health_reports_postgres_pools_and_version() {
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let db = TestDb::new().await;
     let mut gw = Gateway::start(&[]);
+    gw.adopt_db(&db).await;
     let url = gw.url.clone();
     let p = db.platform.clone();
     let inflight = tokio::spawn(async move {
@@ -448,7 +455,7 @@ fn migrator_takes_its_socket_from_systemd() {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.contains("\"platforms\":[]"), "{resp}");
+    assert!(resp.contains("\"platforms\":["), "{resp}");
     assert!(
         !dir.0.join("not-this-one.sock").exists(),
         "it must use the passed socket"

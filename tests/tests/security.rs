@@ -38,6 +38,8 @@ async fn bearer_tokens_guard_calls_and_schema_routes() {
         ("CALL_TOKENS", tokens.as_str()),
         ("ADMIN_TOKEN", ADMIN_TOKEN),
     ]);
+    gw.adopt_db(&db).await;
+    gw.adopt_db(&other).await;
     let call = json!({"platform": db.platform, "function": "echo_int4", "params": [1]});
     let (s, b) = send(&gw, "/call", None, Some(call.clone())).await;
     assert_eq!((s, b["error"].clone()), (401, json!("unauthorized")), "{b}");
@@ -105,6 +107,7 @@ fn short_tokens_are_bad_configuration() {
 async fn malformed_requests_get_clear_4xx() {
     let db = TestDb::new().await;
     let gw = Gateway::start(&[]);
+    gw.adopt_db(&db).await;
     let body = json!({"platform": db.platform, "function": "echo_int4", "params": [1]}).to_string();
     let client = reqwest::Client::new();
     for ct in [
@@ -175,6 +178,7 @@ async fn malformed_requests_get_clear_4xx() {
 async fn client_connections_are_capped() {
     let db = TestDb::new().await;
     let gw = Gateway::start(&[("MAX_CLIENT_CONNECTIONS", "2")]);
+    gw.adopt_db(&db).await;
     let addr = format!("127.0.0.1:{}", gw.port);
     // two idle keep-alive connections take both slots
     let held: Vec<std::net::TcpStream> = (0..2)

@@ -128,7 +128,8 @@ async fn seed_004_workflow_examples() {
     );
     assert_eq!(
         b["seeders"],
-        json!([{"table": "roles", "inserted": 2, "skipped": 0}])
+        json!([{"table": "roles", "file": "seeders/roles.pssql", "inserted": 2, "skipped": 0,
+                "present": 2, "missing": 0}])
     );
     let started = Instant::now();
     let (s, b) = gw

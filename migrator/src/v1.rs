@@ -1,0 +1,371 @@
+//! The v1 schema routes (seeds 000/001): `/register`, `/migrate`,
+//! `/admin/databases`, `/admin/create-tenant`. Each reads its request
+//! strictly, checks the caller's token against the platform, resolves
+//! databases through the control catalog (never by name prefix), and hands
+//! the work to [`crate::provision`].
+
+use std::time::Instant;
+
+use stonescriptdb_shared::catalog::{DbKind, DbState};
+use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
+use stonescriptdb_shared::names;
+use stonescriptdb_shared::wire::{
+    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, DeploymentReport,
+};
+
+use crate::archive::{self, ArchiveError};
+use crate::catalog::{Database, NewDatabase, Platform};
+use crate::deploy::{Mode, Options};
+use crate::error::{bad_name, MigratorError};
+use crate::form::Form;
+use crate::provision::{self, Request};
+use crate::roles;
+use crate::schema::{self, sha256_hex, Parsed};
+use crate::server::{json, Answer, Req, State};
+
+/// Read an uploaded archive under the caps and parse it.
+pub fn parse_archive(state: &State, raw: &[u8]) -> Result<Parsed, MigratorError> {
+    let schema = archive::read_schema(raw, &state.limits).map_err(|e| match e {
+        ArchiveError::TooLarge(m) => {
+            MigratorError::PayloadTooLarge(format!("schema archive rejected: {m}"))
+        }
+        ArchiveError::Invalid(m) => {
+            MigratorError::BadRequest(format!("schema archive rejected: {m}"))
+        }
+    })?;
+    if schema.is_empty() {
+        return Err(MigratorError::BadRequest(
+            "schema archive holds no .sql or .pssql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
+        ));
+    }
+    schema::parse(&schema)
+}
+
+/// An archive kept by the gateway itself (stored schema versions).
+pub fn parse_stored(state: &State, raw: &[u8], what: &str) -> Result<Parsed, MigratorError> {
+    let schema = archive::read_schema(raw, &state.limits)
+        .map_err(|e| MigratorError::Internal(format!("{what} is unreadable: {e}")))?;
+    schema::parse(&schema)
+}
+
+/// The fields of a `/register` or `/migrate` upload.
+struct Upload {
+    platform: String,
+    tenant: Option<String>,
+    force: bool,
+    dry_run: bool,
+    parsed: Parsed,
+    raw: Vec<u8>,
+    sha256: String,
+}
+
+const UPLOAD_FIELDS: &[&str] = &["platform", "tenant_id", "schema", "force", "dry_run"];
+
+impl Upload {
+    fn read(state: &State, r: &Req) -> Result<Upload, MigratorError> {
+        let mut form = Form::parse(&r.content_type, &r.body, UPLOAD_FIELDS)?;
+        let platform = form
+            .text("platform")?
+            .ok_or_else(|| MigratorError::BadRequest("missing field platform".into()))?;
+        names::validate_platform(&platform).map_err(bad_name)?;
+        r.grant.may(&platform)?;
+        let tenant = form.text("tenant_id")?;
+        if let Some(t) = &tenant {
+            names::validate_tenant_id(t).map_err(bad_name)?;
+        }
+        let force = form.flag("force")?;
+        let dry_run = form.flag("dry_run")?;
+        let raw = form.file("schema", "schema")?;
+        let parsed = parse_archive(state, &raw)?;
+        Ok(Upload {
+            sha256: sha256_hex(&raw),
+            platform,
+            tenant,
+            force,
+            dry_run,
+            parsed,
+            raw,
+        })
+    }
+}
+
+/// The database `name` if the catalog records it as `platform`'s, ready,
+/// and of one of `kinds`; anything else (missing, another platform's, being
+/// created) answers exactly like a missing database.
+pub async fn owned(
+    state: &State,
+    platform: &str,
+    name: &str,
+    kinds: &[DbKind],
+) -> Result<Database, MigratorError> {
+    match state.catalog()?.database(name).await? {
+        Some(d)
+            if d.platform == platform && d.state == DbState::Ready && kinds.contains(&d.kind) =>
+        {
+            Ok(d)
+        }
+        _ => Err(MigratorError::DatabaseNotFound(name.to_owned())),
+    }
+}
+
+/// The platform as recorded, or 404 `platform_not_found`.
+pub async fn known_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
+    state.catalog()?.platform(name).await?.ok_or_else(|| {
+        MigratorError::PlatformNotFound(format!(
+            "platform {name} is not known to the gateway (register it first)"
+        ))
+    })
+}
+
+/// `POST /register`: create the database if missing and deploy everything.
+pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let up = Upload::read(state, r)?;
+    let database = names::v1_database_name(&up.platform, up.tenant.as_deref()).map_err(bad_name)?;
+    let req = Request {
+        operation: "register",
+        archive_sha256: Some(&up.sha256),
+        caller: &r.caller,
+    };
+    let opts = Options {
+        mode: Mode::Register,
+        force: up.force,
+        dry_run: up.dry_run,
+    };
+    let recorded = state.catalog()?.database(&database).await?;
+    let report = match recorded {
+        Some(d)
+            if d.platform == up.platform && d.state == DbState::Ready && d.kind == DbKind::V1 =>
+        {
+            let platform = known_platform(state, &up.platform).await?;
+            provision::deploy_existing(state, &platform, &database, &up.parsed, opts, req, None)
+                .await?
+                .0
+        }
+        Some(_) => return Err(MigratorError::DatabaseAlreadyExists(database)),
+        None if up.dry_run => {
+            let platform = state.catalog()?.platform(&up.platform).await?;
+            provision::dry_run_new(
+                state,
+                &up.platform,
+                platform.as_ref(),
+                &database,
+                &up.parsed,
+                up.force,
+                req,
+            )
+            .await?
+        }
+        None => {
+            let admin = state.admin.connect(None).await?;
+            let platform = roles::ensure_platform(state.catalog()?, &admin, &up.platform).await?;
+            drop(admin);
+            let new = NewDatabase {
+                name: database.clone(),
+                platform: up.platform.clone(),
+                kind: DbKind::V1,
+                tenant_id: up.tenant.clone(),
+                schema_name: None,
+                database_id: None,
+                schema_version: None,
+                owner_role: platform.owner_role.clone(),
+            };
+            provision::create_new(state, &platform, new, &up.parsed, req).await?
+        }
+    };
+    if !up.dry_run {
+        state
+            .catalog()?
+            .save_v1_schema(&up.platform, &up.raw, &up.sha256)
+            .await?;
+    }
+    Ok(json(
+        200,
+        &DeployResponse {
+            status: if up.dry_run { "dry_run" } else { "ready" }.into(),
+            platform: up.platform,
+            databases: vec![report],
+            execution_time_ms: started.elapsed().as_millis() as u64,
+        },
+    ))
+}
+
+/// `POST /migrate`: one tenant, or every v1 (and adopted) database of the platform.
+pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let up = Upload::read(state, r)?;
+    let opts = Options {
+        mode: Mode::Migrate,
+        force: up.force,
+        dry_run: up.dry_run,
+    };
+    let req = Request {
+        operation: "migrate",
+        archive_sha256: Some(&up.sha256),
+        caller: &r.caller,
+    };
+    let databases: Vec<Database> = match &up.tenant {
+        Some(t) => {
+            let name = names::v1_database_name(&up.platform, Some(t)).map_err(bad_name)?;
+            vec![owned(state, &up.platform, &name, &[DbKind::V1]).await?]
+        }
+        None => {
+            let dbs = state
+                .catalog()?
+                .databases(&up.platform, &[DbKind::V1, DbKind::Adopted], None)
+                .await?;
+            if dbs.is_empty() {
+                return Err(MigratorError::PlatformNotFound(format!(
+                    "platform {} has no databases (register it first)",
+                    up.platform
+                )));
+            }
+            dbs
+        }
+    };
+    let platform = known_platform(state, &up.platform).await?;
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for db in &databases {
+        match provision::deploy_existing(state, &platform, &db.name, &up.parsed, opts, req, None)
+            .await
+        {
+            Ok((report, _)) => reports.push(report),
+            // one database: its own error, as it always was
+            Err(e) if databases.len() == 1 => return Err(e),
+            Err(e) => {
+                failed += 1;
+                reports.push(DeploymentReport {
+                    database: db.name.clone(),
+                    status: "failed".into(),
+                    error: Some(e.to_wire().1),
+                    ..DeploymentReport::default()
+                });
+            }
+        }
+    }
+    let resp = DeployResponse {
+        status: match (up.dry_run, failed) {
+            (true, _) => "dry_run",
+            (false, 0) => "completed",
+            (false, f) if f == databases.len() => "failed",
+            _ => "partial",
+        }
+        .into(),
+        platform: up.platform,
+        databases: reports,
+        execution_time_ms: started.elapsed().as_millis() as u64,
+    };
+    if failed == 0 {
+        if !up.dry_run {
+            state
+                .catalog()?
+                .save_v1_schema(&resp.platform, &up.raw, &up.sha256)
+                .await?;
+        }
+        return Ok(json(200, &resp));
+    }
+    let code = ErrorCode::MigrationFailed;
+    let migrated = databases.len() - failed;
+    let mut body = ErrorBody::new(
+        code,
+        format!(
+            "{failed} of {} databases failed to migrate (each is as it was); {migrated} were migrated",
+            databases.len()
+        ),
+    );
+    body.details = serde_json::to_value(&resp).ok();
+    Ok(json(code.status(), &body))
+}
+
+/// `GET /admin/databases?platform=`: the databases the platform owns.
+pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let [platform] = <[Option<String>; 1]>::try_from(r.query(&["platform"])?).unwrap_or_default();
+    let platform = platform
+        .ok_or_else(|| MigratorError::BadRequest("missing query parameter platform".into()))?;
+    names::validate_platform(&platform).map_err(bad_name)?;
+    r.grant.may(&platform)?;
+    let databases: Vec<String> = state
+        .catalog()?
+        .databases(&platform, &[DbKind::V1, DbKind::V2, DbKind::Adopted], None)
+        .await?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    Ok(json(
+        200,
+        &AdminDatabasesResponse {
+            count: databases.len(),
+            platform,
+            databases,
+        },
+    ))
+}
+
+/// `POST /admin/create-tenant {platform, tenant_id, dry_run?}`: a new tenant
+/// database with the platform's most recently registered schema.
+pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let body: CreateTenantRequest = r.json("create-tenant")?;
+    let database =
+        names::v1_database_name(&body.platform, Some(&body.tenant_id)).map_err(bad_name)?;
+    r.grant.may(&body.platform)?;
+    let platform = known_platform(state, &body.platform).await?;
+    let raw = state
+        .catalog()?
+        .v1_schema(&body.platform)
+        .await?
+        .ok_or_else(|| {
+            MigratorError::SchemaNotFound(format!(
+                "platform {} has no registered schema (POST /register first)",
+                body.platform
+            ))
+        })?;
+    let parsed = parse_stored(
+        state,
+        &raw,
+        &format!("the stored schema of {}", body.platform),
+    )?;
+    let sha = sha256_hex(&raw);
+    let req = Request {
+        operation: "create_tenant",
+        archive_sha256: Some(&sha),
+        caller: &r.caller,
+    };
+    let report = if body.dry_run {
+        if state.catalog()?.database(&database).await?.is_some() {
+            return Err(MigratorError::DatabaseAlreadyExists(database));
+        }
+        provision::dry_run_new(
+            state,
+            &body.platform,
+            Some(&platform),
+            &database,
+            &parsed,
+            false,
+            req,
+        )
+        .await?
+    } else {
+        let new = NewDatabase {
+            name: database.clone(),
+            platform: body.platform.clone(),
+            kind: DbKind::V1,
+            tenant_id: Some(body.tenant_id.clone()),
+            schema_name: None,
+            database_id: None,
+            schema_version: None,
+            owner_role: platform.owner_role.clone(),
+        };
+        provision::create_new(state, &platform, new, &parsed, req).await?
+    };
+    Ok(json(
+        if body.dry_run { 200 } else { 201 },
+        &DeployResponse {
+            status: if body.dry_run { "dry_run" } else { "created" }.into(),
+            platform: body.platform,
+            databases: vec![report],
+            execution_time_ms: started.elapsed().as_millis() as u64,
+        },
+    ))
+}

@@ -1,0 +1,210 @@
+//! Bearer tokens on top of the IP allowlist (docs/SECURITY.md), all
+//! optional: `CALL_TOKENS` (per platform, for `/call`), `DEPLOY_TOKENS`
+//! (per platform, several allowed, for the schema routes of that platform)
+//! and `ADMIN_TOKEN` (every platform's schema routes, the operator routes,
+//! `/metrics`). Once `ADMIN_TOKEN` or any deploy token is configured, every
+//! schema route needs one of them. Tokens are compared in constant time.
+
+use std::collections::BTreeMap;
+
+use crate::config::DeployToken;
+
+/// Name deployments record when no schema token is configured.
+pub const ANONYMOUS: &str = "anonymous";
+/// Name deployments record for `ADMIN_TOKEN`.
+pub const ADMIN: &str = "admin";
+
+/// Equal-length comparison whose time does not depend on where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer(value: Option<&[u8]>) -> Option<&[u8]> {
+    let v = value?;
+    let rest = v
+        .strip_prefix(b"Bearer ")
+        .or_else(|| v.strip_prefix(b"bearer "))?;
+    Some(rest.trim_ascii())
+}
+
+/// What a schema-route token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Recorded as who asked: `admin`, `deploy:<platform>[#n]`, `anonymous`.
+    pub name: String,
+    /// `None`: every platform (the admin token, or no token configured).
+    pub platform: Option<String>,
+    /// The operator's token (or no token configured at all).
+    pub admin: bool,
+}
+
+/// Why a request's token does not grant it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// 401: none, or one that is not configured.
+    Unauthorized(String),
+    /// 403: a valid token of another platform, or not the admin token.
+    Forbidden(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    pub call: BTreeMap<String, String>,
+    pub deploy: Vec<DeployToken>,
+    pub admin: Option<String>,
+}
+
+impl Tokens {
+    /// Do schema routes need a token?
+    pub fn schema_tokens(&self) -> bool {
+        self.admin.is_some() || !self.deploy.is_empty()
+    }
+
+    /// Is any token configured at all?
+    pub fn any(&self) -> bool {
+        self.schema_tokens() || !self.call.is_empty()
+    }
+
+    /// Is `authorization` the admin token?
+    pub fn is_admin(&self, authorization: Option<&[u8]>) -> bool {
+        match (&self.admin, bearer(authorization)) {
+            (Some(t), Some(given)) => ct_eq(given, t.as_bytes()),
+            _ => false,
+        }
+    }
+
+    /// What the `Authorization` header of a schema-route request grants.
+    pub fn schema_grant(&self, authorization: Option<&[u8]>) -> Result<Grant, Denied> {
+        if !self.schema_tokens() {
+            return Ok(Grant {
+                name: ANONYMOUS.into(),
+                platform: None,
+                admin: true,
+            });
+        }
+        let Some(given) = bearer(authorization) else {
+            return Err(Denied::Unauthorized(
+                "schema routes need a bearer token (Authorization: Bearer <ADMIN_TOKEN or a DEPLOY_TOKENS token>)"
+                    .into(),
+            ));
+        };
+        if self.is_admin(authorization) {
+            return Ok(Grant {
+                name: ADMIN.into(),
+                platform: None,
+                admin: true,
+            });
+        }
+        // every token is compared, so the time does not tell which matched
+        let mut found = None;
+        for t in &self.deploy {
+            if ct_eq(given, t.token.as_bytes()) {
+                found = Some(t);
+            }
+        }
+        match found {
+            Some(t) => Ok(Grant {
+                name: t.name.clone(),
+                platform: Some(t.platform.clone()),
+                admin: false,
+            }),
+            None => Err(Denied::Unauthorized(
+                "wrong bearer token for schema routes".into(),
+            )),
+        }
+    }
+
+    /// `/call` of `platform`: its token when `CALL_TOKENS` lists it.
+    pub fn check_call(&self, platform: &str, authorization: Option<&[u8]>) -> Result<(), Denied> {
+        let Some(expected) = self.call.get(platform) else {
+            return Ok(());
+        };
+        match bearer(authorization) {
+            Some(given) if ct_eq(given, expected.as_bytes()) => Ok(()),
+            Some(_) => Err(Denied::Unauthorized(format!(
+                "wrong bearer token for /call of platform {platform}"
+            ))),
+            None => Err(Denied::Unauthorized(format!(
+                "/call of platform {platform} needs a bearer token (Authorization: Bearer ...)"
+            ))),
+        }
+    }
+}
+
+impl Grant {
+    /// May this grant act for `platform`?
+    pub fn may(&self, platform: &str) -> Result<(), Denied> {
+        match &self.platform {
+            None => Ok(()),
+            Some(p) if p == platform => Ok(()),
+            Some(p) => Err(Denied::Forbidden(format!(
+                "this token is for platform {p}; it cannot act for platform {platform}"
+            ))),
+        }
+    }
+
+    /// Operator routes: the admin token only.
+    pub fn operator(&self) -> Result<(), Denied> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden(
+                "this route needs the admin token (ADMIN_TOKEN)".into(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_deploy_tokens;
+
+    fn tokens() -> Tokens {
+        Tokens {
+            call: [("app".to_string(), "s3cret-token-0123456".to_string())].into(),
+            deploy: parse_deploy_tokens("app:deploy-app-000000001,app:deploy-app-000000002")
+                .unwrap(),
+            admin: Some("admin-token-0123456789".into()),
+        }
+    }
+
+    #[test]
+    fn call_tokens() {
+        let t = tokens();
+        assert!(t.check_call("other", None).is_ok());
+        assert!(t.check_call("app", None).is_err());
+        assert!(t
+            .check_call("app", Some(b"Bearer s3cret-token-0123456"))
+            .is_ok());
+        assert!(t
+            .check_call("app", Some(b"Bearer s3cret-token-0123457"))
+            .is_err());
+        assert!(ct_eq(b"abc", b"abc") && !ct_eq(b"abc", b"abd") && !ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn schema_grants() {
+        let t = tokens();
+        assert!(matches!(t.schema_grant(None), Err(Denied::Unauthorized(_))));
+        assert!(matches!(
+            t.schema_grant(Some(b"Bearer s3cret-token-0123456")),
+            Err(Denied::Unauthorized(_))
+        ));
+        let admin = t
+            .schema_grant(Some(b"Bearer admin-token-0123456789"))
+            .unwrap();
+        assert!(admin.admin && admin.may("anything").is_ok() && admin.name == "admin");
+        let second = t
+            .schema_grant(Some(b"Bearer deploy-app-000000002"))
+            .unwrap();
+        assert_eq!(second.name, "deploy:app#2");
+        assert!(second.may("app").is_ok());
+        assert!(matches!(second.may("other"), Err(Denied::Forbidden(_))));
+        assert!(second.operator().is_err());
+        let open = Tokens::default().schema_grant(None).unwrap();
+        assert_eq!(open.name, ANONYMOUS);
+        assert!(open.operator().is_ok());
+    }
+}
