@@ -1083,6 +1083,25 @@ async fn an_older_installation_is_imported_and_what_cannot_be_attributed_is_repo
     legacy_database(&format!("{pb}_main"), None).await;
     legacy_database(&format!("{pb}_t1"), None).await;
     legacy_database(&format!("{pb_admin}_main"), None).await;
+    // pc: a v2 registry with one stored schema version and one database
+    let pc = new_platform();
+    std::fs::create_dir_all(data.0.join(&pc).join("tenant_db")).unwrap();
+    std::fs::write(
+        data.0.join(&pc).join("tenant_db").join("v1.tar.gz"),
+        app_schema().tar_gz(),
+    )
+    .unwrap();
+    std::fs::write(
+        data.0.join(&pc).join("platform.json"),
+        json!({"name": pc, "registered_at": "2026-01-01T00:00:00Z",
+               "schemas": {"tenant_db": {"versions": [{"version": 1, "checksum": "c1", "uploaded_at": "x",
+                   "has_tables": true, "has_functions": true, "has_migrations": false, "has_seeders": false}]}},
+               "databases": {format!("{pc}_tenant_db_1"): {"id": "1", "database_name": format!("{pc}_tenant_db_1"),
+                   "schema_name": "tenant_db", "created_at": "x", "version": 1}}})
+        .to_string(),
+    )
+    .unwrap();
+    legacy_database(&format!("{pc}_tenant_db_1"), None).await;
 
     // --check-upgrade reports and changes nothing
     let out = std::process::Command::new(stonescriptdb_tests::binary("stonescriptdb-migrator"))
@@ -1103,6 +1122,7 @@ async fn an_older_installation_is_imported_and_what_cannot_be_attributed_is_repo
         format!("record {pa}_main as platform {pa}'s"),
         format!("record {pb}_main as platform {pb}'s"),
         format!("record {pb}_t1 as platform {pb}'s"),
+        format!("record {pc}_tenant_db_1 as platform {pc}'s (v2; listed in {pc}'s v2 registry)"),
         // pb's tenant admin_main and pb_admin's main database are one name
         format!("NOT recorded: {pb_admin}_main could belong to {pb} or {pb_admin}"),
     ] {
@@ -1159,6 +1179,33 @@ async fn an_older_installation_is_imported_and_what_cannot_be_attributed_is_repo
         .await;
     assert_eq!(s, 404);
     assert!(gw.log().contains("upgrade import"));
+    // the v2 registry came along: schema, database, and new databases from it
+    let (s, b) = gw.get(&format!("/platform/{pc}/schemas")).await;
+    assert_eq!((s, b["count"].clone()), (200, json!(1)), "{b}");
+    let (s, b) = gw.get(&format!("/platform/{pc}/databases")).await;
+    assert_eq!(
+        (s, b["databases"][0]["id"].clone()),
+        (200, json!("1")),
+        "{b}"
+    );
+    let (s, b) = gw
+        .post(
+            "/call",
+            &json!({"platform": pc, "database": format!("{pc}_tenant_db_1"), "function": "whoami"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["rows"][0]["whoami"].clone()),
+        (200, json!(format!("sdg_{pc}_app"))),
+        "{b}"
+    );
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": pc, "schema_name": "tenant_db", "database_id": "2"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
     // the last v1 schema came along: create-tenant works
     let (s, b) = gw
         .post(

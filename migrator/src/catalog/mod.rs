@@ -280,9 +280,14 @@ impl Catalog {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // A deployment holds one connection (its lease) for as long as it
+        // runs, a creation two: the wait is bounded so that a burst beyond
+        // the pool answers 503 instead of waiting on itself.
         let pool = Pool::builder(mgr)
-            .max_size(16)
+            .max_size(32)
             .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(unavailable)?;
         let catalog = Catalog {
