@@ -16,7 +16,7 @@
 #   SCHEMA_DIR       schema folder (default ./src/postgresql, else ./postgresql)
 #   FORCE            true to accept edited migrations / changed types and
 #                    changes that lose data
-#   GATEWAY_TOKEN    bearer token, when the gateway sets ADMIN_TOKEN (optional)
+#   GATEWAY_TOKEN    bearer token: the platform's DEPLOY_TOKENS token (or ADMIN_TOKEN), when the gateway sets tokens (optional)
 #   MIGRATE_RETRIES       attempts while the gateway is unreachable or
 #                         answers 503 (default 1: no retry)
 #   MIGRATE_RETRY_DELAY   seconds between attempts (default 3)

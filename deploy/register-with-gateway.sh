@@ -14,7 +14,7 @@
 #   TENANT_ID        tenant id (optional): register {platform}_{tenant_id}
 #   SCHEMA_DIR       schema folder (default ./src/postgresql, else ./postgresql)
 #   FORCE            true to accept edited migrations / changed types
-#   GATEWAY_TOKEN    bearer token, when the gateway sets ADMIN_TOKEN (optional)
+#   GATEWAY_TOKEN    bearer token: the platform's DEPLOY_TOKENS token (or ADMIN_TOKEN), when the gateway sets tokens (optional)
 #   REGISTER_RETRIES      attempts while the gateway is unreachable or
 #                         answers 503 (default 10)
 #   REGISTER_RETRY_DELAY  seconds between attempts (default 3)

@@ -21,7 +21,11 @@ import io, json, os, re, shutil, signal, socket, subprocess, sys, tarfile, tempf
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PG_BIN = os.environ["PG_BIN_DIR"]
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-CLIENTS = [1, 8, 32, 64]
+CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32,64").split(",")]
+# BENCH_ONLY=call: the trivial /call against pgbench only (back-to-back comparisons)
+ONLY_CALL = os.environ.get("BENCH_ONLY", "") == "call"
+# the gateway binaries to measure (another build's, to compare two commits)
+BIN_DIR = os.environ.get("BENCH_BIN_DIR", os.path.join(ROOT, "target", "release"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 AS_PG = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -67,7 +71,7 @@ class Gateway:
         env.update(extra or {})
         env.pop("DATABASE_URL", None)
         log = open(os.path.join(self.dir, "log"), "w")
-        rel = os.path.join(ROOT, "target", "release")
+        rel = BIN_DIR
         self.migrator = subprocess.Popen([os.path.join(rel, "stonescriptdb-migrator")], env=env, cwd=self.dir,
                                          stdout=subprocess.PIPE, stderr=log, text=True)
         self.migrator.stdout.readline()
@@ -249,6 +253,8 @@ def main():
                "rounds_per_client_count": ROUNDS}
     try:
         results["git_commit"] = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+        if BIN_DIR != os.path.join(ROOT, "target", "release"):
+            results["git_commit"] += f" (binaries from {BIN_DIR})"
     except Exception:
         results["git_commit"] = "unknown"
     pg = Cluster()
@@ -280,6 +286,8 @@ def main():
             rows.append(row)
         results["trivial_call"] = rows
         results["router_rss_kib"] = gw.rss_kib()
+        if ONLY_CALL:
+            return report(results)
 
         # 2. 100 rows of mixed types
         pgb = pgbench(pg, "bench_main", 8, SECONDS, "SELECT * FROM rows100();")
@@ -401,7 +409,10 @@ end
     finally:
         gw.stop()
         pg.stop()
+    return report(results)
 
+
+def report(results):
     out_dir = os.path.join(ROOT, "bench-results")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, time.strftime("bench-%Y%m%d-%H%M%S.json"))
@@ -416,6 +427,9 @@ end
               f"{r['gateway_p50_ms']:>6.2f} | {r['gateway_p99_ms']:>6.2f} | {r['gateway_p999_ms']:>7.2f} | "
               f"{r['router_cpu_us_per_request']:>17.1f} | {r['non_2xx']:>6} | "
               + " ".join(f"{x:.1%}" for x in r["ratios_of_all_rounds"]))
+    if ONLY_CALL:
+        print(f"\nrouter RSS after the load: {results['router_rss_kib'] / 1024:.1f} MiB\n\nwritten to {path}")
+        return 0
     r = results["rows100"]
     print(f"\n100 rows of mixed types (8 clients): pgbench {r['pgbench_tps']:.0f} tps, /call {r['gateway_rps']:.0f} req/s "
           f"({r['ratio']:.1%}), p99 {r['gateway_p99_ms']:.2f} ms")
@@ -436,6 +450,7 @@ end
     r = results["create_tenant_database_ms"]
     print(f"create one tenant database: {r['median']:.0f} ms (first one, building the template: {r['first_with_template_build']:.0f} ms)")
     print(f"router RSS after the load: {results['router_rss_kib'] / 1024:.1f} MiB\n\nwritten to {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@
 #   tests/bench/run.sh                 # full run (about 7 minutes)
 #   BENCH_SECONDS=5 tests/bench/run.sh # shorter load phases
 #   BENCH_ROUNDS=1 tests/bench/run.sh  # one pgbench / wrk pair per client count
+#   BENCH_CLIENTS=1,8 BENCH_ONLY=call tests/bench/run.sh
+#                                      # the trivial /call against pgbench only
+#   BENCH_BIN_DIR=/other/target/release tests/bench/run.sh
+#                                      # measure another build's binaries (to compare
+#                                      # two commits back to back)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/postgres-local.sh
