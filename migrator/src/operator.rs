@@ -79,14 +79,8 @@ pub async fn adopt(state: &State, r: &mut Req) -> Result<Answer, MigratorError> 
         let new = state
             .catalog()?
             .record_existing(&NewDatabase {
-                name: db.clone(),
-                platform: body.platform.clone(),
-                kind,
                 tenant_id: tenant.flatten(),
-                schema_name: None,
-                database_id: None,
-                schema_version: None,
-                owner_role: platform.owner_role.clone(),
+                ..NewDatabase::new(db, &body.platform, kind, &platform.owner_role)
             })
             .await?;
         if !new {

@@ -179,15 +179,7 @@ pub async fn create_new(
 ) -> Result<DeploymentReport, MigratorError> {
     let admin = state.admin.connect(None).await?;
     roles::ensure_roles(&admin, platform).await?;
-    let creation = state
-        .catalog()?
-        .begin_creation(&new, &admin)
-        .await
-        .map_err(|r| refused(&new.name, r))?;
-    if let Err(e) = create_database(state, &admin, &creation, &platform.owner_role, None).await {
-        let _ = state.catalog()?.abort_creation(creation).await;
-        return Err(e);
-    }
+    let creation = start(state, &admin, &new, None).await?;
     let opts = Options {
         mode: Mode::Register,
         force: false,
@@ -221,24 +213,36 @@ pub async fn create_new(
     finish(state, &admin, creation, deployed).await
 }
 
-/// Create the recorded database: `CREATE DATABASE … OWNER`, optionally as a
-/// copy of `template`, closed to PUBLIC. A database someone created by hand
-/// meanwhile is not ours: 409, and it is left alone.
-async fn create_database(
+/// Record `new` as being created (under a lease) and create it: `CREATE
+/// DATABASE … OWNER`, optionally as a copy of `template`, closed to PUBLIC.
+/// A database someone created by hand meanwhile is not ours: 409, and it is
+/// left alone (only the record goes).
+async fn start(
     state: &State,
     admin: &Client,
-    creation: &Creation,
-    owner: &str,
+    new: &NewDatabase,
     template: Option<&str>,
-) -> Result<(), MigratorError> {
+) -> Result<Creation, MigratorError> {
+    let catalog = state.catalog()?;
+    let creation = catalog
+        .begin_creation(new, admin)
+        .await
+        .map_err(|r| refused(&new.name, r))?;
     let created = state
         .admin
-        .create(admin, &creation.name, Some(owner), template)
-        .await?;
-    if !created {
-        return Err(MigratorError::DatabaseAlreadyExists(creation.name.clone()));
+        .create(admin, &new.name, Some(&new.owner_role), template)
+        .await;
+    match created {
+        Ok(true) => Ok(creation),
+        Ok(false) => {
+            let _ = catalog.abort_creation(creation).await;
+            Err(MigratorError::DatabaseAlreadyExists(new.name.clone()))
+        }
+        Err(e) => {
+            let _ = catalog.abort_creation(creation).await;
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 /// Mark a creation ready (or drop and forget it when `result` failed).
@@ -296,23 +300,7 @@ pub async fn clone_template(
 ) -> Result<DeploymentReport, MigratorError> {
     let admin = state.admin.connect(None).await?;
     roles::ensure_roles(&admin, platform).await?;
-    let creation = state
-        .catalog()?
-        .begin_creation(&new, &admin)
-        .await
-        .map_err(|r| refused(&new.name, r))?;
-    if let Err(e) = create_database(
-        state,
-        &admin,
-        &creation,
-        &platform.owner_role,
-        Some(template),
-    )
-    .await
-    {
-        let _ = state.catalog()?.abort_creation(creation).await;
-        return Err(e);
-    }
+    let creation = start(state, &admin, &new, Some(template)).await?;
     let report = DeploymentReport {
         database: new.name.clone(),
         status: "created".into(),
@@ -380,26 +368,14 @@ pub async fn dry_run_new(
         }
     };
     let throwaway_role = platform.is_none();
-    let scratch = NewDatabase {
-        name: format!("{SCRATCH_PREFIX}{}", &roles::random_hex()?[..16]),
-        platform: platform.map(|p| p.name.clone()).unwrap_or_default(),
-        kind: DbKind::Scratch,
-        tenant_id: None,
-        schema_name: None,
-        database_id: None,
-        schema_version: None,
-        owner_role: owner.owner_role.clone(),
-    };
+    let scratch = NewDatabase::new(
+        &format!("{SCRATCH_PREFIX}{}", &roles::random_hex()?[..16]),
+        platform.map(|p| p.name.as_str()).unwrap_or(""),
+        DbKind::Scratch,
+        &owner.owner_role,
+    );
     let result = async {
-        let creation = state
-            .catalog()?
-            .begin_creation(&scratch, &admin)
-            .await
-            .map_err(|r| refused(&scratch.name, r))?;
-        if let Err(e) = create_database(state, &admin, &creation, &owner.owner_role, None).await {
-            let _ = state.catalog()?.abort_creation(creation).await;
-            return Err(e);
-        }
+        let creation = start(state, &admin, &scratch, None).await?;
         let deployed = async {
             if !parsed.extensions.is_empty() {
                 let admin_db = state.admin.connect(Some(&scratch.name)).await?;

@@ -161,14 +161,8 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
             let platform = roles::ensure_platform(state.catalog()?, &admin, &up.platform).await?;
             drop(admin);
             let new = NewDatabase {
-                name: database.clone(),
-                platform: up.platform.clone(),
-                kind: DbKind::V1,
                 tenant_id: up.tenant.clone(),
-                schema_name: None,
-                database_id: None,
-                schema_version: None,
-                owner_role: platform.owner_role.clone(),
+                ..NewDatabase::new(&database, &up.platform, DbKind::V1, &platform.owner_role)
             };
             provision::create_new(state, &platform, new, &up.parsed, req).await?
         }
@@ -348,14 +342,8 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
         .await?
     } else {
         let new = NewDatabase {
-            name: database.clone(),
-            platform: body.platform.clone(),
-            kind: DbKind::V1,
             tenant_id: Some(body.tenant_id.clone()),
-            schema_name: None,
-            database_id: None,
-            schema_version: None,
-            owner_role: platform.owner_role.clone(),
+            ..NewDatabase::new(&database, &body.platform, DbKind::V1, &platform.owner_role)
         };
         provision::create_new(state, &platform, new, &parsed, req).await?
     };

@@ -272,14 +272,14 @@ async fn template(
         }
     }
     let new = NewDatabase {
-        name: name.clone(),
-        platform: platform.name.clone(),
-        kind: DbKind::Template,
-        tenant_id: None,
         schema_name: Some(schema_name.to_owned()),
-        database_id: None,
         schema_version: Some(v.version),
-        owner_role: platform.owner_role.clone(),
+        ..NewDatabase::new(
+            &name,
+            &platform.name,
+            DbKind::Template,
+            &platform.owner_role,
+        )
     };
     let req = Request {
         operation: "template",
@@ -362,14 +362,10 @@ pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, Migra
         .await?
     } else {
         let new = NewDatabase {
-            name: database.clone(),
-            platform: platform.name.clone(),
-            kind: DbKind::V2,
-            tenant_id: None,
             schema_name: Some(body.schema_name.clone()),
             database_id: Some(body.database_id.clone()),
             schema_version: Some(version.version),
-            owner_role: platform.owner_role.clone(),
+            ..NewDatabase::new(&database, &platform.name, DbKind::V2, &platform.owner_role)
         };
         match template(state, &platform, &body.schema_name, &version, &parsed, req).await {
             Some((tpl, tpl_report)) => {

@@ -160,51 +160,31 @@ async fn dry_runs_have_the_rights_of_the_deployment_they_preview() {
     for sql in &evil {
         let mut s = app_schema();
         s.set("migrations/001_evil.sql", sql);
-        // an existing database
-        let (st, b) = gw
-            .upload(
-                "/migrate",
-                &[("platform", &p), ("dry_run", "true")],
-                s.tar_gz(),
-            )
-            .await;
-        assert_eq!(
-            (st, b["sqlstate"].clone()),
-            (409, json!("42501")),
-            "{sql}: {b}"
-        );
-        // a database that does not exist yet (deployed into a throwaway one)
-        let (st, b) = gw
-            .upload(
-                "/register",
-                &[
-                    ("platform", &p),
-                    ("tenant_id", "fresh"),
-                    ("dry_run", "true"),
-                ],
-                s.tar_gz(),
-            )
-            .await;
-        assert_eq!(
-            (st, b["sqlstate"].clone()),
-            (409, json!("42501")),
-            "{sql}: {b}"
-        );
-        assert_eq!(b["database"], format!("{p}_fresh"), "{b}");
-        // a platform that does not exist yet
+        // an existing database; one that does not exist yet (deployed into
+        // a throwaway one); a platform that does not exist yet
         let newcomer = new_platform();
-        let (st, b) = gw
-            .upload(
+        for (path, fields) in [
+            ("/migrate", vec![("platform", p.as_str())]),
+            (
                 "/register",
-                &[("platform", &newcomer), ("dry_run", "true")],
-                s.tar_gz(),
-            )
-            .await;
-        assert_eq!(
-            (st, b["sqlstate"].clone()),
-            (409, json!("42501")),
-            "{sql}: {b}"
-        );
+                vec![("platform", p.as_str()), ("tenant_id", "fresh")],
+            ),
+            ("/register", vec![("platform", newcomer.as_str())]),
+        ] {
+            let mut fields = fields.clone();
+            fields.push(("dry_run", "true"));
+            let (st, b) = gw.upload(path, &fields, s.tar_gz()).await;
+            assert_eq!(
+                (st, b["sqlstate"].clone()),
+                (409, json!("42501")),
+                "{path} {fields:?} {sql}: {b}"
+            );
+            // the error names the database the caller asked for, not the throwaway one
+            assert!(
+                b["database"].as_str().unwrap().starts_with(fields[0].1),
+                "{b}"
+            );
+        }
         assert!(!database_exists(&format!("{newcomer}_main")).await);
     }
     assert!(
@@ -297,6 +277,14 @@ async fn dry_runs_have_the_rights_of_the_deployment_they_preview() {
         .unwrap()
         .get(0);
     assert_eq!(extra, 0, "a dry run changed the database");
+}
+
+/// Drop a database of this test (an isolated catalog) when its gateway is gone.
+async fn drop_database(name: &str) {
+    let admin = cluster().connect("postgres").await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await;
 }
 
 /// A schema whose functions return a table's row type.
@@ -491,12 +479,7 @@ async fn a_migrator_killed_between_commit_and_announcement_leaves_no_router_stal
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["deployments"][0]["status"], "interrupted", "{b}");
     drop(gw);
-    let admin = cluster().connect("postgres").await;
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {catalog_db} WITH (FORCE)"
-        ))
-        .await;
+    drop_database(&catalog_db).await;
 }
 
 #[tokio::test]
@@ -1215,12 +1198,7 @@ async fn an_older_installation_is_imported_and_what_cannot_be_attributed_is_repo
         .await;
     assert_eq!(s, 201, "{b}");
     drop(gw);
-    let admin = cluster().connect("postgres").await;
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {catalog_db} WITH (FORCE)"
-        ))
-        .await;
+    drop_database(&catalog_db).await;
 }
 
 #[tokio::test]

@@ -108,6 +108,23 @@ pub struct NewDatabase {
     pub owner_role: String,
 }
 
+impl NewDatabase {
+    /// `name`, of `platform` (`""`: a scratch database of a platform not
+    /// recorded yet), owned by `owner_role`; ids and version unset.
+    pub fn new(name: &str, platform: &str, kind: DbKind, owner_role: &str) -> Self {
+        NewDatabase {
+            name: name.to_owned(),
+            platform: platform.to_owned(),
+            kind,
+            tenant_id: None,
+            schema_name: None,
+            database_id: None,
+            schema_version: None,
+            owner_role: owner_role.to_owned(),
+        }
+    }
+}
+
 /// Why a database cannot be created.
 #[derive(Debug)]
 pub enum CreateRefused {
