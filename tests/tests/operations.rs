@@ -353,10 +353,18 @@ fn help_documents_every_setting() {
             "MAX_CLIENT_CONNECTIONS",
             "HEADER_READ_TIMEOUT_SECS",
             "ROUTER_THREADS",
+            "CATALOG_DB",
+            "CATALOG_POLL_MS",
+            "DEPLOY_TOKENS",
+            "--check-upgrade",
         ] {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }
     }
+    // a migrator flag the router refuses, with one line
+    let out = run_router(&["--check-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stonescriptdb-migrator"));
 }
 
 #[test]
