@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use slog::{info, warn, Logger};
 use stonescriptdb_shared::names::{quote_ident, AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
-use stonescriptdb_shared::wire::{DeploymentReport, PlanStep, SchemaValidation, SeederResult};
+use stonescriptdb_shared::wire::{
+    DeployStatus, DeploymentReport, PlanStep, SchemaValidation, SeederResult,
+};
 use tokio_postgres::{Client, Transaction};
 
 use crate::error::{pg_message, MigratorError, SchemaRefusal, StepFailure};
@@ -276,7 +278,7 @@ async fn transactional(
         log,
         report: DeploymentReport {
             database: database.to_owned(),
-            status: "unchanged".into(),
+            status: DeployStatus::Unchanged,
             ..DeploymentReport::default()
         },
         deferred: Vec::new(),
@@ -296,7 +298,7 @@ async fn transactional(
         Err(MigratorError::SchemaValidation(refusal)) if opts.dry_run => {
             let _ = run.tx.rollback().await;
             let mut report = run.report;
-            report.status = "blocked".into();
+            report.status = DeployStatus::Blocked;
             report.plan = refusal.plan;
             return Ok((report, Vec::new()));
         }
@@ -378,8 +380,8 @@ pub async fn deploy(
             .push(format!("{file}#{}", index + 1));
     }
     if opts.dry_run {
-        if report.status != "blocked" {
-            report.status = "dry_run".into();
+        if report.status != DeployStatus::Blocked {
+            report.status = DeployStatus::DryRun;
         }
         report.execution_time_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
@@ -395,7 +397,7 @@ pub async fn deploy(
         + r.functions_dropped
         + r.seeders.iter().map(|s| s.inserted).sum::<u64>();
     if changed > 0 {
-        report.status = "updated".into();
+        report.status = DeployStatus::Updated;
     }
     report.execution_time_ms = started.elapsed().as_millis() as u64;
     Ok(report)

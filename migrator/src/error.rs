@@ -103,6 +103,7 @@ impl MigratorError {
                     list.join("; ")
                 );
                 let mut body = ErrorBody::new(code, msg).with_database(r.database.as_str());
+                body.schema_validation = Some(v.clone());
                 body.details = Some(serde_json::json!({
                     "safe_changes": v.safe_changes,
                     "dataloss_changes": v.dataloss_changes,
@@ -125,6 +126,25 @@ impl MigratorError {
                 (code.status(), body)
             }
         }
+    }
+}
+
+impl MigratorError {
+    /// The report of a database whose deployment failed with this error:
+    /// the error's body, and for a refused `tables/` change its
+    /// classification and plan.
+    pub fn report(&self, database: &str) -> stonescriptdb_shared::wire::DeploymentReport {
+        let mut report = stonescriptdb_shared::wire::DeploymentReport {
+            database: database.to_owned(),
+            status: stonescriptdb_shared::wire::DeployStatus::Failed,
+            error: Some(self.to_wire().1),
+            ..Default::default()
+        };
+        if let MigratorError::SchemaValidation(r) = self {
+            report.schema_validation = r.validation.clone();
+            report.plan = r.plan.clone();
+        }
+        report
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use slog::{info, warn};
 use stonescriptdb_shared::catalog::DbKind;
 use stonescriptdb_shared::names::quote_ident;
-use stonescriptdb_shared::wire::DeploymentReport;
+use stonescriptdb_shared::wire::{DeployStatus, DeploymentReport};
 use tokio_postgres::Client;
 
 use crate::catalog::{
@@ -124,10 +124,10 @@ async fn deploy_as(
     .await;
     let outcome = match &result {
         Ok((report, _)) => Outcome {
-            status: report.status.clone(),
+            status: report.status.as_str().into(),
             counts: Some(counts(report)),
             error: None,
-            changed: !opts.dry_run && matches!(report.status.as_str(), "updated" | "created"),
+            changed: !opts.dry_run && report.status.changed(),
             schema_version: schema_version.filter(|_| !opts.dry_run),
         },
         Err(e) => Outcome {
@@ -148,7 +148,7 @@ async fn deploy_as(
     }
     match &result {
         Ok((r, _)) => {
-            info!(state.log, "deployed"; "database" => label, "status" => &r.status, "ms" => r.execution_time_ms)
+            info!(state.log, "deployed"; "database" => label, "status" => r.status.as_str(), "ms" => r.execution_time_ms)
         }
         Err(e) => warn!(state.log, "deployment failed"; "database" => label, "error" => ?e),
     }
@@ -206,7 +206,7 @@ pub async fn create_new(
                 .await
                 .map_err(|e| MigratorError::Internal(crate::error::pg_message(&e)))?;
         }
-        report.status = "created".into();
+        report.status = DeployStatus::Created;
         Ok::<_, MigratorError>(report)
     }
     .await;
@@ -303,7 +303,7 @@ pub async fn clone_template(
     let creation = start(state, &admin, &new, Some(template)).await?;
     let report = DeploymentReport {
         database: new.name.clone(),
-        status: "created".into(),
+        status: DeployStatus::Created,
         plan: Vec::new(),
         ..template_report
     };
@@ -398,8 +398,8 @@ pub async fn dry_run_new(
             )
             .await?;
             drop(client);
-            if report.status != "blocked" {
-                report.status = "would_create".into();
+            if report.status != DeployStatus::Blocked {
+                report.status = DeployStatus::WouldCreate;
             }
             report.extensions_installed = parsed.extensions.len() as u64;
             Ok::<_, MigratorError>(report)

@@ -10,7 +10,7 @@ use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
-    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, DeploymentReport,
+    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus,
 };
 
 use crate::archive::{self, ArchiveError};
@@ -176,7 +176,11 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
     Ok(json(
         200,
         &DeployResponse {
-            status: if up.dry_run { "dry_run" } else { "ready" }.into(),
+            status: if up.dry_run {
+                RequestStatus::DryRun
+            } else {
+                RequestStatus::Ready
+            },
             platform: up.platform,
             databases: vec![report],
             execution_time_ms: started.elapsed().as_millis() as u64,
@@ -229,23 +233,12 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
             Err(e) if databases.len() == 1 => return Err(e),
             Err(e) => {
                 failed += 1;
-                reports.push(DeploymentReport {
-                    database: db.name.clone(),
-                    status: "failed".into(),
-                    error: Some(e.to_wire().1),
-                    ..DeploymentReport::default()
-                });
+                reports.push(e.report(&db.name));
             }
         }
     }
     let resp = DeployResponse {
-        status: match (up.dry_run, failed) {
-            (true, _) => "dry_run",
-            (false, 0) => "completed",
-            (false, f) if f == databases.len() => "failed",
-            _ => "partial",
-        }
-        .into(),
+        status: RequestStatus::of_migration(up.dry_run, failed, databases.len()),
         platform: up.platform,
         databases: reports,
         execution_time_ms: started.elapsed().as_millis() as u64,
@@ -350,7 +343,11 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
     Ok(json(
         if body.dry_run { 200 } else { 201 },
         &DeployResponse {
-            status: if body.dry_run { "dry_run" } else { "created" }.into(),
+            status: if body.dry_run {
+                RequestStatus::DryRun
+            } else {
+                RequestStatus::Created
+            },
             platform: body.platform,
             databases: vec![report],
             execution_time_ms: started.elapsed().as_millis() as u64,

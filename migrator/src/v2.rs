@@ -22,9 +22,10 @@ use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
     DatabaseCreateRequest, DatabaseCreateResponse, DatabaseInfo, DatabaseListResponse,
-    DeploymentReport, PlatformRegisterRequest, PlatformRegisterResponse, PlatformSummary,
-    PlatformsResponse, SchemaInfo, SchemaListResponse, SchemaUploadResponse, SchemaValidation,
-    SeederResult, V2MigrateRequest, V2MigrateResponse, Verification,
+    DeployStatus, DeploymentReport, PlatformRegisterRequest, PlatformRegisterResponse,
+    PlatformSummary, PlatformsResponse, RequestStatus, SchemaInfo, SchemaListResponse,
+    SchemaUploadResponse, SchemaValidation, SeederResult, V2MigrateRequest, V2MigrateResponse,
+    Verification,
 };
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
@@ -396,11 +397,10 @@ pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, Migra
         if body.dry_run { 200 } else { 201 },
         &DatabaseCreateResponse {
             status: if body.dry_run {
-                "would_create"
+                RequestStatus::WouldCreate
             } else {
-                "created"
-            }
-            .into(),
+                RequestStatus::Created
+            },
             platform: body.platform,
             schema_name: body.schema_name,
             database_name: database,
@@ -442,7 +442,7 @@ async fn migrate_one(
             let (verification, seeders) = deploy::verify(&mut client, &parsed).await?;
             let report = DeploymentReport {
                 database: db.clone(),
-                status: "skipped".into(),
+                status: DeployStatus::Skipped,
                 seeders,
                 ..DeploymentReport::default()
             };
@@ -463,8 +463,8 @@ async fn migrate_one(
             Some(target.version),
         )
         .await?;
-        if report.status == "unchanged" {
-            report.status = "updated".into();
+        if report.status == DeployStatus::Unchanged {
+            report.status = DeployStatus::Updated;
         }
         let (verification, _) = deploy::verify(&mut client, &parsed).await?;
         Ok((report, verification))
@@ -472,15 +472,7 @@ async fn migrate_one(
     .await;
     match result {
         Ok((report, verification)) => (report, Some(verification)),
-        Err(e) => (
-            DeploymentReport {
-                database: db,
-                status: "failed".into(),
-                error: Some(e.to_wire().1),
-                ..DeploymentReport::default()
-            },
-            None,
-        ),
+        Err(e) => (e.report(&db), None),
     }
 }
 
@@ -556,7 +548,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                 )
                 .await;
                 let _ = tx.send(ndjson_line(&r)).await;
-                stop = r.status == "failed";
+                stop = r.status == DeployStatus::Failed;
                 results.insert(r.database.clone(), (r, v));
             }
         }
@@ -573,7 +565,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
             // collect finished ones without blocking, to learn about failures early
             while let Some(done) = set.try_join_next() {
                 if let Ok((r, v)) = done {
-                    failed_seen |= r.status == "failed";
+                    failed_seen |= r.status == DeployStatus::Failed;
                     let _ = tx.send(ndjson_line(&r)).await;
                     results.insert(r.database.clone(), (r, v));
                 }
@@ -581,7 +573,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
             let Some(permit) = permit.filter(|_| !(req.stop_on_error && failed_seen)) else {
                 let r = DeploymentReport {
                     database: job.db.name.clone(),
-                    status: "not_attempted".into(),
+                    status: DeployStatus::NotAttempted,
                     ..DeploymentReport::default()
                 };
                 let _ = tx.send(ndjson_line(&r)).await;
@@ -608,7 +600,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         }
         let failed = results
             .values()
-            .filter(|(r, _)| r.status == "failed")
+            .filter(|(r, _)| r.status == DeployStatus::Failed)
             .count();
         // verified means: every database reported on was verified and passed
         let verifications: Vec<&Verification> =
@@ -624,21 +616,12 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         };
         let reports: Vec<DeploymentReport> = results.into_values().map(|(r, _)| r).collect();
         let summary = V2MigrateResponse {
-            status: if req.dry_run {
-                "dry_run"
-            } else if failed == 0 {
-                "completed"
-            } else if failed == total {
-                "failed"
-            } else {
-                "partial"
-            }
-            .into(),
+            status: RequestStatus::of_migration(req.dry_run, failed, total),
             platform: req.platform.clone(),
             schema_name: req.schema_name.clone(),
             databases_updated: reports
                 .iter()
-                .filter(|r| r.status == "updated")
+                .filter(|r| r.status == DeployStatus::Updated)
                 .map(|r| r.database.clone())
                 .collect(),
             migrations_applied: reports.iter().map(|r| r.migrations_applied).sum(),

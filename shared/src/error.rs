@@ -138,6 +138,10 @@ pub struct ErrorBody {
     /// 1-based index of the failing statement in that file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<usize>,
+    /// `schema_validation_failed`: the changes `tables/` asks for, by class
+    /// (seed 000's `schema_validation` object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_validation: Option<crate::wire::SchemaValidation>,
     /// Further structured context (per-database results, blocking changes...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
@@ -157,6 +161,7 @@ impl ErrorBody {
             file: None,
             line: None,
             statement: None,
+            schema_validation: None,
             details: None,
         }
     }

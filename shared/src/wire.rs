@@ -288,15 +288,95 @@ pub struct Verification {
     pub seeders_verified: bool,
 }
 
+/// What happened to one database in a deployment (or would, in a dry run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    /// The database was created by this deployment.
+    Created,
+    /// Something changed.
+    Updated,
+    /// Nothing needed changing (no DDL ran).
+    #[default]
+    Unchanged,
+    /// `/v2/migrate`: already at the target version (verified, not deployed to).
+    Skipped,
+    Failed,
+    /// `/v2/migrate`: not started (canary failed, or stop_on_error).
+    NotAttempted,
+    /// Dry run: the plan would apply.
+    DryRun,
+    /// Dry run: the deployment would be refused (`schema_validation_failed`).
+    Blocked,
+    /// Dry run: the database does not exist yet; it would be created.
+    WouldCreate,
+}
+
+impl DeployStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+            Self::NotAttempted => "not_attempted",
+            Self::DryRun => "dry_run",
+            Self::Blocked => "blocked",
+            Self::WouldCreate => "would_create",
+        }
+    }
+
+    /// Did the deployment commit a change to the database?
+    pub const fn changed(self) -> bool {
+        matches!(self, Self::Created | Self::Updated)
+    }
+}
+
+impl std::fmt::Display for DeployStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of a whole request that deploys (`/register`, `/migrate`,
+/// `/admin/create-tenant`, `/database/create`, `/v2/migrate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// `/register`: the database is deployed.
+    Ready,
+    /// `/admin/create-tenant`, `/database/create`.
+    Created,
+    /// A migration of every database asked for succeeded.
+    Completed,
+    /// Some databases failed, others did not.
+    Partial,
+    /// Every database failed.
+    Failed,
+    /// A dry run: nothing changed.
+    DryRun,
+    /// `/database/create` dry run.
+    WouldCreate,
+}
+
+impl RequestStatus {
+    /// A migration's outcome from how many of `total` databases failed.
+    pub fn of_migration(dry_run: bool, failed: usize, total: usize) -> Self {
+        match (dry_run, failed) {
+            (true, _) => Self::DryRun,
+            (false, 0) => Self::Completed,
+            (false, f) if f == total => Self::Failed,
+            _ => Self::Partial,
+        }
+    }
+}
+
 /// Counts of one database's deployment (`/register`, `/migrate`, v2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DeploymentReport {
     pub database: String,
-    /// `created`, `updated`, `unchanged` or `failed`; with `dry_run=true`:
-    /// `dry_run` (the plan would apply), `blocked` (it would be refused with
-    /// `schema_validation_failed`) or `would_create` (the database does not
-    /// exist yet).
-    pub status: String,
+    pub status: DeployStatus,
     pub extensions_installed: u64,
     pub types_deployed: u64,
     pub tables_created: u64,
@@ -328,8 +408,7 @@ pub struct DeploymentReport {
 /// `POST /register` and `POST /migrate` (v1) success.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DeployResponse {
-    /// `ready` (register) or `completed` / `partial` (migrate).
-    pub status: String,
+    pub status: RequestStatus,
     pub platform: String,
     pub databases: Vec<DeploymentReport>,
     pub execution_time_ms: u64,
@@ -432,7 +511,8 @@ pub struct DatabaseCreateRequest {
 /// `POST /database/create` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DatabaseCreateResponse {
-    pub status: String,
+    /// `created`, or `would_create` for a dry run.
+    pub status: RequestStatus,
     pub platform: String,
     pub schema_name: String,
     pub database_name: String,
@@ -468,7 +548,7 @@ pub struct V2MigrateRequest {
 /// `POST /v2/migrate` response: the seed's summary plus per-database results.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct V2MigrateResponse {
-    pub status: String,
+    pub status: RequestStatus,
     pub platform: String,
     pub schema_name: String,
     pub databases_updated: Vec<String>,
@@ -512,7 +592,7 @@ mod tests {
             serde_json::from_str(r#"{"platform": "myapp", "schema_name": "tenant_db"}"#).unwrap();
         assert!(!req.force && req.database_id.is_none());
         let created = DatabaseCreateResponse {
-            status: "created".into(),
+            status: RequestStatus::Created,
             platform: "myapp".into(),
             schema_name: "tenant_db".into(),
             database_name: "myapp_tenant_db_store_001".into(),

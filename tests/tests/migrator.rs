@@ -628,8 +628,56 @@ async fn migrate_all_databases_of_a_platform_reports_each() {
         .collect();
     assert_eq!(status, ["updated", "failed", "updated"], "{b}");
     assert_eq!(results[1]["error"]["sqlstate"], "42701");
+    assert_eq!(b["details"]["status"], "partial");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of 3 databases failed"),
+        "{b}"
+    );
     let (s, b) = gw.migrate(&p, Some("nope"), &schema, false).await;
     assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")));
+    // a change every database refuses: the summary says so, and each failed
+    // database carries its classification and plan
+    schema.remove("migrations/005_y.pssql");
+    schema.set(
+        "tables/g_roles.pssql",
+        "CREATE TABLE roles (id INT PRIMARY KEY);",
+    );
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["details"]["status"], "failed", "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("3 of 3")
+            && b["message"].as_str().unwrap().contains("0 were migrated"),
+        "{b}"
+    );
+    for r in b["details"]["databases"].as_array().unwrap() {
+        assert_eq!(r["error"]["error"], "schema_validation_failed", "{r}");
+        assert!(
+            !r["schema_validation"]["dataloss_changes"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{r}"
+        );
+        assert!(!r["plan"].as_array().unwrap().is_empty(), "{r}");
+    }
+    // one database: the 409 carries seed 000's schema_validation object
+    let (s, b) = gw.migrate(&p, Some("t2"), &schema, false).await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (409, json!("schema_validation_failed")),
+        "{b}"
+    );
+    assert!(
+        !b["schema_validation"]["dataloss_changes"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{b}"
+    );
 }
 
 #[tokio::test]
