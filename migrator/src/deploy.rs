@@ -1,4 +1,5 @@
-//! Deployment of a parsed schema into one database, in SPEC §5 order:
+//! Deployment of a parsed schema into one database, in the order of
+//! docs/SCHEMA.md:
 //! extensions → types → tables → migrations → functions → seeders.
 //!
 //! Everything runs in ONE transaction under a per-database advisory lock, so
@@ -992,7 +993,7 @@ fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
         .collect()
 }
 
-/// SPEC §5 steps (1) and (2): diff `tables/` against the database before the
+/// Steps 1 and 2 of a deployment's `tables/` handling (docs/SCHEMA.md): diff `tables/` against the database before the
 /// migrations (dataloss or incompatible changes refuse the deployment unless
 /// forced), then create the declared tables that do not exist yet. None when
 /// the schema has no `tables/` folder (nothing is managed declaratively).
@@ -1062,7 +1063,7 @@ async fn tables_before(
     }))
 }
 
-/// SPEC §5 steps (4) and (5): after the migrations, apply what still differs
+/// Steps 4 and 5 of a deployment's `tables/` handling (docs/SCHEMA.md): after the migrations, apply what still differs
 /// from `tables/` (safe steps always, the rest only when forced), check that
 /// nothing differs any more, and record the declared model.
 async fn tables_after(
@@ -1584,7 +1585,7 @@ fn seeder_results(
     out
 }
 
-/// `seeders/` (SPEC §5): `/register` runs a seeder when its tables are
+/// `seeders/` (docs/SCHEMA.md, "Seeders"): `/register` runs a seeder when its tables are
 /// empty; `/migrate` runs it whole for a table created in this deployment,
 /// inserts the missing rows of a new or changed seeder, and verifies an
 /// unchanged one row by row — a missing row fails the deployment naming

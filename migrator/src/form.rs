@@ -1,4 +1,4 @@
-//! A `multipart/form-data` upload read strictly (SPEC §4): a field the route
+//! A `multipart/form-data` upload read strictly (docs/API.md): a field the route
 //! does not define is refused naming it and listing the accepted ones, a
 //! field given twice is refused, and a flag that is not `true`/`false`
 //! names itself. Nothing is deployed before the whole form passed.

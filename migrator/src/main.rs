@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use slog::{error, info, warn};
 use stonescriptdb_shared::auth::Tokens;
-use stonescriptdb_shared::startup;
+use stonescriptdb_startup as startup;
 
 const BINARY: &str = "stonescriptdb-migrator";
 

@@ -1,5 +1,6 @@
-//! Seeded rows, checked row by row (SPEC §5, seed 000: "if you define a
-//! seeder for `roles` with 3 roles, the gateway verifies all 3 exist").
+//! Seeded rows, checked row by row (docs/SCHEMA.md, "Seeders": "if you
+//! define a seeder for `roles` with 3 roles, the gateway verifies all 3
+//! exist").
 //!
 //! The rows of a seeder's `INSERT … VALUES` are evaluated by PostgreSQL
 //! itself, cast to the target columns' types (`SELECT v.column1::integer

@@ -1,4 +1,4 @@
-//! The v2 stored-schema API (seed 004): `/platform/register`,
+//! The v2 stored-schema API (docs/API.md, "v2"): `/platform/register`,
 //! `/platform/{p}/schema`, `/platform/{p}/schemas`, `/platform/{p}/databases`,
 //! `/platforms`, `/database/create` and `/v2/migrate` (bounded parallelism,
 //! canary, stop-on-error, NDJSON progress, dry run). Schemas, their versions

@@ -1,4 +1,4 @@
-//! The router's side of the control catalog (SPEC §8): one connection to
+//! The router's side of the control catalog (docs/OPERATIONS.md, "The control catalog"): one connection to
 //! the catalog database (as the admin role, which owns it) that
 //!
 //! * answers who owns a database and which login role `/call` uses there

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use slog::info;
 use stonescriptdb_shared::config::Config;
-use stonescriptdb_shared::startup;
+use stonescriptdb_startup as startup;
 
 const BINARY: &str = "stonescriptdb-router";
 

@@ -1,4 +1,4 @@
-//! The control catalog's contract between the binaries (SPEC §8): the
+//! The control catalog's contract between the binaries (docs/OPERATIONS.md): the
 //! migrator owns and writes the catalog database (`CATALOG_DB`, default
 //! `stonescriptdb_gateway`); routers read who owns a database from it, LISTEN
 //! on its channel and poll its generations. The SQL both sides run against it

@@ -231,7 +231,7 @@ pub struct Config {
     /// Worker threads of the router's runtime; `None`: half the CPUs, at
     /// least 1 (see [`Config::router_threads_or_default`]).
     pub router_threads: Option<usize>,
-    /// The control catalog database (SPEC §8).
+    /// The control catalog database (docs/OPERATIONS.md).
     pub catalog_db: String,
     /// How often routers poll the catalog's generations (backstop to LISTEN).
     pub catalog_poll: Duration,

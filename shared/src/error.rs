@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Every error code the API can answer with (SPEC §4).
+/// Every error code the API can answer with (docs/API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -139,7 +139,7 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<usize>,
     /// `schema_validation_failed`: the changes `tables/` asks for, by class
-    /// (seed 000's `schema_validation` object).
+    /// (the `schema_validation` object docs/API.md describes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_validation: Option<crate::wire::SchemaValidation>,
     /// Further structured context (per-database results, blocking changes...).

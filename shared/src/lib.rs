@@ -3,9 +3,11 @@
 //! request and response, error codes with their HTTP status, and the rules for
 //! platform, tenant and database names.
 //!
-//! Invariant: this crate performs no I/O beyond reading the environment and
-//! `.env` at start-up (`startup`); everything else is pure, so it is equally
-//! usable from both binaries and from tests.
+//! Invariant: this crate performs no I/O: it parses configuration from a
+//! lookup function its callers pass in, and everything else is pure, so it is
+//! equally usable from both binaries and from tests. Start-up (reading the
+//! environment and `.env`, the runtime, signals, the logger) lives in the
+//! `stonescriptdb-startup` crate (`shared/startup/`).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -15,7 +17,6 @@ pub mod error;
 pub mod names;
 pub mod request;
 pub mod routes;
-pub mod startup;
 pub mod wire;
 
 /// Version reported by `/health` and `--version`.

@@ -1,4 +1,4 @@
-//! Naming rules for platforms, tenants, schemas and databases (SPEC §4).
+//! Naming rules for platforms, tenants, schemas and databases (docs/API.md, "Names").
 //!
 //! Database names are built here and nowhere else: v1 `{platform}_main` or
 //! `{platform}_{tenant_id}`, v2 `{platform}_{schema_name}_{database_id}`. A

@@ -1,4 +1,4 @@
-//! Strict request reading (SPEC §4): a JSON field, form field or query
+//! Strict request reading (docs/API.md): a JSON field, form field or query
 //! parameter a route does not define is refused naming it and listing the
 //! ones the route accepts, and a wrongly typed value names its field. A typo
 //! must never reach another tenant or skip a safety switch such as `dry_run`.

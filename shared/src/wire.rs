@@ -229,7 +229,7 @@ pub struct DeploymentsResponse {
 }
 
 // ---------------------------------------------------------------------------
-// Schema routes (served by the migrator). Shapes follow the seeds' API guides.
+// Schema routes (served by the migrator), as docs/API.md describes them.
 
 /// Outcome of one seeder file for one table: rows it inserted, rows it
 /// did not insert because they were there (`skipped`), and, checked row by

@@ -1,4 +1,4 @@
-//! The gateway at its seams (issue 17): between platforms whose names share
+//! The gateway at its seams: between platforms whose names share
 //! a prefix, between the migrator and the router (freshness after a
 //! deployment, a migrator killed between its commit and its announcement),
 //! between a request and the contract (unknown fields, path parameters,
@@ -32,7 +32,7 @@ async fn a_shared_name_prefix_never_crosses_platforms() {
     let gw = Gateway::start(&[]);
     let myapp = new_platform();
     let admin = format!("{myapp}_admin");
-    // seed 001's stack: myapp_admin registers first, then myapp
+    // a multi-service stack: myapp_admin registers first, then myapp
     let mut admin_schema = app_schema();
     admin_schema.set(
         "functions/admin_only.sql",

@@ -1,4 +1,4 @@
-//! Faults survived (issue "Security and failure behaviour"): PostgreSQL
+//! Faults survived (docs/SECURITY.md): PostgreSQL
 //! restarted under load, router killed, the migrator's DATA_DIR unwritable,
 //! PostgreSQL refusing connections below our cap. This file is its own test
 //! process, so restarting its PostgreSQL cluster disturbs no other test.

@@ -664,7 +664,7 @@ async fn migrate_all_databases_of_a_platform_reports_each() {
         );
         assert!(!r["plan"].as_array().unwrap().is_empty(), "{r}");
     }
-    // one database: the 409 carries seed 000's schema_validation object
+    // one database: the 409 carries the schema_validation object clients read
     let (s, b) = gw.migrate(&p, Some("t2"), &schema, false).await;
     assert_eq!(
         (s, b["error"].clone()),

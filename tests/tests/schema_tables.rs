@@ -1,4 +1,4 @@
-//! End-to-end tests of declarative `tables/` (SPEC §5): changes are
+//! End-to-end tests of declarative `tables/` (docs/SCHEMA.md): changes are
 //! classified before the migrations run, destructive ones need `force`, the
 //! database converges to `tables/` after the migrations, objects the gateway
 //! never declared survive, and a dry run changes nothing.
@@ -244,7 +244,7 @@ async fn a_change_made_by_a_migration_and_declared_deploys_cleanly() {
     let c = cluster().connect(&format!("{p}_main")).await;
     seed(&c).await;
 
-    // The user writes the migration AND updates tables/ (seed 001's workflow).
+    // The user writes the migration AND updates tables/ (INTEGRATION.md's workflow).
     let changed = ORDERS.replace("total integer", "total bigint").replace(
         "    note text\n",
         "    note text,\n    paid_at timestamptz\n",

@@ -1,4 +1,4 @@
-//! Authentication and HTTP hardening of the router (SPEC §6): bearer tokens,
+//! Authentication and HTTP hardening of the router (docs/SECURITY.md): bearer tokens,
 //! content types, nesting and size limits, the client-connection cap.
 
 use std::io::{Read, Write};

@@ -1,4 +1,4 @@
-//! End-to-end tests of the v2 stored-schema API (seed 004): registry,
+//! End-to-end tests of the v2 stored-schema API (docs/API.md, "v2"): registry,
 //! template-based database creation, fleet migration.
 
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! The control catalog (SPEC §8): a gateway-owned database (`CATALOG_DB`,
+//! The control catalog (docs/OPERATIONS.md, "The control catalog"): a gateway-owned database (`CATALOG_DB`,
 //! default `stonescriptdb_gateway`) on the admin server recording platforms
 //! (with their roles), every database the gateway created or adopted (owner,
 //! kind, ids, server, schema version, state, generation), stored schema

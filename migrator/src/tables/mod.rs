@@ -2,7 +2,7 @@
 //! declares. `ddl` reads it into a [`model::Model`], `introspect` reads the
 //! database into the same model, `diff` turns (desired, observed, previously
 //! declared) into an ordered plan of classified steps, and `reconcile` runs
-//! that inside a deployment (SPEC §5).
+//! that inside a deployment (docs/SCHEMA.md).
 
 pub mod ddl;
 pub mod diff;

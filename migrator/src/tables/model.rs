@@ -355,7 +355,7 @@ pub struct Sequence {
     pub owned_by: Option<(QName, String)>,
 }
 
-/// How a change affects the data already in the database (SPEC §5, seed 000).
+/// How a change affects the data already in the database (docs/SCHEMA.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {

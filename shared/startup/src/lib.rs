@@ -1,7 +1,9 @@
 //! Start-up shared by both binaries: command-line flags, `.env`, the process
 //! environment and the admin connection settings, parsed once into typed
-//! values; plus the slog logger they both use. Reading the environment and
-//! `.env` is the only I/O in this crate.
+//! values (by `stonescriptdb_shared::config`, which stays pure), the async
+//! runtime, the slog logger they both use, and the shutdown signals. The I/O
+//! of start-up lives here so that `stonescriptdb-shared` does none.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use slog::{o, Drain, Level, LevelFilter, Logger};
 
-use crate::config::{Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE};
+use stonescriptdb_shared::config::{Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE};
 
 /// What `main` should do after start-up parsing.
 pub enum Startup {
@@ -49,7 +51,7 @@ pub fn load(binary: &str) -> Startup {
         Err(exit) => return usage_error(binary, exit.output.trim()),
     };
     if flags.version {
-        println!("{binary} {}", crate::VERSION);
+        println!("{binary} {}", stonescriptdb_shared::VERSION);
         return Startup::Exit(ExitCode::SUCCESS);
     }
     let dotenv = match dotenv() {
