@@ -26,7 +26,9 @@ mod seed;
 mod server;
 mod socket;
 mod sql;
+mod state;
 mod tables;
+mod upgrade;
 mod v1;
 mod v2;
 
@@ -57,7 +59,7 @@ async fn serve(
         config.deploy_statement_timeout.as_millis(),
     );
     if config.check_upgrade {
-        return match catalog::upgrade::check(&admin, &config.catalog_db, &config.data_dir).await {
+        return match upgrade::check(&admin, &config.catalog_db, &config.data_dir).await {
             Ok(lines) => {
                 for l in lines {
                     println!("{l}");
@@ -84,7 +86,7 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let state = Arc::new(server::State {
+    let state = Arc::new(state::State {
         metrics: metrics::Metrics::default(),
         admin,
         catalog: tokio::sync::OnceCell::new(),
@@ -127,7 +129,7 @@ async fn serve(
 }
 
 /// Keep trying [`try_open_catalog`], with backoff.
-async fn open_catalog(state: Arc<server::State>, data_dir: std::path::PathBuf, first: String) {
+async fn open_catalog(state: Arc<state::State>, data_dir: std::path::PathBuf, first: String) {
     let mut backoff = Duration::from_millis(200);
     let mut last_error = first;
     loop {
@@ -147,7 +149,7 @@ async fn open_catalog(state: Arc<server::State>, data_dir: std::path::PathBuf, f
 
 /// Open the control catalog (creating and upgrading it), import an older
 /// installation's files once, and resolve what a stopped migrator left.
-async fn try_open_catalog(state: &server::State, data_dir: &std::path::Path) -> Result<(), String> {
+async fn try_open_catalog(state: &state::State, data_dir: &std::path::Path) -> Result<(), String> {
     let log = &state.log;
     let opened = async {
         let client = state.admin.connect(None).await?;
@@ -155,7 +157,7 @@ async fn try_open_catalog(state: &server::State, data_dir: &std::path::Path) -> 
     }
     .await;
     let catalog = opened.map_err(|e| e.to_wire().1.message)?;
-    match catalog::upgrade::import(&catalog, &state.admin, data_dir).await {
+    match upgrade::import(&catalog, &state.admin, data_dir).await {
         Ok(Some(lines)) => {
             for l in lines {
                 info!(log, "upgrade import"; "what" => l);

@@ -15,7 +15,7 @@ use stonescriptdb_shared::wire::{
 use crate::catalog::{NewDatabase, SCRATCH_PREFIX};
 use crate::error::{bad_name, MigratorError};
 use crate::roles;
-use crate::server::{json, Answer, Req, State};
+use crate::state::{json, Answer, Req, State};
 
 /// Databases no platform may adopt.
 fn reserved(state: &State, name: &str) -> Option<&'static str> {
@@ -119,7 +119,7 @@ pub async fn refresh(state: &State, r: &mut Req) -> Result<Answer, MigratorError
         }
         (None, Some(p)) => {
             names::validate_platform(p).map_err(bad_name)?;
-            crate::v1::known_platform(state, p).await?;
+            crate::provision::known_platform(state, p).await?;
             state
                 .catalog()?
                 .databases(p, &[DbKind::V1, DbKind::V2, DbKind::Adopted], None)

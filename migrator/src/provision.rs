@@ -12,20 +12,48 @@
 use std::time::Instant;
 
 use slog::{info, warn};
-use stonescriptdb_shared::catalog::DbKind;
+use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::{DeployStatus, DeploymentReport};
 use tokio_postgres::Client;
 
 use crate::catalog::{
-    Caller, CreateRefused, Creation, DeploymentStart, NewDatabase, Outcome, Platform,
+    Caller, CreateRefused, Creation, Database, DeploymentStart, NewDatabase, Outcome, Platform,
     SCRATCH_PREFIX,
 };
 use crate::deploy::{self, Mode, Options};
 use crate::error::MigratorError;
 use crate::roles;
 use crate::schema::Parsed;
-use crate::server::State;
+use crate::state::State;
+
+/// The database `name` if the catalog records it as `platform`'s, ready,
+/// and of one of `kinds`; anything else (missing, another platform's, being
+/// created) answers exactly like a missing database.
+pub async fn owned(
+    state: &State,
+    platform: &str,
+    name: &str,
+    kinds: &[DbKind],
+) -> Result<Database, MigratorError> {
+    match state.catalog()?.database(name).await? {
+        Some(d)
+            if d.platform == platform && d.state == DbState::Ready && kinds.contains(&d.kind) =>
+        {
+            Ok(d)
+        }
+        _ => Err(MigratorError::DatabaseNotFound(name.to_owned())),
+    }
+}
+
+/// The platform as recorded, or 404 `platform_not_found`.
+pub async fn known_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
+    state.catalog()?.platform(name).await?.ok_or_else(|| {
+        MigratorError::PlatformNotFound(format!(
+            "platform {name} is not known to the gateway (register it first)"
+        ))
+    })
+}
 
 /// What a deployment record says about the request.
 #[derive(Debug, Clone, Copy)]

@@ -5,19 +5,11 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::{Schema, SchemaFile};
+use crate::archive::{self, ArchiveError, Limits, Schema, SchemaFile};
 use crate::error::MigratorError;
-use crate::sql::{self, Statement};
+use crate::sql;
 
-/// One SQL file of the schema, split into statements.
-#[derive(Debug, Clone)]
-pub struct SqlFile {
-    /// `folder/name`, e.g. `migrations/001_init.sql`.
-    pub path: String,
-    pub statements: Vec<Statement>,
-    /// sha256 of the normalized file (whitespace, comments, keyword case ignored).
-    pub checksum: String,
-}
+pub use crate::sql::SqlFile;
 
 /// An `extensions/` entry: file name = extension name, optional headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +150,31 @@ pub fn is_routine(stmt: &str) -> bool {
         || norm.starts_with("create or replace function ")
         || norm.starts_with("create procedure ")
         || norm.starts_with("create or replace procedure ")
+}
+
+/// Read an uploaded archive under the caps and parse it.
+pub fn from_upload(raw: &[u8], limits: &Limits) -> Result<Parsed, MigratorError> {
+    let schema = archive::read_schema(raw, limits).map_err(|e| match e {
+        ArchiveError::TooLarge(m) => {
+            MigratorError::PayloadTooLarge(format!("schema archive rejected: {m}"))
+        }
+        ArchiveError::Invalid(m) => {
+            MigratorError::BadRequest(format!("schema archive rejected: {m}"))
+        }
+    })?;
+    if schema.is_empty() {
+        return Err(MigratorError::BadRequest(
+            "schema archive holds no .sql or .pssql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
+        ));
+    }
+    parse(&schema)
+}
+
+/// An archive kept by the gateway itself (stored schema versions).
+pub fn from_stored(raw: &[u8], limits: &Limits, what: &str) -> Result<Parsed, MigratorError> {
+    let schema = archive::read_schema(raw, limits)
+        .map_err(|e| MigratorError::Internal(format!("{what} is unreadable: {e}")))?;
+    parse(&schema)
 }
 
 #[cfg(test)]

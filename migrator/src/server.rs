@@ -18,117 +18,22 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use slog::{info, warn, Logger};
-use stonescriptdb_shared::auth::{Grant, Tokens};
-use stonescriptdb_shared::names;
+use slog::{info, warn};
 use stonescriptdb_shared::request::Query;
 use stonescriptdb_shared::routes;
 use tokio::net::UnixListener;
 
-use crate::admin::Admin;
-use crate::archive::Limits;
-use crate::catalog::{Caller, Catalog};
+use crate::catalog::Caller;
 use crate::error::MigratorError;
+use crate::state::{Answer, Reply, Req, State};
 
 /// Longest a deployment may still run after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a request waits for the catalog to open.
-const CATALOG_WAIT: Duration = Duration::from_secs(5);
 /// Body limit for JSON routes.
 const JSON_BODY_LIMIT: usize = 64 * 1024;
 /// Header the router sets to the client's address (replacing any copy the
 /// client sent); recorded with each deployment.
 pub const PEER_HEADER: &str = "x-stonescriptdb-peer";
-
-pub struct State {
-    pub metrics: crate::metrics::Metrics,
-    pub admin: Admin,
-    /// Opened in the background at start (retried while PostgreSQL is not
-    /// reachable); until then schema routes answer 503.
-    pub catalog: tokio::sync::OnceCell<Catalog>,
-    /// Woken once the catalog is open.
-    pub catalog_open: tokio::sync::Notify,
-    pub catalog_name: String,
-    pub tokens: Tokens,
-    /// One lock per template database being built.
-    pub template_locks: tokio::sync::Mutex<
-        std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
-    >,
-    pub limits: Limits,
-    pub migrate_concurrency: usize,
-    pub log: Logger,
-}
-
-impl State {
-    /// Wait (a few seconds at most) for the catalog to be open: a request
-    /// that arrives while the migrator starts is served, not refused.
-    async fn wait_for_catalog(&self) {
-        let wait = async {
-            loop {
-                let notified = self.catalog_open.notified();
-                if self.catalog.initialized() {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        let _ = tokio::time::timeout(CATALOG_WAIT, wait).await;
-    }
-
-    /// The control catalog, once open.
-    pub fn catalog(&self) -> Result<&Catalog, MigratorError> {
-        self.catalog.get().ok_or_else(|| {
-            MigratorError::DatabaseUnavailable(format!(
-                "the control catalog {} is not open yet (is PostgreSQL reachable? see the migrator's log)",
-                self.catalog_name
-            ))
-        })
-    }
-}
-
-/// A handler's answer: status and JSON body.
-pub type Answer = (u16, Vec<u8>);
-
-pub fn json<T: serde::Serialize>(status: u16, body: &T) -> Answer {
-    (status, serde_json::to_vec(body).unwrap_or_default())
-}
-
-/// Everything a handler gets about its request.
-pub struct Req {
-    pub body: Bytes,
-    pub content_type: String,
-    pub query: Query,
-    /// Values of the route's `{…}` path segments, in order.
-    pub params: Vec<String>,
-    pub grant: Grant,
-    pub caller: Caller,
-    pub stream: bool,
-}
-
-impl Req {
-    /// A JSON body as `T`, strictly (unknown fields refused, bad types named).
-    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self, what: &str) -> Result<T, MigratorError> {
-        stonescriptdb_shared::request::parse_json(&self.body, what)
-            .map_err(MigratorError::BadRequest)
-    }
-
-    /// The `{platform}` path segment, checked against the naming rules
-    /// before anything is looked up.
-    pub fn path_platform(&self) -> Result<&str, MigratorError> {
-        let p = self.params.first().map(String::as_str).unwrap_or("");
-        names::validate_platform(p).map_err(crate::error::bad_name)?;
-        Ok(p)
-    }
-
-    /// The query parameters this route takes; any other is refused.
-    pub fn query(&mut self, accepted: &[&str]) -> Result<Vec<Option<String>>, MigratorError> {
-        let values = accepted.iter().map(|k| self.query.take(k)).collect();
-        std::mem::take(&mut self.query)
-            .finish(accepted)
-            .map_err(MigratorError::BadRequest)?;
-        Ok(values)
-    }
-}
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -230,12 +135,6 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, MigratorEr
 
 fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// What a route call resolves to: a JSON answer, or NDJSON lines.
-pub enum Reply {
-    Full(Answer),
-    Stream(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Response<Body> {

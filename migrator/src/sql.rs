@@ -567,6 +567,16 @@ fn needs_space(a: &Tok, b: &Tok) -> bool {
 /// inside parentheses still splits. Like psql, a ';' inside the `BEGIN ATOMIC ... END` body of a
 /// `CREATE [OR REPLACE] FUNCTION|PROCEDURE` does not split. Empty and comment-only statements
 /// are dropped. An unterminated quote, dollar quote or block comment is an error at the line
+/// One SQL file of the schema, split into statements.
+#[derive(Debug, Clone)]
+pub struct SqlFile {
+    /// `folder/name`, e.g. `migrations/001_init.sql`.
+    pub path: String,
+    pub statements: Vec<Statement>,
+    /// sha256 of the normalized file (whitespace, comments, keyword case ignored).
+    pub checksum: String,
+}
+
 /// where it starts.
 pub fn split_statements(sql: &str) -> Result<Vec<Statement>, SqlError> {
     let toks = tokenize(sql);
@@ -1242,7 +1252,7 @@ pub fn split_foreign_keys(
 // ===== Inserts ================================================================================
 
 /// An `INSERT` statement, taken apart so its rows can be evaluated into
-/// another table: the seeders' row-by-row checks (`crate::seed`).
+/// another table: the seeders' row-by-row checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insert {
     pub schema: Option<String>,

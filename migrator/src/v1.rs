@@ -13,40 +13,14 @@ use stonescriptdb_shared::wire::{
     AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus,
 };
 
-use crate::archive::{self, ArchiveError};
-use crate::catalog::{Database, NewDatabase, Platform};
+use crate::catalog::{Database, NewDatabase};
 use crate::deploy::{Mode, Options};
 use crate::error::{bad_name, MigratorError};
 use crate::form::Form;
 use crate::provision::{self, Request};
 use crate::roles;
 use crate::schema::{self, sha256_hex, Parsed};
-use crate::server::{json, Answer, Req, State};
-
-/// Read an uploaded archive under the caps and parse it.
-pub fn parse_archive(state: &State, raw: &[u8]) -> Result<Parsed, MigratorError> {
-    let schema = archive::read_schema(raw, &state.limits).map_err(|e| match e {
-        ArchiveError::TooLarge(m) => {
-            MigratorError::PayloadTooLarge(format!("schema archive rejected: {m}"))
-        }
-        ArchiveError::Invalid(m) => {
-            MigratorError::BadRequest(format!("schema archive rejected: {m}"))
-        }
-    })?;
-    if schema.is_empty() {
-        return Err(MigratorError::BadRequest(
-            "schema archive holds no .sql or .pssql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
-        ));
-    }
-    schema::parse(&schema)
-}
-
-/// An archive kept by the gateway itself (stored schema versions).
-pub fn parse_stored(state: &State, raw: &[u8], what: &str) -> Result<Parsed, MigratorError> {
-    let schema = archive::read_schema(raw, &state.limits)
-        .map_err(|e| MigratorError::Internal(format!("{what} is unreadable: {e}")))?;
-    schema::parse(&schema)
-}
+use crate::state::{json, Answer, Req, State};
 
 /// The fields of a `/register` or `/migrate` upload.
 struct Upload {
@@ -76,7 +50,7 @@ impl Upload {
         let force = form.flag("force")?;
         let dry_run = form.flag("dry_run")?;
         let raw = form.file("schema", "schema")?;
-        let parsed = parse_archive(state, &raw)?;
+        let parsed = schema::from_upload(&raw, &state.limits)?;
         Ok(Upload {
             sha256: sha256_hex(&raw),
             platform,
@@ -87,34 +61,6 @@ impl Upload {
             raw,
         })
     }
-}
-
-/// The database `name` if the catalog records it as `platform`'s, ready,
-/// and of one of `kinds`; anything else (missing, another platform's, being
-/// created) answers exactly like a missing database.
-pub async fn owned(
-    state: &State,
-    platform: &str,
-    name: &str,
-    kinds: &[DbKind],
-) -> Result<Database, MigratorError> {
-    match state.catalog()?.database(name).await? {
-        Some(d)
-            if d.platform == platform && d.state == DbState::Ready && kinds.contains(&d.kind) =>
-        {
-            Ok(d)
-        }
-        _ => Err(MigratorError::DatabaseNotFound(name.to_owned())),
-    }
-}
-
-/// The platform as recorded, or 404 `platform_not_found`.
-pub async fn known_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
-    state.catalog()?.platform(name).await?.ok_or_else(|| {
-        MigratorError::PlatformNotFound(format!(
-            "platform {name} is not known to the gateway (register it first)"
-        ))
-    })
 }
 
 /// `POST /register`: create the database if missing and deploy everything.
@@ -137,7 +83,7 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
         Some(d)
             if d.platform == up.platform && d.state == DbState::Ready && d.kind == DbKind::V1 =>
         {
-            let platform = known_platform(state, &up.platform).await?;
+            let platform = provision::known_platform(state, &up.platform).await?;
             provision::deploy_existing(state, &platform, &database, &up.parsed, opts, req, None)
                 .await?
                 .0
@@ -205,7 +151,7 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
     let databases: Vec<Database> = match &up.tenant {
         Some(t) => {
             let name = names::v1_database_name(&up.platform, Some(t)).map_err(bad_name)?;
-            vec![owned(state, &up.platform, &name, &[DbKind::V1]).await?]
+            vec![provision::owned(state, &up.platform, &name, &[DbKind::V1]).await?]
         }
         None => {
             let dbs = state
@@ -221,7 +167,7 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
             dbs
         }
     };
-    let platform = known_platform(state, &up.platform).await?;
+    let platform = provision::known_platform(state, &up.platform).await?;
     let mut reports = Vec::new();
     let mut failed = 0;
     for db in &databases {
@@ -297,7 +243,7 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
     let database =
         names::v1_database_name(&body.platform, Some(&body.tenant_id)).map_err(bad_name)?;
     r.grant.may(&body.platform)?;
-    let platform = known_platform(state, &body.platform).await?;
+    let platform = provision::known_platform(state, &body.platform).await?;
     let raw = state
         .catalog()?
         .v1_schema(&body.platform)
@@ -308,9 +254,9 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
                 body.platform
             ))
         })?;
-    let parsed = parse_stored(
-        state,
+    let parsed = schema::from_stored(
         &raw,
+        &state.limits,
         &format!("the stored schema of {}", body.platform),
     )?;
     let sha = sha256_hex(&raw);

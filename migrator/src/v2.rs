@@ -34,9 +34,8 @@ use crate::deploy::{self, Mode, Options};
 use crate::error::{bad_name, MigratorError};
 use crate::form::Form;
 use crate::provision::{self, Request};
-use crate::schema::{sha256_hex, Parsed};
-use crate::server::{json, Answer, Reply, Req, State};
-use crate::v1::{owned, parse_archive, parse_stored};
+use crate::schema::{self, sha256_hex, Parsed};
+use crate::state::{json, Answer, Reply, Req, State};
 
 /// The platform, registered through the v2 API, or 404.
 async fn v2_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
@@ -90,7 +89,7 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
         .ok_or_else(|| MigratorError::BadRequest("missing field schema_name (or name)".into()))?;
     names::validate_schema_name(&schema_name).map_err(bad_name)?;
     let raw = form.file("schema", "file")?;
-    let parsed = parse_archive(state, &raw)?;
+    let parsed = schema::from_upload(&raw, &state.limits)?;
     let meta = SchemaVersion {
         version: 0,
         checksum: parsed.checksum.clone(),
@@ -230,9 +229,9 @@ async fn stored_schema(
                 "platform {platform} has no schema {schema_name} (POST /platform/{platform}/schema first)"
             ))
         })?;
-    let parsed = parse_stored(
-        state,
+    let parsed = schema::from_stored(
         &raw,
+        &state.limits,
         &format!("stored schema {platform}/{schema_name}"),
     )?;
     Ok((version, parsed))
@@ -498,7 +497,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         Some(id) => {
             let name =
                 names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
-            let db = owned(&state, &req.platform, &name, &[DbKind::V2]).await?;
+            let db = provision::owned(&state, &req.platform, &name, &[DbKind::V2]).await?;
             if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
                 return Err(MigratorError::DatabaseNotFound(name));
             }

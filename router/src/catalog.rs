@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_postgres::Client;
 
-use crate::pool::MovingAverage;
+use crate::average::MovingAverage;
 
 /// One overload of a function, as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,24 +27,7 @@ use stonescriptdb_shared::catalog::{self, Notice, CHANNEL, GENERATION_SQL, POLL_
 use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 
 use crate::error::{pg_message, RouterError};
-use crate::pool::Pools;
-
-/// Who owns a database and how `/call` logs in there.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Route {
-    pub platform: String,
-    pub role: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Route")
-            .field("platform", &self.platform)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
+use crate::pool::{Pools, Route};
 
 struct Conn {
     client: Client,

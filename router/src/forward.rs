@@ -15,7 +15,6 @@ use slog::{debug, warn, Logger};
 use tokio::net::UnixStream;
 
 use crate::error::RouterError;
-use crate::server::Body;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -134,6 +133,9 @@ fn request_id(headers: &hyper::HeaderMap) -> HeaderValue {
     let id = format!("{:x}-{n:x}", std::process::id());
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
+
+/// Response body: a full JSON body, or the migrator's body streamed through.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
 /// Bytes helper so the server can box a full body in the same type.
 pub fn full(bytes: Vec<u8>) -> Body {

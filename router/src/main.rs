@@ -4,6 +4,7 @@
 
 mod acl;
 mod auth;
+mod average;
 mod call;
 mod catalog;
 mod control;

@@ -41,8 +41,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use crate::average::MovingAverage;
 use crate::catalog::FunctionCache;
-use crate::control::Route;
 use crate::error::RouterError;
 
 /// Limits the pools are built with.
@@ -127,31 +127,20 @@ impl managed::Manager for Mgr {
 type Pool = managed::Pool<Mgr>;
 pub type PooledConn = managed::Object<Mgr>;
 
-/// A moving average of microseconds, kept in an atomic (no sample yet:
-/// `None`). Each new sample weighs `1 / (keep + 1)`.
-pub struct MovingAverage {
-    value: AtomicU64,
-    keep: u64,
+/// Who owns a database and how `/call` logs in there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Route {
+    pub platform: String,
+    pub role: String,
+    pub password: String,
 }
 
-impl MovingAverage {
-    pub const fn new(keep: u64) -> Self {
-        Self {
-            value: AtomicU64::new(u64::MAX),
-            keep,
-        }
-    }
-
-    pub fn get(&self) -> Option<u64> {
-        Some(self.value.load(Ordering::Relaxed)).filter(|v| *v != u64::MAX)
-    }
-
-    pub fn record(&self, sample_us: u64) {
-        let new = match self.get() {
-            None => sample_us,
-            Some(old) => old.saturating_mul(self.keep).saturating_add(sample_us) / (self.keep + 1),
-        };
-        self.value.store(new.min(u64::MAX - 1), Ordering::Relaxed);
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("platform", &self.platform)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -709,20 +698,5 @@ impl Pools {
             exhausted_total: self.exhausted.load(Ordering::Relaxed),
             databases,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::MovingAverage;
-
-    #[test]
-    fn moving_average_starts_at_its_first_sample_then_weighs_each_new_one() {
-        let avg = MovingAverage::new(3);
-        assert_eq!(avg.get(), None);
-        avg.record(400);
-        assert_eq!(avg.get(), Some(400));
-        avg.record(800);
-        assert_eq!(avg.get(), Some(500));
     }
 }

@@ -1,8 +1,9 @@
-//! The HTTP server: accept loop, per-connection allowlist check, routing, and
-//! graceful shutdown (stop accepting, let in-flight requests finish, close the
-//! pools). A request enters in [`handle`]; `/call` goes to [`crate::call`],
-//! `/health` to [`crate::health`], everything else to the migrator
-//! ([`crate::forward`]).
+//! The HTTP server: accept loop, per-connection allowlist check, routing by
+//! the shared route table (404, and 405 with `Allow`, answered here), and
+//! graceful shutdown (stop accepting, let in-flight requests finish, close
+//! the pools). A request enters in [`handle`]; `/call` goes to
+//! [`crate::call`], `/health` to [`crate::health`], every schema route to the
+//! migrator ([`crate::forward`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::acl::Acl;
 use crate::error::RouterError;
+use crate::forward::Body;
 use crate::health::Health;
 use crate::metrics::Route;
 use crate::pool::Pools;
@@ -114,8 +115,6 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     info!(state.log, "stopped");
 }
 
-/// Response body: a full JSON body, or the migrator's body streamed through.
-pub type Body = BoxBody<Bytes, hyper::Error>;
 type Resp = Response<Body>;
 
 fn json(status: u16, body: Vec<u8>) -> Resp {

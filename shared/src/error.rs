@@ -110,6 +110,14 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Changes found by comparing `tables/` with a database, by class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SchemaValidation {
+    pub safe_changes: Vec<String>,
+    pub dataloss_changes: Vec<String>,
+    pub incompatible_changes: Vec<String>,
+}
+
 /// The JSON error body. Context fields are omitted when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -141,7 +149,7 @@ pub struct ErrorBody {
     /// `schema_validation_failed`: the changes `tables/` asks for, by class
     /// (the `schema_validation` object docs/API.md describes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_validation: Option<crate::wire::SchemaValidation>,
+    pub schema_validation: Option<SchemaValidation>,
     /// Further structured context (per-database results, blocking changes...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,

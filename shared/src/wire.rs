@@ -256,13 +256,7 @@ pub struct SeederResult {
     pub missing_rows: Vec<String>,
 }
 
-/// Changes found by comparing `tables/` with a database, by class.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct SchemaValidation {
-    pub safe_changes: Vec<String>,
-    pub dataloss_changes: Vec<String>,
-    pub incompatible_changes: Vec<String>,
-}
+pub use crate::error::SchemaValidation;
 
 /// One step of a deployment plan (`dry_run=true`), or of a schema
 /// validation: the phase (`tables`, `migrations`, `functions`, ...), for

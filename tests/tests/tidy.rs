@@ -156,3 +156,86 @@ fn code_docs_point_at_documents_in_this_repository() {
         }
     }
 }
+
+/// Each top-level module of `src` and the top-level modules it uses
+/// (`crate::x`), submodules counting as their parent.
+fn module_graph(src: &Path) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut graph = std::collections::BTreeMap::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(src).unwrap();
+            let top = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if top == "main" || top == "lib" || top == "fuzz" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            // the module's own tests may use anything
+            let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+            let uses: &mut BTreeSet<String> = graph.entry(top.clone()).or_default();
+            for (i, _) in text.match_indices("crate::") {
+                let name: String = text[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != top {
+                    uses.insert(name);
+                }
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_module_uses_a_module_that_uses_it() {
+    for src in ["router/src", "migrator/src", "shared/src"] {
+        let graph = module_graph(&root().join(src));
+        // depth-first search for a cycle
+        fn visit(
+            m: &str,
+            graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| p == m) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(m.to_owned());
+                return Some(cycle);
+            }
+            if done.contains(m) {
+                return None;
+            }
+            path.push(m.to_owned());
+            for next in graph.get(m).into_iter().flatten() {
+                if let Some(c) = visit(next, graph, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.insert(m.to_owned());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for m in graph.keys() {
+            if let Some(cycle) = visit(m, &graph, &mut Vec::new(), &mut done) {
+                panic!("{src}: modules in a circle: {}", cycle.join(" -> "));
+            }
+        }
+    }
+}

@@ -24,8 +24,6 @@
 //! The schema is versioned DDL (`v1.sql`, …) applied once under an advisory
 //! lock, so several migrators may start at once.
 
-pub mod upgrade;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 

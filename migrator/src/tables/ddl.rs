@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::MigratorError;
-use crate::schema::SqlFile;
+use crate::sql::SqlFile;
 use crate::sql::{
     is_ident_cont, is_ident_start, is_op_char, scan_block_comment, scan_number, scan_op,
     scan_quoted, skip,

@@ -11,7 +11,8 @@
 //! reported, never guessed: `myapp_admin_main` is `myapp`'s tenant
 //! `admin_main` and `myapp_admin`'s main database alike. The migrator applies
 //! the plan once per `DATA_DIR` at start (`Migrator::import_legacy`), and
-//! `--check-upgrade` prints it without changing anything.
+//! `--check-upgrade` prints it without changing anything. (Its own module:
+//! it uses the catalog, the roles and the admin connection alike.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -328,7 +329,7 @@ impl Plan {
 /// attributes, each handed to its platform's owner role. Returns the
 /// report's lines, or `None` when this `DATA_DIR` was imported before.
 pub async fn import(
-    catalog: &super::Catalog,
+    catalog: &crate::catalog::Catalog,
     admin: &crate::admin::Admin,
     data_dir: &Path,
 ) -> Result<Option<Vec<String>>, crate::error::MigratorError> {
@@ -352,7 +353,7 @@ pub async fn import(
     for (name, lp) in &legacy.platforms {
         let v2 = lp.registry.is_some();
         let wanted = match &lp.credentials {
-            Some(c) => super::Platform {
+            Some(c) => crate::catalog::Platform {
                 name: name.clone(),
                 owner_role: c.owner_role.clone(),
                 owner_password: c.owner_password.clone(),
@@ -388,7 +389,7 @@ pub async fn import(
                         ));
                         continue;
                     };
-                    let meta = super::SchemaVersion {
+                    let meta = crate::catalog::SchemaVersion {
                         version: 0,
                         checksum: v.checksum.clone(),
                         archive_sha256: crate::schema::sha256_hex(&raw),
@@ -449,7 +450,7 @@ pub async fn import(
             admin.hand_over(&client, &a.database, &p.owner_role).await?;
         }
         catalog
-            .record_existing(&super::NewDatabase {
+            .record_existing(&crate::catalog::NewDatabase {
                 name: a.database.clone(),
                 platform: a.platform.clone(),
                 kind: a.kind,
@@ -477,7 +478,7 @@ pub async fn import(
 /// The plan for this server: PostgreSQL's databases, what the catalog
 /// records, and the names never attributed. Also each database's owner.
 pub async fn plan_for(
-    catalog: &super::Catalog,
+    catalog: &crate::catalog::Catalog,
     admin: &crate::admin::Admin,
     client: &tokio_postgres::Client,
     legacy: &Legacy,
@@ -506,7 +507,7 @@ pub async fn plan_for(
     }
     let scratch: Vec<String> = existing
         .iter()
-        .filter(|d| d.starts_with(super::SCRATCH_PREFIX))
+        .filter(|d| d.starts_with(crate::catalog::SCRATCH_PREFIX))
         .cloned()
         .collect();
     reserved.extend(scratch);
@@ -594,7 +595,7 @@ pub async fn check(
     reserved.extend(
         existing
             .iter()
-            .filter(|d| d.starts_with(super::SCRATCH_PREFIX))
+            .filter(|d| d.starts_with(crate::catalog::SCRATCH_PREFIX))
             .cloned(),
     );
     lines.extend(plan(&legacy, &existing, &recorded, &reserved).lines());
