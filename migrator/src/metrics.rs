@@ -77,6 +77,13 @@ impl Metrics {
             "stonescriptdb_migrator_databases_created_total {}",
             self.databases_created.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP stonescriptdb_migrator_sql_reads_total Statements read (normalized or parsed) from uploaded schemas: once per upload, whatever number of databases it is deployed into.\n");
+        out.push_str("# TYPE stonescriptdb_migrator_sql_reads_total counter\n");
+        let _ = writeln!(
+            out,
+            "stonescriptdb_migrator_sql_reads_total {}",
+            crate::sql::reads()
+        );
         out
     }
 }

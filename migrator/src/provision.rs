@@ -133,7 +133,7 @@ async fn deploy_as(
         // transaction and reports the others.
         if !opts.dry_run && !parsed.extensions.is_empty() {
             let admin_db = state.admin.connect(Some(target)).await?;
-            preinstalled = deploy::preinstall_extensions(&admin_db, label, parsed).await?;
+            preinstalled = deploy::preinstall(&admin_db, label, parsed).await?;
         }
         let mut client = state
             .admin
@@ -407,7 +407,7 @@ pub async fn dry_run_new(
         let deployed = async {
             if !parsed.extensions.is_empty() {
                 let admin_db = state.admin.connect(Some(&scratch.name)).await?;
-                deploy::preinstall_extensions(&admin_db, would_be, parsed).await?;
+                deploy::preinstall(&admin_db, would_be, parsed).await?;
             }
             let opts = Options {
                 mode: Mode::Register,

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveError, Limits, Schema, SchemaFile};
 use crate::error::MigratorError;
-use crate::sql;
+use crate::sql::{self, Statement};
+use stonescriptdb_shared::names::quote_ident;
 
 pub use crate::sql::SqlFile;
 
@@ -32,6 +33,191 @@ pub struct Parsed {
     pub declared: Option<crate::tables::ddl::Declared>,
     /// The archive's checksum over its sorted files (`archive::Schema::checksum`).
     pub checksum: String,
+    /// What the files declare, read once per upload: every database a
+    /// deployment touches uses this, never the text again.
+    pub model: Model,
+}
+
+/// One `CREATE FUNCTION/PROCEDURE` of `functions/`.
+#[derive(Debug, Clone)]
+pub struct RoutineItem {
+    /// Index into `Parsed::functions`, and of the statement in that file.
+    pub file: usize,
+    pub stmt: usize,
+    /// `schema.name(arg types)`, for `to_regprocedure` and `DROP ROUTINE`.
+    pub lookup: String,
+    /// Over the normalized statement (whitespace, comments, keyword case ignored).
+    pub checksum: String,
+    /// `schema.name`.
+    pub name: String,
+}
+
+/// One `CREATE TYPE/DOMAIN` of `types/`.
+#[derive(Debug, Clone)]
+pub struct TypeItem {
+    pub file: usize,
+    pub stmt: usize,
+    pub def: sql::TypeDef,
+    pub schema: String,
+    pub name: String,
+    /// `schema.name`, as tracked.
+    pub key: String,
+    /// `enum`, `composite`, `domain`, `other`.
+    pub kind: &'static str,
+    pub checksum: String,
+}
+
+/// One `tables/` file: its `CREATE TABLE`, and how each statement takes part
+/// in creating it.
+#[derive(Debug, Clone)]
+pub struct TableItem {
+    pub file: usize,
+    /// Index of the `CREATE TABLE` statement.
+    pub create: usize,
+    /// (schema, name).
+    pub key: (String, String),
+    /// Tables it REFERENCES, (schema, name).
+    pub references: Vec<(String, String)>,
+    /// Per statement: a pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`.
+    pub adds_fk: Vec<bool>,
+}
+
+/// Everything the deployment steps need from the files, read once.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub routines: Vec<RoutineItem>,
+    /// Statements of `functions/` files that are not routines (COMMENT ON,
+    /// GRANT…): (file, statement).
+    pub function_other: Vec<(usize, usize)>,
+    pub types: Vec<TypeItem>,
+    pub tables: Vec<TableItem>,
+    /// Per `migrations/` file, per statement: must it run outside the transaction?
+    pub autocommit: Vec<Vec<bool>>,
+    /// Per `seeders/` file: its INSERT statements, taken apart.
+    pub inserts: Vec<Vec<(usize, sql::Insert)>>,
+    /// Over the `tables/` folder (paths and file checksums).
+    pub tables_checksum: String,
+}
+
+/// `(schema or public, name)`.
+pub fn table_key(schema: &Option<String>, name: &str) -> (String, String) {
+    (
+        schema.clone().unwrap_or_else(|| "public".into()),
+        name.to_owned(),
+    )
+}
+
+fn bad(f: &SqlFile, s: &Statement, e: sql::SqlError) -> MigratorError {
+    MigratorError::BadRequest(format!("{} line {}: {}", f.path, s.line, e.message))
+}
+
+/// Read every file's statements into the [`Model`].
+fn model(p: &Parsed) -> Result<Model, MigratorError> {
+    let mut m = Model::default();
+    for (fi, f) in p.functions.iter().enumerate() {
+        for (si, s) in f.statements.iter().enumerate() {
+            let norm = sql::normalize(&s.text);
+            if !is_routine_normalized(&norm) {
+                m.function_other.push((fi, si));
+                continue;
+            }
+            let routine = sql::parse_routine(&s.text).map_err(|e| bad(f, s, e))?;
+            let schema = routine.schema.clone().unwrap_or_else(|| "public".into());
+            m.routines.push(RoutineItem {
+                file: fi,
+                stmt: si,
+                lookup: format!(
+                    "{}.{}({})",
+                    quote_ident(&schema),
+                    quote_ident(&routine.name),
+                    routine.arg_types.join(", ")
+                ),
+                checksum: sha256_hex(norm.as_bytes()),
+                name: format!("{schema}.{}", routine.name),
+            });
+        }
+    }
+    for (fi, f) in p.types.iter().enumerate() {
+        for (si, s) in f.statements.iter().enumerate() {
+            let def = sql::parse_type(&s.text).map_err(|e| bad(f, s, e))?;
+            let (schema, name, kind) = match &def {
+                sql::TypeDef::Enum { schema, name, .. } => (schema, name, "enum"),
+                sql::TypeDef::Composite { schema, name } => (schema, name, "composite"),
+                sql::TypeDef::Domain { schema, name } => (schema, name, "domain"),
+                sql::TypeDef::Other { schema, name } => (schema, name, "other"),
+            };
+            let schema = schema.clone().unwrap_or_else(|| "public".into());
+            m.types.push(TypeItem {
+                file: fi,
+                stmt: si,
+                key: format!("{schema}.{name}"),
+                name: name.clone(),
+                schema,
+                kind,
+                checksum: normalized_checksum(&s.text),
+                def,
+            });
+        }
+    }
+    for (fi, f) in p.tables.iter().enumerate() {
+        let mut create = None;
+        let mut adds_fk = Vec::with_capacity(f.statements.len());
+        for (si, s) in f.statements.iter().enumerate() {
+            if create.is_none() {
+                if let sql::TableStmt::CreateTable {
+                    schema,
+                    name,
+                    references,
+                } = sql::classify_table_stmt(&s.text)
+                {
+                    create = Some((si, table_key(&schema, &name), references));
+                    adds_fk.push(false);
+                    continue;
+                }
+            }
+            let n = sql::normalize(&s.text);
+            adds_fk.push(
+                n.starts_with("alter table") && n.contains(" add ") && n.contains("references"),
+            );
+        }
+        if let Some((si, key, references)) = create {
+            m.tables.push(TableItem {
+                file: fi,
+                create: si,
+                key,
+                references: references.iter().map(|(s, n)| table_key(s, n)).collect(),
+                adds_fk,
+            });
+        }
+    }
+    m.autocommit = p
+        .migrations
+        .iter()
+        .map(|f| {
+            f.statements
+                .iter()
+                .map(|s| sql::needs_autocommit(&s.text))
+                .collect()
+        })
+        .collect();
+    m.inserts = p
+        .seeders
+        .iter()
+        .map(|f| {
+            f.statements
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| sql::parse_insert(&s.text).map(|ins| (i, ins)))
+                .collect()
+        })
+        .collect();
+    let all: String = p
+        .tables
+        .iter()
+        .map(|f| format!("{}\n{}\n", f.path, f.checksum))
+        .collect();
+    m.tables_checksum = sha256_hex(all.as_bytes());
+    Ok(m)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -118,34 +304,23 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
         seeders: parse_files("seeders", &schema.seeders)?,
         declared: None,
         checksum: schema.checksum.clone(),
+        model: Model::default(),
     };
-    for f in &parsed.types {
-        for s in &f.statements {
-            sql::parse_type(&s.text).map_err(|e| {
-                MigratorError::BadRequest(format!("{} line {}: {}", f.path, s.line, e.message))
-            })?;
-        }
-    }
-    for f in &parsed.functions {
-        for s in &f.statements {
-            if is_routine(&s.text) {
-                sql::parse_routine(&s.text).map_err(|e| {
-                    MigratorError::BadRequest(format!("{} line {}: {}", f.path, s.line, e.message))
-                })?;
-            }
-        }
-    }
+    let model = model(&parsed)?;
     let declared = if parsed.tables.is_empty() {
         None
     } else {
         Some(crate::tables::ddl::read_tables(&parsed.tables)?)
     };
-    Ok(Parsed { declared, ..parsed })
+    Ok(Parsed {
+        declared,
+        model,
+        ..parsed
+    })
 }
 
-/// Does this statement create a function or procedure?
-pub fn is_routine(stmt: &str) -> bool {
-    let norm = sql::normalize(stmt);
+/// Does this (normalized) statement create a function or procedure?
+fn is_routine_normalized(norm: &str) -> bool {
     norm.starts_with("create function ")
         || norm.starts_with("create or replace function ")
         || norm.starts_with("create procedure ")

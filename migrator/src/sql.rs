@@ -9,6 +9,22 @@
 //! and nesting `/* */` comments. Nothing here panics on any input, and nothing executes SQL.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How many statements the readers below have read (normalized, or parsed as
+/// a routine, type, table or INSERT) since the process started: an upload is
+/// read once, whatever number of databases it is deployed into. Served as
+/// `stonescriptdb_migrator_sql_reads_total`.
+static READS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`READS`].
+pub fn reads() -> u64 {
+    READS.load(Ordering::Relaxed)
+}
+
+fn read_one() {
+    READS.fetch_add(1, Ordering::Relaxed);
+}
 
 /// An error in SQL text, with the 1-based line where the problem starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -561,12 +577,29 @@ fn needs_space(a: &Tok, b: &Tok) -> bool {
 
 // ===== Statements =============================================================================
 
-/// Split a SQL file into statements on top-level ';'.
-///
-/// Quotes, dollar quotes, comments and parameters are understood (see the module docs). A ';'
-/// inside parentheses still splits. Like psql, a ';' inside the `BEGIN ATOMIC ... END` body of a
-/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE` does not split. Empty and comment-only statements
-/// are dropped. An unterminated quote, dollar quote or block comment is an error at the line
+/// Statements PostgreSQL refuses inside a transaction block (a deployment
+/// runs them after its commit).
+pub fn needs_autocommit(stmt: &str) -> bool {
+    let n = normalize(stmt);
+    let words: Vec<&str> = n
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        ["create", "index", "concurrently", ..]
+        | ["create", "unique", "index", "concurrently", ..]
+        | ["drop", "index", "concurrently", ..]
+        | ["vacuum", ..]
+        | ["alter", "system", ..]
+        | ["create", "database", ..]
+        | ["drop", "database", ..]
+        | ["create", "tablespace", ..]
+        | ["drop", "tablespace", ..] => true,
+        ["reindex", rest @ ..] => rest.contains(&"concurrently"),
+        _ => false,
+    }
+}
+
 /// One SQL file of the schema, split into statements.
 #[derive(Debug, Clone)]
 pub struct SqlFile {
@@ -577,6 +610,12 @@ pub struct SqlFile {
     pub checksum: String,
 }
 
+/// Split a SQL file into statements on top-level ';'.
+///
+/// Quotes, dollar quotes, comments and parameters are understood (see the module docs). A ';'
+/// inside parentheses still splits. Like psql, a ';' inside the `BEGIN ATOMIC ... END` body of a
+/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE` does not split. Empty and comment-only statements
+/// are dropped. An unterminated quote, dollar quote or block comment is an error at the line
 /// where it starts.
 pub fn split_statements(sql: &str) -> Result<Vec<Statement>, SqlError> {
     let toks = tokenize(sql);
@@ -643,6 +682,7 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>, SqlError> {
 /// dollar quotes used as plain literals (`VALUES ($$Hello$$)`, `COMMENT ... IS $$x$$`) are kept
 /// exact, so a change in them is never missed.
 pub fn normalize(sql: &str) -> String {
+    read_one();
     let mut out = String::with_capacity(sql.len());
     normalize_into(sql, true, &mut out);
     out
@@ -837,6 +877,7 @@ const ROUTINE_OPTIONS: &str = "language as immutable stable volatile strict call
 
 /// Parse a `CREATE [OR REPLACE] FUNCTION|PROCEDURE name(args) ...` header (the body is ignored).
 pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
+    read_one();
     let toks = sig_tokens(stmt);
     let v = View {
         src: stmt,
@@ -942,6 +983,7 @@ pub enum TypeDef {
 /// `CREATE TYPE name AS RANGE (...)`, `CREATE TYPE name (...)`, `CREATE TYPE name` and
 /// `CREATE DOMAIN name ...`. Error if the statement is none of these.
 pub fn parse_type(stmt: &str) -> Result<TypeDef, SqlError> {
+    read_one();
     let toks = sig_tokens(stmt);
     let v = View {
         src: stmt,
@@ -1028,6 +1070,7 @@ fn create_table_header(v: View) -> Option<(usize, usize, Vec<String>)> {
 
 /// Classify a `tables/` statement (see `TableStmt`).
 pub fn classify_table_stmt(stmt: &str) -> TableStmt {
+    read_one();
     let toks = sig_tokens(stmt);
     let v = View {
         src: stmt,
@@ -1284,6 +1327,7 @@ pub struct Values {
 
 /// Take an `INSERT` statement apart (see [`Insert`]); `None` for anything else.
 pub fn parse_insert(stmt: &str) -> Option<Insert> {
+    read_one();
     let toks = sig_tokens(stmt);
     let v = View {
         src: stmt,
@@ -1384,6 +1428,28 @@ fn values_shape(v: View<'_>) -> Values {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_that_need_autocommit() {
+        for s in [
+            "CREATE INDEX CONCURRENTLY idx ON t (a)",
+            "create unique index concurrently if not exists i on t(a)",
+            "DROP INDEX CONCURRENTLY idx",
+            "REINDEX TABLE CONCURRENTLY t",
+            "VACUUM ANALYZE t",
+            "ALTER SYSTEM SET work_mem = '8MB'",
+        ] {
+            assert!(needs_autocommit(s), "{s}");
+        }
+        for s in [
+            "CREATE INDEX idx ON t (a)",
+            "REINDEX TABLE t",
+            "ALTER TABLE t ADD COLUMN concurrently int",
+            "SELECT 'vacuum'",
+        ] {
+            assert!(!needs_autocommit(s), "{s}");
+        }
+    }
 
     /// Statements joined by " ¦ ".
     fn split(sql: &str) -> String {

@@ -459,3 +459,74 @@ async fn fleet_of_200_databases_created_then_migrated_in_one_call() {
     assert_eq!(n, 2);
     assert!(database_exists(&format!("{p}_tenant_db_t199")).await);
 }
+
+/// `stonescriptdb_migrator_sql_reads_total`, through the router's /metrics.
+async fn sql_reads(gw: &Gateway) -> u64 {
+    let (_, text) = gw.get("/metrics").await;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("stonescriptdb_migrator_sql_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sql_reads metric in {text}"))
+}
+
+#[tokio::test]
+async fn an_upload_is_read_once_whatever_number_of_databases_it_reaches() {
+    let gw = Gateway::start(&[]);
+    let p = gw.register_platform().await;
+    let mut schema = SchemaDir::fixture("shop");
+    let (s, b) = upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &schema).await;
+    assert_eq!(s, 201, "{b}");
+    for id in ["a", "b", "c"] {
+        let (s, b) = gw
+            .post(
+                "/database/create",
+                &json!({"platform": p, "schema_name": "tenant_db", "database_id": id}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    // a new version, migrated into one database
+    let bump = |n: u32| {
+        format!("CREATE OR REPLACE FUNCTION ping() RETURNS int LANGUAGE sql AS $$ SELECT {n} $$;")
+    };
+    schema.set("functions/ping.pssql", &bump(2));
+    assert_eq!(
+        upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &schema)
+            .await
+            .0,
+        201
+    );
+    let before = sql_reads(&gw).await;
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db", "database_id": "a"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let one = sql_reads(&gw).await - before;
+    // the next version (as many statements), migrated into all three
+    schema.set("functions/ping.pssql", &bump(3));
+    assert_eq!(
+        upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &schema)
+            .await
+            .0,
+        201
+    );
+    let before = sql_reads(&gw).await;
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["databases_updated"].as_array().unwrap().len(), 3, "{b}");
+    let three = sql_reads(&gw).await - before;
+    assert!(one > 0);
+    assert_eq!(
+        three, one,
+        "deploying into three databases read the schema more than once"
+    );
+}

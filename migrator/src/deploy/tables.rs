@@ -1,0 +1,501 @@
+//! `tables/` (docs/SCHEMA.md): the declared model, diffed against the
+//! database before the migrations (dataloss or incompatible changes refuse
+//! the deployment unless `force`), missing tables created in REFERENCES
+//! order, and after the migrations the rest reconciled and the declared
+//! model recorded. The diff itself is `crate::tables::diff`, pure.
+
+use std::collections::{BTreeSet, HashMap};
+
+use slog::{info, warn};
+use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
+
+use super::{Options, Run};
+use crate::error::{MigratorError, SchemaRefusal};
+use crate::schema::Parsed;
+use crate::sql::{self, SqlFile, Statement};
+use crate::tables::introspect;
+use crate::tables::model::{Class, Model, QName, Sequence, Step as TableStep, Table};
+use crate::tables::{align_names, diff};
+
+/// A `tables/` file and the table it creates.
+struct TableFile<'a> {
+    file: &'a SqlFile,
+    key: (String, String),
+    create_index: usize,
+    references: Vec<(String, String)>,
+    /// Per statement: a pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`.
+    adds_fk: &'a [bool],
+}
+
+/// Order missing tables so referenced ones come first (Kahn's algorithm, ties
+/// by file name). Returns the order and the tables left in REFERENCES cycles.
+fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
+    let index: HashMap<&(String, String), usize> =
+        files.iter().enumerate().map(|(i, f)| (&f.key, i)).collect();
+    let mut deps: Vec<BTreeSet<usize>> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            f.references
+                .iter()
+                .filter_map(|r| index.get(r).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
+        .collect();
+    let mut order = Vec::new();
+    let mut done = vec![false; files.len()];
+    loop {
+        let ready: Vec<usize> = (0..files.len())
+            .filter(|&i| !done[i] && deps[i].is_empty())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for i in ready {
+            done[i] = true;
+            order.push(i);
+            for d in deps.iter_mut() {
+                d.remove(&i);
+            }
+        }
+    }
+    let cyclic = (0..files.len()).filter(|&i| !done[i]).collect();
+    (order, cyclic)
+}
+
+/// Create the declared tables that do not exist yet from their `tables/`
+/// files (every statement of the file), referenced tables first; REFERENCES
+/// cycles are broken by adding those foreign keys afterwards.
+async fn create_missing(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    missing: &BTreeSet<QName>,
+) -> Result<(), MigratorError> {
+    let to_create: Vec<TableFile<'_>> = schema
+        .model
+        .tables
+        .iter()
+        .filter(|t| missing.contains(&QName::new(&t.key.0, &t.key.1)))
+        .map(|t| TableFile {
+            file: &schema.tables[t.file],
+            key: t.key.clone(),
+            create_index: t.create,
+            references: t.references.clone(),
+            adds_fk: &t.adds_fk,
+        })
+        .collect();
+    let (order, cyclic) = creation_order(&to_create);
+    let deferred: Vec<(Option<String>, String)> = cyclic
+        .iter()
+        .map(|&i| (Some(to_create[i].key.0.clone()), to_create[i].key.1.clone()))
+        .collect();
+    let mut later = Vec::new();
+    for &i in order.iter().chain(cyclic.iter()) {
+        let t = &to_create[i];
+        for (si, stmt) in t.file.statements.iter().enumerate() {
+            if si == t.create_index && cyclic.contains(&i) {
+                let (create, alters) =
+                    sql::split_foreign_keys(&stmt.text, &deferred).map_err(|e| {
+                        MigratorError::BadRequest(format!(
+                            "{} line {}: {}",
+                            t.file.path, stmt.line, e.message
+                        ))
+                    })?;
+                let rewritten = Statement {
+                    text: create,
+                    line: stmt.line,
+                };
+                run.exec(&t.file.path, si, &rewritten, "creating a table")
+                    .await?;
+                later.extend(alters.into_iter().map(|a| {
+                    (
+                        t.file.path.clone(),
+                        si,
+                        Statement {
+                            text: a,
+                            line: stmt.line,
+                        },
+                    )
+                }));
+            } else if t.adds_fk.get(si).copied().unwrap_or(false) {
+                // pg_dump style `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY`:
+                // the referenced table may be created later in this loop.
+                later.push((t.file.path.clone(), si, stmt.clone()));
+            } else {
+                run.exec(&t.file.path, si, stmt, "creating a table").await?;
+            }
+        }
+        run.report.tables_created += 1;
+        run.created.insert(t.key.clone());
+        let key = format!("{}.{}", t.key.0, t.key.1);
+        run.changelog("table", &key, "created", Some(&t.file.checksum))
+            .await?;
+        info!(run.log, "table created"; "database" => run.database, "table" => &key, "file" => &t.file.path);
+    }
+    for (path, si, stmt) in &later {
+        run.exec(path, *si, stmt, "adding a foreign key").await?;
+    }
+    Ok(())
+}
+
+/// Name of a sequence's row in `_stonescriptdb_gateway_tables`.
+const SEQUENCE_ROW: &str = "sequence:";
+
+/// What `tables/` declares, as PostgreSQL spells it, and what it declared at
+/// the last successful deployment.
+pub(super) struct TableState {
+    desired: Model,
+    previous: Model,
+    /// The recorded model already equals `desired` (same `tables/`).
+    recorded: bool,
+    folder_checksum: String,
+}
+
+/// A stand-in for a table recorded before declared models were kept: only
+/// its name is known.
+fn name_only(name: QName) -> Table {
+    Table {
+        name,
+        ..Table::default()
+    }
+}
+
+/// The declared model recorded by earlier deployments, and the `tables/`
+/// folder checksum each row was recorded with.
+async fn recorded(run: &Run<'_>) -> Result<(Model, Vec<Option<String>>), MigratorError> {
+    let rows = run
+        .internal(
+            "SELECT name, declared::text, folder_checksum FROM _stonescriptdb_gateway_tables",
+            &[],
+        )
+        .await?;
+    Ok(declared_model(&rows))
+}
+
+/// Rows `(name, declared::text, folder_checksum)` of
+/// `_stonescriptdb_gateway_tables` as the declared model, and per row the
+/// folder checksum it was recorded with (None for rows without a model).
+/// Tables recorded before models were kept are known by name only.
+pub(super) fn declared_model(rows: &[tokio_postgres::Row]) -> (Model, Vec<Option<String>>) {
+    let mut model = Model::default();
+    let mut sums = Vec::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let declared: Option<String> = r.get(1);
+        sums.push(if declared.is_some() { r.get(2) } else { None });
+        if name.starts_with(SEQUENCE_ROW) {
+            if let Some(s) = declared.and_then(|d| serde_json::from_str::<Sequence>(&d).ok()) {
+                model.sequences.insert(s.name.clone(), s);
+            }
+            continue;
+        }
+        let table = match declared.and_then(|d| serde_json::from_str::<Table>(&d).ok()) {
+            Some(t) => t,
+            None => {
+                let (sc, n) = name.split_once('.').unwrap_or(("public", name.as_str()));
+                name_only(QName::new(sc, n))
+            }
+        };
+        model.tables.insert(table.name.clone(), table);
+    }
+    (model, sums)
+}
+
+/// Read the tables and sequences of `desired` and `previous` from the
+/// database, as seen from `search_path = public`.
+async fn observe(run: &Run<'_>, desired: &Model, previous: &Model) -> Result<Model, MigratorError> {
+    let tables: BTreeSet<QName> = desired
+        .tables
+        .keys()
+        .chain(previous.tables.keys())
+        .cloned()
+        .collect();
+    let sequences: BTreeSet<QName> = desired
+        .sequences
+        .keys()
+        .chain(previous.sequences.keys())
+        .cloned()
+        .collect();
+    introspect::observe(&run.tx, desired, &tables, &sequences)
+        .await
+        .map_err(|e| {
+            run.fail(
+                None,
+                None,
+                "reading the tables from the catalog failed".into(),
+                Some(&e),
+            )
+        })
+}
+
+/// The steps from `observed` to `desired` (names aligned to the database's,
+/// see [`align_names`]), and the aligned desired model.
+fn table_plan(desired: &Model, observed: &Model, previous: &Model) -> (Model, Vec<TableStep>) {
+    let desired = align_names(desired, observed);
+    let steps = diff::diff(&desired, observed, previous);
+    (desired, steps)
+}
+
+fn validation(plan: &[TableStep]) -> SchemaValidation {
+    let mut v = SchemaValidation::default();
+    for s in plan {
+        let list = match s.class {
+            Class::Safe => &mut v.safe_changes,
+            Class::Dataloss => &mut v.dataloss_changes,
+            Class::Incompatible => &mut v.incompatible_changes,
+        };
+        list.push(s.reason.clone());
+    }
+    v
+}
+
+fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
+    plan.iter()
+        .map(|s| PlanStep {
+            phase: "tables".into(),
+            class: Some(s.class.as_str().into()),
+            object: s.object.clone(),
+            reason: s.reason.clone(),
+            sql: s.sql.clone(),
+        })
+        .collect()
+}
+
+/// Steps 1 and 2 of a deployment's `tables/` handling (docs/SCHEMA.md): diff `tables/` against the database before the
+/// migrations (dataloss or incompatible changes refuse the deployment unless
+/// forced), then create the declared tables that do not exist yet. None when
+/// the schema has no `tables/` folder (nothing is managed declaratively).
+pub(super) async fn tables_before(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    opts: Options,
+) -> Result<Option<TableState>, MigratorError> {
+    let Some(declared) = &schema.declared else {
+        return Ok(None);
+    };
+    let (previous, sums) = recorded(run).await?;
+    let folder_checksum = schema.model.tables_checksum.clone();
+    let same_names = previous.tables.keys().eq(declared.model.tables.keys())
+        && previous
+            .sequences
+            .keys()
+            .eq(declared.model.sequences.keys());
+    let recorded = same_names
+        && !sums.is_empty()
+        && sums
+            .iter()
+            .all(|s| s.as_deref() == Some(folder_checksum.as_str()));
+    let desired = if recorded {
+        previous.clone()
+    } else {
+        introspect::desired(&run.tx, &declared.model)
+            .await
+            .map_err(|e| {
+                let file = declared
+                    .files
+                    .iter()
+                    .find(|(q, _)| q.to_string() == e.object)
+                    .map(|(_, f)| f.as_str());
+                run.fail(
+                    file.or(Some("tables/")),
+                    None,
+                    format!("the declaration of {} is not valid", e.object),
+                    Some(&e.error),
+                )
+            })?
+    };
+    let observed = observe(run, &desired, &previous).await?;
+    let (desired, plan) = table_plan(&desired, &observed, &previous);
+    run.report.schema_validation = validation(&plan);
+    let refused = plan.iter().any(|s| s.class != Class::Safe);
+    if refused && !opts.force {
+        return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
+            database: run.database.to_owned(),
+            validation: run.report.schema_validation.clone(),
+            plan: plan_steps(&plan),
+            after_migrations: false,
+        })));
+    }
+    let missing: BTreeSet<QName> = desired
+        .tables
+        .keys()
+        .filter(|q| !observed.tables.contains_key(*q))
+        .cloned()
+        .collect();
+    create_missing(run, schema, &missing).await?;
+    Ok(Some(TableState {
+        desired,
+        previous,
+        recorded,
+        folder_checksum,
+    }))
+}
+
+/// Steps 4 and 5 of a deployment's `tables/` handling (docs/SCHEMA.md): after the migrations, apply what still differs
+/// from `tables/` (safe steps always, the rest only when forced), check that
+/// nothing differs any more, and record the declared model.
+pub(super) async fn tables_after(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    state: &TableState,
+    opts: Options,
+) -> Result<(), MigratorError> {
+    let observed = observe(run, &state.desired, &state.previous).await?;
+    let (desired, plan) = table_plan(&state.desired, &observed, &state.previous);
+    if !opts.force && plan.iter().any(|s| s.class != Class::Safe) {
+        let mut v = validation(&plan);
+        v.safe_changes.clear();
+        return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
+            database: run.database.to_owned(),
+            validation: v,
+            plan: plan_steps(&plan),
+            after_migrations: true,
+        })));
+    }
+    let files = schema.declared.as_ref().map(|d| &d.files);
+    for (n, step) in plan.iter().enumerate() {
+        // `object` is `table` or `table.part`, the table as `QName` displays it.
+        let file = files.and_then(|f| {
+            f.iter()
+                .find(|(q, _)| {
+                    let q = q.to_string();
+                    step.object == q || step.object.starts_with(&format!("{q}."))
+                })
+                .map(|(_, p)| p.clone())
+        });
+        for (i, text) in step.sql.iter().enumerate() {
+            run.note("tables", Some(step.class), &step.object, &step.reason, text);
+            run.tx.batch_execute(text).await.map_err(|e| {
+                let mut err = run.fail(
+                    None,
+                    None,
+                    format!(
+                        "making the database match tables/ failed at \"{}\" (step {} of {}, statement {}: {text})",
+                        step.reason,
+                        n + 1,
+                        plan.len(),
+                        i + 1
+                    ),
+                    Some(&e),
+                );
+                if let (MigratorError::Migration(f), Some(file)) = (&mut err, &file) {
+                    f.file = Some(file.clone());
+                }
+                err
+            })?;
+        }
+        run.report.tables_altered += 1;
+        run.changelog("table", &step.object, step.class.as_str(), None)
+            .await?;
+        info!(run.log, "table changed"; "database" => run.database, "object" => &step.object,
+              "class" => step.class.as_str(), "reason" => &step.reason);
+    }
+    if !plan.is_empty() {
+        let after = observe(run, &desired, &state.previous).await?;
+        let (_, left) = table_plan(&desired, &after, &state.previous);
+        if !left.is_empty() {
+            let reasons: Vec<&str> = left.iter().map(|s| s.reason.as_str()).collect();
+            warn!(run.log, "tables still differ from tables/ after reconciliation";
+                  "database" => run.database, "left" => reasons.join("; "));
+        }
+    }
+    if !(state.recorded && plan.is_empty() && desired == state.desired) {
+        record(run, schema, state, &desired).await?;
+    }
+    Ok(())
+}
+
+/// Record the declared model (one row per table and per sequence), dropping
+/// rows of objects no longer declared.
+async fn record(
+    run: &Run<'_>,
+    schema: &Parsed,
+    state: &TableState,
+    desired: &Model,
+) -> Result<(), MigratorError> {
+    let files = schema.declared.as_ref().map(|d| &d.files);
+    let sums: HashMap<&str, &str> = schema
+        .tables
+        .iter()
+        .map(|f| (f.path.as_str(), f.checksum.as_str()))
+        .collect();
+    let mut names = Vec::new();
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    for (q, t) in &desired.tables {
+        let key = format!("{}.{}", q.schema, q.name);
+        let file = files.and_then(|f| f.get(q)).cloned().unwrap_or_default();
+        let sum = sums.get(file.as_str()).copied().unwrap_or("").to_owned();
+        let json = serde_json::to_string(t).unwrap_or_default();
+        rows.push((key, file, sum, json));
+    }
+    for (q, s) in &desired.sequences {
+        let key = format!("{SEQUENCE_ROW}{}.{}", q.schema, q.name);
+        let json = serde_json::to_string(s).unwrap_or_default();
+        rows.push((key, String::new(), String::new(), json));
+    }
+    for (key, file, sum, json) in &rows {
+        names.push(key.clone());
+        run.internal(
+            "INSERT INTO _stonescriptdb_gateway_tables (name, file, checksum, declared, folder_checksum)
+             VALUES ($1, $2, $3, $4::text::jsonb, $5)
+             ON CONFLICT (name) DO UPDATE SET file = excluded.file, checksum = excluded.checksum,
+               declared = excluded.declared, folder_checksum = excluded.folder_checksum, deployed_at = now()",
+            &[key, file, sum, json, &state.folder_checksum],
+        )
+        .await?;
+    }
+    run.internal(
+        "DELETE FROM _stonescriptdb_gateway_tables WHERE NOT (name = ANY($1))",
+        &[&names],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tf(name: &str, refs: &[&str]) -> (String, Vec<(String, String)>) {
+        (
+            name.into(),
+            refs.iter()
+                .map(|r| ("public".to_string(), r.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn creation_order_follows_references_and_finds_cycles() {
+        let file = SqlFile {
+            path: "tables/x.sql".into(),
+            statements: vec![],
+            checksum: String::new(),
+        };
+        let specs = [
+            tf("orders", &["users", "products"]),
+            tf("users", &["users"]),
+            tf("products", &[]),
+            tf("a", &["b"]),
+            tf("b", &["a"]),
+        ];
+        let files: Vec<TableFile<'_>> = specs
+            .iter()
+            .map(|(n, refs)| TableFile {
+                file: &file,
+                key: ("public".into(), n.clone()),
+                create_index: 0,
+                references: refs.clone(),
+                adds_fk: &[],
+            })
+            .collect();
+        let (order, cyclic) = creation_order(&files);
+        let pos = |n: &str| order.iter().position(|&i| files[i].key.1 == n).unwrap();
+        assert!(pos("users") < pos("orders"));
+        assert!(pos("products") < pos("orders"));
+        let mut cyc: Vec<&str> = cyclic.iter().map(|&i| files[i].key.1.as_str()).collect();
+        cyc.sort();
+        assert_eq!(cyc, ["a", "b"]);
+    }
+}
