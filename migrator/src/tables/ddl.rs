@@ -1,4 +1,5 @@
-//! DDL reader for `tables/`: turns the folder's statements into a [`Model`].
+//! DDL reader for `tables/`: turns the folder's statements into a [`Model`]. It reads the
+//! tokens of `crate::sql` (one tokenizer for every SQL reader of the migrator).
 //!
 //! Read per statement (see `read_tables`): `CREATE [UNLOGGED] TABLE`, `CREATE [UNIQUE] INDEX`,
 //! `CREATE SEQUENCE`, and the pg_dump-style follow-ups `ALTER TABLE ... ADD CONSTRAINT`,
@@ -25,10 +26,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::MigratorError;
 use crate::sql::SqlFile;
-use crate::sql::{
-    is_ident_cont, is_ident_start, is_op_char, scan_block_comment, scan_number, scan_op,
-    scan_quoted, skip,
-};
 use crate::tables::model::{
     ident, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence, Table,
 };
@@ -44,20 +41,10 @@ pub struct Declared {
     pub files: BTreeMap<QName, String>,
 }
 
-// ===== Tokenizer ==============================================================================
+// ===== Tokens ==================================================================================
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum K {
-    Word,
-    QIdent,
-    Str,
-    Dollar,
-    Num,
-    Param,
-    Punct,
-    Op,
-    Other,
-}
+/// Token kinds: the SQL reader's (`crate::sql::tokens`, the one tokenizer).
+use crate::sql::TokenKind as K;
 
 #[derive(Debug, Clone, Copy)]
 struct Tok<'a> {
@@ -66,79 +53,17 @@ struct Tok<'a> {
     line: usize,
 }
 
-/// `$tag$...$tag$` at `pos`, or a lone `$`.
-fn scan_dollar(src: &str, pos: usize) -> (K, usize) {
-    let b = src.as_bytes();
-    let mut k = pos + 1;
-    if b.get(k).is_some_and(|&d| is_ident_start(d)) {
-        k = skip(b, k + 1, |d| d != b'$' && is_ident_cont(d));
-    }
-    if b.get(k) != Some(&b'$') {
-        return (K::Other, pos + 1);
-    }
-    let delim = src.get(pos..=k).unwrap_or("$$");
-    match src.get(k + 1..).and_then(|rest| rest.find(delim)) {
-        Some(i) => (K::Dollar, k + 1 + i + delim.len()),
-        None => (K::Dollar, b.len()),
-    }
-}
-
 /// Significant tokens of `src` (comments dropped), each with its line; `first_line` is the line
 /// of the first character of `src`. Never fails: unterminated quotes run to the end.
 fn lex(src: &str, first_line: usize) -> Vec<Tok<'_>> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let (mut pos, mut line) = (0usize, first_line);
-    while let Some(&c) = b.get(pos) {
-        if c.is_ascii_whitespace() || c == 0x0b {
-            line += usize::from(c == b'\n');
-            pos += 1;
-            continue;
-        }
-        let (c1, c2) = (b.get(pos + 1).copied(), b.get(pos + 2).copied());
-        let digit_next = c1.is_some_and(|d| d.is_ascii_digit());
-        let (k, end) = match c {
-            b'-' if c1 == Some(b'-') => (None, skip(b, pos, |d| d != b'\n')),
-            b'/' if c1 == Some(b'*') => (None, scan_block_comment(b, pos).0),
-            b'\'' => (Some(K::Str), scan_quoted(b, pos, b'\'', false).0),
-            b'"' => (Some(K::QIdent), scan_quoted(b, pos, b'"', false).0),
-            b'e' | b'E' if c1 == Some(b'\'') => {
-                (Some(K::Str), scan_quoted(b, pos + 1, b'\'', true).0)
-            }
-            b'n' | b'N' | b'b' | b'B' | b'x' | b'X' if c1 == Some(b'\'') => {
-                (Some(K::Str), scan_quoted(b, pos + 1, b'\'', false).0)
-            }
-            b'u' | b'U' if c1 == Some(b'&') && c2 == Some(b'\'') => {
-                (Some(K::Str), scan_quoted(b, pos + 2, b'\'', false).0)
-            }
-            b'u' | b'U' if c1 == Some(b'&') && c2 == Some(b'"') => {
-                (Some(K::QIdent), scan_quoted(b, pos + 2, b'"', false).0)
-            }
-            b'$' if digit_next => (Some(K::Param), skip(b, pos + 1, |d| d.is_ascii_digit())),
-            b'$' => {
-                let (k, e) = scan_dollar(src, pos);
-                (Some(k), e)
-            }
-            b'0'..=b'9' => (Some(K::Num), scan_number(b, pos)),
-            b'.' if digit_next => (Some(K::Num), scan_number(b, pos)),
-            b':' if c1 == Some(b':') => (Some(K::Op), pos + 2),
-            b'(' | b')' | b',' | b';' | b'[' | b']' | b'.' | b':' => (Some(K::Punct), pos + 1),
-            c if is_ident_start(c) => (Some(K::Word), skip(b, pos, is_ident_cont)),
-            c if is_op_char(c) => (Some(K::Op), scan_op(b, pos)),
-            _ => (Some(K::Other), pos + 1),
-        };
-        let mut end = end.max(pos + 1).min(b.len());
-        while end < b.len() && !src.is_char_boundary(end) {
-            end += 1;
-        }
-        let s = src.get(pos..end).unwrap_or("");
-        if let Some(k) = k {
-            out.push(Tok { k, s, line });
-        }
-        line += s.bytes().filter(|&x| x == b'\n').count();
-        pos = end;
-    }
-    out
+    crate::sql::tokens(src, first_line)
+        .into_iter()
+        .map(|t| Tok {
+            k: t.kind,
+            s: t.text,
+            line: t.line,
+        })
+        .collect()
 }
 
 /// Cut `s` to at most `max` bytes on a character boundary.
@@ -560,7 +485,7 @@ fn norm_pieces(t: &[Tok]) -> Vec<(K, String)> {
     while let Some(tok) = t.get(i) {
         i += 1;
         let piece = match tok.k {
-            K::Word | K::Num => (tok.k, tok.s.to_ascii_lowercase()),
+            K::Word | K::Number => (tok.k, tok.s.to_ascii_lowercase()),
             K::QIdent if tok.s.starts_with('"') => match ident_value(tok) {
                 Some(v) if plain_word(&v) => (K::Word, v),
                 Some(v) => (K::QIdent, ident(&v)),
@@ -1426,7 +1351,7 @@ fn number(p: P, i: usize) -> Result<(i64, usize), MigratorError> {
     let k = i + usize::from(neg || p.sym(i, "+"));
     let t = p
         .get(k)
-        .filter(|t| t.k == K::Num)
+        .filter(|t| t.k == K::Number)
         .ok_or_else(|| p.err(k, "expected a number"))?;
     let digits = t.s.replace('_', "");
     let v: i64 = format!("{}{digits}", if neg { "-" } else { "" })
@@ -1475,7 +1400,7 @@ fn seq_options(
             }
             "restart" => {
                 i += 1 + usize::from(p.is(i + 1, "with"));
-                if p.get(i).is_some_and(|t| t.k == K::Num) || p.sym(i, "-") || p.sym(i, "+") {
+                if p.get(i).is_some_and(|t| t.k == K::Number) || p.sym(i, "-") || p.sym(i, "+") {
                     i = number(p, i)?.1;
                 }
             }
