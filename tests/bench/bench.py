@@ -22,8 +22,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PG_BIN = os.environ["PG_BIN_DIR"]
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32,64").split(",")]
-# BENCH_ONLY=call: the trivial /call against pgbench only (back-to-back comparisons)
-ONLY_CALL = os.environ.get("BENCH_ONLY", "") == "call"
+# BENCH_ONLY=call: the trivial /call against pgbench only (back-to-back comparisons);
+# BENCH_ONLY=deploy: the cost of deploying only (one full deployment of the shop
+# fixture, and re-migrating an unchanged schema across 200 databases), ROUNDS times
+ONLY = os.environ.get("BENCH_ONLY", "")
+ONLY_CALL = ONLY == "call"
 # the gateway binaries to measure (another build's, to compare two commits)
 BIN_DIR = os.environ.get("BENCH_BIN_DIR", os.path.join(ROOT, "target", "release"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -242,6 +245,50 @@ def histogram_p99_ms(before, after):
     return None
 
 
+def machine_cpu_seconds():
+    """CPU time the whole machine spent busy (every process: migrator, PostgreSQL, ...)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def shop_fixture():
+    root = os.path.join(ROOT, "tests", "fixtures", "shop", "postgresql")
+    files = {}
+    for folder in sorted(os.listdir(root)):
+        for name in sorted(os.listdir(os.path.join(root, folder))):
+            with open(os.path.join(root, folder, name)) as f:
+                files[f"{folder}/{name}"] = f.read()
+    return files
+
+
+def deploy_costs(gw, results):
+    """One full deployment (the shop fixture into a new database) and an
+    unchanged schema re-migrated across 200 databases, ROUNDS times each:
+    wall time and the machine's CPU time (migrator and PostgreSQL alike)."""
+    shop = tar_gz(shop_fixture())
+    full = []
+    for i in range(ROUNDS):
+        c0, t0 = machine_cpu_seconds(), time.perf_counter()
+        status, body = gw.upload("/register", {"platform": "deploybench", "tenant_id": f"full{i}"}, shop)
+        assert status == 200, body
+        full.append({"seconds": time.perf_counter() - t0, "cpu_seconds": machine_cpu_seconds() - c0})
+    assert gw.post("/platform/register", {"platform": "fleet"})[0] == 201
+    assert gw.upload("/platform/fleet/schema", {"schema_name": "tenant_db"}, tar_gz(SCHEMA))[0] == 201
+    for i in range(200):
+        status, body = gw.post("/database/create", {"platform": "fleet", "schema_name": "tenant_db", "database_id": f"d{i:03d}"})
+        assert status == 201, body
+    fleet = []
+    for _ in range(ROUNDS):
+        c0, t0 = machine_cpu_seconds(), time.perf_counter()
+        status, body = gw.post("/v2/migrate", {"platform": "fleet", "schema_name": "tenant_db", "force": True})
+        assert status == 200, body
+        secs, cpu = time.perf_counter() - t0, machine_cpu_seconds() - c0
+        fleet.append({"seconds": secs, "cpu_seconds": cpu, "cpu_ms_per_database": cpu * 1000 / 200})
+    results["full_deployment"] = full
+    results["remigrate_unchanged_200_rounds"] = fleet
+
+
 def catalog_fingerprint(pg, db):
     return pg.psql(db, "SELECT (SELECT sum(xmin::text::bigint) FROM pg_class) || '/' || "
                        "(SELECT sum(xmin::text::bigint) FROM pg_proc) || '/' || "
@@ -264,6 +311,9 @@ def main():
         status, body = gw.upload("/register", {"platform": "bench"}, archive)
         assert status == 200, body
         results["postgres"] = pg.psql("postgres", "SHOW server_version").strip()
+        if ONLY == "deploy":
+            deploy_costs(gw, results)
+            return report(results)
 
         # 1. trivial function: pgbench vs /call. This machine's throughput
         # drifts by 10-20% between 10-second runs, so each client count runs
@@ -418,6 +468,16 @@ def report(results):
     path = os.path.join(out_dir, time.strftime("bench-%Y%m%d-%H%M%S.json"))
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
+    if ONLY == "deploy":
+        print(f"\nStoneScriptDB Gateway deployment costs (commit {results['git_commit']})")
+        for r in results["full_deployment"]:
+            print(f"one full deployment (shop fixture, new database): {r['seconds'] * 1000:.0f} ms, "
+                  f"machine CPU {r['cpu_seconds'] * 1000:.0f} ms")
+        for r in results["remigrate_unchanged_200_rounds"]:
+            print(f"re-migrate unchanged x200: {r['seconds']:.2f} s, machine CPU {r['cpu_seconds']:.2f} s "
+                  f"({r['cpu_ms_per_database']:.1f} ms per database)")
+        print(f"\nwritten to {path}")
+        return 0
     print(f"\nStoneScriptDB Gateway benchmark  (commit {results['git_commit']}, PostgreSQL {results['postgres']}, "
           f"{results['machine']['cpus']} CPUs, {SECONDS}s per phase, {ROUNDS} rounds per client count)\n")
     print(f"clients | pgbench tps | /call req/s |  ratio | p50 ms | p99 ms | p999 ms | router CPU us/req | errors | "
