@@ -10,6 +10,9 @@
 #   BENCH_ROUNDS=1 tests/bench/run.sh  # one pgbench / wrk pair per client count
 #   BENCH_CLIENTS=1,8 BENCH_ONLY=call tests/bench/run.sh
 #                                      # the trivial /call against pgbench only
+#   BENCH_ONLY=deploy tests/bench/run.sh
+#                                      # deploying only: a full deployment and an unchanged
+#                                      # re-migration of 200 databases, BENCH_ROUNDS times
 #   BENCH_BIN_DIR=/other/target/release tests/bench/run.sh
 #                                      # measure another build's binaries (to compare
 #                                      # two commits back to back)
