@@ -27,6 +27,7 @@ mod server;
 mod socket;
 mod sql;
 mod state;
+mod table_model;
 mod tables;
 mod upgrade;
 mod v1;

@@ -30,7 +30,7 @@ pub struct Parsed {
     pub functions: Vec<SqlFile>,
     pub seeders: Vec<SqlFile>,
     /// `tables/` read into the table model; None without a `tables/` folder.
-    pub declared: Option<crate::tables::ddl::Declared>,
+    pub declared: Option<crate::sql::ddl::Declared>,
     /// The archive's checksum over its sorted files (`archive::Schema::checksum`).
     pub checksum: String,
     /// What the files declare, read once per upload: every database a
@@ -310,7 +310,7 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
     let declared = if parsed.tables.is_empty() {
         None
     } else {
-        Some(crate::tables::ddl::read_tables(&parsed.tables)?)
+        Some(crate::sql::ddl::read_tables(&parsed.tables)?)
     };
     Ok(Parsed {
         declared,

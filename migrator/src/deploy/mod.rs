@@ -23,7 +23,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::error::{pg_message, MigratorError, StepFailure};
 use crate::schema::Parsed;
 use crate::sql::{SqlFile, Statement};
-use crate::tables::model::Class;
+use crate::table_model::Class;
 
 mod extensions;
 mod functions;

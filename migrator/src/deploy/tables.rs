@@ -13,8 +13,8 @@ use super::{Options, Run};
 use crate::error::{MigratorError, SchemaRefusal};
 use crate::schema::Parsed;
 use crate::sql::{self, SqlFile, Statement};
+use crate::table_model::{Class, Model, QName, Sequence, Step as TableStep, Table};
 use crate::tables::introspect;
-use crate::tables::model::{Class, Model, QName, Sequence, Step as TableStep, Table};
 use crate::tables::{align_names, diff};
 
 /// A `tables/` file and the table it creates.

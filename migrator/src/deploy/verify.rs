@@ -12,7 +12,7 @@ use super::seeders;
 use crate::error::{pg_message, MigratorError};
 use crate::schema::Parsed;
 use crate::seed;
-use crate::tables::model::QName;
+use crate::table_model::QName;
 use crate::tables::{diff, introspect};
 
 /// Does every declared table match its recorded declared model (no diff

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{
+use crate::table_model::{
     ident, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence,
     Step, Table,
 };
@@ -123,7 +123,7 @@ enum Family {
 impl Ty {
     fn parse(s: &str) -> Ty {
         // One alias table for both sides: the DDL reader's.
-        let n = super::ddl::canonical_type(&norm(s));
+        let n = crate::sql::ddl::canonical_type(&norm(s));
         let l = n.to_ascii_lowercase();
         let simple = match l.as_str() {
             "smallint" | "int2" => Some(Ty::Int(2)),

@@ -12,51 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
-use super::model::{
+use crate::table_model::{
     ident, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence, Table,
 };
 
 /// Prefix of the gateway's own tables, never part of a model.
 const TRACKING_PREFIX: &str = "_stonescriptdb_gateway";
-
-/// Default bounds of a sequence of `data_type` ascending or descending:
-/// (min, max).
-fn sequence_bounds(data_type: &str, ascending: bool) -> (i64, i64) {
-    let max = match data_type {
-        "smallint" => i64::from(i16::MAX),
-        "integer" => i64::from(i32::MAX),
-        _ => i64::MAX,
-    };
-    let min = match data_type {
-        "smallint" => i64::from(i16::MIN),
-        "integer" => i64::from(i32::MIN),
-        _ => i64::MIN,
-    };
-    if ascending {
-        (1, max)
-    } else {
-        (min, -1)
-    }
-}
-
-/// Sequence options equal to their defaults become None, as the DDL reader
-/// leaves options that are not written.
-pub fn without_defaults(mut s: Sequence) -> Sequence {
-    let ascending = s.increment > 0;
-    let (dmin, dmax) = sequence_bounds(&s.data_type, ascending);
-    let (min, max) = (s.min_value.unwrap_or(dmin), s.max_value.unwrap_or(dmax));
-    let default_start = if ascending { min } else { max };
-    if s.start == Some(default_start) {
-        s.start = None;
-    }
-    if s.min_value == Some(dmin) {
-        s.min_value = None;
-    }
-    if s.max_value == Some(dmax) {
-        s.max_value = None;
-    }
-    s
-}
 
 const TABLES_SQL: &str = "
 SELECT c.oid, n.nspname::text, c.relname::text
@@ -219,7 +180,7 @@ pub async fn read(
             (Some(s), Some(t), Some(col)) => Some((QName { schema: s, name: t }, col)),
             _ => None,
         };
-        let seq = without_defaults(Sequence {
+        let seq = Sequence::without_defaults(Sequence {
             name: name.clone(),
             data_type: r.get(2),
             increment: r.get(3),
@@ -589,7 +550,7 @@ mod tests {
     }
 
     fn seq(data_type: &str, inc: i64, min: i64, max: i64, start: i64) -> Sequence {
-        without_defaults(Sequence {
+        Sequence::without_defaults(Sequence {
             name: QName::public("s"),
             data_type: data_type.into(),
             increment: inc,

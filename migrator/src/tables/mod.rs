@@ -1,15 +1,13 @@
 //! Declarative `tables/`: the folder is the end state of every table it
-//! declares. `ddl` reads it into a [`model::Model`], `introspect` reads the
-//! database into the same model, `diff` turns (desired, observed, previously
-//! declared) into an ordered plan of classified steps, and `reconcile` runs
-//! that inside a deployment (docs/SCHEMA.md).
+//! declares. `crate::sql::ddl` reads it into a [`Model`], `introspect` reads
+//! the database into the same model, `diff` turns (desired, observed,
+//! previously declared) into an ordered plan of classified steps, which the
+//! deployment's tables step runs (docs/SCHEMA.md).
 
-pub mod ddl;
 pub mod diff;
 pub mod introspect;
-pub mod model;
 
-use model::{ident, Model};
+use crate::table_model::{ident, Model};
 
 /// Index definition without its name, to compare two indexes' substance.
 fn unnamed_index(definition: &str, name: &str) -> String {
@@ -60,8 +58,8 @@ pub fn align_names(desired: &Model, observed: &Model) -> Model {
 
 #[cfg(test)]
 mod tests {
-    use super::model::{Constraint, ConstraintKind, Index, QName, Table};
     use super::*;
+    use crate::table_model::{Constraint, ConstraintKind, Index, QName, Table};
 
     fn table(constraints: &[(&str, &str)], indexes: &[(&str, &str)]) -> Table {
         Table {

@@ -1,5 +1,5 @@
 //! DDL reader for `tables/`: turns the folder's statements into a [`Model`]. It reads the
-//! tokens of `crate::sql` (one tokenizer for every SQL reader of the migrator).
+//! tokens of the one tokenizer every SQL reader of the migrator uses ([`super::tokens`]).
 //!
 //! Read per statement (see `read_tables`): `CREATE [UNLOGGED] TABLE`, `CREATE [UNIQUE] INDEX`,
 //! `CREATE SEQUENCE`, and the pg_dump-style follow-ups `ALTER TABLE ... ADD CONSTRAINT`,
@@ -24,9 +24,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::SqlFile;
 use crate::error::MigratorError;
-use crate::sql::SqlFile;
-use crate::tables::model::{
+use crate::table_model::{
     ident, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence, Table,
 };
 
@@ -44,7 +44,7 @@ pub struct Declared {
 // ===== Tokens ==================================================================================
 
 /// Token kinds: the SQL reader's (`crate::sql::tokens`, the one tokenizer).
-use crate::sql::TokenKind as K;
+use super::TokenKind as K;
 
 #[derive(Debug, Clone, Copy)]
 struct Tok<'a> {
@@ -56,7 +56,7 @@ struct Tok<'a> {
 /// Significant tokens of `src` (comments dropped), each with its line; `first_line` is the line
 /// of the first character of `src`. Never fails: unterminated quotes run to the end.
 fn lex(src: &str, first_line: usize) -> Vec<Tok<'_>> {
-    crate::sql::tokens(src, first_line)
+    super::tokens(src, first_line)
         .into_iter()
         .map(|t| Tok {
             k: t.kind,
@@ -1342,7 +1342,7 @@ fn new_sequence(name: QName) -> Sequence {
 
 /// Options equal to their defaults become None (as the catalog reader does).
 fn seq_defaults(s: &mut Sequence) {
-    *s = super::introspect::without_defaults(s.clone());
+    *s = Sequence::without_defaults(s.clone());
 }
 
 /// A signed integer at `i`: (value, index after).

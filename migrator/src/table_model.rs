@@ -1,6 +1,8 @@
-//! The table model shared by the DDL reader (`ddl`), the catalog reader
-//! (`introspect`) and the differ (`diff`): tables with their columns,
-//! constraints and indexes, and free-standing sequences.
+//! The table model shared by the DDL reader (`sql::ddl`), the catalog reader
+//! (`tables::introspect`) and the differ (`tables::diff`): tables with their
+//! columns, constraints and indexes, free-standing sequences, and the steps a
+//! diff plans. It uses no other module, so the reader and the differ can both
+//! use it.
 //!
 //! Conventions, which every producer of a `Model` follows so that equal
 //! schemas give equal models:
@@ -353,6 +355,48 @@ pub struct Sequence {
     pub cycle: bool,
     /// `(table, column)` for `OWNED BY` / serial columns.
     pub owned_by: Option<(QName, String)>,
+}
+
+/// Default bounds of a sequence of `data_type` ascending or descending:
+/// (min, max).
+fn sequence_bounds(data_type: &str, ascending: bool) -> (i64, i64) {
+    let max = match data_type {
+        "smallint" => i64::from(i16::MAX),
+        "integer" => i64::from(i32::MAX),
+        _ => i64::MAX,
+    };
+    let min = match data_type {
+        "smallint" => i64::from(i16::MIN),
+        "integer" => i64::from(i32::MIN),
+        _ => i64::MIN,
+    };
+    if ascending {
+        (1, max)
+    } else {
+        (min, -1)
+    }
+}
+
+impl Sequence {
+    /// Options equal to their defaults become None, the way the DDL reader
+    /// leaves options that are not written: both readers give the same
+    /// sequence whether an option is spelled out or left to its default.
+    pub fn without_defaults(mut s: Sequence) -> Sequence {
+        let ascending = s.increment > 0;
+        let (dmin, dmax) = sequence_bounds(&s.data_type, ascending);
+        let (min, max) = (s.min_value.unwrap_or(dmin), s.max_value.unwrap_or(dmax));
+        let default_start = if ascending { min } else { max };
+        if s.start == Some(default_start) {
+            s.start = None;
+        }
+        if s.min_value == Some(dmin) {
+            s.min_value = None;
+        }
+        if s.max_value == Some(dmax) {
+            s.max_value = None;
+        }
+        s
+    }
 }
 
 /// How a change affects the data already in the database (docs/SCHEMA.md).

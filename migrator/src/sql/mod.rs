@@ -1,0 +1,88 @@
+//! SQL text handling for the migrator: a small hand-written PostgreSQL lexer and everything built
+//! on it. One module per reader, all on one tokenizer:
+//!
+//! - `lex`: the tokenizer — single-quoted strings (`''` escapes), `E''` strings (backslash
+//!   escapes), `N''`/`B''`/`X''`/`U&''` strings, quoted identifiers (`""` escapes), dollar quotes
+//!   with optional tags, `$n` parameters, `--` comments and nesting `/* */` comments, `:=` and
+//!   `..`, a leading BOM; [`tokens`] for readers outside this module;
+//! - `view`: a cursor over significant tokens and single-token values, for the readers below;
+//! - `split`: files into statements, and which statements need autocommit;
+//! - `normalize`: statement text for checksums;
+//! - `routines`, `types`, `create_table`, `inserts`: the headers of `CREATE FUNCTION/PROCEDURE`,
+//!   `CREATE TYPE/DOMAIN`, `CREATE TABLE` (with foreign keys moved out to break reference
+//!   cycles) and `INSERT` statements;
+//! - [`ddl`]: the `tables/` DDL reader, which reads a folder's `CREATE TABLE`s, indexes and
+//!   sequences into the table model ([`crate::table_model`]).
+//!
+//! Nothing here panics on any input, and nothing executes SQL.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod create_table;
+pub mod ddl;
+mod inserts;
+mod lex;
+mod normalize;
+mod routines;
+mod split;
+#[cfg(test)]
+mod tests;
+mod types;
+mod view;
+
+pub use create_table::{classify_table_stmt, split_foreign_keys, TableStmt};
+pub use inserts::{parse_insert, Insert};
+pub use lex::{tokens, TokenKind};
+pub use normalize::normalize;
+pub use routines::parse_routine;
+pub use split::{needs_autocommit, split_statements, SqlFile};
+pub use types::{parse_type, TypeDef};
+
+/// How many statements the readers below have read (normalized, or parsed as
+/// a routine, type, table or INSERT) since the process started: an upload is
+/// read once, whatever number of databases it is deployed into. Served as
+/// `stonescriptdb_migrator_sql_reads_total`.
+static READS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`READS`].
+pub fn reads() -> u64 {
+    READS.load(Ordering::Relaxed)
+}
+
+fn read_one() {
+    READS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An error in SQL text, with the 1-based line where the problem starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl SqlError {
+    fn new(line: usize, message: impl Into<String>) -> Self {
+        let message = message.into();
+        SqlError { line, message }
+    }
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+/// One statement of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement without its terminating ';'. It runs from the first to the last token that
+    /// is not a comment: comments inside are kept verbatim, leading and trailing comments are not
+    /// part of it (so `format!("{text};")` can never end up inside a `--` comment).
+    pub text: String,
+    /// 1-based line where the statement starts (first non-whitespace, non-comment character).
+    pub line: usize,
+}

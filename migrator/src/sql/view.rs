@@ -1,0 +1,236 @@
+//! A cursor over significant tokens (`View`) and the values of single tokens
+//! (identifiers, strings), shared by the statement readers.
+
+use super::lex::{Kind, Tok};
+
+/// A list of significant tokens with lookups; out-of-range lookups simply answer "no".
+#[derive(Clone, Copy)]
+pub(super) struct View<'a> {
+    pub(super) src: &'a str,
+    pub(super) t: &'a [Tok],
+}
+
+impl<'a> View<'a> {
+    pub(super) fn get(&self, i: usize) -> Option<&'a Tok> {
+        self.t.get(i)
+    }
+    pub(super) fn len(&self) -> usize {
+        self.t.len()
+    }
+    /// Lower-cased text of the unquoted word at `i`, or "".
+    pub(super) fn word(&self, i: usize) -> String {
+        let w = self.get(i).filter(|x| x.kind == Kind::Word);
+        w.map(|x| x.text(self.src).to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+    pub(super) fn is(&self, i: usize, kw: &str) -> bool {
+        self.get(i).is_some_and(|x| x.is_word(self.src, kw))
+    }
+    pub(super) fn any(&self, i: usize, kws: &[&str]) -> bool {
+        kws.iter().any(|k| self.is(i, k))
+    }
+    pub(super) fn sym(&self, i: usize, p: &str) -> bool {
+        self.get(i).is_some_and(|x| x.is_sym(self.src, p))
+    }
+    pub(super) fn nest(&self, i: usize) -> isize {
+        self.get(i).map_or(0, |x| x.nest(self.src))
+    }
+    /// Line of token `i` (or of the last token), for error messages.
+    pub(super) fn line(&self, i: usize) -> usize {
+        self.get(i).or(self.t.last()).map_or(1, |x| x.line)
+    }
+    pub(super) fn sub(&self, a: usize, b: usize) -> View<'a> {
+        View {
+            src: self.src,
+            t: self.t.get(a..b).unwrap_or(&[]),
+        }
+    }
+    /// Index of the `)` matching the `(` at `open`.
+    pub(super) fn close(&self, open: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        for (k, x) in self.t.iter().enumerate().skip(open) {
+            if x.is_sym(self.src, "(") {
+                depth += 1;
+            } else if x.is_sym(self.src, ")") {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+        }
+        None
+    }
+    /// Index after a parenthesized group at `i` (or `i` when there is none).
+    pub(super) fn after_group(&self, i: usize) -> usize {
+        if self.sym(i, "(") {
+            self.close(i).map_or(i, |c| c + 1)
+        } else {
+            i
+        }
+    }
+    /// `i + 1` if the word at `i` is `kw`, else `i`.
+    pub(super) fn opt(&self, i: usize, kw: &str) -> usize {
+        i + usize::from(self.is(i, kw))
+    }
+    /// (start, end) index ranges between top-level commas.
+    pub(super) fn ranges(&self) -> Vec<(usize, usize)> {
+        let (mut out, mut depth, mut start) = (Vec::new(), 0usize, 0);
+        for (k, x) in self.t.iter().enumerate() {
+            depth = depth.saturating_add_signed(x.nest(self.src));
+            if depth == 0 && x.is_sym(self.src, ",") {
+                out.push((start, k));
+                start = k + 1;
+            }
+        }
+        out.push((start, self.len()));
+        out
+    }
+    pub(super) fn parts(&self) -> Vec<View<'a>> {
+        self.ranges()
+            .into_iter()
+            .map(|(a, b)| self.sub(a, b))
+            .collect()
+    }
+    /// Source text from the first to the last token, verbatim.
+    pub(super) fn text(&self) -> &'a str {
+        match (self.t.first(), self.t.last()) {
+            (Some(f), Some(l)) => self.src.get(f.start..l.end).unwrap_or(""),
+            _ => "",
+        }
+    }
+    /// Tokens as written. `tight`: canonical spacing (see `needs_space`, plus a space after `)`
+    /// or `]` before a word: `timestamp(3) with time zone`); otherwise one space wherever the
+    /// source had whitespace or a comment.
+    pub(super) fn render(&self, tight: bool) -> String {
+        let mut out = String::new();
+        let mut prev: Option<&Tok> = None;
+        for t in self.t {
+            let space = prev.is_some_and(|p| {
+                let closer = p.nest(self.src) < 0 && wordy(t.kind);
+                if tight {
+                    needs_space(p, t) || closer
+                } else {
+                    t.start > p.end
+                }
+            });
+            if space {
+                out.push(' ');
+            }
+            out.push_str(t.text(self.src));
+            prev = Some(t);
+        }
+        out
+    }
+    /// Qualified name `a[.b[.c]]` at `i`: (identifier values, index after the name).
+    pub(super) fn qname(&self, i: usize) -> Option<(Vec<String>, usize)> {
+        let (mut parts, mut k) = (Vec::new(), i);
+        loop {
+            parts.push(ident_value(self.src, self.get(k)?)?);
+            k += 1;
+            if !(self.sym(k, ".") && self.get(k + 1).is_some_and(Tok::is_ident)) {
+                return Some((parts, k));
+            }
+            k += 1;
+        }
+    }
+}
+
+/// Identifier value: unquoted words ASCII-lower-cased (like PostgreSQL), quoted kept exact.
+pub(super) fn ident_value(src: &str, t: &Tok) -> Option<String> {
+    match t.kind {
+        Kind::Word => Some(t.text(src).to_ascii_lowercase()),
+        Kind::QIdent => Some(unquote(t.text(src), '"')),
+        _ => None,
+    }
+}
+
+/// Strips an optional prefix (`U&`, `N`...) and the quotes, and undoubles the quote character.
+pub(super) fn unquote(text: &str, q: char) -> String {
+    let Some(i) = text.find(q) else {
+        return text.to_string();
+    };
+    let inner = text.get(i + 1..).unwrap_or("");
+    let inner = inner.strip_suffix(q).unwrap_or(inner);
+    inner.replace(&format!("{q}{q}"), &q.to_string())
+}
+
+/// Value of a string literal token (`E''` escapes decoded, `''` undoubled).
+pub(super) fn string_value(src: &str, t: &Tok) -> String {
+    let text = t.text(src);
+    if t.kind != Kind::EStr {
+        return unquote(text, '\'');
+    }
+    let inner = text.get(2..).unwrap_or("");
+    let inner = if t.open {
+        inner
+    } else {
+        inner.strip_suffix('\'').unwrap_or(inner)
+    };
+    let mut out = String::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' && chars.peek() == Some(&'\'') {
+            chars.next();
+        }
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next().unwrap_or('\\');
+        let (radix, max) = match e {
+            'x' => (16, 2),
+            'u' => (16, 4),
+            'U' => (16, 8),
+            '0'..='7' => (8, 3),
+            _ => {
+                let simple = [
+                    ('b', '\u{8}'),
+                    ('f', '\u{c}'),
+                    ('n', '\n'),
+                    ('r', '\r'),
+                    ('t', '\t'),
+                ];
+                out.push(simple.iter().find(|(k, _)| *k == e).map_or(e, |(_, v)| *v));
+                continue;
+            }
+        };
+        let (mut v, mut n) = if radix == 8 {
+            (e.to_digit(8).unwrap_or(0), 1)
+        } else {
+            (0, 0)
+        };
+        while let Some(d) = chars
+            .peek()
+            .and_then(|d| d.to_digit(radix))
+            .filter(|_| n < max)
+        {
+            v = v.saturating_mul(radix).saturating_add(d);
+            chars.next();
+            n += 1;
+        }
+        out.push(if n == 0 {
+            e
+        } else {
+            char::from_u32(v).unwrap_or('\u{FFFD}')
+        });
+    }
+    out
+}
+
+/// (schema, name) from the parts of a qualified name (`db.schema.name` keeps `schema`).
+pub(super) fn split_name(mut parts: Vec<String>) -> (Option<String>, String) {
+    let name = parts.pop().unwrap_or_default();
+    (parts.pop(), name)
+}
+
+pub(super) fn wordy(k: Kind) -> bool {
+    use Kind::*;
+    matches!(k, Word | QIdent | Str | EStr | Dollar | Number | Param)
+}
+
+/// Canonical spacing: a space only where two words/literals or two operators meet, i.e. where
+/// dropping it would change how the text tokenizes.
+pub(super) fn needs_space(a: &Tok, b: &Tok) -> bool {
+    let opish = |k: Kind| matches!(k, Kind::Op | Kind::Other);
+    (wordy(a.kind) && wordy(b.kind)) || (opish(a.kind) && opish(b.kind))
+}
