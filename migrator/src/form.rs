@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use stonescriptdb_shared::request::unknown;
+use stonescriptdb_shared::wire::{FLAG_FALSE, FLAG_TRUE};
 
 use crate::error::MigratorError;
 use crate::multipart::{self, Field};
@@ -64,8 +65,9 @@ impl Form {
     /// A `true`/`false` field (absent: false).
     pub fn flag(&mut self, name: &str) -> Result<bool, MigratorError> {
         match self.text(name)?.as_deref() {
-            None | Some("false") | Some("0") | Some("no") => Ok(false),
-            Some("true") | Some("1") | Some("yes") => Ok(true),
+            None => Ok(false),
+            Some(v) if FLAG_FALSE.contains(&v) => Ok(false),
+            Some(v) if FLAG_TRUE.contains(&v) => Ok(true),
             Some(other) => Err(MigratorError::BadRequest(format!(
                 "field {name} must be true or false, got {other:?}"
             ))),

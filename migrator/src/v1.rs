@@ -10,7 +10,7 @@ use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
-    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus,
+    AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus, UPLOAD_FIELDS,
 };
 
 use crate::catalog::{Database, NewDatabase};
@@ -32,8 +32,6 @@ struct Upload {
     raw: Vec<u8>,
     sha256: String,
 }
-
-const UPLOAD_FIELDS: &[&str] = &["platform", "tenant_id", "schema", "force", "dry_run"];
 
 impl Upload {
     fn read(state: &State, r: &Req) -> Result<Upload, MigratorError> {

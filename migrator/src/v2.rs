@@ -25,7 +25,7 @@ use stonescriptdb_shared::wire::{
     DeployStatus, DeploymentReport, PlatformRegisterRequest, PlatformRegisterResponse,
     PlatformSummary, PlatformsResponse, RequestStatus, SchemaInfo, SchemaListResponse,
     SchemaUploadResponse, SchemaValidation, SeederResult, V2MigrateRequest, V2MigrateResponse,
-    Verification,
+    Verification, SCHEMA_UPLOAD_FIELDS,
 };
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
@@ -78,11 +78,7 @@ pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, Mig
 pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
     let platform = r.path_platform()?.to_owned();
     r.grant.may(&platform)?;
-    let mut form = Form::parse(
-        &r.content_type,
-        &r.body,
-        &["schema_name", "name", "schema", "file"],
-    )?;
+    let mut form = Form::parse(&r.content_type, &r.body, SCHEMA_UPLOAD_FIELDS)?;
     v2_platform(state, &platform).await?;
     let schema_name = form
         .text_either("schema_name", "name")?

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every error code the API can answer with (docs/API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -112,6 +113,7 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 
 /// Changes found by comparing `tables/` with a database, by class.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaValidation {
     pub safe_changes: Vec<String>,
     pub dataloss_changes: Vec<String>,
@@ -120,7 +122,10 @@ pub struct SchemaValidation {
 
 /// The JSON error body. Context fields are omitted when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
+    /// The error code; the HTTP status follows from it.
+    #[cfg_attr(feature = "openapi", schema(value_type = ErrorCode))]
     pub error: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

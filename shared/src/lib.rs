@@ -7,7 +7,9 @@
 //! lookup function its callers pass in, and everything else is pure, so it is
 //! equally usable from both binaries and from tests. Start-up (reading the
 //! environment and `.env`, the runtime, signals, the logger) lives in the
-//! `stonescriptdb-startup` crate (`shared/startup/`).
+//! `stonescriptdb-startup` crate (`shared/startup/`). With the `openapi`
+//! feature (the tests crate only) it also builds the OpenAPI document from
+//! the wire types.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -15,6 +17,8 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod names;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod request;
 pub mod routes;
 pub mod wire;

@@ -11,6 +11,43 @@ use std::fmt;
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
+/// A naming rule as the OpenAPI document states it: a regular expression
+/// and a length limit in bytes. `validate_*` below are the rules themselves;
+/// a test checks the two agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRule {
+    pub pattern: &'static str,
+    pub max_len: usize,
+}
+
+/// [`validate_platform`], plus [`platform_roles`]' 53-byte limit.
+pub const PLATFORM: NameRule = NameRule {
+    pattern: "^[a-z][a-z0-9_]*$",
+    max_len: MAX_IDENTIFIER_BYTES - "sdg__owner".len(),
+};
+/// [`validate_schema_name`].
+pub const SCHEMA_NAME: NameRule = NameRule {
+    pattern: "^[a-z][a-z0-9_]*$",
+    max_len: MAX_IDENTIFIER_BYTES,
+};
+/// [`validate_tenant_id`].
+pub const TENANT_ID: NameRule = NameRule {
+    pattern: "^[a-z0-9_-]+$",
+    max_len: MAX_IDENTIFIER_BYTES,
+};
+/// [`validate_database_id`].
+pub const DATABASE_ID: NameRule = TENANT_ID;
+/// [`validate_database_name`].
+pub const DATABASE: NameRule = NameRule {
+    pattern: "^[a-z][a-z0-9_-]*$",
+    max_len: MAX_IDENTIFIER_BYTES,
+};
+/// [`validate_function_name`] (each part at most 63 bytes).
+pub const FUNCTION: NameRule = NameRule {
+    pattern: "^[A-Za-z_][A-Za-z0-9_]{0,62}([.][A-Za-z_][A-Za-z0-9_]{0,62})?$",
+    max_len: 2 * MAX_IDENTIFIER_BYTES + 1,
+};
+
 /// Which rule a name broke; `Display` is the message sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameError {

@@ -12,9 +12,17 @@ use serde_json::value::RawValue;
 /// plain strings, and `params` stays raw JSON so numbers keep their exact text
 /// (a `numeric` argument beyond f64 precision reaches PostgreSQL unchanged).
 #[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "`POST /call`: the function and where to run it. Give `tenant_id` or `database`, not both (400); a v1 database name `{platform}_{tenant_id}` must fit 63 bytes."
+    )
+)]
 #[serde(deny_unknown_fields)]
 pub struct CallRequest<'a> {
     #[serde(borrow)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub platform: Cow<'a, str>,
     /// Tenant id; clients send it as a string or a number.
     #[serde(
@@ -23,16 +31,55 @@ pub struct CallRequest<'a> {
         deserialize_with = "string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = doc::tenant_id_string_or_number))]
     pub tenant_id: Option<Cow<'a, str>>,
     /// A full name of a database this platform owns (a v2 database, an
     /// adopted one), instead of `tenant_id`.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub database: Option<Cow<'a, str>>,
+    /// `name` or `schema.name`.
     #[serde(borrow)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub function: Cow<'a, str>,
     /// A positional array or an object of named arguments; absent = none.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = doc::call_params))]
     pub params: Option<&'a RawValue>,
+}
+
+/// Schemas of the `CallRequest` fields serde reads by hand, for the OpenAPI
+/// document.
+#[cfg(feature = "openapi")]
+mod doc {
+    use serde_json::json;
+    use utoipa::openapi::Schema;
+
+    use crate::names::TENANT_ID;
+
+    fn schema(v: serde_json::Value) -> Schema {
+        serde_json::from_value(v).expect("a valid schema object")
+    }
+
+    /// A string or a non-negative integer (or null).
+    pub fn tenant_id_string_or_number() -> Schema {
+        schema(json!({
+            "description": "Tenant id, as a string or a non-negative integer; absent or null with `database` absent = the platform's main database.",
+            "oneOf": [
+                {"type": "string", "pattern": TENANT_ID.pattern, "maxLength": TENANT_ID.max_len},
+                {"type": "integer", "minimum": 0},
+                {"type": "null"}
+            ]
+        }))
+    }
+
+    /// A positional array, an object of named arguments, or null.
+    pub fn call_params() -> Schema {
+        schema(json!({
+            "description": "Arguments: a positional array, or an object of named arguments; absent or null = none.",
+            "oneOf": [{"type": "array"}, {"type": "object"}, {"type": "null"}]
+        }))
+    }
 }
 
 fn string_or_number<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
@@ -76,10 +123,26 @@ where
     d.deserialize_option(V)
 }
 
+/// The multipart form fields of `POST /register` and `POST /migrate`.
+pub const UPLOAD_FIELDS: &[&str] = &["platform", "tenant_id", "schema", "force", "dry_run"];
+/// The multipart form fields of `POST /platform/{platform}/schema`: `name`
+/// is an alias of `schema_name`, `file` of `schema`.
+pub const SCHEMA_UPLOAD_FIELDS: &[&str] = &["schema_name", "name", "schema", "file"];
+/// Values a true/false form field takes (absent = false).
+pub const FLAG_TRUE: &[&str] = &["true", "1", "yes"];
+pub const FLAG_FALSE: &[&str] = &["false", "0", "no"];
+
 /// `POST /call` success: one JSON object per row, keyed by column name.
 /// (The router writes this shape directly from PostgreSQL's JSON text; the
 /// struct is what clients and tests read it into.)
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "`POST /call` success: one JSON object per row, keyed by column name, and the number of rows."
+    )
+)]
 pub struct CallResponse {
     pub rows: Vec<serde_json::Value>,
     pub row_count: u64,
@@ -87,6 +150,7 @@ pub struct CallResponse {
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthResponse {
     /// `healthy` or `unhealthy` (PostgreSQL unreachable; answered with 503).
     pub status: String,
@@ -103,6 +167,7 @@ pub struct HealthResponse {
 
 /// Connection-pool figures for `/health` (and later `/metrics`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolsStats {
     /// Open connections across all pools.
     pub total_connections: usize,
@@ -117,6 +182,7 @@ pub struct PoolsStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolStats {
     /// Open connections of this pool.
     pub size: usize,
@@ -132,6 +198,7 @@ pub struct PoolStats {
 
 /// `POST /admin/create-tenant`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     pub platform: String,
@@ -144,6 +211,7 @@ pub struct CreateTenantRequest {
 /// `POST /admin/adopt` (admin token): attribute existing databases to a
 /// platform and hand them to its roles.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdoptRequest {
     pub platform: String,
@@ -152,6 +220,7 @@ pub struct AdoptRequest {
 
 /// One database of an `/admin/adopt` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdoptedDatabase {
     pub database: String,
     /// `adopted` (now the platform's), or `unchanged` (it already was).
@@ -163,6 +232,7 @@ pub struct AdoptedDatabase {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdoptResponse {
     pub status: String,
     pub platform: String,
@@ -173,6 +243,7 @@ pub struct AdoptResponse {
 /// gateway, make every router drop what it cached about a database (or all
 /// databases of a platform).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[serde(default)]
@@ -182,6 +253,7 @@ pub struct RefreshRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshResponse {
     pub status: String,
     pub databases: Vec<String>,
@@ -191,6 +263,7 @@ pub struct RefreshResponse {
 
 /// One deployment in `GET /admin/deployments`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeploymentRecord {
     pub id: i64,
     pub database: String,
@@ -223,6 +296,7 @@ pub struct DeploymentRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeploymentsResponse {
     pub deployments: Vec<DeploymentRecord>,
     pub count: usize,
@@ -235,6 +309,7 @@ pub struct DeploymentsResponse {
 /// did not insert because they were there (`skipped`), and, checked row by
 /// row, how many of its rows the table holds (`present`) or lacks (`missing`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeederResult {
     pub table: String,
     pub inserted: u64,
@@ -263,6 +338,7 @@ pub use crate::error::SchemaValidation;
 /// table changes their class (`safe`, `dataloss`, `incompatible`), the
 /// object, why, and the SQL that runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanStep {
     pub phase: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +350,7 @@ pub struct PlanStep {
 
 /// What a deployment checked in the database afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verification {
     pub passed: bool,
     pub extensions_verified: bool,
@@ -284,6 +361,7 @@ pub struct Verification {
 
 /// What happened to one database in a deployment (or would, in a dry run).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeployStatus {
     /// The database was created by this deployment.
@@ -336,6 +414,7 @@ impl std::fmt::Display for DeployStatus {
 /// The outcome of a whole request that deploys (`/register`, `/migrate`,
 /// `/admin/create-tenant`, `/database/create`, `/v2/migrate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     /// `/register`: the database is deployed.
@@ -368,6 +447,7 @@ impl RequestStatus {
 
 /// Counts of one database's deployment (`/register`, `/migrate`, v2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeploymentReport {
     pub database: String,
     pub status: DeployStatus,
@@ -401,6 +481,7 @@ pub struct DeploymentReport {
 
 /// `POST /register` and `POST /migrate` (v1) success.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployResponse {
     pub status: RequestStatus,
     pub platform: String,
@@ -410,6 +491,7 @@ pub struct DeployResponse {
 
 /// `GET /admin/databases?platform=`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminDatabasesResponse {
     pub platform: String,
     pub databases: Vec<String>,
@@ -418,12 +500,14 @@ pub struct AdminDatabasesResponse {
 
 /// `POST /platform/register`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlatformRegisterRequest {
     pub platform: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlatformRegisterResponse {
     pub status: String,
     pub platform: String,
@@ -432,6 +516,7 @@ pub struct PlatformRegisterResponse {
 
 /// `POST /platform/{platform}/schema` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaUploadResponse {
     pub status: String,
     pub platform: String,
@@ -444,6 +529,7 @@ pub struct SchemaUploadResponse {
 
 /// One stored schema in `GET /platform/{platform}/schemas`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaInfo {
     pub name: String,
     pub has_tables: bool,
@@ -453,6 +539,7 @@ pub struct SchemaInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaListResponse {
     pub platform: String,
     pub schemas: Vec<SchemaInfo>,
@@ -461,6 +548,7 @@ pub struct SchemaListResponse {
 
 /// One database in `GET /platform/{platform}/databases`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseInfo {
     pub id: String,
     pub database_name: String,
@@ -470,6 +558,7 @@ pub struct DatabaseInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseListResponse {
     pub platform: String,
     pub databases: Vec<DatabaseInfo>,
@@ -478,6 +567,7 @@ pub struct DatabaseListResponse {
 
 /// One platform in `GET /platforms`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlatformSummary {
     pub name: String,
     pub schemas: usize,
@@ -485,6 +575,7 @@ pub struct PlatformSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlatformsResponse {
     pub platforms: Vec<PlatformSummary>,
     pub count: usize,
@@ -492,6 +583,7 @@ pub struct PlatformsResponse {
 
 /// `POST /database/create`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseCreateRequest {
     pub platform: String,
@@ -504,6 +596,7 @@ pub struct DatabaseCreateRequest {
 
 /// `POST /database/create` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseCreateResponse {
     /// `created`, or `would_create` for a dry run.
     pub status: RequestStatus,
@@ -520,6 +613,7 @@ pub struct DatabaseCreateResponse {
 
 /// `POST /v2/migrate`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct V2MigrateRequest {
     pub platform: String,
@@ -541,6 +635,7 @@ pub struct V2MigrateRequest {
 
 /// `POST /v2/migrate` response: the seed's summary plus per-database results.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct V2MigrateResponse {
     pub status: RequestStatus,
     pub platform: String,

@@ -149,7 +149,7 @@ async fn every_documented_route_exists() {
     let gw = Gateway::start(&[]);
     let (s, spec) = gw.get("/openapi.json").await;
     assert_eq!(s, 200);
-    assert_eq!(spec["openapi"], "3.0.3");
+    assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().unwrap();
     assert!(paths.len() >= 15, "{}", paths.len());
     let client = reqwest::Client::new();

@@ -1,0 +1,618 @@
+//! The OpenAPI document of the HTTP API, generated from the code: component
+//! schemas from the wire types' derives (fields, required fields, enums,
+//! `additionalProperties: false` for `deny_unknown_fields`), name constraints
+//! from [`crate::names`]' rules, paths from [`crate::routes::ROUTES`] and the
+//! operation table below, form fields from the constants the migrator parses
+//! forms with. Only the tests crate compiles this module (feature
+//! `openapi`): a test writes `docs/openapi.json`, fails when it was stale, and
+//! sends real requests to every route to check the answers against it; the
+//! router serves that file.
+
+use serde_json::{json, Map, Value};
+use utoipa::openapi::{RefOr, Schema};
+
+use utoipa::ToSchema;
+
+use crate::error::{ErrorBody, ErrorCode, SchemaValidation};
+use crate::names::{self, NameRule};
+use crate::routes::{Served, ROUTES};
+use crate::wire::*;
+
+fn with_rule(mut v: Value, rule: &NameRule) -> Value {
+    v["pattern"] = json!(rule.pattern);
+    v["maxLength"] = json!(rule.max_len);
+    v
+}
+
+/// Name rules by property name, applied to request bodies, forms and parameters.
+fn rule_of(property: &str) -> Option<&'static NameRule> {
+    Some(match property {
+        "platform" => &names::PLATFORM,
+        "schema_name" | "name" => &names::SCHEMA_NAME,
+        "tenant_id" => &names::TENANT_ID,
+        "database_id" => &names::DATABASE_ID,
+        "database" | "databases" => &names::DATABASE,
+        "function" => &names::FUNCTION,
+        _ => return None,
+    })
+}
+
+/// Add the naming rules to every plain string property of a request schema.
+fn constrain(object: &mut Value) {
+    let Some(props) = object.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, prop) in props.iter_mut() {
+        let Some(rule) = rule_of(name) else { continue };
+        let target = if prop.get("type") == Some(&json!("array")) {
+            &mut prop["items"]
+        } else {
+            prop
+        };
+        let is_string = matches!(target.get("type"), Some(t) if t == "string" || t == &json!(["string", "null"]));
+        if is_string && target.get("format").is_none() {
+            target["pattern"] = json!(rule.pattern);
+            target["maxLength"] = json!(rule.max_len);
+        }
+    }
+}
+
+type Entry = (String, RefOr<Schema>);
+
+fn add<T: ToSchema>(out: &mut Vec<Entry>) {
+    T::schemas(out);
+    out.push((T::name().into_owned(), T::schema()));
+}
+
+fn components() -> Map<String, Value> {
+    let mut all = Vec::new();
+    add::<ErrorBody>(&mut all);
+    add::<ErrorCode>(&mut all);
+    add::<SchemaValidation>(&mut all);
+    add::<CallRequest>(&mut all);
+    add::<CallResponse>(&mut all);
+    add::<HealthResponse>(&mut all);
+    add::<PoolsStats>(&mut all);
+    add::<PoolStats>(&mut all);
+    add::<CreateTenantRequest>(&mut all);
+    add::<AdoptRequest>(&mut all);
+    add::<AdoptedDatabase>(&mut all);
+    add::<AdoptResponse>(&mut all);
+    add::<RefreshRequest>(&mut all);
+    add::<RefreshResponse>(&mut all);
+    add::<DeploymentRecord>(&mut all);
+    add::<DeploymentsResponse>(&mut all);
+    add::<SeederResult>(&mut all);
+    add::<PlanStep>(&mut all);
+    add::<Verification>(&mut all);
+    add::<DeployStatus>(&mut all);
+    add::<RequestStatus>(&mut all);
+    add::<DeploymentReport>(&mut all);
+    add::<DeployResponse>(&mut all);
+    add::<AdminDatabasesResponse>(&mut all);
+    add::<PlatformRegisterRequest>(&mut all);
+    add::<PlatformRegisterResponse>(&mut all);
+    add::<SchemaUploadResponse>(&mut all);
+    add::<SchemaInfo>(&mut all);
+    add::<SchemaListResponse>(&mut all);
+    add::<DatabaseInfo>(&mut all);
+    add::<DatabaseListResponse>(&mut all);
+    add::<PlatformSummary>(&mut all);
+    add::<PlatformsResponse>(&mut all);
+    add::<DatabaseCreateRequest>(&mut all);
+    add::<DatabaseCreateResponse>(&mut all);
+    add::<V2MigrateRequest>(&mut all);
+    add::<V2MigrateResponse>(&mut all);
+    let mut map = Map::new();
+    for (name, s) in all {
+        let mut v = serde_json::to_value(s).expect("schemas serialize");
+        if name.ends_with("Request") {
+            constrain(&mut v);
+        }
+        map.insert(name, v);
+    }
+    map.insert("UploadForm".into(), upload_form());
+    map.insert("SchemaUploadForm".into(), schema_upload_form());
+    map
+}
+
+fn flag_property(description: &str) -> Value {
+    let values: Vec<&str> = FLAG_TRUE.iter().chain(FLAG_FALSE).copied().collect();
+    json!({"type": "string", "enum": values, "description": description})
+}
+
+/// The multipart form of `/register` and `/migrate` (fields: [`UPLOAD_FIELDS`]).
+fn upload_form() -> Value {
+    let mut form = json!({
+        "type": "object",
+        "description": "multipart/form-data. A field the route does not define, or a field given twice, is refused (400).",
+        "additionalProperties": false,
+        "required": ["platform", "schema"],
+        "properties": {
+            "platform": {"type": "string"},
+            "tenant_id": {"type": "string", "description": "The tenant's database `{platform}_{tenant_id}`; absent = `{platform}_main` (`/register`), or every database of the platform (`/migrate`). The joined name must fit PostgreSQL's 63 bytes."},
+            "schema": {"type": "string", "format": "binary", "description": "tar.gz of the postgresql/ folder"},
+            "force": flag_property("Apply dataloss/incompatible tables/ changes; accept edited migrations."),
+            "dry_run": flag_property("Answer with the plan; change nothing.")
+        }
+    });
+    debug_assert_eq!(keys(&form), sorted(UPLOAD_FIELDS));
+    constrain(&mut form);
+    form
+}
+
+/// The multipart form of `POST /platform/{platform}/schema` ([`SCHEMA_UPLOAD_FIELDS`]).
+fn schema_upload_form() -> Value {
+    let mut form = json!({
+        "type": "object",
+        "description": "multipart/form-data: `schema_name` (or its alias `name`) and `schema` (or its alias `file`), one of each pair. A field the route does not define, or a field given twice, is refused (400).",
+        "additionalProperties": false,
+        "properties": {
+            "schema_name": {"type": "string"},
+            "name": {"type": "string", "description": "alias of schema_name"},
+            "schema": {"type": "string", "format": "binary", "description": "tar.gz of the postgresql/ folder"},
+            "file": {"type": "string", "format": "binary", "description": "alias of schema"}
+        }
+    });
+    debug_assert_eq!(keys(&form), sorted(SCHEMA_UPLOAD_FIELDS));
+    constrain(&mut form);
+    form
+}
+
+fn keys(form: &Value) -> Vec<String> {
+    form["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn sorted(fields: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Who may call an operation once tokens are configured.
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    /// Nobody is asked for a token.
+    Open,
+    /// `CALL_TOKENS`.
+    Call,
+    /// `ADMIN_TOKEN` (`/metrics`).
+    Metrics,
+    /// A deploy token of the platform, or the admin token.
+    Deploy,
+    /// The admin token only (operator routes).
+    Admin,
+}
+
+enum Body {
+    None,
+    Json(&'static str),
+    Form(&'static str),
+}
+
+struct Op {
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    description: &'static str,
+    auth: Auth,
+    body: Body,
+    /// (name, in, required, description)
+    params: &'static [(&'static str, &'static str, bool, &'static str)],
+    ok: (u16, &'static str, &'static str),
+    /// Route-specific answers: (status, description).
+    errors: &'static [(u16, &'static str)],
+}
+
+const NAMES_TEXT: &str = "Names: platform and schema names match `[a-z][a-z0-9_]*` (a platform at most 53 bytes, for its role names), tenant and database ids `[a-z0-9_-]+`, database names `[a-z][a-z0-9_-]*`, at most 63 bytes each; a database name joined from parts (`{platform}_{tenant_id}`, `{platform}_{schema_name}_{database_id}`) must fit 63 bytes too (400, never truncated).";
+
+const OPS: &[Op] = &[
+    Op {
+        path: "/call",
+        id: "call",
+        summary: "Call a stored function",
+        description: "Runs `SELECT * FROM function(params)` in the database named by `tenant_id` (a v1 tenant, `{platform}_{tenant_id}`; absent = `{platform}_main`) or by `database` (a full name the platform owns), not both. Answers every row as a JSON object. A database another platform owns answers exactly like a missing one.",
+        auth: Auth::Call,
+        body: Body::Json("CallRequest"),
+        params: &[],
+        ok: (200, "Rows as JSON objects", "CallResponse"),
+        errors: &[
+            (400, "invalid_request (unknown field, bad name, `tenant_id` and `database` both given, arguments that match no overload), or database_error with `sqlstate` for an error the caller caused (classes 22, 23, 2F, 44, P0: bad input, constraint violations, RAISE EXCEPTION)"),
+            (404, "database_not_found (also for a database another platform owns) or function_not_found"),
+            (500, "database_error: any other error PostgreSQL raised while running the function (`sqlstate` says which)"),
+            (503, "pool_exhausted (no connection within POOL_WAIT_TIMEOUT_MS) or database_unavailable (PostgreSQL refused or is unreachable)"),
+        ],
+    },
+    Op {
+        path: "/health",
+        id: "health",
+        summary: "Health and pool figures",
+        description: "Whether PostgreSQL and the migrator answer, and the connection pools' figures. Databases are named in `pools.databases` only for the admin token when ADMIN_TOKEN is set.",
+        auth: Auth::Open,
+        body: Body::None,
+        params: &[],
+        ok: (200, "Healthy", "HealthResponse"),
+        errors: &[(503, "PostgreSQL unreachable (the body is still a HealthResponse)")],
+    },
+    Op {
+        path: "/metrics",
+        id: "metrics",
+        summary: "Prometheus metrics (router and migrator)",
+        description: "Text exposition format. Requires the admin token when ADMIN_TOKEN is set.",
+        auth: Auth::Metrics,
+        body: Body::None,
+        params: &[],
+        ok: (200, "Text exposition format", "text/plain"),
+        errors: &[],
+    },
+    Op {
+        path: "/openapi.json",
+        id: "openapi",
+        summary: "This document",
+        description: "Generated from the code (`docs/openapi.json`).",
+        auth: Auth::Open,
+        body: Body::None,
+        params: &[],
+        ok: (200, "OpenAPI 3.1 document", "object"),
+        errors: &[],
+    },
+    Op {
+        path: "/register",
+        id: "register",
+        summary: "Create the database if missing and deploy a schema archive",
+        description: "Creates the platform's roles if needed, then `{platform}_{tenant_id}` (or `{platform}_main`) if missing, and deploys the archive into it in one transaction: nothing is changed unless everything applied.",
+        auth: Auth::Deploy,
+        body: Body::Form("UploadForm"),
+        params: &[],
+        ok: (200, "Deployed (or, with dry_run, the plan)", "DeployResponse"),
+        errors: &[
+            (400, "invalid_request: a bad form, name or archive (the message names the file and line)"),
+            (409, "database_already_exists (another platform owns the name), migration_failed (nothing was changed), or schema_validation_failed (dataloss or incompatible tables/ changes without force; `schema_validation` lists them)"),
+        ],
+    },
+    Op {
+        path: "/migrate",
+        id: "migrate",
+        summary: "Deploy a schema archive to one tenant or every database of the platform",
+        description: "Deploys into `{platform}_{tenant_id}`, or, without tenant_id, into every database the platform owns, each in its own transaction.",
+        auth: Auth::Deploy,
+        body: Body::Form("UploadForm"),
+        params: &[],
+        ok: (200, "Deployed (or, with dry_run, the plans)", "DeployResponse"),
+        errors: &[
+            (400, "invalid_request: a bad form, name or archive"),
+            (404, "database_not_found (also for a database another platform owns) or platform_not_found"),
+            (409, "migration_failed or schema_validation_failed (`details` holds the per-database results)"),
+        ],
+    },
+    Op {
+        path: "/admin/databases",
+        id: "adminDatabases",
+        summary: "Databases of a platform",
+        description: "Every database the control catalog attributes to the platform.",
+        auth: Auth::Deploy,
+        body: Body::None,
+        params: &[("platform", "query", true, "The platform")],
+        ok: (200, "Database names", "AdminDatabasesResponse"),
+        errors: &[(400, "invalid_request: platform missing or not a valid name, or an unknown query parameter")],
+    },
+    Op {
+        path: "/admin/create-tenant",
+        id: "createTenant",
+        summary: "Create a tenant database with the platform's last registered schema",
+        description: "Creates `{platform}_{tenant_id}` and deploys the archive the platform last registered into it.",
+        auth: Auth::Deploy,
+        body: Body::Json("CreateTenantRequest"),
+        params: &[],
+        ok: (201, "Created (or, with dry_run, the plan)", "DeployResponse"),
+        errors: &[
+            (404, "schema_not_found: the platform registered no schema yet (or is unknown)"),
+            (409, "database_already_exists or migration_failed"),
+        ],
+    },
+    Op {
+        path: "/admin/adopt",
+        id: "adopt",
+        summary: "Attribute existing databases to a platform and hand them to its roles (operator)",
+        description: "Records each database as the platform's in the control catalog and reassigns what the gateway's admin role owns in it to the platform's owner role.",
+        auth: Auth::Admin,
+        body: Body::Json("AdoptRequest"),
+        params: &[],
+        ok: (200, "Adopted", "AdoptResponse"),
+        errors: &[
+            (400, "invalid_request (also: a database the gateway keeps for itself)"),
+            (404, "database_not_found or platform_not_found"),
+            (409, "database_already_exists (another platform owns it)"),
+        ],
+    },
+    Op {
+        path: "/admin/refresh",
+        id: "refresh",
+        summary: "Make every router drop what it cached about a database (or a platform's databases) after DDL run by hand (operator)",
+        description: "Give `database` or `platform`. Announces a new generation of each database; every router drops its pool and function catalog for them.",
+        auth: Auth::Admin,
+        body: Body::Json("RefreshRequest"),
+        params: &[],
+        ok: (200, "Announced", "RefreshResponse"),
+        errors: &[(404, "database_not_found or platform_not_found")],
+    },
+    Op {
+        path: "/admin/deployments",
+        id: "deployments",
+        summary: "Deployment history, newest first (a deploy token sees its own platform's)",
+        description: "Every deployment and dry run the control catalog recorded.",
+        auth: Auth::Deploy,
+        body: Body::None,
+        params: &[
+            ("platform", "query", false, "Only this platform's"),
+            ("database", "query", false, "Only this database's"),
+            ("limit", "query", false, "At most this many (default 100, at most 10000)"),
+        ],
+        ok: (200, "Deployments", "DeploymentsResponse"),
+        errors: &[],
+    },
+    Op {
+        path: "/platforms",
+        id: "platforms",
+        summary: "Registered platforms (v2)",
+        description: "Every platform, with how many schemas it stored and databases it owns. A deploy token sees its own platform only.",
+        auth: Auth::Deploy,
+        body: Body::None,
+        params: &[],
+        ok: (200, "Platforms", "PlatformsResponse"),
+        errors: &[],
+    },
+    Op {
+        path: "/platform/register",
+        id: "platformRegister",
+        summary: "Register a platform (v2)",
+        description: "Records the platform and creates its PostgreSQL roles.",
+        auth: Auth::Deploy,
+        body: Body::Json("PlatformRegisterRequest"),
+        params: &[],
+        ok: (201, "Registered", "PlatformRegisterResponse"),
+        errors: &[(400, "invalid_request: a bad name, or the platform is already registered")],
+    },
+    Op {
+        path: "/platform/{platform}/schema",
+        id: "schemaUpload",
+        summary: "Upload a schema version (v2)",
+        description: "Stores the archive under `schema_name` after checking it (it is deployed by /database/create and /v2/migrate).",
+        auth: Auth::Deploy,
+        body: Body::Form("SchemaUploadForm"),
+        params: &[("platform", "path", true, "The platform")],
+        ok: (201, "Stored", "SchemaUploadResponse"),
+        errors: &[
+            (400, "invalid_request: a bad form, name or archive"),
+            (404, "platform_not_found"),
+        ],
+    },
+    Op {
+        path: "/platform/{platform}/schemas",
+        id: "schemas",
+        summary: "Stored schemas (v2)",
+        description: "The schemas stored for the platform.",
+        auth: Auth::Deploy,
+        body: Body::None,
+        params: &[("platform", "path", true, "The platform")],
+        ok: (200, "Schemas", "SchemaListResponse"),
+        errors: &[(404, "platform_not_found")],
+    },
+    Op {
+        path: "/platform/{platform}/databases",
+        id: "databases",
+        summary: "Databases created from stored schemas (v2)",
+        description: "The databases the platform created with /database/create, optionally of one schema.",
+        auth: Auth::Deploy,
+        body: Body::None,
+        params: &[
+            ("platform", "path", true, "The platform"),
+            ("schema", "query", false, "Only databases of this schema"),
+        ],
+        ok: (200, "Databases", "DatabaseListResponse"),
+        errors: &[(404, "platform_not_found")],
+    },
+    Op {
+        path: "/database/create",
+        id: "databaseCreate",
+        summary: "Create a database from a stored schema (v2)",
+        description: "Creates `{platform}_{schema_name}_{database_id}` and deploys the stored schema into it.",
+        auth: Auth::Deploy,
+        body: Body::Json("DatabaseCreateRequest"),
+        params: &[],
+        ok: (201, "Created (or, with dry_run, would_create)", "DatabaseCreateResponse"),
+        errors: &[
+            (404, "platform_not_found or schema_not_found"),
+            (409, "database_already_exists or migration_failed"),
+        ],
+    },
+    Op {
+        path: "/v2/migrate",
+        id: "v2Migrate",
+        summary: "Migrate the databases of a stored schema (v2)",
+        description: "Deploys the stored schema into one database (`database_id`) or every database created from it, each in its own transaction. With `Accept: application/x-ndjson` the answer streams one DeploymentReport line per database, then the summary line.",
+        auth: Auth::Deploy,
+        body: Body::Json("V2MigrateRequest"),
+        params: &[],
+        ok: (200, "All migrated (or dry_run plans)", "V2MigrateResponse"),
+        errors: &[
+            (404, "platform_not_found, schema_not_found or database_not_found"),
+            (409, "migration_failed or schema_validation_failed: `details` holds the V2MigrateResponse"),
+        ],
+    },
+];
+
+fn json_content(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn error_response(description: String) -> Value {
+    json!({"description": description, "content": json_content(reference("ErrorBody"))})
+}
+
+/// Every status an operation is documented to answer, with its description.
+fn responses(op: &Op, method: &str, served: Served) -> Map<String, Value> {
+    let mut out = Map::new();
+    let (status, text, what) = op.ok;
+    let content = match what {
+        "text/plain" => json!({"text/plain": {"schema": {"type": "string"}}}),
+        "object" => json_content(json!({"type": "object"})),
+        name if op.id == "v2Migrate" => json!({
+            "application/json": {"schema": reference(name)},
+            "application/x-ndjson": {"schema": {"type": "string"}}
+        }),
+        name => json_content(reference(name)),
+    };
+    out.insert(
+        status.to_string(),
+        json!({"description": text, "content": content}),
+    );
+    for (status, text) in op.errors {
+        let body = if op.id == "health" {
+            "HealthResponse"
+        } else {
+            "ErrorBody"
+        };
+        out.insert(
+            status.to_string(),
+            json!({"description": text, "content": json_content(reference(body))}),
+        );
+    }
+    let mut add = |status: u16, text: String| {
+        out.entry(status.to_string())
+            .or_insert_with(|| error_response(text));
+    };
+    if served == Served::Migrator {
+        add(400, "invalid_request: a field, form field or query parameter the route does not define (named, with the accepted ones), a field given twice, a wrongly typed value, a name breaking the naming rules".into());
+        add(503, "migrator_unavailable (the router cannot reach the migrator), or database_unavailable (the control catalog is not reachable)".into());
+    }
+    match op.auth {
+        Auth::Open => {}
+        Auth::Call => add(401, "unauthorized: CALL_TOKENS is set and the request has no token of this platform".into()),
+        Auth::Metrics => add(401, "unauthorized: ADMIN_TOKEN is set and the request lacks it".into()),
+        Auth::Deploy | Auth::Admin => add(401, "unauthorized: ADMIN_TOKEN or DEPLOY_TOKENS is set and the request has no token configured there".into()),
+    }
+    add(
+        403,
+        match op.auth {
+            Auth::Deploy => "forbidden: the client is outside ALLOWED_NETWORKS, or the deploy token is another platform's",
+            Auth::Admin => "forbidden: the client is outside ALLOWED_NETWORKS, or the token is not the admin token",
+            _ => "forbidden: the client is outside ALLOWED_NETWORKS",
+        }
+        .into(),
+    );
+    add(
+        405,
+        "method_not_allowed (the Allow header lists the methods)".into(),
+    );
+    if method == "post" {
+        add(
+            413,
+            match op.body {
+                Body::Form(_) => "payload_too_large: the archive is over ARCHIVE_MAX_COMPRESSED_BYTES, or expands over a cap",
+                _ if op.id == "call" => "payload_too_large: the body is over 1 MiB",
+                _ => "payload_too_large: the body is over 64 KiB",
+            }
+            .into(),
+        );
+    }
+    match op.body {
+        Body::Form(_) => add(
+            415,
+            "unsupported_media_type: not multipart/form-data".into(),
+        ),
+        Body::Json(_) if op.id == "call" => {
+            add(415, "unsupported_media_type: not application/json".into())
+        }
+        _ => {}
+    }
+    let mut sorted: Vec<(String, Value)> = out.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.into_iter().collect()
+}
+
+fn operation(op: &Op, method: &str, served: Served) -> Value {
+    let mut o = json!({
+        "operationId": op.id,
+        "summary": op.summary,
+        "description": op.description,
+        "responses": responses(op, method, served),
+    });
+    if op.auth != Auth::Open {
+        o["security"] = json!([{}, {"bearer": []}]);
+    }
+    if !op.params.is_empty() {
+        let params: Vec<Value> = op
+            .params
+            .iter()
+            .map(|(name, place, required, text)| {
+                let schema = match (*name, rule_of(name)) {
+                    ("limit", _) => json!({"type": "integer", "minimum": 1, "maximum": 10000}),
+                    ("schema", _) => with_rule(json!({"type": "string"}), &names::SCHEMA_NAME),
+                    (_, Some(rule)) => with_rule(json!({"type": "string"}), rule),
+                    (_, None) => json!({"type": "string"}),
+                };
+                json!({"name": name, "in": place, "required": required, "description": text, "schema": schema})
+            })
+            .collect();
+        o["parameters"] = Value::Array(params);
+    }
+    match op.body {
+        Body::None => {}
+        Body::Json(name) => {
+            o["requestBody"] = json!({"required": true, "content": json_content(reference(name))})
+        }
+        Body::Form(name) => {
+            o["requestBody"] = json!({"required": true, "content": {"multipart/form-data": {"schema": reference(name)}}})
+        }
+    }
+    o
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let op = OPS
+            .iter()
+            .find(|op| op.path == route.pattern)
+            .unwrap_or_else(|| panic!("no operation documented for {}", route.pattern));
+        let mut item = Map::new();
+        for method in route.methods {
+            let method = method.to_ascii_lowercase();
+            item.insert(method.clone(), operation(op, &method, route.served));
+        }
+        paths.insert(route.pattern.to_owned(), Value::Object(item));
+    }
+    assert_eq!(OPS.len(), ROUTES.len(), "an operation without a route");
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "StoneScriptDB Gateway",
+            "version": crate::VERSION,
+            "license": {"name": "MIT", "identifier": "MIT"},
+            "description": format!("PostgreSQL gateway and schema orchestrator for function-based platforms. /call, /health, /metrics and /openapi.json are served by stonescriptdb-router; every other route by stonescriptdb-migrator behind it. Every route answers 403 forbidden to clients outside ALLOWED_NETWORKS. Errors are an ErrorBody whose `error` is one of ErrorCode. Request bodies refuse fields they do not define. {NAMES_TEXT} This document is generated from the code (`cargo test -p stonescriptdb-tests --test openapi` rewrites docs/openapi.json).")
+        },
+        "servers": [{"url": "http://127.0.0.1:9000"}],
+        "paths": paths,
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Optional. CALL_TOKENS (per platform) for /call; DEPLOY_TOKENS (per platform) or ADMIN_TOKEN for schema routes once either is configured; ADMIN_TOKEN for operator routes and /metrics."
+                }
+            }
+        }
+    })
+}
