@@ -498,4 +498,65 @@ mod tests {
         cyc.sort();
         assert_eq!(cyc, ["a", "b"]);
     }
+
+    fn declared(text: &str) -> Model {
+        let file = SqlFile {
+            path: "tables/t.sql".into(),
+            statements: crate::sql::split_statements(text).unwrap(),
+            checksum: String::new(),
+        };
+        crate::sql::ddl::read_tables(&[file]).unwrap().model
+    }
+
+    #[test]
+    fn an_unchanged_table_plans_nothing() {
+        let m = declared("CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL);");
+        let (_, plan) = table_plan(&m, &m, &m);
+        assert!(plan.is_empty(), "{plan:?}");
+        assert_eq!(validation(&plan), SchemaValidation::default());
+    }
+
+    #[test]
+    fn changes_are_classified_into_the_validation_and_the_plan() {
+        let observed = declared("CREATE TABLE t (id int PRIMARY KEY, old text, n int);");
+        let desired = declared("CREATE TABLE t (id int PRIMARY KEY, n int, added text);");
+        let (_, plan) = table_plan(&desired, &observed, &observed);
+        let v = validation(&plan);
+        assert!(v.safe_changes.iter().any(|c| c.contains("added")), "{v:?}");
+        assert!(
+            v.dataloss_changes.iter().any(|c| c.contains("old")),
+            "{v:?}"
+        );
+        let steps = plan_steps(&plan);
+        assert_eq!(steps.len(), plan.len());
+        assert!(steps
+            .iter()
+            .all(|s| s.phase == "tables" && !s.sql.is_empty()));
+        let classes: Vec<_> = steps.iter().filter_map(|s| s.class.clone()).collect();
+        assert!(classes.contains(&"safe".to_string()) && classes.contains(&"dataloss".to_string()));
+        // a type change PostgreSQL cannot cast implicitly is incompatible
+        let desired = declared("CREATE TABLE t (id int PRIMARY KEY, old int[], n int);");
+        let (_, plan) = table_plan(&desired, &observed, &observed);
+        assert!(
+            !validation(&plan).incompatible_changes.is_empty(),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_constraint_the_database_names_otherwise_is_not_renamed() {
+        // the file leaves the primary key unnamed; the database calls it t_pk
+        let observed = declared("CREATE TABLE t (id int, CONSTRAINT t_pk PRIMARY KEY (id));");
+        let desired = declared("CREATE TABLE t (id int PRIMARY KEY);");
+        let (aligned, plan) = table_plan(&desired, &observed, &observed);
+        assert!(plan.is_empty(), "{plan:?}");
+        assert!(aligned
+            .tables
+            .values()
+            .next()
+            .unwrap()
+            .constraints
+            .iter()
+            .any(|c| c.name == "t_pk"));
+    }
 }

@@ -108,21 +108,113 @@ pub async fn verify(
         }
         let _ = tx.rollback().await;
     }
-    let v = Verification {
-        passed: false,
-        extensions_verified: missing_ext == 0,
-        types_verified: missing_types == 0,
-        tables_verified: missing_tables == 0 && tables_match,
-        seeders_verified: !unverifiable && results.iter().all(|s| s.missing == 0),
+    let found = Found {
+        missing_extensions: missing_ext,
+        missing_types,
+        missing_tables,
+        tables_match,
+        seeders_unverifiable: unverifiable,
     };
-    Ok((
+    Ok((found.verdict(&results), results))
+}
+
+/// What the checks found.
+struct Found {
+    missing_extensions: i64,
+    missing_types: i64,
+    missing_tables: i64,
+    /// Every declared table matches its declared model.
+    tables_match: bool,
+    /// A seeder could not even be evaluated.
+    seeders_unverifiable: bool,
+}
+
+impl Found {
+    /// Passed only when nothing is missing: every extension, type and
+    /// table, the tables as declared, every seeded row.
+    fn verdict(&self, seeders: &[SeederResult]) -> Verification {
+        let v = Verification {
+            passed: false,
+            extensions_verified: self.missing_extensions == 0,
+            types_verified: self.missing_types == 0,
+            tables_verified: self.missing_tables == 0 && self.tables_match,
+            seeders_verified: !self.seeders_unverifiable && seeders.iter().all(|s| s.missing == 0),
+        };
         Verification {
             passed: v.extensions_verified
                 && v.types_verified
                 && v.tables_verified
                 && v.seeders_verified,
             ..v
-        },
-        results,
-    ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_there() -> Found {
+        Found {
+            missing_extensions: 0,
+            missing_types: 0,
+            missing_tables: 0,
+            tables_match: true,
+            seeders_unverifiable: false,
+        }
+    }
+
+    fn seeded(missing: u64) -> Vec<SeederResult> {
+        vec![SeederResult {
+            table: "roles".into(),
+            present: 3 - missing,
+            missing,
+            ..SeederResult::default()
+        }]
+    }
+
+    #[test]
+    fn everything_there_passes() {
+        let v = all_there().verdict(&seeded(0));
+        assert!(v.passed && v.extensions_verified && v.types_verified);
+        assert!(v.tables_verified && v.seeders_verified);
+        assert!(all_there().verdict(&[]).passed, "a schema without seeders");
+    }
+
+    #[test]
+    fn anything_missing_fails_and_says_what() {
+        let v = Found {
+            missing_extensions: 1,
+            ..all_there()
+        }
+        .verdict(&[]);
+        assert!(!v.passed && !v.extensions_verified && v.types_verified);
+        let v = Found {
+            missing_types: 2,
+            ..all_there()
+        }
+        .verdict(&[]);
+        assert!(!v.passed && !v.types_verified && v.tables_verified);
+        let v = Found {
+            missing_tables: 1,
+            ..all_there()
+        }
+        .verdict(&[]);
+        assert!(!v.passed && !v.tables_verified);
+        // present, but no longer as declared (a column changed by hand)
+        let v = Found {
+            tables_match: false,
+            ..all_there()
+        }
+        .verdict(&[]);
+        assert!(!v.passed && !v.tables_verified && v.extensions_verified);
+        let v = all_there().verdict(&seeded(1));
+        assert!(!v.passed && !v.seeders_verified && v.tables_verified);
+        let v = Found {
+            seeders_unverifiable: true,
+            ..all_there()
+        }
+        .verdict(&seeded(0));
+        assert!(!v.passed && !v.seeders_verified);
+    }
 }
