@@ -1,18 +1,23 @@
 //! `POST /call`: run one function of one database and answer its rows.
 //!
-//! The hot path is one pooled connection and one round trip: the request's
-//! arguments travel as a single JSON text parameter, PostgreSQL converts each
-//! one to the function's declared type (`json_to_record` with the argument
-//! types from the catalog: arrays, composites, enums, domains, numerics of any
-//! precision...), runs the function and renders every row as JSON. The router
-//! never parses a value; it splices PostgreSQL's JSON text into the response.
-//! The statement is prepared once per connection and cached. Session state a
-//! function may leave behind (settings, temp tables, advisory locks, LISTEN)
-//! is reset by the end of the same statement (the after-call function), or,
-//! in databases deployed by older versions, by a reset pipelined after it.
-//! Where the after-call function is current, connections are shared between
-//! concurrent calls (`pool::Lease`).
+//! The hot path is one pooled connection and one round trip. Each argument
+//! travels as a parameter of its own in text format, cast to the type the
+//! catalog gives (`f($1::integer, $2::text)`), so PostgreSQL's input
+//! functions convert it as `json_to_record` would a JSON scalar; a call with
+//! an argument only `json_to_record` can build (arrays, composites, VARIADIC)
+//! sends the arguments as one JSON text parameter that PostgreSQL unpacks
+//! with the argument types from the catalog (arrays, composites, enums,
+//! domains, numerics of any precision...). PostgreSQL runs the function and
+//! renders every row as JSON: the router never parses a value; it splices
+//! PostgreSQL's JSON text into the response. Statements are prepared once per
+//! connection and kept in a bounded cache (least recently used out). Session
+//! state a function may leave behind (settings, temp tables, advisory locks,
+//! LISTEN) is reset by the end of the same statement (the after-call
+//! function), or, in databases deployed by older versions, by a reset
+//! pipelined after it. Where the after-call function is current, connections
+//! are shared between concurrent calls (`pool::Lease`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -21,8 +26,9 @@ use serde_json::value::RawValue;
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::CallRequest;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
 
-use crate::catalog::{self, Candidate, ResolveError, Shape};
+use crate::catalog::{self, Candidate, Passing, ResolveError, Shape};
 use crate::control::Control;
 use crate::error::RouterError;
 use crate::pool::{DbPool, Lease, Pools};
@@ -148,7 +154,7 @@ impl Call<'_> {
                 if reloaded == candidates {
                     return Err(RunError::Final(e));
                 }
-                conn.client.statement_cache.clear();
+                conn.statements.clear();
                 ctx.run(&reloaded).await
             }
             Err(e) => Err(e),
@@ -335,16 +341,32 @@ impl Ctx<'_> {
         } else {
             AFTER_CALL
         };
-        let (sql, param) = build(cand, self.args, after);
+        let (sql, bound) = build(cand, self.args, after);
         let client = &self.conn.client;
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| self.classify(cand, &e))?;
-        let p: Option<&str> = param.as_deref();
-        let one: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&p];
-        let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
-            if p.is_some() { &one } else { &[] };
+        let stmt = match self.conn.statements.get(&sql) {
+            Some(stmt) => stmt,
+            None => {
+                let stmt = client
+                    .prepare(&sql)
+                    .await
+                    .map_err(|e| self.classify(cand, &e))?;
+                self.conn.statements.put(sql, stmt.clone());
+                stmt
+            }
+        };
+        let json_param;
+        let refs: Vec<&(dyn ToSql + Sync)>;
+        let params: &[&(dyn ToSql + Sync)] = match &bound {
+            Bound::Json(p) => {
+                json_param = Some(p.as_str());
+                refs = vec![&json_param];
+                &refs
+            }
+            Bound::Text(values) => {
+                refs = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                &refs
+            }
+        };
         // With the database's after-call function, the cleanup is part of
         // the call statement: one round trip, one statement.
         let (result, reset) = if self.conn.after_call_fn {
@@ -422,7 +444,153 @@ fn stale_plan(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// The statement for one call form of `cand`, and its single JSON parameter.
+/// How a call's arguments are bound: one text parameter per argument, or
+/// all of them as one JSON parameter (none at all: `Text` of nothing).
+#[derive(Debug)]
+enum Bound<'a> {
+    Text(Vec<TextParam<'a>>),
+    Json(String),
+}
+
+/// An argument sent in text format, whatever the parameter's type:
+/// PostgreSQL's input function of the type reads it. `None` is NULL.
+#[derive(Debug)]
+struct TextParam<'a>(Option<Cow<'a, str>>);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(v) => {
+                out.extend_from_slice(v.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// The statement for one call form of `cand`, and how its arguments are bound.
+fn build<'a>(cand: &Candidate, args: &Args<'a>, after: &str) -> (String, Bound<'a>) {
+    match text_args(cand, args) {
+        Some((call_args, params)) => (
+            statement(cand, &call_args, None, after),
+            Bound::Text(params),
+        ),
+        None => {
+            let (sql, param) = build_json(cand, args, after);
+            match param {
+                Some(p) => (sql, Bound::Json(p)),
+                None => (sql, Bound::Text(Vec::new())),
+            }
+        }
+    }
+}
+
+/// The call's arguments as `$n::type` parameters in text format, or None
+/// when one of them must go the JSON way (see [`Passing`]).
+fn text_args<'a>(cand: &Candidate, args: &Args<'a>) -> Option<(String, Vec<TextParam<'a>>)> {
+    let mut call_args = String::new();
+    let mut params = Vec::new();
+    let mut push = |arg: &catalog::Arg, name: Option<&str>, raw: &'a str| -> Option<()> {
+        let value = text_value(arg.passing, raw)?;
+        if !params.is_empty() {
+            call_args.push_str(", ");
+        }
+        if let Some(n) = name {
+            let _ = write!(call_args, "{} => ", names::quote_ident(n));
+        }
+        params.push(TextParam(value));
+        let _ = write!(call_args, "${}::{}", params.len(), arg.type_sql);
+        Some(())
+    };
+    match args {
+        Args::Positional(values) if values.is_empty() => {}
+        _ if cand.variadic || cand.inlined_set => return None,
+        Args::Positional(values) => {
+            for (arg, raw) in cand.args.iter().zip(values) {
+                push(arg, None, raw)?;
+            }
+        }
+        Args::Named(map, _) => {
+            for (name, raw) in map {
+                let arg = cand.args.iter().find(|a| a.name == *name)?;
+                push(arg, Some(name), raw)?;
+            }
+        }
+    }
+    Some((call_args, params))
+}
+
+/// What `json_to_record` would hand an argument's input function, as text:
+/// `Some(None)` for NULL, None when the value must go the JSON way.
+fn text_value(passing: Passing, raw: &str) -> Option<Option<Cow<'_, str>>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    match passing {
+        Passing::Structured => None,
+        // json_to_record re-escapes a JSON string for json/jsonb, which may
+        // spell its escapes otherwise: those go the JSON way.
+        Passing::Json if raw.starts_with('"') && raw.contains('\\') => None,
+        Passing::Json => Some(Some(Cow::Borrowed(raw))),
+        Passing::Text if raw.starts_with('"') => {
+            let s = match serde_json::from_str::<&str>(raw) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(serde_json::from_str::<String>(raw).ok()?),
+            };
+            // a NUL cannot travel in text; json_to_record refuses it its own way
+            (!s.contains('\0')).then_some(Some(s))
+        }
+        Passing::Text => Some(Some(Cow::Borrowed(raw))),
+    }
+}
+
+/// The call statement of `cand` with `call_args`; `record` is the
+/// `json_to_record` column list when the arguments travel as JSON.
+fn statement(cand: &Candidate, call_args: &str, record: Option<&str>, after: &str) -> String {
+    let func = format!(
+        "{}.{}",
+        names::quote_ident(&cand.schema),
+        names::quote_ident(&cand.name)
+    );
+    // A void result is one null, whatever the language (PL/pgSQL's void
+    // renders as ""). The cast keeps the statement honest: once the
+    // function returns something else, it fails and the catalog is re-read.
+    let rows = if cand.returns_void {
+        format!(
+            "SELECT NULL::text AS {} FROM {func}({call_args}) AS _sdg_v(_sdg_void) WHERE _sdg_v._sdg_void::pg_catalog.void IS NULL OR true",
+            names::quote_ident(&cand.name)
+        )
+    } else {
+        format!("SELECT * FROM {func}({call_args})")
+    };
+    match record {
+        None => format!(
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM ({rows}) AS _sdg_r"
+        ),
+        Some(cols) => format!(
+            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} \
+             FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
+             LATERAL ({rows}) AS _sdg_r"
+        ),
+    }
+}
+
+/// The JSON way: the statement for one call form of `cand`, and its single JSON parameter.
 ///
 /// ```sql
 /// SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), <AFTER>
@@ -433,12 +601,7 @@ fn stale_plan(e: &tokio_postgres::Error) -> bool {
 /// `<AFTER>` ([`AFTER_CALL`]) is evaluated once the aggregate has consumed every
 /// row, i.e. after the function ran: it releases session advisory locks and
 /// says whether the session now holds temp tables or LISTEN registrations.
-fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<String>) {
-    let func = format!(
-        "{}.{}",
-        names::quote_ident(&cand.schema),
-        names::quote_ident(&cand.name)
-    );
+fn build_json(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<String>) {
     let mut cols = String::new();
     let mut call_args = String::new();
     let param = match args {
@@ -502,27 +665,8 @@ fn build(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<Stri
             Some((*raw).to_owned())
         }
     };
-    // A void result is one null, whatever the language (PL/pgSQL's void
-    // renders as ""). The cast keeps the statement honest: once the
-    // function returns something else, it fails and the catalog is re-read.
-    let rows = if cand.returns_void {
-        format!(
-            "SELECT NULL::text AS {} FROM {func}({call_args}) AS _sdg_v(_sdg_void) WHERE _sdg_v._sdg_void::pg_catalog.void IS NULL OR true",
-            names::quote_ident(&cand.name)
-        )
-    } else {
-        format!("SELECT * FROM {func}({call_args})")
-    };
-    let sql = match &param {
-        None => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM ({rows}) AS _sdg_r"
-        ),
-        Some(_) => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} \
-             FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
-             LATERAL ({rows}) AS _sdg_r"
-        ),
-    };
+    let record = param.as_ref().map(|_| cols.as_str());
+    let sql = statement(cand, &call_args, record, after);
     (sql, param)
 }
 
@@ -581,6 +725,11 @@ pub fn fuzz_entry(body: &[u8]) {
         type_sql: ty.into(),
         category: cat,
         pseudo: false,
+        passing: if cat == b'A' {
+            Passing::Structured
+        } else {
+            Passing::Text
+        },
     };
     let candidates = vec![
         Candidate {
@@ -592,6 +741,7 @@ pub fn fuzz_entry(body: &[u8]) {
             n_defaults: 1,
             variadic: false,
             returns_void: false,
+            inlined_set: false,
         },
         Candidate {
             oid: 2,
@@ -602,6 +752,7 @@ pub fn fuzz_entry(body: &[u8]) {
             n_defaults: 0,
             variadic: true,
             returns_void: false,
+            inlined_set: false,
         },
         Candidate {
             oid: 3,
@@ -612,6 +763,7 @@ pub fn fuzz_entry(body: &[u8]) {
             n_defaults: 0,
             variadic: false,
             returns_void: true,
+            inlined_set: false,
         },
     ];
     let names_vec: Vec<&str>;
@@ -623,11 +775,20 @@ pub fn fuzz_entry(body: &[u8]) {
         }
     };
     if let Ok(c) = catalog::resolve(&candidates, &shape) {
-        let (sql, param) = build(c, &args, AFTER_CALL);
+        let (sql, bound) = build(c, &args, AFTER_CALL);
         assert!(sql.starts_with("SELECT string_agg("));
-        if let Some(p) = param {
+        match bound {
             // the parameter is always valid JSON
-            assert!(serde_json::from_str::<serde_json::Value>(&p).is_ok(), "{p}");
+            Bound::Json(p) => {
+                assert!(serde_json::from_str::<serde_json::Value>(&p).is_ok(), "{p}")
+            }
+            // one parameter per argument, each placeholder in the statement
+            Bound::Text(values) => {
+                for n in 1..=values.len() {
+                    assert!(sql.contains(&format!("${n}::")), "{sql}");
+                }
+                assert!(!sql.contains(&format!("${}::", values.len() + 1)), "{sql}");
+            }
         }
     }
 }
@@ -650,11 +811,17 @@ mod tests {
                     type_sql: t.to_string(),
                     category: b'S',
                     pseudo: false,
+                    passing: match *t {
+                        "jsonb" | "json" => Passing::Json,
+                        t if t.ends_with("[]") => Passing::Structured,
+                        _ => Passing::Text,
+                    },
                 })
                 .collect(),
             n_defaults: 0,
             variadic,
             returns_void: false,
+            inlined_set: false,
         }
     }
 
@@ -662,7 +829,7 @@ mod tests {
     fn positional_values_are_bound_not_spliced() {
         let c = cand(&[("id", "integer"), ("tag", "text")], false);
         let evil = r#""x'); DROP TABLE users; --""#;
-        let (sql, param) = build(&c, &Args::Positional(vec!["1", evil]), AFTER_CALL);
+        let (sql, param) = build_json(&c, &Args::Positional(vec!["1", evil]), AFTER_CALL);
         assert!(!sql.contains("DROP"), "{sql}");
         assert!(sql.contains(r#"_sdg_a("1" integer, "2" text)"#), "{sql}");
         assert!(
@@ -687,8 +854,8 @@ mod tests {
 
     #[test]
     fn no_args_has_no_parameter() {
-        let (sql, param) = build(&cand(&[], false), &Args::Positional(vec![]), AFTER_CALL);
-        assert!(param.is_none());
+        let (sql, bound) = build(&cand(&[], false), &Args::Positional(vec![]), AFTER_CALL);
+        assert!(matches!(bound, Bound::Text(v) if v.is_empty()));
         assert!(sql.contains(r#"FROM "public"."get_user"()"#), "{sql}");
     }
 
@@ -697,7 +864,7 @@ mod tests {
         let c = cand(&[("id", "integer"), ("tag", "text")], false);
         let raw = r#"{"tag":"a","id":1}"#;
         let map: BTreeMap<&str, &str> = [("tag", "\"a\""), ("id", "1")].into_iter().collect();
-        let (sql, param) = build(&c, &Args::Named(map, raw), AFTER_CALL);
+        let (sql, param) = build_json(&c, &Args::Named(map, raw), AFTER_CALL);
         assert!(
             sql.contains(r#""id" => _sdg_a."id", "tag" => _sdg_a."tag""#),
             "{sql}"
@@ -708,10 +875,95 @@ mod tests {
     #[test]
     fn variadic_spread_is_packed_into_an_array() {
         let c = cand(&[("p", "text"), ("xs", "integer[]")], true);
-        let (sql, param) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]), AFTER_CALL);
+        let (sql, bound) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]), AFTER_CALL);
         assert!(sql.contains(r#"VARIADIC _sdg_a."2""#), "{sql}");
-        assert_eq!(param.unwrap(), r#"{"1":"a","2":[1,2]}"#);
-        let (_, param) = build(&c, &Args::Positional(vec!["\"a\"", "[3,4]"]), AFTER_CALL);
+        assert!(matches!(bound, Bound::Json(p) if p == r#"{"1":"a","2":[1,2]}"#));
+        let (_, param) = build_json(&c, &Args::Positional(vec!["\"a\"", "[3,4]"]), AFTER_CALL);
         assert_eq!(param.unwrap(), r#"{"1":"a","2":[3,4]}"#);
+    }
+
+    fn texts(bound: Bound<'_>) -> Vec<Option<String>> {
+        match bound {
+            Bound::Text(v) => v.into_iter().map(|p| p.0.map(Cow::into_owned)).collect(),
+            Bound::Json(p) => panic!("went the JSON way: {p}"),
+        }
+    }
+
+    #[test]
+    fn scalar_arguments_are_text_parameters_of_the_declared_types() {
+        let c = cand(
+            &[("id", "integer"), ("tag", "text"), ("meta", "jsonb")],
+            false,
+        );
+        let evil = r#""x'); DROP TABLE users; --""#;
+        let (sql, bound) = build(
+            &c,
+            &Args::Positional(vec!["1", evil, "{\"a\": [1]}"]),
+            AFTER_CALL,
+        );
+        assert!(
+            !sql.contains("DROP") && !sql.contains("json_to_record"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r#"FROM "public"."get_user"($1::integer, $2::text, $3::jsonb)"#),
+            "{sql}"
+        );
+        let v = texts(bound);
+        assert_eq!(v[0].as_deref(), Some("1"));
+        assert_eq!(v[1].as_deref(), Some("x'); DROP TABLE users; --"));
+        assert_eq!(v[2].as_deref(), Some("{\"a\": [1]}"));
+    }
+
+    #[test]
+    fn text_values_are_what_json_to_record_would_read() {
+        let t = |raw| text_value(Passing::Text, raw);
+        assert_eq!(t("null"), Some(None));
+        assert_eq!(t("12.50"), Some(Some("12.50".into())));
+        assert_eq!(t("true"), Some(Some("true".into())));
+        assert_eq!(t(r#""a\"b\u00e9""#), Some(Some("a\"bé".into())));
+        // an object for a text argument: its JSON text
+        assert_eq!(t(r#"{"k":1}"#), Some(Some(r#"{"k":1}"#.into())));
+        // a NUL cannot be a text parameter
+        assert_eq!(t(r#""a\u0000b""#), None);
+        let j = |raw| text_value(Passing::Json, raw);
+        assert_eq!(j(r#""plain""#), Some(Some(r#""plain""#.into())));
+        assert_eq!(
+            j(r#""\u00e9""#),
+            None,
+            "escapes are the JSON way's to spell"
+        );
+        assert_eq!(j("null"), Some(None));
+        assert_eq!(text_value(Passing::Structured, "[1]"), None);
+        assert_eq!(text_value(Passing::Structured, "null"), Some(None));
+    }
+
+    #[test]
+    fn arrays_composites_and_variadic_go_the_json_way() {
+        let c = cand(&[("id", "integer"), ("tags", "text[]")], false);
+        let (sql, bound) = build(&c, &Args::Positional(vec!["1", r#"["a"]"#]), AFTER_CALL);
+        assert!(
+            sql.contains("json_to_record") && matches!(bound, Bound::Json(_)),
+            "{sql}"
+        );
+        // unless the array argument is null
+        let (_, bound) = build(&c, &Args::Positional(vec!["1", "null"]), AFTER_CALL);
+        assert_eq!(texts(bound), [Some("1".to_string()), None]);
+        let v = cand(&[("p", "text"), ("xs", "integer[]")], true);
+        let (_, bound) = build(&v, &Args::Positional(vec!["\"a\""]), AFTER_CALL);
+        assert!(matches!(bound, Bound::Json(_)));
+    }
+
+    #[test]
+    fn named_scalar_arguments_are_named_parameters() {
+        let c = cand(&[("id", "integer"), ("tag", "text")], false);
+        let raw = r#"{"tag":"a","id":1}"#;
+        let map: BTreeMap<&str, &str> = [("tag", "\"a\""), ("id", "1")].into_iter().collect();
+        let (sql, bound) = build(&c, &Args::Named(map, raw), AFTER_CALL);
+        assert!(
+            sql.contains(r#"("id" => $1::integer, "tag" => $2::text)"#),
+            "{sql}"
+        );
+        assert_eq!(texts(bound), [Some("1".to_string()), Some("a".to_string())]);
     }
 }

@@ -29,6 +29,11 @@ pub struct Candidate {
     pub variadic: bool,
     /// `RETURNS void`: answered as `{"<name>": null}` whatever the language.
     pub returns_void: bool,
+    /// A set-returning SQL function. PostgreSQL inlines it into the call
+    /// statement, so with arguments as parameters its plan would depend on
+    /// their values and be made again at every call (a custom plan); such
+    /// calls go the JSON way, whose plan is made once.
+    pub inlined_set: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,25 @@ pub struct Arg {
     pub category: u8,
     /// A pseudo-type (anyelement, anyarray, ...): no JSON value converts to it.
     pub pseudo: bool,
+    /// How a JSON value of this argument reaches the function.
+    pub passing: Passing,
+}
+
+/// How an argument's JSON value is handed to PostgreSQL. Whatever the way,
+/// the function receives what `json_to_record` would make of the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passing {
+    /// A parameter of its own in text format, converted by the type's input
+    /// function, exactly as `json_to_record` converts a JSON scalar: a string
+    /// without its quotes and escapes, other values as written (base types,
+    /// enums, ranges and one domain over them; not arrays).
+    Text,
+    /// `json`/`jsonb` (or a domain over them): the JSON text as written.
+    Json,
+    /// Arrays, composites, pseudo-types, nested domains: only
+    /// `json_to_record` builds these from JSON, so a call with such an
+    /// argument goes the JSON way.
+    Structured,
 }
 
 impl Candidate {
@@ -104,7 +128,17 @@ SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
              JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o),
        ARRAY(SELECT ty.typtype = 'p' FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
              JOIN pg_type ty ON ty.oid = a.t ORDER BY a.o),
-       p.prorettype = 'pg_catalog.void'::pg_catalog.regtype
+       p.prorettype = 'pg_catalog.void'::pg_catalog.regtype,
+       ARRAY(SELECT CASE
+                WHEN b.typtype = 'd' OR b.typtype NOT IN ('b', 'e', 'r', 'm') THEN 's'
+                WHEN b.oid IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype) THEN 'j'
+                WHEN b.typcategory = 'A' THEN 's'
+                ELSE 't' END
+             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)
+             JOIN pg_type ty ON ty.oid = a.t
+             JOIN pg_type b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
+             ORDER BY a.o),
+       p.proretset AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql')
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.prokind = 'f'
@@ -136,6 +170,7 @@ pub async fn lookup(
         let types: Vec<String> = r.get(7);
         let cats: Vec<String> = r.get(8);
         let pseudo: Vec<bool> = r.get(9);
+        let passing: Vec<String> = r.get(11);
         let args = types
             .into_iter()
             .enumerate()
@@ -144,6 +179,11 @@ pub async fn lookup(
                 type_sql,
                 category: cats.get(i).and_then(|c| c.bytes().next()).unwrap_or(b'X'),
                 pseudo: pseudo.get(i).copied().unwrap_or(false),
+                passing: match passing.get(i).map(String::as_str) {
+                    Some("t") => Passing::Text,
+                    Some("j") => Passing::Json,
+                    _ => Passing::Structured,
+                },
             })
             .collect();
         out.push(Candidate {
@@ -154,6 +194,7 @@ pub async fn lookup(
             n_defaults: r.get::<_, i32>(4).max(0) as usize,
             variadic: r.get(5),
             returns_void: r.get(10),
+            inlined_set: r.get(12),
             args,
         });
     }
@@ -338,11 +379,13 @@ mod tests {
                     type_sql: t.to_string(),
                     category: *c,
                     pseudo: false,
+                    passing: Passing::Text,
                 })
                 .collect(),
             n_defaults,
             variadic,
             returns_void: false,
+            inlined_set: false,
         }
     }
 

@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
@@ -39,7 +39,7 @@ use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Statement};
 
 use crate::average::MovingAverage;
 use crate::catalog::FunctionCache;
@@ -68,7 +68,85 @@ pub struct Conn {
     /// their next deployment; calls there use a separate reset statement and
     /// a connection of their own.
     pub after_call_fn: bool,
+    /// The call statements prepared on this connection.
+    pub statements: Lru<Statement>,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Call statements kept prepared per connection: one per function and
+/// argument shape (positional count, or set of names). A caller cycling
+/// through many shapes pushes the least recently used out (PostgreSQL then
+/// deallocates it) instead of growing the session without bound.
+pub const STATEMENTS_PER_CONNECTION: usize = 256;
+
+/// A small least-recently-used map from SQL text to `V`, shared by the calls
+/// of one connection (a lane serves several at once).
+pub struct Lru<V> {
+    // boxed: a connection (and with it `Lease`) stays small
+    inner: Box<Mutex<LruInner<V>>>,
+    capacity: usize,
+}
+
+struct LruInner<V> {
+    map: HashMap<String, (V, u64)>,
+    tick: u64,
+}
+
+impl<V: Clone> Lru<V> {
+    pub fn new(capacity: usize) -> Self {
+        Lru {
+            inner: Box::new(Mutex::new(LruInner {
+                map: HashMap::new(),
+                tick: 0,
+            })),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<V> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        g.map.get_mut(key).map(|(v, used)| {
+            *used = tick;
+            v.clone()
+        })
+    }
+
+    pub fn put(&self, key: String, value: V) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        if g.map.len() >= self.capacity && !g.map.contains_key(&key) {
+            // evicting scans the map: only when full, and the map is small
+            if let Some(oldest) = g
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            {
+                g.map.remove(&oldest);
+            }
+        }
+        g.map.insert(key, (value, tick));
+    }
+
+    pub fn clear(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .clear();
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
+    }
 }
 
 /// Why a connection could not be created.
@@ -108,6 +186,7 @@ impl managed::Manager for Mgr {
         Ok(Conn {
             client,
             after_call_fn,
+            statements: Lru::new(STATEMENTS_PER_CONNECTION),
             _permit: permit,
         })
     }
@@ -160,6 +239,9 @@ pub struct Lane {
 }
 
 /// A connection for one call: a share of a lane or a connection of its own.
+// A lease lives for one call on the stack; boxing the connection would cost
+// an allocation per call for a few hundred bytes moved once.
+#[allow(clippy::large_enum_variant)]
 pub enum Lease {
     Lane(LaneUse),
     Own(PooledConn),
@@ -698,5 +780,34 @@ impl Pools {
             exhausted_total: self.exhausted.load(Ordering::Relaxed),
             databases,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lru;
+
+    #[test]
+    fn the_least_recently_used_statement_goes_first() {
+        let lru = Lru::new(3);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            lru.put(k.to_string(), i);
+        }
+        assert_eq!(lru.get("a"), Some(0)); // a is now the most recent
+        lru.put("d".into(), 3); // b, the least recently used, goes
+        assert_eq!(lru.len(), 3);
+        assert_eq!(lru.get("b"), None);
+        assert_eq!(
+            (lru.get("a"), lru.get("c"), lru.get("d")),
+            (Some(0), Some(2), Some(3))
+        );
+        lru.put("c".into(), 20); // replacing keeps the size
+        assert_eq!((lru.len(), lru.get("c")), (3, Some(20)));
+        for i in 0..1000 {
+            lru.put(format!("k{i}"), i);
+        }
+        assert_eq!(lru.len(), 3, "bounded whatever the number of shapes");
+        lru.clear();
+        assert_eq!(lru.len(), 0);
     }
 }

@@ -5,6 +5,9 @@ Starts a throwaway PostgreSQL cluster and the release gateway, then measures
 in one run on this machine:
   * pgbench (prepared `SELECT ping()`) vs /call of ping() through the router
     with wrk, at 1, 8, 32 and 64 clients: req/s, p50/p99/p999, ratio;
+  * /call with arguments (add_them(1, 2), six mixed arguments, ten_rows(10))
+    against pgbench running the same prepared statement with the same values,
+    at 1 and 8 clients, with PostgreSQL's CPU time per call;
   * /call of a function returning 100 rows of mixed types;
   * /call round-robin over 50 tenant databases (pool churn);
   * the router's /call p99 while the migrator migrates 200 tenant databases,
@@ -23,6 +26,7 @@ PG_BIN = os.environ["PG_BIN_DIR"]
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32,64").split(",")]
 # BENCH_ONLY=call: the trivial /call against pgbench only (back-to-back comparisons);
+# BENCH_ONLY=args: the calls with arguments against pgbench only;
 # BENCH_ONLY=deploy: the cost of deploying only (one full deployment of the shop
 # fixture, and re-migrating an unchanged schema across 200 databases), ROUNDS times
 ONLY = os.environ.get("BENCH_ONLY", "")
@@ -145,6 +149,12 @@ SCHEMA = {
                timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour', ARRAY['a', 'b' || g],
                jsonb_build_object('n', g, 'even', g % 2 = 0)
         FROM generate_series(1, 100) g $$;""",
+    "functions/add_them.sql": "CREATE OR REPLACE FUNCTION add_them(a int DEFAULT 1, b int DEFAULT 2) RETURNS int "
+                              "LANGUAGE sql AS $$ SELECT a + b $$;",
+    "functions/six_args.sql": """CREATE OR REPLACE FUNCTION six_args(n int, t text, amount numeric, id uuid, at timestamptz, meta jsonb)
+      RETURNS int LANGUAGE sql AS $$ SELECT n + length(t) + amount::int + length(id::text) + extract(day FROM at)::int + jsonb_array_length(meta -> 'k') $$;""",
+    "functions/ten_rows.sql": """CREATE OR REPLACE FUNCTION ten_rows(n int) RETURNS TABLE (id int, name text, price numeric(10,2))
+      LANGUAGE sql STABLE AS $$ SELECT g, 'item ' || g, (g * 1.25)::numeric(10,2) FROM generate_series(1, n) g $$;""",
     "tables/items.sql": "CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT NOT NULL);",
     "migrations/001_seed.sql": "INSERT INTO items (name) SELECT 'i' || g FROM generate_series(1, 100) g;",
 }
@@ -253,6 +263,70 @@ def machine_cpu_seconds():
     return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds():
+    """CPU time of every PostgreSQL process so far, with the time of the
+    backends that already ended (the postmaster's children's time)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if data[data.index("(") + 1:data.rindex(")")] != "postgres":
+            continue
+        fields = data.rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# Calls with arguments: (name, /call body, the same call as pgbench's prepared SQL)
+ARG_CALLS = [
+    ("add_them(1, 2)", {"platform": "bench", "function": "add_them", "params": [1, 2]},
+     "SELECT add_them(1, 2);"),
+    ("six_args(int, text, numeric, uuid, timestamptz, jsonb)",
+     {"platform": "bench", "function": "six_args",
+      "params": [42, "hello", 12.50, "3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b", "2024-01-02T03:04:05+02:00", {"k": [1, 2]}]},
+     "SELECT six_args(42, 'hello', 12.50, '3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b', '2024-01-02T03:04:05+02:00', '{\"k\": [1, 2]}');"),
+    ("ten_rows(10)", {"platform": "bench", "function": "ten_rows", "params": [10]},
+     "SELECT * FROM ten_rows(10);"),
+]
+
+
+def calls_with_arguments(pg, gw, results):
+    """Each ARG_CALLS function at 1 and 8 clients, ROUNDS pgbench / wrk
+    pairs back to back (the pair with the median ratio is reported), with
+    PostgreSQL's CPU time per call (and per pgbench transaction) and the
+    router's."""
+    out = []
+    for name, body, sql in ARG_CALLS:
+        status, answer = gw.post("/call", body)
+        assert status == 200, answer
+        for c in [c for c in CLIENTS if c in (1, 8)] or [1, 8]:
+            pairs = []
+            for _ in range(ROUNDS):
+                p0 = postgres_cpu_seconds()
+                pgb = pgbench(pg, "bench_main", c, SECONDS, sql)
+                time.sleep(1)  # pgbench's backends end, and their time reaches the postmaster
+                pg_cpu_pgbench = postgres_cpu_seconds() - p0
+                p0, r0 = postgres_cpu_seconds(), gw.cpu_seconds()
+                w = wrk(gw.url + "/call", c, SECONDS, call_script(body))
+                pg_cpu, router_cpu = postgres_cpu_seconds() - p0, gw.cpu_seconds() - r0
+                n = max(w["requests"], 1)
+                pairs.append({"call": name, "clients": c, "pgbench_tps": pgb["tps"], "gateway_rps": w["rps"],
+                              "ratio": w["rps"] / pgb["tps"], "gateway_p50_ms": w["p50_ms"], "gateway_p99_ms": w["p99_ms"],
+                              "non_2xx": w["non_2xx"] + w["socket_errors"],
+                              "postgres_cpu_us_per_call": pg_cpu * 1e6 / n,
+                              "postgres_cpu_us_per_pgbench_transaction": pg_cpu_pgbench * 1e6 / max(pgb["tps"] * SECONDS, 1),
+                              "router_cpu_us_per_request": router_cpu * 1e6 / n})
+            row = sorted(pairs, key=lambda r: r["ratio"])[len(pairs) // 2]
+            row["ratios_of_all_rounds"] = [r["ratio"] for r in pairs]
+            out.append(row)
+    results["calls_with_arguments"] = out
+
+
 def shop_fixture():
     root = os.path.join(ROOT, "tests", "fixtures", "shop", "postgresql")
     files = {}
@@ -318,6 +392,9 @@ def main():
         if ONLY == "deploy":
             deploy_costs(gw, results)
             return report(results)
+        if ONLY == "args":
+            calls_with_arguments(pg, gw, results)
+            return report(results)
 
         # 1. trivial function: pgbench vs /call. This machine's throughput
         # drifts by 10-20% between 10-second runs, so each client count runs
@@ -342,6 +419,9 @@ def main():
         results["router_rss_kib"] = gw.rss_kib()
         if ONLY_CALL:
             return report(results)
+
+        # 1b. calls with arguments
+        calls_with_arguments(pg, gw, results)
 
         # 2. 100 rows of mixed types
         pgb = pgbench(pg, "bench_main", 8, SECONDS, "SELECT * FROM rows100();")
@@ -466,12 +546,28 @@ end
     return report(results)
 
 
+def report_args(results):
+    print("\ncalls with arguments | clients | pgbench tps | /call req/s |  ratio | p99 ms | PostgreSQL CPU us/call "
+          "(pgbench) | router CPU us/req | errors | ratios of the rounds")
+    for r in results["calls_with_arguments"]:
+        print(f"{r['call'][:20]:>20} | {r['clients']:>7} | {r['pgbench_tps']:>11.0f} | {r['gateway_rps']:>11.0f} | "
+              f"{r['ratio']:>6.1%} | {r['gateway_p99_ms']:>6.2f} | {r['postgres_cpu_us_per_call']:>8.1f} "
+              f"({r['postgres_cpu_us_per_pgbench_transaction']:>5.1f}) | {r['router_cpu_us_per_request']:>17.1f} | "
+              f"{r['non_2xx']:>6} | " + " ".join(f"{x:.1%}" for x in r["ratios_of_all_rounds"]))
+
+
 def report(results):
     out_dir = os.path.join(ROOT, "bench-results")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, time.strftime("bench-%Y%m%d-%H%M%S.json"))
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
+    if ONLY == "args":
+        print(f"\nStoneScriptDB Gateway calls with arguments (commit {results['git_commit']}, {SECONDS}s per phase, "
+              f"{ROUNDS} rounds)")
+        report_args(results)
+        print(f"\nwritten to {path}")
+        return 0
     if ONLY == "deploy":
         print(f"\nStoneScriptDB Gateway deployment costs (commit {results['git_commit']})")
         for r in results["full_deployment"]:
@@ -494,6 +590,7 @@ def report(results):
     if ONLY_CALL:
         print(f"\nrouter RSS after the load: {results['router_rss_kib'] / 1024:.1f} MiB\n\nwritten to {path}")
         return 0
+    report_args(results)
     r = results["rows100"]
     print(f"\n100 rows of mixed types (8 clients): pgbench {r['pgbench_tps']:.0f} tps, /call {r['gateway_rps']:.0f} req/s "
           f"({r['ratio']:.1%}), p99 {r['gateway_p99_ms']:.2f} ms")

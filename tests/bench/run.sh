@@ -10,6 +10,8 @@
 #   BENCH_ROUNDS=1 tests/bench/run.sh  # one pgbench / wrk pair per client count
 #   BENCH_CLIENTS=1,8 BENCH_ONLY=call tests/bench/run.sh
 #                                      # the trivial /call against pgbench only
+#   BENCH_ONLY=args tests/bench/run.sh
+#                                      # the calls with arguments against pgbench only
 #   BENCH_ONLY=deploy tests/bench/run.sh
 #                                      # deploying only: a full deployment and an unchanged
 #                                      # re-migration of 200 databases, BENCH_ROUNDS times

@@ -706,3 +706,116 @@ async fn replaced_function_works_on_next_call_without_restart() {
         "{b}"
     );
 }
+
+/// Arguments travel as text parameters when every one is a scalar of a type
+/// its input function reads, and as one JSON parameter otherwise (an array
+/// argument, a composite, VARIADIC). Both ways must answer alike, value for
+/// value and error for error: each type has a function taking it alone
+/// (text way) and one also taking an array, given one (JSON way).
+#[tokio::test]
+async fn text_and_json_argument_passing_answer_alike() {
+    let (db, gw) = setup().await;
+    let p = db.platform.as_str();
+    let types = [
+        "integer",
+        "bigint",
+        "numeric",
+        "real",
+        "boolean",
+        "text",
+        "character varying(3)",
+        "uuid",
+        "date",
+        "timestamptz",
+        "interval",
+        "json",
+        "jsonb",
+        "bytea",
+        "int4range",
+        "posint",
+        "mood2",
+        "jsondom",
+    ];
+    let mut sql = String::from(
+        "CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+         CREATE TYPE mood2 AS ENUM ('sad', 'ok', 'it''s fine');
+         CREATE DOMAIN jsondom AS jsonb;\n",
+    );
+    for (i, t) in types.iter().enumerate() {
+        sql.push_str(&format!(
+            "CREATE FUNCTION eq_t{i}(v {t}) RETURNS {t} LANGUAGE sql AS $$ SELECT v $$;
+             CREATE FUNCTION eq_j{i}(v {t}, pad int[]) RETURNS {t} LANGUAGE sql AS $$ SELECT v $$;\n"
+        ));
+    }
+    db.exec(&sql).await;
+    let values = [
+        json!(1),
+        json!(-7),
+        json!(1.5),
+        json!("12"),
+        json!(" 42 "),
+        json!("abc"),
+        json!(""),
+        json!(true),
+        json!("yes"),
+        json!(null),
+        json!({"a": [1, "x"]}),
+        json!([1, 2]),
+        json!("caf\u{e9} \"q\" \\"),
+        json!("a\u{0}b"),
+        json!("3f2b8c1e-0d4a-4b7e-9a61-2c5d8e9f0a1b"),
+        json!("2024-02-29T10:00:00+02"),
+        json!("1 day"),
+        json!("[1,5)"),
+        json!("\\x00ff"),
+        json!("it's fine"),
+        json!("1e3"),
+        json!(12345678901234567890u64),
+    ];
+    for (i, t) in types.iter().enumerate() {
+        for v in &values {
+            let (st, bt) = gw.call(p, &format!("eq_t{i}"), json!([v])).await;
+            let (sj, bj) = gw.call(p, &format!("eq_j{i}"), json!([v, [1]])).await;
+            let what = format!("{t} given {v}: text way {st} {bt}, JSON way {sj} {bj}");
+            assert_eq!(st, sj, "{what}");
+            if st == 200 {
+                assert_eq!(
+                    bt["rows"][0][format!("eq_t{i}")],
+                    bj["rows"][0][format!("eq_j{i}")],
+                    "{what}"
+                );
+            } else {
+                assert_eq!(
+                    (&bt["error"], &bt["sqlstate"]),
+                    (&bj["error"], &bj["sqlstate"]),
+                    "{what}"
+                );
+            }
+        }
+    }
+    // and the two ways really are two: the statements as PostgreSQL got them
+    db.exec(
+        "CREATE FUNCTION stmt_t(v int) RETURNS text LANGUAGE sql AS $$ SELECT current_query() $$;
+         CREATE FUNCTION stmt_j(v int, pad int[]) RETURNS text LANGUAGE sql AS $$ SELECT current_query() $$;",
+    )
+    .await;
+    let (_, b) = gw.call(p, "stmt_t", json!([1])).await;
+    let text_way = b["rows"][0]["stmt_t"].as_str().unwrap().to_owned();
+    assert!(
+        text_way.contains("\"stmt_t\"($1::integer)") && !text_way.contains("json_to_record"),
+        "{text_way}"
+    );
+    let (_, b) = gw.call(p, "stmt_j", json!([1, [1]])).await;
+    let json_way = b["rows"][0]["stmt_j"].as_str().unwrap();
+    assert!(json_way.contains("json_to_record"), "{json_way}");
+    // a set-returning SQL function is inlined: with parameters its plan
+    // would be made again at every call, so it goes the JSON way
+    db.exec(
+        "CREATE FUNCTION stmt_set(v int) RETURNS SETOF text LANGUAGE sql AS $$ SELECT current_query() FROM generate_series(1, v) $$;",
+    )
+    .await;
+    let (_, b) = gw.call(p, "stmt_set", json!([2])).await;
+    assert_eq!(b["row_count"], 2, "{b}");
+    let set_way = b["rows"][0]["stmt_set"].as_str().unwrap();
+    assert!(set_way.contains("json_to_record"), "{set_way}");
+}
