@@ -1,11 +1,13 @@
 //! `GET /health`: PostgreSQL reachability (503 when down), the migrator's
-//! socket, version and pool figures.
+//! socket (`degraded` when down: `/call` still works), version and pool
+//! figures; `GET /health/ready`: PostgreSQL reachability alone, for
+//! orchestrators (`/health/live` needs no check: the process answers).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stonescriptdb_shared::wire::HealthResponse;
+use stonescriptdb_shared::wire::{HealthResponse, ProbeResponse};
 use stonescriptdb_shared::VERSION;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
@@ -45,7 +47,11 @@ impl Health {
         match tokio::time::timeout(CHECK_TIMEOUT, client.query_one("SHOW server_version", &[]))
             .await
         {
-            Ok(Ok(row)) => row.try_get::<_, String>(0).ok(),
+            // "15.18 (Debian 15.18-0+deb12u1)": the number, as documented
+            Ok(Ok(row)) => row
+                .try_get::<_, String>(0)
+                .ok()
+                .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned()),
             _ => {
                 *guard = None;
                 None
@@ -70,7 +76,12 @@ impl Health {
         let (version, migrator_up) = tokio::join!(self.postgres_version(), self.migrator_up());
         let up = version.is_some();
         let body = HealthResponse {
-            status: if up { "healthy" } else { "unhealthy" }.into(),
+            status: match (up, migrator_up) {
+                (false, _) => "unhealthy",
+                (true, false) => "degraded",
+                (true, true) => "healthy",
+            }
+            .into(),
             postgres: if up { "connected" } else { "unreachable" }.into(),
             postgres_version: version,
             migrator: if migrator_up { "up" } else { "down" }.into(),
@@ -82,6 +93,16 @@ impl Health {
                 }
                 stats
             },
+        };
+        (if up { 200 } else { 503 }, body)
+    }
+
+    /// `/health/ready`: can this router serve `/call`?
+    pub async fn ready(&self) -> (u16, ProbeResponse) {
+        let up = self.postgres_version().await.is_some();
+        let body = ProbeResponse {
+            status: if up { "ready" } else { "not_ready" }.into(),
+            postgres: Some(if up { "connected" } else { "unreachable" }.into()),
         };
         (if up { 200 } else { 503 }, body)
     }

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the router, kept in atomics so recording a request
-//! costs a few relaxed increments: request counts per route and status,
-//! latency histograms per route and status class, pool figures per database,
-//! forwarded-request counts. `/metrics` renders them in the text exposition
+//! costs a few relaxed increments: request counts per route template (every
+//! route of `routes::ROUTES`, forwarded ones included, and `unmatched` for
+//! paths no route matches) and status (`status="200"`), latency histograms
+//! per route and status class (`status_class="2xx"`), pool figures per
+//! database. `/metrics` renders them in the text exposition
 //! format and appends the migrator's own metrics (deployments), fetched over
 //! its socket.
 
@@ -9,19 +11,33 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use stonescriptdb_shared::routes::{self, ROUTES};
+
 use crate::pool::Pools;
 
-/// Routes the router tells apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Call = 0,
-    Health = 1,
-    Metrics = 2,
-    OpenApi = 3,
-    Forwarded = 4,
+/// The label of paths no route matches (answered 404).
+const UNMATCHED: &str = "unmatched";
+
+/// The metrics slot of a request path: its route's place in `ROUTES`, or
+/// the `unmatched` slot after them. Fixed routes (`/call` first) are found
+/// without allocating.
+pub fn route_of(path: &str) -> usize {
+    ROUTES
+        .iter()
+        .position(|r| r.pattern == path)
+        .or_else(|| {
+            let (found, _) = routes::find(path)?;
+            ROUTES.iter().position(|r| r.pattern == found.pattern)
+        })
+        .unwrap_or(ROUTES.len())
 }
 
-const ROUTES: [&str; 5] = ["/call", "/health", "/metrics", "/openapi.json", "forwarded"];
+fn labels() -> impl Iterator<Item = &'static str> {
+    ROUTES
+        .iter()
+        .map(|r| r.pattern)
+        .chain(std::iter::once(UNMATCHED))
+}
 /// Histogram bucket upper bounds in seconds (fine below 1 ms, where `/call`
 /// of a short function lands, so its p99 can be read from them).
 const BUCKETS: [f64; 19] = [
@@ -64,10 +80,10 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            counts: (0..ROUTES.len())
+            counts: (0..=ROUTES.len())
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
-            latency: (0..ROUTES.len())
+            latency: (0..=ROUTES.len())
                 .map(|_| std::array::from_fn(|_| Histogram::new()))
                 .collect(),
         }
@@ -75,8 +91,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record(&self, route: Route, status: u16, elapsed: Duration) {
-        let r = route as usize;
+    /// Count a request of the route in slot `r` ([`route_of`]).
+    pub fn record(&self, r: usize, status: u16, elapsed: Duration) {
+        let r = r.min(ROUTES.len());
         let code = usize::from(status.clamp(100, 599)) - 100;
         self.counts[r][code].fetch_add(1, Ordering::Relaxed);
         let h = &self.latency[r][code / 100];
@@ -92,9 +109,9 @@ impl Metrics {
     /// The text exposition of the router's metrics.
     pub fn render(&self, pools: &Pools, migrator: Option<&str>) -> String {
         let mut out = String::with_capacity(8192);
-        out.push_str("# HELP stonescriptdb_router_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str("# HELP stonescriptdb_router_requests_total HTTP requests answered, by route template and status.\n");
         out.push_str("# TYPE stonescriptdb_router_requests_total counter\n");
-        for (r, name) in ROUTES.iter().enumerate() {
+        for (r, name) in labels().enumerate() {
             for (i, c) in self.counts[r].iter().enumerate() {
                 let n = c.load(Ordering::Relaxed);
                 if n > 0 {
@@ -106,9 +123,9 @@ impl Metrics {
                 }
             }
         }
-        out.push_str("# HELP stonescriptdb_router_request_duration_seconds Time from request to response, by route and status class.\n");
+        out.push_str("# HELP stonescriptdb_router_request_duration_seconds Time from request to response, by route template and status class.\n");
         out.push_str("# TYPE stonescriptdb_router_request_duration_seconds histogram\n");
-        for (r, name) in ROUTES.iter().enumerate() {
+        for (r, name) in labels().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
                 let h = &self.latency[r][c];
                 let count = h.count.load(Ordering::Relaxed);
@@ -120,16 +137,16 @@ impl Metrics {
                     cumulative += h.buckets[i].load(Ordering::Relaxed);
                     let _ = writeln!(
                         out,
-                        "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status=\"{class}\",le=\"{b}\"}} {cumulative}"
+                        "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status_class=\"{class}\",le=\"{b}\"}} {cumulative}"
                     );
                 }
-                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status=\"{class}\",le=\"+Inf\"}} {count}");
+                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status_class=\"{class}\",le=\"+Inf\"}} {count}");
                 let _ = writeln!(
                     out,
-                    "stonescriptdb_router_request_duration_seconds_sum{{route=\"{name}\",status=\"{class}\"}} {}",
+                    "stonescriptdb_router_request_duration_seconds_sum{{route=\"{name}\",status_class=\"{class}\"}} {}",
                     h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
                 );
-                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_count{{route=\"{name}\",status=\"{class}\"}} {count}");
+                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_count{{route=\"{name}\",status_class=\"{class}\"}} {count}");
             }
         }
         let stats = pools.stats();
@@ -229,9 +246,15 @@ mod tests {
     #[test]
     fn buckets_are_cumulative() {
         let m = Metrics::default();
-        m.record(Route::Call, 200, Duration::from_micros(300));
-        m.record(Route::Call, 200, Duration::from_millis(3));
-        m.record(Route::Call, 404, Duration::from_millis(3));
+        m.record(route_of("/call"), 200, Duration::from_micros(300));
+        m.record(route_of("/call"), 200, Duration::from_millis(3));
+        m.record(route_of("/call"), 404, Duration::from_millis(3));
+        m.record(
+            route_of("/platform/a/schemas"),
+            200,
+            Duration::from_millis(3),
+        );
+        m.record(route_of("/nope"), 404, Duration::from_millis(1));
         let log = slog::Logger::root(slog::Discard, slog::o!());
         let pools = Pools::new(
             tokio_postgres::Config::new(),
@@ -254,11 +277,24 @@ mod tests {
             text.contains("stonescriptdb_router_requests_total{route=\"/call\",status=\"404\"} 1")
         );
         assert!(
-            text.contains("route=\"/call\",status=\"2xx\",le=\"0.0005\"} 1"),
+            text.contains("route=\"/call\",status_class=\"2xx\",le=\"0.0005\"} 1"),
             "{text}"
         );
-        assert!(text.contains("route=\"/call\",status=\"2xx\",le=\"0.005\"} 2"));
-        assert!(text.contains("route=\"/call\",status=\"2xx\",le=\"+Inf\"} 2"));
+        assert!(text.contains("route=\"/call\",status_class=\"2xx\",le=\"0.005\"} 2"));
+        assert!(text.contains("route=\"/call\",status_class=\"2xx\",le=\"+Inf\"} 2"));
         assert!(text.contains("stonescriptdb_migrator_up 0"));
+        // forwarded routes by their template, unknown paths apart
+        assert!(
+            text.contains(
+                "requests_total{route=\"/platform/{platform}/schemas\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("requests_total{route=\"unmatched\",status=\"404\"} 1"));
+        assert_eq!(route_of("/call"), 0);
+        assert_eq!(
+            route_of("/platform/x/databases"),
+            route_of("/platform/y/databases")
+        );
     }
 }

@@ -26,7 +26,6 @@ use crate::acl::Acl;
 use crate::error::RouterError;
 use crate::forward::Body;
 use crate::health::Health;
-use crate::metrics::Route;
 use crate::pool::Pools;
 use stonescriptdb_shared::routes;
 
@@ -146,13 +145,7 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let kind = match path.as_str() {
-        "/call" => Route::Call,
-        "/health" => Route::Health,
-        "/metrics" => Route::Metrics,
-        "/openapi.json" => Route::OpenApi,
-        _ => Route::Forwarded,
-    };
+    let kind = crate::metrics::route_of(&path);
     let resp = if !allowed {
         error(&RouterError::Forbidden(format!(
             "client {} is not in ALLOWED_NETWORKS",
@@ -217,6 +210,11 @@ async fn route(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Resp 
         "/health" => {
             let names = crate::auth::sees_names(&state.tokens, req.headers());
             let (status, body) = state.health.check(&state.pools, names).await;
+            json(status, serde_json::to_vec(&body).unwrap_or_default())
+        }
+        "/health/live" => json(200, br#"{"status":"alive"}"#.to_vec()),
+        "/health/ready" => {
+            let (status, body) = state.health.ready().await;
             json(status, serde_json::to_vec(&body).unwrap_or_default())
         }
         "/metrics" => {

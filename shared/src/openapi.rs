@@ -74,6 +74,7 @@ fn components() -> Map<String, Value> {
     add::<HealthResponse>(&mut all);
     add::<PoolsStats>(&mut all);
     add::<PoolStats>(&mut all);
+    add::<ProbeResponse>(&mut all);
     add::<CreateTenantRequest>(&mut all);
     add::<AdoptRequest>(&mut all);
     add::<AdoptedDatabase>(&mut all);
@@ -232,12 +233,34 @@ const OPS: &[Op] = &[
         path: "/health",
         id: "health",
         summary: "Health and pool figures",
-        description: "Whether PostgreSQL and the migrator answer, and the connection pools' figures. Databases are named in `pools.databases` only for the admin token when ADMIN_TOKEN is set.",
+        description: "Whether PostgreSQL and the migrator answer, and the connection pools' figures: `healthy`; `degraded` (200) when the migrator is down; `unhealthy` (503) when PostgreSQL is unreachable. Databases are named in `pools.databases` only for the admin token when ADMIN_TOKEN is set.",
         auth: Auth::Open,
         body: Body::None,
         params: &[],
-        ok: (200, "Healthy", "HealthResponse"),
+        ok: (200, "Healthy, or degraded (the migrator is down: schema routes answer 503, /call works)", "HealthResponse"),
         errors: &[(503, "PostgreSQL unreachable (the body is still a HealthResponse)")],
+    },
+    Op {
+        path: "/health/live",
+        id: "live",
+        summary: "Liveness: the process answers",
+        description: "Always 200 `alive` while the router runs; checks nothing else (for an orchestrator's liveness probe).",
+        auth: Auth::Open,
+        body: Body::None,
+        params: &[],
+        ok: (200, "Alive", "ProbeResponse"),
+        errors: &[],
+    },
+    Op {
+        path: "/health/ready",
+        id: "ready",
+        summary: "Readiness: this router can serve /call",
+        description: "200 `ready` when PostgreSQL answers, 503 `not_ready` when it does not. A stopped migrator never makes a router unready: /call works without it (see /health for the migrator).",
+        auth: Auth::Open,
+        body: Body::None,
+        params: &[],
+        ok: (200, "Ready", "ProbeResponse"),
+        errors: &[(503, "PostgreSQL unreachable")],
     },
     Op {
         path: "/metrics",
@@ -477,10 +500,10 @@ fn responses(op: &Op, method: &str, served: Served) -> Map<String, Value> {
         json!({"description": text, "content": content}),
     );
     for (status, text) in op.errors {
-        let body = if op.id == "health" {
-            "HealthResponse"
-        } else {
-            "ErrorBody"
+        let body = match op.id {
+            "health" => "HealthResponse",
+            "ready" => "ProbeResponse",
+            _ => "ErrorBody",
         };
         out.insert(
             status.to_string(),

@@ -31,6 +31,8 @@ use Served::{Migrator as M, Router as R};
 pub const ROUTES: &[Route] = &[
     r("/call", &["POST"], R),
     r("/health", &["GET"], R),
+    r("/health/live", &["GET"], R),
+    r("/health/ready", &["GET"], R),
     r("/metrics", &["GET"], R),
     r("/openapi.json", &["GET"], R),
     r("/register", &["POST"], M),

@@ -152,17 +152,32 @@ pub struct CallResponse {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthResponse {
-    /// `healthy` or `unhealthy` (PostgreSQL unreachable; answered with 503).
+    /// `healthy`; `degraded` (answered with 200: the migrator is down, so
+    /// schema routes answer 503, but `/call` works); or `unhealthy`
+    /// (PostgreSQL unreachable; answered with 503).
     pub status: String,
     /// `connected` or `unreachable`.
     pub postgres: String,
-    /// PostgreSQL's `server_version`, when connected.
+    /// PostgreSQL's version number (`15.18`), when connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_version: Option<String>,
     /// `up` or `down` (the migrator's Unix socket accepts connections or not).
     pub migrator: String,
     pub version: String,
     pub pools: PoolsStats,
+}
+
+/// `GET /health/live` (the process answers: always `alive`) and
+/// `GET /health/ready` (`ready`: this router can serve `/call`, PostgreSQL
+/// answers; `not_ready`, with 503, when it does not). The migrator plays no
+/// part in either: `/call` works without it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProbeResponse {
+    pub status: String,
+    /// `/health/ready`: `connected` or `unreachable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
 }
 
 /// Connection-pool figures for `/health` (and later `/metrics`).

@@ -107,13 +107,19 @@ async fn metrics_are_valid_prometheus_text_from_both_processes() {
         get("stonescriptdb_router_requests_total{route=\"/call\",status=\"404\"}"),
         Some(1.0)
     );
-    // the adoption of the test database and the registration
+    // forwarded routes count under their own templates: the adoption of the
+    // test database, and the registration
     assert_eq!(
-        get("stonescriptdb_router_requests_total{route=\"forwarded\",status=\"200\"}"),
-        Some(2.0)
+        get("stonescriptdb_router_requests_total{route=\"/admin/adopt\",status=\"200\"}"),
+        Some(1.0),
+        "{text}"
     );
     assert_eq!(
-        get("stonescriptdb_router_request_duration_seconds_count{route=\"/call\",status=\"2xx\"}"),
+        get("stonescriptdb_router_requests_total{route=\"/register\",status=\"200\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("stonescriptdb_router_request_duration_seconds_count{route=\"/call\",status_class=\"2xx\"}"),
         Some(3.0)
     );
     assert_eq!(

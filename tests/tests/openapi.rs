@@ -648,6 +648,10 @@ async fn every_route_answers_as_the_document_says() {
     c.expect(&gw, "POST", "/call", plain, 415).await;
 
     c.expect(&gw, "GET", "/health", Payload::None, 200).await;
+    c.expect(&gw, "GET", "/health/live", Payload::None, 200)
+        .await;
+    c.expect(&gw, "GET", "/health/ready", Payload::None, 200)
+        .await;
     c.expect(&gw, "GET", "/metrics", Payload::None, 200).await;
     c.expect(&gw, "GET", "/openapi.json", Payload::None, 200)
         .await;
@@ -677,7 +681,10 @@ async fn every_route_answers_as_the_document_says() {
                 Payload::None
             }
         };
-        let asks_token = !matches!(route.pattern, "/health" | "/openapi.json");
+        let asks_token = !matches!(
+            route.pattern,
+            "/health" | "/health/live" | "/health/ready" | "/openapi.json"
+        );
         let (s, b) = c
             .send(&tokens_gw, method, &path, None, payload(), none)
             .await;
@@ -720,6 +727,10 @@ async fn every_route_answers_as_the_document_says() {
     }
     c.expect(&gw, "POST", "/call", call("ping", json!({})), 200)
         .await;
+    let h = c.expect(&gw, "GET", "/health", Payload::None, 200).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    c.expect(&gw, "GET", "/health/ready", Payload::None, 200)
+        .await;
     gw.restart_migrator();
 
     // ---- PostgreSQL refuses the platform's connections: /call answers 503
@@ -751,9 +762,17 @@ async fn every_route_answers_as_the_document_says() {
     let (s, b) = c
         .send(&gw, "GET", "/health", None, Payload::None, none)
         .await;
+    let (sr, r) = c
+        .send(&gw, "GET", "/health/ready", None, Payload::None, none)
+        .await;
+    let (sl, _) = c
+        .send(&gw, "GET", "/health/live", None, Payload::None, none)
+        .await;
     let out = cluster().pg_ctl("start", &["-w"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!((s, b["status"].as_str()), (503, Some("unhealthy")), "{b}");
+    assert_eq!((sr, r["status"].as_str()), (503, Some("not_ready")), "{r}");
+    assert_eq!(sl, 200);
 
     // ---- every documented status was seen, and nothing else
     let mut missing = Vec::new();
