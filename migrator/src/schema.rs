@@ -252,9 +252,26 @@ fn parse_files(folder: &str, files: &[SchemaFile]) -> Result<Vec<SqlFile>, Migra
         .collect()
 }
 
+/// Names people give extensions that PostgreSQL calls otherwise (the
+/// pgvector project's extension is `vector`).
+const EXTENSION_ALIASES: &[(&str, &str)] = &[
+    ("pgvector", "vector"),
+    ("pg_vector", "vector"),
+    ("uuid_ossp", "uuid-ossp"),
+    ("uuidossp", "uuid-ossp"),
+];
+
+/// The extension PostgreSQL knows under the file's name.
+fn extension_alias(name: &str) -> &str {
+    EXTENSION_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, real)| real)
+}
+
 fn extension(f: &SchemaFile) -> Result<Extension, MigratorError> {
     let path = format!("extensions/{}", f.name);
-    let name = stem(&f.name).to_owned();
+    let name = extension_alias(stem(&f.name)).to_owned();
     if name.is_empty()
         || !name
             .bytes()

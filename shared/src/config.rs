@@ -129,6 +129,100 @@ pub struct Flags {
     pub version: bool,
 }
 
+/// Every variable the binaries read (each also has a flag: [`Flags::get`]).
+pub const VARIABLES: &[&str] = &[
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DATABASE_URL",
+    "GATEWAY_HOST",
+    "GATEWAY_PORT",
+    "MAX_CONNECTIONS_PER_POOL",
+    "MAX_TOTAL_CONNECTIONS",
+    "POOL_IDLE_TIMEOUT_SECS",
+    "POOL_WAIT_TIMEOUT_MS",
+    "CALL_PIPELINE_BUDGET_US",
+    "ALLOWED_NETWORKS",
+    "RUST_LOG",
+    "DATA_DIR",
+    "MIGRATOR_SOCKET",
+    "ARCHIVE_MAX_COMPRESSED_BYTES",
+    "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
+    "ARCHIVE_MAX_ENTRIES",
+    "ARCHIVE_MAX_ENTRY_BYTES",
+    "MIGRATE_CONCURRENCY",
+    "CALL_TOKENS",
+    "ADMIN_TOKEN",
+    "MAX_CLIENT_CONNECTIONS",
+    "HEADER_READ_TIMEOUT_SECS",
+    "ROUTER_THREADS",
+    "DEPLOY_LOCK_TIMEOUT_MS",
+    "DEPLOY_STATEMENT_TIMEOUT_MS",
+    "CATALOG_DB",
+    "CATALOG_POLL_MS",
+    "DEPLOY_TOKENS",
+];
+
+/// Warnings about variables the gateway does not read, one line each:
+/// every key of `.env` (the gateway's own file) it does not know, with the
+/// nearest known name when one is close; in the process environment, which
+/// holds other programs' variables too, only near-misses of known names (at
+/// most two letters away).
+pub fn unknown_variables<'a>(
+    dotenv: impl IntoIterator<Item = &'a str>,
+    env: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let near = |k: &str| crate::names::nearest(k, VARIABLES.iter().copied(), 2);
+    let mut out = Vec::new();
+    for k in dotenv {
+        if !VARIABLES.contains(&k) {
+            out.push(match near(k) {
+                Some(n) => {
+                    format!(".env sets {k}, which the gateway does not read (did you mean {n}?)")
+                }
+                None => format!(".env sets {k}, which the gateway does not read"),
+            });
+        }
+    }
+    for k in env {
+        if let (false, Some(n)) = (VARIABLES.contains(&k), near(k)) {
+            out.push(format!(
+                "the environment sets {k}, which the gateway does not read (did you mean {n}?)"
+            ));
+        }
+    }
+    out
+}
+
+/// Refuse `.env` lines that the binaries and systemd's `EnvironmentFile=`
+/// would read differently: a comment after an unquoted value (`KEY=value #
+/// note` is `value` here but `value # note` to systemd).
+pub fn check_dotenv_syntax(text: &str) -> Result<(), ConfigError> {
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = t.split_once('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        if value.starts_with('"') || value.starts_with('\'') {
+            continue;
+        }
+        if value.contains(" #") || value.contains("\t#") {
+            return Err(ConfigError(format!(
+                ".env line {}: {} has a comment after its value, which systemd's EnvironmentFile= would read as part of the value; move the comment to a line of its own",
+                n + 1,
+                key.trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Flags {
     /// The value a flag gives for environment variable `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -367,19 +461,54 @@ pub fn loopback_networks() -> Vec<IpNetwork> {
     ]
 }
 
+/// The range of a number setting, as its messages say it: "between 1 and
+/// 65535" for ports, "at least 1" where the type's limit means nothing to
+/// an operator.
+trait Range: Sized + std::fmt::Display {
+    fn range(min: &Self) -> String;
+}
+
+impl Range for u16 {
+    fn range(min: &Self) -> String {
+        format!("between {min} and {}", u16::MAX)
+    }
+}
+
+macro_rules! at_least {
+    ($($t:ty),*) => {$(impl Range for $t {
+        fn range(min: &Self) -> String {
+            format!("at least {min}")
+        }
+    })*};
+}
+at_least!(u32, u64, usize);
+
 fn parse_num<T>(name: &str, raw: Option<String>, default: T, min: T) -> Result<T, ConfigError>
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + Range,
 {
     match raw {
         None => Ok(default),
         Some(s) => {
-            let v: T = s
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError(format!("{name}={s:?} is not a valid number")))?;
+            let range = || {
+                ConfigError(format!(
+                    "{name}={s:?} is out of range: it must be {}",
+                    T::range(&min)
+                ))
+            };
+            let v: T = match s.trim().parse() {
+                Ok(v) => v,
+                // a whole number the type cannot hold: say the range
+                Err(_) if s.trim().parse::<i128>().is_ok() => return Err(range()),
+                Err(_) => {
+                    return Err(ConfigError(format!(
+                        "{name}={s:?} is not a whole number ({})",
+                        T::range(&min)
+                    )))
+                }
+            };
             if v < min {
-                return Err(ConfigError(format!("{name}={s:?} must be at least {min}")));
+                return Err(range());
             }
             Ok(v)
         }
@@ -704,11 +833,69 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_has_a_flag_and_is_listed() {
+        // the names Flags::get answers for, read from its source
+        let src = include_str!("config.rs");
+        let body = &src[src.find("pub fn get(&self, name: &str)").unwrap()..];
+        let body = &body[..body.find("_ => return None").unwrap()];
+        let mut flagged: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"')?.split('"').next())
+            .collect();
+        let mut listed = VARIABLES.to_vec();
+        flagged.sort();
+        listed.sort();
+        assert_eq!(flagged, listed);
+    }
+
+    #[test]
+    fn unknown_variables_are_named_with_the_nearest_known_one() {
+        let w = unknown_variables(
+            ["GATWAY_HOST", "DB_HOST", "COLOR"],
+            ["DB_HOTS", "HOME", "PATH", "GATEWAY_PORT"],
+        );
+        assert_eq!(
+            w,
+            [
+                ".env sets GATWAY_HOST, which the gateway does not read (did you mean GATEWAY_HOST?)",
+                ".env sets COLOR, which the gateway does not read",
+                "the environment sets DB_HOTS, which the gateway does not read (did you mean DB_HOST?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_comment_after_a_value_is_refused_naming_the_line() {
+        let ok = "# a comment\nGATEWAY_PORT=9000\nADMIN_TOKEN=\"abc # not a comment\"\nX=a#b\n";
+        assert!(check_dotenv_syntax(ok).is_ok());
+        let e = check_dotenv_syntax("DB_HOST=db\nGATEWAY_PORT=9000 # the port\n").unwrap_err();
+        assert!(
+            e.0.starts_with(".env line 2: GATEWAY_PORT has a comment after its value"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (pairs, needle) in [
             (vec![("GATEWAY_PORT", "http")], "GATEWAY_PORT"),
             (vec![("GATEWAY_PORT", "70000")], "GATEWAY_PORT"),
-            (vec![("MAX_TOTAL_CONNECTIONS", "0")], "at least 1"),
+            (
+                vec![("MAX_TOTAL_CONNECTIONS", "0")],
+                "MAX_TOTAL_CONNECTIONS=\"0\" is out of range: it must be at least 1",
+            ),
+            (
+                vec![("GATEWAY_PORT", "70000")],
+                "GATEWAY_PORT=\"70000\" is out of range: it must be between 0 and 65535",
+            ),
+            (
+                vec![("DB_PORT", "0")],
+                "DB_PORT=\"0\" is out of range: it must be between 1 and 65535",
+            ),
+            (
+                vec![("GATEWAY_PORT", "90a")],
+                "GATEWAY_PORT=\"90a\" is not a whole number (between 0 and 65535)",
+            ),
             (vec![("ROUTER_THREADS", "0")], "ROUTER_THREADS"),
             (vec![("ALLOWED_NETWORKS", "10.0.0.0/33")], "10.0.0.0/33"),
             (vec![("ALLOWED_NETWORKS", "nope")], "nope"),

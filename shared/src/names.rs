@@ -255,6 +255,39 @@ pub fn platform_roles(platform: &str) -> Result<(String, String), NameError> {
     Ok((owner, format!("sdg_{platform}_app")))
 }
 
+/// Levenshtein distance between two names (by characters), for "did you
+/// mean" messages.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The candidate nearest to `name`, at most `max` edits away and not equal
+/// to it (the first of equals wins).
+pub fn nearest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= max)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 /// Quote an identifier for SQL the way PostgreSQL's `quote_ident` does when
 /// quoting is forced: wrap in double quotes, double any embedded quote.
 pub fn quote_ident(ident: &str) -> String {
@@ -359,6 +392,22 @@ mod tests {
         assert_eq!(v1_tenant_of("myapp_admin", "myapp_admin_main"), Some(None));
         assert_eq!(v1_tenant_of("myapp", "myappx_main"), None);
         assert_eq!(v1_tenant_of("myapp", "myapp_"), None);
+    }
+
+    #[test]
+    fn nearest_names_for_did_you_mean() {
+        assert_eq!(edit_distance("GATWAY_HOST", "GATEWAY_HOST"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let known = ["GATEWAY_HOST", "GATEWAY_PORT", "DB_HOST"];
+        assert_eq!(nearest("GATWAY_HOST", known, 2), Some("GATEWAY_HOST"));
+        assert_eq!(nearest("DB_HOTS", known, 2), Some("DB_HOST"));
+        assert_eq!(nearest("HOME", known, 2), None);
+        assert_eq!(
+            nearest("DB_HOST", known, 2),
+            None,
+            "itself is no suggestion"
+        );
     }
 
     #[test]

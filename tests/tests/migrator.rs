@@ -507,11 +507,23 @@ async fn call_keeps_working_while_the_migrator_is_down_or_busy() {
     );
     let (s, _) = gw.call(&p, "ping", json!([])).await;
     assert_eq!(s, 200);
-    let (_, h) = gw.get("/health").await;
-    assert_eq!(h["migrator"], "down");
+    // degraded, not unhealthy: a `curl -f /health` healthcheck keeps passing,
+    // and the router stays ready for /call
+    let (s, h) = gw.get("/health").await;
+    assert_eq!(
+        (s, &h["status"], &h["migrator"]),
+        (200, &json!("degraded"), &json!("down")),
+        "{h}"
+    );
+    let (s, r) = gw.get("/health/ready").await;
+    assert_eq!((s, &r["status"]), (200, &json!("ready")), "{r}");
     gw.restart_migrator();
     let (_, h) = gw.get("/health").await;
-    assert_eq!(h["migrator"], "up");
+    assert_eq!(
+        (&h["status"], &h["migrator"]),
+        (&json!("healthy"), &json!("up")),
+        "{h}"
+    );
 
     // a slow deployment does not hold up /call
     schema.set("migrations/004_slow.pssql", "SELECT pg_sleep(2);");
@@ -835,4 +847,50 @@ async fn a_deployment_blocked_by_a_busy_table_fails_cleanly_instead_of_stalling_
     holder.batch_execute("COMMIT").await.unwrap();
     let (s, b) = gw.migrate(&p, None, &schema, false).await;
     assert_eq!(s, 200, "{b}");
+}
+
+/// An `extensions/` file named after a well-known alias installs the real
+/// extension (`pgvector.sql` is `vector`), and a near miss fails naming the
+/// extension the server does offer; neither leaves a database behind.
+#[tokio::test]
+async fn extension_files_resolve_aliases_and_name_near_misses() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut s = SchemaDir::fixture("shop");
+    s.set("extensions/pgvector.sql", "-- the pgvector project\n");
+    let (st, b) = gw.register(&p, None, &s).await;
+    if st == 200 {
+        // a server with pgvector installed: the extension is "vector"
+        let c = cluster().connect(&format!("{p}_main")).await;
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'vector'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+    } else {
+        // Debian 12 ships no pgvector: the message names PostgreSQL's name
+        assert_eq!(
+            (st, b["error"].as_str()),
+            (409, Some("migration_failed")),
+            "{b}"
+        );
+        let m = b["message"].as_str().unwrap();
+        assert!(m.contains("extension \"vector\" is not available"), "{b}");
+        assert!(!database_exists(&format!("{p}_main")).await);
+    }
+    let p = new_platform();
+    let mut s = SchemaDir::fixture("shop");
+    s.set("extensions/hstor.sql", "");
+    let (st, b) = gw.register(&p, None, &s).await;
+    assert_eq!(st, 409, "{b}");
+    let m = b["message"].as_str().unwrap();
+    assert!(
+        m.contains("\"hstor\" is not available") && m.contains("offers \"hstore\""),
+        "{b}"
+    );
+    assert!(!database_exists(&format!("{p}_main")).await);
 }

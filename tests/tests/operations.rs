@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stonescriptdb_tests::{binary, cluster, Gateway, TestDb};
+use stonescriptdb_tests::{binary, cluster, Gateway, TempDir, TestDb};
 
 /// Connections the router holds to databases of `platform` right now.
 async fn router_backends(db: &TestDb) -> i64 {
@@ -173,11 +173,11 @@ async fn health_reports_postgres_pools_and_version() {
     assert_eq!(h["postgres"], "connected");
     assert_eq!(h["migrator"], "up");
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    // the version number as documented ("15.18"), not the build string
+    let version = h["postgres_version"].as_str().unwrap();
     assert!(
-        h["postgres_version"]
-            .as_str()
-            .unwrap()
-            .starts_with(char::is_numeric),
+        version.starts_with(char::is_numeric)
+            && version.chars().all(|c| c.is_ascii_digit() || c == '.'),
         "{h}"
     );
     assert_eq!(h["pools"]["max_total_connections"], 200);
@@ -196,6 +196,10 @@ async fn health_reports_postgres_pools_and_version() {
         (s, h["status"].clone(), h["postgres"].clone()),
         (503, json!("unhealthy"), json!("unreachable"))
     );
+    let (s, r) = gw.get("/health/ready").await;
+    assert_eq!((s, &r["status"]), (503, &json!("not_ready")), "{r}");
+    let (s, l) = gw.get("/health/live").await;
+    assert_eq!((s, &l["status"]), (200, &json!("alive")), "{l}");
     let (s, b) = gw.call(&db.platform, "echo_int4", json!([1])).await;
     assert_eq!(
         (s, b["error"].clone()),
@@ -315,6 +319,45 @@ fn bad_configuration_exits_64_with_one_line() {
     assert_eq!(out.status.code(), Some(64));
     let out = run_router(&["--port", "nope"], &[]);
     assert_eq!(out.status.code(), Some(64));
+}
+
+/// What an operator gets wrong in `.env` and the environment is named: a
+/// misspelt key (with the name it was meant to be), a near-miss in the
+/// environment, a number out of range (with the range), and a comment after
+/// a value, which systemd's `EnvironmentFile=` would read into the value.
+#[test]
+fn configuration_mistakes_are_named() {
+    let dir = TempDir::new("dotenv");
+    let run = |dotenv: &str, env: &[(&str, &str)]| {
+        std::fs::write(dir.0.join(".env"), dotenv).unwrap();
+        let out = Command::new(binary("stonescriptdb-router"))
+            .current_dir(&dir.0)
+            .env_remove("GATEWAY_PORT")
+            .envs(env.iter().copied())
+            .output()
+            .expect("router runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    let (code, stderr) = run(
+        "GATWAY_HOST=127.0.0.1\nGATEWAY_PORT=70000\n",
+        &[("DB_HOTS", "db")],
+    );
+    assert_eq!(code, Some(64), "{stderr}");
+    for needle in [
+        "warning: .env sets GATWAY_HOST, which the gateway does not read (did you mean GATEWAY_HOST?)",
+        "warning: the environment sets DB_HOTS, which the gateway does not read (did you mean DB_HOST?)",
+        "GATEWAY_PORT=\"70000\" is out of range: it must be between 0 and 65535",
+    ] {
+        assert!(stderr.contains(needle), "{needle}\n{stderr}");
+    }
+    let (code, stderr) = run("RUST_LOG=info\nGATEWAY_PORT=9000 # the port\n", &[]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains(".env line 2: GATEWAY_PORT has a comment after its value")
+            && stderr.contains("move the comment to a line of its own"),
+        "{stderr}"
+    );
 }
 
 #[test]

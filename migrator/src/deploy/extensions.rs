@@ -1,5 +1,6 @@
-//! `extensions/`: the file name is the extension's name; `-- version:` and
-//! `-- schema:` headers say which and where. [`plan`] (pure) decides from
+//! `extensions/`: the file name is the extension's name (or a well-known
+//! alias: `pgvector` is `vector`); `-- version:` and `-- schema:` headers say
+//! which and where. [`plan`] (pure) decides from
 //! what the server has installed and offers; an extension it does not offer
 //! fails the deployment naming it. A real deployment installs them with the
 //! admin role before running as the platform's role ([`preinstall`]); inside
@@ -24,8 +25,9 @@ pub enum Action {
     Present,
     /// Install it with this SQL.
     Install(String),
-    /// The server does not offer it.
-    Unavailable,
+    /// The server does not offer it; `nearest` is a name it offers that is
+    /// one or two letters away, if any.
+    Unavailable { nearest: Option<String> },
 }
 
 /// `CREATE EXTENSION` for `ext` (and its schema).
@@ -63,13 +65,21 @@ pub fn plan(
             } else if available.contains(&e.name) {
                 Action::Install(create_sql(e))
             } else {
-                Action::Unavailable
+                Action::Unavailable {
+                    nearest: stonescriptdb_shared::names::nearest(
+                        &e.name,
+                        available.iter().map(String::as_str),
+                        2,
+                    )
+                    .map(str::to_owned),
+                }
             }
         })
         .collect()
 }
 
-/// What the server has installed, and offers, of the declared extensions.
+/// What the server has installed of the declared extensions, and every
+/// extension it offers (for "did you mean").
 async fn observe(
     c: &impl GenericClient,
     declared: &[Extension],
@@ -78,7 +88,7 @@ async fn observe(
     let row = c
         .query_one(
             "SELECT ARRAY(SELECT extname::text FROM pg_extension WHERE extname = ANY($1)),
-                    ARRAY(SELECT name::text FROM pg_available_extensions WHERE name = ANY($1))",
+                    ARRAY(SELECT name::text FROM pg_available_extensions ORDER BY name)",
             &[&names],
         )
         .await?;
@@ -90,12 +100,28 @@ async fn observe(
     ))
 }
 
-fn failure(database: &str, ext: &Extension, e: Option<&tokio_postgres::Error>) -> MigratorError {
+/// The message of an extension the server does not offer.
+fn unavailable_message(ext: &Extension, nearest: Option<&str>) -> String {
+    let mut m = format!(
+        "extension \"{}\" is not available on this PostgreSQL server (install the package that provides it)",
+        ext.name
+    );
+    if let Some(n) = nearest {
+        m.push_str(&format!(
+            "; the server offers \"{n}\": name the file {n}.sql"
+        ));
+    }
+    m
+}
+
+fn failure(
+    database: &str,
+    ext: &Extension,
+    e: Option<&tokio_postgres::Error>,
+    nearest: Option<&str>,
+) -> MigratorError {
     let message = match e {
-        None => format!(
-            "extension \"{}\" is not available on this PostgreSQL server (install the package that provides it)",
-            ext.name
-        ),
+        None => unavailable_message(ext, nearest),
         Some(_) => format!("installing extension \"{}\" failed", ext.name),
     };
     let db = e.and_then(|e| e.as_db_error());
@@ -128,7 +154,7 @@ pub async fn preinstall(
     };
     let (installed, available) = observe(admin_db, &schema.extensions)
         .await
-        .map_err(|e| failure(database, first, Some(&e)))?;
+        .map_err(|e| failure(database, first, Some(&e), None))?;
     let mut n = 0;
     for (ext, action) in
         schema
@@ -138,12 +164,14 @@ pub async fn preinstall(
     {
         match action {
             Action::Present => {}
-            Action::Unavailable => return Err(failure(database, ext, None)),
+            Action::Unavailable { nearest } => {
+                return Err(failure(database, ext, None, nearest.as_deref()))
+            }
             Action::Install(sql_text) => {
                 admin_db
                     .batch_execute(&sql_text)
                     .await
-                    .map_err(|e| failure(database, ext, Some(&e)))?;
+                    .map_err(|e| failure(database, ext, Some(&e), None))?;
                 n += 1;
             }
         }
@@ -172,7 +200,9 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     {
         let sql_text = match action {
             Action::Present => continue,
-            Action::Unavailable => return Err(failure(run.database, ext, None)),
+            Action::Unavailable { nearest } => {
+                return Err(failure(run.database, ext, None, nearest.as_deref()))
+            }
             Action::Install(sql_text) => sql_text,
         };
         run.note("extensions", None, &ext.path, "new extension", &sql_text);
@@ -204,7 +234,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
                 );
                 continue;
             }
-            Err(e) => return Err(failure(run.database, ext, Some(&e))),
+            Err(e) => return Err(failure(run.database, ext, Some(&e), None)),
         }
         run.report.extensions_installed += 1;
         run.changelog("extension", &ext.name, "installed", None)
@@ -237,18 +267,31 @@ mod tests {
             ext("uuid-ossp", None, None),
             ext("pgcrypto", None, None),
             ext("vector", None, None),
+            ext("hstor", None, None),
         ];
         let p = plan(
             &declared,
             &set(&["uuid-ossp"]),
-            &set(&["uuid-ossp", "pgcrypto"]),
+            &set(&["uuid-ossp", "pgcrypto", "hstore"]),
         );
         assert_eq!(p[0], Action::Present);
         assert_eq!(
             p[1],
             Action::Install("CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"".into())
         );
-        assert_eq!(p[2], Action::Unavailable);
+        assert_eq!(p[2], Action::Unavailable { nearest: None });
+        // a near miss names what the server offers
+        assert_eq!(
+            p[3],
+            Action::Unavailable {
+                nearest: Some("hstore".into())
+            }
+        );
+        let m = unavailable_message(&declared[3], Some("hstore"));
+        assert!(
+            m.contains("\"hstor\" is not available") && m.contains("offers \"hstore\""),
+            "{m}"
+        );
     }
 
     #[test]

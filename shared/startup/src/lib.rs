@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use slog::{o, Drain, Level, LevelFilter, Logger};
 
-use stonescriptdb_shared::config::{Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE};
+use stonescriptdb_shared::config::{
+    self, Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE,
+};
 
 /// What `main` should do after start-up parsing.
 pub enum Startup {
@@ -28,7 +30,13 @@ fn usage_error(binary: &str, msg: impl std::fmt::Display) -> Startup {
 }
 
 /// Variables from `.env` in the working directory (absent file = none).
+/// Its syntax must read the same to systemd's `EnvironmentFile=`.
 fn dotenv() -> Result<HashMap<String, String>, ConfigError> {
+    match std::fs::read_to_string(".env") {
+        Ok(text) => config::check_dotenv_syntax(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(ConfigError(format!(".env: {e}"))),
+    }
     match dotenvy::from_path_iter(".env") {
         Ok(iter) => iter
             .collect::<Result<HashMap<_, _>, _>>()
@@ -58,6 +66,14 @@ pub fn load(binary: &str) -> Startup {
         Ok(d) => d,
         Err(e) => return usage_error(binary, e),
     };
+    let env_keys: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    let mut dotenv_keys: Vec<&str> = dotenv.keys().map(String::as_str).collect();
+    dotenv_keys.sort();
+    for warning in config::unknown_variables(dotenv_keys, env_keys.iter().map(String::as_str)) {
+        eprintln!("{binary}: warning: {warning}");
+    }
     match Config::from_flags_and_env(&flags, |k| {
         std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
     }) {
