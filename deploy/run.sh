@@ -54,7 +54,10 @@ if [ -z "${DB_HOST:-}" ] && [ -z "${DATABASE_URL:-}" ] && [ -z "$(dotenv_get DB_
   export DB_HOST=127.0.0.1 DB_PORT=$port DB_USER=postgres DB_NAME=postgres
 fi
 
-cargo build --release --bins --quiet
+# Cargo's own progress (on stderr): a first build compiles every dependency
+# and takes minutes on a small machine; later ones take seconds.
+echo "building the gateway (release)..." >&2
+cargo build --release --bins
 # Both processes: the migrator (schema routes, Unix socket) and the router.
 # Either can be restarted alone; stopping this script stops both.
 migrator_pid=""

@@ -671,7 +671,8 @@ fn systemd_units_are_hardened_and_agree_on_the_socket() {
             ("Group", "stonescriptdb"),
             ("NoNewPrivileges", "yes"),
             ("ProtectSystem", "strict"),
-            ("ReadWritePaths", STATE_DIR),
+            ("CapabilityBoundingSet", ""),
+            ("UMask", "0027"),
             ("Restart", "on-failure"),
             ("EnvironmentFile", "/etc/stonescriptdb-gateway/env"),
             ("WorkingDirectory", STATE_DIR),
@@ -694,6 +695,16 @@ fn systemd_units_are_hardened_and_agree_on_the_socket() {
     }
 
     let migrator = &units["stonescriptdb-migrator.service"];
+    // DATA_DIR is the migrator's StateDirectory= (systemd creates it for the
+    // service user); the router may not write there, or anywhere.
+    assert_eq!(
+        Path::new("/var/lib").join(one(migrator, "Service", "StateDirectory")),
+        Path::new(STATE_DIR)
+    );
+    let router = &units["stonescriptdb-router.service"];
+    for k in ["ReadWritePaths", "StateDirectory"] {
+        assert!(values(router, "Service", k).is_empty(), "router: {k}=");
+    }
     let runtime = one(migrator, "Service", "RuntimeDirectory");
     assert_eq!(
         Path::new(SOCKET).parent(),
@@ -709,7 +720,6 @@ fn systemd_units_are_hardened_and_agree_on_the_socket() {
     );
 
     // The router starts after the migrator but keeps running without it.
-    let router = &units["stonescriptdb-router.service"];
     assert!(
         values(router, "Unit", "After").iter().any(|v| v
             .split_whitespace()
@@ -761,6 +771,27 @@ fn systemd_units_are_hardened_and_agree_on_the_socket() {
         .filter(|l| l.contains("stonescriptdb-"))
         .collect();
     assert!(complaints.is_empty(), "systemd-analyze: {complaints:#?}");
+
+    // And each service's exposure by systemd's own measure: "OK" (<= 2.5).
+    for p in &paths[..UNITS.len()] {
+        let r = run(Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(p));
+        let exposure: f64 = r
+            .stdout
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level: {}", r.describe()));
+        assert!(
+            exposure <= 2.5,
+            "{}: exposure {exposure}\n{}",
+            p.display(),
+            r.stdout
+        );
+    }
 }
 
 #[test]
