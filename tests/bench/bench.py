@@ -221,13 +221,14 @@ def percentile(values, q):
 
 def router_call_histogram(gw):
     """Cumulative /call 2xx latency buckets from the router's own /metrics,
-    plus "sum" (seconds) under the key None."""
+    plus "sum" (seconds) under the key None. (Builds before cac3b3e label
+    the class `status`, later ones `status_class`.)"""
     with urllib.request.urlopen(gw.url + "/metrics", timeout=30) as r:
         text = r.read().decode()
     out = {}
-    for m in re.finditer(r'stonescriptdb_router_request_duration_seconds_bucket\{route="/call",status_class="2xx",le="([^"]+)"\} (\d+)', text):
+    for m in re.finditer(r'stonescriptdb_router_request_duration_seconds_bucket\{route="/call",status(?:_class)?="2xx",le="([^"]+)"\} (\d+)', text):
         out[float("inf") if m.group(1) == "+Inf" else float(m.group(1))] = int(m.group(2))
-    m = re.search(r'stonescriptdb_router_request_duration_seconds_sum\{route="/call",status_class="2xx"\} (\S+)', text)
+    m = re.search(r'stonescriptdb_router_request_duration_seconds_sum\{route="/call",status(?:_class)?="2xx"\} (\S+)', text)
     out[None] = float(m.group(1)) if m else 0.0
     return out
 
