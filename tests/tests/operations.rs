@@ -366,41 +366,8 @@ fn help_documents_every_setting() {
         let out = run_binary(name, &["--help"], &[]);
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);
-        for var in [
-            "DB_HOST",
-            "DB_PORT",
-            "DB_NAME",
-            "DB_USER",
-            "DB_PASSWORD",
-            "DATABASE_URL",
-            "GATEWAY_HOST",
-            "GATEWAY_PORT",
-            "MAX_CONNECTIONS_PER_POOL",
-            "MAX_TOTAL_CONNECTIONS",
-            "POOL_IDLE_TIMEOUT_SECS",
-            "POOL_WAIT_TIMEOUT_MS",
-            "CALL_PIPELINE_BUDGET_US",
-            "ALLOWED_NETWORKS",
-            "RUST_LOG",
-            "DATA_DIR",
-            "MIGRATOR_SOCKET",
-            "ARCHIVE_MAX_COMPRESSED_BYTES",
-            "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
-            "ARCHIVE_MAX_ENTRIES",
-            "ARCHIVE_MAX_ENTRY_BYTES",
-            "MIGRATE_CONCURRENCY",
-            "DEPLOY_LOCK_TIMEOUT_MS",
-            "DEPLOY_STATEMENT_TIMEOUT_MS",
-            "CALL_TOKENS",
-            "ADMIN_TOKEN",
-            "MAX_CLIENT_CONNECTIONS",
-            "HEADER_READ_TIMEOUT_SECS",
-            "ROUTER_THREADS",
-            "CATALOG_DB",
-            "CATALOG_POLL_MS",
-            "DEPLOY_TOKENS",
-            "--check-upgrade",
-        ] {
+        let every = stonescriptdb_shared::config::VARIABLES.iter().copied();
+        for var in every.chain(["--check-upgrade"]) {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }
     }
