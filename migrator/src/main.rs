@@ -73,6 +73,13 @@ async fn serve(
             }
         };
     }
+    let peers = match socket::Peers::of_this_process() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{BINARY}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (listener, activated) = match socket::from_systemd() {
         Ok(Some(l)) => (l, true),
         Ok(None) => match socket::bind(&config.migrator_socket) {
@@ -121,7 +128,7 @@ async fn serve(
         config.migrator_socket.display()
     );
     let _ = std::io::stdout().flush();
-    server::run(listener, state, startup::shutdown_signal()).await;
+    server::run(listener, peers, state, startup::shutdown_signal()).await;
     // A socket systemd owns stays; it keeps queueing requests for the next start.
     if !activated {
         let _ = std::fs::remove_file(&config.migrator_socket);

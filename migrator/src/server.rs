@@ -56,6 +56,7 @@ impl hyper::body::Body for ChannelBody {
 
 pub async fn run(
     listener: UnixListener,
+    peers: crate::socket::Peers,
     state: std::sync::Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -72,6 +73,10 @@ pub async fn run(
                         continue;
                     }
                 };
+                if let Err(why) = peers.check(&stream) {
+                    warn!(state.log, "refused a connection on the migrator socket"; "why" => why);
+                    continue;
+                }
                 let st = state.clone();
                 let svc = service_fn(move |req| {
                     let st = st.clone();

@@ -494,3 +494,66 @@ fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
         })
         .ok_or(())
 }
+
+/// The migrator answers only its own user, root and its group: a process of
+/// another user that reaches the socket (here through a socket made
+/// world-writable by mistake) is refused with a log line.
+#[test]
+fn the_migrator_refuses_peers_of_another_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let nobody_ok = Command::new("runuser")
+        .args(["-u", "nobody", "--", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !nobody_ok {
+        eprintln!("NOTE: cannot run a process as user nobody (needs root and runuser); peer check not exercised");
+        return;
+    }
+    let gw = Gateway::start(&[]);
+    std::fs::set_permissions(&gw.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let curl = |as_nobody: bool| {
+        let mut cmd = if as_nobody {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--", "curl"]);
+            c
+        } else {
+            Command::new("curl")
+        };
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg("--unix-socket")
+        .arg(&gw.socket)
+        .arg("http://migrator/platforms")
+        .output()
+        .expect("curl runs")
+    };
+    let out = curl(true);
+    assert!(
+        !out.status.success(),
+        "nobody got an answer: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw
+        .log()
+        .contains("refused a connection on the migrator socket")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gw.log().contains("uid 65534"), "{}", gw.log());
+    // the migrator's own user is served
+    let out = curl(false);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+}
