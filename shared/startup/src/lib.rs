@@ -32,18 +32,16 @@ fn usage_error(binary: &str, msg: impl std::fmt::Display) -> Startup {
 /// Variables from `.env` in the working directory (absent file = none).
 /// Its syntax must read the same to systemd's `EnvironmentFile=`.
 fn dotenv() -> Result<HashMap<String, String>, ConfigError> {
-    match std::fs::read_to_string(".env") {
-        Ok(text) => config::check_dotenv_syntax(&text)?,
+    let text = match std::fs::read_to_string(".env") {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(e) => return Err(ConfigError(format!(".env: {e}"))),
-    }
-    match dotenvy::from_path_iter(".env") {
-        Ok(iter) => iter
-            .collect::<Result<HashMap<_, _>, _>>()
-            .map_err(|e| ConfigError(format!(".env: {e}"))),
-        Err(e) if e.not_found() => Ok(HashMap::new()),
-        Err(e) => Err(ConfigError(format!(".env: {e}"))),
-    }
+    };
+    config::check_dotenv_syntax(&text)?;
+    // the text just read, not the file again
+    dotenvy::from_read_iter(text.as_bytes())
+        .collect::<Result<HashMap<_, _>, _>>()
+        .map_err(|e| ConfigError(format!(".env: {e}")))
 }
 
 /// Parse flags, `.env` and the environment for `binary`.
