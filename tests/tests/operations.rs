@@ -366,7 +366,7 @@ fn help_documents_every_setting() {
         let out = run_binary(name, &["--help"], &[]);
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);
-        let every = stonescriptdb_shared::config::VARIABLES.iter().copied();
+        let every = stonescriptdb_shared::config::variables();
         for var in every.chain(["--check-upgrade"]) {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }
