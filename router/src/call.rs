@@ -341,7 +341,7 @@ impl Ctx<'_> {
         } else {
             AFTER_CALL
         };
-        let (sql, bound) = build(cand, self.args, after);
+        let (sql, params) = build(cand, self.args, after);
         let client = &self.conn.client;
         let stmt = match self.conn.statements.get(&sql) {
             Some(stmt) => stmt,
@@ -354,19 +354,9 @@ impl Ctx<'_> {
                 stmt
             }
         };
-        let json_param;
-        let refs: Vec<&(dyn ToSql + Sync)>;
-        let params: &[&(dyn ToSql + Sync)] = match &bound {
-            Bound::Json(p) => {
-                json_param = Some(p.as_str());
-                refs = vec![&json_param];
-                &refs
-            }
-            Bound::Text(values) => {
-                refs = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                &refs
-            }
-        };
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let params = refs.as_slice();
         // With the database's after-call function, the cleanup is part of
         // the call statement: one round trip, one statement.
         let (result, reset) = if self.conn.after_call_fn {
@@ -444,16 +434,9 @@ fn stale_plan(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// How a call's arguments are bound: one text parameter per argument, or
-/// all of them as one JSON parameter (none at all: `Text` of nothing).
-#[derive(Debug)]
-enum Bound<'a> {
-    Text(Vec<TextParam<'a>>),
-    Json(String),
-}
-
-/// An argument sent in text format, whatever the parameter's type:
-/// PostgreSQL's input function of the type reads it. `None` is NULL.
+/// A parameter sent in text format, whatever its type: PostgreSQL's input
+/// function of the type reads it. `None` is NULL. One per argument, or the
+/// single JSON text of the JSON way.
 #[derive(Debug)]
 struct TextParam<'a>(Option<Cow<'a, str>>);
 
@@ -483,19 +466,18 @@ impl ToSql for TextParam<'_> {
     to_sql_checked!();
 }
 
-/// The statement for one call form of `cand`, and how its arguments are bound.
-fn build<'a>(cand: &Candidate, args: &Args<'a>, after: &str) -> (String, Bound<'a>) {
+/// The statement for one call form of `cand`, and its parameters: one per
+/// argument, or one JSON text for them all (the JSON way).
+fn build<'a>(cand: &Candidate, args: &Args<'a>, after: &str) -> (String, Vec<TextParam<'a>>) {
     match text_args(cand, args) {
-        Some((call_args, params)) => (
-            statement(cand, &call_args, None, after),
-            Bound::Text(params),
-        ),
+        Some((call_args, params)) => (statement(cand, &call_args, None, after), params),
         None => {
             let (sql, param) = build_json(cand, args, after);
-            match param {
-                Some(p) => (sql, Bound::Json(p)),
-                None => (sql, Bound::Text(Vec::new())),
-            }
+            let params = param
+                .map(|p| TextParam(Some(Cow::Owned(p))))
+                .into_iter()
+                .collect();
+            (sql, params)
         }
     }
 }
@@ -775,20 +757,19 @@ pub fn fuzz_entry(body: &[u8]) {
         }
     };
     if let Ok(c) = catalog::resolve(&candidates, &shape) {
-        let (sql, bound) = build(c, &args, AFTER_CALL);
+        let (sql, params) = build(c, &args, AFTER_CALL);
         assert!(sql.starts_with("SELECT string_agg("));
-        match bound {
-            // the parameter is always valid JSON
-            Bound::Json(p) => {
-                assert!(serde_json::from_str::<serde_json::Value>(&p).is_ok(), "{p}")
-            }
+        if sql.contains("json_to_record") {
+            // the JSON way: one parameter, always valid JSON
+            assert_eq!(params.len(), 1, "{sql}");
+            let p = params[0].0.as_deref().unwrap();
+            assert!(serde_json::from_str::<serde_json::Value>(p).is_ok(), "{p}");
+        } else {
             // one parameter per argument, each placeholder in the statement
-            Bound::Text(values) => {
-                for n in 1..=values.len() {
-                    assert!(sql.contains(&format!("${n}::")), "{sql}");
-                }
-                assert!(!sql.contains(&format!("${}::", values.len() + 1)), "{sql}");
+            for n in 1..=params.len() {
+                assert!(sql.contains(&format!("${n}::")), "{sql}");
             }
+            assert!(!sql.contains(&format!("${}::", params.len() + 1)), "{sql}");
         }
     }
 }
@@ -854,8 +835,8 @@ mod tests {
 
     #[test]
     fn no_args_has_no_parameter() {
-        let (sql, bound) = build(&cand(&[], false), &Args::Positional(vec![]), AFTER_CALL);
-        assert!(matches!(bound, Bound::Text(v) if v.is_empty()));
+        let (sql, params) = build(&cand(&[], false), &Args::Positional(vec![]), AFTER_CALL);
+        assert!(params.is_empty());
         assert!(sql.contains(r#"FROM "public"."get_user"()"#), "{sql}");
     }
 
@@ -875,17 +856,28 @@ mod tests {
     #[test]
     fn variadic_spread_is_packed_into_an_array() {
         let c = cand(&[("p", "text"), ("xs", "integer[]")], true);
-        let (sql, bound) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]), AFTER_CALL);
+        let (sql, params) = build(&c, &Args::Positional(vec!["\"a\"", "1", "2"]), AFTER_CALL);
         assert!(sql.contains(r#"VARIADIC _sdg_a."2""#), "{sql}");
-        assert!(matches!(bound, Bound::Json(p) if p == r#"{"1":"a","2":[1,2]}"#));
+        assert_eq!(json_param(&sql, params), r#"{"1":"a","2":[1,2]}"#);
         let (_, param) = build_json(&c, &Args::Positional(vec!["\"a\"", "[3,4]"]), AFTER_CALL);
         assert_eq!(param.unwrap(), r#"{"1":"a","2":[3,4]}"#);
     }
 
-    fn texts(bound: Bound<'_>) -> Vec<Option<String>> {
-        match bound {
-            Bound::Text(v) => v.into_iter().map(|p| p.0.map(Cow::into_owned)).collect(),
-            Bound::Json(p) => panic!("went the JSON way: {p}"),
+    /// The text-way parameters' values (the statement must not go the JSON way).
+    fn texts(sql: &str, params: Vec<TextParam<'_>>) -> Vec<Option<String>> {
+        assert!(!sql.contains("json_to_record"), "went the JSON way: {sql}");
+        params
+            .into_iter()
+            .map(|p| p.0.map(Cow::into_owned))
+            .collect()
+    }
+
+    /// The JSON way's one parameter.
+    fn json_param(sql: &str, params: Vec<TextParam<'_>>) -> String {
+        assert!(sql.contains("json_to_record"), "went the text way: {sql}");
+        match <[_; 1]>::try_from(params) {
+            Ok([TextParam(Some(p))]) => p.into_owned(),
+            other => panic!("not one JSON parameter: {other:?}"),
         }
     }
 
@@ -896,7 +888,7 @@ mod tests {
             false,
         );
         let evil = r#""x'); DROP TABLE users; --""#;
-        let (sql, bound) = build(
+        let (sql, params) = build(
             &c,
             &Args::Positional(vec!["1", evil, "{\"a\": [1]}"]),
             AFTER_CALL,
@@ -909,7 +901,7 @@ mod tests {
             sql.contains(r#"FROM "public"."get_user"($1::integer, $2::text, $3::jsonb)"#),
             "{sql}"
         );
-        let v = texts(bound);
+        let v = texts(&sql, params);
         assert_eq!(v[0].as_deref(), Some("1"));
         assert_eq!(v[1].as_deref(), Some("x'); DROP TABLE users; --"));
         assert_eq!(v[2].as_deref(), Some("{\"a\": [1]}"));
@@ -941,17 +933,14 @@ mod tests {
     #[test]
     fn arrays_composites_and_variadic_go_the_json_way() {
         let c = cand(&[("id", "integer"), ("tags", "text[]")], false);
-        let (sql, bound) = build(&c, &Args::Positional(vec!["1", r#"["a"]"#]), AFTER_CALL);
-        assert!(
-            sql.contains("json_to_record") && matches!(bound, Bound::Json(_)),
-            "{sql}"
-        );
+        let (sql, params) = build(&c, &Args::Positional(vec!["1", r#"["a"]"#]), AFTER_CALL);
+        assert_eq!(json_param(&sql, params), r#"{"1":1,"2":["a"]}"#);
         // unless the array argument is null
-        let (_, bound) = build(&c, &Args::Positional(vec!["1", "null"]), AFTER_CALL);
-        assert_eq!(texts(bound), [Some("1".to_string()), None]);
+        let (sql, params) = build(&c, &Args::Positional(vec!["1", "null"]), AFTER_CALL);
+        assert_eq!(texts(&sql, params), [Some("1".to_string()), None]);
         let v = cand(&[("p", "text"), ("xs", "integer[]")], true);
-        let (_, bound) = build(&v, &Args::Positional(vec!["\"a\""]), AFTER_CALL);
-        assert!(matches!(bound, Bound::Json(_)));
+        let (sql, params) = build(&v, &Args::Positional(vec!["\"a\""]), AFTER_CALL);
+        json_param(&sql, params);
     }
 
     #[test]
@@ -959,11 +948,14 @@ mod tests {
         let c = cand(&[("id", "integer"), ("tag", "text")], false);
         let raw = r#"{"tag":"a","id":1}"#;
         let map: BTreeMap<&str, &str> = [("tag", "\"a\""), ("id", "1")].into_iter().collect();
-        let (sql, bound) = build(&c, &Args::Named(map, raw), AFTER_CALL);
+        let (sql, params) = build(&c, &Args::Named(map, raw), AFTER_CALL);
         assert!(
             sql.contains(r#"("id" => $1::integer, "tag" => $2::text)"#),
             "{sql}"
         );
-        assert_eq!(texts(bound), [Some("1".to_string()), Some("a".to_string())]);
+        assert_eq!(
+            texts(&sql, params),
+            [Some("1".to_string()), Some("a".to_string())]
+        );
     }
 }
