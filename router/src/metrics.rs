@@ -11,24 +11,18 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use stonescriptdb_shared::routes::{self, ROUTES};
+use stonescriptdb_shared::routes::{Route, ROUTES};
 
 use crate::pool::Pools;
 
 /// The label of paths no route matches (answered 404).
 const UNMATCHED: &str = "unmatched";
 
-/// The metrics slot of a request path: its route's place in `ROUTES`, or
-/// the `unmatched` slot after them. Fixed routes (`/call` first) are found
-/// without allocating.
-pub fn route_of(path: &str) -> usize {
-    ROUTES
-        .iter()
-        .position(|r| r.pattern == path)
-        .or_else(|| {
-            let (found, _) = routes::find(path)?;
-            ROUTES.iter().position(|r| r.pattern == found.pattern)
-        })
+/// The metrics slot of a request's route (`routes::find`): its place in
+/// `ROUTES`, or the `unmatched` slot after them.
+pub fn slot(route: Option<&Route>) -> usize {
+    route
+        .and_then(|found| ROUTES.iter().position(|r| r.pattern == found.pattern))
         .unwrap_or(ROUTES.len())
 }
 
@@ -91,7 +85,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Count a request of the route in slot `r` ([`route_of`]).
+    /// Count a request of the route in slot `r` ([`slot`]).
     pub fn record(&self, r: usize, status: u16, elapsed: Duration) {
         let r = r.min(ROUTES.len());
         let code = usize::from(status.clamp(100, 599)) - 100;
@@ -242,6 +236,10 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route_of(path: &str) -> usize {
+        slot(stonescriptdb_shared::routes::find(path).map(|(r, _)| r))
+    }
 
     #[test]
     fn buckets_are_cumulative() {

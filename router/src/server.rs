@@ -145,14 +145,16 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let kind = crate::metrics::route_of(&path);
+    // one lookup serves the metrics and the routing
+    let spec = routes::find(&path).map(|(r, _)| r);
+    let kind = crate::metrics::slot(spec);
     let resp = if !allowed {
         error(&RouterError::Forbidden(format!(
             "client {} is not in ALLOWED_NETWORKS",
             peer.ip().to_canonical()
         )))
     } else {
-        route(state, peer, req).await
+        route(state, peer, req, &path, spec).await
     };
     state
         .metrics
@@ -163,9 +165,14 @@ async fn handle(state: &State, allowed: bool, peer: SocketAddr, req: Request<Inc
     resp
 }
 
-async fn route(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Resp {
-    let path = req.uri().path().to_owned();
-    let Some((spec, _)) = routes::find(&path) else {
+async fn route(
+    state: &State,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    path: &str,
+    spec: Option<&routes::Route>,
+) -> Resp {
+    let Some(spec) = spec else {
         return error(&RouterError::NotFound(format!("no route {path}")));
     };
     if !spec.allows(req.method().as_str()) {
