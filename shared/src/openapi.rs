@@ -18,17 +18,17 @@ use crate::names::{self, NameRule};
 use crate::routes::{Served, ROUTES};
 use crate::wire::*;
 
-fn with_rule(mut v: Value, rule: &NameRule) -> Value {
+fn apply_rule(v: &mut Value, rule: &NameRule) {
     v["pattern"] = json!(rule.pattern);
     v["maxLength"] = json!(rule.max_len);
-    v
 }
 
 /// Name rules by property name, applied to request bodies, forms and parameters.
 fn rule_of(property: &str) -> Option<&'static NameRule> {
     Some(match property {
         "platform" => &names::PLATFORM,
-        "schema_name" | "name" => &names::SCHEMA_NAME,
+        // `schema`: the query parameter (the form's file field is binary)
+        "schema_name" | "name" | "schema" => &names::SCHEMA_NAME,
         "tenant_id" => &names::TENANT_ID,
         "database_id" => &names::DATABASE_ID,
         "database" | "databases" => &names::DATABASE,
@@ -51,8 +51,7 @@ fn constrain(object: &mut Value) {
         };
         let is_string = matches!(target.get("type"), Some(t) if t == "string" || t == &json!(["string", "null"]));
         if is_string && target.get("format").is_none() {
-            target["pattern"] = json!(rule.pattern);
-            target["maxLength"] = json!(rule.max_len);
+            apply_rule(target, rule);
         }
     }
 }
@@ -578,12 +577,12 @@ fn operation(op: &Op, method: &str, served: Served) -> Value {
             .params
             .iter()
             .map(|(name, place, required, text)| {
-                let schema = match (*name, rule_of(name)) {
-                    ("limit", _) => json!({"type": "integer", "minimum": 1, "maximum": 10000}),
-                    ("schema", _) => with_rule(json!({"type": "string"}), &names::SCHEMA_NAME),
-                    (_, Some(rule)) => with_rule(json!({"type": "string"}), rule),
-                    (_, None) => json!({"type": "string"}),
-                };
+                let mut schema = json!({"type": "string"});
+                if *name == "limit" {
+                    schema = json!({"type": "integer", "minimum": 1, "maximum": 10000});
+                } else if let Some(rule) = rule_of(name) {
+                    apply_rule(&mut schema, rule);
+                }
                 json!({"name": name, "in": place, "required": required, "description": text, "schema": schema})
             })
             .collect();
