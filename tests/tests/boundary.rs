@@ -362,6 +362,38 @@ async fn the_first_call_after_a_deployment_sees_the_new_row_shape() {
     );
 }
 
+/// Arguments travel as parameters typed by the catalog: after a deployment
+/// changes a function's argument type, the first call is bound to the new
+/// type (the router dropped its statements with the pool), never the old.
+#[tokio::test]
+async fn the_first_call_after_a_deployment_binds_the_new_argument_types() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut s = SchemaDir::default();
+    s.set(
+        "functions/scale.sql",
+        "CREATE OR REPLACE FUNCTION scale(a integer) RETURNS integer LANGUAGE sql AS $$ SELECT a * 2 $$;",
+    );
+    assert_eq!(gw.register(&p, None, &s).await.0, 200);
+    for _ in 0..3 {
+        let (st, b) = gw.call(&p, "scale", json!([3])).await;
+        assert_eq!((st, &b["rows"][0]["scale"]), (200, &json!(6)), "{b}");
+    }
+    // an integer argument refuses a fraction
+    let (st, b) = gw.call(&p, "scale", json!(["2.5"])).await;
+    assert_eq!((st, b["sqlstate"].as_str()), (400, Some("22P02")), "{b}");
+    s.set(
+        "functions/scale.sql",
+        "CREATE OR REPLACE FUNCTION scale(a numeric) RETURNS numeric LANGUAGE sql AS $$ SELECT a * 1.5 $$;",
+    );
+    let (st, b) = gw.migrate(&p, None, &s, false).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = gw.call(&p, "scale", json!(["2.5"])).await;
+    assert_eq!((st, &b["rows"][0]["scale"]), (200, &json!(3.75)), "{b}");
+    let (st, b) = gw.call(&p, "scale", json!([3])).await;
+    assert_eq!((st, &b["rows"][0]["scale"]), (200, &json!(4.5)), "{b}");
+}
+
 #[tokio::test]
 async fn ddl_by_hand_is_picked_up_after_an_error_or_a_refresh() {
     let gw = Gateway::start(&[]);
