@@ -46,7 +46,11 @@ const BINARY: &str = "stonescriptdb-migrator";
 
 fn main() -> ExitCode {
     // The migrator waits on PostgreSQL most of the time: tokio's default.
-    startup::main(BINARY, |_, _| None, serve)
+    startup::main(
+        stonescriptdb_shared::config::Binary::Migrator,
+        |_, _| None,
+        serve,
+    )
 }
 
 async fn serve(

@@ -26,7 +26,7 @@ use slog::info;
 use stonescriptdb_shared::config::Config;
 use stonescriptdb_startup as startup;
 
-const BINARY: &str = "stonescriptdb-router";
+const BINARY: stonescriptdb_shared::config::Binary = stonescriptdb_shared::config::Binary::Router;
 
 fn main() -> ExitCode {
     startup::main(
@@ -37,16 +37,12 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
-    if config.check_upgrade {
-        eprintln!("{BINARY}: --check-upgrade is a flag of stonescriptdb-migrator");
-        return ExitCode::from(stonescriptdb_shared::config::EXIT_USAGE as u8);
-    }
     let log = startup::logger(config.log_level, "router");
     let addr = std::net::SocketAddr::new(config.gateway_host, config.gateway_port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("stonescriptdb-router: cannot listen on {addr}: {e}");
+            eprintln!("{}: cannot listen on {addr}: {e}", BINARY.name());
             return ExitCode::FAILURE;
         }
     };

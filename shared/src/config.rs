@@ -132,52 +132,310 @@ pub struct Flags {
 /// The field of [`Flags`] that holds one variable's flag.
 type FlagField = fn(&Flags) -> &Option<String>;
 
-/// Every variable the binaries read, with the flag that sets it: the one
-/// list behind [`Flags::get`] and [`variables`].
-const FLAGGED: &[(&str, FlagField)] = &[
-    ("DB_HOST", |f| &f.db_host),
-    ("DB_PORT", |f| &f.db_port),
-    ("DB_NAME", |f| &f.db_name),
-    ("DB_USER", |f| &f.db_user),
-    ("DB_PASSWORD", |f| &f.db_password),
-    ("DATABASE_URL", |f| &f.database_url),
-    ("GATEWAY_HOST", |f| &f.host),
-    ("GATEWAY_PORT", |f| &f.port),
-    ("MAX_CONNECTIONS_PER_POOL", |f| &f.max_connections_per_pool),
-    ("MAX_TOTAL_CONNECTIONS", |f| &f.max_total_connections),
-    ("POOL_IDLE_TIMEOUT_SECS", |f| &f.pool_idle_timeout_secs),
-    ("POOL_WAIT_TIMEOUT_MS", |f| &f.pool_wait_timeout_ms),
-    ("CALL_PIPELINE_BUDGET_US", |f| &f.call_pipeline_budget_us),
-    ("ALLOWED_NETWORKS", |f| &f.allowed_networks),
-    ("RUST_LOG", |f| &f.log_level),
-    ("DATA_DIR", |f| &f.data_dir),
-    ("MIGRATOR_SOCKET", |f| &f.migrator_socket),
-    ("ARCHIVE_MAX_COMPRESSED_BYTES", |f| {
-        &f.archive_max_compressed_bytes
+/// The two binaries, each reading its own part of the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    Router,
+    Migrator,
+}
+
+/// Which binaries read a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadBy {
+    Both,
+    Router,
+    Migrator,
+}
+
+impl ReadBy {
+    fn includes(self, binary: Binary) -> bool {
+        matches!(
+            (self, binary),
+            (ReadBy::Both, _)
+                | (ReadBy::Router, Binary::Router)
+                | (ReadBy::Migrator, Binary::Migrator)
+        )
+    }
+}
+
+impl Binary {
+    /// The executable's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Router => "stonescriptdb-router",
+            Binary::Migrator => "stonescriptdb-migrator",
+        }
+    }
+
+    /// The one line `--help` starts with.
+    pub fn about(self) -> &'static str {
+        match self {
+            Binary::Router => {
+                "stonescriptdb-router: the StoneScriptDB Gateway's router. It serves /call, \
+/health and /metrics from its connection pools and forwards every schema route to \
+stonescriptdb-migrator over a Unix socket."
+            }
+            Binary::Migrator => {
+                "stonescriptdb-migrator: the StoneScriptDB Gateway's migrator. It creates \
+databases, deploys schema archives and keeps the control catalog, answering the \
+schema routes the router forwards to its Unix socket."
+            }
+        }
+    }
+}
+
+/// One setting: its environment variable, its flag, and who reads it.
+struct Setting {
+    var: &'static str,
+    flag: &'static str,
+    read_by: ReadBy,
+    field: FlagField,
+}
+
+const fn s(var: &'static str, flag: &'static str, read_by: ReadBy, field: FlagField) -> Setting {
+    Setting {
+        var,
+        flag,
+        read_by,
+        field,
+    }
+}
+
+/// Every variable the binaries read, with the flag that sets it and the
+/// binaries that read it: the one list behind [`Flags::get`],
+/// [`variables`] and each binary's `--help`.
+const SETTINGS: &[Setting] = &[
+    s("DB_HOST", "--db-host", ReadBy::Both, |f| &f.db_host),
+    s("DB_PORT", "--db-port", ReadBy::Both, |f| &f.db_port),
+    s("DB_NAME", "--db-name", ReadBy::Both, |f| &f.db_name),
+    s("DB_USER", "--db-user", ReadBy::Both, |f| &f.db_user),
+    s("DB_PASSWORD", "--db-password", ReadBy::Both, |f| {
+        &f.db_password
     }),
-    ("ARCHIVE_MAX_UNCOMPRESSED_BYTES", |f| {
-        &f.archive_max_uncompressed_bytes
+    s("DATABASE_URL", "--database-url", ReadBy::Both, |f| {
+        &f.database_url
     }),
-    ("ARCHIVE_MAX_ENTRIES", |f| &f.archive_max_entries),
-    ("ARCHIVE_MAX_ENTRY_BYTES", |f| &f.archive_max_entry_bytes),
-    ("MIGRATE_CONCURRENCY", |f| &f.migrate_concurrency),
-    ("CALL_TOKENS", |f| &f.call_tokens),
-    ("ADMIN_TOKEN", |f| &f.admin_token),
-    ("MAX_CLIENT_CONNECTIONS", |f| &f.max_client_connections),
-    ("HEADER_READ_TIMEOUT_SECS", |f| &f.header_read_timeout_secs),
-    ("ROUTER_THREADS", |f| &f.router_threads),
-    ("DEPLOY_LOCK_TIMEOUT_MS", |f| &f.deploy_lock_timeout_ms),
-    ("DEPLOY_STATEMENT_TIMEOUT_MS", |f| {
-        &f.deploy_statement_timeout_ms
+    s("GATEWAY_HOST", "--host", ReadBy::Router, |f| &f.host),
+    s("GATEWAY_PORT", "--port", ReadBy::Router, |f| &f.port),
+    s(
+        "MAX_CONNECTIONS_PER_POOL",
+        "--max-connections-per-pool",
+        ReadBy::Router,
+        |f| &f.max_connections_per_pool,
+    ),
+    s(
+        "MAX_TOTAL_CONNECTIONS",
+        "--max-total-connections",
+        ReadBy::Router,
+        |f| &f.max_total_connections,
+    ),
+    s(
+        "POOL_IDLE_TIMEOUT_SECS",
+        "--pool-idle-timeout-secs",
+        ReadBy::Router,
+        |f| &f.pool_idle_timeout_secs,
+    ),
+    s(
+        "POOL_WAIT_TIMEOUT_MS",
+        "--pool-wait-timeout-ms",
+        ReadBy::Router,
+        |f| &f.pool_wait_timeout_ms,
+    ),
+    s(
+        "CALL_PIPELINE_BUDGET_US",
+        "--call-pipeline-budget-us",
+        ReadBy::Router,
+        |f| &f.call_pipeline_budget_us,
+    ),
+    s(
+        "ALLOWED_NETWORKS",
+        "--allowed-networks",
+        ReadBy::Router,
+        |f| &f.allowed_networks,
+    ),
+    s("RUST_LOG", "--log-level", ReadBy::Both, |f| &f.log_level),
+    s("DATA_DIR", "--data-dir", ReadBy::Both, |f| &f.data_dir),
+    s("MIGRATOR_SOCKET", "--migrator-socket", ReadBy::Both, |f| {
+        &f.migrator_socket
     }),
-    ("CATALOG_DB", |f| &f.catalog_db),
-    ("CATALOG_POLL_MS", |f| &f.catalog_poll_ms),
-    ("DEPLOY_TOKENS", |f| &f.deploy_tokens),
+    s(
+        "ARCHIVE_MAX_COMPRESSED_BYTES",
+        "--archive-max-compressed-bytes",
+        ReadBy::Migrator,
+        |f| &f.archive_max_compressed_bytes,
+    ),
+    s(
+        "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
+        "--archive-max-uncompressed-bytes",
+        ReadBy::Migrator,
+        |f| &f.archive_max_uncompressed_bytes,
+    ),
+    s(
+        "ARCHIVE_MAX_ENTRIES",
+        "--archive-max-entries",
+        ReadBy::Migrator,
+        |f| &f.archive_max_entries,
+    ),
+    s(
+        "ARCHIVE_MAX_ENTRY_BYTES",
+        "--archive-max-entry-bytes",
+        ReadBy::Migrator,
+        |f| &f.archive_max_entry_bytes,
+    ),
+    s(
+        "MIGRATE_CONCURRENCY",
+        "--migrate-concurrency",
+        ReadBy::Migrator,
+        |f| &f.migrate_concurrency,
+    ),
+    s("CALL_TOKENS", "--call-tokens", ReadBy::Both, |f| {
+        &f.call_tokens
+    }),
+    s("ADMIN_TOKEN", "--admin-token", ReadBy::Both, |f| {
+        &f.admin_token
+    }),
+    s(
+        "MAX_CLIENT_CONNECTIONS",
+        "--max-client-connections",
+        ReadBy::Router,
+        |f| &f.max_client_connections,
+    ),
+    s(
+        "HEADER_READ_TIMEOUT_SECS",
+        "--header-read-timeout-secs",
+        ReadBy::Router,
+        |f| &f.header_read_timeout_secs,
+    ),
+    s("ROUTER_THREADS", "--router-threads", ReadBy::Router, |f| {
+        &f.router_threads
+    }),
+    s(
+        "DEPLOY_LOCK_TIMEOUT_MS",
+        "--deploy-lock-timeout-ms",
+        ReadBy::Migrator,
+        |f| &f.deploy_lock_timeout_ms,
+    ),
+    s(
+        "DEPLOY_STATEMENT_TIMEOUT_MS",
+        "--deploy-statement-timeout-ms",
+        ReadBy::Migrator,
+        |f| &f.deploy_statement_timeout_ms,
+    ),
+    s("CATALOG_DB", "--catalog-db", ReadBy::Both, |f| {
+        &f.catalog_db
+    }),
+    s(
+        "CATALOG_POLL_MS",
+        "--catalog-poll-ms",
+        ReadBy::Router,
+        |f| &f.catalog_poll_ms,
+    ),
+    s("DEPLOY_TOKENS", "--deploy-tokens", ReadBy::Both, |f| {
+        &f.deploy_tokens
+    }),
 ];
 
 /// Every variable the binaries read (each also has a flag: [`Flags::get`]).
 pub fn variables() -> impl Iterator<Item = &'static str> {
-    FLAGGED.iter().map(|(name, _)| *name)
+    SETTINGS.iter().map(|s| s.var)
+}
+
+/// The variables `binary` reads.
+pub fn variables_of(binary: Binary) -> impl Iterator<Item = &'static str> {
+    SETTINGS
+        .iter()
+        .filter(move |s| s.read_by.includes(binary))
+        .map(|s| s.var)
+}
+
+/// Switches (no value) and the binaries that take them.
+const SWITCHES: &[(&str, ReadBy)] = &[
+    ("--check-upgrade", ReadBy::Migrator),
+    ("--version", ReadBy::Both),
+    ("--help", ReadBy::Both),
+];
+
+/// Rules `--help` states beside the flags.
+const RULES: &str = "Every flag overrides the environment variable shown in brackets; \
+unset flags fall back to the environment, then `.env` in the working directory, then the default. \
+A token (CALL_TOKENS, DEPLOY_TOKENS, ADMIN_TOKEN) is at least 16 characters; CALL_TOKENS and \
+DEPLOY_TOKENS are comma-separated platform:token pairs, and DEPLOY_TOKENS may list several tokens \
+per platform (rotation) but never one token for two platforms. Bad configuration prints one line \
+and exits 64.";
+
+/// `--help` of `binary`: argh's text for [`Flags`] (`full`), keeping only
+/// the flags that binary reads, under its own description.
+pub fn help_of(binary: Binary, full: &str) -> String {
+    let takes = |flag: &str| {
+        let read_by = SETTINGS
+            .iter()
+            .find(|s| s.flag == flag)
+            .map(|s| s.read_by)
+            .or_else(|| SWITCHES.iter().find(|(f, _)| *f == flag).map(|(_, r)| *r));
+        !matches!(read_by, Some(r) if !r.includes(binary))
+    };
+    let mut usage = format!("Usage: {}", binary.name());
+    let mut options = String::new();
+    let mut keep = true;
+    let mut in_options = false;
+    for line in full.lines() {
+        if let Some(rest) = line.strip_prefix("Usage: ") {
+            // "name [--flag <flag>] [--switch]": keep this binary's
+            for part in rest.split(" [").skip(1) {
+                let flag = part.split([' ', ']']).next().unwrap_or_default();
+                if takes(flag) {
+                    usage.push_str(" [");
+                    usage.push_str(part);
+                }
+            }
+        } else if line.starts_with("Options:") {
+            in_options = true;
+        } else if in_options {
+            if let Some(entry) = line.strip_prefix("  --") {
+                let flag = format!("--{}", entry.split([' ', ',']).next().unwrap_or_default());
+                keep = takes(&flag);
+            } else if !line.starts_with("   ") {
+                in_options = false;
+                keep = true;
+            }
+            if keep && in_options {
+                options.push_str(line);
+                options.push('\n');
+            }
+        }
+    }
+    format!(
+        "{usage}\n\n{}\n\n{RULES}\n\nOptions:\n{options}",
+        binary.about()
+    )
+}
+
+/// The first flag given to `binary` that only the other binary reads, as
+/// the one line to print.
+pub fn foreign_flag(binary: Binary, flags: &Flags) -> Option<String> {
+    let other = match binary {
+        Binary::Router => Binary::Migrator,
+        Binary::Migrator => Binary::Router,
+    };
+    let given = SETTINGS
+        .iter()
+        .filter(|s| (s.field)(flags).is_some())
+        .map(|s| (s.flag, s.read_by))
+        .chain(
+            flags
+                .check_upgrade
+                .then_some(("--check-upgrade", ReadBy::Migrator)),
+        );
+    for (flag, read_by) in given {
+        if !read_by.includes(binary) {
+            return Some(format!(
+                "{flag} is a flag of {}; {} does not read it",
+                other.name(),
+                binary.name()
+            ));
+        }
+    }
+    None
 }
 
 /// Warnings about variables the gateway does not read, one line each:
@@ -242,10 +500,10 @@ pub fn check_dotenv_syntax(text: &str) -> Result<(), ConfigError> {
 impl Flags {
     /// The value a flag gives for environment variable `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
-        FLAGGED
+        SETTINGS
             .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, field)| field(self).as_deref())
+            .find(|s| s.var == name)
+            .and_then(|s| (s.field)(self).as_deref())
     }
 }
 
@@ -832,6 +1090,58 @@ mod tests {
         assert_eq!(flags.get("GATEWAY_PORT"), Some("9100"));
         assert_eq!(flags.get("DB_PORT"), None);
         assert_eq!(flags.get("NOT_A_VARIABLE"), None);
+    }
+
+    /// Each binary's `--help` lists exactly the flags it reads: every
+    /// flag of the settings table is one argh knows, and the other binary's
+    /// flags are left out.
+    #[test]
+    fn help_lists_each_binary_its_own_flags() {
+        let full = match Flags::from_args(&["x"], &["--help"]) {
+            Err(exit) => exit.output,
+            Ok(_) => panic!("--help parsed as a run"),
+        };
+        for setting in SETTINGS {
+            assert!(
+                full.contains(&format!("  {} ", setting.flag))
+                    || full.contains(&format!("  {}\n", setting.flag)),
+                "argh does not know {}",
+                setting.flag
+            );
+        }
+        for binary in [Binary::Router, Binary::Migrator] {
+            let help = help_of(binary, &full);
+            assert!(help.starts_with(&format!("Usage: {} [--db-host", binary.name())));
+            assert!(help.contains(binary.about()));
+            assert!(help.contains("at least 16 characters"));
+            for setting in SETTINGS {
+                let listed = help.contains(&format!("  {} ", setting.flag))
+                    || help.contains(&format!("  {}\n", setting.flag));
+                assert_eq!(listed, setting.read_by.includes(binary), "{help}");
+                assert_eq!(help.contains(&format!("[{} <", setting.flag)), listed);
+                assert_eq!(help.contains(setting.var), listed, "{}", setting.var);
+            }
+            assert_eq!(help.contains("--check-upgrade"), binary == Binary::Migrator);
+            assert!(help.contains("--help") && help.contains("--version"));
+        }
+        let flags = Flags {
+            port: Some("9100".into()),
+            ..Flags::default()
+        };
+        assert_eq!(foreign_flag(Binary::Router, &flags), None);
+        assert_eq!(
+            foreign_flag(Binary::Migrator, &flags).as_deref(),
+            Some(
+                "--port is a flag of stonescriptdb-router; stonescriptdb-migrator does not read it"
+            )
+        );
+        let flags = Flags {
+            check_upgrade: true,
+            ..Flags::default()
+        };
+        assert!(foreign_flag(Binary::Router, &flags)
+            .unwrap()
+            .starts_with("--check-upgrade is a flag of stonescriptdb-migrator"));
     }
 
     #[test]

@@ -360,21 +360,65 @@ fn configuration_mistakes_are_named() {
     );
 }
 
+/// Each binary's `--help` describes that binary and lists the settings it
+/// reads, and only those; a flag of the other binary is refused with one
+/// line naming the binary that reads it; `--help | head` is no error.
 #[test]
-fn help_documents_every_setting() {
-    for name in ["stonescriptdb-router", "stonescriptdb-migrator"] {
-        let out = run_binary(name, &["--help"], &[]);
+fn help_documents_each_binary_its_own_settings() {
+    use stonescriptdb_shared::config::{variables, variables_of, Binary};
+    for which in [Binary::Router, Binary::Migrator] {
+        let out = run_binary(which.name(), &["--help"], &[]);
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);
-        let every = stonescriptdb_shared::config::variables();
-        for var in every.chain(["--check-upgrade"]) {
-            assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+        assert!(help.contains(which.about()), "{help}");
+        let own: Vec<&str> = variables_of(which).collect();
+        for var in variables() {
+            assert_eq!(
+                help.contains(var),
+                own.contains(&var),
+                "{}: --help and {var}:\n{help}",
+                which.name()
+            );
         }
+        assert_eq!(help.contains("--check-upgrade"), which == Binary::Migrator);
+        assert!(help.contains("at least 16 characters"), "{help}");
+        // a reader that stops early
+        let mut child = Command::new(binary(which.name()))
+            .arg("--help")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    // a migrator flag the router refuses, with one line
-    let out = run_router(&["--check-upgrade"], &[]);
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stonescriptdb-migrator"));
+    for (name, flag, owner) in [
+        (
+            "stonescriptdb-router",
+            "--check-upgrade",
+            "stonescriptdb-migrator",
+        ),
+        ("stonescriptdb-migrator", "--port", "stonescriptdb-router"),
+    ] {
+        let args: &[&str] = if flag == "--port" {
+            &[flag, "9100"]
+        } else {
+            &[flag]
+        };
+        let out = run_binary(name, args, &[]);
+        assert_eq!(out.status.code(), Some(64));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim(),
+            format!("{name}: {flag} is a flag of {owner}; {name} does not read it")
+        );
+    }
 }
 
 #[test]

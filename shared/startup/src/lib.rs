@@ -12,7 +12,7 @@ use argh::FromArgs;
 use slog::{o, Drain, Level, LevelFilter, Logger};
 
 use stonescriptdb_shared::config::{
-    self, Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE,
+    self, Binary, Config, ConfigError, DbTarget, Flags, LogLevel, EXIT_USAGE,
 };
 
 /// What `main` should do after start-up parsing.
@@ -44,20 +44,31 @@ fn dotenv() -> Result<HashMap<String, String>, ConfigError> {
         .map_err(|e| ConfigError(format!(".env: {e}")))
 }
 
-/// Parse flags, `.env` and the environment for `binary`.
-pub fn load(binary: &str) -> Startup {
+/// Print to stdout; a closed pipe (`--help | head`) is not an error.
+fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// Parse flags, `.env` and the environment for `which`.
+pub fn load(which: Binary) -> Startup {
+    let binary = which.name();
     let args: Vec<String> = std::env::args().collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     let flags = match Flags::from_args(&[binary], &rest) {
         Ok(f) => f,
         Err(exit) if exit.status.is_ok() => {
-            println!("{}", exit.output);
+            print(&config::help_of(which, &exit.output));
             return Startup::Exit(ExitCode::SUCCESS);
         }
         Err(exit) => return usage_error(binary, exit.output.trim()),
     };
+    if let Some(line) = config::foreign_flag(which, &flags) {
+        return usage_error(binary, line);
+    }
     if flags.version {
-        println!("{binary} {}", stonescriptdb_shared::VERSION);
+        print(&format!("{binary} {}", stonescriptdb_shared::VERSION));
         return Startup::Exit(ExitCode::SUCCESS);
     }
     let dotenv = match dotenv() {
@@ -89,7 +100,7 @@ pub fn load(binary: &str) -> Startup {
 /// (tokio's default, one per CPU, where it gives `None`) and return its exit
 /// code.
 pub fn main<F, Fut>(
-    binary: &'static str,
+    which: Binary,
     threads: fn(&Config, usize) -> Option<usize>,
     serve: F,
 ) -> ExitCode
@@ -97,7 +108,8 @@ where
     F: FnOnce(Config, tokio_postgres::Config) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    let (config, pg) = match load(binary) {
+    let binary = which.name();
+    let (config, pg) = match load(which) {
         Startup::Run(c, pg) => (c, pg),
         Startup::Exit(code) => return code,
     };
