@@ -119,14 +119,26 @@ impl Call<'_> {
             .as_ref()
             .and_then(|c| c.cost_us.get())
             .unwrap_or(u64::MAX);
-        let conn = self
+        let mut conn = self
             .pools
             .lease(db, self.database, cost_us)
             .await
             .map_err(RunError::Final)?;
+        let result = self.attempt_on(db, &conn, cached).await;
+        // Reached only when the call was not abandoned (see `Lease`).
+        conn.done();
+        result
+    }
+
+    async fn attempt_on(
+        &self,
+        db: &Arc<DbPool>,
+        conn: &Lease,
+        cached: Option<Arc<catalog::Cached>>,
+    ) -> Result<Vec<u8>, RunError> {
         let ctx = Ctx {
             db,
-            conn: &conn,
+            conn,
             database: self.database,
             key: self.key,
             schema: self.schema,
@@ -142,7 +154,7 @@ impl Call<'_> {
             Ok(body) => {
                 // Time calls on shared connections: it decides what may share.
                 // (Not the first call of a name: it also read the catalog.)
-                if let (Lease::Lane(used), Some(entry)) = (&conn, &cached) {
+                if let (Some(used), Some(entry)) = (conn.lane(), &cached) {
                     entry.cost_us.record(used.cost_us());
                 }
                 Ok(body)

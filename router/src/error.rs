@@ -131,7 +131,13 @@ impl RouterError {
                     detail,
                     hint,
                 } = &**f;
-                let code = ErrorCode::DatabaseError;
+                // `statement_timeout` (CALL_TIMEOUT_MS / CALL_TIMEOUTS, or
+                // the function's own SET) cancelled it.
+                let code = if sqlstate == "57014" && message.contains("statement timeout") {
+                    ErrorCode::StatementTimeout
+                } else {
+                    ErrorCode::DatabaseError
+                };
                 let text = match function {
                     Some(f) => format!("{f} failed: {message}"),
                     None => message.clone(),
@@ -141,7 +147,11 @@ impl RouterError {
                 body.sqlstate = Some(sqlstate.clone());
                 body.detail = detail.clone();
                 body.hint = hint.clone();
-                (database_error_status(sqlstate), body)
+                let status = match code {
+                    ErrorCode::DatabaseError => database_error_status(sqlstate),
+                    _ => code.status(),
+                };
+                (status, body)
             }
         }
     }

@@ -263,6 +263,8 @@ mod tests {
                 idle_timeout: Duration::from_secs(1),
                 connect_timeout: Duration::from_secs(1),
                 pipeline_budget: Duration::from_micros(500),
+                call_timeout: Duration::ZERO,
+                call_timeouts: Default::default(),
             },
             log,
         );

@@ -55,6 +55,27 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// `CALL_PIPELINE_BUDGET_US`: see the module documentation.
     pub pipeline_budget: Duration,
+    /// `statement_timeout` of call sessions (`CALL_TIMEOUT_MS`, zero = none).
+    pub call_timeout: Duration,
+    /// `CALL_TIMEOUTS`: the timeout of platforms that have their own.
+    pub call_timeouts: BTreeMap<String, Duration>,
+}
+
+impl PoolSettings {
+    /// The session options of `platform`'s call connections: the startup
+    /// `statement_timeout`, which `RESET ALL` after each call returns to.
+    fn options(&self, base: Option<&str>, platform: &str) -> String {
+        let timeout = self
+            .call_timeouts
+            .get(platform)
+            .copied()
+            .unwrap_or(self.call_timeout);
+        let ms = timeout.as_millis();
+        match base {
+            Some(b) if !b.is_empty() => format!("{b} -c statement_timeout={ms}"),
+            _ => format!("-c statement_timeout={ms}"),
+        }
+    }
 }
 
 /// A pooled connection: the client plus the global permit it holds.
@@ -70,7 +91,30 @@ pub struct Conn {
     pub after_call_fn: bool,
     /// The call statements prepared on this connection.
     pub statements: Lru<Statement>,
+    /// A call was abandoned on this connection mid-statement (its client
+    /// went away) and a cancel request sent: no call may use it again.
+    discarded: AtomicBool,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// Open and not given up on: a call may be sent on it.
+    fn usable(&self) -> bool {
+        !self.client.is_closed() && !self.discarded.load(Ordering::SeqCst)
+    }
+
+    /// Stop using this connection and cancel the statement it is running
+    /// (sent from a task of its own: cancelling means opening a second
+    /// connection to the server).
+    fn cancel_and_discard(&self) {
+        self.discarded.store(true, Ordering::SeqCst);
+        let token = self.client.cancel_token();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(NoTls).await;
+            });
+        }
+    }
 }
 
 /// Call statements kept prepared per connection: one per function and
@@ -187,13 +231,14 @@ impl managed::Manager for Mgr {
             client,
             after_call_fn,
             statements: Lru::new(STATEMENTS_PER_CONNECTION),
+            discarded: AtomicBool::new(false),
             _permit: permit,
         })
     }
 
     async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<CreateError> {
-        if conn.client.is_closed() {
-            return Err(RecycleError::message("connection closed"));
+        if !conn.usable() {
+            return Err(RecycleError::message("connection closed or given up on"));
         }
         Ok(())
     }
@@ -239,20 +284,75 @@ pub struct Lane {
 }
 
 /// A connection for one call: a share of a lane or a connection of its own.
+///
+/// A lease dropped before [`Lease::done`] belongs to a call abandoned
+/// mid-statement (its client disconnected and the request's future was
+/// dropped): the connection is given up on, and its statement cancelled
+/// when no other call shares the connection. (A cancel request stops
+/// whatever the server runs on that connection at that moment, so with other
+/// calls pipelined on it, it could stop one of theirs; their statements and
+/// the abandoned one are bounded by `CALL_TIMEOUT_MS` instead.)
+pub struct Lease {
+    kind: LeaseKind,
+    done: bool,
+}
+
 // A lease lives for one call on the stack; boxing the connection would cost
 // an allocation per call for a few hundred bytes moved once.
 #[allow(clippy::large_enum_variant)]
-pub enum Lease {
+pub enum LeaseKind {
     Lane(LaneUse),
     Own(PooledConn),
+}
+
+impl Lease {
+    fn own(conn: PooledConn) -> Self {
+        Self {
+            kind: LeaseKind::Own(conn),
+            done: false,
+        }
+    }
+
+    /// The lane share, for a call on a shared connection.
+    pub fn lane(&self) -> Option<&LaneUse> {
+        match &self.kind {
+            LeaseKind::Lane(l) => Some(l),
+            LeaseKind::Own(_) => None,
+        }
+    }
+
+    /// The call is over (answered or failed): its connection may be reused.
+    pub fn done(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        match &self.kind {
+            LeaseKind::Own(conn) => conn.cancel_and_discard(),
+            LeaseKind::Lane(used) => {
+                let lane = &used.lane;
+                // Give up on the lane first, so that no call joins it after
+                // the count below (`lease` checks the other way round).
+                lane.conn.discarded.store(true, Ordering::SeqCst);
+                if lane.in_flight.load(Ordering::SeqCst) == 1 {
+                    lane.conn.cancel_and_discard();
+                }
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Lease {
     type Target = Conn;
     fn deref(&self) -> &Conn {
-        match self {
-            Self::Lane(l) => &l.lane.conn,
-            Self::Own(c) => c,
+        match &self.kind {
+            LeaseKind::Lane(l) => &l.lane.conn,
+            LeaseKind::Own(c) => c,
         }
     }
 }
@@ -311,7 +411,7 @@ impl DbPool {
         let lanes = self.lanes.read().unwrap_or_else(|e| e.into_inner());
         lanes
             .iter()
-            .filter(|l| !l.conn.client.is_closed())
+            .filter(|l| l.conn.usable())
             .find(|l| {
                 let n = l.in_flight.load(Ordering::Acquire);
                 n == 0
@@ -329,7 +429,7 @@ impl DbPool {
         let lanes = self.lanes.read().unwrap_or_else(|e| e.into_inner());
         lanes
             .iter()
-            .filter(|l| !l.conn.client.is_closed())
+            .filter(|l| l.conn.usable())
             .min_by_key(|l| {
                 (
                     l.long_in_flight.load(Ordering::Relaxed) > 0,
@@ -366,7 +466,7 @@ impl DbPool {
                 && idle.is_some_and(|(now, after)| {
                     now.saturating_sub(l.last_used_ms.load(Ordering::Relaxed)) >= after
                 });
-            if l.conn.client.is_closed() || unused {
+            if !l.conn.usable() || unused {
                 gone.push(l.clone());
                 false
             } else {
@@ -476,6 +576,8 @@ impl Pools {
         cfg.dbname(database);
         cfg.user(&route.role).password(&route.password);
         cfg.connect_timeout(self.settings.connect_timeout);
+        let options = self.settings.options(cfg.get_options(), &route.platform);
+        cfg.options(&options);
         let inner = deadpool_postgres::Manager::from_config(
             cfg,
             NoTls,
@@ -526,74 +628,85 @@ impl Pools {
     ) -> Result<Lease, RouterError> {
         if !db.lanes_enabled.load(Ordering::Relaxed) {
             return match db.pool.get().await {
-                Ok(conn) => Ok(Lease::Own(conn)),
+                Ok(conn) => Ok(Lease::own(conn)),
                 Err(e) => Err(self.map_get_error(database, db, e)),
             };
         }
         let budget = self.settings.pipeline_budget.as_micros() as u64;
         let long = cost_us > budget;
-        let mut lane = db.pick_lane(long, budget, self.now_us());
-        // One request at a time opens lanes, so a burst opens what it needs
-        // and no more; the others look again once it is done.
-        let mut _gate = None;
-        if lane.is_none() {
-            _gate = Some(db.grow.lock().await);
-            db.drop_lanes(None, usize::MAX);
-            lane = db.pick_lane(long, budget, self.now_us());
-        }
-        let lane = match lane {
-            Some(lane) => lane,
-            None if db.lane_count() > 0
-                && (db.lane_count() >= self.settings.per_pool
-                    || self.permits.available_permits() == 0) =>
-            {
-                db.least_busy_lane()
-                    .ok_or_else(|| RouterError::PoolExhausted {
-                        database: database.to_owned(),
-                    })?
+        loop {
+            let mut lane = db.pick_lane(long, budget, self.now_us());
+            // One request at a time opens lanes, so a burst opens what it needs
+            // and no more; the others look again once it is done.
+            let mut _gate = None;
+            if lane.is_none() {
+                _gate = Some(db.grow.lock().await);
+                db.drop_lanes(None, usize::MAX);
+                lane = db.pick_lane(long, budget, self.now_us());
             }
-            None => match db.pool.get().await {
-                Ok(conn) if !conn.after_call_fn => {
-                    db.lanes_enabled.store(false, Ordering::Relaxed);
-                    return Ok(Lease::Own(conn));
+            let lane = match lane {
+                Some(lane) => lane,
+                None if db.lane_count() > 0
+                    && (db.lane_count() >= self.settings.per_pool
+                        || self.permits.available_permits() == 0) =>
+                {
+                    db.least_busy_lane()
+                        .ok_or_else(|| RouterError::PoolExhausted {
+                            database: database.to_owned(),
+                        })?
                 }
-                Ok(conn) => {
-                    let lane = Arc::new(Lane {
-                        conn,
-                        in_flight: AtomicUsize::new(0),
-                        long_in_flight: AtomicUsize::new(0),
-                        progress_us: AtomicU64::new(self.now_us()),
-                        cost_us: MovingAverage::new(7),
-                        last_used_ms: AtomicU64::new(self.now_ms()),
-                    });
-                    db.lanes
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(lane.clone());
-                    lane
-                }
-                Err(e) => match db.least_busy_lane() {
-                    Some(lane) => lane,
-                    None => return Err(self.map_get_error(database, db, e)),
+                None => match db.pool.get().await {
+                    Ok(conn) if !conn.after_call_fn => {
+                        db.lanes_enabled.store(false, Ordering::Relaxed);
+                        return Ok(Lease::own(conn));
+                    }
+                    Ok(conn) => {
+                        let lane = Arc::new(Lane {
+                            conn,
+                            in_flight: AtomicUsize::new(0),
+                            long_in_flight: AtomicUsize::new(0),
+                            progress_us: AtomicU64::new(self.now_us()),
+                            cost_us: MovingAverage::new(7),
+                            last_used_ms: AtomicU64::new(self.now_ms()),
+                        });
+                        db.lanes
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(lane.clone());
+                        lane
+                    }
+                    Err(e) => match db.least_busy_lane() {
+                        Some(lane) => lane,
+                        None => return Err(self.map_get_error(database, db, e)),
+                    },
                 },
-            },
-        };
-        let ahead = lane.in_flight.fetch_add(1, Ordering::AcqRel);
-        if ahead == 0 {
-            lane.progress_us.store(self.now_us(), Ordering::Relaxed);
+            };
+            let ahead = lane.in_flight.fetch_add(1, Ordering::SeqCst);
+            if ahead == 0 {
+                lane.progress_us.store(self.now_us(), Ordering::Relaxed);
+            }
+            if long {
+                lane.long_in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            lane.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+            let given_up = lane.conn.discarded.load(Ordering::SeqCst);
+            let mut lease = Lease {
+                kind: LeaseKind::Lane(LaneUse {
+                    lane,
+                    ahead,
+                    long,
+                    started: Instant::now(),
+                    epoch: self.started,
+                }),
+                done: false,
+            };
+            if given_up {
+                // an abandoned call's lane, given up on since it was picked
+                lease.done();
+                continue;
+            }
+            return Ok(lease);
         }
-        if long {
-            lane.long_in_flight.fetch_add(1, Ordering::Relaxed);
-        }
-        lane.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
-        let lease = Lease::Lane(LaneUse {
-            lane,
-            ahead,
-            long,
-            started: Instant::now(),
-            epoch: self.started,
-        });
-        Ok(lease)
     }
 
     fn map_get_error(

@@ -121,6 +121,12 @@ pub struct Flags {
     /// bearer tokens for schema routes, per platform: platform:token,... (several per platform allowed, for rotation) [DEPLOY_TOKENS]
     #[argh(option)]
     pub deploy_tokens: Option<String>,
+    /// longest a /call statement may run before it is cancelled and answered 504 statement_timeout, 0 = no limit [CALL_TIMEOUT_MS, default 30000]
+    #[argh(option)]
+    pub call_timeout_ms: Option<String>,
+    /// CALL_TIMEOUT_MS per platform: platform:ms,... [CALL_TIMEOUTS]
+    #[argh(option)]
+    pub call_timeouts: Option<String>,
     /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
     #[argh(switch)]
     pub check_upgrade: bool,
@@ -332,6 +338,15 @@ const SETTINGS: &[Setting] = &[
     ),
     s("DEPLOY_TOKENS", "--deploy-tokens", ReadBy::Both, |f| {
         &f.deploy_tokens
+    }),
+    s(
+        "CALL_TIMEOUT_MS",
+        "--call-timeout-ms",
+        ReadBy::Router,
+        |f| &f.call_timeout_ms,
+    ),
+    s("CALL_TIMEOUTS", "--call-timeouts", ReadBy::Router, |f| {
+        &f.call_timeouts
     }),
 ];
 
@@ -557,6 +572,10 @@ pub struct Config {
     pub deploy_lock_timeout: Duration,
     /// `statement_timeout` of deployment statements (zero = none).
     pub deploy_statement_timeout: Duration,
+    /// `statement_timeout` of `/call` sessions (zero = none).
+    pub call_timeout: Duration,
+    /// [`Config::call_timeout`] per platform, where it differs.
+    pub call_timeouts: std::collections::BTreeMap<String, Duration>,
     /// Bearer token per platform for `/call` (platforms not listed need none).
     pub call_tokens: std::collections::BTreeMap<String, String>,
     /// Bearer token for schema routes and `/metrics`.
@@ -670,6 +689,34 @@ pub fn parse_call_tokens(
             )));
         }
         out.insert(platform.to_owned(), token.to_owned());
+    }
+    Ok(out)
+}
+
+/// Parse `CALL_TIMEOUTS`: `platform:milliseconds` pairs separated by commas
+/// (0 = no limit for that platform).
+pub fn parse_call_timeouts(
+    raw: &str,
+) -> Result<std::collections::BTreeMap<String, Duration>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (platform, ms) = pair.split_once(':').ok_or_else(|| {
+            ConfigError("CALL_TIMEOUTS entries must look like platform:milliseconds".into())
+        })?;
+        crate::names::validate_platform(platform)
+            .map_err(|e| ConfigError(format!("CALL_TIMEOUTS: {e}")))?;
+        let ms = parse_num(
+            &format!("CALL_TIMEOUTS ({platform})"),
+            Some(ms.to_owned()),
+            0u64,
+            0,
+        )?;
+        if out
+            .insert(platform.to_owned(), Duration::from_millis(ms))
+            .is_some()
+        {
+            return Err(ConfigError(format!("CALL_TIMEOUTS lists {platform} twice")));
+        }
     }
     Ok(out)
 }
@@ -947,6 +994,16 @@ impl Config {
                 0u64,
                 0,
             )?),
+            call_timeout: Duration::from_millis(parse_num(
+                "CALL_TIMEOUT_MS",
+                get("CALL_TIMEOUT_MS"),
+                30_000u64,
+                0,
+            )?),
+            call_timeouts: match get("CALL_TIMEOUTS") {
+                None => Default::default(),
+                Some(raw) => parse_call_timeouts(&raw)?,
+            },
             call_tokens: match get("CALL_TOKENS") {
                 None => Default::default(),
                 Some(raw) => parse_call_tokens(&raw)?,
@@ -987,6 +1044,14 @@ impl Config {
             },
             check_upgrade: false,
         })
+    }
+
+    /// The `statement_timeout` of `platform`'s `/call` sessions (zero = none).
+    pub fn call_timeout_for(&self, platform: &str) -> Duration {
+        self.call_timeouts
+            .get(platform)
+            .copied()
+            .unwrap_or(self.call_timeout)
     }
 
     /// `ROUTER_THREADS`, or half of `cpus` (at least 1) when unset: the router
@@ -1142,6 +1207,32 @@ mod tests {
         assert!(foreign_flag(Binary::Router, &flags)
             .unwrap()
             .starts_with("--check-upgrade is a flag of stonescriptdb-migrator"));
+    }
+
+    #[test]
+    fn call_timeouts_have_a_default_and_per_platform_overrides() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.call_timeout_for("crm"), Duration::from_secs(30));
+        let c = cfg(&[
+            ("CALL_TIMEOUT_MS", "500"),
+            ("CALL_TIMEOUTS", "reports:120000, crm:0"),
+        ])
+        .unwrap();
+        assert_eq!(c.call_timeout_for("shop"), Duration::from_millis(500));
+        assert_eq!(c.call_timeout_for("reports"), Duration::from_secs(120));
+        assert_eq!(c.call_timeout_for("crm"), Duration::ZERO);
+        for (raw, needle) in [
+            (
+                "crm",
+                "CALL_TIMEOUTS entries must look like platform:milliseconds",
+            ),
+            ("Crm:5", "CALL_TIMEOUTS: "),
+            ("crm:-5", "CALL_TIMEOUTS (crm)=\"-5\""),
+            ("crm:5,crm:6", "CALL_TIMEOUTS lists crm twice"),
+        ] {
+            let e = cfg(&[("CALL_TIMEOUTS", raw)]).unwrap_err().0;
+            assert!(e.contains(needle), "{raw}: {e}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub enum ErrorCode {
     PoolExhausted,
     DatabaseUnavailable,
     DatabaseError,
+    StatementTimeout,
     InternalError,
 }
 
@@ -50,6 +51,7 @@ impl ErrorCode {
             Self::PoolExhausted => "pool_exhausted",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::DatabaseError => "database_error",
+            Self::StatementTimeout => "statement_timeout",
             Self::InternalError => "internal_error",
         }
     }
@@ -74,6 +76,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => 415,
             Self::MigratorUnavailable | Self::PoolExhausted | Self::DatabaseUnavailable => 503,
             Self::DatabaseError | Self::InternalError => 500,
+            Self::StatementTimeout => 504,
         }
     }
 }

@@ -226,6 +226,7 @@ const OPS: &[Op] = &[
             (404, "database_not_found (also for a database another platform owns) or function_not_found"),
             (500, "database_error: any other error PostgreSQL raised while running the function (`sqlstate` says which)"),
             (503, "pool_exhausted (no connection within POOL_WAIT_TIMEOUT_MS) or database_unavailable (PostgreSQL refused or is unreachable)"),
+            (504, "statement_timeout: the function ran longer than the platform's call timeout (CALL_TIMEOUT_MS, CALL_TIMEOUTS) and PostgreSQL cancelled it; `cause` is PostgreSQL's message, `sqlstate` 57014"),
         ],
     },
     Op {

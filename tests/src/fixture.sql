@@ -85,6 +85,7 @@ CREATE FUNCTION temp_exists() RETURNS boolean LANGUAGE sql AS $$ SELECT to_regcl
 CREATE FUNCTION take_lock() RETURNS boolean LANGUAGE sql AS $$ SELECT pg_try_advisory_lock(4242) $$;
 CREATE FUNCTION backend_pid() RETURNS integer LANGUAGE sql AS $$ SELECT pg_backend_pid() $$;
 CREATE FUNCTION sleep_ms(ms integer) RETURNS text LANGUAGE sql AS $$ SELECT pg_sleep(ms / 1000.0)::text || 'slept' $$;
+CREATE FUNCTION set_timeout_and_sleep(ms integer) RETURNS text LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('statement_timeout', '0', false); PERFORM pg_sleep(ms / 1000.0); RETURN 'ok'; END $$;
 CREATE SEQUENCE counter_seq;
 CREATE FUNCTION next_counter() RETURNS bigint LANGUAGE sql AS $$ SELECT nextval('counter_seq') $$;
 CREATE FUNCTION last_counter() RETURNS bigint LANGUAGE sql AS $$ SELECT lastval() $$;

@@ -819,3 +819,141 @@ async fn text_and_json_argument_passing_answer_alike() {
     let set_way = b["rows"][0]["stmt_set"].as_str().unwrap();
     assert!(set_way.contains("json_to_record"), "{set_way}");
 }
+
+/// Statements of `database` running `pg_sleep` right now, as the server sees them.
+async fn sleeping(db: &TestDb) -> i64 {
+    let c = stonescriptdb_tests::cluster().connect("postgres").await;
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query LIKE '%sleep_ms%'",
+        &[&db.database],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Send a `/call` on a raw connection, without waiting for the answer; the
+/// caller hangs up by dropping the stream.
+async fn call_raw(gw: &Gateway, platform: &str, function: &str, arg: i64) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let body = json!({"platform": platform, "function": function, "params": [arg]}).to_string();
+    let addr = gw.url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /call HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    s
+}
+
+/// Wait up to `secs` for no statement of `db` to be sleeping.
+async fn sleeping_stops_within(db: &TestDb, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if sleeping(db).await == 0 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A call that runs longer than `CALL_TIMEOUT_MS` is cancelled by
+/// PostgreSQL and answered 504 `statement_timeout` with PostgreSQL's message;
+/// the connection serves the next call; a platform listed in `CALL_TIMEOUTS`
+/// has its own limit (0: none).
+#[tokio::test]
+async fn a_call_running_too_long_is_answered_504_and_platforms_have_their_own_limit() {
+    let (quick, patient) = (deployed_db().await, TestDb::new().await);
+    let gw = Gateway::start(&[
+        ("CALL_TIMEOUT_MS", "400"),
+        ("CALL_TIMEOUTS", &format!("{}:0", patient.platform)),
+    ]);
+    gw.adopt_db(&quick).await;
+    gw.adopt_db(&patient).await;
+    for db in [&quick, &patient] {
+        // a function that sets its own, longer timeout gets the limit back
+        // after the call (RESET ALL returns to the session's start value)
+        let (s, b) = gw
+            .call(&db.platform, "set_timeout_and_sleep", json!([100]))
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let started = std::time::Instant::now();
+    let (s, b) = gw.call(&quick.platform, "sleep_ms", json!([5000])).await;
+    let took = started.elapsed();
+    assert_eq!(s, 504, "{b}");
+    assert_eq!(b["error"], "statement_timeout", "{b}");
+    assert_eq!(b["sqlstate"], "57014", "{b}");
+    assert_eq!(b["database"], json!(quick.database), "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("canceling statement due to statement timeout"),
+        "{b}"
+    );
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    let (s, b) = gw.call(&quick.platform, "sleep_ms", json!([50])).await;
+    assert_eq!(
+        (s, &b["rows"][0]["sleep_ms"]),
+        (200, &json!("slept")),
+        "{b}"
+    );
+    // the override: no limit for this platform
+    let (s, b) = gw.call(&patient.platform, "sleep_ms", json!([900])).await;
+    assert_eq!(
+        (s, &b["rows"][0]["sleep_ms"]),
+        (200, &json!("slept")),
+        "{b}"
+    );
+}
+
+/// A client that hangs up mid-call gets its statement cancelled, on a
+/// connection of its own and on a shared one, and the gateway goes on
+/// answering; a call sharing the connection with the abandoned one is not
+/// cancelled with it.
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_call_gets_its_statement_cancelled() {
+    let (own, shared) = (TestDb::new().await, deployed_db().await);
+    let gw = std::sync::Arc::new(Gateway::start(&[
+        ("CALL_TIMEOUT_MS", "0"),
+        ("MAX_CONNECTIONS_PER_POOL", "1"),
+    ]));
+    gw.adopt_db(&own).await;
+    gw.adopt_db(&shared).await;
+    for db in [&own, &shared] {
+        let client = call_raw(&gw, &db.platform, "sleep_ms", 60_000).await;
+        assert_eq!(
+            sleeping(db).await,
+            1,
+            "{}: the call did not start",
+            db.database
+        );
+        drop(client);
+        assert!(
+            sleeping_stops_within(db, 5).await,
+            "{}: the abandoned statement still runs",
+            db.database
+        );
+        let (s, b) = gw.call(&db.platform, "sleep_ms", json!([10])).await;
+        assert_eq!(s, 200, "{}: {b}", db.database);
+    }
+    // One shared connection: the abandoned call is pipelined behind
+    // another one, which a cancel request would stop in its place. That
+    // call must be answered.
+    let ahead = {
+        let (gw, p) = (gw.clone(), shared.platform.clone());
+        tokio::spawn(async move { gw.call(&p, "sleep_ms", json!([1500])).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(call_raw(&gw, &shared.platform, "sleep_ms", 1000).await);
+    let (s, b) = ahead.await.unwrap();
+    assert_eq!(s, 200, "the call ahead of the abandoned one: {b}");
+}

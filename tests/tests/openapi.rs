@@ -383,6 +383,10 @@ fn shop() -> SchemaDir {
         "functions/boom.pssql",
         "CREATE OR REPLACE FUNCTION boom() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RAISE EXCEPTION 'internal trouble' USING ERRCODE = 'XX000';\nEND $$;\n",
     );
+    s.set(
+        "functions/too_slow.pssql",
+        "CREATE OR REPLACE FUNCTION too_slow() RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(5) $$;\n",
+    );
     s
 }
 
@@ -403,9 +407,13 @@ const CALL: &str = "openapi-call-token-00001";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_as_the_document_says() {
     let mut c = Checker::new();
-    let mut gw = Gateway::start(&[("ARCHIVE_MAX_COMPRESSED_BYTES", "262144")]);
-    let none = &[][..];
     let p1 = new_platform();
+    let mut gw = Gateway::start(&[
+        ("ARCHIVE_MAX_COMPRESSED_BYTES", "262144"),
+        // p1's calls are cut off after a second: `too_slow` answers 504
+        ("CALL_TIMEOUTS", &format!("{p1}:1000")),
+    ]);
+    let none = &[][..];
     let archive = || shop().tar_gz();
     let form = |fields: &[(&'static str, &str)], file: Option<Vec<u8>>| {
         Payload::Form(
@@ -641,6 +649,8 @@ async fn every_route_answers_as_the_document_says() {
     c.expect(&gw, "POST", "/call", call("no_such_fn", json!({})), 404)
         .await;
     c.expect(&gw, "POST", "/call", call("boom", json!({})), 500)
+        .await;
+    c.expect(&gw, "POST", "/call", call("too_slow", json!({})), 504)
         .await;
     let big = Payload::Raw("application/json", vec![b' '; 1024 * 1024 + 10]);
     c.expect(&gw, "POST", "/call", big, 413).await;
