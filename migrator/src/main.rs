@@ -104,6 +104,7 @@ async fn serve(
         catalog: tokio::sync::OnceCell::new(),
         catalog_open: tokio::sync::Notify::new(),
         catalog_name: config.catalog_db.clone(),
+        catalog_error: std::sync::Mutex::new(None),
         tokens: Tokens {
             call: config.call_tokens.clone(),
             deploy: config.deploy_tokens.clone(),
@@ -123,7 +124,6 @@ async fn serve(
     // if it is not, keep trying in the background (schema routes answer 503
     // meanwhile, /call through the router does not need the migrator).
     if let Err(e) = try_open_catalog(&state, &config.data_dir).await {
-        warn!(log, "cannot open the control catalog; retrying"; "catalog" => &config.catalog_db, "error" => &e);
         tokio::spawn(open_catalog(state.clone(), config.data_dir.clone(), e));
     }
     info!(log, "listening"; "socket" => %config.migrator_socket.display(), "catalog" => &config.catalog_db);
@@ -140,19 +140,24 @@ async fn serve(
     ExitCode::SUCCESS
 }
 
-/// Keep trying [`try_open_catalog`], with backoff.
+/// Keep trying [`try_open_catalog`], with backoff, one log line per failed
+/// attempt; meanwhile the migrator reports itself not ready.
 async fn open_catalog(state: Arc<state::State>, data_dir: std::path::PathBuf, first: String) {
     let mut backoff = Duration::from_millis(200);
-    let mut last_error = first;
-    loop {
+    let mut error = first;
+    for attempt in 1.. {
+        warn!(state.log, "cannot open the control catalog (is PostgreSQL reachable?); retrying";
+              "catalog" => &state.catalog_name, "error" => &error, "attempt" => attempt,
+              "retry_in_ms" => backoff.as_millis() as u64);
+        *state
+            .catalog_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(error);
         tokio::time::sleep(backoff).await;
         match try_open_catalog(&state, &data_dir).await {
             Ok(()) => return,
             Err(e) => {
-                if e != last_error {
-                    warn!(state.log, "cannot open the control catalog; retrying"; "catalog" => &state.catalog_name, "error" => &e);
-                    last_error = e;
-                }
+                error = e;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }

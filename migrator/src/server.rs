@@ -196,6 +196,14 @@ async fn dispatch(
     if path == "/metrics" && method == "GET" {
         return Ok(Reply::Full((200, state.metrics.render().into_bytes())));
     }
+    // Its readiness (the router's /health asks).
+    if path == stonescriptdb_shared::wire::MIGRATOR_READY_PATH && method == "GET" {
+        let (status, body) = state.readiness();
+        return Ok(Reply::Full((
+            status,
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )));
+    }
     let (route, params) = match routes::find(&path) {
         Some(found) => found,
         None => return Err(plain(MigratorError::NotFound(format!("no route {path}")))),

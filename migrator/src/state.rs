@@ -12,6 +12,8 @@ use stonescriptdb_shared::request::Query;
 
 use crate::admin::Admin;
 use crate::archive::Limits;
+use stonescriptdb_shared::wire::ProbeResponse;
+
 use crate::catalog::{Caller, Catalog};
 use crate::error::MigratorError;
 
@@ -27,6 +29,8 @@ pub struct State {
     /// Woken once the catalog is open.
     pub catalog_open: tokio::sync::Notify,
     pub catalog_name: String,
+    /// Why the catalog could not be opened yet (the last attempt's error).
+    pub catalog_error: std::sync::Mutex<Option<String>>,
     pub tokens: Tokens,
     /// One lock per template database being built.
     pub template_locks: tokio::sync::Mutex<
@@ -51,6 +55,38 @@ impl State {
             }
         };
         let _ = tokio::time::timeout(CATALOG_WAIT, wait).await;
+    }
+
+    /// The migrator's readiness (`GET /health/ready` on its socket): ready
+    /// once the control catalog is open; until then 503 with the reason.
+    pub fn readiness(&self) -> (u16, ProbeResponse) {
+        if self.catalog.initialized() {
+            return (
+                200,
+                ProbeResponse {
+                    status: "ready".into(),
+                    postgres: Some("connected".into()),
+                    reason: None,
+                },
+            );
+        }
+        let why = self
+            .catalog_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "opening the control catalog".into());
+        (
+            503,
+            ProbeResponse {
+                status: "not_ready".into(),
+                postgres: None,
+                reason: Some(format!(
+                    "cannot open the control catalog {}: {why}",
+                    self.catalog_name
+                )),
+            },
+        )
     }
 
     /// The control catalog, once open.

@@ -91,9 +91,9 @@ pub async fn forward(
     Ok(Response::from_parts(parts, body.map_frame(|f| f).boxed()))
 }
 
-/// GET `path` from the migrator and return its body as text (`None` when it
+/// GET `path` from the migrator: its status and body text (`None` when it
 /// does not answer within a second).
-pub async fn get_text(socket: &Path, path: &str) -> Option<String> {
+pub async fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
     let fetch = async {
         let stream = UnixStream::connect(socket).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -105,11 +105,9 @@ pub async fn get_text(socket: &Path, path: &str) -> Option<String> {
             .body(http_body_util::Empty::<Bytes>::new())
             .ok()?;
         let resp = sender.send_request(req).await.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
+        let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.ok()?.to_bytes();
-        String::from_utf8(body.to_vec()).ok()
+        Some((status, String::from_utf8(body.to_vec()).ok()?))
     };
     tokio::time::timeout(CONNECT_TIMEOUT, fetch)
         .await

@@ -1,5 +1,6 @@
 //! `GET /health`: PostgreSQL reachability (503 when down), the migrator's
-//! socket (`degraded` when down: `/call` still works), version and pool
+//! readiness (`degraded` when it is down or not ready: `/call` still
+//! works), version and pool
 //! figures; `GET /health/ready`: PostgreSQL reachability alone, for
 //! orchestrators (`/health/live` needs no check: the process answers).
 
@@ -15,6 +16,9 @@ use tokio_postgres::{Client, NoTls};
 use crate::pool::Pools;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The migrator's readiness, on its socket.
+const MIGRATOR_READY: &str = stonescriptdb_shared::wire::MIGRATOR_READY_PATH;
 
 /// Keeps one admin connection open for health checks (outside the pools).
 pub struct Health {
@@ -59,32 +63,32 @@ impl Health {
         }
     }
 
-    async fn migrator_up(&self) -> bool {
-        matches!(
-            tokio::time::timeout(
-                Duration::from_millis(500),
-                tokio::net::UnixStream::connect(&self.migrator_socket)
-            )
-            .await,
-            Ok(Ok(_))
-        )
+    /// `up`, `not_ready` (it answers but cannot open its control catalog:
+    /// schema routes would answer 503) or `down` (nothing answers on its
+    /// socket).
+    async fn migrator(&self) -> &'static str {
+        match crate::forward::get(&self.migrator_socket, MIGRATOR_READY).await {
+            Some((200, _)) => "up",
+            Some(_) => "not_ready",
+            None => "down",
+        }
     }
 
     /// Status code and body; `names`: may the caller see database names
     /// (no token configured, or the admin token)?
     pub async fn check(&self, pools: &Arc<Pools>, names: bool) -> (u16, HealthResponse) {
-        let (version, migrator_up) = tokio::join!(self.postgres_version(), self.migrator_up());
+        let (version, migrator) = tokio::join!(self.postgres_version(), self.migrator());
         let up = version.is_some();
         let body = HealthResponse {
-            status: match (up, migrator_up) {
+            status: match (up, migrator) {
                 (false, _) => "unhealthy",
-                (true, false) => "degraded",
-                (true, true) => "healthy",
+                (true, "up") => "healthy",
+                (true, _) => "degraded",
             }
             .into(),
             postgres: if up { "connected" } else { "unreachable" }.into(),
             postgres_version: version,
-            migrator: if migrator_up { "up" } else { "down" }.into(),
+            migrator: migrator.into(),
             version: VERSION.into(),
             pools: {
                 let mut stats = pools.stats();
@@ -103,6 +107,7 @@ impl Health {
         let body = ProbeResponse {
             status: if up { "ready" } else { "not_ready" }.into(),
             postgres: Some(if up { "connected" } else { "unreachable" }.into()),
+            reason: None,
         };
         (if up { 200 } else { 503 }, body)
     }

@@ -228,7 +228,9 @@ async fn route(
             if let Err(e) = crate::auth::check_admin(&state.tokens, req.headers()) {
                 return error(&e);
             }
-            let migrator = crate::forward::get_text(&state.migrator_socket, "/metrics").await;
+            let migrator = crate::forward::get(&state.migrator_socket, "/metrics")
+                .await
+                .and_then(|(status, text)| (status == 200).then_some(text));
             let text = state.metrics.render(&state.pools, migrator.as_deref());
             let mut resp = Response::new(crate::forward::full(text.into_bytes()));
             resp.headers_mut().insert(

@@ -161,11 +161,19 @@ pub struct HealthResponse {
     /// PostgreSQL's version number (`15.18`), when connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_version: Option<String>,
-    /// `up` or `down` (the migrator's Unix socket accepts connections or not).
+    /// `up`; `not_ready` (the migrator answers on its socket but cannot open
+    /// its control catalog, e.g. PostgreSQL is unreachable from it: schema
+    /// routes answer 503 until it can; it retries and logs each attempt); or
+    /// `down` (nothing answers on its socket).
     pub migrator: String,
     pub version: String,
     pub pools: PoolsStats,
 }
+
+/// Where the migrator answers its own readiness on its socket (a
+/// [`ProbeResponse`]: 200 `ready` once its control catalog is open, else 503
+/// `not_ready` with the reason); the router's `/health` asks it.
+pub const MIGRATOR_READY_PATH: &str = "/health/ready";
 
 /// `GET /health/live` (the process answers: always `alive`) and
 /// `GET /health/ready` (`ready`: this router can serve `/call`, PostgreSQL
@@ -178,6 +186,9 @@ pub struct ProbeResponse {
     /// `/health/ready`: `connected` or `unreachable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<String>,
+    /// Why the migrator is not ready (its own probe, on its socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Connection-pool figures for `/health` (and later `/metrics`).

@@ -214,3 +214,52 @@ async fn postgres_refusing_connections_below_our_cap_gives_503() {
     // the router is fine and serves again once connections free up
     assert_eq!(gw.call(&db.platform, "echo_int4", json!([1])).await.0, 200);
 }
+
+/// A migrator that cannot reach PostgreSQL keeps retrying with one log line
+/// per attempt and says it is not ready; the router's `/health` reports it
+/// (`migrator: not_ready`), and schema routes answer 503 meanwhile.
+#[tokio::test]
+async fn a_migrator_that_cannot_reach_postgresql_retries_and_reports_not_ready() {
+    // a port nothing listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let gw = Gateway::start(&[("DB_HOST", "127.0.0.1"), ("DB_PORT", &port)]);
+    let (s, h) = gw.get("/health").await;
+    assert_eq!(
+        (s, &h["postgres"], &h["migrator"]),
+        (503, &json!("unreachable"), &json!("not_ready")),
+        "{h}"
+    );
+    let (s, b) = gw
+        .post("/platform/register", &json!({"platform": new_platform()}))
+        .await;
+    assert_eq!(s, 503, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempts = gw
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains("cannot open the control catalog (is PostgreSQL reachable?); retrying")
+            })
+            .count();
+        if attempts >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attempts} retry lines:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = gw.log();
+    assert!(
+        log.contains("attempt: 3") || log.contains("attempt=3"),
+        "{log}"
+    );
+}
