@@ -94,13 +94,13 @@ pub const FOLDERS: [&str; 6] = [
 /// One schema file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaFile {
-    /// File name within its folder, e.g. `001_init.sql`.
+    /// Path within its folder, e.g. `001_init.sql` or `users/get.pssql`.
     pub name: String,
     /// File content (UTF-8, without a leading byte order mark).
     pub content: String,
 }
 
-/// A validated schema: the files of each folder sorted by name (byte order).
+/// A validated schema: the files of each folder sorted in path order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schema {
     pub extensions: Vec<SchemaFile>,
@@ -158,7 +158,7 @@ impl Schema {
     fn finish(mut self) -> Schema {
         for index in 0..FOLDERS.len() {
             if let Some(files) = self.folder_mut(index) {
-                files.sort_by(|a, b| a.name.cmp(&b.name));
+                files.sort_by(|a, b| path_order(&a.name, &b.name));
                 files.dedup_by(|later, earlier| later.name == earlier.name);
             }
         }
@@ -170,13 +170,14 @@ impl Schema {
 /// Read a tar.gz entirely in memory (never touch the filesystem). Accept both
 /// layouts: a single top-level wrapper folder `postgresql/` (also
 /// `./postgresql/`) containing the folders, and the folders at the archive
-/// root (also with a leading `./`). Only files directly inside one of the six
-/// folders whose names end in `.sql` or `.pssql` (and do not start with `.`)
-/// are schema files; other regular files are ignored but still count toward
-/// the caps and are still checked for hostile paths. Directory entries and
-/// pax global headers are fine; symlinks, hardlinks, devices, fifos and any
-/// other entry type are refused. Files in each folder are sorted by name (byte
-/// order). A UTF-8 BOM at the start of a file is stripped.
+/// root (also with a leading `./`). Only files inside one of the six folders,
+/// directly or in subfolders, whose names end in `.sql` or `.pssql` (and no
+/// part of whose path starts with `.`) are schema files; other regular files
+/// are ignored but still count toward the caps and are still checked for
+/// hostile paths. Directory entries and pax global headers are fine;
+/// symlinks, hardlinks, devices, fifos and any other entry type are refused.
+/// Files in each folder are sorted in path order (component by component,
+/// each by bytes). A UTF-8 BOM at the start of a file is stripped.
 ///
 /// Caps are checked while reading: the input length first, then each entry's
 /// header size before its data is read, the running sum of entry sizes, the
@@ -374,10 +375,13 @@ fn scan<R: Read>(stream: &mut R, limits: &Limits) -> Result<Schema, ArchiveError
         // under the wrapper and at the root is a duplicate; other files by
         // their full path.
         let schema_file = match rel {
-            [folder, name] => match folder_index(folder) {
-                Some(index) if is_schema_file_name(name) => Some((index, *name)),
-                _ => None,
-            },
+            [folder, rest @ ..] if !rest.is_empty() => {
+                let name = rest.join("/");
+                match folder_index(folder) {
+                    Some(index) if is_schema_file_name(&name) => Some((index, name)),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         let key = if schema_file.is_some() {
@@ -413,10 +417,7 @@ fn scan<R: Read>(stream: &mut R, limits: &Limits) -> Result<Schema, ArchiveError
             ArchiveError::Invalid(format!("file {} is not valid UTF-8", show(&raw_path)))
         })?;
         if let Some(list) = schema.folder_mut(index) {
-            list.push(SchemaFile {
-                name: name.to_owned(),
-                content,
-            });
+            list.push(SchemaFile { name, content });
         }
     }
 
@@ -502,11 +503,23 @@ fn folder_index(folder: &str) -> Option<usize> {
 }
 
 /// A plain, visible file name with a schema suffix.
+/// A schema file's path inside its folder: `get.pssql`, or in subfolders
+/// `users/get.pssql`. No component is empty, starts with `.` (hidden files
+/// and folders are skipped), or holds `\\` or a control character; the last
+/// ends in `.sql` or `.pssql`.
 fn is_schema_file_name(name: &str) -> bool {
-    !name.starts_with('.')
-        && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
-        && SCHEMA_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+    name.split('/').all(|part| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && !part.contains('\\')
+            && !part.chars().any(char::is_control)
+    }) && SCHEMA_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
+
+/// Path order of schema files: component by component, so that a folder's
+/// files stay together (`a/z.sql` before `a-b/c.sql`).
+fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
 }
 
 /// sha256 over the tag, then for each file sorted by `folder/name`: the
@@ -823,7 +836,8 @@ mod tests {
             ("tables/._users.sql", b"\x00\x05\x16\x07\xff\xfe"),
             ("tables/notes.txt", b"notes"),
             ("tables/users.sql", b"create table users();"),
-            ("functions/old/x.sql", b"\xff old"),
+            ("functions/.old/x.sql", b"\xff old"),
+            ("functions/users/notes.txt", b"\xff notes"),
             ("unknown/x.sql", b"x"),
             ("x.sql", b"x"),
             ("postgresql/README.md", b"x"),
@@ -831,6 +845,42 @@ mod tests {
         .unwrap();
         assert_eq!(s.file_count(), 1);
         assert_eq!(names(&s.tables), ["users.sql"]);
+    }
+
+    /// Files in subfolders are schema files, named by their path in the
+    /// folder and read in path order, a subfolder's files together.
+    #[test]
+    fn reads_files_in_subfolders_in_path_order() {
+        let s = read(&tgz(&[
+            ("functions/users/get.pssql", b"g"),
+            ("functions/users-admin/x.sql", b"x"),
+            ("functions/users/z/deep.sql", b"d"),
+            ("functions/users.sql", b"u"),
+            ("functions/a.sql", b"a"),
+            ("migrations/2025/001_b.sql", b"b"),
+            ("migrations/2024/002_a.sql", b"a"),
+            ("migrations/2024/.draft/003.sql", b"hidden"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            names(&s.functions),
+            [
+                "a.sql",
+                "users/get.pssql",
+                "users/z/deep.sql",
+                "users-admin/x.sql",
+                "users.sql"
+            ]
+        );
+        assert_eq!(names(&s.migrations), ["2024/002_a.sql", "2025/001_b.sql"]);
+        // the same through stored files, and back through a tar.gz
+        assert_eq!(read(&to_tar_gz(&s)).unwrap(), s);
+        let files = s
+            .folders()
+            .iter()
+            .flat_map(|(folder, files)| files.iter().map(|f| (folder.to_string(), f.clone())))
+            .collect();
+        assert_eq!(schema_from_files(files), s);
     }
 
     #[test]

@@ -271,7 +271,8 @@ fn extension_alias(name: &str) -> &str {
 
 fn extension(f: &SchemaFile) -> Result<Extension, MigratorError> {
     let path = format!("extensions/{}", f.name);
-    let name = extension_alias(stem(&f.name)).to_owned();
+    let file_name = f.name.rsplit('/').next().unwrap_or_default();
+    let name = extension_alias(stem(file_name)).to_owned();
     if name.is_empty()
         || !name
             .bytes()

@@ -894,3 +894,55 @@ async fn extension_files_resolve_aliases_and_name_near_misses() {
     );
     assert!(!database_exists(&format!("{p}_main")).await);
 }
+
+/// Files in subfolders of a schema folder are deployed, in path order;
+/// migrations are tracked by their path in `migrations/`, so the same file
+/// name in two subfolders is two migrations, each applied once.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_in_subfolders_are_deployed_and_tracked_by_path() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut s = SchemaDir {
+        files: Default::default(),
+    };
+    s.set("tables/core/users.sql", "CREATE TABLE users (id int PRIMARY KEY, name text);\n")
+        .set("migrations/2024/001.sql", "INSERT INTO users VALUES (1, 'ada');\n")
+        .set("migrations/2025/001.sql", "INSERT INTO users VALUES (2, 'bob');\n")
+        .set(
+            "functions/users/get.pssql",
+            "CREATE FUNCTION get_user(uid int) RETURNS text LANGUAGE sql AS $$ SELECT name FROM users WHERE id = uid $$;\n",
+        )
+        .set(
+            "functions/users/admin/count.pssql",
+            "CREATE FUNCTION count_users() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM users $$;\n",
+        );
+    let (st, b) = gw.register(&p, None, &s).await;
+    assert_eq!(st, 200, "{b}");
+    let (_, b) = gw.call(&p, "get_user", json!([2])).await;
+    assert_eq!(b["rows"][0]["get_user"], "bob", "{b}");
+    let (_, b) = gw.call(&p, "count_users", json!([])).await;
+    assert_eq!(b["rows"][0]["count_users"], 2, "{b}");
+    let c = cluster().connect(&format!("{p}_main")).await;
+    let applied: Vec<String> = c
+        .query(
+            "SELECT filename FROM _stonescriptdb_gateway_migrations ORDER BY filename",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(applied, ["2024/001.sql", "2025/001.sql"]);
+    // again: each migration once
+    let (st, b) = gw.migrate(&p, None, &s, false).await;
+    assert_eq!(st, 200, "{b}");
+    let (_, b) = gw.call(&p, "count_users", json!([])).await;
+    assert_eq!(b["rows"][0]["count_users"], 2, "{b}");
+    // a function file moved out of its subfolder is dropped no more
+    s.remove("functions/users/admin/count.pssql");
+    let (st, b) = gw.migrate(&p, None, &s, false).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, _) = gw.call(&p, "count_users", json!([])).await;
+    assert_eq!(st, 404, "a function removed from its subfolder is dropped");
+}
