@@ -467,3 +467,61 @@ async fn an_unchanged_schema_gives_an_empty_plan_and_runs_no_ddl() {
     assert_eq!(r["tables_altered"], 0, "{r}");
     assert_no_changes(&r["schema_validation"]);
 }
+
+/// A `tables/` file that declares only a sequence, shared by several
+/// tables' defaults, is created before the tables, changed with `ALTER
+/// SEQUENCE` (its counter kept), and left alone, without DDL, when unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequence_only_tables_file_is_created_changed_and_left_unchanged() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let db = format!("{p}_main");
+    let mut s = SchemaDir {
+        files: Default::default(),
+    };
+    s.set("tables/00_ids.sql", "CREATE SEQUENCE shared_ids START 1000;\n")
+        .set(
+            "tables/a.sql",
+            "CREATE TABLE a (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'), n text);\n",
+        )
+        .set(
+            "tables/b.sql",
+            "CREATE TABLE b (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'), n text);\n",
+        )
+        .set(
+            "functions/add.sql",
+            "CREATE FUNCTION add_a(x text) RETURNS bigint LANGUAGE sql AS $$ INSERT INTO a (n) VALUES (x) RETURNING id $$;\n\
+             CREATE FUNCTION add_b(x text) RETURNS bigint LANGUAGE sql AS $$ INSERT INTO b (n) VALUES (x) RETURNING id $$;\n",
+        );
+    let (st, b) = gw.register(&p, None, &s).await;
+    assert_eq!(st, 200, "{b}");
+    let id = |b: &Value, f: &str| b["rows"][0][f].as_i64().unwrap_or_else(|| panic!("{b}"));
+    let (_, b) = gw.call(&p, "add_a", serde_json::json!(["x"])).await;
+    assert_eq!(id(&b, "add_a"), 1000);
+    let (_, b) = gw.call(&p, "add_b", serde_json::json!(["y"])).await;
+    assert_eq!(id(&b, "add_b"), 1001, "one counter for both tables");
+
+    // changed: INCREMENT BY 10, the counter goes on from where it was
+    s.set(
+        "tables/00_ids.sql",
+        "CREATE SEQUENCE shared_ids START 1000 INCREMENT BY 10;\n",
+    );
+    let (st, b) = gw.migrate(&p, None, &s, false).await;
+    assert_eq!(st, 200, "{b}");
+    let safe = list(&report(&b)["schema_validation"], "safe_changes");
+    assert!(
+        safe.iter()
+            .any(|c| c.contains("shared_ids") && c.contains("sequence options changed")),
+        "{b}"
+    );
+    let (_, b) = gw.call(&p, "add_a", serde_json::json!(["z"])).await;
+    assert_eq!(id(&b, "add_a"), 1011);
+
+    // unchanged: nothing planned, no DDL
+    let watch = watch_ddl(&db).await;
+    let (st, b) = gw.migrate(&p, None, &s, false).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(report(&b)["status"], "unchanged", "{b}");
+    assert_no_changes(&report(&b)["schema_validation"]);
+    assert_eq!(ddl_count(&watch).await, 0, "an unchanged sequence ran DDL");
+}

@@ -139,6 +139,61 @@ async fn create_missing(
     Ok(())
 }
 
+/// When tables are missing, create the new sequences of `tables/` files
+/// that declare no table (a file of sequences that several tables' defaults
+/// share) first: the missing tables' defaults may use them. Everything else
+/// about sequences (one declared beside its table, option changes,
+/// ownership) is left to the plan after the migrations, which may create
+/// the same sequence themselves.
+async fn create_shared_sequences(
+    run: &mut Run<'_>,
+    declared: &crate::sql::ddl::Declared,
+    plan: &[TableStep],
+    missing: &BTreeSet<QName>,
+) -> Result<(), MigratorError> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let table_files: BTreeSet<&str> = declared.files.values().map(String::as_str).collect();
+    for step in plan {
+        if !step
+            .sql
+            .first()
+            .is_some_and(|s| s.starts_with("CREATE SEQUENCE "))
+        {
+            continue;
+        }
+        let Some(path) = declared
+            .sequence_files
+            .iter()
+            .find(|(q, _)| q.to_string() == step.object)
+            .map(|(_, p)| p.as_str())
+        else {
+            continue;
+        };
+        if table_files.contains(path) {
+            continue;
+        }
+        for text in &step.sql {
+            run.note("tables", Some(step.class), &step.object, &step.reason, text);
+            run.tx.batch_execute(text).await.map_err(|e| {
+                run.fail(
+                    Some(path),
+                    None,
+                    format!("creating sequence {} failed", step.object),
+                    Some(&e),
+                )
+            })?;
+        }
+        // counted like the same step after the migrations would be
+        run.report.tables_altered += 1;
+        run.changelog("sequence", &step.object, "created", None)
+            .await?;
+        info!(run.log, "sequence created"; "database" => run.database, "sequence" => &step.object, "file" => path);
+    }
+    Ok(())
+}
+
 /// Name of a sequence's row in `_stonescriptdb_gateway_tables`.
 const SEQUENCE_ROW: &str = "sequence:";
 
@@ -323,6 +378,7 @@ pub(super) async fn tables_before(
         .filter(|q| !observed.tables.contains_key(*q))
         .cloned()
         .collect();
+    create_shared_sequences(run, declared, &plan, &missing).await?;
     create_missing(run, schema, &missing).await?;
     Ok(Some(TableState {
         desired,

@@ -39,6 +39,8 @@ pub struct Declared {
     pub model: Model,
     /// Which file declared each table (for messages and tracking).
     pub files: BTreeMap<QName, String>,
+    /// Which file declared each sequence.
+    pub sequence_files: BTreeMap<QName, String>,
 }
 
 // ===== Tokens ==================================================================================
@@ -1478,6 +1480,7 @@ fn classify(p: P) -> Stmt {
 struct Reader {
     model: Model,
     files: BTreeMap<QName, String>,
+    sequence_files: BTreeMap<QName, String>,
     /// Relation names used per schema: tables, sequences, indexes (incl. constraint indexes).
     rels: BTreeSet<QName>,
     /// Constraint names used per schema.
@@ -1771,6 +1774,7 @@ impl Reader {
             self.owned.push((qn.clone(), path, line));
         }
         self.rels.insert(qn.clone());
+        self.sequence_files.insert(qn.clone(), p.path.to_string());
         self.model.sequences.insert(qn, s);
         Ok(())
     }
@@ -2072,8 +2076,10 @@ impl Reader {
     }
 }
 
-/// Read a `tables/` folder: every file must declare at least one table; tables are read first,
-/// then indexes, sequences' ownership and pg_dump-style `ALTER TABLE`s, in file order.
+/// Read a `tables/` folder: every file must declare at least one table or
+/// sequence (a file may hold only a sequence that several tables' defaults
+/// share); tables and sequences are read first, then indexes, sequences'
+/// ownership and pg_dump-style `ALTER TABLE`s, in file order.
 pub fn read_tables(files: &[SqlFile]) -> Result<Declared, MigratorError> {
     let mut r = Reader::default();
     let lexed: Vec<Vec<(Vec<Tok>, usize)>> = files
@@ -2086,7 +2092,7 @@ pub fn read_tables(files: &[SqlFile]) -> Result<Declared, MigratorError> {
         })
         .collect();
     for (f, stmts) in files.iter().zip(&lexed) {
-        let mut has_table = false;
+        let mut declares = false;
         for (toks, line) in stmts {
             let p = P {
                 t: toks,
@@ -2096,14 +2102,17 @@ pub fn read_tables(files: &[SqlFile]) -> Result<Declared, MigratorError> {
             match classify(p) {
                 Stmt::Table => {
                     r.create_table(p)?;
-                    has_table = true;
+                    declares = true;
                 }
-                Stmt::Sequence => r.create_sequence(p)?,
+                Stmt::Sequence => {
+                    r.create_sequence(p)?;
+                    declares = true;
+                }
                 _ => {}
             }
         }
-        if !has_table {
-            let msg = "declares no table: every tables/ file needs a CREATE TABLE statement";
+        if !declares {
+            let msg = "declares no table or sequence: every tables/ file needs a CREATE TABLE or CREATE SEQUENCE statement";
             return Err(bad(&f.path, 1, msg));
         }
     }
@@ -2147,6 +2156,7 @@ pub fn read_tables(files: &[SqlFile]) -> Result<Declared, MigratorError> {
     Ok(Declared {
         model: r.model,
         files: r.files,
+        sequence_files: r.sequence_files,
     })
 }
 
@@ -2821,18 +2831,39 @@ mod tests {
     }
 
     #[test]
+    fn a_file_may_declare_only_a_shared_sequence() {
+        let d = read(&[
+            ("tables/00_ids.sql", "CREATE SEQUENCE shared_ids START 1000"),
+            (
+                "tables/a.sql",
+                "CREATE TABLE a (id bigint DEFAULT nextval('shared_ids') PRIMARY KEY)",
+            ),
+            (
+                "tables/b.sql",
+                "CREATE TABLE b (id bigint DEFAULT nextval('shared_ids') PRIMARY KEY)",
+            ),
+        ]);
+        assert!(d.model.sequences.contains_key(&QName::public("shared_ids")));
+        assert_eq!(
+            d.sequence_files[&QName::public("shared_ids")],
+            "tables/00_ids.sql"
+        );
+        assert_eq!(d.model.tables.len(), 2);
+    }
+
+    #[test]
     fn error_file_without_table() {
         let e = err(&[
             ("tables/a.sql", "CREATE TABLE t (a int)"),
             ("tables/b.sql", "CREATE INDEX ON t (a)"),
         ]);
         assert!(
-            e.starts_with("tables/b.sql line 1: declares no table"),
+            e.starts_with("tables/b.sql line 1: declares no table or sequence"),
             "{e}"
         );
         let e = err(&[("tables/c.sql", "-- nothing\n")]);
         assert!(
-            e.starts_with("tables/c.sql line 1: declares no table"),
+            e.starts_with("tables/c.sql line 1: declares no table or sequence"),
             "{e}"
         );
     }
