@@ -1,6 +1,6 @@
 //! The migrator's Prometheus metrics (deployments and their durations,
-//! databases created), served on its socket at `/metrics`; the router's
-//! `/metrics` includes them.
+//! databases created, runs over many databases and their progress), served
+//! on its socket at `/metrics`; the router's `/metrics` includes them.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +15,34 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     sum_micros: AtomicU64,
     databases_created: AtomicU64,
+    fleet_jobs: AtomicU64,
+    fleet_pending: AtomicU64,
+}
+
+/// One run over a platform's databases (`/migrate` without `tenant_id`,
+/// `/v2/migrate`) in the fleet gauges while it lasts.
+pub struct Fleet<'a> {
+    metrics: &'a Metrics,
+    left: u64,
+}
+
+impl Fleet<'_> {
+    /// One database of the run is done (deployed, failed or skipped).
+    pub fn one_done(&mut self) {
+        if self.left > 0 {
+            self.left -= 1;
+            self.metrics.fleet_pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Fleet<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .fleet_pending
+            .fetch_sub(self.left, Ordering::Relaxed);
+        self.metrics.fleet_jobs.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -26,6 +54,17 @@ impl Metrics {
         }
         self.sum_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A run over `databases` databases starts.
+    pub fn fleet(&self, databases: usize) -> Fleet<'_> {
+        let n = databases as u64;
+        self.fleet_jobs.fetch_add(1, Ordering::Relaxed);
+        self.fleet_pending.fetch_add(n, Ordering::Relaxed);
+        Fleet {
+            metrics: self,
+            left: n,
+        }
     }
 
     pub fn database_created(&self) {
@@ -77,6 +116,21 @@ impl Metrics {
             "stonescriptdb_migrator_databases_created_total {}",
             self.databases_created.load(Ordering::Relaxed)
         );
+        for (name, help, value) in [
+            (
+                "stonescriptdb_migrator_fleet_jobs",
+                "Runs over several databases in progress (/migrate without tenant_id, /v2/migrate).",
+                &self.fleet_jobs,
+            ),
+            (
+                "stonescriptdb_migrator_fleet_databases_pending",
+                "Databases those runs have yet to deploy.",
+                &self.fleet_pending,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         out.push_str("# HELP stonescriptdb_migrator_sql_reads_total Statements read (normalized or parsed) from uploaded schemas: once per upload, whatever number of databases it is deployed into.\n");
         out.push_str("# TYPE stonescriptdb_migrator_sql_reads_total counter\n");
         let _ = writeln!(
@@ -85,5 +139,50 @@ impl Metrics {
             crate::sql::reads()
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(m: &Metrics, name: &str) -> String {
+        m.render()
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Runs over many databases show while they last, with the databases
+    /// they have left; a run that stops early (an error returned) leaves
+    /// nothing behind.
+    #[test]
+    fn fleet_gauges_follow_runs_and_their_progress() {
+        let m = Metrics::default();
+        let mut a = m.fleet(3);
+        let b = m.fleet(2);
+        assert_eq!(
+            gauge(&m, "stonescriptdb_migrator_fleet_jobs"),
+            "stonescriptdb_migrator_fleet_jobs 2"
+        );
+        a.one_done();
+        assert_eq!(
+            gauge(&m, "stonescriptdb_migrator_fleet_databases_pending"),
+            "stonescriptdb_migrator_fleet_databases_pending 4"
+        );
+        drop(b);
+        a.one_done();
+        a.one_done();
+        a.one_done();
+        assert_eq!(
+            gauge(&m, "stonescriptdb_migrator_fleet_databases_pending"),
+            "stonescriptdb_migrator_fleet_databases_pending 0"
+        );
+        drop(a);
+        assert_eq!(
+            gauge(&m, "stonescriptdb_migrator_fleet_jobs"),
+            "stonescriptdb_migrator_fleet_jobs 0"
+        );
     }
 }

@@ -168,10 +168,13 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
     let platform = provision::known_platform(state, &up.platform).await?;
     let mut reports = Vec::new();
     let mut failed = 0;
+    let mut fleet = state.metrics.fleet(databases.len());
     for db in &databases {
-        match provision::deploy_existing(state, &platform, &db.name, &up.parsed, opts, req, None)
-            .await
-        {
+        let deployed =
+            provision::deploy_existing(state, &platform, &db.name, &up.parsed, opts, req, None)
+                .await;
+        fleet.one_done();
+        match deployed {
             Ok((report, _)) => reports.push(report),
             // one database: its own error, as it always was
             Err(e) if databases.len() == 1 => return Err(e),

@@ -526,6 +526,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     let task = tokio::spawn(async move {
         let state = run_state;
         let total = jobs.len();
+        let mut fleet = state.metrics.fleet(total);
         let mut results: BTreeMap<String, (DeploymentReport, Option<Verification>)> =
             BTreeMap::new();
         let mut queue = jobs.into_iter();
@@ -545,6 +546,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                 let _ = tx.send(ndjson_line(&r)).await;
                 stop = r.status == DeployStatus::Failed;
                 results.insert(r.database.clone(), (r, v));
+                fleet.one_done();
             }
         }
         let limit = Arc::new(Semaphore::new(state.migrate_concurrency));
@@ -563,6 +565,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                     failed_seen |= r.status == DeployStatus::Failed;
                     let _ = tx.send(ndjson_line(&r)).await;
                     results.insert(r.database.clone(), (r, v));
+                    fleet.one_done();
                 }
             }
             let Some(permit) = permit.filter(|_| !(req.stop_on_error && failed_seen)) else {
@@ -573,6 +576,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                 };
                 let _ = tx.send(ndjson_line(&r)).await;
                 results.insert(r.database.clone(), (r, None));
+                fleet.one_done();
                 continue;
             };
             let (st, p, v, c) = (
@@ -591,6 +595,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
             if let Ok((r, v)) = done {
                 let _ = tx.send(ndjson_line(&r)).await;
                 results.insert(r.database.clone(), (r, v));
+                fleet.one_done();
             }
         }
         let failed = results

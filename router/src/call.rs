@@ -119,11 +119,10 @@ impl Call<'_> {
             .as_ref()
             .and_then(|c| c.cost_us.get())
             .unwrap_or(u64::MAX);
-        let mut conn = self
-            .pools
-            .lease(db, self.database, cost_us)
-            .await
-            .map_err(RunError::Final)?;
+        let asked = std::time::Instant::now();
+        let leased = self.pools.lease(db, self.database, cost_us).await;
+        self.pools.wait.observe(asked.elapsed());
+        let mut conn = leased.map_err(RunError::Final)?;
         let result = self.attempt_on(db, &conn, cached).await;
         // Reached only when the call was not abandoned (see `Lease`).
         conn.done();

@@ -13,6 +13,7 @@ mod forward;
 #[cfg(test)]
 mod fuzz;
 mod health;
+mod histogram;
 mod metrics;
 mod pool;
 mod server;

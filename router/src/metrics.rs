@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use stonescriptdb_shared::routes::{Route, ROUTES};
 
+use crate::histogram::Histogram;
 use crate::pool::Pools;
 
 /// The label of paths no route matches (answered 404).
@@ -32,12 +33,6 @@ fn labels() -> impl Iterator<Item = &'static str> {
         .map(|r| r.pattern)
         .chain(std::iter::once(UNMATCHED))
 }
-/// Histogram bucket upper bounds in seconds (fine below 1 ms, where `/call`
-/// of a short function lands, so its p99 can be read from them).
-const BUCKETS: [f64; 19] = [
-    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
-];
 /// (metric, help, type, value of one pool).
 type PoolSeries = (
     &'static str,
@@ -47,22 +42,6 @@ type PoolSeries = (
 );
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-}
 
 pub struct Metrics {
     /// [route][status code - 100]
@@ -78,7 +57,7 @@ impl Default for Metrics {
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             latency: (0..=ROUTES.len())
-                .map(|_| std::array::from_fn(|_| Histogram::new()))
+                .map(|_| std::array::from_fn(|_| Histogram::default()))
                 .collect(),
         }
     }
@@ -90,14 +69,7 @@ impl Metrics {
         let r = r.min(ROUTES.len());
         let code = usize::from(status.clamp(100, 599)) - 100;
         self.counts[r][code].fetch_add(1, Ordering::Relaxed);
-        let h = &self.latency[r][code / 100];
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            h.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        h.count.fetch_add(1, Ordering::Relaxed);
-        h.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.latency[r][code / 100].observe(elapsed);
     }
 
     /// The text exposition of the router's metrics.
@@ -122,25 +94,14 @@ impl Metrics {
         for (r, name) in labels().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
                 let h = &self.latency[r][c];
-                let count = h.count.load(Ordering::Relaxed);
-                if count == 0 {
+                if h.count() == 0 {
                     continue;
                 }
-                let mut cumulative = 0;
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    cumulative += h.buckets[i].load(Ordering::Relaxed);
-                    let _ = writeln!(
-                        out,
-                        "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status_class=\"{class}\",le=\"{b}\"}} {cumulative}"
-                    );
-                }
-                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_bucket{{route=\"{name}\",status_class=\"{class}\",le=\"+Inf\"}} {count}");
-                let _ = writeln!(
-                    out,
-                    "stonescriptdb_router_request_duration_seconds_sum{{route=\"{name}\",status_class=\"{class}\"}} {}",
-                    h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+                h.render(
+                    &mut out,
+                    "stonescriptdb_router_request_duration_seconds",
+                    &format!("route=\"{name}\",status_class=\"{class}\""),
                 );
-                let _ = writeln!(out, "stonescriptdb_router_request_duration_seconds_count{{route=\"{name}\",status_class=\"{class}\"}} {count}");
             }
         }
         let stats = pools.stats();
@@ -180,6 +141,30 @@ impl Metrics {
             "stonescriptdb_router_pool_exhausted_total {}",
             stats.exhausted_total
         );
+        gauge(
+            &mut out,
+            "stonescriptdb_router_pool_wait_seconds",
+            "How long a /call waited for its connection (or its share of one).",
+            "histogram",
+        );
+        pools
+            .wait
+            .render(&mut out, "stonescriptdb_router_pool_wait_seconds", "");
+        for (name, help, counter) in [
+            (
+                "stonescriptdb_router_calls_abandoned_total",
+                "Calls whose client disconnected before the answer, mid-statement.",
+                &crate::pool::CALLS_ABANDONED,
+            ),
+            (
+                "stonescriptdb_router_statements_cancelled_total",
+                "Of the abandoned calls, those whose statement was cancelled (a connection of their own).",
+                &crate::pool::STATEMENTS_CANCELLED,
+            ),
+        ] {
+            gauge(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
         let pool_series: [PoolSeries; 4] = [
             (
                 "stonescriptdb_router_pool_size",

@@ -44,6 +44,7 @@ use tokio_postgres::{NoTls, Statement};
 use crate::average::MovingAverage;
 use crate::catalog::FunctionCache;
 use crate::error::RouterError;
+use crate::histogram::Histogram;
 
 /// Limits the pools are built with.
 #[derive(Debug, Clone)]
@@ -107,6 +108,7 @@ impl Conn {
     /// (sent from a task of its own: cancelling means opening a second
     /// connection to the server).
     fn cancel_and_discard(&self) {
+        STATEMENTS_CANCELLED.fetch_add(1, Ordering::Relaxed);
         self.discarded.store(true, Ordering::SeqCst);
         let token = self.client.cancel_token();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -332,6 +334,7 @@ impl Drop for Lease {
         if self.done {
             return;
         }
+        CALLS_ABANDONED.fetch_add(1, Ordering::Relaxed);
         match &self.kind {
             LeaseKind::Own(conn) => conn.cancel_and_discard(),
             LeaseKind::Lane(used) => {
@@ -485,8 +488,15 @@ impl DbPool {
     }
 }
 
+/// Calls abandoned mid-statement (their client went away), since start.
+pub static CALLS_ABANDONED: AtomicU64 = AtomicU64::new(0);
+/// Of those, calls whose statement a cancel request was sent for.
+pub static STATEMENTS_CANCELLED: AtomicU64 = AtomicU64::new(0);
+
 /// All pools, keyed by database name.
 pub struct Pools {
+    /// How long calls waited for their connection or lane share.
+    pub wait: Histogram,
     map: RwLock<HashMap<String, Arc<DbPool>>>,
     permits: Arc<Semaphore>,
     base: tokio_postgres::Config,
@@ -499,6 +509,7 @@ pub struct Pools {
 impl Pools {
     pub fn new(base: tokio_postgres::Config, settings: PoolSettings, log: Logger) -> Arc<Self> {
         Arc::new(Self {
+            wait: Histogram::default(),
             map: RwLock::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(settings.total)),
             base,

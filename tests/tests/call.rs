@@ -956,4 +956,17 @@ async fn a_client_that_hangs_up_mid_call_gets_its_statement_cancelled() {
     drop(call_raw(&gw, &shared.platform, "sleep_ms", 1000).await);
     let (s, b) = ahead.await.unwrap();
     assert_eq!(s, 200, "the call ahead of the abandoned one: {b}");
+    // three calls abandoned, two of them cancelled
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "stonescriptdb_router_calls_abandoned_total 3",
+        "stonescriptdb_router_statements_cancelled_total 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
 }

@@ -144,8 +144,90 @@ async fn metrics_are_valid_prometheus_text_from_both_processes() {
         get("stonescriptdb_migrator_databases_created_total"),
         Some(1.0)
     );
+    // every /call waited for its connection once (the 404 too: it looked
+    // the function up on a connection)
+    assert_eq!(
+        get("stonescriptdb_router_pool_wait_seconds_count"),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(get("stonescriptdb_router_calls_abandoned_total"), Some(0.0));
+    // the registration's run is over
+    assert_eq!(
+        get("stonescriptdb_migrator_fleet_jobs"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        get("stonescriptdb_migrator_fleet_databases_pending"),
+        Some(0.0)
+    );
     // the migrator logs the request id the router gave the forwarded request
     assert!(gw.log().contains("request_id"), "{}", gw.log());
+    dashboard_queries_what_the_gateway_exposes(&text, &samples);
+}
+
+/// Every query of `deploy/grafana-dashboard.json` names a metric the
+/// gateway exposes (`# TYPE`; `_bucket`/`_sum`/`_count` of a histogram), and
+/// every label it selects on is one that metric's samples carry.
+fn dashboard_queries_what_the_gateway_exposes(text: &str, samples: &[(String, f64)]) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana-dashboard.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let mut ids = std::collections::HashSet::new();
+    let mut checked = 0;
+    for panel in panels {
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("panel id")),
+            "panel id twice"
+        );
+        let title = panel["title"].as_str().expect("panel title");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("stonescriptdb_") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                let name = &tail[..end];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|b| text.contains(&format!("# TYPE {b} histogram\n")));
+                assert!(
+                    base.is_some() || text.contains(&format!("# TYPE {name} ")),
+                    "{title}: {name} is not a metric the gateway exposes ({expr})"
+                );
+                // labels selected on must be labels of that metric's samples
+                if let Some(selector) = tail[end..].strip_prefix('{') {
+                    let selector = &selector[..selector.find('}').expect("closing brace")];
+                    for matcher in selector.split(',') {
+                        let key = matcher.split(['=', '!', '~']).next().unwrap().trim();
+                        assert!(
+                            samples
+                                .iter()
+                                .any(|(s, _)| s.starts_with(&format!("{name}{{"))
+                                    && (s.contains(&format!("{{{key}=\""))
+                                        || s.contains(&format!(",{key}=\"")))),
+                            "{title}: no sample of {name} has a label {key} ({expr})"
+                        );
+                    }
+                }
+                checked += 1;
+                rest = &tail[end..];
+            }
+        }
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} metric names in the dashboard"
+    );
 }
 
 /// A request for every path and method in the OpenAPI document must reach a
