@@ -3,13 +3,15 @@
 //! connection to one database for a deployment.
 
 use stonescriptdb_shared::names::quote_ident;
-use tokio_postgres::{Client, NoTls};
+use stonescriptdb_startup::tls::PgTls;
+use tokio_postgres::Client;
 
 use crate::error::{pg_message, MigratorError};
 
 #[derive(Clone)]
 pub struct Admin {
     base: tokio_postgres::Config,
+    tls: PgTls,
 }
 
 impl Admin {
@@ -18,6 +20,7 @@ impl Admin {
     /// cleanly instead of queueing `/call` traffic behind its lock.
     pub fn new(
         mut base: tokio_postgres::Config,
+        tls: PgTls,
         lock_timeout_ms: u128,
         statement_timeout_ms: u128,
     ) -> Self {
@@ -28,7 +31,12 @@ impl Admin {
             "-c search_path=public -c client_connection_check_interval=1000 \
              -c lock_timeout={lock_timeout_ms} -c statement_timeout={statement_timeout_ms}"
         ));
-        Self { base }
+        Self { base, tls }
+    }
+
+    /// The TLS connector of every migrator connection (`DB_SSLMODE`).
+    pub fn tls(&self) -> &PgTls {
+        &self.tls
     }
 
     /// The admin connection settings (with the migrator's session options).
@@ -69,7 +77,7 @@ impl Admin {
         if let Some((user, password)) = login {
             cfg.user(user).password(password);
         }
-        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+        let (client, conn) = cfg.connect(self.tls.clone()).await.map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
                 MigratorError::DatabaseNotFound(dbname.unwrap_or_default().to_owned())
             } else {

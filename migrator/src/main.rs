@@ -56,10 +56,12 @@ fn main() -> ExitCode {
 async fn serve(
     config: stonescriptdb_shared::config::Config,
     base: tokio_postgres::Config,
+    tls: startup::tls::PgTls,
 ) -> ExitCode {
     let log = startup::logger(config.log_level, "migrator");
     let admin = admin::Admin::new(
         base,
+        tls,
         config.deploy_lock_timeout.as_millis(),
         config.deploy_statement_timeout.as_millis(),
     );
@@ -170,7 +172,13 @@ async fn try_open_catalog(state: &state::State, data_dir: &std::path::Path) -> R
     let log = &state.log;
     let opened = async {
         let client = state.admin.connect(None).await?;
-        catalog::Catalog::open(state.admin.config(), &client, &state.catalog_name).await
+        catalog::Catalog::open(
+            state.admin.config(),
+            state.admin.tls(),
+            &client,
+            &state.catalog_name,
+        )
+        .await
     }
     .await;
     let catalog = opened.map_err(|e| e.to_wire().1.message)?;

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use slog::{debug, info, warn, Logger};
 use stonescriptdb_shared::catalog::{self, Notice, CHANNEL, GENERATION_SQL, POLL_SQL, ROUTE_SQL};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
+use stonescriptdb_startup::tls::PgTls;
+use tokio_postgres::{AsyncMessage, Client, Statement};
 
 use crate::error::{pg_message, RouterError};
 use crate::pool::{Pools, Route};
@@ -37,6 +38,7 @@ struct Conn {
 
 pub struct Control {
     config: tokio_postgres::Config,
+    tls: PgTls,
     conn: RwLock<Option<Arc<Conn>>>,
     /// Bumped whenever a connection is set up (lookups wait for the first).
     up: tokio::sync::watch::Sender<u64>,
@@ -58,6 +60,7 @@ impl Control {
     /// replaced by `catalog_db`.
     pub fn new(
         mut admin: tokio_postgres::Config,
+        tls: PgTls,
         catalog_db: &str,
         poll_every: Duration,
         pools: &Arc<Pools>,
@@ -67,6 +70,7 @@ impl Control {
         admin.connect_timeout(Duration::from_secs(5));
         Arc::new(Self {
             config: admin,
+            tls,
             conn: RwLock::new(None),
             up: tokio::sync::watch::Sender::new(0),
             poll_every,
@@ -209,7 +213,7 @@ impl Control {
     async fn session(self: &Arc<Self>) -> Result<(), String> {
         let (client, mut connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| pg_message(&e))?;
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();

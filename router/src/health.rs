@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use stonescriptdb_shared::wire::{HealthResponse, ProbeResponse};
 use stonescriptdb_shared::VERSION;
+use stonescriptdb_startup::tls::PgTls;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::pool::Pools;
 
@@ -23,15 +24,17 @@ const MIGRATOR_READY: &str = stonescriptdb_shared::wire::MIGRATOR_READY_PATH;
 /// Keeps one admin connection open for health checks (outside the pools).
 pub struct Health {
     admin: tokio_postgres::Config,
+    tls: PgTls,
     client: Mutex<Option<Client>>,
     migrator_socket: PathBuf,
 }
 
 impl Health {
-    pub fn new(mut admin: tokio_postgres::Config, migrator_socket: PathBuf) -> Self {
+    pub fn new(mut admin: tokio_postgres::Config, tls: PgTls, migrator_socket: PathBuf) -> Self {
         admin.connect_timeout(CHECK_TIMEOUT);
         Self {
             admin,
+            tls,
             client: Mutex::new(None),
             migrator_socket,
         }
@@ -40,10 +43,11 @@ impl Health {
     async fn postgres_version(&self) -> Option<String> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, conn) = tokio::time::timeout(CHECK_TIMEOUT, self.admin.connect(NoTls))
-                .await
-                .ok()?
-                .ok()?;
+            let (client, conn) =
+                tokio::time::timeout(CHECK_TIMEOUT, self.admin.connect(self.tls.clone()))
+                    .await
+                    .ok()?
+                    .ok()?;
             tokio::spawn(conn);
             *guard = Some(client);
         }

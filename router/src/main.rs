@@ -37,8 +37,19 @@ fn main() -> ExitCode {
     )
 }
 
-async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
+async fn serve(config: Config, base: tokio_postgres::Config, tls: startup::tls::PgTls) -> ExitCode {
     let log = startup::logger(config.log_level, "router");
+    let https = match &config.listener_tls {
+        None => None,
+        Some((cert, key)) => match startup::tls::acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("{}: {e}", BINARY.name());
+                return ExitCode::from(stonescriptdb_shared::config::EXIT_USAGE as u8);
+            }
+        },
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
     let addr = std::net::SocketAddr::new(config.gateway_host, config.gateway_port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -50,6 +61,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
     let local = listener.local_addr().unwrap_or(addr);
     let pools = pool::Pools::new(
         base.clone(),
+        tls.clone(),
         pool::PoolSettings {
             per_pool: config.max_connections_per_pool,
             total: config.max_total_connections,
@@ -64,6 +76,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
     );
     let control = control::Control::new(
         base.clone(),
+        tls.clone(),
         &config.catalog_db,
         config.catalog_poll,
         &pools,
@@ -82,8 +95,9 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
         metrics: metrics::Metrics::default(),
         pools,
         migrator_socket: config.migrator_socket.clone(),
-        health: health::Health::new(base, config.migrator_socket.clone()),
+        health: health::Health::new(base, tls, config.migrator_socket.clone()),
         acl: acl::Acl::new(config.allowed_networks.clone()),
+        tls: https,
         log: log.clone(),
     });
     let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
@@ -91,7 +105,7 @@ async fn serve(config: Config, base: tokio_postgres::Config) -> ExitCode {
           "max_total_connections" => config.max_total_connections,
           "max_connections_per_pool" => config.max_connections_per_pool);
     // Machine-readable start line (tests and scripts read the port from it).
-    println!("stonescriptdb-router listening on http://{local}");
+    println!("stonescriptdb-router listening on {scheme}://{local}");
     let _ = std::io::stdout().flush();
     server::run(listener, state, startup::shutdown_signal()).await;
     ExitCode::SUCCESS

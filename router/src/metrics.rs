@@ -241,6 +241,11 @@ mod tests {
         let log = slog::Logger::root(slog::Discard, slog::o!());
         let pools = Pools::new(
             tokio_postgres::Config::new(),
+            stonescriptdb_startup::tls::PgTls::new(&stonescriptdb_shared::config::DbTls {
+                mode: stonescriptdb_shared::config::SslMode::Disable,
+                root_cert: None,
+            })
+            .unwrap(),
             crate::pool::PoolSettings {
                 per_pool: 1,
                 total: 1,

@@ -37,9 +37,10 @@ use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
 use slog::{debug, info, Logger};
 use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
+use stonescriptdb_startup::tls::PgTls;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Statement};
+use tokio_postgres::Statement;
 
 use crate::average::MovingAverage;
 use crate::catalog::FunctionCache;
@@ -95,6 +96,8 @@ pub struct Conn {
     /// A call was abandoned on this connection mid-statement (its client
     /// went away) and a cancel request sent: no call may use it again.
     discarded: AtomicBool,
+    /// For the cancel request (over TLS like the connection).
+    tls: PgTls,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -111,9 +114,10 @@ impl Conn {
         STATEMENTS_CANCELLED.fetch_add(1, Ordering::Relaxed);
         self.discarded.store(true, Ordering::SeqCst);
         let token = self.client.cancel_token();
+        let tls = self.tls.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = token.cancel_query(NoTls).await;
+                let _ = token.cancel_query(tls).await;
             });
         }
     }
@@ -210,6 +214,7 @@ impl From<tokio_postgres::Error> for CreateError {
 
 pub struct Mgr {
     inner: deadpool_postgres::Manager,
+    tls: PgTls,
     pools: Weak<Pools>,
     database: String,
 }
@@ -234,6 +239,7 @@ impl managed::Manager for Mgr {
             after_call_fn,
             statements: Lru::new(STATEMENTS_PER_CONNECTION),
             discarded: AtomicBool::new(false),
+            tls: self.tls.clone(),
             _permit: permit,
         })
     }
@@ -500,6 +506,7 @@ pub struct Pools {
     map: RwLock<HashMap<String, Arc<DbPool>>>,
     permits: Arc<Semaphore>,
     base: tokio_postgres::Config,
+    tls: PgTls,
     settings: PoolSettings,
     started: Instant,
     exhausted: AtomicU64,
@@ -507,12 +514,18 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn new(base: tokio_postgres::Config, settings: PoolSettings, log: Logger) -> Arc<Self> {
+    pub fn new(
+        base: tokio_postgres::Config,
+        tls: PgTls,
+        settings: PoolSettings,
+        log: Logger,
+    ) -> Arc<Self> {
         Arc::new(Self {
             wait: Histogram::default(),
             map: RwLock::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(settings.total)),
             base,
+            tls,
             settings,
             started: Instant::now(),
             exhausted: AtomicU64::new(0),
@@ -591,13 +604,14 @@ impl Pools {
         cfg.options(&options);
         let inner = deadpool_postgres::Manager::from_config(
             cfg,
-            NoTls,
+            self.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let mgr = Mgr {
             inner,
+            tls: self.tls.clone(),
             pools: Arc::downgrade(self),
             database: database.to_owned(),
         };

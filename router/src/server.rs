@@ -51,6 +51,8 @@ pub struct State {
     pub migrator_socket: std::path::PathBuf,
     pub health: Health,
     pub acl: Acl,
+    /// HTTPS (`TLS_CERT_FILE`, `TLS_KEY_FILE`); `None`: plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub log: Logger,
 }
 
@@ -89,13 +91,33 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
                     let st = st.clone();
                     async move { Ok::<_, Infallible>(handle(&st, allowed, peer, req).await) }
                 });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(state.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
+                let mut http = http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(state.header_read_timeout);
+                let Some(tls) = state.tls.clone() else {
+                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        drop(slot);
+                    });
+                    continue;
+                };
+                // The handshake runs in the connection's own task, within
+                // the time a client has to send its headers.
+                let watcher = graceful.watcher();
+                let (log, handshake_timeout) = (state.log.clone(), state.header_read_timeout);
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), svc))
+                                .await;
+                        }
+                        Ok(Err(e)) => {
+                            debug!(log, "TLS handshake failed"; "peer" => %peer, "error" => %e)
+                        }
+                        Err(_) => debug!(log, "TLS handshake timed out"; "peer" => %peer),
+                    }
                     drop(slot);
                 });
             }

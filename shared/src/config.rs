@@ -127,6 +127,18 @@ pub struct Flags {
     /// CALL_TIMEOUT_MS per platform: platform:ms,... [CALL_TIMEOUTS]
     #[argh(option)]
     pub call_timeouts: Option<String>,
+    /// TLS to PostgreSQL: disable, prefer, require (encrypted, not verified), verify-ca or verify-full (the server's certificate checked against DB_SSLROOTCERT, and its name too) [DB_SSLMODE, default disable, or the sslmode of DATABASE_URL]
+    #[argh(option)]
+    pub db_sslmode: Option<String>,
+    /// PEM file of the CA(s) that signed PostgreSQL's certificate; needed for verify-ca and verify-full [DB_SSLROOTCERT, or the sslrootcert of DATABASE_URL]
+    #[argh(option)]
+    pub db_sslrootcert: Option<String>,
+    /// PEM certificate chain the router serves HTTPS with (with TLS_KEY_FILE); unset = plain HTTP [TLS_CERT_FILE]
+    #[argh(option)]
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of TLS_CERT_FILE [TLS_KEY_FILE]
+    #[argh(option)]
+    pub tls_key_file: Option<String>,
     /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
     #[argh(switch)]
     pub check_upgrade: bool,
@@ -348,6 +360,18 @@ const SETTINGS: &[Setting] = &[
     s("CALL_TIMEOUTS", "--call-timeouts", ReadBy::Router, |f| {
         &f.call_timeouts
     }),
+    s("DB_SSLMODE", "--db-sslmode", ReadBy::Both, |f| {
+        &f.db_sslmode
+    }),
+    s("DB_SSLROOTCERT", "--db-sslrootcert", ReadBy::Both, |f| {
+        &f.db_sslrootcert
+    }),
+    s("TLS_CERT_FILE", "--tls-cert-file", ReadBy::Router, |f| {
+        &f.tls_cert_file
+    }),
+    s("TLS_KEY_FILE", "--tls-key-file", ReadBy::Router, |f| {
+        &f.tls_key_file
+    }),
 ];
 
 /// Every variable the binaries read (each also has a flag: [`Flags::get`]).
@@ -537,6 +561,83 @@ pub enum DbTarget {
     },
 }
 
+/// How the gateway's connections to PostgreSQL use TLS (libpq's `sslmode`
+/// names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never.
+    Disable,
+    /// When the server offers it, without checking its certificate.
+    Prefer,
+    /// Always, without checking the server's certificate.
+    Require,
+    /// Always; the certificate must chain to `DB_SSLROOTCERT`.
+    VerifyCa,
+    /// Always; the certificate must chain to `DB_SSLROOTCERT` and name the
+    /// host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(raw: &str, from: &str) -> Result<Self, ConfigError> {
+        Ok(match raw.trim() {
+            "disable" => Self::Disable,
+            "prefer" | "allow" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(ConfigError(format!(
+                    "{from}={other:?} is not an sslmode: use disable, prefer, require, verify-ca or verify-full"
+                )))
+            }
+        })
+    }
+
+    /// Whether the server's certificate is checked (against `DB_SSLROOTCERT`).
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::VerifyCa | Self::VerifyFull)
+    }
+}
+
+/// TLS to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbTls {
+    pub mode: SslMode,
+    /// CA certificates (PEM) the server's certificate must chain to.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// `DATABASE_URL` without its `sslmode` and `sslrootcert` parameters (which
+/// the gateway handles itself: the driver knows no `verify-*` modes), and
+/// their values.
+fn split_url_tls(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None, None);
+    };
+    let (mut mode, mut root) = (None, None);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some(("sslmode", v)) => {
+                mode = Some(v.to_owned());
+                false
+            }
+            Some(("sslrootcert", v)) => {
+                root = Some(v.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, mode, root)
+}
+
 /// Log levels as `RUST_LOG` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -551,6 +652,11 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub db: DbTarget,
+    /// TLS to PostgreSQL (`DB_SSLMODE`, `DB_SSLROOTCERT`).
+    pub db_tls: DbTls,
+    /// The router's HTTPS certificate chain and key (`TLS_CERT_FILE`,
+    /// `TLS_KEY_FILE`); `None`: plain HTTP.
+    pub listener_tls: Option<(PathBuf, PathBuf)>,
     /// False when neither `DB_HOST` nor `DATABASE_URL` was given.
     pub db_configured: bool,
     pub gateway_host: IpAddr,
@@ -864,6 +970,7 @@ impl Config {
         let url = get("DATABASE_URL");
         let host = get("DB_HOST");
         let db_configured = url.is_some() || host.is_some();
+        let (mut url_sslmode, mut url_root) = (None, None);
         let db = match (host, url) {
             (None, Some(url)) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -871,6 +978,8 @@ impl Config {
                         "DATABASE_URL must start with postgres:// or postgresql://".into(),
                     ));
                 }
+                let (url, mode, root) = split_url_tls(&url);
+                (url_sslmode, url_root) = (mode, root);
                 DbTarget::Url(url)
             }
             (host, _) => DbTarget::Fields {
@@ -882,6 +991,34 @@ impl Config {
             },
         };
 
+        let db_tls = {
+            let mode = match (get("DB_SSLMODE"), url_sslmode) {
+                (Some(m), _) => SslMode::parse(&m, "DB_SSLMODE")?,
+                (None, Some(m)) => SslMode::parse(&m, "the sslmode of DATABASE_URL")?,
+                (None, None) => SslMode::Disable,
+            };
+            let root_cert = get("DB_SSLROOTCERT").or(url_root).map(PathBuf::from);
+            if mode.verifies() && root_cert.is_none() {
+                return Err(ConfigError(
+                    "DB_SSLMODE=verify-ca and verify-full need DB_SSLROOTCERT (the PEM file of the CA that signed PostgreSQL's certificate)".into(),
+                ));
+            }
+            DbTls { mode, root_cert }
+        };
+        let listener_tls = match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "TLS_CERT_FILE is set but TLS_KEY_FILE is not: HTTPS needs both".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "TLS_KEY_FILE is set but TLS_CERT_FILE is not: HTTPS needs both".into(),
+                ))
+            }
+        };
         let gateway_host = match get("GATEWAY_HOST") {
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
             Some(h) if h == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -963,6 +1100,8 @@ impl Config {
         };
         Ok(Self {
             db,
+            db_tls,
+            listener_tls,
             db_configured,
             gateway_host,
             gateway_port,
@@ -1207,6 +1346,49 @@ mod tests {
         assert!(foreign_flag(Binary::Router, &flags)
             .unwrap()
             .starts_with("--check-upgrade is a flag of stonescriptdb-migrator"));
+    }
+
+    #[test]
+    fn tls_settings_from_variables_and_from_the_url() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.db_tls.mode, SslMode::Disable);
+        assert_eq!(c.listener_tls, None);
+        let c = cfg(&[(
+            "DATABASE_URL",
+            "postgres://u@db.example/app?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=5",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.db,
+            DbTarget::Url("postgres://u@db.example/app?connect_timeout=5".into())
+        );
+        assert_eq!(
+            c.db_tls,
+            DbTls {
+                mode: SslMode::VerifyFull,
+                root_cert: Some("/etc/ca.pem".into())
+            }
+        );
+        // the variable wins over the URL
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://u@db/app?sslmode=require"),
+            ("DB_SSLMODE", "disable"),
+        ])
+        .unwrap();
+        assert_eq!(c.db_tls.mode, SslMode::Disable);
+        assert_eq!(c.db, DbTarget::Url("postgres://u@db/app".into()));
+        for (env, needle) in [
+            (vec![("DB_SSLMODE", "verify-full")], "need DB_SSLROOTCERT"),
+            (
+                vec![("DB_SSLMODE", "on")],
+                "DB_SSLMODE=\"on\" is not an sslmode",
+            ),
+            (vec![("TLS_CERT_FILE", "/c.pem")], "TLS_KEY_FILE is not"),
+            (vec![("TLS_KEY_FILE", "/k.pem")], "TLS_CERT_FILE is not"),
+        ] {
+            let e = cfg(&env).unwrap_err().0;
+            assert!(e.contains(needle), "{env:?}: {e}");
+        }
     }
 
     #[test]

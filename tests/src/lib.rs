@@ -135,6 +135,38 @@ fn external(url: &str) -> Cluster {
 }
 
 fn start_cluster() -> Result<Cluster, String> {
+    start_cluster_with("", |_| {})
+}
+
+/// Another cluster of this test process, for a test that needs a server
+/// set up otherwise: `setup` gets the data directory after `initdb`, before
+/// the server starts (to write `pg_hba.conf`, certificates); `opts` are
+/// extra server options (`-c ssl=on`). Its [`Cluster::host`] is its Unix
+/// socket directory, which `pg_hba.conf` should trust for the test's own
+/// connections. Stopped and removed when the test process exits.
+pub fn extra_cluster(opts: &str, setup: impl FnOnce(&Path)) -> Result<Cluster, String> {
+    let mut c = start_cluster_with(opts, setup)?;
+    c.host = c
+        .data_dir
+        .as_ref()
+        .and_then(|d| d.parent())
+        .map(|r| r.display().to_string())
+        .unwrap_or_default();
+    Ok(c)
+}
+
+/// Give `path` (a file or directory written by this process) to the
+/// `postgres` user when we are root, so that the server can read it.
+pub fn give_to_postgres(path: &Path) {
+    if is_root() {
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status();
+    }
+}
+
+fn start_cluster_with(extra_opts: &str, setup: impl FnOnce(&Path)) -> Result<Cluster, String> {
     let bin = find_pg_bin_dir()?;
     let root = std::env::temp_dir().join(format!(
         "sdg-test-pg-{}-{}",
@@ -173,10 +205,13 @@ fn start_cluster() -> Result<Cluster, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    setup(&data);
+    give_to_postgres(&data);
     let port = free_port();
     let opts = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB -c timezone=UTC",
+         -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB -c timezone=UTC \
+         {extra_opts}",
         root.display()
     );
     let out = pg_cmd(&bin, "pg_ctl")
@@ -546,7 +581,7 @@ impl Gateway {
         let url = line
             .rsplit(' ')
             .next()
-            .filter(|u| u.starts_with("http://"))
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .ok_or_else(|| format!("unexpected start line {line:?}"))?
             .to_owned();
         let port = url

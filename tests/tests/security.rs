@@ -232,3 +232,213 @@ fn slow_header_clients_are_cut_off() {
     ok.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
+
+/// Certificates made with openssl: a CA, a server certificate it signed for
+/// 127.0.0.1 only, and a second CA that signed nothing here.
+struct Certs {
+    _dir: stonescriptdb_tests::TempDir,
+    ca: String,
+    other_ca: String,
+    cert: String,
+    key: String,
+}
+
+fn certs() -> Certs {
+    let dir = stonescriptdb_tests::TempDir::new("certs");
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let script = format!(
+        "set -e
+         openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=sdg-test-ca
+         openssl req -x509 {ec} -keyout other.key -out other.crt -days 2 -subj /CN=sdg-other-ca
+         openssl req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&dir.0)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = |f: &str| dir.0.join(f).display().to_string();
+    Certs {
+        ca: path("ca.crt"),
+        other_ca: path("other.crt"),
+        cert: path("server.crt"),
+        key: path("server.key"),
+        _dir: dir,
+    }
+}
+
+/// Wait until the gateway's log holds `needle` (a retry line of the migrator).
+fn log_shows(gw: &Gateway, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if gw.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Against a PostgreSQL that accepts TCP connections only over TLS, the
+/// gateway reaches it through TLS (every connection: admin, catalog, pools)
+/// and checks its certificate as `DB_SSLMODE` says; a plain connection, an
+/// unknown CA and a name the certificate does not hold are refused, each
+/// with PostgreSQL's or the TLS check's reason in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_that_requires_tls_is_reached_through_it_and_checked() {
+    let c = certs();
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    let pg = stonescriptdb_tests::extra_cluster(
+        "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
+        move |data| {
+            std::fs::copy(&cert, data.join("server.crt")).unwrap();
+            std::fs::copy(&key, data.join("server.key")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+        },
+    )
+    .expect("a cluster that requires TLS");
+    let port = pg.port.to_string();
+    let env = |mode: &'static str, host: &'static str, ca: &str| {
+        vec![
+            ("DB_HOST", host.to_owned()),
+            ("DB_PORT", port.clone()),
+            ("DB_USER", "postgres".to_owned()),
+            ("DB_SSLMODE", mode.to_owned()),
+            ("DB_SSLROOTCERT", ca.to_owned()),
+        ]
+    };
+    let start = |vars: Vec<(&str, String)>| {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Gateway::start(&vars)
+    };
+
+    let gw = start(env("verify-full", "127.0.0.1", &c.ca));
+    let p = stonescriptdb_tests::new_platform();
+    let (s, b) = gw
+        .register(&p, None, &stonescriptdb_tests::SchemaDir::fixture("shop"))
+        .await;
+    assert_eq!(s, 200, "{b}\n{}", gw.log());
+    let (s, b) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, h) = gw.get("/health").await;
+    assert_eq!((s, &h["status"]), (200, &json!("healthy")), "{h}");
+    // every connection of the gateway to this server is encrypted
+    let direct = pg.connect("postgres").await;
+    let rows = direct
+        .query(
+            "SELECT a.datname, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        seen.iter().any(|(db, _)| *db == format!("{p}_main")),
+        "no pool connection seen: {seen:?}"
+    );
+    assert!(seen.iter().all(|(_, ssl)| *ssl), "{seen:?}");
+    drop(gw);
+
+    for (vars, reason) in [
+        (env("disable", "127.0.0.1", &c.ca), "no encryption"),
+        (
+            env("verify-full", "127.0.0.1", &c.other_ca),
+            "invalid peer certificate: UnknownIssuer",
+        ),
+        (env("verify-full", "localhost", &c.ca), "not valid for name"),
+    ] {
+        let shown = format!("{vars:?}");
+        let gw = start(vars);
+        let (s, h) = gw.get("/health").await;
+        assert_eq!(
+            (s, &h["postgres"]),
+            (503, &json!("unreachable")),
+            "{shown}: {h}"
+        );
+        assert!(log_shows(&gw, reason), "{shown}: {reason}:\n{}", gw.log());
+    }
+    // verify-ca checks the chain, not the name
+    let gw = start(env("verify-ca", "localhost", &c.ca));
+    let (s, h) = gw.get("/health").await;
+    assert_eq!(
+        (s, &h["status"]),
+        (200, &json!("healthy")),
+        "{h}\n{}",
+        gw.log()
+    );
+}
+
+/// With `TLS_CERT_FILE` and `TLS_KEY_FILE` the router serves HTTPS only; a
+/// client that does not trust the certificate, or speaks plain HTTP, gets
+/// nothing; unusable files are bad configuration (exit 64, one line).
+#[test]
+fn the_router_serves_https_with_its_certificate() {
+    let c = certs();
+    let gw = Gateway::start(&[("TLS_CERT_FILE", &c.cert), ("TLS_KEY_FILE", &c.key)]);
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+    let curl = |args: &[&str], url: String| {
+        std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "5"])
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("curl runs")
+    };
+    let url = |scheme: &str| format!("{scheme}://127.0.0.1:{}/health/live", gw.port);
+    let out = curl(&["--cacert", &c.ca], url("https"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"{"status":"alive"}"#
+    );
+    let out = curl(&["--cacert", &c.other_ca], url("https"));
+    assert!(
+        !out.status.success(),
+        "an untrusted certificate was accepted"
+    );
+    let out = curl(&[], url("http"));
+    assert!(
+        !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("alive"),
+        "plain HTTP was answered on the HTTPS port"
+    );
+    for (cert, key, needle) in [
+        (
+            c.cert.as_str(),
+            "/nonexistent/key.pem",
+            "TLS_KEY_FILE=/nonexistent/key.pem",
+        ),
+        (c.key.as_str(), c.key.as_str(), "TLS_CERT_FILE="),
+    ] {
+        let out = std::process::Command::new(stonescriptdb_tests::binary("stonescriptdb-router"))
+            .env("GATEWAY_PORT", "0")
+            .env("TLS_CERT_FILE", cert)
+            .env("TLS_KEY_FILE", key)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+}

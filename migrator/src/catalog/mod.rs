@@ -31,8 +31,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use serde_json::Value;
 use stonescriptdb_shared::catalog::{DbKind, DbState, LEASE_CLASS};
 use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_startup::tls::PgTls;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use crate::error::{pg_message, MigratorError};
 
@@ -245,6 +245,7 @@ impl Catalog {
     /// its DDL, when missing). `admin` is a connection to the admin database.
     pub async fn open(
         base: &tokio_postgres::Config,
+        tls: &PgTls,
         admin: &tokio_postgres::Client,
         name: &str,
     ) -> Result<Catalog, MigratorError> {
@@ -290,7 +291,7 @@ impl Catalog {
         cfg.connect_timeout(Duration::from_secs(5));
         let mgr = Manager::from_config(
             cfg,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -5,6 +5,8 @@
 //! of start-up lives here so that `stonescriptdb-shared` does none.
 #![forbid(unsafe_code)]
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -17,8 +19,9 @@ use stonescriptdb_shared::config::{
 
 /// What `main` should do after start-up parsing.
 pub enum Startup {
-    /// The configuration and the admin connection settings derived from it.
-    Run(Box<Config>, Box<tokio_postgres::Config>),
+    /// The configuration, the admin connection settings derived from it and
+    /// the TLS connector of every PostgreSQL connection.
+    Run(Box<Config>, Box<tokio_postgres::Config>, tls::PgTls),
     /// `--help`, `--version` (exit 0) or bad configuration (exit 64; the one
     /// line was already printed to stderr).
     Exit(ExitCode),
@@ -86,8 +89,11 @@ pub fn load(which: Binary) -> Startup {
     match Config::from_flags_and_env(&flags, |k| {
         std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
     }) {
-        Ok(c) => match pg_config(&c.db, binary) {
-            Ok(pg) => Startup::Run(Box::new(c), Box::new(pg)),
+        Ok(c) => match pg_config(&c.db, binary).and_then(|mut pg| {
+            tls::apply_sslmode(&mut pg, c.db_tls.mode);
+            Ok((pg, tls::PgTls::new(&c.db_tls)?))
+        }) {
+            Ok((pg, tls)) => Startup::Run(Box::new(c), Box::new(pg), tls),
             Err(e) => usage_error(binary, e),
         },
         Err(e) => usage_error(binary, e),
@@ -105,12 +111,12 @@ pub fn main<F, Fut>(
     serve: F,
 ) -> ExitCode
 where
-    F: FnOnce(Config, tokio_postgres::Config) -> Fut,
+    F: FnOnce(Config, tokio_postgres::Config, tls::PgTls) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
     let binary = which.name();
-    let (config, pg) = match load(which) {
-        Startup::Run(c, pg) => (c, pg),
+    let (config, pg, tls) = match load(which) {
+        Startup::Run(c, pg, tls) => (c, pg, tls),
         Startup::Exit(code) => return code,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -119,7 +125,7 @@ where
         builder.worker_threads(n);
     }
     match builder.enable_all().build() {
-        Ok(runtime) => runtime.block_on(serve(*config, *pg)),
+        Ok(runtime) => runtime.block_on(serve(*config, *pg, tls)),
         Err(e) => {
             eprintln!("{binary}: cannot start the async runtime: {e}");
             ExitCode::FAILURE
