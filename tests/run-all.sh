@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/postgres-local.sh
-# The platform-side scripts and the smoke test need curl and tar.
-for tool in curl tar; do
+# The platform-side scripts and the smoke test need curl and tar; the TLS
+# tests make their certificates with openssl.
+for tool in curl tar openssl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "$tool not found: installing it..." >&2
     sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
