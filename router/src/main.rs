@@ -69,7 +69,6 @@ async fn serve(config: Config, base: tokio_postgres::Config, tls: startup::tls::
             idle_timeout: config.pool_idle_timeout,
             connect_timeout: Duration::from_secs(5),
             pipeline_budget: config.call_pipeline_budget,
-            call_timeout: config.call_timeout,
             call_timeouts: config.call_timeouts.clone(),
         },
         log.clone(),

@@ -253,8 +253,10 @@ mod tests {
                 idle_timeout: Duration::from_secs(1),
                 connect_timeout: Duration::from_secs(1),
                 pipeline_budget: Duration::from_micros(500),
-                call_timeout: Duration::ZERO,
-                call_timeouts: Default::default(),
+                call_timeouts: stonescriptdb_shared::config::CallTimeouts {
+                    default: Duration::ZERO,
+                    platforms: Default::default(),
+                },
             },
             log,
         );

@@ -35,6 +35,7 @@ use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, T
 use deadpool::Runtime;
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
 use slog::{debug, info, Logger};
+use stonescriptdb_shared::config::CallTimeouts;
 use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
 use stonescriptdb_startup::tls::PgTls;
@@ -57,22 +58,15 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// `CALL_PIPELINE_BUDGET_US`: see the module documentation.
     pub pipeline_budget: Duration,
-    /// `statement_timeout` of call sessions (`CALL_TIMEOUT_MS`, zero = none).
-    pub call_timeout: Duration,
-    /// `CALL_TIMEOUTS`: the timeout of platforms that have their own.
-    pub call_timeouts: BTreeMap<String, Duration>,
+    /// `statement_timeout` of call sessions (`CALL_TIMEOUT_MS`, `CALL_TIMEOUTS`).
+    pub call_timeouts: CallTimeouts,
 }
 
 impl PoolSettings {
     /// The session options of `platform`'s call connections: the startup
     /// `statement_timeout`, which `RESET ALL` after each call returns to.
     fn options(&self, base: Option<&str>, platform: &str) -> String {
-        let timeout = self
-            .call_timeouts
-            .get(platform)
-            .copied()
-            .unwrap_or(self.call_timeout);
-        let ms = timeout.as_millis();
+        let ms = self.call_timeouts.of(platform).as_millis();
         match base {
             Some(b) if !b.is_empty() => format!("{b} -c statement_timeout={ms}"),
             _ => format!("-c statement_timeout={ms}"),

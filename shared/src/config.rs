@@ -678,10 +678,8 @@ pub struct Config {
     pub deploy_lock_timeout: Duration,
     /// `statement_timeout` of deployment statements (zero = none).
     pub deploy_statement_timeout: Duration,
-    /// `statement_timeout` of `/call` sessions (zero = none).
-    pub call_timeout: Duration,
-    /// [`Config::call_timeout`] per platform, where it differs.
-    pub call_timeouts: std::collections::BTreeMap<String, Duration>,
+    /// `statement_timeout` of `/call` sessions.
+    pub call_timeouts: CallTimeouts,
     /// Bearer token per platform for `/call` (platforms not listed need none).
     pub call_tokens: std::collections::BTreeMap<String, String>,
     /// Bearer token for schema routes and `/metrics`.
@@ -797,6 +795,24 @@ pub fn parse_call_tokens(
         out.insert(platform.to_owned(), token.to_owned());
     }
     Ok(out)
+}
+
+/// The `statement_timeout` of `/call` sessions (zero = none):
+/// `CALL_TIMEOUT_MS`, and `CALL_TIMEOUTS` for platforms with their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallTimeouts {
+    pub default: Duration,
+    pub platforms: std::collections::BTreeMap<String, Duration>,
+}
+
+impl CallTimeouts {
+    /// The limit of `platform`'s calls.
+    pub fn of(&self, platform: &str) -> Duration {
+        self.platforms
+            .get(platform)
+            .copied()
+            .unwrap_or(self.default)
+    }
 }
 
 /// Parse `CALL_TIMEOUTS`: `platform:milliseconds` pairs separated by commas
@@ -1133,15 +1149,17 @@ impl Config {
                 0u64,
                 0,
             )?),
-            call_timeout: Duration::from_millis(parse_num(
-                "CALL_TIMEOUT_MS",
-                get("CALL_TIMEOUT_MS"),
-                30_000u64,
-                0,
-            )?),
-            call_timeouts: match get("CALL_TIMEOUTS") {
-                None => Default::default(),
-                Some(raw) => parse_call_timeouts(&raw)?,
+            call_timeouts: CallTimeouts {
+                default: Duration::from_millis(parse_num(
+                    "CALL_TIMEOUT_MS",
+                    get("CALL_TIMEOUT_MS"),
+                    30_000u64,
+                    0,
+                )?),
+                platforms: match get("CALL_TIMEOUTS") {
+                    None => Default::default(),
+                    Some(raw) => parse_call_timeouts(&raw)?,
+                },
             },
             call_tokens: match get("CALL_TOKENS") {
                 None => Default::default(),
@@ -1183,14 +1201,6 @@ impl Config {
             },
             check_upgrade: false,
         })
-    }
-
-    /// The `statement_timeout` of `platform`'s `/call` sessions (zero = none).
-    pub fn call_timeout_for(&self, platform: &str) -> Duration {
-        self.call_timeouts
-            .get(platform)
-            .copied()
-            .unwrap_or(self.call_timeout)
     }
 
     /// `ROUTER_THREADS`, or half of `cpus` (at least 1) when unset: the router
@@ -1394,15 +1404,15 @@ mod tests {
     #[test]
     fn call_timeouts_have_a_default_and_per_platform_overrides() {
         let c = cfg(&[]).unwrap();
-        assert_eq!(c.call_timeout_for("crm"), Duration::from_secs(30));
+        assert_eq!(c.call_timeouts.of("crm"), Duration::from_secs(30));
         let c = cfg(&[
             ("CALL_TIMEOUT_MS", "500"),
             ("CALL_TIMEOUTS", "reports:120000, crm:0"),
         ])
         .unwrap();
-        assert_eq!(c.call_timeout_for("shop"), Duration::from_millis(500));
-        assert_eq!(c.call_timeout_for("reports"), Duration::from_secs(120));
-        assert_eq!(c.call_timeout_for("crm"), Duration::ZERO);
+        assert_eq!(c.call_timeouts.of("shop"), Duration::from_millis(500));
+        assert_eq!(c.call_timeouts.of("reports"), Duration::from_secs(120));
+        assert_eq!(c.call_timeouts.of("crm"), Duration::ZERO);
         for (raw, needle) in [
             (
                 "crm",
