@@ -477,6 +477,23 @@ fn ndjson_line<T: serde::Serialize>(v: &T) -> Bytes {
     Bytes::from(line)
 }
 
+/// The results of a run over many databases as they come in: each is
+/// streamed to the caller (one NDJSON line), kept for the summary and
+/// counted in the fleet gauges.
+struct Collected<'a> {
+    tx: mpsc::Sender<Bytes>,
+    results: BTreeMap<String, (DeploymentReport, Option<Verification>)>,
+    fleet: crate::metrics::Fleet<'a>,
+}
+
+impl Collected<'_> {
+    async fn add(&mut self, r: DeploymentReport, v: Option<Verification>) {
+        let _ = self.tx.send(ndjson_line(&r)).await;
+        self.results.insert(r.database.clone(), (r, v));
+        self.fleet.one_done();
+    }
+}
+
 /// `POST /v2/migrate`.
 pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorError> {
     let started = Instant::now();
@@ -526,9 +543,11 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     let task = tokio::spawn(async move {
         let state = run_state;
         let total = jobs.len();
-        let mut fleet = state.metrics.fleet(total);
-        let mut results: BTreeMap<String, (DeploymentReport, Option<Verification>)> =
-            BTreeMap::new();
+        let mut got = Collected {
+            tx,
+            results: BTreeMap::new(),
+            fleet: state.metrics.fleet(total),
+        };
         let mut queue = jobs.into_iter();
         // canary: the first database alone
         let mut stop = false;
@@ -543,10 +562,8 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                     caller.clone(),
                 )
                 .await;
-                let _ = tx.send(ndjson_line(&r)).await;
                 stop = r.status == DeployStatus::Failed;
-                results.insert(r.database.clone(), (r, v));
-                fleet.one_done();
+                got.add(r, v).await;
             }
         }
         let limit = Arc::new(Semaphore::new(state.migrate_concurrency));
@@ -563,9 +580,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
             while let Some(done) = set.try_join_next() {
                 if let Ok((r, v)) = done {
                     failed_seen |= r.status == DeployStatus::Failed;
-                    let _ = tx.send(ndjson_line(&r)).await;
-                    results.insert(r.database.clone(), (r, v));
-                    fleet.one_done();
+                    got.add(r, v).await;
                 }
             }
             let Some(permit) = permit.filter(|_| !(req.stop_on_error && failed_seen)) else {
@@ -574,9 +589,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                     status: DeployStatus::NotAttempted,
                     ..DeploymentReport::default()
                 };
-                let _ = tx.send(ndjson_line(&r)).await;
-                results.insert(r.database.clone(), (r, None));
-                fleet.one_done();
+                got.add(r, None).await;
                 continue;
             };
             let (st, p, v, c) = (
@@ -593,11 +606,10 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         }
         while let Some(done) = set.join_next().await {
             if let Ok((r, v)) = done {
-                let _ = tx.send(ndjson_line(&r)).await;
-                results.insert(r.database.clone(), (r, v));
-                fleet.one_done();
+                got.add(r, v).await;
             }
         }
+        let Collected { results, .. } = got;
         let failed = results
             .values()
             .filter(|(r, _)| r.status == DeployStatus::Failed)
