@@ -139,6 +139,42 @@ async fn create_missing(
     Ok(())
 }
 
+/// Run step `n` of a `tables/` plan of `total` steps, naming `file`
+/// when it fails; count it and record it in the changelog.
+async fn apply_step(
+    run: &mut Run<'_>,
+    step: &TableStep,
+    (n, total): (usize, usize),
+    file: Option<&str>,
+) -> Result<(), MigratorError> {
+    for (i, text) in step.sql.iter().enumerate() {
+        run.note("tables", Some(step.class), &step.object, &step.reason, text);
+        run.tx.batch_execute(text).await.map_err(|e| {
+            let mut err = run.fail(
+                None,
+                None,
+                format!(
+                    "making the database match tables/ failed at \"{}\" (step {} of {total}, statement {}: {text})",
+                    step.reason,
+                    n + 1,
+                    i + 1
+                ),
+                Some(&e),
+            );
+            if let (MigratorError::Migration(f), Some(file)) = (&mut err, file) {
+                f.file = Some(file.to_owned());
+            }
+            err
+        })?;
+    }
+    run.report.tables_altered += 1;
+    run.changelog("table", &step.object, step.class.as_str(), None)
+        .await?;
+    info!(run.log, "table changed"; "database" => run.database, "object" => &step.object,
+          "class" => step.class.as_str(), "reason" => &step.reason);
+    Ok(())
+}
+
 /// When tables are missing, create the new sequences of `tables/` files
 /// that declare no table (a file of sequences that several tables' defaults
 /// share) first: the missing tables' defaults may use them. Everything else
@@ -155,7 +191,7 @@ async fn create_shared_sequences(
         return Ok(());
     }
     let table_files: BTreeSet<&str> = declared.files.values().map(String::as_str).collect();
-    for step in plan {
+    for (n, step) in plan.iter().enumerate() {
         if !step
             .sql
             .first()
@@ -174,22 +210,8 @@ async fn create_shared_sequences(
         if table_files.contains(path) {
             continue;
         }
-        for text in &step.sql {
-            run.note("tables", Some(step.class), &step.object, &step.reason, text);
-            run.tx.batch_execute(text).await.map_err(|e| {
-                run.fail(
-                    Some(path),
-                    None,
-                    format!("creating sequence {} failed", step.object),
-                    Some(&e),
-                )
-            })?;
-        }
-        // counted like the same step after the migrations would be
-        run.report.tables_altered += 1;
-        run.changelog("sequence", &step.object, "created", None)
-            .await?;
-        info!(run.log, "sequence created"; "database" => run.database, "sequence" => &step.object, "file" => path);
+        // run, counted and recorded as the same step after the migrations would be
+        apply_step(run, step, (n, plan.len()), Some(path)).await?;
     }
     Ok(())
 }
@@ -420,32 +442,7 @@ pub(super) async fn tables_after(
                 })
                 .map(|(_, p)| p.clone())
         });
-        for (i, text) in step.sql.iter().enumerate() {
-            run.note("tables", Some(step.class), &step.object, &step.reason, text);
-            run.tx.batch_execute(text).await.map_err(|e| {
-                let mut err = run.fail(
-                    None,
-                    None,
-                    format!(
-                        "making the database match tables/ failed at \"{}\" (step {} of {}, statement {}: {text})",
-                        step.reason,
-                        n + 1,
-                        plan.len(),
-                        i + 1
-                    ),
-                    Some(&e),
-                );
-                if let (MigratorError::Migration(f), Some(file)) = (&mut err, &file) {
-                    f.file = Some(file.clone());
-                }
-                err
-            })?;
-        }
-        run.report.tables_altered += 1;
-        run.changelog("table", &step.object, step.class.as_str(), None)
-            .await?;
-        info!(run.log, "table changed"; "database" => run.database, "object" => &step.object,
-              "class" => step.class.as_str(), "reason" => &step.reason);
+        apply_step(run, step, (n, plan.len()), file.as_deref()).await?;
     }
     if !plan.is_empty() {
         let after = observe(run, &desired, &state.previous).await?;
