@@ -9,11 +9,10 @@ use slog::Logger;
 use stonescriptdb_shared::auth::{Grant, Tokens};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::request::Query;
+use stonescriptdb_shared::wire::ProbeResponse;
 
 use crate::admin::Admin;
 use crate::archive::Limits;
-use stonescriptdb_shared::wire::ProbeResponse;
-
 use crate::catalog::{Caller, Catalog};
 use crate::error::MigratorError;
 

@@ -1,8 +1,8 @@
 //! `GET /health`: PostgreSQL reachability (503 when down), the migrator's
 //! readiness (`degraded` when it is down or not ready: `/call` still
-//! works), version and pool
-//! figures; `GET /health/ready`: PostgreSQL reachability alone, for
-//! orchestrators (`/health/live` needs no check: the process answers).
+//! works), version and pool figures; `GET /health/ready`: PostgreSQL
+//! reachability alone, for orchestrators (`/health/live` needs no check:
+//! the process answers).
 
 use std::path::PathBuf;
 use std::sync::Arc;
