@@ -1413,6 +1413,9 @@ mod tests {
         assert_eq!(c.call_timeouts.of("shop"), Duration::from_millis(500));
         assert_eq!(c.call_timeouts.of("reports"), Duration::from_secs(120));
         assert_eq!(c.call_timeouts.of("crm"), Duration::ZERO);
+        // a platform whose name only starts like a listed one has the default
+        assert_eq!(c.call_timeouts.of("crm_admin"), Duration::from_millis(500));
+        assert_eq!(c.call_timeouts.of("cr"), Duration::from_millis(500));
         for (raw, needle) in [
             (
                 "crm",
