@@ -65,6 +65,7 @@ async fn serve(config: Config, base: tokio_postgres::Config, tls: startup::tls::
         pool::PoolSettings {
             per_pool: config.max_connections_per_pool,
             total: config.max_total_connections,
+            per_platform: config.max_connections_per_platform,
             wait_timeout: config.pool_wait_timeout,
             idle_timeout: config.pool_idle_timeout,
             connect_timeout: Duration::from_secs(5),

@@ -249,6 +249,7 @@ mod tests {
             crate::pool::PoolSettings {
                 per_pool: 1,
                 total: 1,
+                per_platform: 1,
                 wait_timeout: Duration::from_millis(1),
                 idle_timeout: Duration::from_secs(1),
                 connect_timeout: Duration::from_secs(1),

@@ -25,6 +25,18 @@
 //! frees up within `POOL_WAIT_TIMEOUT_MS` the request gets 503
 //! `pool_exhausted` — it never hangs. Pools idle for `POOL_IDLE_TIMEOUT_SECS`
 //! are dropped by a sweeper task, and so are connections idle that long.
+//!
+//! Every open connection also holds a permit of its platform's semaphore,
+//! sized `MAX_CONNECTIONS_PER_PLATFORM` (by default half the global cap), so
+//! one platform's slow calls can never take all the connections and leave
+//! another platform waiting for the global cap. The platform permit is taken
+//! first, against the same deadline: when the platform's permits are all held,
+//! idle connections of the platform's *other* databases are closed to make
+//! room, else 503 `pool_exhausted` after `POOL_WAIT_TIMEOUT_MS`. A database
+//! with shared connections that cannot open one more (either cap reached)
+//! pipelines the call on its least busy lane instead of waiting. A platform's
+//! semaphore is made when its first pool is built and forgotten by the
+//! sweeper once no pool or connection of the platform is left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -53,6 +65,9 @@ use crate::histogram::Histogram;
 pub struct PoolSettings {
     pub per_pool: usize,
     pub total: usize,
+    /// `MAX_CONNECTIONS_PER_PLATFORM`: most connections the pools of one
+    /// platform hold together.
+    pub per_platform: usize,
     pub wait_timeout: Duration,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
@@ -74,7 +89,8 @@ impl PoolSettings {
     }
 }
 
-/// A pooled connection: the client plus the global permit it holds.
+/// A pooled connection: the client plus the permits it holds (global and
+/// its platform's).
 pub struct Conn {
     pub client: ClientWrapper,
     /// The database has the current version of the migrator's after-call
@@ -93,6 +109,7 @@ pub struct Conn {
     /// For the cancel request (over TLS like the connection).
     tls: PgTls,
     _permit: OwnedSemaphorePermit,
+    _platform_permit: OwnedSemaphorePermit,
 }
 
 impl Conn {
@@ -211,6 +228,10 @@ pub struct Mgr {
     tls: PgTls,
     pools: Weak<Pools>,
     database: String,
+    /// The database's owner platform ([`Route::platform`]) and the semaphore
+    /// its connections share (`MAX_CONNECTIONS_PER_PLATFORM`).
+    platform: String,
+    platform_permits: Arc<Semaphore>,
 }
 
 impl managed::Manager for Mgr {
@@ -219,7 +240,7 @@ impl managed::Manager for Mgr {
 
     async fn create(&self) -> Result<Conn, CreateError> {
         let pools = self.pools.upgrade().ok_or(CreateError::Exhausted)?;
-        let permit = pools.acquire_permit(&self.database).await?;
+        let (platform_permit, permit) = pools.acquire_permits(self).await?;
         let client = managed::Manager::create(&self.inner).await?;
         let after_call_fn = client
             .query_one(
@@ -235,6 +256,7 @@ impl managed::Manager for Mgr {
             discarded: AtomicBool::new(false),
             tls: self.tls.clone(),
             _permit: permit,
+            _platform_permit: platform_permit,
         })
     }
 
@@ -488,6 +510,29 @@ impl DbPool {
     }
 }
 
+/// A permit of `permits`: at once if one is free, else the first one freed
+/// before `deadline`, calling `make_room` (close an idle connection
+/// elsewhere) every 50 ms meanwhile; `None` at the deadline.
+async fn permit_within(
+    permits: &Arc<Semaphore>,
+    deadline: tokio::time::Instant,
+    make_room: impl Fn(),
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = permits.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    loop {
+        make_room();
+        let step = tokio::time::Instant::now() + Duration::from_millis(50);
+        match tokio::time::timeout_at(step.min(deadline), permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => return Some(p),
+            Ok(Err(_closed)) => return None,
+            Err(_) if tokio::time::Instant::now() >= deadline => return None,
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Calls abandoned mid-statement (their client went away), since start.
 pub static CALLS_ABANDONED: AtomicU64 = AtomicU64::new(0);
 /// Of those, calls whose statement a cancel request was sent for.
@@ -499,6 +544,9 @@ pub struct Pools {
     pub wait: Histogram,
     map: RwLock<HashMap<String, Arc<DbPool>>>,
     permits: Arc<Semaphore>,
+    /// Each platform's share of the connections, keyed by
+    /// [`Route::platform`] (see the module documentation).
+    platforms: Mutex<HashMap<String, Arc<Semaphore>>>,
     base: tokio_postgres::Config,
     tls: PgTls,
     settings: PoolSettings,
@@ -518,6 +566,7 @@ impl Pools {
             wait: Histogram::default(),
             map: RwLock::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(settings.total)),
+            platforms: Mutex::new(HashMap::new()),
             base,
             tls,
             settings,
@@ -608,6 +657,8 @@ impl Pools {
             tls: self.tls.clone(),
             pools: Arc::downgrade(self),
             database: database.to_owned(),
+            platform: route.platform.clone(),
+            platform_permits: self.platform_permits(&route.platform),
         };
         let pool = managed::Pool::builder(mgr)
             .max_size(self.settings.per_pool)
@@ -667,7 +718,8 @@ impl Pools {
                 Some(lane) => lane,
                 None if db.lane_count() > 0
                     && (db.lane_count() >= self.settings.per_pool
-                        || self.permits.available_permits() == 0) =>
+                        || self.permits.available_permits() == 0
+                        || db.pool.manager().platform_permits.available_permits() == 0) =>
                 {
                     db.least_busy_lane()
                         .ok_or_else(|| RouterError::PoolExhausted {
@@ -773,36 +825,54 @@ impl Pools {
         }
     }
 
-    /// A global permit for a new connection of `database`: immediately if one
-    /// is free, else after closing idle connections of other pools, else
-    /// `Exhausted` once the wait timeout has passed.
-    async fn acquire_permit(&self, database: &str) -> Result<OwnedSemaphorePermit, CreateError> {
-        if let Ok(p) = self.permits.clone().try_acquire_owned() {
-            return Ok(p);
-        }
-        let deadline = tokio::time::Instant::now() + self.settings.wait_timeout;
-        loop {
-            self.close_one_idle_elsewhere(database);
-            let step = tokio::time::Instant::now() + Duration::from_millis(50);
-            match tokio::time::timeout_at(step.min(deadline), self.permits.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(p)) => return Ok(p),
-                Ok(Err(_closed)) => return Err(CreateError::Exhausted),
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(CreateError::Exhausted)
-                }
-                Err(_) => continue,
-            }
-        }
+    /// The semaphore `platform`'s connections share, made on first use (a
+    /// pool being built, never a call).
+    fn platform_permits(&self, platform: &str) -> Arc<Semaphore> {
+        let mut map = self.platforms.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(platform.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_platform)))
+            .clone()
     }
 
-    /// Close the longest-idle connection of any pool other than `database`.
-    fn close_one_idle_elsewhere(&self, database: &str) {
+    /// The permits a new connection of `mgr`'s database holds: its
+    /// platform's, then a global one, both within `POOL_WAIT_TIMEOUT_MS`.
+    /// While waiting, idle connections of other pools (of the same platform,
+    /// for the platform's permit) are closed to make room.
+    async fn acquire_permits(
+        &self,
+        mgr: &Mgr,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), CreateError> {
+        let deadline = tokio::time::Instant::now() + self.settings.wait_timeout;
+        let database = mgr.database.as_str();
+        let platform = mgr.platform.as_str();
+        let Some(own) = permit_within(&mgr.platform_permits, deadline, || {
+            self.close_one_idle_elsewhere(database, Some(platform))
+        })
+        .await
+        else {
+            debug!(self.log, "no connection within the wait"; "cap" => "MAX_CONNECTIONS_PER_PLATFORM", "platform" => platform, "database" => database);
+            return Err(CreateError::Exhausted);
+        };
+        let Some(global) = permit_within(&self.permits, deadline, || {
+            self.close_one_idle_elsewhere(database, None)
+        })
+        .await
+        else {
+            debug!(self.log, "no connection within the wait"; "cap" => "MAX_TOTAL_CONNECTIONS", "platform" => platform, "database" => database);
+            return Err(CreateError::Exhausted);
+        };
+        Ok((own, global))
+    }
+
+    /// Close the longest-idle connection of any pool other than `database`
+    /// (with `platform`: only among that platform's pools).
+    fn close_one_idle_elsewhere(&self, database: &str, platform: Option<&str>) {
         let pools: Vec<(String, Arc<DbPool>)> = {
             let map = self.map.read().unwrap_or_else(|e| e.into_inner());
             map.iter()
-                .filter(|(name, _)| name.as_str() != database)
+                .filter(|(name, p)| {
+                    name.as_str() != database && platform.is_none_or(|x| p.route.platform == x)
+                })
                 .map(|(n, p)| (n.clone(), p.clone()))
                 .collect()
         };
@@ -859,6 +929,12 @@ impl Pools {
             p.pool.close();
             info!(self.log, "idle pool dropped"; "database" => name);
         }
+        // A platform's semaphore is held by its pools and connections: when
+        // nothing else holds it, every permit is free and it can go.
+        self.platforms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, permits| Arc::strong_count(permits) > 1);
     }
 
     /// Run [`Pools::sweep`] periodically until the pools are dropped.
@@ -917,7 +993,102 @@ impl Pools {
 
 #[cfg(test)]
 mod tests {
-    use super::Lru;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::{permit_within, Lru, PoolSettings, Pools, Route};
+
+    fn pools(per_platform: usize) -> Arc<Pools> {
+        let tls = stonescriptdb_startup::tls::PgTls::new(&stonescriptdb_shared::config::DbTls {
+            mode: stonescriptdb_shared::config::SslMode::Disable,
+            root_cert: None,
+        })
+        .unwrap();
+        Pools::new(
+            tokio_postgres::Config::new(),
+            tls,
+            PoolSettings {
+                per_pool: 10,
+                total: 4,
+                per_platform,
+                wait_timeout: Duration::from_millis(1),
+                idle_timeout: Duration::ZERO,
+                connect_timeout: Duration::from_secs(1),
+                pipeline_budget: Duration::from_micros(500),
+                call_timeouts: stonescriptdb_shared::config::CallTimeouts {
+                    default: Duration::ZERO,
+                    platforms: Default::default(),
+                },
+            },
+            slog::Logger::root(slog::Discard, slog::o!()),
+        )
+    }
+
+    fn route(platform: &str) -> Route {
+        Route {
+            platform: platform.into(),
+            role: format!("sdg_{platform}_app"),
+            password: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_platforms_pools_share_one_cap_that_goes_with_them() {
+        let pools = pools(2);
+        let a1 = pools.pool_for("a_main", &route("a"));
+        let a2 = pools.pool_for("a_two", &route("a"));
+        let b = pools.pool_for("b_main", &route("b"));
+        let cap = |p: &super::DbPool| p.pool.manager().platform_permits.clone();
+        assert!(Arc::ptr_eq(&cap(&a1), &cap(&a2)), "one cap per platform");
+        assert!(
+            !Arc::ptr_eq(&cap(&a1), &cap(&b)),
+            "platforms never share one"
+        );
+        assert_eq!(cap(&b).available_permits(), 2);
+        assert_eq!(pools.platforms.lock().unwrap().len(), 2);
+        // b's pool is gone (idle): its platform's semaphore goes with it
+        drop(b);
+        pools.invalidate("b_main");
+        pools.sweep();
+        let left: Vec<String> = pools.platforms.lock().unwrap().keys().cloned().collect();
+        assert_eq!(left, ["a"], "a still has pools in use");
+        drop((a1, a2));
+        pools.invalidate_all();
+        pools.sweep();
+        assert!(pools.platforms.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_permit_is_taken_at_once_after_room_is_made_or_never() {
+        let permits = Arc::new(Semaphore::new(1));
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(300);
+        let first = permit_within(&permits, soon(), || panic!("a permit was free"))
+            .await
+            .expect("a free permit");
+        // full: making room (closing an idle connection) frees one
+        let held = Mutex::new(Some(first));
+        let second = permit_within(&permits, soon(), || {
+            held.lock().unwrap().take();
+        })
+        .await;
+        assert!(second.is_some(), "room was made");
+        // full and nothing to close: none, once the deadline has passed
+        let tries = AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let third = permit_within(&permits, soon(), || {
+            tries.fetch_add(1, Ordering::Relaxed);
+        })
+        .await;
+        assert!(third.is_none());
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(
+            tries.load(Ordering::Relaxed) >= 2,
+            "room is sought while waiting"
+        );
+    }
 
     #[test]
     fn the_least_recently_used_statement_goes_first() {

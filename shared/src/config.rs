@@ -55,6 +55,9 @@ pub struct Flags {
     /// cap on connections across all pools [MAX_TOTAL_CONNECTIONS, default 200]
     #[argh(option)]
     pub max_total_connections: Option<String>,
+    /// most connections one platform's pools hold together, so another platform always gets one [MAX_CONNECTIONS_PER_PLATFORM, default: half of MAX_TOTAL_CONNECTIONS]
+    #[argh(option)]
+    pub max_connections_per_platform: Option<String>,
     /// drop pools (and connections) idle this long [POOL_IDLE_TIMEOUT_SECS, default 1800]
     #[argh(option)]
     pub pool_idle_timeout_secs: Option<String>,
@@ -91,6 +94,12 @@ pub struct Flags {
     /// databases /v2/migrate deploys at the same time [MIGRATE_CONCURRENCY, default 1]
     #[argh(option)]
     pub migrate_concurrency: Option<String>,
+    /// extensions PostgreSQL does not mark trusted that platforms may still install (comma-separated names; needs a superuser DB_USER); trusted ones need no listing [EXTENSIONS_ALLOWED]
+    #[argh(option)]
+    pub extensions_allowed: Option<String>,
+    /// CONNECTION LIMIT of each platform role (PostgreSQL's per-role cap); -1 = none [PLATFORM_CONNECTION_LIMIT, default 100]
+    #[argh(option)]
+    pub platform_connection_limit: Option<String>,
     /// how long a deployment waits for a table lock before failing [DEPLOY_LOCK_TIMEOUT_MS, default 5000]
     #[argh(option)]
     pub deploy_lock_timeout_ms: Option<String>,
@@ -248,6 +257,12 @@ const SETTINGS: &[Setting] = &[
         |f| &f.max_total_connections,
     ),
     s(
+        "MAX_CONNECTIONS_PER_PLATFORM",
+        "--max-connections-per-platform",
+        ReadBy::Router,
+        |f| &f.max_connections_per_platform,
+    ),
+    s(
         "POOL_IDLE_TIMEOUT_SECS",
         "--pool-idle-timeout-secs",
         ReadBy::Router,
@@ -327,6 +342,18 @@ const SETTINGS: &[Setting] = &[
     s("ROUTER_THREADS", "--router-threads", ReadBy::Router, |f| {
         &f.router_threads
     }),
+    s(
+        "EXTENSIONS_ALLOWED",
+        "--extensions-allowed",
+        ReadBy::Migrator,
+        |f| &f.extensions_allowed,
+    ),
+    s(
+        "PLATFORM_CONNECTION_LIMIT",
+        "--platform-connection-limit",
+        ReadBy::Migrator,
+        |f| &f.platform_connection_limit,
+    ),
     s(
         "DEPLOY_LOCK_TIMEOUT_MS",
         "--deploy-lock-timeout-ms",
@@ -663,6 +690,9 @@ pub struct Config {
     pub gateway_port: u16,
     pub max_connections_per_pool: usize,
     pub max_total_connections: usize,
+    /// Most connections one platform's pools hold together (default: half
+    /// of `max_total_connections`, at least 1).
+    pub max_connections_per_platform: usize,
     pub pool_idle_timeout: Duration,
     pub pool_wait_timeout: Duration,
     /// How long a `/call` may expect to queue behind calls already in flight
@@ -674,6 +704,11 @@ pub struct Config {
     pub migrator_socket: PathBuf,
     pub archive: ArchiveCaps,
     pub migrate_concurrency: usize,
+    /// Extensions not marked trusted that platforms may install anyway
+    /// (`EXTENSIONS_ALLOWED`), sorted.
+    pub extensions_allowed: Vec<String>,
+    /// `CONNECTION LIMIT` of platform roles (`-1`: none).
+    pub platform_connection_limit: i32,
     /// `lock_timeout` of deployment transactions.
     pub deploy_lock_timeout: Duration,
     /// `statement_timeout` of deployment statements (zero = none).
@@ -752,6 +787,26 @@ pub fn parse_deploy_tokens(raw: &str) -> Result<Vec<DeployToken>, ConfigError> {
             },
         });
     }
+    Ok(out)
+}
+
+/// `EXTENSIONS_ALLOWED`: comma-separated extension names (letters, digits,
+/// `_` and `-`, as PostgreSQL's control files name them), sorted, once each.
+pub fn parse_extensions_allowed(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError(format!(
+                "EXTENSIONS_ALLOWED: {name:?} is not an extension name (letters, digits, '_' and '-')"
+            )));
+        }
+        out.push(name.to_owned());
+    }
+    out.sort();
+    out.dedup();
     Ok(out)
 }
 
@@ -892,7 +947,7 @@ macro_rules! at_least {
         }
     })*};
 }
-at_least!(u32, u64, usize);
+at_least!(i32, u32, u64, usize);
 
 fn parse_num<T>(name: &str, raw: Option<String>, default: T, min: T) -> Result<T, ConfigError>
 where
@@ -1057,6 +1112,12 @@ impl Config {
             200usize,
             1,
         )?;
+        let max_connections_per_platform = parse_num(
+            "MAX_CONNECTIONS_PER_PLATFORM",
+            get("MAX_CONNECTIONS_PER_PLATFORM"),
+            (max_total_connections / 2).max(1),
+            1,
+        )?;
         let pool_idle_timeout = Duration::from_secs(parse_num(
             "POOL_IDLE_TIMEOUT_SECS",
             get("POOL_IDLE_TIMEOUT_SECS"),
@@ -1123,6 +1184,7 @@ impl Config {
             gateway_port,
             max_connections_per_pool,
             max_total_connections,
+            max_connections_per_platform,
             pool_idle_timeout,
             pool_wait_timeout,
             call_pipeline_budget,
@@ -1136,6 +1198,16 @@ impl Config {
                 get("MIGRATE_CONCURRENCY"),
                 1usize,
                 1,
+            )?,
+            extensions_allowed: match get("EXTENSIONS_ALLOWED") {
+                None => Vec::new(),
+                Some(raw) => parse_extensions_allowed(&raw)?,
+            },
+            platform_connection_limit: parse_num(
+                "PLATFORM_CONNECTION_LIMIT",
+                get("PLATFORM_CONNECTION_LIMIT"),
+                100i32,
+                -1,
             )?,
             deploy_lock_timeout: Duration::from_millis(parse_num(
                 "DEPLOY_LOCK_TIMEOUT_MS",
@@ -1399,6 +1471,22 @@ mod tests {
             let e = cfg(&env).unwrap_err().0;
             assert!(e.contains(needle), "{env:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_platforms_share_of_connections_defaults_to_half_the_total() {
+        assert_eq!(cfg(&[]).unwrap().max_connections_per_platform, 100);
+        let c = cfg(&[("MAX_TOTAL_CONNECTIONS", "4")]).unwrap();
+        assert_eq!(c.max_connections_per_platform, 2);
+        let c = cfg(&[("MAX_TOTAL_CONNECTIONS", "1")]).unwrap();
+        assert_eq!(c.max_connections_per_platform, 1, "at least one");
+        let c = cfg(&[
+            ("MAX_TOTAL_CONNECTIONS", "4"),
+            ("MAX_CONNECTIONS_PER_PLATFORM", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_connections_per_platform, 3);
+        assert!(cfg(&[("MAX_CONNECTIONS_PER_PLATFORM", "0")]).is_err());
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! caps and eviction, health, graceful shutdown, configuration errors.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stonescriptdb_tests::{binary, cluster, Gateway, TempDir, TestDb};
+use stonescriptdb_tests::{binary, cluster, new_platform, Gateway, SchemaDir, TempDir, TestDb};
 
 /// Connections the router holds to databases of `platform` right now.
 async fn router_backends(db: &TestDb) -> i64 {
@@ -71,9 +73,12 @@ async fn ipv4_mapped_peers_are_checked_as_ipv4() {
 async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
     let db = TestDb::new().await;
     let other = db.tenant("other").await;
+    // one platform may take the whole cap here (the per-platform share,
+    // half of it by default, has a test of its own)
     let gw = Gateway::start(&[
         ("MAX_TOTAL_CONNECTIONS", "2"),
         ("MAX_CONNECTIONS_PER_POOL", "2"),
+        ("MAX_CONNECTIONS_PER_PLATFORM", "2"),
         ("POOL_WAIT_TIMEOUT_MS", "300"),
     ]);
     gw.adopt(&db.platform, &[&db.database, &other]).await;
@@ -134,6 +139,94 @@ async fn total_connection_cap_is_real_and_answers_503_not_a_hang() {
         "{h}"
     );
     assert!(router_backends(&db).await <= 2);
+}
+
+/// Connections open as `platform`'s login role (its pools' connections).
+async fn platform_backends(platform: &str) -> i64 {
+    let c = cluster().connect("postgres").await;
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+        &[&format!("sdg_{platform}_app")],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn one_platform_never_takes_every_connection() {
+    // 4 connections in all, so 2 per platform by default
+    let gw = Gateway::start(&[
+        ("MAX_TOTAL_CONNECTIONS", "4"),
+        ("POOL_WAIT_TIMEOUT_MS", "1500"),
+    ]);
+    let mut schema = SchemaDir::default();
+    schema
+        .set(
+            "functions/slow.sql",
+            "CREATE OR REPLACE FUNCTION slow() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(4); RETURN 1; END $$;",
+        )
+        .set(
+            "functions/quick.sql",
+            "CREATE OR REPLACE FUNCTION quick() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;",
+        );
+    let (a, b) = (new_platform(), new_platform());
+    for p in [&a, &b] {
+        let (s, body) = gw.register(p, None, &schema).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    // How many connections a holds, sampled until its calls are answered.
+    let done = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicI64::new(0));
+    let sampler = {
+        let (a, done, most) = (a.clone(), done.clone(), most.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::SeqCst) {
+                most.fetch_max(platform_backends(&a).await, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    // Four slow calls of a at once: as many connections as the whole cap.
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, a) = (gw.url.clone(), a.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("{url}/call"))
+                    .json(&json!({"platform": a, "function": "slow", "params": []}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while platform_backends(&a).await < 2 {
+        assert!(Instant::now() < deadline, "a's slow calls never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // the other two arrive
+                                                          // b's first call gets a connection of its own at once, not a 503.
+    let started = Instant::now();
+    let (s, body) = gw.call(&b, "quick", json!([])).await;
+    assert_eq!(s, 200, "{body} after {:?}", started.elapsed());
+    assert!(
+        slow.iter().all(|h| !h.is_finished()),
+        "b was answered while a's calls still ran"
+    );
+    for h in slow {
+        assert_eq!(h.await.unwrap(), 200, "a's calls share its 2 connections");
+    }
+    done.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&most),
+        "a held {most} connections; its share is 2"
+    );
 }
 
 #[tokio::test]
