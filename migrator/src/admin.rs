@@ -94,9 +94,9 @@ impl Admin {
         Ok(client)
     }
 
-    /// Create `name` (a copy of `template` when given; owned by `owner` when
-    /// given, which also revokes CONNECT from PUBLIC); `Ok(false)` if it
-    /// already existed.
+    /// Create `name` (a copy of `template` when given), owned by the
+    /// gateway's role; with `owner` (a platform's owner role) it gets that
+    /// role's rights ([`Admin::settle`]). `Ok(false)` if it already existed.
     pub async fn create(
         &self,
         client: &Client,
@@ -104,22 +104,19 @@ impl Admin {
         owner: Option<&str>,
         template: Option<&str>,
     ) -> Result<bool, MigratorError> {
-        let owner_sql = owner
-            .map(|o| format!(" OWNER {}", quote_ident(o)))
-            .unwrap_or_default();
         let template_sql = template
             .map(|t| format!(" TEMPLATE {}", quote_ident(t)))
             .unwrap_or_default();
         match client
             .batch_execute(&format!(
-                "CREATE DATABASE {}{template_sql}{owner_sql}",
+                "CREATE DATABASE {}{template_sql}",
                 quote_ident(name)
             ))
             .await
         {
             Ok(()) => {
-                if owner.is_some() {
-                    self.restrict(client, name).await?;
+                if let Some(owner) = owner {
+                    self.settle(client, name, owner).await?;
                 }
                 Ok(true)
             }
@@ -136,20 +133,48 @@ impl Admin {
         }
     }
 
-    /// Only the owner (and the roles it grants to) may connect to `name`.
-    pub async fn restrict(&self, client: &Client, name: &str) -> Result<(), MigratorError> {
+    /// The rights of a platform database (docs/SECURITY.md): the database
+    /// belongs to the gateway's role, so no platform can drop, rename or
+    /// reconfigure it, even with a statement our reader missed; the
+    /// platform's owner role gets `CONNECT, TEMPORARY, CREATE` on it and
+    /// owns its `public` schema (and so everything it creates there);
+    /// PUBLIC gets nothing. Applied after every creation and clone
+    /// (database-level rights are not copied from a template), on adoption
+    /// and, for older installations, at start. Idempotent. The database's
+    /// ownership moves last, so a database owned by the gateway has had
+    /// every step.
+    pub async fn settle(
+        &self,
+        client: &Client,
+        name: &str,
+        owner: &str,
+    ) -> Result<(), MigratorError> {
+        let fail = |e: tokio_postgres::Error| {
+            MigratorError::DatabaseUnavailable(format!(
+                "cannot set the rights of database {name}: {}",
+                pg_message(&e)
+            ))
+        };
+        let (db, role) = (quote_ident(name), quote_ident(owner));
         client
             .batch_execute(&format!(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-                quote_ident(name)
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC;
+                 GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {db} TO {role}"
             ))
             .await
-            .map_err(|e| {
-                MigratorError::DatabaseUnavailable(format!(
-                    "cannot restrict database {name}: {}",
-                    pg_message(&e)
-                ))
-            })
+            .map_err(fail)?;
+        let inside = self.connect(Some(name)).await?;
+        inside
+            .batch_execute(&format!(
+                "ALTER SCHEMA public OWNER TO {role}; REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+            ))
+            .await
+            .map_err(fail)?;
+        drop(inside);
+        client
+            .batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER"))
+            .await
+            .map_err(fail)
     }
 
     /// Drop `name`, disconnecting anyone still connected (PostgreSQL 13+).
@@ -180,10 +205,11 @@ impl Admin {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Hand `database` to a platform's owner role: the database itself, and
-    /// every schema, relation, routine and type in it that the gateway's
-    /// admin role owns (extension members and system schemas excepted).
-    /// `CONNECT` is revoked from PUBLIC. Returns how many objects moved.
+    /// Hand `database` to a platform's owner role: the rights of a
+    /// platform database ([`Admin::settle`]; the database itself then
+    /// belongs to the gateway), and every schema, relation, routine and type
+    /// in it that the gateway's admin role owns (extension members and
+    /// system schemas excepted). Returns how many objects moved.
     pub async fn hand_over(
         &self,
         admin: &Client,
@@ -196,15 +222,7 @@ impl Admin {
                 pg_message(&e)
             ))
         };
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} OWNER TO {}",
-                quote_ident(database),
-                quote_ident(owner_role)
-            ))
-            .await
-            .map_err(fail)?;
-        self.restrict(admin, database).await?;
+        self.settle(admin, database, owner_role).await?;
         let db = self.connect(Some(database)).await?;
         db.batch_execute(HAND_OVER_FN).await.map_err(fail)?;
         let n: i64 = db

@@ -60,6 +60,18 @@ impl Default for Limits {
     }
 }
 
+impl From<&stonescriptdb_shared::config::ArchiveCaps> for Limits {
+    /// The caps as configured (`ARCHIVE_MAX_*`).
+    fn from(c: &stonescriptdb_shared::config::ArchiveCaps) -> Self {
+        Limits {
+            max_compressed_bytes: c.max_compressed_bytes,
+            max_uncompressed_bytes: c.max_uncompressed_bytes,
+            max_entries: c.max_entries,
+            max_entry_bytes: c.max_entry_bytes,
+        }
+    }
+}
+
 /// Why an archive was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveError {

@@ -46,6 +46,9 @@ pub enum MigratorError {
     PlatformNotFound(String),
     SchemaNotFound(String),
     DatabaseAlreadyExists(String),
+    /// The database name falls under another registered platform's longer
+    /// name prefix (which is not named).
+    NameReserved(String),
     /// A deployment step failed; the database is as before.
     Migration(Box<StepFailure>),
     /// `tables/` asks for dataloss or incompatible changes and `force` was
@@ -85,6 +88,17 @@ impl MigratorError {
                     code.status(),
                     ErrorBody::new(code, format!("database {db} already exists"))
                         .with_database(db.as_str()),
+                )
+            }
+            NameReserved(db) => {
+                let code = ErrorCode::NameReserved;
+                (
+                    code.status(),
+                    ErrorBody::new(
+                        code,
+                        format!("database name {db} is reserved: it falls under another registered platform's name prefix; choose another tenant id or schema name"),
+                    )
+                    .with_database(db.as_str()),
                 )
             }
             SchemaValidation(r) => {

@@ -20,6 +20,7 @@ mod metrics;
 mod multipart;
 mod operator;
 mod provision;
+mod rights;
 mod roles;
 mod schema;
 mod seed;
@@ -66,7 +67,7 @@ async fn serve(
         config.deploy_statement_timeout.as_millis(),
     );
     if config.check_upgrade {
-        return match upgrade::check(&admin, &config.catalog_db, &config.data_dir).await {
+        return match upgrade::check(&admin, &config).await {
             Ok(lines) => {
                 for l in lines {
                     println!("{l}");
@@ -114,12 +115,9 @@ async fn serve(
         },
         template_locks: Default::default(),
         migrate_concurrency: config.migrate_concurrency,
-        limits: archive::Limits {
-            max_compressed_bytes: config.archive.max_compressed_bytes,
-            max_uncompressed_bytes: config.archive.max_uncompressed_bytes,
-            max_entries: config.archive.max_entries,
-            max_entry_bytes: config.archive.max_entry_bytes,
-        },
+        extensions_allowed: config.extensions_allowed.clone(),
+        platform_connection_limit: config.platform_connection_limit,
+        limits: archive::Limits::from(&config.archive),
         log: log.clone(),
     });
     // PostgreSQL is usually up: open the catalog before answering anything;
@@ -182,7 +180,14 @@ async fn try_open_catalog(state: &state::State, data_dir: &std::path::Path) -> R
     }
     .await;
     let catalog = opened.map_err(|e| e.to_wire().1.message)?;
-    match upgrade::import(&catalog, &state.admin, data_dir).await {
+    match upgrade::import(
+        &catalog,
+        &state.admin,
+        state.platform_connection_limit,
+        data_dir,
+    )
+    .await
+    {
         Ok(Some(lines)) => {
             for l in lines {
                 info!(log, "upgrade import"; "what" => l);
@@ -204,6 +209,21 @@ async fn try_open_catalog(state: &state::State, data_dir: &std::path::Path) -> R
             Err(e) => warn!(log, "could not resolve leftovers"; "error" => ?e),
         },
         Err(e) => warn!(log, "could not resolve leftovers"; "error" => ?e),
+    }
+    // Databases and roles an older version made get today's rights.
+    let settled = match catalog.conn().await {
+        Ok(c) => rights::settle_all(&state.admin, &**c, state.platform_connection_limit).await,
+        Err(e) => Err(e),
+    };
+    match settled {
+        Ok(lines) => {
+            for l in lines {
+                info!(log, "rights brought up to date"; "what" => l);
+            }
+        }
+        Err(e) => {
+            warn!(log, "could not bring every database's rights up to date; retried at the next start"; "error" => ?e)
+        }
     }
     info!(log, "control catalog open"; "catalog" => &state.catalog_name);
     let _ = state.catalog.set(catalog);

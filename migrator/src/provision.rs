@@ -127,14 +127,6 @@ async fn deploy_as(
         })
         .await?;
     let result = async {
-        let mut preinstalled = 0;
-        // A dry run installs nothing for real: it runs as the owner role
-        // only, which can install trusted extensions inside its rolled-back
-        // transaction and reports the others.
-        if !opts.dry_run && !parsed.extensions.is_empty() {
-            let admin_db = state.admin.connect(Some(target)).await?;
-            preinstalled = deploy::preinstall(&admin_db, label, parsed).await?;
-        }
         let mut client = state
             .admin
             .connect_as(target, &platform.owner_role, &platform.owner_password)
@@ -145,6 +137,16 @@ async fn deploy_as(
                 }
                 other => other,
             })?;
+        // Refused statements and extensions: 400 before anything runs.
+        deploy::precheck(&client, parsed, &state.extensions_allowed).await?;
+        let mut preinstalled = 0;
+        // A dry run installs nothing for real: it runs as the owner role
+        // only, which can install trusted extensions inside its rolled-back
+        // transaction and reports the others.
+        if !opts.dry_run && !parsed.extensions.is_empty() {
+            let admin_db = state.admin.connect(Some(target)).await?;
+            preinstalled = deploy::preinstall(&admin_db, label, parsed).await?;
+        }
         let mut report = deploy::deploy(&mut client, label, parsed, opts, &state.log).await?;
         report.extensions_installed += preinstalled;
         Ok::<_, MigratorError>((report, client))
@@ -190,6 +192,7 @@ fn refused(name: &str, r: CreateRefused) -> MigratorError {
         CreateRefused::Recorded | CreateRefused::Unrecorded => {
             MigratorError::DatabaseAlreadyExists(name.to_owned())
         }
+        CreateRefused::Reserved => MigratorError::NameReserved(name.to_owned()),
         CreateRefused::Failed(e) => e,
     }
 }
@@ -206,7 +209,7 @@ pub async fn create_new(
     req: Request<'_>,
 ) -> Result<DeploymentReport, MigratorError> {
     let admin = state.admin.connect(None).await?;
-    roles::ensure_roles(&admin, platform).await?;
+    roles::ensure_roles(&admin, platform, state.platform_connection_limit).await?;
     let creation = start(state, &admin, &new, None).await?;
     let opts = Options {
         mode: Mode::Register,
@@ -327,7 +330,7 @@ pub async fn clone_template(
     req: Request<'_>,
 ) -> Result<DeploymentReport, MigratorError> {
     let admin = state.admin.connect(None).await?;
-    roles::ensure_roles(&admin, platform).await?;
+    roles::ensure_roles(&admin, platform, state.platform_connection_limit).await?;
     let creation = start(state, &admin, &new, Some(template)).await?;
     let report = DeploymentReport {
         database: new.name.clone(),
@@ -377,10 +380,13 @@ pub async fn dry_run_new(
     force: bool,
     req: Request<'_>,
 ) -> Result<DeploymentReport, MigratorError> {
+    if state.catalog()?.reserved(would_be, platform_name).await? {
+        return Err(MigratorError::NameReserved(would_be.to_owned()));
+    }
     let admin = state.admin.connect(None).await?;
     let owner = match platform {
         Some(p) => {
-            roles::ensure_roles(&admin, p).await?;
+            roles::ensure_roles(&admin, p, state.platform_connection_limit).await?;
             p.clone()
         }
         None => {
@@ -407,6 +413,8 @@ pub async fn dry_run_new(
         let deployed = async {
             if !parsed.extensions.is_empty() {
                 let admin_db = state.admin.connect(Some(&scratch.name)).await?;
+                // (what deploy_as checks, before anything is installed here)
+                deploy::precheck(&admin_db, parsed, &state.extensions_allowed).await?;
                 deploy::preinstall(&admin_db, would_be, parsed).await?;
             }
             let opts = Options {

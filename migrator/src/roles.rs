@@ -12,6 +12,8 @@ use stonescriptdb_shared::names::{self, quote_ident};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use stonescriptdb_shared::auth::Grant;
+
 use crate::catalog::{Catalog, Platform, SCRATCH_PREFIX};
 use crate::error::{pg_message, MigratorError};
 
@@ -46,53 +48,71 @@ pub fn new_platform(name: &str, v2: bool) -> Result<Platform, MigratorError> {
 }
 
 /// The platform, recorded in the catalog if it is new, with its roles
-/// present in PostgreSQL (created again if someone dropped them).
+/// present in PostgreSQL (created again if someone dropped them). A new
+/// platform whose name is an existing one's plus `_…` (whose databases
+/// would fall under that one's names) needs the admin token when tokens
+/// are configured: nobody reserves another platform's tenants by
+/// registering a name.
 pub async fn ensure_platform(
     catalog: &Catalog,
     admin: &Client,
+    grant: &Grant,
+    limit: i32,
     name: &str,
 ) -> Result<Platform, MigratorError> {
     let p = match catalog.platform(name).await? {
         Some(p) => p,
         None => {
+            if !grant.admin && catalog.extends_a_platform(name).await? {
+                return Err(MigratorError::Forbidden(format!(
+                    "platform {name} extends the name of a registered platform: registering it needs the admin token (ADMIN_TOKEN)"
+                )));
+            }
             catalog
                 .insert_platform(&new_platform(name, false)?)
                 .await?
                 .0
         }
     };
-    ensure_roles(admin, &p).await?;
+    ensure_roles(admin, &p, limit).await?;
     Ok(p)
 }
 
-/// Create the platform's roles when missing; a role that exists is left as
-/// it is (see [`set_passwords`]).
-pub async fn ensure_roles(admin: &Client, p: &Platform) -> Result<(), MigratorError> {
-    let existing: Vec<String> = admin
+/// Create the platform's roles when missing, each with `CONNECTION LIMIT
+/// limit` (`PLATFORM_CONNECTION_LIMIT`; set again on a role whose limit
+/// differs). A role that exists keeps its password (see [`set_passwords`]).
+pub async fn ensure_roles(admin: &Client, p: &Platform, limit: i32) -> Result<(), MigratorError> {
+    let existing: Vec<(String, i32)> = admin
         .query(
-            "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",
+            "SELECT rolname::text, rolconnlimit FROM pg_roles WHERE rolname = ANY($1)",
             &[&vec![p.owner_role.clone(), p.app_role.clone()]],
         )
         .await
         .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let has = |role: &str| existing.iter().find(|(r, _)| r == role).map(|(_, l)| *l);
     let mut statements = Vec::new();
-    if !existing.contains(&p.owner_role) {
-        statements.push(format!(
-            "CREATE ROLE {} {ATTRIBUTES} PASSWORD {}",
-            quote_ident(&p.owner_role),
-            literal(&p.owner_password)
-        ));
-    }
-    if !existing.contains(&p.app_role) {
-        statements.push(format!(
-            "CREATE ROLE {} {ATTRIBUTES} PASSWORD {} IN ROLE {}",
-            quote_ident(&p.app_role),
-            literal(&p.app_password),
-            quote_ident(&p.owner_role)
-        ));
+    for (role, password, member_of) in [
+        (&p.owner_role, &p.owner_password, None),
+        (&p.app_role, &p.app_password, Some(&p.owner_role)),
+    ] {
+        match has(role) {
+            None => statements.push(format!(
+                "CREATE ROLE {} {ATTRIBUTES} CONNECTION LIMIT {limit} PASSWORD {}{}",
+                quote_ident(role),
+                literal(password),
+                member_of
+                    .map(|o| format!(" IN ROLE {}", quote_ident(o)))
+                    .unwrap_or_default()
+            )),
+            Some(l) if l != limit => statements.push(format!(
+                "ALTER ROLE {} CONNECTION LIMIT {limit}",
+                quote_ident(role)
+            )),
+            Some(_) => {}
+        }
     }
     for s in statements {
         match admin.batch_execute(&s).await {

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveError, Limits, Schema, SchemaFile};
 use crate::error::MigratorError;
-use crate::sql::{self, Statement};
+use crate::sql::{self, guard, Statement};
 use stonescriptdb_shared::names::quote_ident;
 
 pub use crate::sql::SqlFile;
@@ -82,6 +82,28 @@ pub struct TableItem {
     pub adds_fk: Vec<bool>,
 }
 
+/// An extension a statement installs or changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionUse {
+    /// Where: `migrations/001.sql statement 2 (line 4)`.
+    pub at: String,
+    pub name: String,
+    /// `CASCADE`: what it requires may be installed too.
+    pub cascade: bool,
+}
+
+/// One `migrations/` file as the deployment's checks see it.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationItem {
+    /// Per statement: must it run outside the transaction?
+    pub autocommit: Vec<bool>,
+    /// Why this migration cannot run, if it is pending (the first refused
+    /// statement; an applied migration is not judged again).
+    pub refused: Option<String>,
+    /// Extensions its statements install or change.
+    pub extensions: Vec<ExtensionUse>,
+}
+
 /// Everything the deployment steps need from the files, read once.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
@@ -91,8 +113,11 @@ pub struct Model {
     pub function_other: Vec<(usize, usize)>,
     pub types: Vec<TypeItem>,
     pub tables: Vec<TableItem>,
-    /// Per `migrations/` file, per statement: must it run outside the transaction?
-    pub autocommit: Vec<Vec<bool>>,
+    /// Per `migrations/` file: what a deployment checks before running it.
+    pub migrations: Vec<MigrationItem>,
+    /// `CREATE`/`ALTER EXTENSION` statements outside `migrations/` (those of
+    /// a migration are in its [`MigrationItem`]).
+    pub extension_uses: Vec<ExtensionUse>,
     /// Per `seeders/` file: its INSERT statements, taken apart.
     pub inserts: Vec<Vec<(usize, sql::Insert)>>,
     /// Over the `tables/` folder (paths and file checksums).
@@ -107,6 +132,65 @@ pub fn table_key(schema: &Option<String>, name: &str) -> (String, String) {
     )
 }
 
+/// `folder/file statement n (line l)`.
+fn at(f: &SqlFile, i: usize, s: &Statement) -> String {
+    format!("{} statement {} (line {})", f.path, i + 1, s.line)
+}
+
+/// The 400 message of a refused statement.
+fn refusal(f: &SqlFile, i: usize, s: &Statement, r: guard::Refusal, what: &str) -> String {
+    format!("{}: {what}: {r}", at(f, i, s))
+}
+
+/// Classify every statement outside `migrations/` (whose statements are
+/// judged when they are pending, per database): a refused one is 400
+/// before any database is touched; a whole-file `BEGIN;` … `COMMIT;` is
+/// marked as a wrapper, which deployments do not run (migrations too).
+fn guard_files(p: &mut Parsed) -> Result<Vec<ExtensionUse>, MigratorError> {
+    let mut uses = Vec::new();
+    for f in p.migrations.iter_mut() {
+        let classes: Vec<guard::Class> = f
+            .statements
+            .iter()
+            .map(|s| guard::classify(&s.text))
+            .collect();
+        f.wrapper = guard::wrapper(&classes);
+    }
+    // (types/ and tables/ are read, not run as written: no wrapper there)
+    let folders = [
+        (&mut p.types, false),
+        (&mut p.tables, false),
+        (&mut p.functions, true),
+        (&mut p.seeders, true),
+    ];
+    for (files, wrapped) in folders {
+        for f in files.iter_mut() {
+            let classes: Vec<guard::Class> = f
+                .statements
+                .iter()
+                .map(|s| guard::classify(&s.text))
+                .collect();
+            f.wrapper = guard::wrapper(&classes).filter(|_| wrapped);
+            for ((i, s), class) in f.statements.iter().enumerate().zip(classes) {
+                if f.wrapper.is_some_and(|(a, b)| i == a || i == b) {
+                    continue;
+                }
+                if let Some((r, what)) = class.refusal() {
+                    return Err(MigratorError::BadRequest(refusal(f, i, s, r, &what)));
+                }
+                if let guard::Class::Extension { name, cascade } = class {
+                    uses.push(ExtensionUse {
+                        at: at(f, i, s),
+                        name,
+                        cascade,
+                    });
+                }
+            }
+        }
+    }
+    Ok(uses)
+}
+
 fn bad(f: &SqlFile, s: &Statement, e: sql::SqlError) -> MigratorError {
     MigratorError::BadRequest(format!("{} line {}: {}", f.path, s.line, e.message))
 }
@@ -115,7 +199,7 @@ fn bad(f: &SqlFile, s: &Statement, e: sql::SqlError) -> MigratorError {
 fn model(p: &Parsed) -> Result<Model, MigratorError> {
     let mut m = Model::default();
     for (fi, f) in p.functions.iter().enumerate() {
-        for (si, s) in f.statements.iter().enumerate() {
+        for (si, s) in f.runnable() {
             let norm = sql::normalize(&s.text);
             if !is_routine_normalized(&norm) {
                 m.function_other.push((fi, si));
@@ -190,14 +274,30 @@ fn model(p: &Parsed) -> Result<Model, MigratorError> {
             });
         }
     }
-    m.autocommit = p
+    m.migrations = p
         .migrations
         .iter()
         .map(|f| {
-            f.statements
-                .iter()
-                .map(|s| sql::needs_autocommit(&s.text))
-                .collect()
+            let mut item = MigrationItem::default();
+            for (i, s) in f.statements.iter().enumerate() {
+                item.autocommit.push(sql::needs_autocommit(&s.text));
+                let class = guard::classify(&s.text);
+                if f.wrapper.is_some_and(|(a, b)| i == a || i == b) {
+                    continue;
+                }
+                if let Some((r, what)) = class.refusal() {
+                    item.refused
+                        .get_or_insert_with(|| refusal(f, i, s, r, &what));
+                }
+                if let guard::Class::Extension { name, cascade } = class {
+                    item.extensions.push(ExtensionUse {
+                        at: at(f, i, s),
+                        name,
+                        cascade,
+                    });
+                }
+            }
+            item
         })
         .collect();
     m.inserts = p
@@ -247,6 +347,7 @@ fn parse_files(folder: &str, files: &[SchemaFile]) -> Result<Vec<SqlFile>, Migra
                 checksum: normalized_checksum(&f.content),
                 path,
                 statements,
+                wrapper: None,
             })
         })
         .collect()
@@ -309,7 +410,7 @@ fn extension(f: &SchemaFile) -> Result<Extension, MigratorError> {
 /// Parse an archive's schema. Function files must hold parseable
 /// CREATE FUNCTION/PROCEDURE statements and types/ files CREATE TYPE/DOMAIN.
 pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
-    let parsed = Parsed {
+    let mut parsed = Parsed {
         extensions: schema
             .extensions
             .iter()
@@ -324,7 +425,11 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
         checksum: schema.checksum.clone(),
         model: Model::default(),
     };
-    let model = model(&parsed)?;
+    let extension_uses = guard_files(&mut parsed)?;
+    let model = Model {
+        extension_uses,
+        ..model(&parsed)?
+    };
     let declared = if parsed.tables.is_empty() {
         None
     } else {

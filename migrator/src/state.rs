@@ -37,6 +37,11 @@ pub struct State {
     >,
     pub limits: Limits,
     pub migrate_concurrency: usize,
+    /// Extensions not marked trusted that platforms may install
+    /// (`EXTENSIONS_ALLOWED`).
+    pub extensions_allowed: Vec<String>,
+    /// `CONNECTION LIMIT` of platform roles (`PLATFORM_CONNECTION_LIMIT`).
+    pub platform_connection_limit: i32,
     pub log: Logger,
 }
 

@@ -331,6 +331,7 @@ impl Plan {
 pub async fn import(
     catalog: &crate::catalog::Catalog,
     admin: &crate::admin::Admin,
+    connection_limit: i32,
     data_dir: &Path,
 ) -> Result<Option<Vec<String>>, crate::error::MigratorError> {
     use crate::error::MigratorError;
@@ -364,7 +365,7 @@ pub async fn import(
             None => crate::roles::new_platform(name, v2)?,
         };
         let (p, new) = catalog.insert_platform(&wanted).await?;
-        crate::roles::ensure_roles(&client, &p).await?;
+        crate::roles::ensure_roles(&client, &p, connection_limit).await?;
         if new && lp.credentials.is_none() {
             crate::roles::set_passwords(&client, &p).await?;
         }
@@ -518,10 +519,10 @@ pub async fn plan_for(
 /// changing anything (the catalog is read if it exists, never created).
 pub async fn check(
     admin: &crate::admin::Admin,
-    catalog_name: &str,
-    data_dir: &Path,
+    config: &stonescriptdb_shared::config::Config,
 ) -> Result<Vec<String>, crate::error::MigratorError> {
     use crate::error::{pg_message, MigratorError};
+    let (catalog_name, data_dir) = (config.catalog_db.as_str(), config.data_dir.as_path());
     let unavailable = |e: tokio_postgres::Error| MigratorError::DatabaseUnavailable(pg_message(&e));
     let legacy = read(data_dir);
     let client = admin.connect(None).await?;
@@ -568,6 +569,19 @@ pub async fn check(
                 ""
             }
         ));
+        if has_table {
+            let limits = crate::archive::Limits::from(&config.archive);
+            lines.extend(
+                crate::rights::check(
+                    &c,
+                    &client,
+                    config.platform_connection_limit,
+                    &config.extensions_allowed,
+                    &limits,
+                )
+                .await?,
+            );
+        }
     } else {
         lines.push(format!(
             "control catalog {catalog_name} does not exist yet; the migrator creates it at start"

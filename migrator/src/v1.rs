@@ -102,7 +102,14 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
         }
         None => {
             let admin = state.admin.connect(None).await?;
-            let platform = roles::ensure_platform(state.catalog()?, &admin, &up.platform).await?;
+            let platform = roles::ensure_platform(
+                state.catalog()?,
+                &admin,
+                &r.grant,
+                state.platform_connection_limit,
+                &up.platform,
+            )
+            .await?;
             drop(admin);
             let new = NewDatabase {
                 tenant_id: up.tenant.clone(),

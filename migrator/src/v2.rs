@@ -53,7 +53,14 @@ pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, Mig
     names::validate_platform(&body.platform).map_err(bad_name)?;
     r.grant.may(&body.platform)?;
     let admin = state.admin.connect(None).await?;
-    crate::roles::ensure_platform(state.catalog()?, &admin, &body.platform).await?;
+    crate::roles::ensure_platform(
+        state.catalog()?,
+        &admin,
+        &r.grant,
+        state.platform_connection_limit,
+        &body.platform,
+    )
+    .await?;
     if !state.catalog()?.mark_v2(&body.platform).await? {
         return Err(MigratorError::BadRequest(format!(
             "Platform '{}' is already registered",
@@ -84,8 +91,19 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
         .text_either("schema_name", "name")?
         .ok_or_else(|| MigratorError::BadRequest("missing field schema_name (or name)".into()))?;
     names::validate_schema_name(&schema_name).map_err(bad_name)?;
+    // Its databases `{platform}_{schema}_…` must not fall under another
+    // registered platform's names (`shop` + schema `admin` is `shop_admin`'s).
+    let prefix = format!("{platform}_{schema_name}");
+    if state.catalog()?.platform_under(&prefix, &platform).await? {
+        return Err(MigratorError::NameReserved(format!("{prefix}_…")));
+    }
     let raw = form.file("schema", "file")?;
     let parsed = schema::from_upload(&raw, &state.limits)?;
+    // An extension the platform may not have is refused now, not in each
+    // database it would be deployed to.
+    let admin = state.admin.connect(None).await?;
+    crate::deploy::check_extensions(&admin, &parsed, &[], &state.extensions_allowed).await?;
+    drop(admin);
     let meta = SchemaVersion {
         version: 0,
         checksum: parsed.checksum.clone(),

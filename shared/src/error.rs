@@ -14,6 +14,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     DatabaseAlreadyExists,
+    NameReserved,
     DatabaseNotFound,
     PlatformNotFound,
     SchemaNotFound,
@@ -39,6 +40,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseAlreadyExists => "database_already_exists",
+            Self::NameReserved => "name_reserved",
             Self::DatabaseNotFound => "database_not_found",
             Self::PlatformNotFound => "platform_not_found",
             Self::SchemaNotFound => "schema_not_found",
@@ -69,9 +71,10 @@ impl ErrorCode {
             | Self::SchemaNotFound
             | Self::FunctionNotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::DatabaseAlreadyExists | Self::MigrationFailed | Self::SchemaValidationFailed => {
-                409
-            }
+            Self::DatabaseAlreadyExists
+            | Self::NameReserved
+            | Self::MigrationFailed
+            | Self::SchemaValidationFailed => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::MigratorUnavailable | Self::PoolExhausted | Self::DatabaseUnavailable => 503,

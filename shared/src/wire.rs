@@ -500,6 +500,11 @@ pub struct DeploymentReport {
     /// CONCURRENTLY`, `VACUUM`, ...), run after the commit: `file#statement`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deferred_statements: Vec<String>,
+    /// Where the deployment ran a file differently from its text, e.g. a
+    /// whole-file `BEGIN;` … `COMMIT;` wrapper it did not run (the
+    /// deployment has its own transaction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::error::ErrorBody>,
     pub execution_time_ms: u64,

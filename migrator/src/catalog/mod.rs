@@ -131,6 +131,8 @@ pub enum CreateRefused {
     Recorded,
     /// Not recorded, but PostgreSQL has a database of that name.
     Unrecorded,
+    /// The name falls under another registered platform's longer prefix.
+    Reserved,
     Failed(MigratorError),
 }
 
@@ -235,6 +237,11 @@ pub struct Outcome {
     pub schema_version: Option<i32>,
 }
 
+/// `$1` (a database name) falls under the name prefix `p_` of a registered
+/// platform `p` other than, and longer than, `$2` (the platform creating it).
+const RESERVED_SQL: &str = "SELECT 1 FROM platforms WHERE name <> $2 AND length(name) > length($2)
+    AND starts_with($1, name || '_') LIMIT 1";
+
 pub struct Catalog {
     pool: Pool,
     pub name: String,
@@ -314,7 +321,10 @@ impl Catalog {
         Ok(catalog)
     }
 
-    async fn conn(&self) -> Result<Object, MigratorError> {
+    /// A connection to the catalog database (for readers outside this
+    /// module that query the catalog together with PostgreSQL's own
+    /// catalogs, e.g. `rights`).
+    pub(crate) async fn conn(&self) -> Result<Object, MigratorError> {
         self.pool
             .get()
             .await
@@ -377,6 +387,47 @@ impl Catalog {
             app_password: r.get(4),
             v2: r.get(5),
         }))
+    }
+
+    /// Is a registered platform (other than `except`) named `prefix`, or
+    /// named `prefix_…`? Then databases named `prefix_…` would fall under
+    /// its name prefix.
+    pub async fn platform_under(&self, prefix: &str, except: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM platforms WHERE name <> $2
+                    AND (name = $1 OR starts_with(name, $1 || '_')) LIMIT 1",
+                &[&prefix, &except],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    /// Does the database name `name` fall under the name prefix of a
+    /// registered platform longer than `platform` (so it is not `platform`'s
+    /// to create)?
+    pub async fn reserved(&self, name: &str, platform: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(RESERVED_SQL, &[&name, &platform])
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    /// Is `name` an existing platform's name plus `_…`?
+    pub async fn extends_a_platform(&self, name: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM platforms WHERE starts_with($1, name || '_') LIMIT 1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
     }
 
     /// Record `p` unless a platform of that name exists; returns the
@@ -580,6 +631,18 @@ impl Catalog {
             .is_empty();
         if in_postgres {
             return Err(CreateRefused::Unrecorded);
+        }
+        // `{p}_…` belongs to a registered platform `p`: nobody with a
+        // shorter name may create under it (`shop` + tenant `admin_t9` is
+        // `shop_admin`'s `t9`).
+        if db.kind != DbKind::Scratch {
+            let reserved = tx
+                .query_opt(RESERVED_SQL, &[&db.name, &db.platform])
+                .await
+                .map_err(failed)?;
+            if reserved.is_some() {
+                return Err(CreateRefused::Reserved);
+            }
         }
         let lease: i32 = tx
             .query_one("SELECT nextval('leases')::integer", &[])

@@ -2,13 +2,18 @@
 //! alias: `pgvector` is `vector`); `-- version:` and `-- schema:` headers say
 //! which and where. [`plan`] (pure) decides from
 //! what the server has installed and offers; an extension it does not offer
-//! fails the deployment naming it. A real deployment installs them with the
-//! admin role before running as the platform's role ([`preinstall`]); inside
-//! the deployment's transaction they are then already there. A dry run runs
-//! as the platform's role only: it installs trusted extensions inside its
-//! rolled-back transaction and lists the others.
+//! fails the deployment naming it.
+//!
+//! Which extensions a platform gets ([`refused`], pure): those PostgreSQL
+//! marks trusted (or that need no superuser), plus those the operator lists
+//! in `EXTENSIONS_ALLOWED`; any other named in `extensions/` or in a
+//! `CREATE`/`ALTER EXTENSION` (with what a `CASCADE` would install) is 400
+//! before anything runs. Trusted ones are installed by the platform's own
+//! role inside the deployment's transaction; only allowed untrusted ones
+//! are installed by the admin role, before it ([`preinstall`]). A dry run
+//! runs as the platform's role only and lists those.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use slog::info;
 use stonescriptdb_shared::names::quote_ident;
@@ -16,7 +21,7 @@ use tokio_postgres::GenericClient;
 
 use super::Run;
 use crate::error::{pg_message, MigratorError, StepFailure};
-use crate::schema::{Extension, Parsed};
+use crate::schema::{Extension, ExtensionUse, Parsed};
 
 /// What happens to one declared extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,32 +29,108 @@ pub enum Action {
     /// Installed already.
     Present,
     /// Install it with this SQL.
-    Install(String),
+    Install(Vec<String>),
     /// The server does not offer it; `nearest` is a name it offers that is
     /// one or two letters away, if any.
     Unavailable { nearest: Option<String> },
 }
 
-/// `CREATE EXTENSION` for `ext` (and its schema).
-pub fn create_sql(ext: &Extension) -> String {
-    let mut sql_text = String::new();
+/// `CREATE EXTENSION` for `ext` (and its schema), one statement each.
+pub fn create_sql(ext: &Extension) -> Vec<String> {
+    let mut out = Vec::new();
     if let Some(s) = &ext.schema {
-        sql_text.push_str(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {};\n",
-            quote_ident(s)
-        ));
+        out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)));
     }
-    sql_text.push_str(&format!(
-        "CREATE EXTENSION IF NOT EXISTS {}",
-        quote_ident(&ext.name)
-    ));
+    let mut create = format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(&ext.name));
     if let Some(s) = &ext.schema {
-        sql_text.push_str(&format!(" WITH SCHEMA {}", quote_ident(s)));
+        create.push_str(&format!(" WITH SCHEMA {}", quote_ident(s)));
     }
     if let Some(v) = &ext.version {
-        sql_text.push_str(&format!(" VERSION '{}'", v.replace('\'', "''")));
+        create.push_str(&format!(" VERSION '{}'", v.replace('\'', "''")));
     }
-    sql_text
+    out.push(create);
+    out
+}
+
+/// What the server says of an extension it offers: may a role that is not
+/// a superuser install it (trusted, or no superuser needed), and what its
+/// default version requires.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offer {
+    pub trusted: bool,
+    pub requires: Vec<String>,
+}
+
+/// Every extension the server offers, by name.
+pub async fn offers(
+    c: &impl GenericClient,
+) -> Result<HashMap<String, Offer>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT e.name::text, coalesce(v.trusted OR NOT v.superuser, false),
+                    coalesce(v.requires::text[], '{}')
+             FROM pg_available_extensions e
+             LEFT JOIN pg_available_extension_versions v
+               ON v.name = e.name AND v.version = e.default_version",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let offer = Offer {
+                trusted: r.get(1),
+                requires: r.get(2),
+            };
+            (r.get(0), offer)
+        })
+        .collect())
+}
+
+/// The 400 message for the first extension a platform may not have: one
+/// the server offers, PostgreSQL does not trust, and `allowed`
+/// (`EXTENSIONS_ALLOWED`) does not list — named in `uses` (where, name,
+/// CASCADE) or required by a `CASCADE` of one and not `installed` yet.
+/// Extensions the server does not offer are left to the deployment, which
+/// names them.
+pub fn refused(
+    uses: &[(&str, &str, bool)],
+    offered: &HashMap<String, Offer>,
+    allowed: &[String],
+    installed: &HashSet<String>,
+) -> Option<String> {
+    let ok = |name: &str| {
+        offered.get(name).is_none_or(|o| o.trusted) || allowed.iter().any(|a| a == name)
+    };
+    for (at, name, cascade) in uses {
+        let mut todo = vec![(name.to_string(), None::<String>)];
+        let mut seen = HashSet::new();
+        while let Some((n, via)) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            if !ok(&n) {
+                let via = via
+                    .map(|v| format!(" (CASCADE from \"{name}\", required by \"{v}\")"))
+                    .unwrap_or_default();
+                return Some(format!(
+                    "{at}: extension \"{n}\"{via} is not allowed: PostgreSQL does not mark it trusted and the operator has not listed it in EXTENSIONS_ALLOWED (platforms get trusted extensions only; docs/SECURITY.md)"
+                ));
+            }
+            if *cascade {
+                for r in offered
+                    .get(&n)
+                    .map(|o| o.requires.as_slice())
+                    .unwrap_or(&[])
+                {
+                    if !installed.contains(r) {
+                        todo.push((r.clone(), Some(n.clone())));
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 pub fn plan(
@@ -141,9 +222,58 @@ fn failure(
     }))
 }
 
-/// Install the schema's extensions over an admin connection, before a
-/// deployment that runs as the platform's own (unprivileged) role. Returns
-/// how many were installed.
+/// Check every extension the deployment would install or change in the
+/// database `c` is connected to — `extensions/`, `CREATE`/`ALTER
+/// EXTENSION` outside `migrations/`, and those of the pending migrations
+/// (`pending`) — against what the platform may have ([`refused`]): 400
+/// before anything runs.
+pub async fn check(
+    c: &impl GenericClient,
+    schema: &Parsed,
+    pending: &[&ExtensionUse],
+    allowed: &[String],
+) -> Result<(), MigratorError> {
+    let mut uses: Vec<(&str, &str, bool)> = schema
+        .extensions
+        .iter()
+        .map(|e| (e.path.as_str(), e.name.as_str(), false))
+        .collect();
+    for u in schema
+        .model
+        .extension_uses
+        .iter()
+        .chain(pending.iter().copied())
+    {
+        uses.push((u.at.as_str(), u.name.as_str(), u.cascade));
+    }
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let unavailable = |e: tokio_postgres::Error| {
+        MigratorError::DatabaseUnavailable(format!(
+            "reading the server's extensions failed: {}",
+            pg_message(&e)
+        ))
+    };
+    let offered = offers(c).await.map_err(unavailable)?;
+    let installed: HashSet<String> = c
+        .query("SELECT extname::text FROM pg_extension", &[])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    match refused(&uses, &offered, allowed, &installed) {
+        Some(m) => Err(MigratorError::BadRequest(m)),
+        None => Ok(()),
+    }
+}
+
+/// Install, over an admin connection and before a deployment that runs as
+/// the platform's own role, the declared extensions that role cannot
+/// install itself: those PostgreSQL does not trust, which [`check`] let
+/// through because the operator allowed them. Trusted ones are left to the
+/// deployment's transaction. Returns how many were installed.
 pub async fn preinstall(
     admin_db: &tokio_postgres::Client,
     database: &str,
@@ -153,6 +283,9 @@ pub async fn preinstall(
         return Ok(0);
     };
     let (installed, available) = observe(admin_db, &schema.extensions)
+        .await
+        .map_err(|e| failure(database, first, Some(&e), None))?;
+    let offered = offers(admin_db)
         .await
         .map_err(|e| failure(database, first, Some(&e), None))?;
     let mut n = 0;
@@ -167,11 +300,14 @@ pub async fn preinstall(
             Action::Unavailable { nearest } => {
                 return Err(failure(database, ext, None, nearest.as_deref()))
             }
-            Action::Install(sql_text) => {
-                admin_db
-                    .batch_execute(&sql_text)
-                    .await
-                    .map_err(|e| failure(database, ext, Some(&e), None))?;
+            Action::Install(_) if offered.get(&ext.name).is_none_or(|o| o.trusted) => {}
+            Action::Install(statements) => {
+                for sql_text in &statements {
+                    admin_db
+                        .execute(sql_text.as_str(), &[])
+                        .await
+                        .map_err(|e| failure(database, ext, Some(&e), None))?;
+                }
                 n += 1;
             }
         }
@@ -198,23 +334,32 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
             .iter()
             .zip(plan(&schema.extensions, &installed, &available))
     {
-        let sql_text = match action {
+        let statements = match action {
             Action::Present => continue,
             Action::Unavailable { nearest } => {
                 return Err(failure(run.database, ext, None, nearest.as_deref()))
             }
-            Action::Install(sql_text) => sql_text,
+            Action::Install(statements) => statements,
         };
-        run.note("extensions", None, &ext.path, "new extension", &sql_text);
+        for sql_text in &statements {
+            run.note("extensions", None, &ext.path, "new extension", sql_text);
+        }
         if dry {
             run.tx
                 .batch_execute("SAVEPOINT sdg_extension")
                 .await
                 .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
         }
-        match run.tx.batch_execute(&sql_text).await {
-            Ok(()) => {}
-            Err(e)
+        let mut refused_here = None;
+        for sql_text in &statements {
+            if let Err(e) = run.send_raw(sql_text).await? {
+                refused_here = Some(e);
+                break;
+            }
+        }
+        match refused_here {
+            None => {}
+            Some(e)
                 if dry
                     && e.code()
                         == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
@@ -229,12 +374,12 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
                     "extensions",
                     None,
                     &ext.path,
-                    "installed by the gateway's admin role at deployment (a dry run has only the platform role's rights, so later steps that need it may fail here)",
-                    &sql_text,
+                    "installed by the gateway's admin role at deployment (allowed by EXTENSIONS_ALLOWED; a dry run has only the platform role's rights, so later steps that need it may fail here)",
+                    statements.last().map(String::as_str).unwrap_or_default(),
                 );
                 continue;
             }
-            Err(e) => return Err(failure(run.database, ext, Some(&e), None)),
+            Some(e) => return Err(failure(run.database, ext, Some(&e), None)),
         }
         run.report.extensions_installed += 1;
         run.changelog("extension", &ext.name, "installed", None)
@@ -277,7 +422,7 @@ mod tests {
         assert_eq!(p[0], Action::Present);
         assert_eq!(
             p[1],
-            Action::Install("CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"".into())
+            Action::Install(vec!["CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"".into()])
         );
         assert_eq!(p[2], Action::Unavailable { nearest: None });
         // a near miss names what the server offers
@@ -298,7 +443,80 @@ mod tests {
     fn version_and_schema_headers_shape_the_statement() {
         assert_eq!(
             create_sql(&ext("hstore", Some("1.8"), Some("ext"))),
-            "CREATE SCHEMA IF NOT EXISTS \"ext\";\nCREATE EXTENSION IF NOT EXISTS \"hstore\" WITH SCHEMA \"ext\" VERSION '1.8'"
+            [
+                "CREATE SCHEMA IF NOT EXISTS \"ext\"",
+                "CREATE EXTENSION IF NOT EXISTS \"hstore\" WITH SCHEMA \"ext\" VERSION '1.8'"
+            ]
         );
+    }
+
+    fn offers(list: &[(&str, bool, &[&str])]) -> HashMap<String, Offer> {
+        list.iter()
+            .map(|(n, trusted, requires)| {
+                let offer = Offer {
+                    trusted: *trusted,
+                    requires: requires.iter().map(|r| r.to_string()).collect(),
+                };
+                (n.to_string(), offer)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn platforms_get_trusted_extensions_and_those_the_operator_allows() {
+        let offered = offers(&[
+            ("pgcrypto", true, &[]),
+            ("dblink", false, &[]),
+            ("vector", false, &[]),
+            ("postgres_fdw", false, &[]),
+            ("earthdistance", true, &["cube"]),
+            ("cube", true, &[]),
+            ("trusted_on_fdw", true, &["postgres_fdw"]),
+        ]);
+        let none = HashSet::new();
+        let allowed = vec!["vector".to_string()];
+        let check = |uses: &[(&str, &str, bool)], installed: &HashSet<String>| {
+            refused(uses, &offered, &allowed, installed)
+        };
+        assert_eq!(
+            check(&[("extensions/pgcrypto.sql", "pgcrypto", false)], &none),
+            None
+        );
+        assert_eq!(
+            check(&[("extensions/vector.sql", "vector", false)], &none),
+            None
+        );
+        let m = check(&[("extensions/dblink.sql", "dblink", false)], &none).unwrap();
+        assert!(
+            m.starts_with("extensions/dblink.sql: extension \"dblink\" is not allowed")
+                && m.contains("EXTENSIONS_ALLOWED"),
+            "{m}"
+        );
+        // what the server does not offer is named by the deployment
+        assert_eq!(
+            check(&[("extensions/nope.sql", "nope", false)], &none),
+            None
+        );
+        // CASCADE: what would be installed with it is judged too
+        assert_eq!(
+            check(
+                &[(
+                    "migrations/1.sql statement 1 (line 1)",
+                    "earthdistance",
+                    true
+                )],
+                &none
+            ),
+            None
+        );
+        let m = check(&[("m", "trusted_on_fdw", true)], &none).unwrap();
+        assert!(
+            m.contains("\"postgres_fdw\" (CASCADE from \"trusted_on_fdw\""),
+            "{m}"
+        );
+        // without CASCADE (or with the requirement installed) nothing more is installed
+        assert_eq!(check(&[("m", "trusted_on_fdw", false)], &none), None);
+        let have: HashSet<String> = ["postgres_fdw".to_string()].into();
+        assert_eq!(check(&[("m", "trusted_on_fdw", true)], &have), None);
     }
 }

@@ -172,14 +172,15 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     for sig in plan.drop.iter().filter(|s| !current.contains(*s)) {
         let drop = format!("DROP ROUTINE IF EXISTS {sig}");
         run.note("functions", None, sig, "no longer in functions/", &drop);
-        run.tx.batch_execute(&drop).await.map_err(|e| {
+        run.send(&drop, |e| {
             run.fail(
                 None,
                 None,
                 format!("dropping function {sig} (no longer in functions/) failed"),
-                Some(&e),
+                Some(e),
             )
-        })?;
+        })
+        .await?;
         forget(run, sig).await?;
         run.report.functions_dropped += 1;
         run.changelog("function", sig, "dropped", None).await?;
@@ -189,6 +190,9 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     }
     // Non-routine statements of changed files (COMMENT ON, GRANT, ...).
     let changed_files: BTreeSet<usize> = plan.changed.iter().map(|&i| declared[i].file).collect();
+    for &fi in &changed_files {
+        run.note_wrapper(&schema.functions[fi]);
+    }
     for &(fi, si) in &schema.model.function_other {
         if changed_files.contains(&fi) {
             let file = &schema.functions[fi];
@@ -218,7 +222,7 @@ async fn create(
     run.note("functions", None, &d.lookup, "new or changed", &text);
     let sp = run.tx.batch_execute("SAVEPOINT sdg_fn").await;
     sp.map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
-    if let Err(e) = run.tx.batch_execute(&text).await {
+    if let Err(e) = run.send_raw(&text).await? {
         // return type or parameter names changed: DROP + CREATE
         if e.code().map(|c| c.code()) != Some("42P13") {
             return Err(run.fail(
@@ -233,22 +237,24 @@ async fn create(
             .await
             .map_err(|e| run.fail(None, None, "rollback to savepoint failed".into(), Some(&e)))?;
         let drop = format!("DROP ROUTINE {}", d.lookup);
-        run.tx.batch_execute(&drop).await.map_err(|e| {
+        run.send(&drop, |e| {
             run.fail(
                 Some(&file.path),
                 Some((d.stmt, stmt)),
                 format!("replacing {} failed", d.lookup),
-                Some(&e),
+                Some(e),
             )
-        })?;
-        run.tx.batch_execute(&text).await.map_err(|e| {
+        })
+        .await?;
+        run.send(&text, |e| {
             run.fail(
                 Some(&file.path),
                 Some((d.stmt, stmt)),
                 "creating a function failed".into(),
-                Some(&e),
+                Some(e),
             )
-        })?;
+        })
+        .await?;
     }
     run.tx
         .batch_execute("RELEASE SAVEPOINT sdg_fn")

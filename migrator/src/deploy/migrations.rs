@@ -1,6 +1,11 @@
 //! `migrations/`: each file runs once, in filename order, and is tracked by
 //! name and checksum. An applied migration whose text changed is an error
 //! unless `force`, which records the new checksum without running it again.
+//! A pending migration with a statement `sql::guard` refuses is 400 before
+//! anything runs ([`refusal`]); one applied before is not judged again.
+//! Statements PostgreSQL refuses in a transaction block run after the
+//! commit; the migration is recorded with them pending, and a later
+//! deployment runs only those again.
 
 use std::collections::HashMap;
 
@@ -15,6 +20,9 @@ use crate::schema::Parsed;
 pub enum Action {
     /// Applied before with this text.
     Skip,
+    /// Applied before with this text, but some of its statements that run
+    /// after the commit have not succeeded yet: run those again.
+    RetryDeferred,
     /// New: run it and record it.
     Apply,
     /// Applied before with another text, and `force`: record the new text.
@@ -28,26 +36,101 @@ pub fn name(path: &str) -> &str {
     path.trim_start_matches("migrations/")
 }
 
-/// Decide each file's fate from what is applied (name → checksum).
-pub fn plan(files: &[(&str, &str)], applied: &HashMap<String, String>, force: bool) -> Vec<Action> {
+/// What the database has recorded of one migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub checksum: String,
+    /// 1-based indices of its statements still to run after a commit.
+    pub pending: Vec<i32>,
+}
+
+/// Decide each file's fate from what is applied (name → record).
+pub fn plan(
+    files: &[(&str, &str)],
+    applied: &HashMap<String, Applied>,
+    force: bool,
+) -> Vec<Action> {
     files
         .iter()
         .map(|(name, checksum)| match applied.get(*name) {
             None => Action::Apply,
-            Some(sum) if sum == checksum => Action::Skip,
+            Some(a) if a.checksum == *checksum && !a.pending.is_empty() => Action::RetryDeferred,
+            Some(a) if a.checksum == *checksum => Action::Skip,
             Some(_) if force => Action::AcceptEdited,
             Some(_) => Action::RefuseEdited,
         })
         .collect()
 }
 
+/// What the database connected to has recorded (nothing when it has no
+/// tracking table yet).
+pub async fn recorded(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<HashMap<String, Applied>, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT to_regclass('public._stonescriptdb_gateway_migrations') IS NOT NULL,
+                    EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._stonescriptdb_gateway_migrations')
+                            AND attname = 'deferred_pending' AND NOT attisdropped)",
+            &[],
+        )
+        .await?;
+    let (table, pending_column): (bool, bool) = (row.get(0), row.get(1));
+    if !table {
+        return Ok(HashMap::new());
+    }
+    let rows = c
+        .query(
+            if pending_column {
+                "SELECT filename, checksum, deferred_pending FROM _stonescriptdb_gateway_migrations"
+            } else {
+                "SELECT filename, checksum, '{}'::int[] FROM _stonescriptdb_gateway_migrations"
+            },
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let applied = Applied {
+                checksum: r.get(1),
+                pending: r.get(2),
+            };
+            (r.get(0), applied)
+        })
+        .collect())
+}
+
+/// The first pending migration's refusal (400), and the extensions the
+/// pending migrations install: what the deployment checks before it runs
+/// anything. Applied migrations are not judged again.
+pub fn refusal<'a>(
+    schema: &'a Parsed,
+    applied: &HashMap<String, Applied>,
+) -> Result<Vec<&'a crate::schema::ExtensionUse>, MigratorError> {
+    let mut uses = Vec::new();
+    for (file, item) in schema.migrations.iter().zip(&schema.model.migrations) {
+        if applied.contains_key(name(&file.path)) {
+            continue;
+        }
+        if let Some(why) = &item.refused {
+            return Err(MigratorError::BadRequest(why.clone()));
+        }
+        uses.extend(&item.extensions);
+    }
+    Ok(uses)
+}
+
 pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
     if schema.migrations.is_empty() {
         return Ok(());
     }
-    let applied: HashMap<String, String> = run
-        .pairs("SELECT filename, checksum FROM _stonescriptdb_gateway_migrations")
-        .await?;
+    let applied = recorded(&run.tx)
+        .await
+        .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
+    // (checked before the deployment began too; this holds it inside the
+    // transaction, whatever ran in between)
+    refusal(schema, &applied)?;
     let files: Vec<(&str, &str)> = schema
         .migrations
         .iter()
@@ -58,6 +141,16 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
         let name = name(&file.path);
         match action {
             Action::Skip => run.report.migrations_skipped += 1,
+            Action::RetryDeferred => {
+                let pending = &applied[name].pending;
+                for (i, s) in file.runnable() {
+                    if pending.contains(&(i as i32 + 1)) {
+                        run.deferred
+                            .push((file.path.clone(), i, s.clone(), name.to_owned()));
+                    }
+                }
+                run.report.migrations_skipped += 1;
+            }
             Action::RefuseEdited => {
                 return Err(run.fail(
                     Some(&file.path),
@@ -80,11 +173,11 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
             }
             Action::Apply => {
                 // (a failed migration is not recorded: the whole transaction rolls back)
-                let autocommit = &schema.model.autocommit[i];
-                run.exec_file(file, autocommit, "migration").await?;
+                let autocommit = &schema.model.migrations[i].autocommit;
+                let pending = run.exec_migration(file, name, autocommit).await?;
                 run.internal(
-                    "INSERT INTO _stonescriptdb_gateway_migrations (filename, checksum) VALUES ($1, $2)",
-                    &[&name, &file.checksum],
+                    "INSERT INTO _stonescriptdb_gateway_migrations (filename, checksum, deferred_pending) VALUES ($1, $2, $3)",
+                    &[&name, &file.checksum, &pending],
                 )
                 .await?;
                 run.changelog("migration", name, "applied", Some(&file.checksum))
@@ -101,11 +194,34 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
 mod tests {
     use super::*;
 
-    fn applied(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn applied(pairs: &[(&str, &str)]) -> HashMap<String, Applied> {
         pairs
             .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| {
+                let rec = Applied {
+                    checksum: b.to_string(),
+                    pending: vec![],
+                };
+                (a.to_string(), rec)
+            })
             .collect()
+    }
+
+    #[test]
+    fn a_migration_with_statements_pending_after_a_commit_runs_only_those_again() {
+        let mut was = applied(&[("001_a.sql", "x")]);
+        if let Some(a) = was.get_mut("001_a.sql") {
+            a.pending = vec![2];
+        }
+        assert_eq!(
+            plan(&[("001_a.sql", "x")], &was, false),
+            [Action::RetryDeferred]
+        );
+        // edited since: the edit is what is refused (or accepted under force)
+        assert_eq!(
+            plan(&[("001_a.sql", "y")], &was, false),
+            [Action::RefuseEdited]
+        );
     }
 
     #[test]

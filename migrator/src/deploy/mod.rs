@@ -33,7 +33,9 @@ mod tables;
 mod types;
 mod verify;
 
-pub use extensions::preinstall;
+pub use extensions::{
+    check as check_extensions, offers as extension_offers, preinstall, refused as extension_refused,
+};
 pub use verify::verify;
 
 /// `/register` seeds empty tables; `/migrate` verifies seeded rows exist.
@@ -58,7 +60,8 @@ const LOCK_OBJ: i32 = 1;
 
 const TRACKING_DDL: &str = "
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_migrations (
-    filename text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+    filename text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+    deferred_pending integer[] NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_types (
     name text PRIMARY KEY, kind text NOT NULL, checksum text NOT NULL, deployed_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_tables (
@@ -82,7 +85,9 @@ const AFTER_CALL_DDL: &str = include_str!("../after_call.sql");
 /// (databases deployed before keep working; the columns are added once).
 const TRACKING_UPGRADE: &str = "
 ALTER TABLE _stonescriptdb_gateway_tables ADD COLUMN IF NOT EXISTS declared jsonb,
-    ADD COLUMN IF NOT EXISTS folder_checksum text";
+    ADD COLUMN IF NOT EXISTS folder_checksum text;
+ALTER TABLE _stonescriptdb_gateway_migrations
+    ADD COLUMN IF NOT EXISTS deferred_pending integer[] NOT NULL DEFAULT '{}'";
 
 const TRACKING_TABLES: [&str; 5] = [
     "_stonescriptdb_gateway_migrations",
@@ -100,14 +105,23 @@ fn qualified(schema: &Option<String>, name: &str) -> String {
     )
 }
 
+/// A statement left for after the commit: the file, the statement's index
+/// in it, the statement, and the migration it belongs to (tracked name).
+type Deferred = (String, usize, Statement, String);
+
 struct Run<'a> {
     tx: Transaction<'a>,
+    /// The transaction's id, and the statement that reads it again: after
+    /// every statement that holds uploaded text the executor checks that
+    /// the transaction is still this one (the seal behind `sql::guard`).
+    xid: i64,
+    xid_now: tokio_postgres::Statement,
     database: &'a str,
     log: &'a Logger,
     report: DeploymentReport,
     /// Statements PostgreSQL refuses inside a transaction block, run after
-    /// the commit: (file, statement index, statement).
-    deferred: Vec<(String, usize, Statement)>,
+    /// the commit.
+    deferred: Vec<Deferred>,
     /// Dry run: every statement run, grouped per object (None otherwise).
     plan: Option<std::sync::Mutex<Vec<PlanStep>>>,
     /// Tables this deployment created from `tables/` (schema, name).
@@ -168,6 +182,49 @@ impl Run<'_> {
         }
     }
 
+    /// Send one statement that holds uploaded text (a statement of a
+    /// schema file, or SQL the gateway built around uploaded parts) on its
+    /// own, through the extended protocol, where PostgreSQL refuses a
+    /// second statement; then check that the transaction is still this
+    /// deployment's. `failed` words PostgreSQL's refusal of the statement.
+    async fn send(
+        &self,
+        text: &str,
+        failed: impl FnOnce(&tokio_postgres::Error) -> MigratorError,
+    ) -> Result<u64, MigratorError> {
+        self.send_raw(text).await?.map_err(|e| failed(&e))
+    }
+
+    /// [`Run::send`], handing PostgreSQL's refusal of the statement back as
+    /// it is (the outer error: the transaction is no longer this one).
+    async fn send_raw(
+        &self,
+        text: &str,
+    ) -> Result<Result<u64, tokio_postgres::Error>, MigratorError> {
+        let rows = match self.tx.execute(text, &[]).await {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(e)),
+        };
+        let xid: Option<i64> = self
+            .tx
+            .query_one(&self.xid_now, &[])
+            .await
+            .ok()
+            .map(|r| r.get(0));
+        if xid != Some(self.xid) {
+            return Err(self.fail(
+                None,
+                None,
+                format!(
+                    "the deployment's transaction was ended by an uploaded statement ({}); the deployment is stopped",
+                    text.chars().take(80).collect::<String>()
+                ),
+                None,
+            ));
+        }
+        Ok(Ok(rows))
+    }
+
     /// Run one statement of a schema file.
     async fn exec(
         &self,
@@ -178,33 +235,50 @@ impl Run<'_> {
     ) -> Result<u64, MigratorError> {
         let phase = file.split('/').next().unwrap_or(file);
         self.note(phase, None, file, what, &stmt.text);
-        self.tx.execute(stmt.text.as_str(), &[]).await.map_err(|e| {
+        self.send(&stmt.text, |e| {
             self.fail(
                 Some(file),
                 Some((index, stmt)),
                 format!("{what} failed"),
-                Some(&e),
+                Some(e),
             )
         })
+        .await
     }
 
-    /// Run every statement of a file; statements that cannot run inside a
-    /// transaction block are kept for after the commit.
-    async fn exec_file(
+    /// Say in the report that `file`'s whole-file wrapper was not run.
+    fn note_wrapper(&mut self, file: &SqlFile) {
+        if let Some((a, b)) = file.wrapper {
+            self.report.notes.push(format!(
+                "{}: its whole-file transaction wrapper (statements {} and {}) was not run; the deployment runs in one transaction of its own",
+                file.path,
+                a + 1,
+                b + 1
+            ));
+        }
+    }
+
+    /// Run every statement of a migration (a whole-file wrapper aside);
+    /// statements that cannot run inside a transaction block are kept for
+    /// after the commit. Returns the 1-based indices of those.
+    async fn exec_migration(
         &mut self,
         file: &SqlFile,
+        name: &str,
         autocommit: &[bool],
-        what: &str,
-    ) -> Result<u64, MigratorError> {
-        let mut rows = 0;
-        for (i, s) in file.statements.iter().enumerate() {
+    ) -> Result<Vec<i32>, MigratorError> {
+        let mut deferred = Vec::new();
+        self.note_wrapper(file);
+        for (i, s) in file.runnable() {
             if autocommit.get(i).copied().unwrap_or(false) {
-                self.deferred.push((file.path.clone(), i, s.clone()));
+                self.deferred
+                    .push((file.path.clone(), i, s.clone(), name.to_owned()));
+                deferred.push(i as i32 + 1);
                 continue;
             }
-            rows += self.exec(&file.path, i, s, what).await?;
+            self.exec(&file.path, i, s, "migration").await?;
         }
-        Ok(rows)
+        Ok(deferred)
     }
 
     /// Gateway-internal SQL (tracking tables, catalog reads).
@@ -256,12 +330,24 @@ async fn transactional(
     schema: &Parsed,
     opts: Options,
     log: &Logger,
-) -> Result<(DeploymentReport, Vec<(String, usize, Statement)>), MigratorError> {
-    let tx = client.transaction().await.map_err(|e| {
+) -> Result<(DeploymentReport, Vec<Deferred>), MigratorError> {
+    let unavailable = |e: tokio_postgres::Error| {
         MigratorError::DatabaseUnavailable(format!("{database}: {}", pg_message(&e)))
-    })?;
+    };
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let xid_now = tx
+        .prepare("SELECT txid_current()")
+        .await
+        .map_err(unavailable)?;
+    let xid: i64 = tx
+        .query_one(&xid_now, &[])
+        .await
+        .map_err(unavailable)?
+        .get(0);
     let mut run = Run {
         tx,
+        xid,
+        xid_now,
         database,
         log,
         report: DeploymentReport {
@@ -313,12 +399,12 @@ async fn transactional(
             ))
         })?;
         report.plan = plan.into_inner().unwrap_or_default();
-        for (file, index, stmt) in &deferred {
+        for (file, index, stmt, _) in &deferred {
             report.plan.push(PlanStep {
                 phase: "after_commit".into(),
                 class: None,
                 object: format!("{file}#{}", index + 1),
-                reason: "cannot run in a transaction block; runs after the commit".into(),
+                reason: "cannot run in a transaction block; runs after the commit (not run by a dry run)".into(),
                 sql: vec![stmt.text.clone()],
             });
         }
@@ -328,6 +414,27 @@ async fn transactional(
         MigratorError::DatabaseUnavailable(format!("{database}: commit failed: {}", pg_message(&e)))
     })?;
     Ok((report, deferred))
+}
+
+/// What a deployment into the database `client` is connected to (as the
+/// platform's role) checks before it runs anything, extensions included:
+/// a pending migration with a statement `sql::guard` refuses, and an
+/// extension the platform may not have (`allowed`: `EXTENSIONS_ALLOWED`),
+/// are 400. Read-only; the deployment's transaction checks the
+/// migrations again under its lock.
+pub async fn precheck(
+    client: &Client,
+    schema: &Parsed,
+    allowed: &[String],
+) -> Result<(), MigratorError> {
+    let applied = migrations::recorded(client).await.map_err(|e| {
+        MigratorError::DatabaseUnavailable(format!(
+            "reading the applied migrations failed: {}",
+            pg_message(&e)
+        ))
+    })?;
+    let pending = migrations::refusal(schema, &applied)?;
+    extensions::check(client, schema, &pending, allowed).await
 }
 
 /// Deploy `schema` into the database `client` is connected to.
@@ -342,8 +449,23 @@ pub async fn deploy(
     let (mut report, deferred) = transactional(client, database, schema, opts, log).await?;
     // Outside any transaction: the rest of the deployment is committed, so a
     // failure here is reported as such.
-    for (file, index, stmt) in deferred {
-        if let Err(e) = client.batch_execute(&stmt.text).await {
+    for (file, index, stmt, migration) in deferred {
+        // One statement, extended protocol, as the owner role; the
+        // migration stays recorded with this statement pending until it
+        // succeeds (a later deployment retries only what is pending).
+        let done = match client.execute(stmt.text.as_str(), &[]).await {
+            Ok(_) => {
+                client
+                    .execute(
+                        "UPDATE _stonescriptdb_gateway_migrations
+                         SET deferred_pending = array_remove(deferred_pending, $2) WHERE filename = $1",
+                        &[&migration, &(index as i32 + 1)],
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
             let db = e.as_db_error();
             return Err(MigratorError::Migration(Box::new(StepFailure {
                 database: database.to_owned(),
@@ -351,7 +473,7 @@ pub async fn deploy(
                 line: Some(stmt.line),
                 statement: Some(index + 1),
                 message: format!(
-                    "{file} (statement {}, line {}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed: {}",
+                    "{file} (statement {}, line {}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed, and the migration stays recorded with it pending (the next deployment runs it again): {}",
                     index + 1,
                     stmt.line,
                     pg_message(&e)
@@ -396,9 +518,9 @@ async fn ensure_tracking(run: &Run<'_>) -> Result<(), MigratorError> {
     let rows = run
         .internal(
             "SELECT (SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass('public.' || quote_ident(t)) IS NULL),
-                    to_regclass('public._stonescriptdb_gateway_tables') IS NOT NULL AND NOT EXISTS (
-                      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._stonescriptdb_gateway_tables')
-                         AND attname = 'declared' AND NOT attisdropped),
+                    to_regclass('public._stonescriptdb_gateway_migrations') IS NOT NULL AND NOT EXISTS (
+                      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._stonescriptdb_gateway_migrations')
+                         AND attname = 'deferred_pending' AND NOT attisdropped),
                     coalesce(obj_description(to_regprocedure($2), 'pg_proc') <> $3, true)",
             &[&names, &AFTER_CALL_FUNCTION, &AFTER_CALL_VERSION],
         )

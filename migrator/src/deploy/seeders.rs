@@ -135,7 +135,8 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
         let (insert, missing_fails) =
             match decide(opts.mode, created_here, empty, known, opts.force) {
                 Action::Run => {
-                    for (i, s) in file.statements.iter().enumerate() {
+                    run.note_wrapper(file);
+                    for (i, s) in file.runnable() {
                         let rows = run.exec(&file.path, i, s, "seeder").await?;
                         if let Some((_, ins)) = inserts.iter().find(|(si, _)| *si == i) {
                             *inserted.entry(seed::label(ins)).or_default() += rows;
@@ -216,7 +217,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
             // What else the file does (setval after explicit ids…) follows
             // the rows it seeds.
             if inserted.values().any(|r| *r > 0) {
-                for (i, s) in file.statements.iter().enumerate() {
+                for (i, s) in file.runnable() {
                     if !inserts.iter().any(|(si, _)| *si == i) {
                         run.exec(&file.path, i, s, "seeder").await?;
                     }

@@ -149,7 +149,7 @@ async fn apply_step(
 ) -> Result<(), MigratorError> {
     for (i, text) in step.sql.iter().enumerate() {
         run.note("tables", Some(step.class), &step.object, &step.reason, text);
-        run.tx.batch_execute(text).await.map_err(|e| {
+        run.send(text, |e| {
             let mut err = run.fail(
                 None,
                 None,
@@ -159,13 +159,14 @@ async fn apply_step(
                     n + 1,
                     i + 1
                 ),
-                Some(&e),
+                Some(e),
             );
             if let (MigratorError::Migration(f), Some(file)) = (&mut err, file) {
                 f.file = Some(file.to_owned());
             }
             err
-        })?;
+        })
+        .await?;
     }
     run.report.tables_altered += 1;
     run.changelog("table", &step.object, step.class.as_str(), None)
@@ -525,6 +526,7 @@ mod tests {
             path: "tables/x.sql".into(),
             statements: vec![],
             checksum: String::new(),
+            wrapper: None,
         };
         let specs = [
             tf("orders", &["users", "products"]),
@@ -557,6 +559,7 @@ mod tests {
             path: "tables/t.sql".into(),
             statements: crate::sql::split_statements(text).unwrap(),
             checksum: String::new(),
+            wrapper: None,
         };
         crate::sql::ddl::read_tables(&[file]).unwrap().model
     }

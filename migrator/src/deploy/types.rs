@@ -141,14 +141,15 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
                         alter.push_str(&format!(" AFTER {}", literal(prev)));
                     }
                     run.note("types", None, &t.key, "enum gains a value", &alter);
-                    run.tx.batch_execute(&alter).await.map_err(|e| {
+                    run.send(&alter, |e| {
                         run.fail(
                             Some(&file.path),
                             Some((t.stmt, stmt)),
                             format!("adding value {label:?} to enum {} failed", t.key),
-                            Some(&e),
+                            Some(e),
                         )
-                    })?;
+                    })
+                    .await?;
                 }
                 run.report.types_deployed += 1;
                 run.changelog("type", &t.key, "values_added", Some(&t.checksum))

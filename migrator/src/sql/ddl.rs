@@ -2170,6 +2170,7 @@ mod tests {
             path: path.into(),
             statements: sql::split_statements(text).unwrap(),
             checksum: String::new(),
+            wrapper: None,
         }
     }
     fn read(files: &[(&str, &str)]) -> Declared {
@@ -2987,6 +2988,7 @@ mod tests {
                 path: "tables/f.sql".into(),
                 statements,
                 checksum: String::new(),
+                wrapper: None,
             };
             let _ = read_tables(&[f]);
         }

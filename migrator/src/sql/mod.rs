@@ -7,6 +7,8 @@
 //!   `..`, a leading BOM; [`tokens`] for readers outside this module;
 //! - `view`: a cursor over significant tokens and single-token values, for the readers below;
 //! - `split`: files into statements, and which statements need autocommit;
+//! - [`guard`]: what an uploaded statement may do (transaction control, session identity,
+//!   database- and cluster-level statements refused; extensions named);
 //! - `normalize`: statement text for checksums;
 //! - `routines`, `types`, `create_table`, `inserts`: the headers of `CREATE FUNCTION/PROCEDURE`,
 //!   `CREATE TYPE/DOMAIN`, `CREATE TABLE` (with foreign keys moved out to break reference
@@ -21,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod create_table;
 pub mod ddl;
+pub mod guard;
 mod inserts;
 mod lex;
 mod normalize;

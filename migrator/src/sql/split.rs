@@ -5,8 +5,9 @@ use super::lex::{tokenize, unterminated, Kind, Tok};
 use super::normalize::normalize;
 use super::{SqlError, Statement};
 
-/// Statements PostgreSQL refuses inside a transaction block (a deployment
-/// runs them after its commit).
+/// Statements PostgreSQL refuses inside a transaction block that a
+/// deployment runs after its commit (the database- and cluster-level ones
+/// among them are refused before anything runs: [`super::guard`]).
 pub fn needs_autocommit(stmt: &str) -> bool {
     let n = normalize(stmt);
     let words: Vec<&str> = n
@@ -17,12 +18,7 @@ pub fn needs_autocommit(stmt: &str) -> bool {
         ["create", "index", "concurrently", ..]
         | ["create", "unique", "index", "concurrently", ..]
         | ["drop", "index", "concurrently", ..]
-        | ["vacuum", ..]
-        | ["alter", "system", ..]
-        | ["create", "database", ..]
-        | ["drop", "database", ..]
-        | ["create", "tablespace", ..]
-        | ["drop", "tablespace", ..] => true,
+        | ["vacuum", ..] => true,
         ["reindex", rest @ ..] => rest.contains(&"concurrently"),
         _ => false,
     }
@@ -36,6 +32,21 @@ pub struct SqlFile {
     pub statements: Vec<Statement>,
     /// sha256 of the normalized file (whitespace, comments, keyword case ignored).
     pub checksum: String,
+    /// A whole-file `BEGIN;` … `COMMIT;` wrapper (indices of those two
+    /// statements), which a deployment does not run ([`super::guard::wrapper`]).
+    pub wrapper: Option<(usize, usize)>,
+}
+
+impl SqlFile {
+    /// The statements a deployment runs, with their index in the file
+    /// (everything but a whole-file wrapper).
+    pub fn runnable(&self) -> impl Iterator<Item = (usize, &Statement)> {
+        let wrapper = self.wrapper;
+        self.statements
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !wrapper.is_some_and(|(a, b)| *i == a || *i == b))
+    }
 }
 
 /// Split a SQL file into statements on top-level ';'.
