@@ -140,9 +140,10 @@ impl Admin {
     /// owns its `public` schema (and so everything it creates there);
     /// PUBLIC gets nothing. Applied after every creation and clone
     /// (database-level rights are not copied from a template), on adoption
-    /// and, for older installations, at start. Idempotent. The database's
-    /// ownership moves last, so a database owned by the gateway has had
-    /// every step.
+    /// and, for older installations, at start. Idempotent. Ownership moves
+    /// first (moving it rewrites the old owner's grants into the new
+    /// owner's), the owner role's `CREATE` comes last: a database whose
+    /// owner role has it has had every step (`rights::unsettled`).
     pub async fn settle(
         &self,
         client: &Client,
@@ -157,10 +158,7 @@ impl Admin {
         };
         let (db, role) = (quote_ident(name), quote_ident(owner));
         client
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {db} FROM PUBLIC;
-                 GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {db} TO {role}"
-            ))
+            .batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER"))
             .await
             .map_err(fail)?;
         let inside = self.connect(Some(name)).await?;
@@ -172,7 +170,10 @@ impl Admin {
             .map_err(fail)?;
         drop(inside);
         client
-            .batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER"))
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC;
+                 GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {db} TO {role}"
+            ))
             .await
             .map_err(fail)
     }

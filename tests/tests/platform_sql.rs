@@ -647,3 +647,84 @@ async fn cloned_and_adopted_databases_get_the_same_rights() {
     gw.adopt(&p, &[&adopted]).await;
     assert_eq!(rights(&adopted, &role).await, expected);
 }
+
+#[tokio::test]
+async fn what_an_older_version_made_gets_todays_rights_at_start_and_check_upgrade_says_so_first() {
+    let mut gw = Gateway::start(&[]);
+    let p = new_platform();
+    assert_eq!(gw.register(&p, None, &base()).await.0, 200);
+    let (db, owner, app) = (
+        format!("{p}_main"),
+        format!("sdg_{p}_owner"),
+        format!("sdg_{p}_app"),
+    );
+    // as an older gateway left it: the database owned by the platform's
+    // role, its public schema by the database's owner, no connection limit
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} OWNER TO {owner}; REVOKE CREATE ON DATABASE {db} FROM {owner};
+             ALTER ROLE {app} CONNECTION LIMIT -1"
+        ))
+        .await
+        .unwrap();
+    cluster()
+        .connect(&db)
+        .await
+        .batch_execute("ALTER SCHEMA public OWNER TO pg_database_owner")
+        .await
+        .unwrap();
+    // ...and a stored schema that declares an extension it may no longer have
+    let mut old = base();
+    old.set("extensions/dblink.sql", "");
+    gw.catalog()
+        .await
+        .execute(
+            "UPDATE platforms SET v1_schema = $1 WHERE name = $2",
+            &[&old.tar_gz(), &p],
+        )
+        .await
+        .unwrap();
+
+    let out = std::process::Command::new(stonescriptdb_tests::binary("stonescriptdb-migrator"))
+        .arg("--check-upgrade")
+        .env_remove("DATABASE_URL")
+        .envs(cluster().gateway_env())
+        .env("DATA_DIR", &gw.data_dir.0)
+        .env("CATALOG_DB", gw.catalog_db())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{report}");
+    for line in [
+        format!("database {db}: will belong to the gateway's role; {owner} keeps CONNECT, TEMPORARY, CREATE"),
+        format!("role {app}: connection limit -1 -> 100"),
+        format!("platform {p}: the next deployment of {db} will be refused: extensions/dblink.sql: extension \"dblink\" is not allowed"),
+    ] {
+        assert!(report.contains(&line), "missing {line:?} in\n{report}");
+    }
+    // nothing changed yet
+    assert_eq!(rights(&db, &owner).await.0, owner);
+
+    gw.restart_migrator();
+    assert_eq!(
+        rights(&db, &owner).await,
+        (cluster().user.clone(), true, true, true, owner.clone())
+    );
+    let limit: i32 = admin
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(limit, 100);
+    let (st, b) = gw.call(&p, "ping", json!([])).await;
+    assert_eq!(st, 200, "{b}");
+    // the next deployment: refused while it declares dblink
+    let (st, b) = gw.migrate(&p, None, &old, false).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(message(&b).contains("\"dblink\" is not allowed"), "{b}");
+    assert_eq!(gw.migrate(&p, None, &base(), false).await.0, 200);
+}
