@@ -63,14 +63,7 @@ pub async fn adopt(state: &State, r: &mut Req) -> Result<Answer, MigratorError> 
             }
         }
     }
-    let platform = roles::ensure_platform(
-        state.catalog()?,
-        &admin,
-        &r.grant,
-        state.platform_connection_limit,
-        &body.platform,
-    )
-    .await?;
+    let platform = roles::ensure_platform(state, &admin, &r.grant, &body.platform).await?;
     let mut out = Vec::new();
     for db in &body.databases {
         let tenant = names::v1_tenant_of(&body.platform, db);

@@ -1,6 +1,7 @@
-//! Per-platform PostgreSQL roles: `sdg_{platform}_owner` owns the platform's
-//! databases and runs the SQL it uploads (migrations, functions, seeders),
-//! never as superuser; `sdg_{platform}_app`, a member of it, is what the
+//! Per-platform PostgreSQL roles: `sdg_{platform}_owner` has the rights
+//! inside the platform's databases (which belong to the gateway's role:
+//! `Admin::settle`) and runs the SQL it uploads (migrations, functions,
+//! seeders), never as superuser; `sdg_{platform}_app`, a member of it, is what the
 //! router's `/call` connects as. Their generated passwords are recorded with
 //! the platform in the control catalog (readable by the gateway's admin role
 //! only), never logged. Dry runs of a platform that has no roles yet use a
@@ -14,8 +15,9 @@ use tokio_postgres::Client;
 
 use stonescriptdb_shared::auth::Grant;
 
-use crate::catalog::{Catalog, Platform, SCRATCH_PREFIX};
+use crate::catalog::{Platform, SCRATCH_PREFIX};
 use crate::error::{pg_message, MigratorError};
+use crate::state::State;
 
 /// Attributes of every role the gateway creates for platforms.
 const ATTRIBUTES: &str = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
@@ -54,12 +56,12 @@ pub fn new_platform(name: &str, v2: bool) -> Result<Platform, MigratorError> {
 /// are configured: nobody reserves another platform's tenants by
 /// registering a name.
 pub async fn ensure_platform(
-    catalog: &Catalog,
+    state: &State,
     admin: &Client,
     grant: &Grant,
-    limit: i32,
     name: &str,
 ) -> Result<Platform, MigratorError> {
+    let catalog = state.catalog()?;
     let p = match catalog.platform(name).await? {
         Some(p) => p,
         None => {
@@ -74,7 +76,7 @@ pub async fn ensure_platform(
                 .0
         }
     };
-    ensure_roles(admin, &p, limit).await?;
+    ensure_roles(admin, &p, state.platform_connection_limit).await?;
     Ok(p)
 }
 

@@ -102,14 +102,7 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
         }
         None => {
             let admin = state.admin.connect(None).await?;
-            let platform = roles::ensure_platform(
-                state.catalog()?,
-                &admin,
-                &r.grant,
-                state.platform_connection_limit,
-                &up.platform,
-            )
-            .await?;
+            let platform = roles::ensure_platform(state, &admin, &r.grant, &up.platform).await?;
             drop(admin);
             let new = NewDatabase {
                 tenant_id: up.tenant.clone(),

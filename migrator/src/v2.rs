@@ -53,14 +53,7 @@ pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, Mig
     names::validate_platform(&body.platform).map_err(bad_name)?;
     r.grant.may(&body.platform)?;
     let admin = state.admin.connect(None).await?;
-    crate::roles::ensure_platform(
-        state.catalog()?,
-        &admin,
-        &r.grant,
-        state.platform_connection_limit,
-        &body.platform,
-    )
-    .await?;
+    crate::roles::ensure_platform(state, &admin, &r.grant, &body.platform).await?;
     if !state.catalog()?.mark_v2(&body.platform).await? {
         return Err(MigratorError::BadRequest(format!(
             "Platform '{}' is already registered",

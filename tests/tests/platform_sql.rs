@@ -21,6 +21,22 @@ fn base() -> SchemaDir {
     s
 }
 
+/// A gateway, and a new platform registered with [`base`].
+async fn registered() -> (Gateway, String) {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let (st, b) = gw.register(&p, None, &base()).await;
+    assert_eq!(st, 200, "{b}");
+    (gw, p)
+}
+
+/// [`base`] with one more file.
+fn with(path: &str, sql: &str) -> SchemaDir {
+    let mut s = base();
+    s.set(path, sql);
+    s
+}
+
 async fn table_exists(db: &str, table: &str) -> bool {
     let c = cluster().connect(db).await;
     c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
@@ -48,12 +64,9 @@ fn message(b: &Value) -> String {
 
 #[tokio::test]
 async fn transaction_control_in_a_migration_is_refused_before_anything_runs_dry_run_or_not() {
-    let gw = Gateway::start(&[]);
-    let p = new_platform();
-    assert_eq!(gw.register(&p, None, &base()).await.0, 200);
+    let (gw, p) = registered().await;
     let db = format!("{p}_main");
-    let mut s = base();
-    s.set(
+    let s = with(
         "migrations/002_escape.sql",
         "CREATE TABLE dry_marker (id int);\nINSERT INTO dry_marker VALUES (1);\nCOMMIT;\nCREATE TABLE dry_marker2 (id int);",
     );
@@ -112,8 +125,7 @@ async fn transaction_control_in_a_migration_is_refused_before_anything_runs_dry_
         ),
         ("LOAD 'auto_explain';", "LOAD: database-"),
     ] {
-        let mut s = base();
-        s.set("migrations/003_x.sql", &format!("SELECT 1;\n{sql}"));
+        let s = with("migrations/003_x.sql", &format!("SELECT 1;\n{sql}"));
         let (st, b) = gw.migrate(&p, None, &s, false).await;
         assert_eq!(st, 400, "{sql}: {b}");
         assert!(
@@ -131,9 +143,7 @@ async fn transaction_control_in_a_migration_is_refused_before_anything_runs_dry_
         ),
         ("seeders/notes.sql", "INSERT INTO notes (body) VALUES ('a');\nEND;"),
     ] {
-        let mut s = base();
-        s.set(path, sql);
-        let (st, b) = gw.migrate(&p, None, &s, false).await;
+        let (st, b) = gw.migrate(&p, None, &with(path, sql), false).await;
         assert_eq!(st, 400, "{path}: {b}");
         assert!(message(&b).contains(&format!("{path} statement 2 (line 2)")), "{b}");
     }
@@ -146,11 +156,8 @@ async fn a_statement_the_reader_misses_cannot_smuggle_a_second_one() {
     // `begin` in a routine's header makes the splitter wait for an `end`,
     // so the rest of the file reaches PostgreSQL as one text; sent through
     // the extended protocol, PostgreSQL refuses a second statement in it.
-    let gw = Gateway::start(&[]);
-    let p = new_platform();
-    assert_eq!(gw.register(&p, None, &base()).await.0, 200);
-    let mut s = base();
-    s.set(
+    let (gw, p) = registered().await;
+    let s = with(
         "functions/sneaky.sql",
         "CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql SET search_path = begin AS 'SELECT 1';\nCOMMIT;\nCREATE TABLE smuggled (id int);",
     );
@@ -243,8 +250,7 @@ async fn platforms_get_trusted_extensions_and_only_those_the_operator_allows() {
     let p = new_platform();
     let db = format!("{p}_main");
     // dblink is not trusted: refused by name, before anything is created
-    let mut s = base();
-    s.set("extensions/dblink.sql", "-- connections from the server\n");
+    let s = with("extensions/dblink.sql", "-- connections from the server\n");
     let (st, b) = gw.register(&p, None, &s).await;
     assert_eq!(st, 400, "{b}");
     let m = message(&b);
@@ -259,8 +265,7 @@ async fn platforms_get_trusted_extensions_and_only_those_the_operator_allows() {
     );
 
     // trusted ones are installed by the platform's own role
-    let mut s = base();
-    s.set("extensions/pgcrypto.sql", "");
+    let s = with("extensions/pgcrypto.sql", "");
     let (st, b) = gw.register(&p, None, &s).await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(
@@ -311,8 +316,7 @@ async fn platforms_get_trusted_extensions_and_only_those_the_operator_allows() {
 
     // a v2 schema version declaring one is refused at upload
     let v2 = gw.register_platform().await;
-    let mut s4 = base();
-    s4.set("extensions/dblink.sql", "");
+    let s4 = with("extensions/dblink.sql", "");
     let (st, b) = gw
         .upload(
             &format!("/platform/{v2}/schema"),
@@ -328,9 +332,9 @@ async fn platforms_get_trusted_extensions_and_only_those_the_operator_allows() {
 async fn an_extension_the_operator_allows_is_installed_by_the_gateway() {
     let gw = Gateway::start(&[("EXTENSIONS_ALLOWED", "dblink")]);
     let p = new_platform();
-    let mut s = base();
-    s.set("extensions/dblink.sql", "");
-    let (st, b) = gw.register(&p, None, &s).await;
+    let (st, b) = gw
+        .register(&p, None, &with("extensions/dblink.sql", ""))
+        .await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(
         extensions_of(&format!("{p}_main")).await,
@@ -379,9 +383,7 @@ async fn rights(db: &str, role: &str) -> (String, bool, bool, bool, String) {
 
 #[tokio::test]
 async fn databases_belong_to_the_gateway_so_platform_sql_cannot_drop_or_alter_them() {
-    let gw = Gateway::start(&[]);
-    let p = new_platform();
-    assert_eq!(gw.register(&p, None, &base()).await.0, 200);
+    let (gw, p) = registered().await;
     assert_eq!(gw.register(&p, Some("t2"), &base()).await.0, 200);
     let (main, t2) = (format!("{p}_main"), format!("{p}_t2"));
     let (role, password) = owner_login(&gw, &p).await;
@@ -398,8 +400,7 @@ async fn databases_belong_to_the_gateway_so_platform_sql_cannot_drop_or_alter_th
     );
 
     // the reader refuses it...
-    let mut s = base();
-    s.set("migrations/001_drop.sql", &format!("DROP DATABASE {t2};"));
+    let s = with("migrations/001_drop.sql", &format!("DROP DATABASE {t2};"));
     let (st, b) = gw.migrate(&p, None, &s, false).await;
     // (a migration over the platform answers per database)
     assert_eq!(st, 409, "{b}");
@@ -414,8 +415,7 @@ async fn databases_belong_to_the_gateway_so_platform_sql_cannot_drop_or_alter_th
         );
     }
     // ...and so does PostgreSQL, for SQL the reader cannot see
-    let mut s = base();
-    s.set(
+    let s = with(
         "migrations/001_dynamic.sql",
         &format!("DO $$ BEGIN EXECUTE 'ALTER DATABASE {t2} RENAME TO gone'; END $$;"),
     );
@@ -453,12 +453,9 @@ async fn databases_belong_to_the_gateway_so_platform_sql_cannot_drop_or_alter_th
 
 #[tokio::test]
 async fn a_deferred_statement_that_fails_leaves_its_migration_pending_and_only_it_is_retried() {
-    let gw = Gateway::start(&[]);
-    let p = new_platform();
+    let (gw, p) = registered().await;
     let db = format!("{p}_main");
-    assert_eq!(gw.register(&p, None, &base()).await.0, 200);
-    let mut s = base();
-    s.set(
+    let mut s = with(
         "migrations/001_index.sql",
         "INSERT INTO notes (body) VALUES ('once');\nCREATE INDEX CONCURRENTLY notes_later ON later (id);",
     );
@@ -579,20 +576,24 @@ async fn a_platform_cannot_take_another_platforms_names() {
     // a v2 schema that would put databases under shop_admin's names
     let (st, b) = send_json(&gw, "/platform/register", ADMIN, json!({"platform": shop})).await;
     assert_eq!(st, 201, "{b}");
-    let form = reqwest::multipart::Form::new()
-        .text("schema_name", "admin")
-        .part(
-            "schema",
-            reqwest::multipart::Part::bytes(base().tar_gz()).file_name("s.tar.gz"),
-        );
-    let r = reqwest::Client::new()
-        .post(format!("{}/platform/{shop}/schema", gw.url))
-        .bearer_auth(ADMIN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 409);
+    // (`admin`: every database would be shop_admin's; `admin_x`: so would
+    // `shop_admin_x_…`; `adm`: `shop_adm_…` is nobody's)
+    for (schema, expected) in [("admin", 409), ("admin_x", 409), ("adm", 201)] {
+        let form = reqwest::multipart::Form::new()
+            .text("schema_name", schema)
+            .part(
+                "schema",
+                reqwest::multipart::Part::bytes(base().tar_gz()).file_name("s.tar.gz"),
+            );
+        let r = reqwest::Client::new()
+            .post(format!("{}/platform/{shop}/schema", gw.url))
+            .bearer_auth(ADMIN)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), expected, "schema {schema}");
+    }
     // registering `{shop}_late` (shop's name plus `_…`) needs the admin token
     let (st, b) = upload(newcomer.clone(), None, "deploy-token-late-0123456789").await;
     assert_eq!(st, 403, "{b}");
@@ -650,9 +651,7 @@ async fn cloned_and_adopted_databases_get_the_same_rights() {
 
 #[tokio::test]
 async fn what_an_older_version_made_gets_todays_rights_at_start_and_check_upgrade_says_so_first() {
-    let mut gw = Gateway::start(&[]);
-    let p = new_platform();
-    assert_eq!(gw.register(&p, None, &base()).await.0, 200);
+    let (mut gw, p) = registered().await;
     let (db, owner, app) = (
         format!("{p}_main"),
         format!("sdg_{p}_owner"),
@@ -675,8 +674,7 @@ async fn what_an_older_version_made_gets_todays_rights_at_start_and_check_upgrad
         .await
         .unwrap();
     // ...and a stored schema that declares an extension it may no longer have
-    let mut old = base();
-    old.set("extensions/dblink.sql", "");
+    let old = with("extensions/dblink.sql", "");
     gw.catalog()
         .await
         .execute(

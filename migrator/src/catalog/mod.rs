@@ -389,15 +389,16 @@ impl Catalog {
         }))
     }
 
-    /// Is a registered platform (other than `except`) named `prefix`, or
-    /// named `prefix_…`? Then databases named `prefix_…` would fall under
-    /// its name prefix.
+    /// Would databases named `prefix_…` (a v2 schema's, `{except}_{schema}`)
+    /// fall under the name prefix of a registered platform longer than
+    /// `except`: one whose `name_` starts `prefix_` (all of them would),
+    /// or one named `prefix_…` (some would)?
     pub async fn platform_under(&self, prefix: &str, except: &str) -> Result<bool, MigratorError> {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
-                "SELECT 1 FROM platforms WHERE name <> $2
-                    AND (name = $1 OR starts_with(name, $1 || '_')) LIMIT 1",
+                "SELECT 1 FROM platforms WHERE name <> $2 AND length(name) > length($2)
+                    AND (starts_with($1 || '_', name || '_') OR starts_with(name, $1 || '_')) LIMIT 1",
                 &[&prefix, &except],
             )
             .await

@@ -449,12 +449,12 @@ pub async fn desired(
         let path = path.join(", ");
         let old = set_search_path(tx, &path).await.map_err(fail("tables/"))?;
         for s in scratch.sequences.values() {
-            tx.batch_execute(&render_sequence(s))
+            tx.execute(render_sequence(s).as_str(), &[])
                 .await
                 .map_err(fail(&s.name.to_string()))?;
         }
         for t in scratch.tables.values() {
-            tx.batch_execute(&render_table(t))
+            tx.execute(render_table(t).as_str(), &[])
                 .await
                 .map_err(fail(&unmapped(&t.name, &to_scratch)))?;
         }
@@ -478,12 +478,12 @@ pub async fn desired(
                     t.name.sql(),
                     ident(&c.name)
                 );
-                tx.batch_execute(&stmt)
+                tx.execute(stmt.as_str(), &[])
                     .await
                     .map_err(fail(&unmapped(&t.name, &to_scratch)))?;
             }
             for i in &t.indexes {
-                tx.batch_execute(&i.definition)
+                tx.execute(i.definition.as_str(), &[])
                     .await
                     .map_err(fail(&unmapped(&t.name, &to_scratch)))?;
             }
@@ -496,7 +496,7 @@ pub async fn desired(
                     t.sql(),
                     ident(c)
                 );
-                tx.batch_execute(&stmt)
+                tx.execute(stmt.as_str(), &[])
                     .await
                     .map_err(fail(&s.name.to_string()))?;
             }
