@@ -24,7 +24,7 @@ const MIB: u64 = 1024 * 1024;
 const WRAPPER: &str = "postgresql";
 
 /// File name suffixes that make a file inside a schema folder a schema file.
-const SCHEMA_SUFFIXES: [&str; 2] = [".sql", ".pssql"];
+const SCHEMA_SUFFIXES: [&str; 3] = [".sql", ".pssql", ".pgsql"];
 
 /// UTF-8 byte order mark, stripped from the start of schema files.
 const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
@@ -121,7 +121,13 @@ pub struct Schema {
     pub migrations: Vec<SchemaFile>,
     pub functions: Vec<SchemaFile>,
     pub seeders: Vec<SchemaFile>,
-    /// sha256 (lowercase hex) over the sorted (folder/name, content) pairs:
+    /// Which of [`FOLDERS`] the archive has: a directory entry or any file
+    /// under it (e.g. `functions/.keep`). An absent `functions/` leaves the
+    /// database's functions alone; a present, empty one drops those the
+    /// gateway deployed.
+    pub present: [bool; 6],
+    /// sha256 (lowercase hex) over the sorted (folder/name, content) pairs
+    /// (and the folders present without a file):
     /// identical schemas -> identical checksum regardless of tar entry order,
     /// mtimes, owners, or the postgresql/ wrapper.
     pub checksum: String,
@@ -132,6 +138,12 @@ impl Schema {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.file_count() == 0
+    }
+
+    /// Is the folder `name` (one of [`FOLDERS`]) in the archive?
+    #[must_use]
+    pub fn has_folder(&self, name: &str) -> bool {
+        folder_index(name).is_some_and(|i| self.present[i])
     }
 
     /// Number of schema files over all six folders.
@@ -251,6 +263,7 @@ pub fn schema_from_files(files: Vec<(String, SchemaFile)>) -> Schema {
         if file.content.starts_with('\u{feff}') {
             file.content.drain(..'\u{feff}'.len_utf8());
         }
+        schema.present[index] = true;
         if let Some(list) = schema.folder_mut(index) {
             list.push(file);
         }
@@ -275,7 +288,10 @@ pub fn to_tar_gz(schema: &Schema) -> Vec<u8> {
 #[cfg_attr(not(test), allow(dead_code))]
 fn build_tar_gz(schema: &Schema) -> io::Result<Vec<u8>> {
     let mut builder = Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
-    for (folder, files) in schema.folders() {
+    for (i, (folder, files)) in schema.folders().into_iter().enumerate() {
+        if !schema.present[i] && files.is_empty() {
+            continue;
+        }
         let mut dir = Header::new_gnu();
         dir.set_entry_type(EntryType::Directory);
         dir.set_mode(0o755);
@@ -375,13 +391,17 @@ fn scan<R: Read>(stream: &mut R, limits: &Limits) -> Result<Schema, ArchiveError
             _ => &parts,
         };
         if let Some(first) = rel.first() {
-            if folder_index(first).is_some() && (kind == Kind::Dir || rel.len() > 1) {
-                seen_folder = true;
+            if let Some(index) = folder_index(first) {
+                if kind == Kind::Dir || rel.len() > 1 {
+                    seen_folder = true;
+                    schema.present[index] = true;
+                }
             }
         }
         if kind == Kind::Dir {
             continue;
         }
+        refuse_unread(rel)?;
 
         // Schema files are keyed by folder/name, so the same file given both
         // under the wrapper and at the root is a duplicate; other files by
@@ -510,15 +530,57 @@ fn normalize_path(raw: &[u8]) -> Result<Vec<&str>, ArchiveError> {
 }
 
 /// Position of `folder` in [`FOLDERS`].
+/// What `sql/` files anywhere but the six folders, and files other than
+/// schema files inside them, would mean: the gateway never skips them
+/// silently. Hidden files and folders (`.keep`, `.git/`) are not read.
+fn refuse_unread(rel: &[&str]) -> Result<(), ArchiveError> {
+    if rel.iter().any(|part| part.starts_with('.')) {
+        return Ok(());
+    }
+    let path = rel.join("/");
+    match rel {
+        [folder, rest @ ..] if !rest.is_empty() && folder_index(folder).is_some() => {
+            let name = rest.join("/");
+            if is_schema_file_name(&name) {
+                return Ok(());
+            }
+            Err(ArchiveError::Invalid(format!(
+                "{path}: {folder}/ holds only .sql, .pssql or .pgsql files (hidden files such as .keep aside); rename it or move it out of the schema folders"
+            )))
+        }
+        ["cross_db", ..] => Err(ArchiveError::Invalid(format!(
+            "{path}: the gateway does not copy rows between databases (cross_db/ is not supported); each database is deployed on its own"
+        ))),
+        [folder, rest @ ..] if !rest.is_empty() && is_schema_file_name(&path) => {
+            let belongs = match *folder {
+                "views" | "triggers" | "policies" | "materialized_views" | "grants" => {
+                    "views, triggers, policies and grants belong in migrations/"
+                }
+                "procedures" => "procedures belong in functions/",
+                "indexes" | "sequences" => {
+                    "indexes and sequences belong in tables/, beside their table"
+                }
+                "enums" | "domains" => "types belong in types/",
+                "seeds" | "data" => "rows to insert belong in seeders/",
+                _ => "put its files in one of the folders the gateway reads",
+            };
+            Err(ArchiveError::Invalid(format!(
+                "{path}: the gateway does not read {folder}/ (it reads {}); {belongs}",
+                FOLDERS.join("/, ") + "/"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn folder_index(folder: &str) -> Option<usize> {
     FOLDERS.iter().position(|f| *f == folder)
 }
 
-/// A plain, visible file name with a schema suffix.
 /// A schema file's path inside its folder: `get.pssql`, or in subfolders
 /// `users/get.pssql`. No component is empty, starts with `.` (hidden files
 /// and folders are skipped), or holds `\\` or a control character; the last
-/// ends in `.sql` or `.pssql`.
+/// ends in `.sql`, `.pssql` or `.pgsql`.
 fn is_schema_file_name(name: &str) -> bool {
     name.split('/').all(|part| {
         !part.is_empty()
@@ -547,6 +609,13 @@ fn compute_checksum(schema: &Schema) -> String {
                 .map(move |f| (format!("{folder}/{}", f.name), f.content.as_str()))
         })
         .collect();
+    // A folder present without a file changes what a deployment does
+    // (`functions/` empty drops functions): it counts, as `folder/`.
+    for (i, (folder, files)) in schema.folders().iter().enumerate() {
+        if schema.present[i] && files.is_empty() {
+            items.push((format!("{folder}/"), ""));
+        }
+    }
     items.sort_unstable();
 
     let mut hasher = Sha256::new();
@@ -840,23 +909,41 @@ mod tests {
     }
 
     #[test]
-    fn ignores_non_schema_files() {
+    fn ignores_hidden_files_and_what_lies_outside_the_folders() {
         let s = read(&tgz(&[
             ("README.md", b"# hi"),
             (".DS_Store", b"\x00\x01\xff\xfe"),
             ("tables/.DS_Store", b"\xff\xfe"),
             ("tables/._users.sql", b"\x00\x05\x16\x07\xff\xfe"),
-            ("tables/notes.txt", b"notes"),
             ("tables/users.sql", b"create table users();"),
             ("functions/.old/x.sql", b"\xff old"),
-            ("functions/users/notes.txt", b"\xff notes"),
-            ("unknown/x.sql", b"x"),
+            ("functions/.keep", b""),
+            ("docs/notes.md", b"x"),
             ("x.sql", b"x"),
             ("postgresql/README.md", b"x"),
         ]))
         .unwrap();
         assert_eq!(s.file_count(), 1);
         assert_eq!(names(&s.tables), ["users.sql"]);
+        assert!(s.has_folder("functions") && !s.has_folder("seeders"));
+    }
+
+    #[test]
+    fn refuses_files_it_would_not_read() {
+        for (path, says) in [
+            ("tables/notes.txt", "tables/notes.txt: tables/ holds only .sql, .pssql or .pgsql files"),
+            ("functions/users/get.plsql", "functions/users/get.plsql: functions/ holds only"),
+            ("postgresql/views/active.sql", "views/active.sql: the gateway does not read views/ (it reads extensions/, types/, tables/, migrations/, functions/, seeders/); views, triggers, policies and grants belong in migrations/"),
+            ("unknown/x.sql", "unknown/x.sql: the gateway does not read unknown/"),
+            ("cross_db/copy.sql", "cross_db/copy.sql: the gateway does not copy rows between databases"),
+            ("cross_db/readme.md", "does not copy rows between databases"),
+        ] {
+            let msg = invalid(read(&tgz(&[("tables/a.sql", b"x"), (path, b"x")])));
+            assert!(msg.contains(says), "{path}: {msg}");
+        }
+        // .pgsql is a schema file like .sql and .pssql
+        let s = read(&tgz(&[("functions/get.pgsql", b"x")])).unwrap();
+        assert_eq!(names(&s.functions), ["get.pgsql"]);
     }
 
     /// Files in subfolders are schema files, named by their path in the
@@ -928,7 +1015,16 @@ mod tests {
         let s = read(&tgz(&[("tables/", b""), ("README.md", b"x")])).unwrap();
         assert!(s.is_empty());
         assert_eq!(s.file_count(), 0);
-        assert_eq!(s, schema_from_files(Vec::new()));
+        // the folder is there, and that is part of the checksum
+        assert!(s.has_folder("tables"));
+        assert_ne!(s.checksum, schema_from_files(Vec::new()).checksum);
+        let keep = read(&tgz(&[("functions/.keep", b"")])).unwrap();
+        assert!(keep.is_empty() && keep.has_folder("functions"));
+        assert_ne!(keep.checksum, s.checksum);
+        // a folder with files: presence adds nothing to the checksum
+        let with = read(&tgz(&[("tables/", b""), ("tables/a.sql", b"x")])).unwrap();
+        let without = read(&tgz(&[("tables/a.sql", b"x")])).unwrap();
+        assert_eq!(with.checksum, without.checksum);
     }
 
     #[test]
@@ -979,7 +1075,7 @@ mod tests {
         let name = read(&tgz(&[("tables/b.sql", b"x")])).unwrap().checksum;
         let folder = read(&tgz(&[("types/a.sql", b"x")])).unwrap().checksum;
         // Moving bytes between name and content must not collide.
-        let shifted = read(&tgz(&[("tables/a.sqlx", b"")])).unwrap().checksum;
+        let shifted = read(&tgz(&[("tables/a.sqlx.sql", b"")])).unwrap().checksum;
         let all = [a, content, name, folder, shifted];
         let unique: BTreeSet<_> = all.iter().collect();
         assert_eq!(unique.len(), all.len());
@@ -999,7 +1095,8 @@ mod tests {
         let long = format!("{}.sql", "n".repeat(200));
         let s = schema_from_files(vec![("seeders".into(), file(&long, "insert;"))]);
         assert_eq!(read(&to_tar_gz(&s)).unwrap(), s);
-        let empty = schema_from_files(Vec::new());
+        // an empty folder stays an empty folder
+        let empty = read(&tgz(&[("functions/", b"")])).unwrap();
         assert_eq!(read(&to_tar_gz(&empty)).unwrap(), empty);
     }
 
@@ -1161,7 +1258,7 @@ mod tests {
 
     #[test]
     fn rejects_archive_without_schema_folders() {
-        let msg = invalid(read(&tgz(&[("README.md", b"x"), ("docs/a.sql", b"x")])));
+        let msg = invalid(read(&tgz(&[("README.md", b"x"), ("docs/a.md", b"x")])));
         assert!(msg.contains("none of the schema folders"), "{msg}");
         invalid(read(&gz(&[0u8; 1024])));
         invalid(read(&gz(b"")));

@@ -33,17 +33,30 @@ pub struct Parsed {
     pub declared: Option<crate::sql::ddl::Declared>,
     /// The archive's checksum over its sorted files (`archive::Schema::checksum`).
     pub checksum: String,
+    /// The archive has a `functions/` folder (possibly empty: then the
+    /// functions the gateway deployed are dropped); without one, functions
+    /// are left as they are.
+    pub functions_folder: bool,
+    /// Per `functions/` file: it holds the line `-- stonescriptdb:
+    /// no-body-check` (its routines' bodies are not checked at deployment).
+    pub no_body_check: Vec<bool>,
     /// What the files declare, read once per upload: every database a
     /// deployment touches uses this, never the text again.
     pub model: Model,
 }
 
-/// One `CREATE FUNCTION/PROCEDURE` of `functions/`.
+/// One `CREATE FUNCTION/PROCEDURE/AGGREGATE` of `functions/`.
 #[derive(Debug, Clone)]
 pub struct RoutineItem {
     /// Index into `Parsed::functions`, and of the statement in that file.
     pub file: usize,
     pub stmt: usize,
+    /// Its body is checked once every routine exists: a function or
+    /// procedure whose file has no `-- stonescriptdb: no-body-check` line.
+    pub body_check: bool,
+    /// A SQL-standard body (`BEGIN ATOMIC … END`), which PostgreSQL checks
+    /// at creation: created after the others, in dependency order.
+    pub atomic: bool,
     /// `schema.name(arg types)`, for `to_regprocedure` and `DROP ROUTINE`.
     pub lookup: String,
     /// Over the normalized statement (whitespace, comments, keyword case ignored).
@@ -108,9 +121,12 @@ pub struct MigrationItem {
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     pub routines: Vec<RoutineItem>,
-    /// Statements of `functions/` files that are not routines (COMMENT ON,
-    /// GRANT…): (file, statement).
+    /// Statements of `functions/` files that are not routines (triggers,
+    /// COMMENT ON, GRANT…): (file, statement), run when their file changed.
     pub function_other: Vec<(usize, usize)>,
+    /// Statements not run, each said in every deployment's report (`notes`):
+    /// pg_dump's session preamble and `OWNER TO` in `functions/`.
+    pub notes: Vec<String>,
     pub types: Vec<TypeItem>,
     pub tables: Vec<TableItem>,
     /// Per `migrations/` file: what a deployment checks before running it.
@@ -195,32 +211,94 @@ fn bad(f: &SqlFile, s: &Statement, e: sql::SqlError) -> MigratorError {
     MigratorError::BadRequest(format!("{} line {}: {}", f.path, s.line, e.message))
 }
 
-/// Read every file's statements into the [`Model`].
-fn model(p: &Parsed) -> Result<Model, MigratorError> {
-    let mut m = Model::default();
+/// The line a routine's file holds to skip its body check.
+const NO_BODY_CHECK: &str = "-- stonescriptdb: no-body-check";
+
+/// `functions/`: every statement is a routine, a trigger beside its
+/// function, a comment, grant, revoke or alteration of a routine the folder
+/// defines, or pg_dump's preamble (skipped, said in `notes`); anything else
+/// is 400 naming the file, the line and the folder it belongs in, and so is
+/// a file that defines no routine. Nothing is deployed (or dropped) from a
+/// folder that does not read.
+fn read_functions(p: &Parsed, m: &mut Model) -> Result<(), MigratorError> {
+    use sql::function_file::{classify, FnStmt};
+    let mut others = Vec::new();
     for (fi, f) in p.functions.iter().enumerate() {
+        let body_check = !p.no_body_check.get(fi).copied().unwrap_or(false);
+        let mut defines = false;
         for (si, s) in f.runnable() {
-            let norm = sql::normalize(&s.text);
-            if !is_routine_normalized(&norm) {
-                m.function_other.push((fi, si));
+            let class = classify(&s.text);
+            if class != FnStmt::Routine {
+                others.push((fi, si, class));
                 continue;
             }
             let routine = sql::parse_routine(&s.text).map_err(|e| bad(f, s, e))?;
             let schema = routine.schema.clone().unwrap_or_else(|| "public".into());
+            defines = true;
             m.routines.push(RoutineItem {
                 file: fi,
                 stmt: si,
+                body_check: body_check && routine.kind != sql::RoutineKind::Aggregate,
+                atomic: routine.atomic,
                 lookup: format!(
                     "{}.{}({})",
                     quote_ident(&schema),
                     quote_ident(&routine.name),
                     routine.arg_types.join(", ")
                 ),
-                checksum: sha256_hex(norm.as_bytes()),
+                checksum: sha256_hex(sql::normalize(&s.text).as_bytes()),
                 name: format!("{schema}.{}", routine.name),
             });
         }
+        if !defines {
+            return Err(MigratorError::BadRequest(format!(
+                "{}: defines no routine; a file in functions/ holds CREATE FUNCTION, PROCEDURE or AGGREGATE statements (with their triggers, comments and grants)",
+                f.path
+            )));
+        }
     }
+    let defined: std::collections::BTreeSet<&str> =
+        m.routines.iter().map(|r| r.name.as_str()).collect();
+    let known = |(schema, name): &(Option<String>, String)| {
+        let full = format!("{}.{name}", schema.as_deref().unwrap_or("public"));
+        defined.contains(full.as_str())
+    };
+    for (fi, si, class) in others {
+        let f = &p.functions[fi];
+        let s = &f.statements[si];
+        let at = at(f, si, s);
+        match class {
+            FnStmt::Routine => {}
+            FnStmt::Trigger { function } if !known(&function) => {
+                return Err(MigratorError::BadRequest(format!(
+                    "{at}: this trigger runs {}, which functions/ does not define; a trigger stands beside its function (or in migrations/)",
+                    function.1
+                )))
+            }
+            FnStmt::About {
+                routine: Some(routine),
+            } if !known(&routine) => {
+                return Err(MigratorError::BadRequest(format!(
+                    "{at}: this statement is about {}, which functions/ does not define; it belongs in migrations/",
+                    routine.1
+                )))
+            }
+            FnStmt::Trigger { .. } | FnStmt::About { .. } => m.function_other.push((fi, si)),
+            FnStmt::Skip(why) => m.notes.push(format!("{at}: {why}")),
+            FnStmt::Misplaced { what, belongs } => {
+                return Err(MigratorError::BadRequest(format!(
+                    "{at}: {what} does not belong in functions/ (its files define routines, with their triggers, comments and grants); it belongs in {belongs}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Read every file's statements into the [`Model`].
+fn model(p: &Parsed) -> Result<Model, MigratorError> {
+    let mut m = Model::default();
+    read_functions(p, &mut m)?;
     for (fi, f) in p.types.iter().enumerate() {
         for (si, s) in f.statements.iter().enumerate() {
             let def = sql::parse_type(&s.text).map_err(|e| bad(f, s, e))?;
@@ -332,6 +410,7 @@ pub fn normalized_checksum(sql_text: &str) -> String {
 
 fn stem(name: &str) -> &str {
     name.strip_suffix(".pssql")
+        .or_else(|| name.strip_suffix(".pgsql"))
         .or_else(|| name.strip_suffix(".sql"))
         .unwrap_or(name)
 }
@@ -423,6 +502,16 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
         seeders: parse_files("seeders", &schema.seeders)?,
         declared: None,
         checksum: schema.checksum.clone(),
+        functions_folder: schema.has_folder("functions"),
+        no_body_check: schema
+            .functions
+            .iter()
+            .map(|f| {
+                f.content
+                    .lines()
+                    .any(|l| l.trim().eq_ignore_ascii_case(NO_BODY_CHECK))
+            })
+            .collect(),
         model: Model::default(),
     };
     let extension_uses = guard_files(&mut parsed)?;
@@ -442,14 +531,6 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
     })
 }
 
-/// Does this (normalized) statement create a function or procedure?
-fn is_routine_normalized(norm: &str) -> bool {
-    norm.starts_with("create function ")
-        || norm.starts_with("create or replace function ")
-        || norm.starts_with("create procedure ")
-        || norm.starts_with("create or replace procedure ")
-}
-
 /// Read an uploaded archive under the caps and parse it.
 pub fn from_upload(raw: &[u8], limits: &Limits) -> Result<Parsed, MigratorError> {
     let schema = archive::read_schema(raw, limits).map_err(|e| match e {
@@ -460,9 +541,9 @@ pub fn from_upload(raw: &[u8], limits: &Limits) -> Result<Parsed, MigratorError>
             MigratorError::BadRequest(format!("schema archive rejected: {m}"))
         }
     })?;
-    if schema.is_empty() {
+    if schema.is_empty() && !schema.present.iter().any(|p| *p) {
         return Err(MigratorError::BadRequest(
-            "schema archive holds no .sql or .pssql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
+            "schema archive holds no .sql, .pssql or .pgsql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
         ));
     }
     parse(&schema)

@@ -15,6 +15,7 @@ use slog::info;
 use super::Run;
 use crate::error::MigratorError;
 use crate::schema::{Parsed, RoutineItem};
+use crate::sql::function_file::or_replace;
 
 /// What the functions step will do.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -71,21 +72,6 @@ pub fn plan(
     p
 }
 
-/// `CREATE FUNCTION` as `CREATE OR REPLACE FUNCTION`.
-fn or_replace(stmt: &str) -> String {
-    let trimmed = stmt.trim_start();
-    let lower = trimmed.get(..30).unwrap_or(trimmed).to_ascii_lowercase();
-    if lower.starts_with("create or replace") {
-        return trimmed.to_owned();
-    }
-    match trimmed.get(..6) {
-        Some(kw) if kw.eq_ignore_ascii_case("create") => {
-            format!("CREATE OR REPLACE{}", &trimmed[6..])
-        }
-        _ => trimmed.to_owned(),
-    }
-}
-
 async fn forget(run: &Run<'_>, sig: &str) -> Result<(), MigratorError> {
     run.internal(
         "DELETE FROM _stonescriptdb_gateway_functions WHERE signature = $1",
@@ -95,7 +81,56 @@ async fn forget(run: &Run<'_>, sig: &str) -> Result<(), MigratorError> {
     .map(|_| ())
 }
 
+/// The order to create the changed routines in: those whose bodies
+/// PostgreSQL checks only later (`check_function_bodies = off`) first, in
+/// file order; then the `BEGIN ATOMIC` ones, which PostgreSQL checks at
+/// creation, each after the declared routines its body names (`texts`:
+/// each declared routine's statement). A cycle keeps file order.
+pub fn creation_order(declared: &[RoutineItem], changed: &[usize], texts: &[&str]) -> Vec<usize> {
+    let bare = |d: &RoutineItem| d.name.rsplit('.').next().unwrap_or("").to_owned();
+    let mut out: Vec<usize> = changed
+        .iter()
+        .copied()
+        .filter(|&i| !declared[i].atomic)
+        .collect();
+    let mut atomic: Vec<usize> = changed
+        .iter()
+        .copied()
+        .filter(|&i| declared[i].atomic)
+        .collect();
+    // what each atomic routine's text names among the other atomic ones
+    let needs: BTreeMap<usize, BTreeSet<usize>> = atomic
+        .iter()
+        .map(|&i| {
+            let words: BTreeSet<String> = crate::sql::tokens(texts[i], 1)
+                .iter()
+                .filter(|t| matches!(t.kind, crate::sql::TokenKind::Word))
+                .map(|t| t.text.to_ascii_lowercase())
+                .collect();
+            let deps = atomic
+                .iter()
+                .copied()
+                .filter(|&j| j != i && words.contains(&bare(&declared[j])))
+                .collect();
+            (i, deps)
+        })
+        .collect();
+    while !atomic.is_empty() {
+        let ready = atomic
+            .iter()
+            .position(|i| needs[i].iter().all(|d| !atomic.contains(d)))
+            .unwrap_or(0);
+        out.push(atomic.remove(ready));
+    }
+    out
+}
+
 pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
+    // Without a functions/ folder the archive says nothing about functions:
+    // they stay as they are (like tables without tables/).
+    if !schema.functions_folder {
+        return Ok(());
+    }
     let declared = &schema.model.routines;
     let tracked: BTreeMap<String, String> = run
         .pairs("SELECT signature, checksum FROM _stonescriptdb_gateway_functions")
@@ -185,7 +220,11 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
         run.report.functions_dropped += 1;
         run.changelog("function", sig, "dropped", None).await?;
     }
-    for &i in &plan.changed {
+    let texts: Vec<&str> = declared
+        .iter()
+        .map(|d| schema.functions[d.file].statements[d.stmt].text.as_str())
+        .collect();
+    for i in creation_order(declared, &plan.changed, &texts) {
         create(run, schema, &declared[i], &before, &current).await?;
     }
     // Non-routine statements of changed files (COMMENT ON, GRANT, ...).
@@ -196,15 +235,72 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     for &(fi, si) in &schema.model.function_other {
         if changed_files.contains(&fi) {
             let file = &schema.functions[fi];
-            run.exec(
-                &file.path,
-                si,
-                &file.statements[si],
-                "function file statement",
-            )
-            .await?;
+            // a trigger re-created in place
+            let stmt = &file.statements[si];
+            let text = or_replace(&stmt.text);
+            let again = crate::sql::Statement {
+                text,
+                line: stmt.line,
+            };
+            run.exec(&file.path, si, &again, "function file statement")
+                .await?;
         }
     }
+    check_bodies(run, schema, &plan.changed).await
+}
+
+/// Every routine this deployment created or replaced, once all of them
+/// exist, created again with `check_function_bodies` on under `/call`'s
+/// `search_path`: SQL bodies are analysed whole, PL/pgSQL ones for syntax.
+/// A failure names the file, line and PostgreSQL's message; nothing is
+/// deployed. `BEGIN ATOMIC` bodies were checked at creation; a file with
+/// `-- stonescriptdb: no-body-check` is not checked.
+async fn check_bodies(
+    run: &mut Run<'_>,
+    schema: &Parsed,
+    changed: &[usize],
+) -> Result<(), MigratorError> {
+    let declared = &schema.model.routines;
+    let checked: Vec<&RoutineItem> = changed
+        .iter()
+        .map(|&i| &declared[i])
+        .filter(|d| d.body_check && !d.atomic)
+        .collect();
+    if checked.is_empty() {
+        return Ok(());
+    }
+    let path: String = run
+        .internal("SELECT current_setting('search_path')", &[])
+        .await?
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or_else(|| "public".into());
+    run.internal(
+        "SELECT set_config('check_function_bodies', 'on', true), set_config('search_path', 'public', true)",
+        &[],
+    )
+    .await?;
+    for d in checked {
+        let file = &schema.functions[d.file];
+        let stmt = &file.statements[d.stmt];
+        run.send(&or_replace(&stmt.text), |e| {
+            run.fail(
+                Some(&file.path),
+                Some((d.stmt, stmt)),
+                format!(
+                    "the body of {} does not check (add the line \"-- stonescriptdb: no-body-check\" to its file if it needs objects created at run time)",
+                    d.name
+                ),
+                Some(e),
+            )
+        })
+        .await?;
+    }
+    run.internal(
+        "SELECT set_config('check_function_bodies', 'off', true), set_config('search_path', $1, true)",
+        &[&path],
+    )
+    .await?;
     Ok(())
 }
 
@@ -325,6 +421,8 @@ mod tests {
         RoutineItem {
             file: 0,
             stmt: 0,
+            body_check: true,
+            atomic: routine.atomic,
             lookup: format!("public.{}({})", routine.name, routine.arg_types.join(", ")),
             name: format!("public.{}", routine.name),
             checksum: checksum.into(),
@@ -420,13 +518,16 @@ mod tests {
     }
 
     #[test]
-    fn create_becomes_create_or_replace() {
-        assert!(
-            or_replace("create function f() returns int").starts_with("CREATE OR REPLACE function")
-        );
-        assert_eq!(
-            or_replace("CREATE OR REPLACE FUNCTION f()"),
-            "CREATE OR REPLACE FUNCTION f()"
-        );
+    fn atomic_bodies_come_last_and_after_what_they_call() {
+        let texts = [
+            "CREATE FUNCTION total() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT half() + half(); END",
+            "CREATE FUNCTION plain() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN total(); END $$",
+            "CREATE FUNCTION half() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END",
+        ];
+        let declared: Vec<RoutineItem> = texts.iter().map(|t| routine(t, "c")).collect();
+        assert!(declared[0].atomic && !declared[1].atomic && declared[2].atomic);
+        assert_eq!(creation_order(&declared, &[0, 1, 2], &texts), [1, 2, 0]);
+        // only what changed is ordered
+        assert_eq!(creation_order(&declared, &[0], &texts), [0]);
     }
 }

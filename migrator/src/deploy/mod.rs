@@ -365,6 +365,7 @@ async fn transactional(
     )
     .await?;
     ensure_tracking(&run).await?;
+    run.report.notes.extend(schema.model.notes.iter().cloned());
     extensions::apply(&mut run, schema).await?;
     types::apply(&mut run, schema, opts).await?;
     let tables = match tables::tables_before(&mut run, schema, opts).await {

@@ -7,6 +7,8 @@
 //!   `..`, a leading BOM; [`tokens`] for readers outside this module;
 //! - `view`: a cursor over significant tokens and single-token values, for the readers below;
 //! - `split`: files into statements, and which statements need autocommit;
+//! - [`function_file`]: what a statement of a `functions/` file is (routine, trigger, about a
+//!   routine, skipped, or misplaced with the folder it belongs in);
 //! - [`guard`]: what an uploaded statement may do (transaction control, session identity,
 //!   database- and cluster-level statements refused; extensions named);
 //! - `normalize`: statement text for checksums;
@@ -23,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod create_table;
 pub mod ddl;
+pub mod function_file;
 pub mod guard;
 mod inserts;
 mod lex;
@@ -38,7 +41,7 @@ pub use create_table::{classify_table_stmt, split_foreign_keys, TableStmt};
 pub use inserts::{parse_insert, Insert};
 pub use lex::{tokens, TokenKind};
 pub use normalize::normalize;
-pub use routines::parse_routine;
+pub use routines::{parse_routine, RoutineKind};
 pub use split::{needs_autocommit, split_statements, SqlFile};
 pub use types::{parse_type, TypeDef};
 

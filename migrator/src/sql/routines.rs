@@ -9,6 +9,7 @@ use super::{read_one, SqlError};
 pub enum RoutineKind {
     Function,
     Procedure,
+    Aggregate,
 }
 
 /// Header of a `CREATE FUNCTION` / `CREATE PROCEDURE` statement.
@@ -32,6 +33,8 @@ pub struct Routine {
     /// Text after RETURNS up to LANGUAGE/AS/other options with canonical spacing (None for
     /// procedures and when absent).
     pub returns: Option<String>,
+    /// A SQL-standard body, `BEGIN ATOMIC … END` (PostgreSQL checks it at creation).
+    pub atomic: bool,
 }
 
 pub(super) const INTERVAL_FIELDS: [&str; 6] = ["year", "month", "day", "hour", "minute", "second"];
@@ -119,7 +122,8 @@ pub(super) const ROUTINE_OPTIONS: &str =
     "language as immutable stable volatile strict called security \
     external cost rows support set parallel leakproof not window transform begin return returns";
 
-/// Parse a `CREATE [OR REPLACE] FUNCTION|PROCEDURE name(args) ...` header (the body is ignored).
+/// Parse a `CREATE [OR REPLACE] FUNCTION|PROCEDURE|AGGREGATE name(args) ...` header (the body
+/// is ignored).
 pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
     read_one();
     let toks = sig_tokens(stmt);
@@ -135,10 +139,11 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
     let kind = match v.word(i).as_str() {
         "function" if v.is(0, "create") => RoutineKind::Function,
         "procedure" if v.is(0, "create") => RoutineKind::Procedure,
+        "aggregate" if v.is(0, "create") => RoutineKind::Aggregate,
         _ => {
             return Err(SqlError::new(
                 1,
-                "not a CREATE FUNCTION or CREATE PROCEDURE statement",
+                "not a CREATE FUNCTION, PROCEDURE or AGGREGATE statement",
             ))
         }
     };
@@ -185,6 +190,7 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
         }
         returns = Some(v.sub(start, end).render(true)).filter(|r| !r.is_empty());
     }
+    let atomic = (close + 1..v.len()).any(|k| v.is(k, "begin") && v.is(k + 1, "atomic"));
     Ok(Routine {
         kind,
         schema,
@@ -192,5 +198,6 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
         arg_types,
         args_text,
         returns,
+        atomic,
     })
 }
