@@ -1,12 +1,13 @@
 //! A `multipart/form-data` upload read strictly (docs/API.md): a field the route
 //! does not define is refused naming it and listing the accepted ones, a
-//! field given twice is refused, and a flag that is not `true`/`false`
-//! names itself. Nothing is deployed before the whole form passed.
+//! field given twice is refused, and a flag that is not `true`, `false`,
+//! `1` or `0` (any case) names itself — an empty one too, so `-F dry_run=`
+//! from an unset shell variable never deploys for real. Nothing is deployed
+//! before the whole form passed.
 
 use std::collections::HashMap;
 
-use stonescriptdb_shared::request::unknown;
-use stonescriptdb_shared::wire::{FLAG_FALSE, FLAG_TRUE};
+use stonescriptdb_shared::request::{form_flag, unknown};
 
 use crate::error::MigratorError;
 use crate::multipart::{self, Field};
@@ -62,16 +63,18 @@ impl Form {
         }
     }
 
-    /// A `true`/`false` field (absent: false).
+    /// A boolean field (absent: false; present, it must say which).
     pub fn flag(&mut self, name: &str) -> Result<bool, MigratorError> {
-        match self.text(name)?.as_deref() {
-            None => Ok(false),
-            Some(v) if FLAG_FALSE.contains(&v) => Ok(false),
-            Some(v) if FLAG_TRUE.contains(&v) => Ok(true),
-            Some(other) => Err(MigratorError::BadRequest(format!(
-                "field {name} must be true or false, got {other:?}"
-            ))),
-        }
+        let Some(field) = self.fields.remove(name) else {
+            return Ok(false);
+        };
+        let text = String::from_utf8_lossy(&field.data);
+        form_flag(text.trim()).ok_or_else(|| {
+            MigratorError::BadRequest(format!(
+                "field {name} must be true, false, 1 or 0 (any case), got {:?}; leave the field out for false",
+                text.trim()
+            ))
+        })
     }
 
     /// The file field (`schema`, or `file` as in the v2 API), not both.
@@ -122,6 +125,31 @@ mod tests {
             "{}",
             b.message
         );
+    }
+
+    #[test]
+    fn flags_take_true_false_1_0_and_refuse_the_rest_empty_included() {
+        let fields = [
+            ("a", "TRUE"),
+            ("b", "1"),
+            ("c", "False"),
+            ("d", "0"),
+            ("e", ""),
+            ("f", "yes"),
+            ("g", "on"),
+        ];
+        let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+        let mut f = Form::parse(CT, &body(&fields), &names).unwrap();
+        assert!(f.flag("a").unwrap() && f.flag("b").unwrap());
+        assert!(!f.flag("c").unwrap() && !f.flag("d").unwrap());
+        assert!(!f.flag("absent").unwrap());
+        for bad in ["e", "f", "g"] {
+            let m = f.flag(bad).unwrap_err().to_wire().1.message;
+            assert!(
+                m.starts_with(&format!("field {bad} must be true, false, 1 or 0")),
+                "{m}"
+            );
+        }
     }
 
     #[test]

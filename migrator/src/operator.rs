@@ -147,8 +147,7 @@ pub async fn refresh(state: &State, r: &mut Req) -> Result<Answer, MigratorError
 
 /// `GET /admin/deployments[?platform=][&database=][&limit=]`, newest first.
 pub async fn deployments(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
-    let q = r.query(&["platform", "database", "limit"])?;
-    let (platform, database, limit) = (q[0].clone(), q[1].clone(), q[2].clone());
+    let (platform, database, limit) = (r.query("platform"), r.query("database"), r.query("limit"));
     if let Some(p) = &platform {
         names::validate_platform(p).map_err(bad_name)?;
     }

@@ -19,7 +19,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use slog::{info, warn};
-use stonescriptdb_shared::request::Query;
 use stonescriptdb_shared::routes;
 use tokio::net::UnixListener;
 
@@ -234,7 +233,11 @@ async fn dispatch(
         request_id: header(&req, "x-request-id").map(str::to_owned),
     };
     let caller = caller(grant.as_ref().map(|g| g.name.as_str()).unwrap_or(""));
-    let query = Query::parse(req.uri().query()).map_err(|m| plain(MigratorError::BadRequest(m)));
+    // Every route refuses query parameters it does not define, POST routes
+    // too: `/register?dry_run=true` must not deploy for real.
+    let query = route
+        .read_query(req.uri().query())
+        .map_err(|m| plain(MigratorError::BadRequest(m)));
     let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
     let body = read_body(req.into_body(), limit).await.map_err(plain)?;
     let grant = grant.map_err(|d| plain(d.into()))?;

@@ -138,13 +138,10 @@ impl Req {
         Ok(p)
     }
 
-    /// The query parameters this route takes; any other is refused.
-    pub fn query(&mut self, accepted: &[&str]) -> Result<Vec<Option<String>>, MigratorError> {
-        let values = accepted.iter().map(|k| self.query.take(k)).collect();
-        std::mem::take(&mut self.query)
-            .finish(accepted)
-            .map_err(MigratorError::BadRequest)?;
-        Ok(values)
+    /// A query parameter of this route (the server refused any it does not
+    /// define, and empty ones, before the handler runs).
+    pub fn query(&mut self, name: &str) -> Option<String> {
+        self.query.take(name)
     }
 }
 

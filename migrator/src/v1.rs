@@ -214,8 +214,8 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
 
 /// `GET /admin/databases?platform=`: the databases the platform owns.
 pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
-    let [platform] = <[Option<String>; 1]>::try_from(r.query(&["platform"])?).unwrap_or_default();
-    let platform = platform
+    let platform = r
+        .query("platform")
         .ok_or_else(|| MigratorError::BadRequest("missing query parameter platform".into()))?;
     names::validate_platform(&platform).map_err(bad_name)?;
     r.grant.may(&platform)?;

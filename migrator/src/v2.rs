@@ -129,7 +129,6 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
 /// `GET /platform/{platform}/schemas`.
 pub async fn schemas(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
     let platform = r.path_platform()?.to_owned();
-    r.query(&[])?;
     r.grant.may(&platform)?;
     v2_platform(state, &platform).await?;
     let schemas: Vec<SchemaInfo> = state
@@ -159,7 +158,7 @@ pub async fn schemas(state: &State, r: &mut Req) -> Result<Answer, MigratorError
 /// records that PostgreSQL no longer has is reported, not hidden.
 pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
     let platform = r.path_platform()?.to_owned();
-    let [schema] = <[Option<String>; 1]>::try_from(r.query(&["schema"])?).unwrap_or_default();
+    let schema = r.query("schema");
     if let Some(s) = &schema {
         names::validate_schema_name(s).map_err(bad_name)?;
     }
@@ -199,7 +198,6 @@ pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorErr
 
 /// `GET /platforms`: every platform (a deploy token sees its own only).
 pub async fn platforms(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
-    r.query(&[])?;
     let platforms: Vec<PlatformSummary> = state
         .catalog()?
         .platforms()

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::wire::{FLAG_FALSE, FLAG_TRUE};
+
 /// Parse a JSON request body into `T` (whose serde attributes deny unknown
 /// fields). On failure the message names the field at fault: serde's own
 /// message for unknown or missing fields lists the accepted ones, and a
@@ -59,8 +61,8 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
-/// A query string, read strictly: each parameter at most once, and
-/// [`Query::finish`] refuses any the route did not take.
+/// A query string, read strictly: each parameter at most once; what a
+/// route does not define, or gives no value, is refused by [`Query::check`].
 #[derive(Debug, Default)]
 pub struct Query {
     params: BTreeMap<String, String>,
@@ -80,17 +82,40 @@ impl Query {
         Ok(Query { params })
     }
 
-    /// Take a parameter (an empty value counts as absent).
-    pub fn take(&mut self, name: &str) -> Option<String> {
-        self.params.remove(name).filter(|v| !v.is_empty())
+    /// `Err` naming the first parameter that is not `accepted` (with the
+    /// accepted ones), or the first without a value: every parameter the
+    /// API defines has a pattern or a number, so `?platform=` is a mistake
+    /// (an unset shell variable), never "every platform".
+    pub fn check(&self, accepted: &[&str]) -> Result<(), String> {
+        if let Some(k) = self.params.keys().find(|k| !accepted.contains(&k.as_str())) {
+            return Err(unknown("query parameter", k, accepted));
+        }
+        match self.params.iter().find(|(_, v)| v.is_empty()) {
+            Some((k, _)) => Err(format!(
+                "query parameter {k:?} is empty: give it a value or leave it out"
+            )),
+            None => Ok(()),
+        }
     }
 
-    /// `Err` naming the first parameter nobody took, with the accepted ones.
-    pub fn finish(self, accepted: &[&str]) -> Result<(), String> {
-        match self.params.keys().next() {
-            None => Ok(()),
-            Some(k) => Err(unknown("query parameter", k, accepted)),
-        }
+    /// Take a parameter (after [`Query::check`], never an empty one).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.params.remove(name)
+    }
+}
+
+/// A form boolean: `true`, `false`, `1` or `0`, in any case (the seeds'
+/// `force=true`, PHP's `"1"`). Anything else, empty included, is `None`:
+/// `-F dry_run=` from an unset shell variable must not deploy for real, and
+/// `yes`/`on` are guesses.
+pub fn form_flag(value: &str) -> Option<bool> {
+    let is = |list: &[&str]| list.iter().any(|w| w.eq_ignore_ascii_case(value));
+    if is(FLAG_TRUE) {
+        Some(true)
+    } else if is(FLAG_FALSE) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -132,20 +157,55 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_top_level_keys_are_refused_naming_the_key() {
+        let e = parse_json::<Req>(br#"{"platform":"a","force":false,"force":true}"#, "test")
+            .unwrap_err();
+        assert!(e.contains("duplicate field `force`"), "{e}");
+        let e = parse_json::<Req>(br#"{"platform":"a","platform":"b"}"#, "test").unwrap_err();
+        assert!(e.contains("duplicate field `platform`"), "{e}");
+    }
+
+    #[test]
     fn queries_are_decoded_and_strict() {
         let mut q = Query::parse(Some("platform=my%61pp&schema=a+b")).unwrap();
+        assert!(q.check(&["platform", "schema"]).is_ok());
         assert_eq!(q.take("platform").as_deref(), Some("myapp"));
         assert_eq!(q.take("schema").as_deref(), Some("a b"));
-        assert!(q.finish(&["platform"]).is_ok());
         let q = Query::parse(Some("platfrom=x")).unwrap();
-        let e = q.finish(&["platform"]).unwrap_err();
+        let e = q.check(&["platform"]).unwrap_err();
         assert!(
             e.contains("\"platfrom\"") && e.contains("accepted: platform"),
             "{e}"
         );
+        let e = Query::parse(Some("platform="))
+            .unwrap()
+            .check(&["platform"]);
+        assert!(e.unwrap_err().contains("empty"));
         assert!(Query::parse(Some("a=1&a=2")).is_err());
         assert!(Query::parse(Some("a=%zz")).is_err());
         assert!(Query::parse(Some("a=%ff")).is_err());
-        assert!(Query::parse(None).unwrap().finish(&[]).is_ok());
+        assert!(Query::parse(None).unwrap().check(&[]).is_ok());
+    }
+
+    #[test]
+    fn form_flags_are_true_false_1_or_0_in_any_case() {
+        for (v, want) in [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("True", Some(true)),
+            ("1", Some(true)),
+            ("false", Some(false)),
+            ("False", Some(false)),
+            ("0", Some(false)),
+            ("", None),
+            ("yes", None),
+            ("no", None),
+            ("on", None),
+            ("off", None),
+            ("2", None),
+            ("truee", None),
+        ] {
+            assert_eq!(form_flag(v), want, "{v:?}");
+        }
     }
 }

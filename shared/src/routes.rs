@@ -1,7 +1,10 @@
-//! Every route of the HTTP API and the methods it takes, in one table: the
-//! router answers 404 and 405 (with `Allow`) from it without bothering the
-//! migrator, the migrator routes by it, and a test checks `docs/openapi.json`
-//! against it.
+//! Every route of the HTTP API, the methods and the query parameters it
+//! takes, in one table: the router answers 404 and 405 (with `Allow`) from it
+//! without bothering the migrator, whoever serves a route refuses a query
+//! parameter it does not list, the migrator routes by it, and a test checks
+//! `docs/openapi.json` against it.
+
+use crate::request::Query;
 
 /// Who serves a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,19 +13,33 @@ pub enum Served {
     Migrator,
 }
 
-/// One route: a path pattern (`{name}` is one path segment) and its methods.
+/// One route: a path pattern (`{name}` is one path segment), its methods
+/// and the query parameters it defines (any other is refused, POST routes
+/// included, so `?dry_run=true` can never be ignored).
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     pub pattern: &'static str,
     pub methods: &'static [&'static str],
     pub served: Served,
+    pub query: &'static [&'static str],
 }
 
 const fn r(pattern: &'static str, methods: &'static [&'static str], served: Served) -> Route {
+    q(pattern, methods, served, &[])
+}
+
+/// A route that takes query parameters.
+const fn q(
+    pattern: &'static str,
+    methods: &'static [&'static str],
+    served: Served,
+    query: &'static [&'static str],
+) -> Route {
     Route {
         pattern,
         methods,
         served,
+        query,
     }
 }
 
@@ -37,16 +54,21 @@ pub const ROUTES: &[Route] = &[
     r("/openapi.json", &["GET"], R),
     r("/register", &["POST"], M),
     r("/migrate", &["POST"], M),
-    r("/admin/databases", &["GET"], M),
+    q("/admin/databases", &["GET"], M, &["platform"]),
     r("/admin/create-tenant", &["POST"], M),
     r("/admin/adopt", &["POST"], M),
     r("/admin/refresh", &["POST"], M),
-    r("/admin/deployments", &["GET"], M),
+    q(
+        "/admin/deployments",
+        &["GET"],
+        M,
+        &["platform", "database", "limit"],
+    ),
     r("/platforms", &["GET"], M),
     r("/platform/register", &["POST"], M),
     r("/platform/{platform}/schema", &["POST"], M),
     r("/platform/{platform}/schemas", &["GET"], M),
-    r("/platform/{platform}/databases", &["GET"], M),
+    q("/platform/{platform}/databases", &["GET"], M, &["schema"]),
     r("/database/create", &["POST"], M),
     r("/v2/migrate", &["POST"], M),
 ];
@@ -80,6 +102,15 @@ impl Route {
     pub fn allow(&self) -> String {
         self.methods.join(", ")
     }
+
+    /// The request's query string, read strictly: every parameter one this
+    /// route defines, each given once and not empty. `Err` is the message
+    /// of the 400 that names the parameter.
+    pub fn read_query(&self, raw: Option<&str>) -> Result<Query, String> {
+        let query = Query::parse(raw)?;
+        query.check(self.query)?;
+        Ok(query)
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +131,22 @@ mod tests {
         assert!(r.allows("POST") && !r.allows("OPTIONS"));
         assert_eq!(r.allow(), "POST");
         assert_eq!(r.served, Served::Migrator);
+    }
+
+    #[test]
+    fn every_route_refuses_query_parameters_it_does_not_define() {
+        let (register, _) = find("/register").unwrap();
+        let e = register.read_query(Some("dry_run=true")).unwrap_err();
+        assert!(e.contains("\"dry_run\"") && e.contains("takes none"), "{e}");
+        assert!(register.read_query(None).is_ok());
+        assert!(register.read_query(Some("")).is_ok());
+        let (dbs, _) = find("/platform/a/databases").unwrap();
+        let mut q = dbs.read_query(Some("schema=tenant_db")).unwrap();
+        assert_eq!(q.take("schema").as_deref(), Some("tenant_db"));
+        let e = dbs.read_query(Some("schema=")).unwrap_err();
+        assert!(e.contains("\"schema\"") && e.contains("empty"), "{e}");
+        let e = dbs.read_query(Some("schema")).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
     }
 
     #[test]

@@ -128,9 +128,10 @@ pub const UPLOAD_FIELDS: &[&str] = &["platform", "tenant_id", "schema", "force",
 /// The multipart form fields of `POST /platform/{platform}/schema`: `name`
 /// is an alias of `schema_name`, `file` of `schema`.
 pub const SCHEMA_UPLOAD_FIELDS: &[&str] = &["schema_name", "name", "schema", "file"];
-/// Values a true/false form field takes (absent = false).
-pub const FLAG_TRUE: &[&str] = &["true", "1", "yes"];
-pub const FLAG_FALSE: &[&str] = &["false", "0", "no"];
+/// Values a true/false form field takes, in any case (absent = false;
+/// anything else, empty included, is refused: `request::form_flag`).
+pub const FLAG_TRUE: &[&str] = &["true", "1"];
+pub const FLAG_FALSE: &[&str] = &["false", "0"];
 
 /// `POST /call` success: one JSON object per row, keyed by column name.
 /// (The router writes this shape directly from PostgreSQL's JSON text; the
