@@ -245,12 +245,16 @@ impl<'a> Args<'a> {
                 ))
             }
             Some(b'{') => {
-                let map: BTreeMap<&'a str, &'a RawValue> =
-                    serde_json::from_str(text).map_err(|e| {
-                        RouterError::BadRequest(format!(
+                let NamedArgs { map, repeated } = serde_json::from_str(text).map_err(|e| {
+                    RouterError::BadRequest(format!(
                         "invalid params: {e} (argument names must be plain strings without escapes)"
                     ))
-                    })?;
+                })?;
+                if let Some(name) = repeated {
+                    return Err(RouterError::BadRequest(format!(
+                        "params names argument {name:?} more than once; give each named argument once"
+                    )));
+                }
                 if map.is_empty() {
                     return Ok(Self::Positional(Vec::new()));
                 }
@@ -265,6 +269,45 @@ impl<'a> Args<'a> {
                     .into(),
             )),
         }
+    }
+}
+
+/// The object form of `params`, read once: its names borrowed from the
+/// body, and the first name given twice (a JSON object may repeat a key;
+/// which value would win is a guess no caller should rely on). Values stay
+/// raw JSON: a `json`/`jsonb` argument is passed exactly as given.
+struct NamedArgs<'a> {
+    map: BTreeMap<&'a str, &'a RawValue>,
+    repeated: Option<&'a str>,
+}
+
+impl<'de> serde::Deserialize<'de> for NamedArgs<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = NamedArgs<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of named arguments")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = NamedArgs {
+                    map: BTreeMap::new(),
+                    repeated: None,
+                };
+                while let Some((k, v)) = m.next_entry::<&'de str, &'de RawValue>()? {
+                    if out.map.insert(k, v).is_some() && out.repeated.is_none() {
+                        out.repeated = Some(k);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -317,9 +360,24 @@ impl Ctx<'_> {
         }
     }
 
+    /// No function by that name: a procedure by that name is not callable
+    /// (400 saying what to do), anything else is not found (404).
+    async fn missing(&self) -> RouterError {
+        match catalog::procedure(&self.conn.client, self.schema, self.fname).await {
+            Ok(Some(signature)) => RouterError::NotCallable {
+                database: self.database.to_owned(),
+                message: format!(
+                    "{signature} is a procedure, not a function: /call runs functions (SELECT * FROM f(...)), a procedure runs only with CALL. A function may CALL it (e.g. a PL/pgSQL function whose body runs CALL {}.{}(...)), or define it as a function",
+                    self.schema, self.fname
+                ),
+            },
+            _ => self.not_found(),
+        }
+    }
+
     async fn run(&self, candidates: &[Candidate]) -> Result<Vec<u8>, RunError> {
         if candidates.is_empty() {
-            return Err(RunError::Resolve(self.not_found()));
+            return Err(RunError::Resolve(self.missing().await));
         }
         let names: Vec<&str>;
         let shape = match self.args {

@@ -151,6 +151,32 @@ WHERE p.prokind = 'f'
                   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 ORDER BY p.proname = $2 DESC, p.oid";
 
+/// A procedure the platform created under a name `/call` found no function
+/// of (asked only then: the call is failing anyway).
+const PROCEDURE_SQL: &str = "\
+SELECT p.oid::regprocedure::text
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prokind = 'p'
+  AND n.nspname = $1
+  AND (p.proname = $2 OR p.proname = lower($2))
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+ORDER BY p.proname = $2 DESC, p.oid
+LIMIT 1";
+
+/// The signature of a procedure `schema.name`, if there is one.
+pub async fn procedure(
+    client: &Client,
+    schema: &str,
+    name: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client.query_opt(PROCEDURE_SQL, &[&schema, &name]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Read the overloads of `schema.name` from the catalog. An exact-case match
 /// wins over the lower-cased name (PostgreSQL folds unquoted names).
 pub async fn lookup(

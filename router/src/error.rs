@@ -17,6 +17,11 @@ pub enum RouterError {
         database: String,
         message: String,
     },
+    /// A procedure (or another routine `SELECT` cannot run) by that name.
+    NotCallable {
+        database: String,
+        message: String,
+    },
     Ambiguous {
         message: String,
         candidates: Vec<String>,
@@ -79,8 +84,11 @@ impl RouterError {
             PayloadTooLarge(m) => simple(ErrorCode::PayloadTooLarge, m),
             MigratorUnavailable(m) => simple(ErrorCode::MigratorUnavailable, m),
             Internal(m) => simple(ErrorCode::InternalError, m),
-            FunctionNotFound { database, message } => {
-                let code = ErrorCode::FunctionNotFound;
+            FunctionNotFound { database, message } | NotCallable { database, message } => {
+                let code = match self {
+                    NotCallable { .. } => ErrorCode::NotCallable,
+                    _ => ErrorCode::FunctionNotFound,
+                };
                 (
                     code.status(),
                     ErrorBody::new(code, message.as_str()).with_database(database.as_str()),

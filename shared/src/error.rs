@@ -19,6 +19,8 @@ pub enum ErrorCode {
     PlatformNotFound,
     SchemaNotFound,
     FunctionNotFound,
+    NotCallable,
+    PlatformAlreadyRegistered,
     MigrationFailed,
     SchemaValidationFailed,
     PayloadTooLarge,
@@ -45,6 +47,8 @@ impl ErrorCode {
             Self::PlatformNotFound => "platform_not_found",
             Self::SchemaNotFound => "schema_not_found",
             Self::FunctionNotFound => "function_not_found",
+            Self::NotCallable => "not_callable",
+            Self::PlatformAlreadyRegistered => "platform_already_registered",
             Self::MigrationFailed => "migration_failed",
             Self::SchemaValidationFailed => "schema_validation_failed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -62,7 +66,7 @@ impl ErrorCode {
     /// see [`database_error_status`] for the SQLSTATE-dependent status.
     pub const fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest => 400,
+            Self::InvalidRequest | Self::NotCallable => 400,
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound
@@ -73,6 +77,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::DatabaseAlreadyExists
             | Self::NameReserved
+            | Self::PlatformAlreadyRegistered
             | Self::MigrationFailed
             | Self::SchemaValidationFailed => 409,
             Self::PayloadTooLarge => 413,
@@ -200,6 +205,8 @@ mod tests {
         assert_eq!(ErrorCode::Forbidden.status(), 403);
         assert_eq!(ErrorCode::PoolExhausted.status(), 503);
         assert_eq!(ErrorCode::SchemaValidationFailed.status(), 409);
+        assert_eq!(ErrorCode::NotCallable.status(), 400);
+        assert_eq!(ErrorCode::PlatformAlreadyRegistered.status(), 409);
         assert_eq!(database_error_status("P0001"), 400);
         assert_eq!(database_error_status("22P02"), 400);
         assert_eq!(database_error_status("23505"), 400);
