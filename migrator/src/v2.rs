@@ -47,7 +47,10 @@ async fn v2_platform(state: &State, name: &str) -> Result<Platform, MigratorErro
     }
 }
 
-/// `POST /platform/register {platform}` → 201.
+/// `POST /platform/register {platform}` → 201; a platform already
+/// registered for v2 → 409 `platform_already_registered` (what
+/// StoneScriptPHP's CLI expects on a second run); a platform known only
+/// from v1 `/register` → 201, and it is then v1 and v2.
 pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
     let body: PlatformRegisterRequest = r.json("platform register")?;
     names::validate_platform(&body.platform).map_err(bad_name)?;
@@ -55,10 +58,9 @@ pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, Mig
     let admin = state.admin.connect(None).await?;
     crate::roles::ensure_platform(state, &admin, &r.grant, &body.platform).await?;
     if !state.catalog()?.mark_v2(&body.platform).await? {
-        return Err(MigratorError::BadRequest(format!(
-            "Platform '{}' is already registered",
-            body.platform
-        )));
+        let code = ErrorCode::PlatformAlreadyRegistered;
+        let message = format!("Platform '{}' is already registered", body.platform);
+        return Ok(json(code.status(), &ErrorBody::new(code, message)));
     }
     info!(state.log, "platform registered"; "platform" => &body.platform);
     Ok(json(
