@@ -250,6 +250,11 @@ pub struct Catalog {
 impl Catalog {
     /// Connect to the catalog database `name` (creating it, and applying
     /// its DDL, when missing). `admin` is a connection to the admin database.
+    /// Only the gateway's own role (and superusers) may connect to it: it
+    /// holds the platforms' role passwords. That is checked at every start,
+    /// for a catalog created by hand or by an older version too, and PUBLIC's
+    /// `CONNECT`/`TEMPORARY` revoked; a catalog the gateway cannot close is
+    /// not opened.
     pub async fn open(
         base: &tokio_postgres::Config,
         tls: &PgTls,
@@ -262,36 +267,46 @@ impl Catalog {
             .map_err(pg)?
             .is_empty();
         if !exists {
-            let created = match admin
+            match admin
                 .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
                 .await
             {
-                Ok(()) => true,
+                Ok(()) => {}
                 // another migrator created it at the same moment
                 Err(e)
                     if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
-                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-                {
-                    false
-                }
+                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
                 Err(e) => {
                     return Err(unavailable(format!(
                         "cannot create the catalog database {name} (the gateway's role needs CREATEDB): {}",
                         pg_message(&e)
                     )))
                 }
-            };
-            // Only the gateway's own role (and superusers) may read it: it
-            // holds the platforms' role passwords.
-            if created {
-                admin
-                    .batch_execute(&format!(
-                        "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-                        quote_ident(name)
-                    ))
-                    .await
-                    .map_err(pg)?;
             }
+        }
+        // PUBLIC's rights, explicit or PostgreSQL's default ones (a NULL acl).
+        let public_may_connect: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database d,
+                        aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                        WHERE d.datname = $1 AND a.grantee = 0
+                          AND a.privilege_type IN ('CONNECT', 'TEMPORARY'))",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if public_may_connect {
+            let revoke = format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
+                quote_ident(name)
+            );
+            admin.batch_execute(&revoke).await.map_err(|e| {
+                unavailable(format!(
+                    "the catalog database {name} lets every role connect (PUBLIC has CONNECT or TEMPORARY) and the gateway's role cannot revoke that: {}; run `{revoke}` as its owner",
+                    pg_message(&e)
+                ))
+            })?;
         }
         let mut cfg = base.clone();
         cfg.dbname(name);
