@@ -108,6 +108,7 @@ async fn serve(
         catalog_open: tokio::sync::Notify::new(),
         catalog_name: config.catalog_db.clone(),
         catalog_error: std::sync::Mutex::new(None),
+        probe: tokio::sync::Mutex::new(None),
         tokens: Tokens {
             call: config.call_tokens.clone(),
             deploy: config.deploy_tokens.clone(),

@@ -197,7 +197,7 @@ async fn dispatch(
     }
     // Its readiness (the router's /health asks).
     if path == stonescriptdb_shared::wire::MIGRATOR_READY_PATH && method == "GET" {
-        let (status, body) = state.readiness();
+        let (status, body) = state.readiness().await;
         return Ok(Reply::Full((
             status,
             serde_json::to_vec(&body).unwrap_or_default(),

@@ -18,6 +18,9 @@ use crate::error::MigratorError;
 
 /// How long a request waits for the catalog to open.
 const CATALOG_WAIT: Duration = Duration::from_secs(5);
+/// How long the readiness probe waits for the catalog to answer (the
+/// router's `/health` gives the whole probe a second).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 
 pub struct State {
     pub metrics: crate::metrics::Metrics,
@@ -30,6 +33,9 @@ pub struct State {
     pub catalog_name: String,
     /// Why the catalog could not be opened yet (the last attempt's error).
     pub catalog_error: std::sync::Mutex<Option<String>>,
+    /// The readiness probe's own connection to the catalog (outside the
+    /// catalog's pool, so busy deployments never make it look down).
+    pub probe: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     pub tokens: Tokens,
     /// One lock per template database being built.
     pub template_locks: tokio::sync::Mutex<
@@ -62,35 +68,82 @@ impl State {
     }
 
     /// The migrator's readiness (`GET /health/ready` on its socket): ready
-    /// once the control catalog is open; until then 503 with the reason.
-    pub fn readiness(&self) -> (u16, ProbeResponse) {
-        if self.catalog.initialized() {
-            return (
+    /// while the control catalog is open and answers a `SELECT 1`; else 503
+    /// with the reason (not open yet, or PostgreSQL stopped answering since).
+    pub async fn readiness(&self) -> (u16, ProbeResponse) {
+        let not_ready = |postgres: Option<&str>, reason: String| {
+            (
+                503,
+                ProbeResponse {
+                    status: "not_ready".into(),
+                    postgres: postgres.map(str::to_owned),
+                    reason: Some(reason),
+                },
+            )
+        };
+        if !self.catalog.initialized() {
+            let why = self
+                .catalog_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| "opening the control catalog".into());
+            let reason = format!(
+                "cannot open the control catalog {}: {why}",
+                self.catalog_name
+            );
+            return not_ready(None, reason);
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, self.ping_catalog()).await {
+            Ok(Ok(())) => (
                 200,
                 ProbeResponse {
                     status: "ready".into(),
                     postgres: Some("connected".into()),
                     reason: None,
                 },
-            );
-        }
-        let why = self
-            .catalog_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(|| "opening the control catalog".into());
-        (
-            503,
-            ProbeResponse {
-                status: "not_ready".into(),
-                postgres: None,
-                reason: Some(format!(
-                    "cannot open the control catalog {}: {why}",
+            ),
+            Ok(Err(why)) => not_ready(
+                Some("unreachable"),
+                format!(
+                    "the control catalog {} does not answer: {why}",
                     self.catalog_name
-                )),
-            },
-        )
+                ),
+            ),
+            Err(_) => not_ready(
+                Some("unreachable"),
+                format!(
+                    "the control catalog {} did not answer within {} ms",
+                    self.catalog_name,
+                    PROBE_TIMEOUT.as_millis()
+                ),
+            ),
+        }
+    }
+
+    /// `SELECT 1` on the probe's connection to the catalog, connecting
+    /// (again) when it has none or lost it.
+    async fn ping_catalog(&self) -> Result<(), String> {
+        let mut probe = self.probe.lock().await;
+        if probe.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+            *probe = None;
+            let client = self
+                .admin
+                .connect(Some(&self.catalog_name))
+                .await
+                .map_err(|e| e.to_wire().1.message)?;
+            *probe = Some(client);
+        }
+        let Some(client) = probe.as_ref() else {
+            return Err("no connection".into());
+        };
+        match client.simple_query("SELECT 1").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                *probe = None;
+                Err(crate::error::pg_message(&e))
+            }
+        }
     }
 
     /// The control catalog, once open.
