@@ -111,6 +111,8 @@ async fn serve(
         probe: tokio::sync::Mutex::new(None),
         tokens: Tokens {
             call: config.call_tokens.clone(),
+            // `/call` tokens are the router's to check
+            call_open: Default::default(),
             deploy: config.deploy_tokens.clone(),
             admin: config.admin_token.clone(),
         },

@@ -3,9 +3,11 @@
 //! (per platform, several allowed, for the schema routes of that platform)
 //! and `ADMIN_TOKEN` (every platform's schema routes, the operator routes,
 //! `/metrics`). Once `ADMIN_TOKEN` or any deploy token is configured, every
-//! schema route needs one of them. Tokens are compared in constant time.
+//! schema route needs one of them; once `CALL_TOKENS` is, every platform's
+//! `/call` needs its token unless `CALL_OPEN_PLATFORMS` lists it. Tokens are
+//! compared in constant time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::DeployToken;
 
@@ -51,6 +53,9 @@ pub enum Denied {
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     pub call: BTreeMap<String, String>,
+    /// Platforms whose `/call` needs no token although `CALL_TOKENS` is set
+    /// (`CALL_OPEN_PLATFORMS`).
+    pub call_open: BTreeSet<String>,
     pub deploy: Vec<DeployToken>,
     pub admin: Option<String>,
 }
@@ -115,10 +120,20 @@ impl Tokens {
         }
     }
 
-    /// `/call` of `platform`: its token when `CALL_TOKENS` lists it.
+    /// `/call` of `platform`: no token while `CALL_TOKENS` is unset; once
+    /// it is, the platform's own token, unless `CALL_OPEN_PLATFORMS` lists
+    /// the platform (a platform nobody gave a token is refused, not open).
     pub fn check_call(&self, platform: &str, authorization: Option<&[u8]>) -> Result<(), Denied> {
-        let Some(expected) = self.call.get(platform) else {
+        if self.call.is_empty() {
             return Ok(());
+        }
+        let Some(expected) = self.call.get(platform) else {
+            if self.call_open.contains(platform) {
+                return Ok(());
+            }
+            return Err(Denied::Unauthorized(format!(
+                "/call of platform {platform} needs a bearer token, and CALL_TOKENS has none for it (the operator adds one, or lists the platform in CALL_OPEN_PLATFORMS)"
+            )));
         };
         match bearer(authorization) {
             Some(given) if ct_eq(given, expected.as_bytes()) => Ok(()),
@@ -164,6 +179,7 @@ mod tests {
     fn tokens() -> Tokens {
         Tokens {
             call: [("app".to_string(), "s3cret-token-0123456".to_string())].into(),
+            call_open: ["public_app".to_string()].into(),
             deploy: parse_deploy_tokens("app:deploy-app-000000001,app:deploy-app-000000002")
                 .unwrap(),
             admin: Some("admin-token-0123456789".into()),
@@ -173,7 +189,15 @@ mod tests {
     #[test]
     fn call_tokens() {
         let t = tokens();
-        assert!(t.check_call("other", None).is_ok());
+        // once CALL_TOKENS is set, a platform without a token is refused...
+        assert!(matches!(
+            t.check_call("other", None),
+            Err(Denied::Unauthorized(m)) if m.contains("CALL_OPEN_PLATFORMS")
+        ));
+        // ...unless the operator lists it as open
+        assert!(t.check_call("public_app", None).is_ok());
+        // without CALL_TOKENS every platform is open
+        assert!(Tokens::default().check_call("other", None).is_ok());
         assert!(t.check_call("app", None).is_err());
         assert!(t
             .check_call("app", Some(b"Bearer s3cret-token-0123456"))

@@ -106,9 +106,12 @@ pub struct Flags {
     /// cap on one deployment statement, 0 = none [DEPLOY_STATEMENT_TIMEOUT_MS, default 0]
     #[argh(option)]
     pub deploy_statement_timeout_ms: Option<String>,
-    /// bearer tokens for /call, per platform: platform:token,... ; unset = no token needed [CALL_TOKENS]
+    /// bearer tokens for /call, per platform: platform:token,... ; once set, a platform without a token is refused unless the router lists it as open; unset = no token needed [CALL_TOKENS]
     #[argh(option)]
     pub call_tokens: Option<String>,
+    /// platforms whose /call needs no token although CALL_TOKENS is set (comma-separated names); without it, once CALL_TOKENS is set a platform it does not list is refused [CALL_OPEN_PLATFORMS]
+    #[argh(option)]
+    pub call_open_platforms: Option<String>,
     /// bearer token for schema routes and /metrics; unset = no token needed [ADMIN_TOKEN]
     #[argh(option)]
     pub admin_token: Option<String>,
@@ -324,6 +327,12 @@ const SETTINGS: &[Setting] = &[
     s("CALL_TOKENS", "--call-tokens", ReadBy::Both, |f| {
         &f.call_tokens
     }),
+    s(
+        "CALL_OPEN_PLATFORMS",
+        "--call-open-platforms",
+        ReadBy::Router,
+        |f| &f.call_open_platforms,
+    ),
     s("ADMIN_TOKEN", "--admin-token", ReadBy::Both, |f| {
         &f.admin_token
     }),
@@ -715,8 +724,11 @@ pub struct Config {
     pub deploy_statement_timeout: Duration,
     /// `statement_timeout` of `/call` sessions.
     pub call_timeouts: CallTimeouts,
-    /// Bearer token per platform for `/call` (platforms not listed need none).
+    /// Bearer token per platform for `/call`; once any is set, a platform
+    /// not listed is refused unless `call_open_platforms` names it.
     pub call_tokens: std::collections::BTreeMap<String, String>,
+    /// `CALL_OPEN_PLATFORMS`: platforms whose `/call` needs no token.
+    pub call_open_platforms: std::collections::BTreeSet<String>,
     /// Bearer token for schema routes and `/metrics`.
     pub admin_token: Option<String>,
     pub max_client_connections: usize,
@@ -848,6 +860,19 @@ pub fn parse_call_tokens(
             )));
         }
         out.insert(platform.to_owned(), token.to_owned());
+    }
+    Ok(out)
+}
+
+/// Parse `CALL_OPEN_PLATFORMS`: platform names separated by commas.
+pub fn parse_call_open_platforms(
+    raw: &str,
+) -> Result<std::collections::BTreeSet<String>, ConfigError> {
+    let mut out = std::collections::BTreeSet::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        crate::names::validate_platform(name)
+            .map_err(|e| ConfigError(format!("CALL_OPEN_PLATFORMS: {e}")))?;
+        out.insert(name.to_owned());
     }
     Ok(out)
 }
@@ -1175,6 +1200,22 @@ impl Config {
                 1,
             )?,
         };
+        let call_tokens = match get("CALL_TOKENS") {
+            None => Default::default(),
+            Some(raw) => parse_call_tokens(&raw)?,
+        };
+        let call_open_platforms = match get("CALL_OPEN_PLATFORMS") {
+            None => Default::default(),
+            Some(raw) => parse_call_open_platforms(&raw)?,
+        };
+        if let Some(both) = call_open_platforms
+            .iter()
+            .find(|p| call_tokens.contains_key(*p))
+        {
+            return Err(ConfigError(format!(
+                "platform {both} is in CALL_TOKENS and in CALL_OPEN_PLATFORMS: give it a token or list it as open, not both"
+            )));
+        }
         Ok(Self {
             db,
             db_tls,
@@ -1233,10 +1274,8 @@ impl Config {
                     Some(raw) => parse_call_timeouts(&raw)?,
                 },
             },
-            call_tokens: match get("CALL_TOKENS") {
-                None => Default::default(),
-                Some(raw) => parse_call_tokens(&raw)?,
-            },
+            call_tokens,
+            call_open_platforms,
             admin_token: match get("ADMIN_TOKEN") {
                 Some(t) if t.len() < 16 => {
                     return Err(ConfigError(
@@ -1532,6 +1571,28 @@ mod tests {
                 "the environment sets DB_HOTS, which the gateway does not read (did you mean DB_HOST?)",
             ]
         );
+    }
+
+    #[test]
+    fn call_open_platforms_are_names_and_never_also_have_a_token() {
+        let tokens = "app:call-token-0123456789";
+        let c = cfg(&[
+            ("CALL_TOKENS", tokens),
+            ("CALL_OPEN_PLATFORMS", " demo , public_site,"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.call_open_platforms.iter().collect::<Vec<_>>(),
+            ["demo", "public_site"]
+        );
+        let e = cfg(&[("CALL_OPEN_PLATFORMS", "demo,Bad-Name")]).unwrap_err();
+        assert!(e.0.starts_with("CALL_OPEN_PLATFORMS: "), "{e}");
+        let e = cfg(&[("CALL_TOKENS", tokens), ("CALL_OPEN_PLATFORMS", "app")]).unwrap_err();
+        assert!(
+            e.0.contains("CALL_TOKENS and in CALL_OPEN_PLATFORMS"),
+            "{e}"
+        );
+        assert!(cfg(&[]).unwrap().call_open_platforms.is_empty());
     }
 
     #[test]
