@@ -116,9 +116,28 @@ fn components() -> Map<String, Value> {
     map
 }
 
+/// A form boolean: `true`, `false`, `1` or `0` in any case
+/// ([`crate::request::form_flag`]); anything else, empty included, is 400.
 fn flag_property(description: &str) -> Value {
-    let values: Vec<&str> = FLAG_TRUE.iter().chain(FLAG_FALSE).copied().collect();
-    json!({"type": "string", "enum": values, "description": description})
+    let any_case = |w: &str| -> String {
+        w.chars()
+            .map(|c| match c.is_ascii_alphabetic() {
+                true => format!("[{}{}]", c.to_ascii_uppercase(), c),
+                false => c.to_string(),
+            })
+            .collect()
+    };
+    let words: Vec<String> = FLAG_TRUE
+        .iter()
+        .chain(FLAG_FALSE)
+        .map(|w| any_case(w))
+        .collect();
+    let listed: Vec<&str> = FLAG_TRUE.iter().chain(FLAG_FALSE).copied().collect();
+    json!({
+        "type": "string",
+        "pattern": format!("^({})$", words.join("|")),
+        "description": format!("{description} One of {} (any case); absent = false; anything else, empty included, is refused (400).", listed.join(", "))
+    })
 }
 
 /// The multipart form of `/register` and `/migrate` (fields: [`UPLOAD_FIELDS`]).
@@ -222,7 +241,7 @@ const OPS: &[Op] = &[
         params: &[],
         ok: (200, "Rows as JSON objects", "CallResponse"),
         errors: &[
-            (400, "invalid_request (unknown field, bad name, `tenant_id` and `database` both given, arguments that match no overload), or database_error with `sqlstate` for an error the caller caused (classes 22, 23, 2F, 44, P0: bad input, constraint violations, RAISE EXCEPTION)"),
+            (400, "invalid_request (unknown or repeated field, a named argument given twice in `params`, bad name, `tenant_id` and `database` both given, arguments that match no overload, a query parameter), not_callable (the name is a procedure: a function may CALL it), or database_error with `sqlstate` for an error the caller caused (classes 22, 23, 2F, 44, P0: bad input, constraint violations, RAISE EXCEPTION)"),
             (404, "database_not_found (also for a database another platform owns) or function_not_found"),
             (500, "database_error: any other error PostgreSQL raised while running the function (`sqlstate` says which)"),
             (503, "pool_exhausted (no connection within POOL_WAIT_TIMEOUT_MS) or database_unavailable (PostgreSQL refused or is unreachable)"),
@@ -332,8 +351,9 @@ const OPS: &[Op] = &[
         auth: Auth::Deploy,
         body: Body::Json("CreateTenantRequest"),
         params: &[],
-        ok: (201, "Created (or, with dry_run, the plan)", "DeployResponse"),
+        ok: (201, "Created", "DeployResponse"),
         errors: &[
+            (200, "dry_run: the plan (status would_create); nothing created"),
             (404, "schema_not_found: the platform registered no schema yet (or is unknown)"),
             (409, "database_already_exists or migration_failed"),
         ],
@@ -398,8 +418,11 @@ const OPS: &[Op] = &[
         auth: Auth::Deploy,
         body: Body::Json("PlatformRegisterRequest"),
         params: &[],
-        ok: (201, "Registered", "PlatformRegisterResponse"),
-        errors: &[(400, "invalid_request: a bad name, or the platform is already registered")],
+        ok: (201, "Registered (also a platform known only from v1 /register: it is then v1 and v2)", "PlatformRegisterResponse"),
+        errors: &[
+            (400, "invalid_request: a bad name"),
+            (409, "platform_already_registered: the platform is registered for v2 already (nothing changed)"),
+        ],
     },
     Op {
         path: "/platform/{platform}/schema",
@@ -448,8 +471,9 @@ const OPS: &[Op] = &[
         auth: Auth::Deploy,
         body: Body::Json("DatabaseCreateRequest"),
         params: &[],
-        ok: (201, "Created (or, with dry_run, would_create)", "DatabaseCreateResponse"),
+        ok: (201, "Created", "DatabaseCreateResponse"),
         errors: &[
+            (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
             (404, "platform_not_found or schema_not_found"),
             (409, "database_already_exists or migration_failed"),
         ],
@@ -501,6 +525,8 @@ fn responses(op: &Op, method: &str, served: Served) -> Map<String, Value> {
     );
     for (status, text) in op.errors {
         let body = match op.id {
+            // another success (a dry run's 200): the same body as `ok`
+            _ if *status < 300 => op.ok.2,
             "health" => "HealthResponse",
             "ready" => "ProbeResponse",
             _ => "ErrorBody",
@@ -515,12 +541,17 @@ fn responses(op: &Op, method: &str, served: Served) -> Map<String, Value> {
             .or_insert_with(|| error_response(text));
     };
     if served == Served::Migrator {
-        add(400, "invalid_request: a field, form field or query parameter the route does not define (named, with the accepted ones), a field given twice, a wrongly typed value, a name breaking the naming rules".into());
+        add(400, "invalid_request: a field, form field or query parameter the route does not define (named, with the accepted ones), an empty query parameter, a field or JSON key given twice, a wrongly typed value (a form boolean other than true, false, 1 or 0), a name breaking the naming rules".into());
         add(503, "migrator_unavailable (the router cannot reach the migrator), or database_unavailable (the control catalog is not reachable)".into());
     }
+    add(
+        400,
+        "invalid_request: a query parameter the route does not define (this route takes none)"
+            .into(),
+    );
     match op.auth {
         Auth::Open => {}
-        Auth::Call => add(401, "unauthorized: CALL_TOKENS is set and the request has no token of this platform".into()),
+        Auth::Call => add(401, "unauthorized: CALL_TOKENS is set and the request has no token of this platform (a platform CALL_TOKENS does not list is refused too, unless CALL_OPEN_PLATFORMS lists it)".into()),
         Auth::Metrics => add(401, "unauthorized: ADMIN_TOKEN is set and the request lacks it".into()),
         Auth::Deploy | Auth::Admin => add(401, "unauthorized: ADMIN_TOKEN or DEPLOY_TOKENS is set and the request has no token configured there".into()),
     }
@@ -609,6 +640,17 @@ pub fn document() -> Value {
             .iter()
             .find(|op| op.path == route.pattern)
             .unwrap_or_else(|| panic!("no operation documented for {}", route.pattern));
+        let documented: Vec<&str> = op
+            .params
+            .iter()
+            .filter(|(_, place, ..)| *place == "query")
+            .map(|(name, ..)| *name)
+            .collect();
+        assert_eq!(
+            documented, route.query,
+            "{}: the query parameters documented are not the ones the route takes",
+            route.pattern
+        );
         let mut item = Map::new();
         for method in route.methods {
             let method = method.to_ascii_lowercase();
@@ -623,7 +665,7 @@ pub fn document() -> Value {
             "title": "StoneScriptDB Gateway",
             "version": crate::VERSION,
             "license": {"name": "MIT", "identifier": "MIT"},
-            "description": format!("PostgreSQL gateway and schema orchestrator for function-based platforms. /call, /health, /metrics and /openapi.json are served by stonescriptdb-router; every other route by stonescriptdb-migrator behind it. Every route answers 403 forbidden to clients outside ALLOWED_NETWORKS. Errors are an ErrorBody whose `error` is one of ErrorCode. Request bodies refuse fields they do not define. {NAMES_TEXT} This document is generated from the code (`cargo test -p stonescriptdb-tests --test openapi` rewrites docs/openapi.json).")
+            "description": format!("PostgreSQL gateway and schema orchestrator for function-based platforms. /call, /health, /metrics and /openapi.json are served by stonescriptdb-router; every other route by stonescriptdb-migrator behind it. Every route answers 403 forbidden to clients outside ALLOWED_NETWORKS. Errors are an ErrorBody whose `error` is one of ErrorCode. Requests are strict: a body field, form field or query parameter a route does not define is refused (400, naming it), POST routes included, and so is an empty query parameter, a JSON key given twice (top-level, or a named argument in `/call`'s params) and a form boolean other than true, false, 1 or 0 (any case). {NAMES_TEXT} This document is generated from the code (`cargo test -p stonescriptdb-tests --test openapi` rewrites docs/openapi.json).")
         },
         "servers": [{"url": "http://127.0.0.1:9000"}],
         "paths": paths,

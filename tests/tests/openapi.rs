@@ -387,6 +387,10 @@ fn shop() -> SchemaDir {
         "functions/too_slow.pssql",
         "CREATE OR REPLACE FUNCTION too_slow() RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(5) $$;\n",
     );
+    s.set(
+        "functions/tidy_up.pssql",
+        "CREATE OR REPLACE PROCEDURE tidy_up() LANGUAGE sql AS $$ SELECT 1 $$;\n",
+    );
     s
 }
 
@@ -456,8 +460,14 @@ async fn every_route_answers_as_the_document_says() {
     let j = Payload::Json(json!({"platform": p1}));
     c.expect(&gw, "POST", "/register", j, 415).await;
 
-    let f = form(&[("platform", &p1), ("dry_run", "yes")], Some(archive()));
+    let f = form(&[("platform", &p1), ("dry_run", "TRUE")], Some(archive()));
     c.expect(&gw, "POST", "/migrate", f, 200).await;
+    for flag in ["yes", ""] {
+        let f = form(&[("platform", &p1), ("dry_run", flag)], Some(archive()));
+        c.expect(&gw, "POST", "/migrate", f, 400).await;
+    }
+    let f = form(&[("platform", &p1)], Some(archive()));
+    c.expect(&gw, "POST", "/migrate?dry_run=true", f, 400).await;
     let f = form(&[("platform", &p1)], Some(archive()));
     c.expect(&gw, "POST", "/migrate", f, 200).await;
     let f = form(&[("platform", &p1), ("forced", "true")], Some(archive()));
@@ -481,6 +491,8 @@ async fn every_route_answers_as_the_document_says() {
         .await;
 
     let t = |tenant: &str| Payload::Json(json!({"platform": p1, "tenant_id": tenant}));
+    let j = Payload::Json(json!({"platform": p1, "tenant_id": "t3", "dry_run": true}));
+    c.expect(&gw, "POST", "/admin/create-tenant", j, 200).await;
     c.expect(&gw, "POST", "/admin/create-tenant", t("t3"), 201)
         .await;
     c.expect(&gw, "POST", "/admin/create-tenant", t("t3"), 409)
@@ -526,6 +538,8 @@ async fn every_route_answers_as_the_document_says() {
     let j = Payload::Json(json!({ "platform": p2 }));
     c.expect(&gw, "POST", "/platform/register", j, 201).await;
     let j = Payload::Json(json!({ "platform": p2 }));
+    c.expect(&gw, "POST", "/platform/register", j, 409).await;
+    let j = Payload::Json(json!({ "platform": "Not-A-Name" }));
     c.expect(&gw, "POST", "/platform/register", j, 400).await;
     c.expect(&gw, "POST", "/platform/register", big_json(70_000), 413)
         .await;
@@ -561,6 +575,10 @@ async fn every_route_answers_as_the_document_says() {
     let create = |schema: &str, id: &str| {
         Payload::Json(json!({"platform": p2, "schema_name": schema, "database_id": id}))
     };
+    let j = Payload::Json(
+        json!({"platform": p2, "schema_name": "store", "database_id": "d1", "dry_run": true}),
+    );
+    c.expect(&gw, "POST", "/database/create", j, 200).await;
     let (s, b) = c
         .send(
             &gw,
@@ -648,6 +666,10 @@ async fn every_route_answers_as_the_document_says() {
     .await;
     c.expect(&gw, "POST", "/call", call("no_such_fn", json!({})), 404)
         .await;
+    let b = c
+        .expect(&gw, "POST", "/call", call("tidy_up", json!({})), 400)
+        .await;
+    assert_eq!(b["error"], "not_callable", "{b}");
     c.expect(&gw, "POST", "/call", call("boom", json!({})), 500)
         .await;
     c.expect(&gw, "POST", "/call", call("too_slow", json!({})), 504)
@@ -665,6 +687,14 @@ async fn every_route_answers_as_the_document_says() {
     c.expect(&gw, "GET", "/metrics", Payload::None, 200).await;
     c.expect(&gw, "GET", "/openapi.json", Payload::None, 200)
         .await;
+    // ---- every route: a query parameter it does not define
+    for route in routes::ROUTES {
+        let path = format!("{}?nope=1", route.pattern.replace("{platform}", &p2));
+        let b = c
+            .expect(&gw, route.methods[0], &path, Payload::None, 400)
+            .await;
+        assert!(b["message"].as_str().unwrap().contains("\"nope\""), "{b}");
+    }
 
     // ---- every route: a method it does not take
     for route in routes::ROUTES {

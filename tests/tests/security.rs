@@ -55,15 +55,16 @@ async fn bearer_tokens_guard_calls_and_schema_routes() {
     assert_eq!(s, 401, "the admin token is not a call token");
     let (s, b) = send(&gw, "/call", Some(CALL_TOKEN), Some(call)).await;
     assert_eq!(s, 200, "{b}");
-    // a platform without a configured token needs none
-    let (s, _) = send(
+    // once CALL_TOKENS is set, a platform without a token is refused too
+    // (tests/tests/requests.rs: unless CALL_OPEN_PLATFORMS lists it)
+    let (s, b) = send(
         &gw,
         "/call",
         None,
         Some(json!({"platform": other.platform, "function": "echo_int4", "params": [1]})),
     )
     .await;
-    assert_eq!(s, 200);
+    assert_eq!((s, b["error"].clone()), (401, json!("unauthorized")), "{b}");
     // schema routes and /metrics need the admin token; /health does not
     let (s, _) = send(&gw, "/platforms", None, None).await;
     assert_eq!(s, 401);

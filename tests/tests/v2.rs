@@ -45,7 +45,11 @@ async fn seed_004_workflow_examples() {
                "message": format!("Platform registered. Use POST /platform/{p}/schema to add schemas.")})
     );
     let (s, b) = gw.post("/platform/register", &json!({"platform": p})).await;
-    assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")));
+    // 409, what StoneScriptPHP's CLI expects (seed 004's 400 predates it)
+    assert_eq!(
+        (s, b["error"].clone()),
+        (409, json!("platform_already_registered"))
+    );
     assert_eq!(
         b["message"],
         format!("Platform '{p}' is already registered")
