@@ -1,5 +1,5 @@
 //! Requests that cannot skip a safety switch by accident, and the smaller
-//! answers that must agree with the document (issue 26, docs/API.md): every
+//! answers that must agree with the document (docs/API.md): every
 //! route refuses query parameters it does not define (POST routes too, so
 //! `?dry_run=true` never deploys for real) and empty ones; form booleans are
 //! `true`, `false`, `1` or `0` in any case, nothing else; JSON keys are

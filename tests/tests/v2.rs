@@ -45,7 +45,7 @@ async fn seed_004_workflow_examples() {
                "message": format!("Platform registered. Use POST /platform/{p}/schema to add schemas.")})
     );
     let (s, b) = gw.post("/platform/register", &json!({"platform": p})).await;
-    // 409, what StoneScriptPHP's CLI expects (seed 004's 400 predates it)
+    // 409, what StoneScriptPHP's CLI expects (the v2 guide's 400 predates it)
     assert_eq!(
         (s, b["error"].clone()),
         (409, json!("platform_already_registered"))
