@@ -6,6 +6,9 @@
 # under $DATA_DIR/postgres (port $LOCAL_PG_PORT, default 5433; trust auth,
 # listening on 127.0.0.1 and a socket in that directory only), installing
 # Debian's `postgresql` package when absent, and stops it again on exit.
+# LOCAL_PG_PORT is this script's own setting, read from the environment only
+# (not from .env; the gateway's binaries do not read it): LOCAL_PG_PORT=5434
+# deploy/run.sh. Documented in README ("Configuration") and QUICKSTART.
 # Starts stonescriptdb-migrator and stonescriptdb-router; extra arguments go to
 # both (see --help).
 set -euo pipefail
