@@ -145,7 +145,7 @@ async fn deploy_as(
         // transaction and reports the others.
         if !opts.dry_run && !parsed.extensions.is_empty() {
             let admin_db = state.admin.connect(Some(target)).await?;
-            preinstalled = deploy::preinstall(&admin_db, label, parsed).await?;
+            preinstalled = deploy::preinstall(&admin_db, label, parsed).await?.len() as u64;
         }
         let mut report = deploy::deploy(&mut client, label, parsed, opts, &state.log).await?;
         report.extensions_installed += preinstalled;
@@ -411,11 +411,12 @@ pub async fn dry_run_new(
     let result = async {
         let creation = start(state, &admin, &scratch, None).await?;
         let deployed = async {
+            let mut preinstalled = Vec::new();
             if !parsed.extensions.is_empty() {
                 let admin_db = state.admin.connect(Some(&scratch.name)).await?;
                 // (what deploy_as checks, before anything is installed here)
                 deploy::precheck(&admin_db, parsed, &state.extensions_allowed).await?;
-                deploy::preinstall(&admin_db, would_be, parsed).await?;
+                preinstalled = deploy::preinstall(&admin_db, would_be, parsed).await?;
             }
             let opts = Options {
                 mode: Mode::Register,
@@ -437,7 +438,10 @@ pub async fn dry_run_new(
             if report.status != DeployStatus::Blocked {
                 report.status = DeployStatus::WouldCreate;
             }
-            report.extensions_installed = parsed.extensions.len() as u64;
+            // what the admin role installed first is the plan's first step,
+            // counted like the ones installed in the transaction
+            report.extensions_installed += preinstalled.len() as u64;
+            report.plan.splice(0..0, preinstalled);
             Ok::<_, MigratorError>(report)
         }
         .await;

@@ -115,6 +115,9 @@ pub struct MigrationItem {
     pub refused: Option<String>,
     /// Extensions its statements install or change.
     pub extensions: Vec<ExtensionUse>,
+    /// The tables, columns and sequences it creates or renames itself
+    /// (`tables/` leaves those to it while it is pending).
+    pub effects: Vec<sql::effects::Effect>,
 }
 
 /// Everything the deployment steps need from the files, read once.
@@ -223,6 +226,8 @@ const NO_BODY_CHECK: &str = "-- stonescriptdb: no-body-check";
 fn read_functions(p: &Parsed, m: &mut Model) -> Result<(), MigratorError> {
     use sql::function_file::{classify, FnStmt};
     let mut others = Vec::new();
+    // the first file without a routine, said after what its statements are
+    let mut empty: Option<usize> = None;
     for (fi, f) in p.functions.iter().enumerate() {
         let body_check = !p.no_body_check.get(fi).copied().unwrap_or(false);
         let mut defines = false;
@@ -251,10 +256,7 @@ fn read_functions(p: &Parsed, m: &mut Model) -> Result<(), MigratorError> {
             });
         }
         if !defines {
-            return Err(MigratorError::BadRequest(format!(
-                "{}: defines no routine; a file in functions/ holds CREATE FUNCTION, PROCEDURE or AGGREGATE statements (with their triggers, comments and grants)",
-                f.path
-            )));
+            empty.get_or_insert(fi);
         }
     }
     let defined: std::collections::BTreeSet<&str> =
@@ -291,6 +293,12 @@ fn read_functions(p: &Parsed, m: &mut Model) -> Result<(), MigratorError> {
                 )))
             }
         }
+    }
+    if let Some(fi) = empty {
+        return Err(MigratorError::BadRequest(format!(
+            "{}: defines no routine; a file in functions/ holds CREATE FUNCTION, PROCEDURE or AGGREGATE statements (with their triggers, comments and grants)",
+            p.functions[fi].path
+        )));
     }
     Ok(())
 }
@@ -374,6 +382,7 @@ fn model(p: &Parsed) -> Result<Model, MigratorError> {
                         cascade,
                     });
                 }
+                item.effects.extend(sql::effects::effects(&s.text));
             }
             item
         })

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use slog::info;
 use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::wire::PlanStep;
 use tokio_postgres::GenericClient;
 
 use super::Run;
@@ -273,14 +274,14 @@ pub async fn check(
 /// the platform's own role, the declared extensions that role cannot
 /// install itself: those PostgreSQL does not trust, which [`check`] let
 /// through because the operator allowed them. Trusted ones are left to the
-/// deployment's transaction. Returns how many were installed.
+/// deployment's transaction. Returns what was installed, as plan steps.
 pub async fn preinstall(
     admin_db: &tokio_postgres::Client,
     database: &str,
     schema: &Parsed,
-) -> Result<u64, MigratorError> {
+) -> Result<Vec<PlanStep>, MigratorError> {
     let Some(first) = schema.extensions.first() else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let (installed, available) = observe(admin_db, &schema.extensions)
         .await
@@ -288,7 +289,7 @@ pub async fn preinstall(
     let offered = offers(admin_db)
         .await
         .map_err(|e| failure(database, first, Some(&e), None))?;
-    let mut n = 0;
+    let mut installed_now = Vec::new();
     for (ext, action) in
         schema
             .extensions
@@ -308,11 +309,17 @@ pub async fn preinstall(
                         .await
                         .map_err(|e| failure(database, ext, Some(&e), None))?;
                 }
-                n += 1;
+                installed_now.push(PlanStep {
+                    phase: "extensions".into(),
+                    class: None,
+                    object: ext.path.clone(),
+                    reason: "not trusted by PostgreSQL, allowed by EXTENSIONS_ALLOWED: installed by the gateway's admin role before the deployment".into(),
+                    sql: statements,
+                });
             }
         }
     }
-    Ok(n)
+    Ok(installed_now)
 }
 
 pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {

@@ -12,6 +12,7 @@ use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
 use super::{Options, Run};
 use crate::error::{MigratorError, SchemaRefusal};
 use crate::schema::Parsed;
+use crate::sql::effects::Effect;
 use crate::sql::{self, SqlFile, Statement};
 use crate::table_model::{Class, Model, QName, Sequence, Step as TableStep, Table};
 use crate::tables::introspect;
@@ -66,17 +67,49 @@ fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
 
 /// Create the declared tables that do not exist yet from their `tables/`
 /// files (every statement of the file), referenced tables first; REFERENCES
-/// cycles are broken by adding those foreign keys afterwards.
+/// cycles are broken by adding those foreign keys afterwards. A table a
+/// pending migration reshapes is created from the declared model as that
+/// migration expects it (its foreign keys, indexes and the rest follow after
+/// the migrations).
 async fn create_missing(
     run: &mut Run<'_>,
     schema: &Parsed,
     missing: &BTreeSet<QName>,
+    reshaped: &[Table],
 ) -> Result<(), MigratorError> {
+    for t in reshaped {
+        let text = crate::tables::introspect::render_table(t);
+        let object = t.name.to_string();
+        run.note(
+            "tables",
+            Some(Class::Safe),
+            &object,
+            "new table, as the pending migrations that change its columns expect it",
+            &text,
+        );
+        run.send(&text, |e| {
+            run.fail(
+                None,
+                None,
+                format!("creating table {object} failed"),
+                Some(e),
+            )
+        })
+        .await?;
+        run.report.tables_created += 1;
+        run.created
+            .insert((t.name.schema.clone(), t.name.name.clone()));
+        run.changelog("table", &object, "created", None).await?;
+    }
+    let reshaped: BTreeSet<&QName> = reshaped.iter().map(|t| &t.name).collect();
     let to_create: Vec<TableFile<'_>> = schema
         .model
         .tables
         .iter()
-        .filter(|t| missing.contains(&QName::new(&t.key.0, &t.key.1)))
+        .filter(|t| {
+            let q = QName::new(&t.key.0, &t.key.1);
+            missing.contains(&q) && !reshaped.contains(&q)
+        })
         .map(|t| TableFile {
             file: &schema.tables[t.file],
             key: t.key.clone(),
@@ -176,45 +209,185 @@ async fn apply_step(
     Ok(())
 }
 
-/// When tables are missing, create the new sequences of `tables/` files
-/// that declare no table (a file of sequences that several tables' defaults
-/// share) first: the missing tables' defaults may use them. Everything else
-/// about sequences (one declared beside its table, option changes,
-/// ownership) is left to the plan after the migrations, which may create
-/// the same sequence themselves.
-async fn create_shared_sequences(
-    run: &mut Run<'_>,
-    declared: &crate::sql::ddl::Declared,
+/// What `tables/` does before the pending migrations (docs/SCHEMA.md, step
+/// 2), given what they make themselves ([`Effect`]s): pure.
+#[derive(Debug, Default)]
+pub struct Before {
+    /// The plan as the refusal before the migrations judges it: what a
+    /// pending migration creates, adds or renames itself is listed as its
+    /// (safe) change or not at all (an old column it renames is not a
+    /// drop), a new NOT NULL column without a default on an existing table
+    /// counted as added nullable.
+    pub checked: Vec<TableStep>,
+    /// Run now, in order: new sequences, then new columns of existing
+    /// tables (a NOT NULL one without a default added nullable).
+    pub run: Vec<TableStep>,
+    /// Missing tables to create now.
+    pub missing: BTreeSet<QName>,
+    /// Columns added nullable now (`table.column`, as step objects name
+    /// them), tightened after the migrations.
+    pub tighten: BTreeSet<String>,
+    /// Missing tables a pending migration changes the columns of: created
+    /// from the declared model as the migration expects them (without the
+    /// columns it adds, renamed ones under their old name).
+    pub reshaped: Vec<Table>,
+}
+
+/// Plan what runs before the pending migrations. `plan` is the diff from
+/// `observed` to `desired`.
+pub fn before_migrations(
     plan: &[TableStep],
-    missing: &BTreeSet<QName>,
-) -> Result<(), MigratorError> {
-    if missing.is_empty() {
-        return Ok(());
+    desired: &Model,
+    observed: &Model,
+    effects: &[Effect],
+) -> Before {
+    let q = |(s, n): &(String, String)| QName::new(s, n);
+    let mut made_tables: BTreeSet<QName> = BTreeSet::new();
+    let mut made_sequences: BTreeSet<QName> = BTreeSet::new();
+    let mut made_columns: BTreeSet<String> = BTreeSet::new();
+    let mut renamed_away: BTreeSet<String> = BTreeSet::new();
+    let mut renamed_tables: BTreeSet<QName> = BTreeSet::new();
+    let mut column_changes: Vec<(QName, Option<String>, String)> = Vec::new();
+    for e in effects {
+        match e {
+            Effect::CreatesTable(t) => {
+                made_tables.insert(q(t));
+            }
+            Effect::CreatesSequence(s) => {
+                made_sequences.insert(q(s));
+            }
+            Effect::AddsColumn(t, c) => {
+                made_columns.insert(format!("{}.{c}", q(t)));
+                column_changes.push((q(t), None, c.clone()));
+            }
+            Effect::RenamesColumn(t, from, to) => {
+                made_columns.insert(format!("{}.{to}", q(t)));
+                renamed_away.insert(format!("{}.{from}", q(t)));
+                column_changes.push((q(t), Some(from.clone()), to.clone()));
+            }
+            Effect::RenamesTable(from, to) => {
+                made_tables.insert(q(to));
+                renamed_tables.insert(q(from));
+            }
+        }
     }
-    let table_files: BTreeSet<&str> = declared.files.values().map(String::as_str).collect();
-    for (n, step) in plan.iter().enumerate() {
-        if !step
-            .sql
+    let mut out = Before::default();
+    // a column a pending migration adds, declared NOT NULL: the migration
+    // adds and fills it, its NOT NULL follows after the migrations
+    for (t, from, c) in &column_changes {
+        let declared_not_null = desired
+            .tables
+            .get(t)
+            .and_then(|table| table.column(c))
+            .is_some_and(|col| col.not_null);
+        if from.is_none() && declared_not_null {
+            out.tighten.insert(format!("{t}.{c}"));
+        }
+    }
+    let new_column =
+        |step: &TableStep| step.sql.first().is_some_and(|s| s.contains(" ADD COLUMN "));
+    for step in plan {
+        let sql = step.sql.first().map(String::as_str).unwrap_or("");
+        let made_by_migration = (new_column(step) && made_columns.contains(&step.object))
+            || (sql.contains(" DROP COLUMN ") && renamed_away.contains(&step.object))
+            || (sql.starts_with("DROP TABLE ")
+                && renamed_tables.iter().any(|t| t.to_string() == step.object))
+            || (sql.starts_with("CREATE TABLE ")
+                && made_tables.iter().any(|t| t.to_string() == step.object))
+            || (sql.starts_with("CREATE SEQUENCE ")
+                && made_sequences.iter().any(|t| t.to_string() == step.object));
+        if made_by_migration {
+            // still a change tables/ asks for, which the migration makes;
+            // a drop it makes by renaming loses nothing
+            if step.class == Class::Safe {
+                let mut step = step.clone();
+                step.reason.push_str(" (a pending migration makes it)");
+                out.checked.push(step);
+            }
+            continue;
+        }
+        let mut step = step.clone();
+        if new_column(&step) {
+            // a column of an existing table: added now, nullable if it
+            // has nothing to fill the existing rows with
+            let column = desired.tables.iter().find_map(|(t, table)| {
+                let c = table
+                    .columns
+                    .iter()
+                    .find(|c| format!("{t}.{}", c.name) == step.object)?;
+                let had = observed.tables.get(t)?;
+                had.column(&c.name).is_none().then_some((t, c))
+            });
+            if let Some((t, c)) = column {
+                if step.class != Class::Safe && c.not_null {
+                    let nullable = crate::table_model::Column {
+                        not_null: false,
+                        ..c.clone()
+                    };
+                    step.class = Class::Safe;
+                    step.reason = format!(
+                        "{}: new NOT NULL column without a default: added nullable before the migrations, NOT NULL set after them (a migration fills it)",
+                        step.object
+                    );
+                    step.sql = vec![format!(
+                        "ALTER TABLE {} ADD COLUMN {}",
+                        t.sql(),
+                        crate::tables::diff::column_def(&nullable)
+                    )];
+                    out.tighten.insert(step.object.clone());
+                }
+                out.run.push(step.clone());
+            }
+        } else if sql.starts_with("CREATE SEQUENCE ") {
+            out.run.push(step.clone());
+        }
+        out.checked.push(step);
+    }
+    // sequences before the columns whose defaults use them
+    out.run.sort_by_key(|s| {
+        !s.sql
             .first()
-            .is_some_and(|s| s.starts_with("CREATE SEQUENCE "))
-        {
+            .is_some_and(|x| x.starts_with("CREATE SEQUENCE "))
+    });
+    for (name, table) in &desired.tables {
+        if observed.tables.contains_key(name) || made_tables.contains(name) {
             continue;
         }
-        let Some(path) = declared
-            .sequence_files
+        out.missing.insert(name.clone());
+        let changes: Vec<&(QName, Option<String>, String)> = column_changes
             .iter()
-            .find(|(q, _)| q.to_string() == step.object)
-            .map(|(_, p)| p.as_str())
-        else {
-            continue;
-        };
-        if table_files.contains(path) {
+            .filter(|(t, _, _)| t == name)
+            .collect();
+        if changes.is_empty() {
             continue;
         }
-        // run, counted and recorded as the same step after the migrations would be
-        apply_step(run, step, (n, plan.len()), Some(path)).await?;
+        let mut t = table.clone();
+        let mut gone: BTreeSet<String> = BTreeSet::new();
+        t.columns
+            .retain_mut(|c| match changes.iter().find(|(_, _, to)| *to == c.name) {
+                Some((_, Some(from), _)) => {
+                    gone.insert(c.name.clone());
+                    c.name = from.clone();
+                    true
+                }
+                Some((_, None, _)) => {
+                    gone.insert(c.name.clone());
+                    false
+                }
+                None => true,
+            });
+        // constraints naming a column the migration makes come after it
+        let names_gone = |definition: &str| {
+            crate::sql::tokens(definition, 1).iter().any(|tok| {
+                let word = tok.text.trim_matches('"');
+                gone.contains(word) || gone.contains(&word.to_ascii_lowercase())
+            })
+        };
+        t.constraints.retain(|k| !names_gone(&k.definition));
+        t.indexes.clear();
+        out.reshaped.push(t);
     }
-    Ok(())
+    out
 }
 
 /// Name of a sequence's row in `_stonescriptdb_gateway_tables`.
@@ -228,6 +401,22 @@ pub(super) struct TableState {
     /// The recorded model already equals `desired` (same `tables/`).
     recorded: bool,
     folder_checksum: String,
+    /// Columns added nullable before the migrations, to tighten after them.
+    tighten: BTreeSet<String>,
+}
+
+/// The `tables/` file of a step's object (`table`, `table.part` or a
+/// sequence, as `QName` displays them).
+fn file_of<'a>(declared: &'a crate::sql::ddl::Declared, object: &str) -> Option<&'a str> {
+    declared
+        .files
+        .iter()
+        .chain(declared.sequence_files.iter())
+        .find(|(q, _)| {
+            let q = q.to_string();
+            object == q || object.starts_with(&format!("{q}."))
+        })
+        .map(|(_, p)| p.as_str())
 }
 
 /// A stand-in for a table recorded before declared models were kept: only
@@ -385,29 +574,76 @@ pub(super) async fn tables_before(
     };
     let observed = observe(run, &desired, &previous).await?;
     let (desired, plan) = table_plan(&desired, &observed, &previous);
-    run.report.schema_validation = validation(&plan);
-    let refused = plan.iter().any(|s| s.class != Class::Safe);
+    let applied = super::migrations::recorded(&run.tx)
+        .await
+        .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
+    let effects: Vec<Effect> = schema
+        .migrations
+        .iter()
+        .zip(&schema.model.migrations)
+        .filter(|(f, _)| !applied.contains_key(super::migrations::name(&f.path)))
+        .flat_map(|(_, m)| m.effects.iter().cloned())
+        .collect();
+    let before = before_migrations(&plan, &desired, &observed, &effects);
+    run.report.schema_validation = validation(&before.checked);
+    let refused = before.checked.iter().any(|s| s.class != Class::Safe);
     if refused && !opts.force {
         return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
             database: run.database.to_owned(),
             validation: run.report.schema_validation.clone(),
-            plan: plan_steps(&plan),
+            plan: plan_steps(&before.checked),
             after_migrations: false,
         })));
     }
-    let missing: BTreeSet<QName> = desired
-        .tables
-        .keys()
-        .filter(|q| !observed.tables.contains_key(*q))
-        .cloned()
+    // new sequences (those in the file of a table created from its file
+    // come with it), the missing tables, then new columns of existing ones
+    let reshaped: BTreeSet<&QName> = before.reshaped.iter().map(|t| &t.name).collect();
+    let from_files: BTreeSet<&str> = declared
+        .files
+        .iter()
+        .filter(|(q, _)| before.missing.contains(*q) && !reshaped.contains(q))
+        .map(|(_, f)| f.as_str())
         .collect();
-    create_shared_sequences(run, declared, &plan, &missing).await?;
-    create_missing(run, schema, &missing).await?;
+    let total = before.run.len();
+    for (n, step) in before.run.iter().enumerate() {
+        let file = file_of(declared, &step.object);
+        let sequence = step
+            .sql
+            .first()
+            .is_some_and(|x| x.starts_with("CREATE SEQUENCE "));
+        // a table created from its file brings its own sequences (those
+        // its file declares, and a serial column's)
+        let owner_created = desired
+            .sequences
+            .iter()
+            .find(|(q, _)| q.to_string() == step.object)
+            .and_then(|(_, seq)| seq.owned_by.as_ref())
+            .is_some_and(|(t, _)| before.missing.contains(t) && !reshaped.contains(t));
+        if sequence && (owner_created || file.is_some_and(|f| from_files.contains(f))) {
+            continue;
+        }
+        if !sequence {
+            continue;
+        }
+        apply_step(run, step, (n, total), file).await?;
+    }
+    create_missing(run, schema, &before.missing, &before.reshaped).await?;
+    for (n, step) in before.run.iter().enumerate() {
+        if step
+            .sql
+            .first()
+            .is_some_and(|x| x.starts_with("CREATE SEQUENCE "))
+        {
+            continue;
+        }
+        apply_step(run, step, (n, total), file_of(declared, &step.object)).await?;
+    }
     Ok(Some(TableState {
         desired,
         previous,
         recorded,
         folder_checksum,
+        tighten: before.tighten,
     }))
 }
 
@@ -421,7 +657,19 @@ pub(super) async fn tables_after(
     opts: Options,
 ) -> Result<(), MigratorError> {
     let observed = observe(run, &state.desired, &state.previous).await?;
-    let (desired, plan) = table_plan(&state.desired, &observed, &state.previous);
+    let (desired, mut plan) = table_plan(&state.desired, &observed, &state.previous);
+    // columns added nullable before the migrations get their NOT NULL now;
+    // PostgreSQL refuses it if a migration left a row without a value
+    for step in plan.iter_mut() {
+        let tightens = step.sql.iter().any(|x| x.ends_with(" SET NOT NULL"));
+        if tightens && state.tighten.contains(&step.object) {
+            step.class = Class::Safe;
+            step.reason = format!(
+                "{}: SET NOT NULL (added nullable before the migrations; they must have filled it)",
+                step.object
+            );
+        }
+    }
     if !opts.force && plan.iter().any(|s| s.class != Class::Safe) {
         let mut v = validation(&plan);
         v.safe_changes.clear();
@@ -432,18 +680,12 @@ pub(super) async fn tables_after(
             after_migrations: true,
         })));
     }
-    let files = schema.declared.as_ref().map(|d| &d.files);
     for (n, step) in plan.iter().enumerate() {
-        // `object` is `table` or `table.part`, the table as `QName` displays it.
-        let file = files.and_then(|f| {
-            f.iter()
-                .find(|(q, _)| {
-                    let q = q.to_string();
-                    step.object == q || step.object.starts_with(&format!("{q}."))
-                })
-                .map(|(_, p)| p.clone())
-        });
-        apply_step(run, step, (n, plan.len()), file.as_deref()).await?;
+        let file = schema
+            .declared
+            .as_ref()
+            .and_then(|d| file_of(d, &step.object));
+        apply_step(run, step, (n, plan.len()), file).await?;
     }
     if !plan.is_empty() {
         let after = observe(run, &desired, &state.previous).await?;
@@ -614,5 +856,126 @@ mod tests {
             .constraints
             .iter()
             .any(|c| c.name == "t_pk"));
+    }
+
+    fn before(desired: &str, observed: &str, migrations: &[&str]) -> Before {
+        // (an empty database: a table nobody declares)
+        let observed = if observed.is_empty() {
+            "CREATE TABLE zz_unrelated (x int);"
+        } else {
+            observed
+        };
+        let (desired, observed) = (declared(desired), declared(observed));
+        let (desired, plan) = table_plan(&desired, &observed, &observed);
+        let effects: Vec<Effect> = migrations
+            .iter()
+            .flat_map(|m| crate::sql::effects::effects(m))
+            .collect();
+        before_migrations(&plan, &desired, &observed, &effects)
+    }
+
+    fn sql(steps: &[TableStep]) -> Vec<String> {
+        steps.iter().flat_map(|s| s.sql.clone()).collect()
+    }
+
+    #[test]
+    fn a_declared_column_is_added_before_the_migration_that_fills_it() {
+        let b = before(
+            "CREATE TABLE orgs (id int PRIMARY KEY, slug text NOT NULL);",
+            "CREATE TABLE orgs (id int PRIMARY KEY);",
+            &["UPDATE orgs SET slug = 'org-' || id"],
+        );
+        // added nullable now, tightened after the migrations: not data loss
+        assert_eq!(
+            sql(&b.run),
+            ["ALTER TABLE public.orgs ADD COLUMN slug text"]
+        );
+        assert!(
+            b.checked.iter().all(|s| s.class == Class::Safe),
+            "{:?}",
+            b.checked
+        );
+        assert_eq!(b.tighten, ["orgs.slug".to_string()].into());
+        // a nullable or defaulted column is added as declared
+        let b = before(
+            "CREATE TABLE orgs (id int PRIMARY KEY, note text, n int DEFAULT 0 NOT NULL);",
+            "CREATE TABLE orgs (id int PRIMARY KEY);",
+            &[],
+        );
+        assert_eq!(
+            sql(&b.run),
+            [
+                "ALTER TABLE public.orgs ADD COLUMN note text",
+                "ALTER TABLE public.orgs ADD COLUMN n integer DEFAULT 0 NOT NULL"
+            ]
+        );
+        assert!(b.tighten.is_empty());
+    }
+
+    #[test]
+    fn what_a_pending_migration_makes_itself_is_left_to_it() {
+        // it adds the column itself
+        let b = before(
+            "CREATE TABLE orgs (id int PRIMARY KEY, slug text NOT NULL);",
+            "CREATE TABLE orgs (id int PRIMARY KEY);",
+            &["ALTER TABLE orgs ADD COLUMN slug text; UPDATE orgs SET slug = 'x'"],
+        );
+        assert!(b.run.is_empty(), "{b:?}");
+        assert!(
+            b.checked
+                .iter()
+                .all(|s| s.class == Class::Safe
+                    && s.reason.ends_with("(a pending migration makes it)")),
+            "{b:?}"
+        );
+        assert_eq!(b.tighten, ["orgs.slug".to_string()].into());
+        // it renames the old column: no drop, no add
+        let b = before(
+            "CREATE TABLE users (id int PRIMARY KEY, full_name text);",
+            "CREATE TABLE users (id int PRIMARY KEY, name text);",
+            &["ALTER TABLE users RENAME COLUMN name TO full_name"],
+        );
+        assert!(b.run.is_empty(), "{b:?}");
+        assert!(b.checked.iter().all(|s| s.class == Class::Safe), "{b:?}");
+        // without the migration the same change is a drop (refused) and an add
+        let b = before(
+            "CREATE TABLE users (id int PRIMARY KEY, full_name text);",
+            "CREATE TABLE users (id int PRIMARY KEY, name text);",
+            &[],
+        );
+        assert!(b.checked.iter().any(|s| s.class == Class::Dataloss));
+        // a table or a sequence it creates
+        let b = before(
+            "CREATE TABLE a (id int); CREATE SEQUENCE s;",
+            "",
+            &["CREATE TABLE a (id int)", "CREATE SEQUENCE s"],
+        );
+        assert!(b.missing.is_empty() && b.run.is_empty(), "{b:?}");
+        let b = before("CREATE TABLE a (id int); CREATE SEQUENCE s;", "", &[]);
+        assert_eq!(b.missing, [QName::new("public", "a")].into());
+        assert_eq!(sql(&b.run).len(), 1);
+    }
+
+    #[test]
+    fn a_new_table_a_migration_reshapes_is_created_as_the_migration_expects_it() {
+        let b = before(
+            "CREATE TABLE orgs (id int PRIMARY KEY, slug text UNIQUE, full_name text);",
+            "",
+            &[
+                "ALTER TABLE orgs ADD COLUMN slug text",
+                "ALTER TABLE orgs RENAME COLUMN name TO full_name",
+            ],
+        );
+        assert_eq!(b.reshaped.len(), 1);
+        let t = &b.reshaped[0];
+        let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(cols, ["id", "name"]);
+        // the unique key on slug comes after the migration; the primary key stays
+        let defs: Vec<&str> = t
+            .constraints
+            .iter()
+            .map(|c| c.definition.as_str())
+            .collect();
+        assert_eq!(defs, ["PRIMARY KEY (id)"]);
     }
 }

@@ -7,6 +7,7 @@
 //!   `..`, a leading BOM; [`tokens`] for readers outside this module;
 //! - `view`: a cursor over significant tokens and single-token values, for the readers below;
 //! - `split`: files into statements, and which statements need autocommit;
+//! - [`effects`]: the tables, columns and sequences a migration statement creates or renames;
 //! - [`function_file`]: what a statement of a `functions/` file is (routine, trigger, about a
 //!   routine, skipped, or misplaced with the folder it belongs in);
 //! - [`guard`]: what an uploaded statement may do (transaction control, session identity,
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod create_table;
 pub mod ddl;
+pub mod effects;
 pub mod function_file;
 pub mod guard;
 mod inserts;

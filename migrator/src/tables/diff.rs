@@ -415,7 +415,7 @@ fn identity_sql(kind: Identity) -> &'static str {
 }
 
 /// `name type [COLLATE c] [GENERATED ...] [DEFAULT e] [NOT NULL]`.
-fn column_def(c: &Column) -> String {
+pub(crate) fn column_def(c: &Column) -> String {
     let mut s = format!("{} {}", ident(&c.name), c.data_type);
     if let Some(coll) = &c.collation {
         s.push_str(" COLLATE ");
