@@ -47,9 +47,19 @@ impl Form {
     pub fn text(&mut self, name: &str) -> Result<Option<String>, MigratorError> {
         match self.fields.remove(name) {
             None => Ok(None),
-            Some(f) => String::from_utf8(f.data)
-                .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
-                .map_err(|_| MigratorError::BadRequest(format!("field {name} is not UTF-8 text"))),
+            Some(f) => {
+                let text = String::from_utf8(f.data).map_err(|_| {
+                    MigratorError::BadRequest(format!("field {name} is not UTF-8 text"))
+                })?;
+                // an empty value (an unset shell variable) is not "absent":
+                // `tenant_id=` must not widen a /migrate to every database
+                match text.trim() {
+                    "" => Err(MigratorError::BadRequest(format!(
+                        "field {name} is empty: leave the field out, or give it a value"
+                    ))),
+                    t => Ok(Some(t.to_owned())),
+                }
+            }
         }
     }
 

@@ -205,6 +205,15 @@ async fn form_booleans_are_true_false_1_or_0_and_nothing_else() {
             assert!(!has_table(&main, "extra").await, "{field}={bad:?} deployed");
         }
     }
+    // an empty tenant_id (an unset shell variable) is not "every database"
+    for empty in ["", " "] {
+        let (s, b) = migrate(vec![("tenant_id", empty)]).await;
+        is_invalid(s, &b, "field tenant_id is empty");
+        assert!(
+            !has_table(&main, "extra").await,
+            "tenant_id={empty:?} deployed"
+        );
+    }
     for dry in ["TRUE", "True", "1", "true"] {
         let (s, b) = migrate(vec![("dry_run", dry), ("force", "0")]).await;
         assert_eq!((s, b["status"].as_str()), (200, Some("dry_run")), "{b}");
