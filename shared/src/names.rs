@@ -37,6 +37,11 @@ pub const TENANT_ID: NameRule = NameRule {
 };
 /// [`validate_database_id`].
 pub const DATABASE_ID: NameRule = TENANT_ID;
+/// [`validate_uuid`].
+pub const UUID: NameRule = NameRule {
+    pattern: "^[a-z0-9]+(-[a-z0-9]+)*$",
+    max_len: MAX_IDENTIFIER_BYTES,
+};
 /// [`validate_database_name`].
 pub const DATABASE: NameRule = NameRule {
     pattern: "^[a-z][a-z0-9_-]*$",
@@ -145,6 +150,25 @@ pub fn validate_database_id(database_id: &str) -> Result<(), NameError> {
     check_id("database_id", database_id)
 }
 
+/// A tenant's uuid as today's StoneScriptPHP sends it: lowercase letters and
+/// digits in groups joined by single hyphens (`[a-z0-9]+(-[a-z0-9]+)*`). No
+/// underscores, so mapping hyphens to underscores cannot make two uuids meet.
+pub fn validate_uuid(uuid: &str) -> Result<(), NameError> {
+    let groups_ok = !uuid.is_empty()
+        && uuid.split('-').all(|g| {
+            !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if !groups_ok {
+        return Err(err(
+            "uuid",
+            format!(
+                "{uuid:?} must be lowercase letters and digits in groups joined by single hyphens ([a-z0-9]+(-[a-z0-9]+)*)"
+            ),
+        ));
+    }
+    check_len("uuid", uuid)
+}
+
 fn joined(parts: &[&str]) -> Result<String, NameError> {
     let name = parts.join("_");
     if name.len() > MAX_IDENTIFIER_BYTES {
@@ -181,6 +205,24 @@ pub fn v2_database_name(
     validate_schema_name(schema_name)?;
     validate_database_id(database_id)?;
     joined(&[platform, schema_name, database_id])
+}
+
+/// Today's StoneScriptPHP addressing: `{platform}_{schema_name}` without a
+/// uuid, else `{platform}_{schema_name}_{uuid with hyphens as underscores}`.
+pub fn uuid_database_name(
+    platform: &str,
+    schema_name: &str,
+    uuid: Option<&str>,
+) -> Result<String, NameError> {
+    validate_platform(platform)?;
+    validate_schema_name(schema_name)?;
+    match uuid {
+        None => joined(&[platform, schema_name]),
+        Some(u) => {
+            validate_uuid(u)?;
+            joined(&[platform, schema_name, &u.replace('-', "_")])
+        }
+    }
 }
 
 /// A full database name given by a client (the `database` field of
@@ -314,6 +356,20 @@ pub const AFTER_CALL_VERSION: &str = "stonescriptdb-gateway after-call 2";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_uuid_names_its_schemas_database_with_underscores() {
+        assert_eq!(
+            uuid_database_name("shop", "tenant", Some("0f1e-a2b3")).unwrap(),
+            "shop_tenant_0f1e_a2b3"
+        );
+        assert_eq!(uuid_database_name("shop", "tenant", None).unwrap(), "shop_tenant");
+        for bad in ["", "a_b", "a--b", "-a", "a-", "A1", "a b"] {
+            assert!(validate_uuid(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{}-{}", "a".repeat(40), "b".repeat(20));
+        assert!(uuid_database_name("shop", "tenant", Some(&long)).is_err());
+    }
+
     use super::*;
 
     #[test]

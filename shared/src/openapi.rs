@@ -31,6 +31,7 @@ fn rule_of(property: &str) -> Option<&'static NameRule> {
         "schema_name" | "name" | "schema" => &names::SCHEMA_NAME,
         "tenant_id" => &names::TENANT_ID,
         "database_id" => &names::DATABASE_ID,
+        "uuid" => &names::UUID,
         "database" | "databases" => &names::DATABASE,
         "function" => &names::FUNCTION,
         _ => return None,

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 #[cfg_attr(
     feature = "openapi",
     schema(
-        description = "`POST /call`: the function and where to run it. Give `tenant_id` or `database`, not both (400); a v1 database name `{platform}_{tenant_id}` must fit 63 bytes."
+        description = "`POST /call`: the function and where to run it. Give `tenant_id`, `database`, or `schema_name` with an optional `uuid` — one of them (400 otherwise); the database name must fit 63 bytes."
     )
 )]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,18 @@ pub struct CallRequest<'a> {
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub database: Option<Cow<'a, str>>,
+    /// Today's StoneScriptPHP addressing: the schema's database
+    /// `{platform}_{schema_name}`, or with `uuid` the tenant's
+    /// `{platform}_{schema_name}_{uuid, hyphens as underscores}`; instead of
+    /// `tenant_id` and `database`.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub schema_name: Option<Cow<'a, str>>,
+    /// With `schema_name`: the tenant's uuid (`null` or absent: the schema's
+    /// own database).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub uuid: Option<Cow<'a, str>>,
     /// `name` or `schema.name`.
     #[serde(borrow)]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]

@@ -33,7 +33,8 @@ fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
     let long = |n: usize| "a".repeat(n);
     let mut samples: Vec<String> = [
         "a", "ab_c", "a-b", "1a", "_a", "A", "aB", "a.b", "", "a1_", "ab-", "9", "0-_", "é", "a b",
-        "a\n", "-a", "s.f", "S_1.F_2", "a.", ".a", "a.b.c", "1.a", "a.1", "_._",
+        "a\n", "-a", "s.f", "S_1.F_2", "a.", ".a", "a.b.c", "1.a", "a.1", "_._", "a--b", "a-",
+        "0a1b-c2d3-e4", "A-b",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -44,7 +45,7 @@ fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
         samples.push(format!("{}.{}", long(63), long(n)));
     }
     type Check = fn(&str) -> bool;
-    let cases: [(&str, names::NameRule, Check); 6] = [
+    let cases: [(&str, names::NameRule, Check); 7] = [
         ("platform", names::PLATFORM, |s| {
             names::platform_roles(s).is_ok()
         }),
@@ -60,6 +61,7 @@ fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
         ("database", names::DATABASE, |s| {
             names::validate_database_name(s).is_ok()
         }),
+        ("uuid", names::UUID, |s| names::validate_uuid(s).is_ok()),
         ("function", names::FUNCTION, |s| {
             names::validate_function_name(s).is_ok()
         }),

@@ -534,3 +534,73 @@ async fn an_upload_is_read_once_whatever_number_of_databases_it_reaches() {
         "deploying into three databases read the schema more than once"
     );
 }
+
+/// Today's StoneScriptPHP runtime client (3.x) posts `schema_name` and
+/// `uuid` to `/call`: the tenant's database is
+/// `{platform}_{schema_name}_{uuid, hyphens as underscores}`, the schema's
+/// own one `{platform}_{schema_name}` when `uuid` is null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_address_databases_by_schema_name_and_uuid() {
+    let gw = Gateway::start(&[]);
+    let p = gw.register_platform().await;
+    let (s, b) = upload_schema(&gw, &p, "schema_name", "tenant", "schema", &tenant_schema()).await;
+    assert_eq!(s, 201, "{b}");
+    // the uuid 0f1e-a2b3, as the database id 0f1e_a2b3
+    let (s, b) = gw
+        .post(
+            "/database/create",
+            &json!({"platform": p, "schema_name": "tenant", "database_id": "0f1e_a2b3"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    // the schema's own database, made by hand and adopted
+    let own = format!("{p}_tenant");
+    cluster()
+        .connect("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {own}"))
+        .await
+        .unwrap();
+    gw.adopt(&p, &[&own]).await;
+    cluster()
+        .connect(&own)
+        .await
+        .batch_execute(
+            "CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql AS $$ SELECT 7::bigint $$",
+        )
+        .await
+        .unwrap();
+    let call = |body: Value| {
+        let gw = &gw;
+        async move { gw.post("/call", &body).await }
+    };
+    // exactly what GatewayClient::callFunction sends
+    let (s, b) = call(json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e-a2b3",
+                             "function": "create_order", "params": [12.5]}))
+    .await;
+    assert_eq!((s, b["rows"][0]["create_order"].clone()), (200, json!(1)), "{b}");
+    let (s, b) = call(json!({"platform": p, "schema_name": "tenant", "uuid": null,
+                             "function": "order_count", "params": []}))
+    .await;
+    assert_eq!((s, b["rows"][0]["order_count"].clone()), (200, json!(7)), "{b}");
+    let (s, b) = call(json!({"platform": p, "schema_name": "tenant", "function": "order_count"})).await;
+    assert_eq!((s, b["rows"][0]["order_count"].clone()), (200, json!(7)), "{b}");
+    // one uuid rule; one way to name the database per request
+    for (body, says) in [
+        (json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e_a2b3", "function": "order_count"}), "invalid uuid"),
+        (json!({"platform": p, "schema_name": "tenant", "uuid": "0F1E-A2B3", "function": "order_count"}), "invalid uuid"),
+        (json!({"platform": p, "schema_name": "tenant", "tenant_id": "x", "function": "order_count"}), "give one of tenant_id, database, or schema_name"),
+        (json!({"platform": p, "schema_name": "tenant", "database": own, "function": "order_count"}), "give one of tenant_id, database, or schema_name"),
+        (json!({"platform": p, "uuid": "0f1e-a2b3", "function": "order_count"}), "uuid goes with schema_name"),
+    ] {
+        let (s, b) = call(body.clone()).await;
+        assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")), "{body}: {b}");
+        assert!(b["message"].as_str().unwrap_or_default().contains(says), "{body}: {b}");
+    }
+    // another platform's database answers like a missing one
+    let other = new_platform();
+    let (s, b) = call(json!({"platform": other, "schema_name": "tenant", "uuid": "0f1e-a2b3",
+                             "function": "order_count"}))
+    .await;
+    assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")), "{b}");
+}
