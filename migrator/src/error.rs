@@ -49,6 +49,12 @@ pub enum MigratorError {
     /// The database name falls under another registered platform's longer
     /// name prefix (which is not named).
     NameReserved(String),
+    /// `/admin/database/create`: the name is held by something other than
+    /// this platform's database of that schema and uuid.
+    NameCollision(String),
+    /// The database is being created by another request: retry shortly
+    /// (answered with `Retry-After`).
+    BeingCreated(String),
     /// A deployment step failed; the database is as before.
     Migration(Box<StepFailure>),
     /// `tables/` asks for dataloss or incompatible changes and `force` was
@@ -88,6 +94,28 @@ impl MigratorError {
                     code.status(),
                     ErrorBody::new(code, format!("database {db} already exists"))
                         .with_database(db.as_str()),
+                )
+            }
+            NameCollision(db) => {
+                let code = ErrorCode::DatabaseNameCollision;
+                (
+                    code.status(),
+                    ErrorBody::new(
+                        code,
+                        format!("database name {db} is already held by something other than this platform's database of that schema and uuid (another platform's, a reserved name, a v1 or adopted database); choose another schema name or uuid"),
+                    )
+                    .with_database(db.as_str()),
+                )
+            }
+            BeingCreated(db) => {
+                let code = ErrorCode::DatabaseUnavailable;
+                (
+                    code.status(),
+                    ErrorBody::new(
+                        code,
+                        format!("database {db} is being created by another request; retry in a few seconds"),
+                    )
+                    .with_database(db.as_str()),
                 )
             }
             NameReserved(db) => {

@@ -153,6 +153,10 @@ async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Respon
             if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
                 resp.headers_mut().insert(ALLOW, allow);
             }
+            if matches!(e, MigratorError::BeingCreated(_)) {
+                resp.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("2"));
+            }
             info!(state.log, "request"; "method" => &method, "path" => &path, "status" => resp.status().as_u16(),
                   "ms" => started.elapsed().as_millis() as u64, "request_id" => &request_id);
             return resp;
@@ -265,6 +269,7 @@ async fn dispatch(
         "/platform/{platform}/schemas" => crate::v2::schemas(state, &mut r).await,
         "/platform/{platform}/databases" => crate::v2::databases(state, &mut r).await,
         "/database/create" => crate::v2::database_create(state, &mut r).await,
+        "/admin/database/create" => crate::v2::admin_database_create(state, &mut r).await,
         "/v2/migrate" => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
         other => Err(MigratorError::NotFound(format!(
             "{other} is served by the router, not the migrator"

@@ -17,15 +17,15 @@ use std::time::Instant;
 
 use hyper::body::Bytes;
 use slog::{info, warn};
-use stonescriptdb_shared::catalog::DbKind;
+use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
-    DatabaseCreateRequest, DatabaseCreateResponse, DatabaseInfo, DatabaseListResponse,
-    DeployStatus, DeploymentReport, PlatformRegisterRequest, PlatformRegisterResponse,
-    PlatformSummary, PlatformsResponse, RequestStatus, SchemaInfo, SchemaListResponse,
-    SchemaUploadResponse, SchemaValidation, SeederResult, V2MigrateRequest, V2MigrateResponse,
-    Verification, SCHEMA_UPLOAD_FIELDS,
+    AdminDatabaseCreateRequest, DatabaseCreateRequest, DatabaseCreateResponse, DatabaseInfo,
+    DatabaseListResponse, DeployStatus, DeploymentReport, PlatformRegisterRequest,
+    PlatformRegisterResponse, PlatformSummary, PlatformsResponse, RequestStatus, SchemaInfo,
+    SchemaListResponse, SchemaUploadResponse, SchemaValidation, SeederResult, V2MigrateRequest,
+    V2MigrateResponse, Verification, SCHEMA_UPLOAD_FIELDS,
 };
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
@@ -341,21 +341,113 @@ async fn drop_superseded_templates(state: &State, platform: &str, schema_name: &
 
 /// `POST /database/create {platform, schema_name, database_id, dry_run?}` → 201.
 pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
-    let started = Instant::now();
     let body: DatabaseCreateRequest = r.json("database create")?;
     let database = names::v2_database_name(&body.platform, &body.schema_name, &body.database_id)
         .map_err(bad_name)?;
     r.grant.may(&body.platform)?;
-    let platform = v2_platform(state, &body.platform).await?;
-    let (version, parsed) = stored_schema(state, &body.platform, &body.schema_name).await?;
+    if state.catalog()?.database(&database).await?.is_some() {
+        return Err(MigratorError::DatabaseAlreadyExists(database));
+    }
+    let new = Creation {
+        platform: &body.platform,
+        schema_name: &body.schema_name,
+        database_id: Some(&body.database_id),
+        database,
+        dry_run: body.dry_run,
+    };
+    create_from_schema(state, r, new).await
+}
+
+/// `POST /admin/database/create {platform, schema_name, uuid? | database_id?,
+/// dry_run?}` (today's StoneScriptPHP): the same operation as
+/// `/database/create`, the tenant as a uuid (`uuid`, or `database_id` as
+/// 5.5.1 sends it, under the one uuid rule), no id for the schema's own
+/// database. 409 `database_already_exists` means only that this platform's
+/// database of that schema and uuid is there and ready; a name anything
+/// else holds is 422 `database_name_collision`; one being created, 503.
+pub async fn admin_database_create(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let body: AdminDatabaseCreateRequest = r.json("database create")?;
+    let uuid = match (&body.uuid, &body.database_id) {
+        (Some(_), Some(_)) => {
+            return Err(MigratorError::BadRequest(
+                "give uuid or database_id (the same tenant id), not both".into(),
+            ))
+        }
+        (u, d) => u.as_deref().or(d.as_deref()),
+    };
+    let database =
+        names::uuid_database_name(&body.platform, &body.schema_name, uuid).map_err(bad_name)?;
+    r.grant.may(&body.platform)?;
+    let id = uuid.map(|u| u.replace('-', "_"));
+    let catalog = state.catalog()?;
+    match catalog.database(&database).await? {
+        Some(d)
+            if d.platform == body.platform
+                && d.kind == DbKind::V2
+                && d.schema_name.as_deref() == Some(body.schema_name.as_str())
+                && d.database_id == id =>
+        {
+            return Err(if d.state == DbState::Ready {
+                MigratorError::DatabaseAlreadyExists(database)
+            } else {
+                MigratorError::BeingCreated(database)
+            });
+        }
+        Some(_) => return Err(MigratorError::NameCollision(database)),
+        None => {}
+    }
+    let admin = state.admin.connect(None).await?;
+    let taken = state.admin.all_databases(&admin).await?.contains(&database);
+    if taken || catalog.reserved(&database, &body.platform).await? {
+        return Err(MigratorError::NameCollision(database));
+    }
+    drop(admin);
+    let new = Creation {
+        platform: &body.platform,
+        schema_name: &body.schema_name,
+        database_id: id.as_deref(),
+        database,
+        dry_run: body.dry_run,
+    };
+    match create_from_schema(state, r, new).await {
+        // created meanwhile by someone else, or refused as reserved
+        Err(MigratorError::NameReserved(db)) => Err(MigratorError::NameCollision(db)),
+        other => other,
+    }
+}
+
+/// A v2 database to create from its schema's latest stored version.
+struct Creation<'a> {
+    platform: &'a str,
+    schema_name: &'a str,
+    /// None: the schema's own database `{platform}_{schema_name}`.
+    database_id: Option<&'a str>,
+    database: String,
+    dry_run: bool,
+}
+
+/// Create (or, as a dry run, preview) a v2 database: a copy of the
+/// schema version's template when it can, else a full deployment.
+async fn create_from_schema(
+    state: &State,
+    r: &Req,
+    c: Creation<'_>,
+) -> Result<Answer, MigratorError> {
+    let started = Instant::now();
+    let database = c.database;
+    let platform = v2_platform(state, c.platform).await?;
+    let (version, parsed) = stored_schema(state, c.platform, c.schema_name).await?;
     let req = Request {
         operation: "database_create",
         archive_sha256: Some(&version.archive_sha256),
         caller: &r.caller,
     };
-    if state.catalog()?.database(&database).await?.is_some() {
-        return Err(MigratorError::DatabaseAlreadyExists(database));
-    }
+    let body = DatabaseCreateRequest {
+        platform: c.platform.to_owned(),
+        schema_name: c.schema_name.to_owned(),
+        database_id: c.database_id.unwrap_or_default().to_owned(),
+        dry_run: c.dry_run,
+    };
     let report = if body.dry_run {
         provision::dry_run_new(
             state,
@@ -370,7 +462,7 @@ pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, Migra
     } else {
         let new = NewDatabase {
             schema_name: Some(body.schema_name.clone()),
-            database_id: Some(body.database_id.clone()),
+            database_id: c.database_id.map(str::to_owned),
             schema_version: Some(version.version),
             ..NewDatabase::new(&database, &platform.name, DbKind::V2, &platform.owner_role)
         };

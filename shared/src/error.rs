@@ -14,6 +14,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     DatabaseAlreadyExists,
+    DatabaseNameCollision,
     NameReserved,
     DatabaseNotFound,
     PlatformNotFound,
@@ -42,6 +43,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseAlreadyExists => "database_already_exists",
+            Self::DatabaseNameCollision => "database_name_collision",
             Self::NameReserved => "name_reserved",
             Self::DatabaseNotFound => "database_not_found",
             Self::PlatformNotFound => "platform_not_found",
@@ -81,6 +83,7 @@ impl ErrorCode {
             | Self::MigrationFailed
             | Self::SchemaValidationFailed => 409,
             Self::PayloadTooLarge => 413,
+            Self::DatabaseNameCollision => 422,
             Self::UnsupportedMediaType => 415,
             Self::MigratorUnavailable | Self::PoolExhausted | Self::DatabaseUnavailable => 503,
             Self::DatabaseError | Self::InternalError => 500,

@@ -156,7 +156,9 @@ pub fn validate_database_id(database_id: &str) -> Result<(), NameError> {
 pub fn validate_uuid(uuid: &str) -> Result<(), NameError> {
     let groups_ok = !uuid.is_empty()
         && uuid.split('-').all(|g| {
-            !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            !g.is_empty()
+                && g.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
     if !groups_ok {
         return Err(err(
@@ -362,7 +364,10 @@ mod tests {
             uuid_database_name("shop", "tenant", Some("0f1e-a2b3")).unwrap(),
             "shop_tenant_0f1e_a2b3"
         );
-        assert_eq!(uuid_database_name("shop", "tenant", None).unwrap(), "shop_tenant");
+        assert_eq!(
+            uuid_database_name("shop", "tenant", None).unwrap(),
+            "shop_tenant"
+        );
         for bad in ["", "a_b", "a--b", "-a", "a-", "A1", "a b"] {
             assert!(validate_uuid(bad).is_err(), "{bad:?}");
         }

@@ -101,6 +101,7 @@ fn components() -> Map<String, Value> {
     add::<PlatformSummary>(&mut all);
     add::<PlatformsResponse>(&mut all);
     add::<DatabaseCreateRequest>(&mut all);
+    add::<AdminDatabaseCreateRequest>(&mut all);
     add::<DatabaseCreateResponse>(&mut all);
     add::<V2MigrateRequest>(&mut all);
     add::<V2MigrateResponse>(&mut all);
@@ -477,6 +478,23 @@ const OPS: &[Op] = &[
             (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
             (404, "platform_not_found or schema_not_found"),
             (409, "database_already_exists or migration_failed"),
+        ],
+    },
+    Op {
+        path: "/admin/database/create",
+        id: "adminDatabaseCreate",
+        summary: "Create a tenant's database from a stored schema (today's StoneScriptPHP)",
+        description: "Creates `{platform}_{schema_name}_{uuid, hyphens as underscores}` (`uuid`, or `database_id` as StoneScriptPHP 5.5.1 sends it: the same rule), or `{platform}_{schema_name}` without an id, and deploys the stored schema into it — the database `/call` reaches with `schema_name` and `uuid`. 409 `database_already_exists` means only that this platform's database of that schema and uuid exists and is ready.",
+        auth: Auth::Deploy,
+        body: Body::Json("AdminDatabaseCreateRequest"),
+        params: &[],
+        ok: (201, "Created", "DatabaseCreateResponse"),
+        errors: &[
+            (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
+            (404, "platform_not_found or schema_not_found"),
+            (409, "database_already_exists (this platform's ready database of that schema and uuid) or migration_failed"),
+            (422, "database_name_collision: the name is held by anything else (another platform, a reserved name space, a v1 or adopted database)"),
+            (503, "the database is still being created (Retry-After)"),
         ],
     },
     Op {

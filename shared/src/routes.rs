@@ -70,6 +70,7 @@ pub const ROUTES: &[Route] = &[
     r("/platform/{platform}/schemas", &["GET"], M),
     q("/platform/{platform}/databases", &["GET"], M, &["schema"]),
     r("/database/create", &["POST"], M),
+    r("/admin/database/create", &["POST"], M),
     r("/v2/migrate", &["POST"], M),
 ];
 

@@ -638,6 +638,28 @@ pub struct DatabaseCreateRequest {
     pub dry_run: bool,
 }
 
+/// `POST /admin/database/create`: today's StoneScriptPHP `TenantProvisioner`
+/// (7.x sends `uuid`, 5.5.1 the hyphenated uuid as `database_id`); no id
+/// creates the schema's own database `{platform}_{schema_name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdminDatabaseCreateRequest {
+    pub platform: String,
+    pub schema_name: String,
+    /// The tenant's uuid (`[a-z0-9]+(-[a-z0-9]+)*`): the database is
+    /// `{platform}_{schema_name}_{uuid, hyphens as underscores}`.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// The same as `uuid`, under the name StoneScriptPHP 5.5.1 sends (the
+    /// same rule; not both).
+    #[serde(default)]
+    pub database_id: Option<String>,
+    /// Deploy into a throwaway database, answer with the plan, create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// `POST /database/create` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

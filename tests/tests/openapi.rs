@@ -32,9 +32,35 @@ fn docs_openapi_json_is_generated_from_the_code() {
 fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
     let long = |n: usize| "a".repeat(n);
     let mut samples: Vec<String> = [
-        "a", "ab_c", "a-b", "1a", "_a", "A", "aB", "a.b", "", "a1_", "ab-", "9", "0-_", "é", "a b",
-        "a\n", "-a", "s.f", "S_1.F_2", "a.", ".a", "a.b.c", "1.a", "a.1", "_._", "a--b", "a-",
-        "0a1b-c2d3-e4", "A-b",
+        "a",
+        "ab_c",
+        "a-b",
+        "1a",
+        "_a",
+        "A",
+        "aB",
+        "a.b",
+        "",
+        "a1_",
+        "ab-",
+        "9",
+        "0-_",
+        "é",
+        "a b",
+        "a\n",
+        "-a",
+        "s.f",
+        "S_1.F_2",
+        "a.",
+        ".a",
+        "a.b.c",
+        "1.a",
+        "a.1",
+        "_._",
+        "a--b",
+        "a-",
+        "0a1b-c2d3-e4",
+        "A-b",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -601,6 +627,47 @@ async fn every_route_answers_as_the_document_says() {
     c.expect(&gw, "POST", "/database/create", big_json(70_000), 413)
         .await;
 
+    // today's StoneScriptPHP: the tenant as a uuid, or the schema's own database
+    let adm = "/admin/database/create";
+    let tenant = |body: Value| Payload::Json(body);
+    let j = tenant(json!({"platform": p2, "schema_name": "store", "uuid": "u-1", "dry_run": true}));
+    c.expect(&gw, "POST", adm, j, 200).await;
+    let j = tenant(json!({"platform": p2, "schema_name": "store", "uuid": "u-1"}));
+    c.expect(&gw, "POST", adm, j, 201).await;
+    let j = tenant(json!({"platform": p2, "schema_name": "store", "database_id": "u-1"}));
+    c.expect(&gw, "POST", adm, j, 409).await;
+    let j = tenant(json!({"platform": p2, "schema_name": "nope"}));
+    c.expect(&gw, "POST", adm, j, 404).await;
+    let j = tenant(json!({"platform": p2, "schema_name": "store", "uuid": "u_1"}));
+    c.expect(&gw, "POST", adm, j, 400).await;
+    c.expect(&gw, "POST", adm, big_json(70_000), 413).await;
+    // a name held by a database the catalog does not record
+    cluster()
+        .connect("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {p2}_store_byhand"))
+        .await
+        .unwrap();
+    let j = tenant(json!({"platform": p2, "schema_name": "store", "uuid": "byhand"}));
+    c.expect(&gw, "POST", adm, j, 422).await;
+    let creating = format!("{p2}_store_busy");
+    gw.catalog()
+        .await
+        .execute(
+            "INSERT INTO databases (name, platform, kind, schema_name, database_id, owner_role, state, lease)
+             VALUES ($1, $2, 'v2', 'store', 'busy', $3, 'creating', 0)",
+            &[&creating, &p2, &format!("sdg_{p2}_owner")],
+        )
+        .await
+        .unwrap();
+    let j = tenant(json!({"platform": p2, "schema_name": "store", "uuid": "busy"}));
+    c.expect(&gw, "POST", adm, j, 503).await;
+    gw.catalog()
+        .await
+        .execute("DELETE FROM databases WHERE name = $1", &[&creating])
+        .await
+        .unwrap();
+
     let mig = |schema: &str| Payload::Json(json!({"platform": p2, "schema_name": schema}));
     c.expect(&gw, "POST", "/v2/migrate", mig("store"), 200)
         .await;
@@ -611,8 +678,8 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!(s, 200);
     assert_eq!(
         b.as_str().unwrap().lines().count(),
-        2,
-        "one database, then the summary: {b}"
+        3,
+        "two databases (d1 and the uuid u-1's), then the summary: {b}"
     );
     c.expect(&gw, "POST", "/v2/migrate", mig("nope"), 404).await;
     let j = Payload::Json(json!({"platform": p2, "schema_name": "store", "canary_first": true}));

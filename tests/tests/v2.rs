@@ -575,32 +575,274 @@ async fn calls_address_databases_by_schema_name_and_uuid() {
         async move { gw.post("/call", &body).await }
     };
     // exactly what GatewayClient::callFunction sends
-    let (s, b) = call(json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e-a2b3",
-                             "function": "create_order", "params": [12.5]}))
+    let (s, b) = call(
+        json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e-a2b3",
+                             "function": "create_order", "params": [12.5]}),
+    )
     .await;
-    assert_eq!((s, b["rows"][0]["create_order"].clone()), (200, json!(1)), "{b}");
+    assert_eq!(
+        (s, b["rows"][0]["create_order"].clone()),
+        (200, json!(1)),
+        "{b}"
+    );
     let (s, b) = call(json!({"platform": p, "schema_name": "tenant", "uuid": null,
                              "function": "order_count", "params": []}))
     .await;
-    assert_eq!((s, b["rows"][0]["order_count"].clone()), (200, json!(7)), "{b}");
-    let (s, b) = call(json!({"platform": p, "schema_name": "tenant", "function": "order_count"})).await;
-    assert_eq!((s, b["rows"][0]["order_count"].clone()), (200, json!(7)), "{b}");
+    assert_eq!(
+        (s, b["rows"][0]["order_count"].clone()),
+        (200, json!(7)),
+        "{b}"
+    );
+    let (s, b) =
+        call(json!({"platform": p, "schema_name": "tenant", "function": "order_count"})).await;
+    assert_eq!(
+        (s, b["rows"][0]["order_count"].clone()),
+        (200, json!(7)),
+        "{b}"
+    );
     // one uuid rule; one way to name the database per request
     for (body, says) in [
-        (json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e_a2b3", "function": "order_count"}), "invalid uuid"),
-        (json!({"platform": p, "schema_name": "tenant", "uuid": "0F1E-A2B3", "function": "order_count"}), "invalid uuid"),
-        (json!({"platform": p, "schema_name": "tenant", "tenant_id": "x", "function": "order_count"}), "give one of tenant_id, database, or schema_name"),
-        (json!({"platform": p, "schema_name": "tenant", "database": own, "function": "order_count"}), "give one of tenant_id, database, or schema_name"),
-        (json!({"platform": p, "uuid": "0f1e-a2b3", "function": "order_count"}), "uuid goes with schema_name"),
+        (
+            json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e_a2b3", "function": "order_count"}),
+            "invalid uuid",
+        ),
+        (
+            json!({"platform": p, "schema_name": "tenant", "uuid": "0F1E-A2B3", "function": "order_count"}),
+            "invalid uuid",
+        ),
+        (
+            json!({"platform": p, "schema_name": "tenant", "tenant_id": "x", "function": "order_count"}),
+            "give one of tenant_id, database, or schema_name",
+        ),
+        (
+            json!({"platform": p, "schema_name": "tenant", "database": own, "function": "order_count"}),
+            "give one of tenant_id, database, or schema_name",
+        ),
+        (
+            json!({"platform": p, "uuid": "0f1e-a2b3", "function": "order_count"}),
+            "uuid goes with schema_name",
+        ),
     ] {
         let (s, b) = call(body.clone()).await;
-        assert_eq!((s, b["error"].clone()), (400, json!("invalid_request")), "{body}: {b}");
-        assert!(b["message"].as_str().unwrap_or_default().contains(says), "{body}: {b}");
+        assert_eq!(
+            (s, b["error"].clone()),
+            (400, json!("invalid_request")),
+            "{body}: {b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap_or_default().contains(says),
+            "{body}: {b}"
+        );
     }
     // another platform's database answers like a missing one
     let other = new_platform();
-    let (s, b) = call(json!({"platform": other, "schema_name": "tenant", "uuid": "0f1e-a2b3",
-                             "function": "order_count"}))
+    let (s, b) = call(
+        json!({"platform": other, "schema_name": "tenant", "uuid": "0f1e-a2b3",
+                             "function": "order_count"}),
+    )
     .await;
-    assert_eq!((s, b["error"].clone()), (404, json!("database_not_found")), "{b}");
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("database_not_found")),
+        "{b}"
+    );
+}
+
+/// `POST /admin/database/create` as StoneScriptPHP's `TenantProvisioner`
+/// sends it: 7.x `{platform, schema_name, uuid}`, 5.5.1 `{platform,
+/// schema_name, database_id}` with the hyphenated uuid (and the admin
+/// token), nothing for the schema's own database. 409 only for this
+/// platform's database of that schema and uuid; any other holder of the
+/// name is 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_databases_are_created_as_stonescriptphp_asks() {
+    const ADMIN: &str = "admin-token-0123456789abcdef";
+    for tokens in [false, true] {
+        let env: Vec<(&str, &str)> = if tokens {
+            vec![("ADMIN_TOKEN", ADMIN)]
+        } else {
+            vec![]
+        };
+        let gw = Gateway::start(&env);
+        let post = |path: &'static str, body: Value| {
+            let url = format!("{}{path}", gw.url);
+            async move {
+                let mut req = reqwest::Client::new().post(url).json(&body);
+                if tokens {
+                    req = req.bearer_auth(ADMIN);
+                }
+                let r = req.send().await.unwrap();
+                let retry = r.headers().get("retry-after").is_some();
+                let st = r.status().as_u16();
+                (st, r.json::<Value>().await.unwrap_or(Value::Null), retry)
+            }
+        };
+        let p = new_platform();
+        assert_eq!(
+            post("/platform/register", json!({"platform": p})).await.0,
+            201
+        );
+        let form = reqwest::multipart::Form::new()
+            .text("schema_name", "tenant")
+            .part(
+                "schema",
+                reqwest::multipart::Part::bytes(tenant_schema().tar_gz()).file_name("s.tar.gz"),
+            );
+        let mut up = reqwest::Client::new()
+            .post(format!("{}/platform/{p}/schema", gw.url))
+            .multipart(form);
+        if tokens {
+            up = up.bearer_auth(ADMIN);
+        }
+        assert_eq!(up.send().await.unwrap().status().as_u16(), 201);
+
+        // the schema's own database, then again
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant"}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["database_name"].clone()),
+            (201, json!(format!("{p}_tenant"))),
+            "{b}"
+        );
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant"}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"].clone()),
+            (409, json!("database_already_exists")),
+            "{b}"
+        );
+        // a dry run creates nothing
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant", "uuid": "9a-9b", "dry_run": true}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["status"].clone()),
+            (200, json!("would_create")),
+            "{b}"
+        );
+        assert!(!database_exists(&format!("{p}_tenant_9a_9b")).await);
+        // 7.x: uuid; 5.5.1: the same hyphenated uuid as database_id
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e-a2b3"}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["database_name"].clone()),
+            (201, json!(format!("{p}_tenant_0f1e_a2b3"))),
+            "{b}"
+        );
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant", "database_id": "0f1e-a2b3"}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"].clone()),
+            (409, json!("database_already_exists")),
+            "{b}"
+        );
+        // the runtime client reaches it with hyphens, the CLI migrates it with underscores
+        let (s, b, _) = post(
+            "/call",
+            json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e-a2b3",
+                                             "function": "create_order", "params": [5]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b, _) = post(
+            "/v2/migrate",
+            json!({"platform": p, "schema_name": "tenant",
+                                                   "database_id": "0f1e_a2b3"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        // one uuid rule; not both fields
+        for body in [
+            json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e_a2b3"}),
+            json!({"platform": p, "schema_name": "tenant", "uuid": "a", "database_id": "a"}),
+        ] {
+            let (s, b, _) = post("/admin/database/create", body.clone()).await;
+            assert_eq!(
+                (s, b["error"].clone()),
+                (400, json!("invalid_request")),
+                "{body}: {b}"
+            );
+        }
+        // a name something else holds: a database made by hand, a v2
+        // database made through /database/create under another schema's id
+        let by_hand = format!("{p}_tenant_ab12");
+        cluster()
+            .connect("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {by_hand}"))
+            .await
+            .unwrap();
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant", "uuid": "ab12"}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"].clone()),
+            (422, json!("database_name_collision")),
+            "{b}"
+        );
+        // another platform whose name covers these names
+        let longer = format!("{p}_tenant_zz");
+        assert_eq!(
+            post("/platform/register", json!({"platform": longer}))
+                .await
+                .0,
+            201
+        );
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant", "uuid": "zz-1"}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"].clone()),
+            (422, json!("database_name_collision")),
+            "{b}"
+        );
+        // the same name asked for by another platform
+        let (s, b, _) = post(
+            "/admin/database/create",
+            json!({"platform": longer, "schema_name": "x"}),
+        )
+        .await;
+        assert_eq!(s, 404, "no schema x stored: {b}");
+        // one still being created (as another request records it): 503, retry
+        let catalog = gw.catalog().await;
+        catalog
+            .execute(
+                "INSERT INTO databases (name, platform, kind, schema_name, database_id, owner_role, state, lease)
+                 VALUES ($1, $2, 'v2', 'tenant', 'cd34', $3, 'creating', 0)",
+                &[&format!("{p}_tenant_cd34"), &p, &format!("sdg_{p}_owner")],
+            )
+            .await
+            .unwrap();
+        let (s, b, retry) = post(
+            "/admin/database/create",
+            json!({"platform": p, "schema_name": "tenant", "uuid": "cd34"}),
+        )
+        .await;
+        assert_eq!((s, retry), (503, true), "{b}");
+        catalog
+            .execute(
+                "DELETE FROM databases WHERE name = $1",
+                &[&format!("{p}_tenant_cd34")],
+            )
+            .await
+            .unwrap();
+    }
 }
