@@ -19,6 +19,7 @@ mod fuzz;
 mod metrics;
 mod multipart;
 mod operator;
+mod platform_token;
 mod provision;
 mod rights;
 mod roles;
@@ -113,6 +114,7 @@ async fn serve(
             call: config.call_tokens.clone(),
             // `/call` tokens are the router's to check
             call_open: Default::default(),
+            open_deploy: config.open_deploy_platforms.clone(),
             deploy: config.deploy_tokens.clone(),
             admin: config.admin_token.clone(),
         },
@@ -120,6 +122,7 @@ async fn serve(
         migrate_concurrency: config.migrate_concurrency,
         extensions_allowed: config.extensions_allowed.clone(),
         platform_connection_limit: config.platform_connection_limit,
+        platform_token_secret: config.platform_token_secret.clone(),
         limits: archive::Limits::from(&config.archive),
         log: log.clone(),
     });

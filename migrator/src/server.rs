@@ -187,6 +187,14 @@ async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Respon
     }
 }
 
+/// What a platform listed in `OPEN_DEPLOY_PLATFORMS` may do without a token.
+const OPEN_ROUTES: [&str; 4] = [
+    "/platform/register",
+    "/platform/{platform}/schema",
+    "/platform/{platform}/schemas",
+    "/platform/{platform}/databases",
+];
+
 /// Route a request; an error carries the `Allow` header value for 405s.
 async fn dispatch(
     state: &std::sync::Arc<State>,
@@ -246,6 +254,18 @@ async fn dispatch(
     let body = read_body(req.into_body(), limit).await.map_err(plain)?;
     let grant = grant.map_err(|d| plain(d.into()))?;
     state.wait_for_catalog().await;
+    // a platform token is a claim until checked; no token at all is good
+    // only on the routes an open platform may use
+    if let Some(claim) = &grant.claim {
+        crate::platform_token::check(state, claim)
+            .await
+            .map_err(plain)?;
+    }
+    if grant.name == "open" && !OPEN_ROUTES.contains(&route.pattern) {
+        return Err(plain(MigratorError::Unauthorized(
+            "this route needs a bearer token (tokenless requests of OPEN_DEPLOY_PLATFORMS may register, upload a schema and list)".into(),
+        )));
+    }
     let mut r = Req {
         body,
         content_type,
@@ -270,6 +290,7 @@ async fn dispatch(
         "/platform/{platform}/databases" => crate::v2::databases(state, &mut r).await,
         "/database/create" => crate::v2::database_create(state, &mut r).await,
         "/admin/database/create" => crate::v2::admin_database_create(state, &mut r).await,
+        "/admin/platform-token" => crate::platform_token::issue(state, &mut r).await,
         "/v2/migrate" => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
         other => Err(MigratorError::NotFound(format!(
             "{other} is served by the router, not the migrator"

@@ -48,6 +48,8 @@ pub struct State {
     pub extensions_allowed: Vec<String>,
     /// `CONNECTION LIMIT` of platform roles (`PLATFORM_CONNECTION_LIMIT`).
     pub platform_connection_limit: i32,
+    /// `PLATFORM_TOKEN_SECRET` (None: the key kept in the catalog).
+    pub platform_token_secret: Option<String>,
     pub log: Logger,
 }
 

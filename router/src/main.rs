@@ -88,6 +88,7 @@ async fn serve(config: Config, base: tokio_postgres::Config, tls: startup::tls::
         tokens: stonescriptdb_shared::auth::Tokens {
             call: config.call_tokens.clone(),
             call_open: config.call_open_platforms.clone(),
+            open_deploy: config.open_deploy_platforms.clone(),
             deploy: config.deploy_tokens.clone(),
             admin: config.admin_token.clone(),
         },

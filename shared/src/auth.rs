@@ -30,15 +30,67 @@ pub fn bearer(value: Option<&[u8]>) -> Option<&[u8]> {
     Some(rest.trim_ascii())
 }
 
+/// The tokens `/admin/platform-token` issues start with this:
+/// `sdgpt.{platform}.{generation}.{mac}`, the mac derived from the
+/// platform, its token generation and a key only the gateway holds.
+pub const PLATFORM_TOKEN_PREFIX: &str = "sdgpt.";
+
+/// What a platform token says of itself, to be checked against the key and
+/// the platform's current generation before it grants anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformClaim {
+    pub platform: String,
+    pub generation: i32,
+    /// The whole token, to compare with the one the gateway would issue.
+    pub token: String,
+}
+
+/// Read a bearer token shaped like a platform token (not checked).
+pub fn platform_claim(token: &[u8]) -> Option<PlatformClaim> {
+    let text = std::str::from_utf8(token).ok()?;
+    let rest = text.strip_prefix(PLATFORM_TOKEN_PREFIX)?;
+    let mut parts = rest.split('.');
+    let (platform, generation, mac) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || mac.is_empty() {
+        return None;
+    }
+    crate::names::validate_platform(platform).ok()?;
+    Some(PlatformClaim {
+        platform: platform.to_owned(),
+        generation: generation.parse().ok()?,
+        token: text.to_owned(),
+    })
+}
+
 /// What a schema-route token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// Recorded as who asked: `admin`, `deploy:<platform>[#n]`, `anonymous`.
+    /// Recorded as who asked: `admin`, `deploy:<platform>[#n]`,
+    /// `platform-token:<platform>`, `open`, `anonymous`.
     pub name: String,
     /// `None`: every platform (the admin token, or no token configured).
     pub platform: Option<String>,
     /// The operator's token (or no token configured at all).
     pub admin: bool,
+    /// A platform token, not checked yet: the migrator checks it against its
+    /// key and the platform's generation before the request goes on.
+    pub claim: Option<PlatformClaim>,
+    /// No token, for platforms listed in `OPEN_DEPLOY_PLATFORMS`: good for
+    /// those platforms only, and on their register, upload and listing
+    /// routes only (the migrator checks the route).
+    pub open: Vec<String>,
+}
+
+impl Grant {
+    fn of(name: &str, platform: Option<String>, admin: bool) -> Grant {
+        Grant {
+            name: name.to_owned(),
+            platform,
+            admin,
+            claim: None,
+            open: Vec::new(),
+        }
+    }
 }
 
 /// Why a request's token does not grant it.
@@ -53,6 +105,9 @@ pub enum Denied {
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     pub call: BTreeMap<String, String>,
+    /// Platforms whose register, schema upload and listings need no token
+    /// (`OPEN_DEPLOY_PLATFORMS`).
+    pub open_deploy: BTreeSet<String>,
     /// Platforms whose `/call` needs no token although `CALL_TOKENS` is set
     /// (`CALL_OPEN_PLATFORMS`).
     pub call_open: BTreeSet<String>,
@@ -80,26 +135,27 @@ impl Tokens {
     }
 
     /// What the `Authorization` header of a schema-route request grants.
+    /// With no schema token configured, everyone is the admin (a bearer the
+    /// gateway does not know is ignored: today's StoneScriptPHP CLI always
+    /// sends one). A platform token is a claim the migrator checks.
     pub fn schema_grant(&self, authorization: Option<&[u8]>) -> Result<Grant, Denied> {
         if !self.schema_tokens() {
-            return Ok(Grant {
-                name: ANONYMOUS.into(),
-                platform: None,
-                admin: true,
-            });
+            return Ok(Grant::of(ANONYMOUS, None, true));
         }
         let Some(given) = bearer(authorization) else {
+            if !self.open_deploy.is_empty() {
+                return Ok(Grant {
+                    open: self.open_deploy.iter().cloned().collect(),
+                    ..Grant::of("open", None, false)
+                });
+            }
             return Err(Denied::Unauthorized(
-                "schema routes need a bearer token (Authorization: Bearer <ADMIN_TOKEN or a DEPLOY_TOKENS token>)"
+                "schema routes need a bearer token (Authorization: Bearer <ADMIN_TOKEN, a DEPLOY_TOKENS token or a platform token>)"
                     .into(),
             ));
         };
         if self.is_admin(authorization) {
-            return Ok(Grant {
-                name: ADMIN.into(),
-                platform: None,
-                admin: true,
-            });
+            return Ok(Grant::of(ADMIN, None, true));
         }
         // every token is compared, so the time does not tell which matched
         let mut found = None;
@@ -108,13 +164,17 @@ impl Tokens {
                 found = Some(t);
             }
         }
-        match found {
-            Some(t) => Ok(Grant {
-                name: t.name.clone(),
-                platform: Some(t.platform.clone()),
-                admin: false,
+        match (found, platform_claim(given)) {
+            (Some(t), _) => Ok(Grant::of(&t.name, Some(t.platform.clone()), false)),
+            (None, Some(claim)) => Ok(Grant {
+                claim: Some(claim.clone()),
+                ..Grant::of(
+                    &format!("platform-token:{}", claim.platform),
+                    Some(claim.platform),
+                    false,
+                )
             }),
-            None => Err(Denied::Unauthorized(
+            (None, None) => Err(Denied::Unauthorized(
                 "wrong bearer token for schema routes".into(),
             )),
         }
@@ -150,6 +210,15 @@ impl Tokens {
 impl Grant {
     /// May this grant act for `platform`?
     pub fn may(&self, platform: &str) -> Result<(), Denied> {
+        if self.name == "open" {
+            return if self.open.iter().any(|p| p == platform) {
+                Ok(())
+            } else {
+                Err(Denied::Unauthorized(format!(
+                    "platform {platform} needs a bearer token (it is not listed in OPEN_DEPLOY_PLATFORMS)"
+                )))
+            };
+        }
         match &self.platform {
             None => Ok(()),
             Some(p) if p == platform => Ok(()),
@@ -180,6 +249,7 @@ mod tests {
         Tokens {
             call: [("app".to_string(), "s3cret-token-0123456".to_string())].into(),
             call_open: ["public_app".to_string()].into(),
+            open_deploy: Default::default(),
             deploy: parse_deploy_tokens("app:deploy-app-000000001,app:deploy-app-000000002")
                 .unwrap(),
             admin: Some("admin-token-0123456789".into()),
@@ -230,5 +300,42 @@ mod tests {
         let open = Tokens::default().schema_grant(None).unwrap();
         assert_eq!(open.name, ANONYMOUS);
         assert!(open.operator().is_ok());
+        // with no schema token configured a bearer the gateway does not know is ignored
+        let any = Tokens::default()
+            .schema_grant(Some(b"Bearer whatever"))
+            .unwrap();
+        assert!(any.admin);
+    }
+
+    #[test]
+    fn platform_tokens_are_claims_and_open_platforms_need_none() {
+        let t = tokens();
+        let g = t.schema_grant(Some(b"Bearer sdgpt.shop.3.abcdef")).unwrap();
+        assert_eq!(g.name, "platform-token:shop");
+        assert_eq!(
+            g.claim,
+            Some(PlatformClaim {
+                platform: "shop".into(),
+                generation: 3,
+                token: "sdgpt.shop.3.abcdef".into()
+            })
+        );
+        assert!(g.may("shop").is_ok() && g.may("other").is_err() && g.operator().is_err());
+        for bad in [
+            "sdgpt.shop.x.ab",
+            "sdgpt.Shop.1.ab",
+            "sdgpt.shop.1.",
+            "sdgpt.shop.1.a.b",
+        ] {
+            assert!(platform_claim(bad.as_bytes()).is_none(), "{bad}");
+        }
+        let open = Tokens {
+            open_deploy: ["demo".to_string()].into(),
+            ..tokens()
+        };
+        let g = open.schema_grant(None).unwrap();
+        assert!(g.may("demo").is_ok());
+        assert!(matches!(g.may("app"), Err(Denied::Unauthorized(_))));
+        assert!(g.operator().is_err());
     }
 }

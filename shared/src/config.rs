@@ -112,6 +112,12 @@ pub struct Flags {
     /// platforms whose /call needs no token although CALL_TOKENS is set (comma-separated names); without it, once CALL_TOKENS is set a platform it does not list is refused [CALL_OPEN_PLATFORMS]
     #[argh(option)]
     pub call_open_platforms: Option<String>,
+    /// platforms whose register, schema upload and listings need no token although tokens are configured (comma-separated names; any client the gateway admits can then replace what they deploy) [OPEN_DEPLOY_PLATFORMS]
+    #[argh(option)]
+    pub open_deploy_platforms: Option<String>,
+    /// key the platform tokens of /admin/platform-token are derived from (at least 16 characters; the same on every migrator); unset: a key kept in the control catalog [PLATFORM_TOKEN_SECRET]
+    #[argh(option)]
+    pub platform_token_secret: Option<String>,
     /// bearer token for schema routes and /metrics; unset = no token needed [ADMIN_TOKEN]
     #[argh(option)]
     pub admin_token: Option<String>,
@@ -332,6 +338,18 @@ const SETTINGS: &[Setting] = &[
         "--call-open-platforms",
         ReadBy::Router,
         |f| &f.call_open_platforms,
+    ),
+    s(
+        "OPEN_DEPLOY_PLATFORMS",
+        "--open-deploy-platforms",
+        ReadBy::Both,
+        |f| &f.open_deploy_platforms,
+    ),
+    s(
+        "PLATFORM_TOKEN_SECRET",
+        "--platform-token-secret",
+        ReadBy::Migrator,
+        |f| &f.platform_token_secret,
     ),
     s("ADMIN_TOKEN", "--admin-token", ReadBy::Both, |f| {
         &f.admin_token
@@ -729,6 +747,11 @@ pub struct Config {
     pub call_tokens: std::collections::BTreeMap<String, String>,
     /// `CALL_OPEN_PLATFORMS`: platforms whose `/call` needs no token.
     pub call_open_platforms: std::collections::BTreeSet<String>,
+    /// `OPEN_DEPLOY_PLATFORMS`: platforms whose register, schema upload and
+    /// listings need no token.
+    pub open_deploy_platforms: std::collections::BTreeSet<String>,
+    /// `PLATFORM_TOKEN_SECRET` (None: a key kept in the control catalog).
+    pub platform_token_secret: Option<String>,
     /// Bearer token for schema routes and `/metrics`.
     pub admin_token: Option<String>,
     pub max_client_connections: usize,
@@ -868,10 +891,17 @@ pub fn parse_call_tokens(
 pub fn parse_call_open_platforms(
     raw: &str,
 ) -> Result<std::collections::BTreeSet<String>, ConfigError> {
+    parse_platform_list("CALL_OPEN_PLATFORMS", raw)
+}
+
+/// A setting that lists platform names separated by commas.
+fn parse_platform_list(
+    var: &str,
+    raw: &str,
+) -> Result<std::collections::BTreeSet<String>, ConfigError> {
     let mut out = std::collections::BTreeSet::new();
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        crate::names::validate_platform(name)
-            .map_err(|e| ConfigError(format!("CALL_OPEN_PLATFORMS: {e}")))?;
+        crate::names::validate_platform(name).map_err(|e| ConfigError(format!("{var}: {e}")))?;
         out.insert(name.to_owned());
     }
     Ok(out)
@@ -1276,6 +1306,18 @@ impl Config {
             },
             call_tokens,
             call_open_platforms,
+            open_deploy_platforms: match get("OPEN_DEPLOY_PLATFORMS") {
+                None => Default::default(),
+                Some(raw) => parse_platform_list("OPEN_DEPLOY_PLATFORMS", &raw)?,
+            },
+            platform_token_secret: match get("PLATFORM_TOKEN_SECRET") {
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError(
+                        "PLATFORM_TOKEN_SECRET is shorter than 16 characters".into(),
+                    ))
+                }
+                t => t,
+            },
             admin_token: match get("ADMIN_TOKEN") {
                 Some(t) if t.len() < 16 => {
                     return Err(ConfigError(

@@ -102,6 +102,8 @@ fn components() -> Map<String, Value> {
     add::<PlatformsResponse>(&mut all);
     add::<DatabaseCreateRequest>(&mut all);
     add::<AdminDatabaseCreateRequest>(&mut all);
+    add::<PlatformTokenRequest>(&mut all);
+    add::<PlatformTokenResponse>(&mut all);
     add::<DatabaseCreateResponse>(&mut all);
     add::<V2MigrateRequest>(&mut all);
     add::<V2MigrateResponse>(&mut all);
@@ -496,6 +498,17 @@ const OPS: &[Op] = &[
             (422, "database_name_collision: the name is held by anything else (another platform, a reserved name space, a v1 or adopted database)"),
             (503, "the database is still being created (Retry-After)"),
         ],
+    },
+    Op {
+        path: "/admin/platform-token",
+        id: "platformToken",
+        summary: "The platform's token (today's StoneScriptPHP)",
+        description: "Answers the platform's bearer token, which acts for it like a DEPLOY_TOKENS entry on every route a deploy token may use: the same token every time, until `rotate: true` issues a new one (the old one stops working at once). With the admin token or one of the platform's own; on a gateway without schema tokens, anyone. Issuing a token does not turn token checks on.",
+        auth: Auth::Deploy,
+        body: Body::Json("PlatformTokenRequest"),
+        params: &[],
+        ok: (201, "The token", "PlatformTokenResponse"),
+        errors: &[(404, "platform_not_found")],
     },
     Op {
         path: "/v2/migrate",

@@ -71,6 +71,7 @@ pub const ROUTES: &[Route] = &[
     q("/platform/{platform}/databases", &["GET"], M, &["schema"]),
     r("/database/create", &["POST"], M),
     r("/admin/database/create", &["POST"], M),
+    r("/admin/platform-token", &["POST"], M),
     r("/v2/migrate", &["POST"], M),
 ];
 

@@ -660,6 +660,28 @@ pub struct AdminDatabaseCreateRequest {
     pub dry_run: bool,
 }
 
+/// `POST /admin/platform-token`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PlatformTokenRequest {
+    pub platform: String,
+    /// Issue a new token; the old one stops working at once.
+    #[serde(default)]
+    pub rotate: bool,
+}
+
+/// `POST /admin/platform-token` (201): the same token until rotated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlatformTokenResponse {
+    pub platform: String,
+    /// A bearer token acting for this platform like a `DEPLOY_TOKENS` entry.
+    pub token: String,
+    /// When this token (its generation) was issued, RFC 3339.
+    pub created_at: String,
+}
+
 /// `POST /database/create` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -641,6 +641,23 @@ async fn every_route_answers_as_the_document_says() {
     let j = tenant(json!({"platform": p2, "schema_name": "store", "uuid": "u_1"}));
     c.expect(&gw, "POST", adm, j, 400).await;
     c.expect(&gw, "POST", adm, big_json(70_000), 413).await;
+    // the platform's token: the same one until rotated
+    let tok = "/admin/platform-token";
+    c.expect(&gw, "POST", tok, tenant(json!({"platform": p2})), 201)
+        .await;
+    c.expect(
+        &gw,
+        "POST",
+        tok,
+        tenant(json!({"platform": p2, "rotate": true})),
+        201,
+    )
+    .await;
+    let j = tenant(json!({"platform": new_platform()}));
+    c.expect(&gw, "POST", tok, j, 404).await;
+    let j = tenant(json!({"platform": p2, "again": true}));
+    c.expect(&gw, "POST", tok, j, 400).await;
+    c.expect(&gw, "POST", tok, big_json(70_000), 413).await;
     // a name held by a database the catalog does not record
     cluster()
         .connect("postgres")

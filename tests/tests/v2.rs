@@ -846,3 +846,222 @@ async fn tenant_databases_are_created_as_stonescriptphp_asks() {
             .unwrap();
     }
 }
+
+/// What today's StoneScriptPHP CLI and `TenantProvisioner` do with tokens:
+/// ask for the platform's token (again and again: the same one comes back),
+/// deploy and create tenants with it, twenty signups at once; rotation
+/// stops the old one at once. An open platform registers and uploads
+/// without a token; nothing else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_tokens_and_open_platforms_as_stonescriptphp_uses_them() {
+    const ADMIN: &str = "admin-token-0123456789abcdef";
+    let open = new_platform();
+    let gw = Gateway::start(&[("ADMIN_TOKEN", ADMIN), ("OPEN_DEPLOY_PLATFORMS", &open)]);
+    let send = |path: String, token: Option<String>, body: Option<Value>| {
+        let url = format!("{}{path}", gw.url);
+        async move {
+            let client = reqwest::Client::new();
+            let mut req = match body {
+                Some(b) => client.post(url).json(&b),
+                None => client.get(url),
+            };
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let upload = |platform: String, token: Option<String>| {
+        let url = format!("{}/platform/{platform}/schema", gw.url);
+        async move {
+            let form = reqwest::multipart::Form::new()
+                .text("schema_name", "tenant")
+                .part(
+                    "schema",
+                    reqwest::multipart::Part::bytes(tenant_schema().tar_gz()).file_name("s.tar.gz"),
+                );
+            let mut req = reqwest::Client::new().post(url).multipart(form);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    let admin = Some(ADMIN.to_string());
+
+    // gateway:register-main / register-tenant of an open platform: no token
+    let (s, b) = send(
+        "/platform/register".into(),
+        None,
+        Some(json!({"platform": open})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(upload(open.clone(), None).await, 201);
+    let (s, b) = send(format!("/platform/{open}/schemas"), None, None).await;
+    assert_eq!(s, 200, "{b}");
+    // ...but creating a database needs a token, and other platforms need one for everything
+    let (s, b) = send(
+        "/admin/database/create".into(),
+        None,
+        Some(json!({"platform": open, "schema_name": "tenant", "uuid": "a-1"})),
+    )
+    .await;
+    assert_eq!(s, 401, "{b}");
+    let closed = new_platform();
+    let (s, _) = send(
+        "/platform/register".into(),
+        None,
+        Some(json!({"platform": closed})),
+    )
+    .await;
+    assert_eq!(s, 401);
+
+    // the platform token: asked with the admin token, the same one every time
+    let (s, b) = send(
+        "/platform/register".into(),
+        admin.clone(),
+        Some(json!({"platform": closed})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, first) = send(
+        "/admin/platform-token".into(),
+        admin.clone(),
+        Some(json!({"platform": closed})),
+    )
+    .await;
+    assert_eq!(s, 201, "{first}");
+    let token = first["token"].as_str().unwrap().to_owned();
+    assert!(first["created_at"].is_string(), "{first}");
+    let (_, again) = send(
+        "/admin/platform-token".into(),
+        admin.clone(),
+        Some(json!({"platform": closed})),
+    )
+    .await;
+    assert_eq!(again, first);
+    // it acts for its platform, and only for it
+    assert_eq!(upload(closed.clone(), Some(token.clone())).await, 201);
+    assert_eq!(upload(open.clone(), Some(token.clone())).await, 403);
+    let (s, _) = send(
+        "/admin/adopt".into(),
+        Some(token.clone()),
+        Some(json!({"platform": closed, "databases": ["x"]})),
+    )
+    .await;
+    assert_eq!(s, 403, "operator routes stay the admin's");
+    // a forged one does not
+    let forged = format!("sdgpt.{closed}.1.{}", "0".repeat(64));
+    assert_eq!(upload(closed.clone(), Some(forged)).await, 401);
+
+    // twenty TenantProvisioner signups at once, each asking for the token again
+    let signups = (0..20).map(|i| {
+        let send = &send;
+        let closed = closed.clone();
+        async move {
+            let (_, t) = send(
+                "/admin/platform-token".into(),
+                Some(token_of_admin()),
+                Some(json!({"platform": closed})),
+            )
+            .await;
+            let t = t["token"].as_str().unwrap_or_default().to_owned();
+            let (s, b) = send(
+                "/admin/database/create".into(),
+                Some(t.clone()),
+                Some(
+                    json!({"platform": closed, "schema_name": "tenant", "uuid": format!("u{i}-x")}),
+                ),
+            )
+            .await;
+            (t, s, b)
+        }
+    });
+    let results = futures_join_all(signups).await;
+    for (t, s, b) in &results {
+        assert_eq!(t, &token);
+        assert_eq!(*s, 201, "{b}");
+    }
+
+    // rotation: a new token, and the old one stops at once
+    let (s, rotated) = send(
+        "/admin/platform-token".into(),
+        Some(token.clone()),
+        Some(json!({"platform": closed, "rotate": true})),
+    )
+    .await;
+    assert_eq!(s, 201, "{rotated}");
+    let new_token = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(new_token, token);
+    assert_eq!(upload(closed.clone(), Some(token.clone())).await, 401);
+    assert_eq!(upload(closed.clone(), Some(new_token.clone())).await, 201);
+    // an unknown platform
+    let (s, b) = send(
+        "/admin/platform-token".into(),
+        admin.clone(),
+        Some(json!({"platform": new_platform()})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (404, json!("platform_not_found")),
+        "{b}"
+    );
+
+    // a gateway without tokens: the CLI's bearer is ignored, the token answers,
+    // and issuing one turns nothing on
+    let bare = Gateway::start(&[]);
+    let p = new_platform();
+    let r = reqwest::Client::new()
+        .post(format!("{}/platform/register", bare.url))
+        .bearer_auth("whatever-the-cli-sends")
+        .json(&json!({"platform": p}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let (s, b) = bare
+        .post("/admin/platform-token", &json!({"platform": p}))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = bare
+        .post("/platform/register", &json!({"platform": new_platform()}))
+        .await;
+    assert_eq!(s, 201, "still no token needed");
+}
+
+fn token_of_admin() -> String {
+    "admin-token-0123456789abcdef".to_string()
+}
+
+/// Run futures concurrently on this task and collect their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}

@@ -37,7 +37,7 @@ use tokio_postgres::error::SqlState;
 use crate::error::{pg_message, MigratorError};
 
 /// The catalog's versioned DDL, applied in order.
-const VERSIONS: &[(i32, &str)] = &[(1, include_str!("v1.sql"))];
+const VERSIONS: &[(i32, &str)] = &[(1, include_str!("v1.sql")), (2, include_str!("v2.sql"))];
 
 /// Timestamps as RFC 3339 UTC.
 const TS: &str = "YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"";
@@ -444,6 +444,67 @@ impl Catalog {
             .await
             .map_err(pg)?;
         Ok(row.is_some())
+    }
+
+    /// The platform's token generation and when it was issued (RFC 3339),
+    /// if a token was ever issued.
+    pub async fn token_generation(
+        &self,
+        platform: &str,
+    ) -> Result<Option<(i32, String)>, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!(
+                    "SELECT generation, {} FROM platform_tokens WHERE platform = $1",
+                    ts("created_at")
+                ),
+                &[&platform],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Issue the platform's token: the current generation (the first one if
+    /// none was issued), or the next one when `rotate`.
+    pub async fn issue_token(
+        &self,
+        platform: &str,
+        rotate: bool,
+    ) -> Result<(i32, String), MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                &format!(
+                    "INSERT INTO platform_tokens (platform, generation) VALUES ($1, 1)
+                     ON CONFLICT (platform) DO UPDATE SET
+                       generation = platform_tokens.generation + CASE WHEN $2 THEN 1 ELSE 0 END,
+                       created_at = CASE WHEN $2 THEN now() ELSE platform_tokens.created_at END
+                     RETURNING generation, {}",
+                    ts("created_at")
+                ),
+                &[&platform, &rotate],
+            )
+            .await
+            .map_err(pg)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// The key kept in the catalog for platform tokens (made on first use).
+    pub async fn token_key(&self, fresh: &str) -> Result<String, MigratorError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO token_key (key) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&fresh],
+        )
+        .await
+        .map_err(pg)?;
+        let row = conn
+            .query_one("SELECT key FROM token_key", &[])
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
     }
 
     /// Record `p` unless a platform of that name exists; returns the
