@@ -480,6 +480,19 @@ pub struct Gateway {
     pub data_dir: TempDir,
 }
 
+/// A router started by [`Gateway::another_router`].
+pub struct ExtraRouter {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for ExtraRouter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -620,6 +633,21 @@ impl Gateway {
         )
         .unwrap_or_else(|e| panic!("migrator did not restart: {e}"));
         self.migrator = Some(m);
+    }
+
+    /// Another router in front of the same migrator and catalog (the
+    /// scale-out shape: stateless routers behind a balancer), on its own
+    /// free port; stopped when dropped.
+    pub fn another_router(&self) -> ExtraRouter {
+        let (child, line) = spawn_with_start_line(
+            "stonescriptdb-router",
+            &self.data_dir.0,
+            &self.env,
+            &self.stderr_path,
+        )
+        .unwrap_or_else(|e| panic!("second router did not start: {e}"));
+        let url = line.rsplit(' ').next().unwrap_or_default().to_owned();
+        ExtraRouter { child, url }
     }
 
     pub fn migrator_pid(&self) -> Option<u32> {

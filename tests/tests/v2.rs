@@ -998,6 +998,31 @@ async fn platform_tokens_and_open_platforms_as_stonescriptphp_uses_them() {
     assert_ne!(new_token, token);
     assert_eq!(upload(closed.clone(), Some(token.clone())).await, 401);
     assert_eq!(upload(closed.clone(), Some(new_token.clone())).await, 201);
+    // in every router: a second one in front of the same migrator
+    let second = gw.another_router();
+    let list = |url: String, t: String| async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let path = format!("/platform/{closed}/schemas");
+    for base in [&gw.url, &second.url] {
+        assert_eq!(
+            list(format!("{base}{path}"), token.clone()).await,
+            401,
+            "{base}"
+        );
+        assert_eq!(
+            list(format!("{base}{path}"), new_token.clone()).await,
+            200,
+            "{base}"
+        );
+    }
     // an unknown platform
     let (s, b) = send(
         "/admin/platform-token".into(),
