@@ -239,3 +239,34 @@ fn no_module_uses_a_module_that_uses_it() {
         }
     }
 }
+
+/// What `cargo build --bins` (deploy/install.sh, Dockerfile.build) and
+/// `cargo install --path router|migrator` compile: the normal dependencies
+/// of the workspace, features unified. The OpenAPI derives (utoipa) are for
+/// the tests only and must not be among them.
+#[test]
+fn the_binaries_never_compile_the_openapi_derives() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |args: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .current_dir(root())
+            .args(["tree", "--offline", "-i", "utoipa"])
+            .args(args)
+            .output()
+            .expect("cargo tree runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for args in [
+        &["--workspace", "-e", "normal"][..],
+        &["-p", "stonescriptdb-router", "-e", "normal"][..],
+        &["-p", "stonescriptdb-migrator", "-e", "normal"][..],
+    ] {
+        let found = tree(args);
+        assert!(
+            !found.contains("utoipa v"),
+            "utoipa is compiled into a normal build ({args:?}):\n{found}"
+        );
+    }
+    // the tests do have it (the check above can fail)
+    assert!(tree(&["--workspace", "-e", "normal,dev"]).contains("utoipa v"));
+}
