@@ -8,6 +8,7 @@
 //! throwaway role with the same attributes.
 
 use std::io::Read;
+use stonescriptdb_shared::names::quote_literal;
 
 use stonescriptdb_shared::names::{self, quote_ident};
 use tokio_postgres::error::SqlState;
@@ -29,10 +30,6 @@ pub fn random_hex() -> Result<String, MigratorError> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| MigratorError::Internal(format!("cannot read /dev/urandom: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A new platform's record (role names and generated passwords).
@@ -104,7 +101,7 @@ pub async fn ensure_roles(admin: &Client, p: &Platform, limit: i32) -> Result<()
             None => statements.push(format!(
                 "CREATE ROLE {} {ATTRIBUTES} CONNECTION LIMIT {limit} PASSWORD {}{}",
                 quote_ident(role),
-                literal(password),
+                quote_literal(password),
                 member_of
                     .map(|o| format!(" IN ROLE {}", quote_ident(o)))
                     .unwrap_or_default()
@@ -144,7 +141,7 @@ pub async fn set_passwords(admin: &Client, p: &Platform) -> Result<(), MigratorE
             .batch_execute(&format!(
                 "ALTER ROLE {} PASSWORD {}",
                 quote_ident(role),
-                literal(password)
+                quote_literal(password)
             ))
             .await
             .map_err(|e| {
@@ -166,7 +163,7 @@ pub async fn throwaway_role(admin: &Client) -> Result<(String, String), Migrator
         .batch_execute(&format!(
             "CREATE ROLE {} {ATTRIBUTES} PASSWORD {}",
             quote_ident(&name),
-            literal(&password)
+            quote_literal(&password)
         ))
         .await
         .map_err(|e| {

@@ -12,7 +12,7 @@
 //! only: the gateway cannot tell their rows apart. Missing rows can be
 //! inserted from the same evaluation.
 
-use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::names::{quote_ident, quote_literal};
 use tokio_postgres::GenericClient;
 
 use crate::sql::Insert;
@@ -52,10 +52,6 @@ pub struct Check {
     pub missing: u64,
     /// Keys of (at most 20) missing rows, `(id)=(3)`.
     pub missing_rows: Vec<String>,
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The label reports use for `ins`'s table.
@@ -164,7 +160,7 @@ pub async fn check(c: &impl GenericClient, ins: &Insert) -> Result<Check, tokio_
     };
     let key_text = format!(
         "{} || '=(' || concat_ws(', ', {}) || ')'",
-        literal(&format!("({})", keys.join(", "))),
+        quote_literal(&format!("({})", keys.join(", "))),
         keys.iter()
             .map(|k| format!("coalesce(s.{}::text, 'NULL')", quote_ident(k)))
             .collect::<Vec<_>>()

@@ -334,6 +334,13 @@ pub fn nearest<'a>(
 
 /// Quote an identifier for SQL the way PostgreSQL's `quote_ident` does when
 /// quoting is forced: wrap in double quotes, double any embedded quote.
+/// A SQL string literal: `'…'` with quotes doubled (the server's
+/// `standard_conforming_strings`, on since PostgreSQL 9.1: backslashes are
+/// plain characters).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 pub fn quote_ident(ident: &str) -> String {
     let mut out = String::with_capacity(ident.len() + 2);
     out.push('"');
@@ -358,6 +365,13 @@ pub const AFTER_CALL_VERSION: &str = "stonescriptdb-gateway after-call 2";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn literals_double_their_quotes() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b"), r"'a\b'");
+        assert_eq!(quote_literal(""), "''");
+    }
+
     #[test]
     fn a_uuid_names_its_schemas_database_with_underscores() {
         assert_eq!(

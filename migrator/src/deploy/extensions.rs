@@ -47,7 +47,10 @@ pub fn create_sql(ext: &Extension) -> Vec<String> {
         create.push_str(&format!(" WITH SCHEMA {}", quote_ident(s)));
     }
     if let Some(v) = &ext.version {
-        create.push_str(&format!(" VERSION '{}'", v.replace('\'', "''")));
+        create.push_str(&format!(
+            " VERSION {}",
+            stonescriptdb_shared::names::quote_literal(v)
+        ));
     }
     out.push(create);
     out

@@ -6,6 +6,7 @@
 //! place, a migration alters it.
 
 use std::collections::HashMap;
+use stonescriptdb_shared::names::quote_literal;
 
 use stonescriptdb_shared::names::quote_ident;
 
@@ -79,10 +80,6 @@ pub fn plan(
         .collect()
 }
 
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
     let declared = &schema.model.types;
     if declared.is_empty() {
@@ -135,10 +132,10 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
                         "ALTER TYPE {}.{} ADD VALUE IF NOT EXISTS {}",
                         quote_ident(&t.schema),
                         quote_ident(&t.name),
-                        literal(label)
+                        quote_literal(label)
                     );
                     if let Some(prev) = after {
-                        alter.push_str(&format!(" AFTER {}", literal(prev)));
+                        alter.push_str(&format!(" AFTER {}", quote_literal(prev)));
                     }
                     run.note("types", None, &t.key, "enum gains a value", &alter);
                     run.send(&alter, |e| {

@@ -24,6 +24,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use stonescriptdb_shared::names::quote_literal;
+
 use super::SqlFile;
 use crate::error::MigratorError;
 use crate::table_model::{
@@ -455,7 +457,7 @@ fn regclass_literal(body: &str) -> Option<String> {
         line: 1,
     };
     let (q, end) = p.rel_name(0)?;
-    (end == toks.len()).then(|| format!("'{}'", regclass_text(&q).replace('\'', "''")))
+    (end == toks.len()).then(|| quote_literal(&regclass_text(&q)))
 }
 
 /// Value of a plain `'...'` literal (None for `E''` and other prefixed strings).
@@ -524,7 +526,7 @@ fn norm_pieces(t: &[Tok]) -> Vec<(K, String)> {
                 let tag = tok.s.get(..tag_end).unwrap_or("$");
                 let body = tok.s.get(tag_end..).unwrap_or("");
                 let body = body.strip_suffix(tag).unwrap_or(body);
-                (K::Str, format!("'{}'", body.replace('\'', "''")))
+                (K::Str, quote_literal(body))
             }
             K::Op if tok.s == "::" => {
                 if let Some((canon, _, end)) = parse_type(p, i) {
@@ -1619,8 +1621,10 @@ impl Reader {
         self.rels.insert(q.clone());
         col.data_type = ty.to_string();
         col.not_null = true;
-        let lit = regclass_text(&q).replace('\'', "''");
-        col.default = Some(format!("nextval('{lit}'::regclass)"));
+        col.default = Some(format!(
+            "nextval({}::regclass)",
+            quote_literal(&regclass_text(&q))
+        ));
         let mut s = new_sequence(q.clone());
         s.data_type = ty.to_string();
         s.owned_by = Some((table.clone(), col.name.clone()));

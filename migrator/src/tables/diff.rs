@@ -19,6 +19,7 @@
 //! 10. drop sequences; 11. `ALTER SEQUENCE ... OWNED BY`.
 
 use std::collections::BTreeSet;
+use stonescriptdb_shared::names::quote_literal;
 
 use crate::table_model::{
     ident, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence,
@@ -403,10 +404,6 @@ fn fk_referenced_columns(definition: &str) -> Option<Vec<String>> {
 }
 
 /// `'text'` as an SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 fn identity_sql(kind: Identity) -> &'static str {
     match kind {
         Identity::Always => "ALWAYS",
@@ -849,8 +846,8 @@ impl<'a> Differ<'a> {
             (None, Some(kind)) => {
                 let sync = format!(
                     "SELECT setval(pg_get_serial_sequence({}, {}), GREATEST(MAX({c}), 0) + 1, false) FROM {}",
-                    literal(&t.sql()),
-                    literal(&d.name),
+                    quote_literal(&t.sql()),
+                    quote_literal(&d.name),
                     t.sql()
                 );
                 self.push(
