@@ -19,6 +19,24 @@ pub struct StepFailure {
     pub cause: Option<String>,
 }
 
+impl StepFailure {
+    /// A failure in `database`, with what PostgreSQL said (SQLSTATE, detail,
+    /// hint, its message as `cause`) when `e` is its error; the caller says
+    /// where (`file`, `line`, `statement`) and why (`message`).
+    pub fn new(database: &str, message: String, e: Option<&tokio_postgres::Error>) -> Self {
+        let db = e.and_then(|e| e.as_db_error());
+        StepFailure {
+            database: database.to_owned(),
+            message,
+            sqlstate: db.map(|d| d.code().code().to_owned()),
+            detail: db.and_then(|d| d.detail().map(str::to_owned)),
+            hint: db.and_then(|d| d.hint().map(str::to_owned)),
+            cause: e.map(pg_message),
+            ..StepFailure::default()
+        }
+    }
+}
+
 /// Why a deployment refused `tables/` changes (409 `schema_validation_failed`).
 #[derive(Debug, Clone, Default)]
 pub struct SchemaRefusal {

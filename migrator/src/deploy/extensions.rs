@@ -207,22 +207,16 @@ fn failure(
 ) -> MigratorError {
     let message = match e {
         None => unavailable_message(ext, nearest),
-        Some(_) => format!("installing extension \"{}\" failed", ext.name),
+        Some(e) => format!(
+            "installing extension \"{}\" failed: {}: {}",
+            ext.name,
+            ext.path,
+            pg_message(e)
+        ),
     };
-    let db = e.and_then(|e| e.as_db_error());
-    let cause = e.map(pg_message);
     MigratorError::Migration(Box::new(StepFailure {
-        database: database.to_owned(),
         file: Some(ext.path.clone()),
-        message: match &cause {
-            Some(c) => format!("{message}: {}: {c}", ext.path),
-            None => message,
-        },
-        sqlstate: db.map(|d| d.code().code().to_owned()),
-        detail: db.and_then(|d| d.detail().map(str::to_owned)),
-        hint: db.and_then(|d| d.hint().map(str::to_owned)),
-        cause,
-        ..StepFailure::default()
+        ..StepFailure::new(database, message, e)
     }))
 }
 

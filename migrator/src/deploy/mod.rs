@@ -136,17 +136,11 @@ impl Run<'_> {
         message: String,
         e: Option<&tokio_postgres::Error>,
     ) -> MigratorError {
-        let db = e.and_then(|e| e.as_db_error());
         let mut f = StepFailure {
-            database: self.database.to_owned(),
             file: file.map(str::to_owned),
             line: stmt.map(|(_, s)| s.line),
             statement: stmt.map(|(i, _)| i + 1),
-            message,
-            sqlstate: db.map(|d| d.code().code().to_owned()),
-            detail: db.and_then(|d| d.detail().map(str::to_owned)),
-            hint: db.and_then(|d| d.hint().map(str::to_owned)),
-            cause: e.map(pg_message),
+            ..StepFailure::new(self.database, message, e)
         };
         if let (Some(file), Some(cause)) = (&f.file, &f.cause) {
             let at = match (f.statement, f.line) {
@@ -467,22 +461,17 @@ pub async fn deploy(
             Err(e) => Err(e),
         };
         if let Err(e) = done {
-            let db = e.as_db_error();
+            let message = format!(
+                "{file} (statement {}, line {}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed, and the migration stays recorded with it pending (the next deployment runs it again): {}",
+                index + 1,
+                stmt.line,
+                pg_message(&e)
+            );
             return Err(MigratorError::Migration(Box::new(StepFailure {
-                database: database.to_owned(),
                 file: Some(file.clone()),
                 line: Some(stmt.line),
                 statement: Some(index + 1),
-                message: format!(
-                    "{file} (statement {}, line {}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed, and the migration stays recorded with it pending (the next deployment runs it again): {}",
-                    index + 1,
-                    stmt.line,
-                    pg_message(&e)
-                ),
-                sqlstate: db.map(|d| d.code().code().to_owned()),
-                detail: db.and_then(|d| d.detail().map(str::to_owned)),
-                hint: db.and_then(|d| d.hint().map(str::to_owned)),
-                cause: Some(pg_message(&e)),
+                ..StepFailure::new(database, message, Some(&e))
             })));
         }
         info!(log, "statement run outside the transaction"; "database" => database, "file" => &file, "statement" => index + 1);
