@@ -1,0 +1,182 @@
+//! Platforms and their roles, the name-space rules between them, and
+//! their platform tokens (generation and key).
+
+use super::*;
+
+impl Catalog {
+    pub async fn platform(&self, name: &str) -> Result<Option<Platform>, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT name, owner_role, owner_password, app_role, app_password, v2_registered_at IS NOT NULL
+                 FROM platforms WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| Platform {
+            name: r.get(0),
+            owner_role: r.get(1),
+            owner_password: r.get(2),
+            app_role: r.get(3),
+            app_password: r.get(4),
+            v2: r.get(5),
+        }))
+    }
+
+    /// Would databases named `prefix_…` (a v2 schema's, `{except}_{schema}`)
+    /// fall under the name prefix of a registered platform longer than
+    /// `except`: one whose `name_` starts `prefix_` (all of them would),
+    /// or one named `prefix_…` (some would)?
+    pub async fn platform_under(&self, prefix: &str, except: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM platforms WHERE name <> $2 AND length(name) > length($2)
+                    AND (starts_with($1 || '_', name || '_') OR starts_with(name, $1 || '_')) LIMIT 1",
+                &[&prefix, &except],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    /// Does the database name `name` fall under the name prefix of a
+    /// registered platform longer than `platform` (so it is not `platform`'s
+    /// to create)?
+    pub async fn reserved(&self, name: &str, platform: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(RESERVED_SQL, &[&name, &platform])
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    /// Is `name` an existing platform's name plus `_…`?
+    pub async fn extends_a_platform(&self, name: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM platforms WHERE starts_with($1, name || '_') LIMIT 1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    /// The platform's token generation and when it was issued (RFC 3339),
+    /// if a token was ever issued.
+    pub async fn token_generation(
+        &self,
+        platform: &str,
+    ) -> Result<Option<(i32, String)>, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!(
+                    "SELECT generation, {} FROM platform_tokens WHERE platform = $1",
+                    ts("created_at")
+                ),
+                &[&platform],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Issue the platform's token: the current generation (the first one if
+    /// none was issued), or the next one when `rotate`.
+    pub async fn issue_token(
+        &self,
+        platform: &str,
+        rotate: bool,
+    ) -> Result<(i32, String), MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                &format!(
+                    "INSERT INTO platform_tokens (platform, generation) VALUES ($1, 1)
+                     ON CONFLICT (platform) DO UPDATE SET
+                       generation = platform_tokens.generation + CASE WHEN $2 THEN 1 ELSE 0 END,
+                       created_at = CASE WHEN $2 THEN now() ELSE platform_tokens.created_at END
+                     RETURNING generation, {}",
+                    ts("created_at")
+                ),
+                &[&platform, &rotate],
+            )
+            .await
+            .map_err(pg)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// The key kept in the catalog for platform tokens (made on first use).
+    pub async fn token_key(&self, fresh: &str) -> Result<String, MigratorError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO token_key (key) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&fresh],
+        )
+        .await
+        .map_err(pg)?;
+        let row = conn
+            .query_one("SELECT key FROM token_key", &[])
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
+    }
+
+    /// Record `p` unless a platform of that name exists; returns the
+    /// recorded one and whether it was new.
+    pub async fn insert_platform(&self, p: &Platform) -> Result<(Platform, bool), MigratorError> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "INSERT INTO platforms (name, owner_role, owner_password, app_role, app_password, v2_registered_at)
+                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END) ON CONFLICT (name) DO NOTHING",
+                &[&p.name, &p.owner_role, &p.owner_password, &p.app_role, &p.app_password, &p.v2],
+            )
+            .await
+            .map_err(pg)?;
+        let recorded = self
+            .platform(&p.name)
+            .await?
+            .ok_or_else(|| unavailable(format!("platform {} vanished", p.name)))?;
+        Ok((recorded, n == 1))
+    }
+
+    /// Mark a platform registered through the v2 API; `false` if it was.
+    pub async fn mark_v2(&self, name: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE platforms SET v2_registered_at = now() WHERE name = $1 AND v2_registered_at IS NULL",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(n == 1)
+    }
+
+    /// Every platform: name, v2-registered, stored schemas, ready databases
+    /// (templates and scratch databases not counted).
+    pub async fn platforms(&self) -> Result<Vec<(String, bool, i64, i64)>, MigratorError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT p.name, p.v2_registered_at IS NOT NULL,
+                        (SELECT count(DISTINCT schema_name) FROM schema_versions s WHERE s.platform = p.name),
+                        (SELECT count(*) FROM databases d WHERE d.platform = p.name AND d.state = 'ready'
+                           AND d.kind IN ('v1', 'v2', 'adopted'))
+                 FROM platforms p ORDER BY p.name",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+}
