@@ -54,6 +54,35 @@ pub struct State {
 }
 
 impl State {
+    /// The state of a migrator started with `config`: the catalog not open
+    /// yet (the `opening` module opens it).
+    pub fn new(config: &stonescriptdb_shared::config::Config, admin: Admin, log: Logger) -> Self {
+        State {
+            metrics: crate::metrics::Metrics::default(),
+            admin,
+            catalog: tokio::sync::OnceCell::new(),
+            catalog_open: tokio::sync::Notify::new(),
+            catalog_name: config.catalog_db.clone(),
+            catalog_error: std::sync::Mutex::new(None),
+            probe: tokio::sync::Mutex::new(None),
+            tokens: Tokens {
+                call: config.call_tokens.clone(),
+                // `/call` tokens are the router's to check
+                call_open: Default::default(),
+                open_deploy: config.open_deploy_platforms.clone(),
+                deploy: config.deploy_tokens.clone(),
+                admin: config.admin_token.clone(),
+            },
+            template_locks: Default::default(),
+            migrate_concurrency: config.migrate_concurrency,
+            extensions_allowed: config.extensions_allowed.clone(),
+            platform_connection_limit: config.platform_connection_limit,
+            platform_token_secret: config.platform_token_secret.clone(),
+            limits: Limits::from(&config.archive),
+            log,
+        }
+    }
+
     /// Wait (a few seconds at most) for the catalog to be open: a request
     /// that arrives while the migrator starts is served, not refused.
     pub async fn wait_for_catalog(&self) {
