@@ -103,9 +103,7 @@ pub fn refused(
     allowed: &[String],
     installed: &HashSet<String>,
 ) -> Option<String> {
-    let ok = |name: &str| {
-        offered.get(name).is_none_or(|o| o.trusted) || allowed.iter().any(|a| a == name)
-    };
+    let ok = |name: &str| trusted(offered, name) || allowed.iter().any(|a| a == name);
     for (at, name, cascade) in uses {
         let mut todo = vec![(name.to_string(), None::<String>)];
         let mut seen = HashSet::new();
@@ -140,20 +138,20 @@ pub fn refused(
 pub fn plan(
     declared: &[Extension],
     installed: &HashSet<String>,
-    available: &HashSet<String>,
+    offered: &HashMap<String, Offer>,
 ) -> Vec<Action> {
     declared
         .iter()
         .map(|e| {
             if installed.contains(&e.name) {
                 Action::Present
-            } else if available.contains(&e.name) {
+            } else if offered.contains_key(&e.name) {
                 Action::Install(create_sql(e))
             } else {
                 Action::Unavailable {
                     nearest: stonescriptdb_shared::names::nearest(
                         &e.name,
-                        available.iter().map(String::as_str),
+                        offered.keys().map(String::as_str),
                         2,
                     )
                     .map(str::to_owned),
@@ -163,26 +161,29 @@ pub fn plan(
         .collect()
 }
 
+/// May a platform's own role install `name`? Trusted (or needing no
+/// superuser), or not offered at all (the deployment names that).
+fn trusted(offered: &HashMap<String, Offer>, name: &str) -> bool {
+    offered.get(name).is_none_or(|o| o.trusted)
+}
+
 /// What the server has installed of the declared extensions, and every
-/// extension it offers (for "did you mean").
+/// extension it offers ([`offers`]; their names also for "did you mean").
 async fn observe(
     c: &impl GenericClient,
     declared: &[Extension],
-) -> Result<(HashSet<String>, HashSet<String>), tokio_postgres::Error> {
+) -> Result<(HashSet<String>, HashMap<String, Offer>), tokio_postgres::Error> {
     let names: Vec<&str> = declared.iter().map(|e| e.name.as_str()).collect();
-    let row = c
-        .query_one(
-            "SELECT ARRAY(SELECT extname::text FROM pg_extension WHERE extname = ANY($1)),
-                    ARRAY(SELECT name::text FROM pg_available_extensions ORDER BY name)",
+    let installed = c
+        .query(
+            "SELECT extname::text FROM pg_extension WHERE extname = ANY($1)",
             &[&names],
         )
-        .await?;
-    let installed: Vec<String> = row.get(0);
-    let available: Vec<String> = row.get(1);
-    Ok((
-        installed.into_iter().collect(),
-        available.into_iter().collect(),
-    ))
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok((installed, offers(c).await?))
 }
 
 /// The message of an extension the server does not offer.
@@ -280,10 +281,7 @@ pub async fn preinstall(
     let Some(first) = schema.extensions.first() else {
         return Ok(Vec::new());
     };
-    let (installed, available) = observe(admin_db, &schema.extensions)
-        .await
-        .map_err(|e| failure(database, first, Some(&e), None))?;
-    let offered = offers(admin_db)
+    let (installed, offered) = observe(admin_db, &schema.extensions)
         .await
         .map_err(|e| failure(database, first, Some(&e), None))?;
     let mut installed_now = Vec::new();
@@ -291,14 +289,14 @@ pub async fn preinstall(
         schema
             .extensions
             .iter()
-            .zip(plan(&schema.extensions, &installed, &available))
+            .zip(plan(&schema.extensions, &installed, &offered))
     {
         match action {
             Action::Present => {}
             Action::Unavailable { nearest } => {
                 return Err(failure(database, ext, None, nearest.as_deref()))
             }
-            Action::Install(_) if offered.get(&ext.name).is_none_or(|o| o.trusted) => {}
+            Action::Install(_) if trusted(&offered, &ext.name) => {}
             Action::Install(statements) => {
                 for sql_text in &statements {
                     admin_db
@@ -323,7 +321,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
     if schema.extensions.is_empty() {
         return Ok(());
     }
-    let (installed, available) = observe(&run.tx, &schema.extensions).await.map_err(|e| {
+    let (installed, offered) = observe(&run.tx, &schema.extensions).await.map_err(|e| {
         run.fail(
             None,
             None,
@@ -336,7 +334,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
         schema
             .extensions
             .iter()
-            .zip(plan(&schema.extensions, &installed, &available))
+            .zip(plan(&schema.extensions, &installed, &offered))
     {
         let statements = match action {
             Action::Present => continue,
@@ -421,7 +419,11 @@ mod tests {
         let p = plan(
             &declared,
             &set(&["uuid-ossp"]),
-            &set(&["uuid-ossp", "pgcrypto", "hstore"]),
+            &offers(&[
+                ("uuid-ossp", true, &[]),
+                ("pgcrypto", true, &[]),
+                ("hstore", true, &[]),
+            ]),
         );
         assert_eq!(p[0], Action::Present);
         assert_eq!(
