@@ -161,20 +161,51 @@ fn refusal(f: &SqlFile, i: usize, s: &Statement, r: guard::Refusal, what: &str) 
     format!("{}: {what}: {r}", at(f, i, s))
 }
 
-/// Classify every statement outside `migrations/` (whose statements are
-/// judged when they are pending, per database): a refused one is 400
-/// before any database is touched; a whole-file `BEGIN;` … `COMMIT;` is
-/// marked as a wrapper, which deployments do not run (migrations too).
-fn guard_files(p: &mut Parsed) -> Result<Vec<ExtensionUse>, MigratorError> {
-    let mut uses = Vec::new();
-    for f in p.migrations.iter_mut() {
-        let classes: Vec<guard::Class> = f
-            .statements
-            .iter()
-            .map(|s| guard::classify(&s.text))
-            .collect();
-        f.wrapper = guard::wrapper(&classes);
+/// What `sql::guard` says of one file, each statement classified once.
+#[derive(Default)]
+struct Judged {
+    /// The first refused statement's 400 message.
+    refused: Option<String>,
+    /// The extensions its statements install or change.
+    uses: Vec<ExtensionUse>,
+}
+
+/// Classify `f`'s statements: mark a whole-file `BEGIN;` … `COMMIT;` as its
+/// wrapper (where `wrapped`: files run as written), which deployments do
+/// not run, and judge the others.
+fn judge(f: &mut SqlFile, wrapped: bool) -> Judged {
+    let classes: Vec<guard::Class> = f
+        .statements
+        .iter()
+        .map(|s| guard::classify(&s.text))
+        .collect();
+    f.wrapper = guard::wrapper(&classes).filter(|_| wrapped);
+    let mut j = Judged::default();
+    for ((i, s), class) in f.statements.iter().enumerate().zip(classes) {
+        if f.wrapper.is_some_and(|(a, b)| i == a || i == b) {
+            continue;
+        }
+        if let Some((r, what)) = class.refusal() {
+            j.refused.get_or_insert_with(|| refusal(f, i, s, r, &what));
+        }
+        if let guard::Class::Extension { name, cascade } = class {
+            j.uses.push(ExtensionUse {
+                at: at(f, i, s),
+                name,
+                cascade,
+            });
+        }
     }
+    j
+}
+
+/// Judge every file: outside `migrations/` a refused statement is 400
+/// before any database is touched; a migration's verdict is kept for when
+/// it is pending (per database). Returns the extensions named outside
+/// `migrations/`, and each migration's verdict.
+fn guard_files(p: &mut Parsed) -> Result<(Vec<ExtensionUse>, Vec<Judged>), MigratorError> {
+    let migrations = p.migrations.iter_mut().map(|f| judge(f, true)).collect();
+    let mut uses = Vec::new();
     // (types/ and tables/ are read, not run as written: no wrapper there)
     let folders = [
         (&mut p.types, false),
@@ -184,30 +215,14 @@ fn guard_files(p: &mut Parsed) -> Result<Vec<ExtensionUse>, MigratorError> {
     ];
     for (files, wrapped) in folders {
         for f in files.iter_mut() {
-            let classes: Vec<guard::Class> = f
-                .statements
-                .iter()
-                .map(|s| guard::classify(&s.text))
-                .collect();
-            f.wrapper = guard::wrapper(&classes).filter(|_| wrapped);
-            for ((i, s), class) in f.statements.iter().enumerate().zip(classes) {
-                if f.wrapper.is_some_and(|(a, b)| i == a || i == b) {
-                    continue;
-                }
-                if let Some((r, what)) = class.refusal() {
-                    return Err(MigratorError::BadRequest(refusal(f, i, s, r, &what)));
-                }
-                if let guard::Class::Extension { name, cascade } = class {
-                    uses.push(ExtensionUse {
-                        at: at(f, i, s),
-                        name,
-                        cascade,
-                    });
-                }
+            let j = judge(f, wrapped);
+            if let Some(why) = j.refused {
+                return Err(MigratorError::BadRequest(why));
             }
+            uses.extend(j.uses);
         }
     }
-    Ok(uses)
+    Ok((uses, migrations))
 }
 
 fn bad(f: &SqlFile, s: &Statement, e: sql::SqlError) -> MigratorError {
@@ -303,8 +318,9 @@ fn read_functions(p: &Parsed, m: &mut Model) -> Result<(), MigratorError> {
     Ok(())
 }
 
-/// Read every file's statements into the [`Model`].
-fn model(p: &Parsed) -> Result<Model, MigratorError> {
+/// Read every file's statements into the [`Model`] (`judged`: each
+/// migration's verdict, from [`guard_files`]).
+fn model(p: &Parsed, judged: Vec<Judged>) -> Result<Model, MigratorError> {
     let mut m = Model::default();
     read_functions(p, &mut m)?;
     for (fi, f) in p.types.iter().enumerate() {
@@ -363,28 +379,19 @@ fn model(p: &Parsed) -> Result<Model, MigratorError> {
     m.migrations = p
         .migrations
         .iter()
-        .map(|f| {
-            let mut item = MigrationItem::default();
-            for (i, s) in f.statements.iter().enumerate() {
-                item.autocommit.push(sql::needs_autocommit(&s.text));
-                let class = guard::classify(&s.text);
-                if f.wrapper.is_some_and(|(a, b)| i == a || i == b) {
-                    continue;
-                }
-                if let Some((r, what)) = class.refusal() {
-                    item.refused
-                        .get_or_insert_with(|| refusal(f, i, s, r, &what));
-                }
-                if let guard::Class::Extension { name, cascade } = class {
-                    item.extensions.push(ExtensionUse {
-                        at: at(f, i, s),
-                        name,
-                        cascade,
-                    });
-                }
-                item.effects.extend(sql::effects::effects(&s.text));
-            }
-            item
+        .zip(judged)
+        .map(|(f, j)| MigrationItem {
+            autocommit: f
+                .statements
+                .iter()
+                .map(|s| sql::needs_autocommit(&s.text))
+                .collect(),
+            refused: j.refused,
+            extensions: j.uses,
+            effects: f
+                .runnable()
+                .flat_map(|(_, s)| sql::effects::effects(&s.text))
+                .collect(),
         })
         .collect();
     m.inserts = p
@@ -523,10 +530,10 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
             .collect(),
         model: Model::default(),
     };
-    let extension_uses = guard_files(&mut parsed)?;
+    let (extension_uses, judged) = guard_files(&mut parsed)?;
     let model = Model {
         extension_uses,
-        ..model(&parsed)?
+        ..model(&parsed, judged)?
     };
     let declared = if parsed.tables.is_empty() {
         None
@@ -550,7 +557,8 @@ pub fn from_upload(raw: &[u8], limits: &Limits) -> Result<Parsed, MigratorError>
             MigratorError::BadRequest(format!("schema archive rejected: {m}"))
         }
     })?;
-    if schema.is_empty() && !schema.present.iter().any(|p| *p) {
+    // (an empty functions/ folder says something: drop the functions)
+    if schema.is_empty() && !schema.has_folder("functions") {
         return Err(MigratorError::BadRequest(
             "schema archive holds no .sql, .pssql or .pgsql file in extensions/, types/, tables/, migrations/, functions/ or seeders/".into(),
         ));

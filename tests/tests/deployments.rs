@@ -203,6 +203,16 @@ async fn folders_and_files_mean_what_they_say() {
     assert_eq!(st, 200, "{b}");
     let (st, b) = gw.call(&p, "hello", json!([])).await;
     assert_eq!((st, b["rows"][0]["hello"].clone()), (200, json!("hi")));
+    // an archive with nothing in it says nothing (an empty functions/ does:
+    // drop the functions, tested above)
+    let mut empty = SchemaDir::default();
+    empty.set("tables/.keep", "");
+    let (st, b) = gw.migrate(&p, None, &empty, false).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(
+        message(&b).contains("schema archive holds no .sql, .pssql or .pgsql file"),
+        "{b}"
+    );
     for (path, says) in [
         ("views/active.sql", "views/active.sql: the gateway does not read views/ (it reads extensions/, types/, tables/, migrations/, functions/, seeders/); views, triggers, policies and grants belong in migrations/"),
         ("functions/notes.txt", "functions/notes.txt: functions/ holds only .sql, .pssql or .pgsql files"),
