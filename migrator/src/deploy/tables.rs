@@ -219,9 +219,12 @@ pub struct Before {
     /// drop), a new NOT NULL column without a default on an existing table
     /// counted as added nullable.
     pub checked: Vec<TableStep>,
-    /// Run now, in order: new sequences, then new columns of existing
-    /// tables (a NOT NULL one without a default added nullable).
-    pub run: Vec<TableStep>,
+    /// New sequences to create now, before the missing tables (those that
+    /// come with a table created from its file are left to that file).
+    pub sequences: Vec<TableStep>,
+    /// New columns of existing tables to add now, after the missing tables
+    /// (a NOT NULL one without a default added nullable).
+    pub columns: Vec<TableStep>,
     /// Missing tables to create now.
     pub missing: BTreeSet<QName>,
     /// Columns added nullable now (`table.column`, as step objects name
@@ -234,12 +237,14 @@ pub struct Before {
 }
 
 /// Plan what runs before the pending migrations. `plan` is the diff from
-/// `observed` to `desired`.
+/// `observed` to `desired`; `files` says which file declares each table and
+/// sequence.
 pub fn before_migrations(
     plan: &[TableStep],
     desired: &Model,
     observed: &Model,
     effects: &[Effect],
+    files: &crate::sql::ddl::Declared,
 ) -> Before {
     let q = |(s, n): &(String, String)| QName::new(s, n);
     let mut made_tables: BTreeSet<QName> = BTreeSet::new();
@@ -284,6 +289,68 @@ pub fn before_migrations(
             out.tighten.insert(format!("{t}.{c}"));
         }
     }
+    for (name, table) in &desired.tables {
+        if observed.tables.contains_key(name) || made_tables.contains(name) {
+            continue;
+        }
+        out.missing.insert(name.clone());
+        let changes: Vec<&(QName, Option<String>, String)> = column_changes
+            .iter()
+            .filter(|(t, _, _)| t == name)
+            .collect();
+        if changes.is_empty() {
+            continue;
+        }
+        let mut t = table.clone();
+        let mut gone: BTreeSet<String> = BTreeSet::new();
+        t.columns
+            .retain_mut(|c| match changes.iter().find(|(_, _, to)| *to == c.name) {
+                Some((_, Some(from), _)) => {
+                    gone.insert(c.name.clone());
+                    c.name = from.clone();
+                    true
+                }
+                Some((_, None, _)) => {
+                    gone.insert(c.name.clone());
+                    false
+                }
+                None => true,
+            });
+        // constraints naming a column the migration makes come after it
+        let names_gone = |definition: &str| {
+            crate::sql::tokens(definition, 1).iter().any(|tok| {
+                let word = tok.text.trim_matches('"');
+                gone.contains(word) || gone.contains(&word.to_ascii_lowercase())
+            })
+        };
+        t.constraints.retain(|k| !names_gone(&k.definition));
+        t.indexes.clear();
+        out.reshaped.push(t);
+    }
+    // a table created from its file brings its own sequences: those its
+    // file declares, and a serial column's
+    let from_file =
+        |t: &QName| out.missing.contains(t) && !out.reshaped.iter().any(|r| &r.name == t);
+    let files_of_missing: BTreeSet<&String> = files
+        .files
+        .iter()
+        .filter(|(q, _)| from_file(q))
+        .map(|(_, f)| f)
+        .collect();
+    let comes_with_its_table = |object: &str| {
+        let Some((q, seq)) = desired
+            .sequences
+            .iter()
+            .find(|(q, _)| q.to_string() == object)
+        else {
+            return false;
+        };
+        seq.owned_by.as_ref().is_some_and(|(t, _)| from_file(t))
+            || files
+                .sequence_files
+                .get(q)
+                .is_some_and(|f| files_of_missing.contains(f))
+    };
     let new_column =
         |step: &TableStep| step.sql.first().is_some_and(|s| s.contains(" ADD COLUMN "));
     for step in plan {
@@ -336,56 +403,12 @@ pub fn before_migrations(
                     )];
                     out.tighten.insert(step.object.clone());
                 }
-                out.run.push(step.clone());
+                out.columns.push(step.clone());
             }
-        } else if sql.starts_with("CREATE SEQUENCE ") {
-            out.run.push(step.clone());
+        } else if sql.starts_with("CREATE SEQUENCE ") && !comes_with_its_table(&step.object) {
+            out.sequences.push(step.clone());
         }
         out.checked.push(step);
-    }
-    // sequences before the columns whose defaults use them
-    out.run.sort_by_key(|s| {
-        !s.sql
-            .first()
-            .is_some_and(|x| x.starts_with("CREATE SEQUENCE "))
-    });
-    for (name, table) in &desired.tables {
-        if observed.tables.contains_key(name) || made_tables.contains(name) {
-            continue;
-        }
-        out.missing.insert(name.clone());
-        let changes: Vec<&(QName, Option<String>, String)> = column_changes
-            .iter()
-            .filter(|(t, _, _)| t == name)
-            .collect();
-        if changes.is_empty() {
-            continue;
-        }
-        let mut t = table.clone();
-        let mut gone: BTreeSet<String> = BTreeSet::new();
-        t.columns
-            .retain_mut(|c| match changes.iter().find(|(_, _, to)| *to == c.name) {
-                Some((_, Some(from), _)) => {
-                    gone.insert(c.name.clone());
-                    c.name = from.clone();
-                    true
-                }
-                Some((_, None, _)) => {
-                    gone.insert(c.name.clone());
-                    false
-                }
-                None => true,
-            });
-        // constraints naming a column the migration makes come after it
-        let names_gone = |definition: &str| {
-            crate::sql::tokens(definition, 1).iter().any(|tok| {
-                let word = tok.text.trim_matches('"');
-                gone.contains(word) || gone.contains(&word.to_ascii_lowercase())
-            })
-        };
-        t.constraints.retain(|k| !names_gone(&k.definition));
-        t.indexes.clear();
-        out.reshaped.push(t);
     }
     out
 }
@@ -584,7 +607,7 @@ pub(super) async fn tables_before(
         .filter(|(f, _)| !applied.contains_key(super::migrations::name(&f.path)))
         .flat_map(|(_, m)| m.effects.iter().cloned())
         .collect();
-    let before = before_migrations(&plan, &desired, &observed, &effects);
+    let before = before_migrations(&plan, &desired, &observed, &effects, declared);
     run.report.schema_validation = validation(&before.checked);
     let refused = before.checked.iter().any(|s| s.class != Class::Safe);
     if refused && !opts.force {
@@ -597,45 +620,14 @@ pub(super) async fn tables_before(
     }
     // new sequences (those in the file of a table created from its file
     // come with it), the missing tables, then new columns of existing ones
-    let reshaped: BTreeSet<&QName> = before.reshaped.iter().map(|t| &t.name).collect();
-    let from_files: BTreeSet<&str> = declared
-        .files
-        .iter()
-        .filter(|(q, _)| before.missing.contains(*q) && !reshaped.contains(q))
-        .map(|(_, f)| f.as_str())
-        .collect();
-    let total = before.run.len();
-    for (n, step) in before.run.iter().enumerate() {
-        let file = file_of(declared, &step.object);
-        let sequence = step
-            .sql
-            .first()
-            .is_some_and(|x| x.starts_with("CREATE SEQUENCE "));
-        // a table created from its file brings its own sequences (those
-        // its file declares, and a serial column's)
-        let owner_created = desired
-            .sequences
-            .iter()
-            .find(|(q, _)| q.to_string() == step.object)
-            .and_then(|(_, seq)| seq.owned_by.as_ref())
-            .is_some_and(|(t, _)| before.missing.contains(t) && !reshaped.contains(t));
-        if sequence && (owner_created || file.is_some_and(|f| from_files.contains(f))) {
-            continue;
-        }
-        if !sequence {
-            continue;
-        }
-        apply_step(run, step, (n, total), file).await?;
+    // new sequences, the missing tables, then new columns of existing ones
+    let total = before.sequences.len() + before.columns.len();
+    for (n, step) in before.sequences.iter().enumerate() {
+        apply_step(run, step, (n, total), file_of(declared, &step.object)).await?;
     }
     create_missing(run, schema, &before.missing, &before.reshaped).await?;
-    for (n, step) in before.run.iter().enumerate() {
-        if step
-            .sql
-            .first()
-            .is_some_and(|x| x.starts_with("CREATE SEQUENCE "))
-        {
-            continue;
-        }
+    for (n, step) in before.columns.iter().enumerate() {
+        let n = n + before.sequences.len();
         apply_step(run, step, (n, total), file_of(declared, &step.object)).await?;
     }
     Ok(Some(TableState {
@@ -796,14 +788,18 @@ mod tests {
         assert_eq!(cyc, ["a", "b"]);
     }
 
-    fn declared(text: &str) -> Model {
+    fn read(text: &str) -> crate::sql::ddl::Declared {
         let file = SqlFile {
             path: "tables/t.sql".into(),
             statements: crate::sql::split_statements(text).unwrap(),
             checksum: String::new(),
             wrapper: None,
         };
-        crate::sql::ddl::read_tables(&[file]).unwrap().model
+        crate::sql::ddl::read_tables(&[file]).unwrap()
+    }
+
+    fn declared(text: &str) -> Model {
+        read(text).model
     }
 
     #[test]
@@ -865,13 +861,14 @@ mod tests {
         } else {
             observed
         };
-        let (desired, observed) = (declared(desired), declared(observed));
-        let (desired, plan) = table_plan(&desired, &observed, &observed);
+        let files = read(desired);
+        let observed = declared(observed);
+        let (desired, plan) = table_plan(&files.model, &observed, &observed);
         let effects: Vec<Effect> = migrations
             .iter()
             .flat_map(|m| crate::sql::effects::effects(m))
             .collect();
-        before_migrations(&plan, &desired, &observed, &effects)
+        before_migrations(&plan, &desired, &observed, &effects, &files)
     }
 
     fn sql(steps: &[TableStep]) -> Vec<String> {
@@ -887,7 +884,7 @@ mod tests {
         );
         // added nullable now, tightened after the migrations: not data loss
         assert_eq!(
-            sql(&b.run),
+            sql(&b.columns),
             ["ALTER TABLE public.orgs ADD COLUMN slug text"]
         );
         assert!(
@@ -903,7 +900,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            sql(&b.run),
+            sql(&b.columns),
             [
                 "ALTER TABLE public.orgs ADD COLUMN note text",
                 "ALTER TABLE public.orgs ADD COLUMN n integer DEFAULT 0 NOT NULL"
@@ -920,7 +917,7 @@ mod tests {
             "CREATE TABLE orgs (id int PRIMARY KEY);",
             &["ALTER TABLE orgs ADD COLUMN slug text; UPDATE orgs SET slug = 'x'"],
         );
-        assert!(b.run.is_empty(), "{b:?}");
+        assert!(b.columns.is_empty(), "{b:?}");
         assert!(
             b.checked
                 .iter()
@@ -935,7 +932,7 @@ mod tests {
             "CREATE TABLE users (id int PRIMARY KEY, name text);",
             &["ALTER TABLE users RENAME COLUMN name TO full_name"],
         );
-        assert!(b.run.is_empty(), "{b:?}");
+        assert!(b.columns.is_empty(), "{b:?}");
         assert!(b.checked.iter().all(|s| s.class == Class::Safe), "{b:?}");
         // without the migration the same change is a drop (refused) and an add
         let b = before(
@@ -950,10 +947,25 @@ mod tests {
             "",
             &["CREATE TABLE a (id int)", "CREATE SEQUENCE s"],
         );
-        assert!(b.missing.is_empty() && b.run.is_empty(), "{b:?}");
+        assert!(
+            b.missing.is_empty() && b.columns.is_empty() && b.sequences.is_empty(),
+            "{b:?}"
+        );
         let b = before("CREATE TABLE a (id int); CREATE SEQUENCE s;", "", &[]);
         assert_eq!(b.missing, [QName::new("public", "a")].into());
-        assert_eq!(sql(&b.run).len(), 1);
+        // the sequence is declared in the missing table's file: it comes with it
+        assert!(b.sequences.is_empty(), "{b:?}");
+        // beside a table that exists, it is created before the migrations
+        let b = before(
+            "CREATE TABLE a (id int); CREATE SEQUENCE s;",
+            "CREATE TABLE a (id int);",
+            &[],
+        );
+        assert_eq!(b.sequences.len(), 1, "{b:?}");
+        assert!(
+            sql(&b.sequences)[0].starts_with("CREATE SEQUENCE public.s "),
+            "{b:?}"
+        );
     }
 
     #[test]
