@@ -62,6 +62,8 @@ pub enum MigratorError {
     UnsupportedMediaType(String),
     DatabaseNotFound(String),
     PlatformNotFound(String),
+    /// `/platform/register` of a platform registered for v2 already.
+    PlatformAlreadyRegistered(String),
     SchemaNotFound(String),
     DatabaseAlreadyExists(String),
     /// The database name falls under another registered platform's longer
@@ -95,6 +97,10 @@ impl MigratorError {
             PayloadTooLarge(m) => simple(ErrorCode::PayloadTooLarge, m),
             UnsupportedMediaType(m) => simple(ErrorCode::UnsupportedMediaType, m),
             PlatformNotFound(m) => simple(ErrorCode::PlatformNotFound, m),
+            PlatformAlreadyRegistered(p) => simple(
+                ErrorCode::PlatformAlreadyRegistered,
+                &format!("Platform '{p}' is already registered"),
+            ),
             SchemaNotFound(m) => simple(ErrorCode::SchemaNotFound, m),
             DatabaseUnavailable(m) => simple(ErrorCode::DatabaseUnavailable, m),
             Internal(m) => simple(ErrorCode::InternalError, m),

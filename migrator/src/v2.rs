@@ -58,9 +58,7 @@ pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, Mig
     let admin = state.admin.connect(None).await?;
     crate::roles::ensure_platform(state, &admin, &r.grant, &body.platform).await?;
     if !state.catalog()?.mark_v2(&body.platform).await? {
-        let code = ErrorCode::PlatformAlreadyRegistered;
-        let message = format!("Platform '{}' is already registered", body.platform);
-        return Ok(json(code.status(), &ErrorBody::new(code, message)));
+        return Err(MigratorError::PlatformAlreadyRegistered(body.platform));
     }
     info!(state.log, "platform registered"; "platform" => &body.platform);
     Ok(json(
@@ -410,7 +408,7 @@ pub async fn admin_database_create(state: &State, r: &mut Req) -> Result<Answer,
         dry_run: body.dry_run,
     };
     match create_from_schema(state, r, new).await {
-        // created meanwhile by someone else, or refused as reserved
+        // a platform whose prefix covers the name registered meanwhile
         Err(MigratorError::NameReserved(db)) => Err(MigratorError::NameCollision(db)),
         other => other,
     }
@@ -442,13 +440,7 @@ async fn create_from_schema(
         archive_sha256: Some(&version.archive_sha256),
         caller: &r.caller,
     };
-    let body = DatabaseCreateRequest {
-        platform: c.platform.to_owned(),
-        schema_name: c.schema_name.to_owned(),
-        database_id: c.database_id.unwrap_or_default().to_owned(),
-        dry_run: c.dry_run,
-    };
-    let report = if body.dry_run {
+    let report = if c.dry_run {
         provision::dry_run_new(
             state,
             &platform.name,
@@ -461,12 +453,12 @@ async fn create_from_schema(
         .await?
     } else {
         let new = NewDatabase {
-            schema_name: Some(body.schema_name.clone()),
+            schema_name: Some(c.schema_name.to_owned()),
             database_id: c.database_id.map(str::to_owned),
             schema_version: Some(version.version),
             ..NewDatabase::new(&database, &platform.name, DbKind::V2, &platform.owner_role)
         };
-        match template(state, &platform, &body.schema_name, &version, &parsed, req).await {
+        match template(state, &platform, c.schema_name, &version, &parsed, req).await {
             Some((tpl, tpl_report)) => {
                 match provision::clone_template(
                     state,
@@ -489,18 +481,18 @@ async fn create_from_schema(
             None => provision::create_new(state, &platform, new, &parsed, req).await?,
         }
     };
-    info!(state.log, "database created"; "database" => &database, "dry_run" => body.dry_run,
+    info!(state.log, "database created"; "database" => &database, "dry_run" => c.dry_run,
           "ms" => started.elapsed().as_millis() as u64);
     Ok(json(
-        if body.dry_run { 200 } else { 201 },
+        if c.dry_run { 200 } else { 201 },
         &DatabaseCreateResponse {
-            status: if body.dry_run {
+            status: if c.dry_run {
                 RequestStatus::WouldCreate
             } else {
                 RequestStatus::Created
             },
-            platform: body.platform,
-            schema_name: body.schema_name,
+            platform: c.platform.to_owned(),
+            schema_name: c.schema_name.to_owned(),
             database_name: database,
             extensions_installed: report.extensions_installed,
             types_deployed: report.types_deployed,
