@@ -88,10 +88,7 @@ pub async fn settle_all(
     }
     for (role, was) in limits(catalog, limit).await? {
         client
-            .batch_execute(&format!(
-                "ALTER ROLE {} CONNECTION LIMIT {limit}",
-                stonescriptdb_shared::names::quote_ident(&role)
-            ))
+            .batch_execute(&crate::roles::set_limit(&role, limit))
             .await
             .map_err(unavailable)?;
         done.push(format!("role {role}: connection limit {was} -> {limit}"));

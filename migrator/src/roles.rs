@@ -77,6 +77,11 @@ pub async fn ensure_platform(
     Ok(p)
 }
 
+/// `ALTER ROLE … CONNECTION LIMIT`: a platform role's limit set again.
+pub fn set_limit(role: &str, limit: i32) -> String {
+    format!("ALTER ROLE {} CONNECTION LIMIT {limit}", quote_ident(role))
+}
+
 /// Create the platform's roles when missing, each with `CONNECTION LIMIT
 /// limit` (`PLATFORM_CONNECTION_LIMIT`; set again on a role whose limit
 /// differs). A role that exists keeps its password (see [`set_passwords`]).
@@ -106,10 +111,7 @@ pub async fn ensure_roles(admin: &Client, p: &Platform, limit: i32) -> Result<()
                     .map(|o| format!(" IN ROLE {}", quote_ident(o)))
                     .unwrap_or_default()
             )),
-            Some(l) if l != limit => statements.push(format!(
-                "ALTER ROLE {} CONNECTION LIMIT {limit}",
-                quote_ident(role)
-            )),
+            Some(l) if l != limit => statements.push(set_limit(role, limit)),
             Some(_) => {}
         }
     }

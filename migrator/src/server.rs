@@ -261,7 +261,7 @@ async fn dispatch(
             .await
             .map_err(plain)?;
     }
-    if grant.name == "open" && !OPEN_ROUTES.contains(&route.pattern) {
+    if grant.is_open() && !OPEN_ROUTES.contains(&route.pattern) {
         return Err(plain(MigratorError::Unauthorized(
             "this route needs a bearer token (tokenless requests of OPEN_DEPLOY_PLATFORMS may register, upload a schema and list)".into(),
         )));

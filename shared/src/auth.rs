@@ -15,6 +15,8 @@ use crate::config::DeployToken;
 pub const ANONYMOUS: &str = "anonymous";
 /// Name deployments record for `ADMIN_TOKEN`.
 pub const ADMIN: &str = "admin";
+/// Who asked, for a tokenless request of an `OPEN_DEPLOY_PLATFORMS` platform.
+pub const OPEN: &str = "open";
 
 /// Equal-length comparison whose time does not depend on where they differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -146,7 +148,7 @@ impl Tokens {
             if !self.open_deploy.is_empty() {
                 return Ok(Grant {
                     open: self.open_deploy.iter().cloned().collect(),
-                    ..Grant::of("open", None, false)
+                    ..Grant::of(OPEN, None, false)
                 });
             }
             return Err(Denied::Unauthorized(
@@ -208,9 +210,14 @@ impl Tokens {
 }
 
 impl Grant {
+    /// A tokenless grant of the `OPEN_DEPLOY_PLATFORMS` platforms.
+    pub fn is_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// May this grant act for `platform`?
     pub fn may(&self, platform: &str) -> Result<(), Denied> {
-        if self.name == "open" {
+        if self.is_open() {
             return if self.open.iter().any(|p| p == platform) {
                 Ok(())
             } else {
