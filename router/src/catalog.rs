@@ -117,7 +117,31 @@ impl FunctionCache {
     }
 }
 
-const LOOKUP_SQL: &str = "\
+/// The routines `/call` may resolve `$1.$2` to (`$2` exact, or folded to
+/// lower case) of one `prokind`: those the platform created, never system,
+/// extension or gateway ones. One filter for the function lookup and the
+/// procedure check, so the two never disagree.
+macro_rules! callable_where {
+    ($kind:literal) => {
+        concat!(
+            "FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prokind = '",
+            $kind,
+            "'
+  AND n.nspname = $1
+  AND (p.proname = $2 OR p.proname = lower($2))
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%'
+  AND p.proname NOT LIKE '\\_stonescriptdb\\_gateway%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
+        )
+    };
+}
+
+const LOOKUP_SQL: &str = concat!(
+    "\
 SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
        p.pronargdefaults::int4, p.provariadic <> 0,
        COALESCE(CASE WHEN p.proargmodes IS NULL THEN p.proargnames
@@ -139,33 +163,21 @@ SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
              JOIN pg_type b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
              ORDER BY a.o),
        p.proretset AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql')
-FROM pg_proc p
-JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.prokind = 'f'
-  AND n.nspname = $1
-  AND (p.proname = $2 OR p.proname = lower($2))
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%'
-  AND p.proname NOT LIKE '\\_stonescriptdb\\_gateway%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-ORDER BY p.proname = $2 DESC, p.oid";
+",
+    callable_where!("f"),
+    "
+ORDER BY p.proname = $2 DESC, p.oid"
+);
 
 /// A procedure the platform created under a name `/call` found no function
 /// of (asked only then: the call is failing anyway).
-const PROCEDURE_SQL: &str = "\
-SELECT p.oid::regprocedure::text
-FROM pg_proc p
-JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.prokind = 'p'
-  AND n.nspname = $1
-  AND (p.proname = $2 OR p.proname = lower($2))
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+const PROCEDURE_SQL: &str = concat!(
+    "SELECT p.oid::regprocedure::text\n",
+    callable_where!("p"),
+    "
 ORDER BY p.proname = $2 DESC, p.oid
-LIMIT 1";
+LIMIT 1"
+);
 
 /// The signature of a procedure `schema.name`, if there is one.
 pub async fn procedure(
