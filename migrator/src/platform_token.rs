@@ -42,13 +42,20 @@ pub fn token(key: &[u8], platform: &str, generation: i32) -> String {
     format!("{PLATFORM_TOKEN_PREFIX}{platform}.{generation}.{hex}")
 }
 
-/// The key tokens are derived from.
-async fn key(state: &State) -> Result<Vec<u8>, MigratorError> {
-    if let Some(secret) = &state.platform_token_secret {
-        return Ok(secret.as_bytes().to_vec());
-    }
-    let fresh = crate::roles::random_hex()?;
-    Ok(state.catalog()?.token_key(&fresh).await?.into_bytes())
+/// The key tokens are derived from: `PLATFORM_TOKEN_SECRET`, else the
+/// catalog's (made on first use), read once per process — it never changes.
+async fn key(state: &State) -> Result<&[u8], MigratorError> {
+    let key = state
+        .token_key
+        .get_or_try_init(|| async {
+            if let Some(secret) = &state.platform_token_secret {
+                return Ok(secret.as_bytes().to_vec());
+            }
+            let fresh = crate::roles::random_hex()?;
+            Ok::<_, MigratorError>(state.catalog()?.token_key(&fresh).await?.into_bytes())
+        })
+        .await?;
+    Ok(key)
 }
 
 /// Check a platform token a request carries: issued by this gateway, for
@@ -63,7 +70,7 @@ pub async fn check(state: &State, claim: &PlatformClaim) -> Result<(), MigratorE
     let current = state.catalog()?.token_generation(&claim.platform).await?;
     match current {
         Some((generation, _)) if generation == claim.generation => {
-            let expected = token(&key(state).await?, &claim.platform, generation);
+            let expected = token(key(state).await?, &claim.platform, generation);
             if ct_eq(expected.as_bytes(), claim.token.as_bytes()) {
                 Ok(())
             } else {
@@ -87,7 +94,7 @@ pub async fn issue(state: &State, r: &mut Req) -> Result<Answer, MigratorError> 
         .catalog()?
         .issue_token(&body.platform, body.rotate)
         .await?;
-    let token = token(&key(state).await?, &body.platform, generation);
+    let token = token(key(state).await?, &body.platform, generation);
     if body.rotate {
         slog::info!(state.log, "platform token rotated"; "platform" => &body.platform, "generation" => generation);
     }

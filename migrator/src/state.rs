@@ -50,6 +50,8 @@ pub struct State {
     pub platform_connection_limit: i32,
     /// `PLATFORM_TOKEN_SECRET` (None: the key kept in the catalog).
     pub platform_token_secret: Option<String>,
+    /// The key platform tokens are derived from, once read.
+    pub token_key: tokio::sync::OnceCell<Vec<u8>>,
     pub log: Logger,
 }
 
@@ -78,6 +80,7 @@ impl State {
             extensions_allowed: config.extensions_allowed.clone(),
             platform_connection_limit: config.platform_connection_limit,
             platform_token_secret: config.platform_token_secret.clone(),
+            token_key: tokio::sync::OnceCell::new(),
             limits: Limits::from(&config.archive),
             log,
         }
