@@ -166,18 +166,7 @@ pub async fn check(
             lines.push(format!("{what}: its stored schema could not be read"));
             continue;
         };
-        let names: Vec<(&str, &str, bool)> = parsed
-            .extensions
-            .iter()
-            .map(|e| (e.path.as_str(), e.name.as_str(), false))
-            .chain(
-                parsed
-                    .model
-                    .extension_uses
-                    .iter()
-                    .map(|u| (u.at.as_str(), u.name.as_str(), u.cascade)),
-            )
-            .collect();
+        let names = crate::deploy::extension_uses(&parsed, &[]);
         if let Some(why) =
             crate::deploy::extension_refused(&names, &offered, allowed, &HashSet::new())
         {

@@ -94,9 +94,11 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
     let parsed = schema::from_upload(&raw, &state.limits)?;
     // An extension the platform may not have is refused now, not in each
     // database it would be deployed to.
-    let admin = state.admin.connect(None).await?;
-    crate::deploy::check_extensions(&admin, &parsed, &[], &state.extensions_allowed).await?;
-    drop(admin);
+    let uses = crate::deploy::extension_uses(&parsed, &[]);
+    if !uses.is_empty() {
+        let admin = state.admin.connect(None).await?;
+        crate::deploy::check_extensions(&admin, &uses, &state.extensions_allowed).await?;
+    }
     let meta = SchemaVersion {
         version: 0,
         checksum: parsed.checksum.clone(),

@@ -221,30 +221,32 @@ fn failure(
     }))
 }
 
-/// Check every extension the deployment would install or change in the
-/// database `c` is connected to — `extensions/`, `CREATE`/`ALTER
-/// EXTENSION` outside `migrations/`, and those of the pending migrations
-/// (`pending`) — against what the platform may have ([`refused`]): 400
-/// before anything runs.
-pub async fn check(
-    c: &impl GenericClient,
-    schema: &Parsed,
-    pending: &[&ExtensionUse],
-    allowed: &[String],
-) -> Result<(), MigratorError> {
-    let mut uses: Vec<(&str, &str, bool)> = schema
+/// Every extension a deployment of `schema` would install or change, as
+/// (where, name, CASCADE): `extensions/`, `CREATE`/`ALTER EXTENSION`
+/// outside `migrations/`, and those of the pending migrations (`pending`).
+pub fn uses<'a>(schema: &'a Parsed, pending: &[&'a ExtensionUse]) -> Vec<(&'a str, &'a str, bool)> {
+    schema
         .extensions
         .iter()
         .map(|e| (e.path.as_str(), e.name.as_str(), false))
-        .collect();
-    for u in schema
-        .model
-        .extension_uses
-        .iter()
-        .chain(pending.iter().copied())
-    {
-        uses.push((u.at.as_str(), u.name.as_str(), u.cascade));
-    }
+        .chain(
+            schema
+                .model
+                .extension_uses
+                .iter()
+                .chain(pending.iter().copied())
+                .map(|u| (u.at.as_str(), u.name.as_str(), u.cascade)),
+        )
+        .collect()
+}
+
+/// Check `uses` ([`uses`]) in the database `c` is connected to against what
+/// the platform may have ([`refused`]): 400 before anything runs.
+pub async fn check(
+    c: &impl GenericClient,
+    uses: &[(&str, &str, bool)],
+    allowed: &[String],
+) -> Result<(), MigratorError> {
     if uses.is_empty() {
         return Ok(());
     }
@@ -262,7 +264,7 @@ pub async fn check(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    match refused(&uses, &offered, allowed, &installed) {
+    match refused(uses, &offered, allowed, &installed) {
         Some(m) => Err(MigratorError::BadRequest(m)),
         None => Ok(()),
     }

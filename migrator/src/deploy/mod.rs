@@ -34,7 +34,8 @@ mod types;
 mod verify;
 
 pub use extensions::{
-    check as check_extensions, offers as extension_offers, preinstall, refused as extension_refused,
+    check as check_extensions, offers as extension_offers, preinstall,
+    refused as extension_refused, uses as extension_uses,
 };
 pub use verify::verify;
 
@@ -429,7 +430,7 @@ pub async fn precheck(
         ))
     })?;
     let pending = migrations::refusal(schema, &applied)?;
-    extensions::check(client, schema, &pending, allowed).await
+    extensions::check(client, &extensions::uses(schema, &pending), allowed).await
 }
 
 /// Deploy `schema` into the database `client` is connected to.
