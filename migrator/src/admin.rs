@@ -116,7 +116,13 @@ impl Admin {
         {
             Ok(()) => {
                 if let Some(owner) = owner {
-                    self.settle(client, name, owner).await?;
+                    // a copy of a template already has the template's
+                    // public schema, which the owner role owns; the
+                    // database (ours, we created it) needs its grants
+                    if template.is_none() {
+                        self.give_public_schema(name, owner).await?;
+                    }
+                    self.grant(client, name, owner).await?;
                 }
                 Ok(true)
             }
@@ -150,32 +156,41 @@ impl Admin {
         name: &str,
         owner: &str,
     ) -> Result<(), MigratorError> {
-        let fail = |e: tokio_postgres::Error| {
-            MigratorError::DatabaseUnavailable(format!(
-                "cannot set the rights of database {name}: {}",
-                pg_message(&e)
-            ))
-        };
-        let (db, role) = (quote_ident(name), quote_ident(owner));
         client
-            .batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER"))
+            .batch_execute(&format!(
+                "ALTER DATABASE {} OWNER TO CURRENT_USER",
+                quote_ident(name)
+            ))
             .await
-            .map_err(fail)?;
+            .map_err(|e| rights_failed(name, e))?;
+        self.give_public_schema(name, owner).await?;
+        self.grant(client, name, owner).await
+    }
+
+    /// The owner role owns the `public` schema of `name` (and PUBLIC may
+    /// not create in it).
+    async fn give_public_schema(&self, name: &str, owner: &str) -> Result<(), MigratorError> {
         let inside = self.connect(Some(name)).await?;
         inside
             .batch_execute(&format!(
-                "ALTER SCHEMA public OWNER TO {role}; REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+                "ALTER SCHEMA public OWNER TO {}; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                quote_ident(owner)
             ))
             .await
-            .map_err(fail)?;
-        drop(inside);
+            .map_err(|e| rights_failed(name, e))
+    }
+
+    /// PUBLIC loses every right on `name`; the owner role gets `CONNECT,
+    /// TEMPORARY, CREATE` (the last step of [`Admin::settle`]).
+    async fn grant(&self, client: &Client, name: &str, owner: &str) -> Result<(), MigratorError> {
+        let (db, role) = (quote_ident(name), quote_ident(owner));
         client
             .batch_execute(&format!(
                 "REVOKE ALL ON DATABASE {db} FROM PUBLIC;
                  GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {db} TO {role}"
             ))
             .await
-            .map_err(fail)
+            .map_err(|e| rights_failed(name, e))
     }
 
     /// Drop `name`, disconnecting anyone still connected (PostgreSQL 13+).
@@ -233,6 +248,13 @@ impl Admin {
             .get(0);
         Ok(n.max(0) as u64)
     }
+}
+
+fn rights_failed(name: &str, e: tokio_postgres::Error) -> MigratorError {
+    MigratorError::DatabaseUnavailable(format!(
+        "cannot set the rights of database {name}: {}",
+        pg_message(&e)
+    ))
 }
 
 /// Moves what the current (admin) role owns in a database to `new_owner`.
