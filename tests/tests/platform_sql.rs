@@ -726,3 +726,81 @@ async fn what_an_older_version_made_gets_todays_rights_at_start_and_check_upgrad
     assert!(message(&b).contains("\"dblink\" is not allowed"), "{b}");
     assert_eq!(gw.migrate(&p, None, &base(), false).await.0, 200);
 }
+
+/// The worst a platform could upload, each as a dry run and for real: a
+/// 400 naming what is refused, and nothing changed either way.
+#[tokio::test]
+async fn hostile_uploads_are_refused_alike_in_dry_runs_and_real_runs() {
+    let (gw, p) = registered().await;
+    let db = format!("{p}_main");
+    let victim = format!("{p}_victim");
+    assert_eq!(gw.register(&p, Some("victim"), &base()).await.0, 200);
+    let cases = [
+        (
+            "migrations/001_commit.sql",
+            "CREATE TABLE before_commit (id int);\nCOMMIT;",
+            "COMMIT: transaction control is not allowed",
+        ),
+        (
+            "migrations/001_drop.sql",
+            &*format!("DROP DATABASE {victim};"),
+            "DROP DATABASE: database- and cluster-level",
+        ),
+        (
+            "extensions/dblink.sql",
+            "",
+            "extension \"dblink\" is not allowed",
+        ),
+        (
+            "functions/ping.sql",
+            "CREATE OR REPLACE FUNCTON ping() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;",
+            "not a CREATE FUNCTION, PROCEDURE or AGGREGATE header: misspelled?",
+        ),
+    ];
+    for (path, sql, says) in cases {
+        for dry in ["true", "false"] {
+            let (st, b) = gw
+                .upload(
+                    "/migrate",
+                    &[
+                        ("platform", p.as_str()),
+                        ("tenant_id", "victim"),
+                        ("dry_run", dry),
+                    ],
+                    with(path, sql).tar_gz(),
+                )
+                .await;
+            assert_eq!(st, 400, "{path} dry_run={dry}: {b}");
+            assert!(message(&b).contains(says), "{path} dry_run={dry}: {b}");
+            // ...and for a database that does not exist yet (a throwaway one)
+            let (st, b) = gw
+                .upload(
+                    "/register",
+                    &[
+                        ("platform", p.as_str()),
+                        ("tenant_id", "fresh"),
+                        ("dry_run", dry),
+                    ],
+                    with(path, sql).tar_gz(),
+                )
+                .await;
+            assert_eq!(st, 400, "{path} new database, dry_run={dry}: {b}");
+            assert!(!database_exists(&format!("{p}_fresh")).await);
+        }
+    }
+    assert!(database_exists(&victim).await);
+    assert!(!table_exists(&victim, "before_commit").await);
+    assert!(extensions_of(&victim).await.is_empty());
+    let (st, b) = gw
+        .post(
+            "/call",
+            &json!({"platform": p, "tenant_id": "victim", "function": "ping"}),
+        )
+        .await;
+    assert_eq!(
+        (st, b["rows"][0]["ping"].clone()),
+        (200, json!("pong")),
+        "{b}"
+    );
+    assert!(applied(&db).await.is_empty());
+}

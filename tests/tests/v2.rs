@@ -765,8 +765,9 @@ async fn tenant_databases_are_created_as_stonescriptphp_asks() {
         )
         .await;
         assert_eq!(s, 200, "{b}");
-        // one uuid rule; not both fields
+        // one uuid rule; not both fields; no field the route does not define
         for body in [
+            json!({"platform": p, "schema_name": "tenant", "tenant_id": "t1"}),
             json!({"platform": p, "schema_name": "tenant", "uuid": "0f1e_a2b3"}),
             json!({"platform": p, "schema_name": "tenant", "uuid": "a", "database_id": "a"}),
         ] {
@@ -953,6 +954,16 @@ async fn platform_tokens_and_open_platforms_as_stonescriptphp_uses_them() {
     )
     .await;
     assert_eq!(s, 403, "operator routes stay the admin's");
+    // ...also not for a platform whose name merely starts with its own
+    let longer = format!("{closed}_x");
+    let (s, b) = send(
+        "/platform/register".into(),
+        admin.clone(),
+        Some(json!({"platform": longer})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(upload(longer.clone(), Some(token.clone())).await, 403);
     // a forged one does not
     let forged = format!("sdgpt.{closed}.1.{}", "0".repeat(64));
     assert_eq!(upload(closed.clone(), Some(forged)).await, 401);
