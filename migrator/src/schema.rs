@@ -21,7 +21,7 @@ pub struct Extension {
     pub schema: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Parsed {
     pub extensions: Vec<Extension>,
     pub types: Vec<SqlFile>,

@@ -15,7 +15,11 @@
 use stonescriptdb_shared::names::{quote_ident, quote_literal};
 use tokio_postgres::GenericClient;
 
-use crate::sql::Insert;
+use std::collections::HashMap;
+
+use stonescriptdb_shared::wire::SeederResult;
+
+use crate::sql::{Insert, SqlFile};
 
 /// How rows are matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,14 +233,11 @@ impl Check {
         )
     }
 
-    /// Insert the seeded rows the table lacks (row-matched checks only);
-    /// returns how many went in.
-    pub async fn insert_missing(
-        &self,
-        c: &impl GenericClient,
-    ) -> Result<u64, tokio_postgres::Error> {
+    /// The statement that inserts the missing rows (matched as checked);
+    /// None when nothing is missing or rows are matched by count only.
+    pub fn insert_sql(&self) -> Option<String> {
         if self.matched == Match::Count || self.missing == 0 {
-            return Ok(0);
+            return None;
         }
         let cols = self
             .columns
@@ -244,17 +245,55 @@ impl Check {
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
-        c.execute(
-            &format!(
-                "INSERT INTO {} ({cols}) SELECT {cols} FROM ({}) AS s WHERE NOT EXISTS ({})",
-                self.qualified,
-                self.rows_sql,
-                self.matching()
-            ),
-            &[],
-        )
-        .await
+        Some(format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM ({}) AS s WHERE NOT EXISTS ({})",
+            self.qualified,
+            self.rows_sql,
+            self.matching()
+        ))
     }
+}
+
+/// Per-table results of one seeder file, in the order tables first appear.
+pub fn results(
+    file: &SqlFile,
+    checks: &[(usize, Check)],
+    inserted: &HashMap<String, u64>,
+) -> Vec<SeederResult> {
+    let mut out: Vec<SeederResult> = Vec::new();
+    for (_, c) in checks {
+        let i = match out.iter().position(|r| r.table == c.table) {
+            Some(i) => i,
+            None => {
+                out.push(SeederResult {
+                    table: c.table.clone(),
+                    file: file.path.clone(),
+                    matched_on: c.matched.as_str().into(),
+                    ..SeederResult::default()
+                });
+                out.len() - 1
+            }
+        };
+        let r = &mut out[i];
+        r.present += c.present;
+        r.missing += c.missing;
+        if c.matched == Match::Count {
+            r.matched_on = "count".into();
+        }
+        for k in &c.missing_rows {
+            if r.missing_rows.len() < 20 {
+                r.missing_rows.push(k.clone());
+            }
+        }
+    }
+    for r in &mut out {
+        let ins = inserted.get(&r.table).copied().unwrap_or(0);
+        r.inserted = ins;
+        r.missing = r.missing.saturating_sub(ins);
+        r.present += ins;
+        r.skipped = r.present.saturating_sub(ins);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -15,12 +15,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use slog::info;
 use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::PlanStep;
 use tokio_postgres::GenericClient;
 
-use super::Run;
+use super::exec::Run;
+use super::step::{At, Counter, Done, Phase, Refusal, Sql, Step};
 use crate::error::{pg_message, MigratorError, StepFailure};
 use crate::schema::{Extension, ExtensionUse, Parsed};
 
@@ -135,7 +135,8 @@ pub fn refused(
     None
 }
 
-pub fn plan(
+/// What each declared extension needs.
+pub fn decide(
     declared: &[Extension],
     installed: &HashSet<String>,
     offered: &HashMap<String, Offer>,
@@ -169,7 +170,7 @@ fn trusted(offered: &HashMap<String, Offer>, name: &str) -> bool {
 
 /// What the server has installed of the declared extensions, and every
 /// extension it offers ([`offers`]; their names also for "did you mean").
-async fn observe(
+async fn observe_with(
     c: &impl GenericClient,
     declared: &[Extension],
 ) -> Result<(HashSet<String>, HashMap<String, Offer>), tokio_postgres::Error> {
@@ -283,7 +284,7 @@ pub async fn preinstall(
     let Some(first) = schema.extensions.first() else {
         return Ok(Vec::new());
     };
-    let (installed, offered) = observe(admin_db, &schema.extensions)
+    let (installed, offered) = observe_with(admin_db, &schema.extensions)
         .await
         .map_err(|e| failure(database, first, Some(&e), None))?;
     let mut installed_now = Vec::new();
@@ -291,7 +292,7 @@ pub async fn preinstall(
         schema
             .extensions
             .iter()
-            .zip(plan(&schema.extensions, &installed, &offered))
+            .zip(decide(&schema.extensions, &installed, &offered))
     {
         match action {
             Action::Present => {}
@@ -319,78 +320,65 @@ pub async fn preinstall(
     Ok(installed_now)
 }
 
-pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
+/// What the step reads: the declared extensions installed already, and
+/// what the server offers.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub installed: HashSet<String>,
+    pub offered: HashMap<String, Offer>,
+}
+
+pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorError> {
     if schema.extensions.is_empty() {
-        return Ok(());
+        return Ok(Seen::default());
     }
-    let (installed, offered) = observe(&run.tx, &schema.extensions).await.map_err(|e| {
-        run.fail(
-            None,
-            None,
-            "reading the installed extensions failed".into(),
-            Some(&e),
-        )
-    })?;
-    let dry = run.plan.is_some();
-    for (ext, action) in
-        schema
-            .extensions
-            .iter()
-            .zip(plan(&schema.extensions, &installed, &offered))
+    let (installed, offered) = observe_with(run.tx(), &schema.extensions)
+        .await
+        .map_err(|e| run.fail(&At::default(), "reading the installed extensions failed", Some(&e)))?;
+    Ok(Seen { installed, offered })
+}
+
+/// One step per extension to install, by the platform's role inside the
+/// transaction. One PostgreSQL does not trust was installed by the admin
+/// role before a real deployment ([`preinstall`]); a dry run, which has
+/// only the platform role's rights, lists it as the admin role's.
+pub fn plan(schema: &Parsed, seen: &Seen, dry_run: bool) -> Result<Vec<Step>, Refusal> {
+    let mut steps = Vec::new();
+    for (ext, action) in schema
+        .extensions
+        .iter()
+        .zip(decide(&schema.extensions, &seen.installed, &seen.offered))
     {
         let statements = match action {
             Action::Present => continue,
             Action::Unavailable { nearest } => {
-                return Err(failure(run.database, ext, None, nearest.as_deref()))
+                return Err(Refusal {
+                    at: At::file(&ext.path),
+                    message: unavailable_message(ext, nearest.as_deref()),
+                })
             }
             Action::Install(statements) => statements,
         };
-        for sql_text in &statements {
-            run.note("extensions", None, &ext.path, "new extension", sql_text);
+        let mut step = Step::new(Phase::Extensions, &ext.path, "new extension");
+        if dry_run && !trusted(&seen.offered, &ext.name) {
+            step.reason = "installed by the gateway's admin role at deployment (allowed by EXTENSIONS_ALLOWED; a dry run has only the platform role's rights, so later steps that need it may fail here)".into();
+            step.by_admin = true;
         }
-        if dry {
-            run.tx
-                .batch_execute("SAVEPOINT sdg_extension")
-                .await
-                .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
+        let failure = format!("installing extension \"{}\" failed", ext.name);
+        for text in statements {
+            step = step.sql(Sql::new(text, At::file(&ext.path), failure.clone()));
         }
-        let mut refused_here = None;
-        for sql_text in &statements {
-            if let Err(e) = run.send_raw(sql_text).await? {
-                refused_here = Some(e);
-                break;
-            }
-        }
-        match refused_here {
-            None => {}
-            Some(e)
-                if dry
-                    && e.code()
-                        == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
-            {
-                run.tx
-                    .batch_execute("ROLLBACK TO SAVEPOINT sdg_extension")
-                    .await
-                    .map_err(|e| {
-                        run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e))
-                    })?;
-                run.note(
-                    "extensions",
-                    None,
-                    &ext.path,
-                    "installed by the gateway's admin role at deployment (allowed by EXTENSIONS_ALLOWED; a dry run has only the platform role's rights, so later steps that need it may fail here)",
-                    statements.last().map(String::as_str).unwrap_or_default(),
-                );
-                continue;
-            }
-            Some(e) => return Err(failure(run.database, ext, Some(&e), None)),
-        }
-        run.report.extensions_installed += 1;
-        run.changelog("extension", &ext.name, "installed", None)
-            .await?;
-        info!(run.log, "extension installed"; "database" => run.database, "extension" => &ext.name);
+        steps.push(
+            step.done(Done::Count(Counter::ExtensionsInstalled))
+                .done(Done::Changelog {
+                    kind: "extension",
+                    object: ext.name.clone(),
+                    action: "installed".into(),
+                    checksum: None,
+                }),
+        );
     }
-    Ok(())
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -418,7 +406,7 @@ mod tests {
             ext("vector", None, None),
             ext("hstor", None, None),
         ];
-        let p = plan(
+        let p = decide(
             &declared,
             &set(&["uuid-ossp"]),
             &offers(&[

@@ -10,16 +10,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use slog::info;
-
-use super::Run;
+use super::exec::Run;
+use super::migrations::wrapper_note;
+use super::step::{At, Counter, Done, Phase, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::{Parsed, RoutineItem};
 use crate::sql::function_file::or_replace;
 
-/// What the functions step will do.
+/// The declared routines sorted against the tracked ones.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Sorted {
     /// Declared routines whose tracked, existing twin has the same checksum.
     pub unchanged: usize,
     /// Indices (into the declared routines) of those to create or replace.
@@ -33,7 +33,7 @@ pub struct Plan {
     pub forget: Vec<String>,
 }
 
-impl Plan {
+impl Sorted {
     /// Nothing to create, replace or drop (only tracking rows to forget).
     pub fn is_quiet(&self) -> bool {
         self.changed.is_empty() && self.drop.is_empty()
@@ -42,17 +42,17 @@ impl Plan {
 
 /// `tracked`: signature → checksum; `live`: the tracked signatures that
 /// exist in the database.
-pub fn plan(
+pub fn sort(
     declared: &[RoutineItem],
     tracked: &BTreeMap<String, String>,
     live: &HashSet<String>,
-) -> Plan {
+) -> Sorted {
     let by_checksum: BTreeMap<&str, &str> = tracked
         .iter()
         .filter(|(s, _)| live.contains(*s))
         .map(|(s, c)| (c.as_str(), s.as_str()))
         .collect();
-    let mut p = Plan::default();
+    let mut p = Sorted::default();
     for (i, d) in declared.iter().enumerate() {
         match by_checksum.get(d.checksum.as_str()) {
             Some(sig) => {
@@ -70,15 +70,6 @@ pub fn plan(
         }
     }
     p
-}
-
-async fn forget(run: &Run<'_>, sig: &str) -> Result<(), MigratorError> {
-    run.internal(
-        "DELETE FROM _stonescriptdb_gateway_functions WHERE signature = $1",
-        &[&sig],
-    )
-    .await
-    .map(|_| ())
 }
 
 /// The order to create the changed routines in: those whose bodies
@@ -125,11 +116,30 @@ pub fn creation_order(declared: &[RoutineItem], changed: &[usize], texts: &[&str
     out
 }
 
-pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorError> {
+/// What the step reads of the database.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub sorted: Sorted,
+    /// Per changed routine (index into the declared ones): the signature
+    /// it already has in the database (a body change keeps it, and is
+    /// replaced in place, not dropped).
+    pub current: BTreeMap<usize, String>,
+    /// Changed routines PostgreSQL refuses to replace in place (return
+    /// type or parameter names changed, SQLSTATE 42P13): DROP + CREATE.
+    pub needs_drop: BTreeSet<usize>,
+    /// The transaction's `search_path`, restored after the body checks.
+    pub search_path: String,
+}
+
+/// Read the tracked routines, which of them still exist, and for each
+/// changed one its current signature and — asked of PostgreSQL by trying
+/// the statement in a savepoint that is rolled back — whether it can be
+/// replaced in place.
+pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorError> {
     // Without a functions/ folder the archive says nothing about functions:
     // they stay as they are (like tables without tables/).
     if !schema.functions_folder {
-        return Ok(());
+        return Ok(Seen::default());
     }
     let declared = &schema.model.routines;
     let tracked: BTreeMap<String, String> = run
@@ -152,101 +162,163 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let plan = plan(declared, &tracked, &live);
-    run.report.functions_unchanged += plan.unchanged as u64;
-    for sig in &plan.forget {
-        forget(run, sig).await?;
+    let sorted = sort(declared, &tracked, &live);
+    let mut seen = Seen {
+        sorted,
+        ..Seen::default()
+    };
+    if seen.sorted.is_quiet() {
+        return Ok(seen);
     }
-    if plan.is_quiet() {
-        return Ok(());
+    // (a type in the signature that does not exist yet: the routine is new)
+    for &i in &seen.sorted.changed {
+        let rows = run
+            .try_read("SELECT to_regprocedure($1)::text", &[&declared[i].lookup])
+            .await?;
+        if let Some(sig) = rows
+            .as_ref()
+            .and_then(|r| r.first())
+            .and_then(|r| r.get::<_, Option<String>>(0))
+        {
+            seen.current.insert(i, sig);
+        }
     }
-    // Bodies are validated when called, not when created: functions may call
-    // each other in any file order (as pg_dump restores them).
-    run.internal("SET LOCAL check_function_bodies = off", &[])
-        .await?;
-    let before: HashSet<u32> = run
+    seen.search_path = run
         .internal(
-            "SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            "SELECT current_setting('search_path'), set_config('check_function_bodies', 'off', true)",
             &[],
         )
         .await?
-        .iter()
+        .first()
         .map(|r| r.get(0))
-        .collect();
-    // Signatures the changed functions already have (a body change keeps its
-    // signature and is replaced in place, not dropped). A type in the
-    // signature that does not exist yet means the function is new.
-    let mut current: HashSet<String> = HashSet::new();
-    for &i in &plan.changed {
+        .unwrap_or_else(|| "public".into());
+    for &i in seen.current.keys() {
         let d = &declared[i];
-        run.tx
-            .batch_execute("SAVEPOINT sdg_lookup")
-            .await
-            .map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
-        match run
-            .tx
-            .query("SELECT to_regprocedure($1)::text", &[&d.lookup])
-            .await
-        {
-            Ok(rows) => {
-                if let Some(sig) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
-                    current.insert(sig);
-                }
-                run.tx.batch_execute("RELEASE SAVEPOINT sdg_lookup").await
-            }
-            Err(_) => {
-                run.tx
-                    .batch_execute("ROLLBACK TO SAVEPOINT sdg_lookup; RELEASE SAVEPOINT sdg_lookup")
-                    .await
+        let text = or_replace(&schema.functions[d.file].statements[d.stmt].text);
+        if let Some(e) = run.trial(&text).await? {
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_FUNCTION_DEFINITION) {
+                seen.needs_drop.insert(i);
             }
         }
-        .map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
     }
-    // Drop what is no longer declared first, so a signature change is DROP + CREATE.
-    for sig in plan.drop.iter().filter(|s| !current.contains(*s)) {
-        let drop = format!("DROP ROUTINE IF EXISTS {sig}");
-        run.note("functions", None, sig, "no longer in functions/", &drop);
-        run.send(&drop, |e| {
-            run.fail(
-                None,
-                None,
-                format!("dropping function {sig} (no longer in functions/) failed"),
-                Some(e),
-            )
+    run.internal(
+        "SELECT set_config('check_function_bodies', 'on', true)",
+        &[],
+    )
+    .await?;
+    Ok(seen)
+}
+
+/// The steps of `functions/`: forget what is gone, drop what is no longer
+/// declared (unless a changed routine replaces it in place), create or
+/// replace the changed routines in [`creation_order`] (DROP + CREATE where
+/// PostgreSQL refuses a replacement), re-run the other statements of the
+/// changed files, then check the bodies ([`body_checks`]).
+pub fn plan(schema: &Parsed, seen: &Seen) -> Vec<Step> {
+    let declared = &schema.model.routines;
+    let sorted = &seen.sorted;
+    let mut steps: Vec<Step> = sorted
+        .forget
+        .iter()
+        .map(|sig| {
+            Step::new(Phase::Functions, sig, "dropped by hand: its tracking row is forgotten")
+                .done(Done::ForgetFunction(sig.clone()))
         })
-        .await?;
-        forget(run, sig).await?;
-        run.report.functions_dropped += 1;
-        run.changelog("function", sig, "dropped", None).await?;
+        .collect();
+    if sorted.is_quiet() {
+        return steps;
+    }
+    // Bodies are validated when called, not when created: functions may call
+    // each other in any file order (as pg_dump restores them).
+    steps.push(
+        Step::new(
+            Phase::Functions,
+            "check_function_bodies",
+            "routines may call each other in any file order; their bodies are checked once all exist",
+        )
+        .sql(Sql::new(
+            "SET LOCAL check_function_bodies = off",
+            At::default(),
+            "turning off check_function_bodies failed",
+        )),
+    );
+    // Drop what is no longer declared first, so a signature change is DROP + CREATE.
+    let replaced: BTreeSet<&String> = seen.current.values().collect();
+    for sig in sorted.drop.iter().filter(|s| !replaced.contains(s)) {
+        steps.push(
+            Step::new(Phase::Functions, sig, "no longer in functions/")
+                .sql(Sql::new(
+                    format!("DROP ROUTINE IF EXISTS {sig}"),
+                    At::default(),
+                    format!("dropping function {sig} (no longer in functions/) failed"),
+                ))
+                .done(Done::ForgetFunction(sig.clone()))
+                .done(Done::Count(Counter::FunctionsDropped))
+                .done(Done::Changelog {
+                    kind: "function",
+                    object: sig.clone(),
+                    action: "dropped".into(),
+                    checksum: None,
+                }),
+        );
     }
     let texts: Vec<&str> = declared
         .iter()
         .map(|d| schema.functions[d.file].statements[d.stmt].text.as_str())
         .collect();
-    for i in creation_order(declared, &plan.changed, &texts) {
-        create(run, schema, &declared[i], &before, &current).await?;
-    }
-    // Non-routine statements of changed files (COMMENT ON, GRANT, ...).
-    let changed_files: BTreeSet<usize> = plan.changed.iter().map(|&i| declared[i].file).collect();
-    for &fi in &changed_files {
-        run.note_wrapper(&schema.functions[fi]);
-    }
-    for &(fi, si) in &schema.model.function_other {
-        if changed_files.contains(&fi) {
-            let file = &schema.functions[fi];
-            // a trigger re-created in place
-            let stmt = &file.statements[si];
-            let text = or_replace(&stmt.text);
-            let again = crate::sql::Statement {
-                text,
-                line: stmt.line,
-            };
-            run.exec(&file.path, si, &again, "function file statement")
-                .await?;
+    for i in creation_order(declared, &sorted.changed, &texts) {
+        let d = &declared[i];
+        let file = &schema.functions[d.file];
+        let stmt = &file.statements[d.stmt];
+        let at = At::statement(&file.path, d.stmt, stmt.line);
+        let mut step = Step::new(Phase::Functions, &d.lookup, "new or changed");
+        if seen.needs_drop.contains(&i) {
+            step.reason = "changed so that PostgreSQL cannot replace it in place (return type or parameter names): dropped and created again".into();
+            step = step.sql(Sql::new(
+                format!("DROP ROUTINE {}", d.lookup),
+                at.clone(),
+                format!("replacing {} failed", d.lookup),
+            ));
         }
+        steps.push(
+            step.sql(Sql::new(or_replace(&stmt.text), at, "creating a function failed"))
+                .done(Done::TrackFunction {
+                    lookup: d.lookup.clone(),
+                    name: d.name.clone(),
+                    file: file.path.clone(),
+                    checksum: d.checksum.clone(),
+                    existed: seen.current.contains_key(&i),
+                }),
+        );
     }
-    check_bodies(run, schema, &plan.changed).await
+    // Non-routine statements of changed files (COMMENT ON, GRANT, a trigger
+    // re-created in place, ...).
+    let changed_files: BTreeSet<usize> = sorted.changed.iter().map(|&i| declared[i].file).collect();
+    for &fi in &changed_files {
+        let file = &schema.functions[fi];
+        let others: Vec<Sql> = schema
+            .model
+            .function_other
+            .iter()
+            .filter(|(f, _)| *f == fi)
+            .map(|&(_, si)| {
+                let stmt = &file.statements[si];
+                Sql::new(
+                    or_replace(&stmt.text),
+                    At::statement(&file.path, si, stmt.line),
+                    "function file statement failed",
+                )
+            })
+            .collect();
+        let mut step = Step::new(Phase::Functions, &file.path, "function file statement");
+        step.sql = others;
+        if let Some((a, b)) = file.wrapper {
+            step = step.done(Done::Note(wrapper_note(&file.path, a, b)));
+        }
+        steps.push(step);
+    }
+    steps.extend(body_checks(schema, &sorted.changed, &seen.search_path));
+    steps
 }
 
 /// Every routine this deployment created or replaced, once all of them
@@ -255,11 +327,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed) -> Result<(), MigratorErr
 /// A failure names the file, line and PostgreSQL's message; nothing is
 /// deployed. `BEGIN ATOMIC` bodies were checked at creation; a file with
 /// `-- stonescriptdb: no-body-check` is not checked.
-async fn check_bodies(
-    run: &mut Run<'_>,
-    schema: &Parsed,
-    changed: &[usize],
-) -> Result<(), MigratorError> {
+fn body_checks(schema: &Parsed, changed: &[usize], search_path: &str) -> Option<Step> {
     let declared = &schema.model.routines;
     let checked: Vec<&RoutineItem> = changed
         .iter()
@@ -267,148 +335,33 @@ async fn check_bodies(
         .filter(|d| d.body_check && !d.atomic)
         .collect();
     if checked.is_empty() {
-        return Ok(());
+        return None;
     }
-    let path: String = run
-        .internal("SELECT current_setting('search_path')", &[])
-        .await?
-        .first()
-        .map(|r| r.get(0))
-        .unwrap_or_else(|| "public".into());
-    run.internal(
-        "SELECT set_config('check_function_bodies', 'on', true), set_config('search_path', 'public', true)",
-        &[],
+    let setting = |sql: String| Sql::new(sql, At::default(), "setting up the body check failed");
+    let mut step = Step::new(
+        Phase::Functions,
+        "function bodies",
+        "checked once every routine exists, under /call's search_path",
     )
-    .await?;
+    .sql(setting(
+        "SELECT set_config('check_function_bodies', 'on', true), set_config('search_path', 'public', true)".into(),
+    ));
     for d in checked {
         let file = &schema.functions[d.file];
         let stmt = &file.statements[d.stmt];
-        run.send(&or_replace(&stmt.text), |e| {
-            run.fail(
-                Some(&file.path),
-                Some((d.stmt, stmt)),
-                format!(
-                    "the body of {} does not check (add the line \"-- stonescriptdb: no-body-check\" to its file if it needs objects created at run time)",
-                    d.name
-                ),
-                Some(e),
-            )
-        })
-        .await?;
-    }
-    run.internal(
-        "SELECT set_config('check_function_bodies', 'off', true), set_config('search_path', $1, true)",
-        &[&path],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Create or replace one routine and track it.
-async fn create(
-    run: &mut Run<'_>,
-    schema: &Parsed,
-    d: &RoutineItem,
-    before: &HashSet<u32>,
-    current: &HashSet<String>,
-) -> Result<(), MigratorError> {
-    let file = &schema.functions[d.file];
-    let stmt = &file.statements[d.stmt];
-    let text = or_replace(&stmt.text);
-    run.note("functions", None, &d.lookup, "new or changed", &text);
-    let sp = run.tx.batch_execute("SAVEPOINT sdg_fn").await;
-    sp.map_err(|e| run.fail(None, None, "savepoint failed".into(), Some(&e)))?;
-    if let Err(e) = run.send_raw(&text).await? {
-        // return type or parameter names changed: DROP + CREATE
-        if e.code().map(|c| c.code()) != Some("42P13") {
-            return Err(run.fail(
-                Some(&file.path),
-                Some((d.stmt, stmt)),
-                "creating a function failed".into(),
-                Some(&e),
-            ));
-        }
-        run.tx
-            .batch_execute("ROLLBACK TO SAVEPOINT sdg_fn")
-            .await
-            .map_err(|e| run.fail(None, None, "rollback to savepoint failed".into(), Some(&e)))?;
-        let drop = format!("DROP ROUTINE {}", d.lookup);
-        run.send(&drop, |e| {
-            run.fail(
-                Some(&file.path),
-                Some((d.stmt, stmt)),
-                format!("replacing {} failed", d.lookup),
-                Some(e),
-            )
-        })
-        .await?;
-        run.send(&text, |e| {
-            run.fail(
-                Some(&file.path),
-                Some((d.stmt, stmt)),
-                "creating a function failed".into(),
-                Some(e),
-            )
-        })
-        .await?;
-    }
-    run.tx
-        .batch_execute("RELEASE SAVEPOINT sdg_fn")
-        .await
-        .map_err(|e| run.fail(None, None, "release savepoint failed".into(), Some(&e)))?;
-    let rows = run
-        .tx
-        .query(
-            "SELECT p::oid, p::text FROM to_regprocedure($1) p",
-            &[&d.lookup],
-        )
-        .await
-        .map_err(|e| {
-            run.fail(
-                Some(&file.path),
-                Some((d.stmt, stmt)),
-                "resolving the function's signature failed".into(),
-                Some(&e),
-            )
-        })?;
-    let (oid, sig): (Option<u32>, Option<String>) = rows
-        .first()
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap_or((None, None));
-    let (Some(oid), Some(sig)) = (oid, sig) else {
-        return Err(run.fail(
-            Some(&file.path),
-            Some((d.stmt, stmt)),
+        step = step.sql(Sql::new(
+            or_replace(&stmt.text),
+            At::statement(&file.path, d.stmt, stmt.line),
             format!(
-                "function {} was created but cannot be found by its signature",
-                d.lookup
+                "the body of {} does not check (add the line \"-- stonescriptdb: no-body-check\" to its file if it needs objects created at run time)",
+                d.name
             ),
-            None,
         ));
-    };
-    // same identity as before (also when replaced by DROP + CREATE)
-    let existed = before.contains(&oid) || current.contains(&sig);
-    if existed {
-        run.report.functions_updated += 1;
-    } else {
-        run.report.functions_created += 1;
     }
-    run.internal(
-        "INSERT INTO _stonescriptdb_gateway_functions (signature, name, file, checksum) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (signature) DO UPDATE SET name = excluded.name, file = excluded.file,
-             checksum = excluded.checksum, deployed_at = now()",
-        &[&sig, &d.name, &file.path, &d.checksum],
-    )
-    .await?;
-    run.changelog(
-        "function",
-        &sig,
-        if existed { "updated" } else { "created" },
-        Some(&d.checksum),
-    )
-    .await?;
-    info!(run.log, "function deployed"; "database" => run.database, "function" => &sig, "file" => &file.path);
-    Ok(())
+    Some(step.sql(setting(format!(
+        "SELECT set_config('check_function_bodies', 'off', true), set_config('search_path', {}, true)",
+        stonescriptdb_shared::names::quote_literal(search_path)
+    ))))
 }
 
 #[cfg(test)]
@@ -444,7 +397,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_function_costs_nothing() {
-        let p = plan(
+        let p = sort(
             &[routine(F, "c1")],
             &map(&[("f(integer)", "c1")]),
             &set(&["f(integer)"]),
@@ -456,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_new_function_is_created() {
-        let p = plan(&[routine(F, "c1")], &map(&[]), &set(&[]));
+        let p = sort(&[routine(F, "c1")], &map(&[]), &set(&[]));
         assert_eq!((p.changed, p.drop, p.forget), (vec![0], vec![], vec![]));
     }
 
@@ -464,7 +417,7 @@ mod tests {
     fn a_body_change_replaces_the_tracked_signature() {
         // the old signature is a drop candidate; applying skips the drop when
         // the changed routine still has that signature (replaced in place)
-        let p = plan(
+        let p = sort(
             &[routine(F, "c2")],
             &map(&[("f(integer)", "c1")]),
             &set(&["f(integer)"]),
@@ -476,7 +429,7 @@ mod tests {
     #[test]
     fn a_signature_change_drops_the_old_one() {
         let g = "CREATE FUNCTION f(a bigint) RETURNS int LANGUAGE sql AS 'SELECT 1'";
-        let p = plan(
+        let p = sort(
             &[routine(g, "c3")],
             &map(&[("f(integer)", "c1")]),
             &set(&["f(integer)"]),
@@ -489,14 +442,14 @@ mod tests {
 
     #[test]
     fn a_function_no_longer_declared_is_dropped() {
-        let p = plan(&[], &map(&[("old(text)", "c9")]), &set(&["old(text)"]));
+        let p = sort(&[], &map(&[("old(text)", "c9")]), &set(&["old(text)"]));
         assert_eq!(p.drop, vec!["old(text)".to_string()]);
         assert!(p.changed.is_empty() && !p.is_quiet());
     }
 
     #[test]
     fn a_function_dropped_by_hand_is_recreated_and_its_row_forgotten() {
-        let p = plan(
+        let p = sort(
             &[routine(F, "c1")],
             &map(&[("f(integer)", "c1")]),
             &set(&[]),
@@ -509,7 +462,7 @@ mod tests {
     #[test]
     fn functions_a_migration_created_are_not_the_gateways() {
         // never tracked, so never in the plan at all
-        let p = plan(
+        let p = sort(
             &[routine(F, "c1")],
             &map(&[("f(integer)", "c1")]),
             &set(&["f(integer)"]),

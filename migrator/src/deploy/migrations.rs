@@ -9,9 +9,8 @@
 
 use std::collections::HashMap;
 
-use slog::info;
-
-use super::{Options, Run};
+use super::exec::Run;
+use super::step::{AfterCommit, At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::Parsed;
 
@@ -45,7 +44,7 @@ pub struct Applied {
 }
 
 /// Decide each file's fate from what is applied (name → record).
-pub fn plan(
+pub fn decide(
     files: &[(&str, &str)],
     applied: &HashMap<String, Applied>,
     force: bool,
@@ -121,73 +120,120 @@ pub fn refusal<'a>(
     Ok(uses)
 }
 
-pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
+/// What the step reads: the migrations recorded as applied. The pending
+/// ones are judged again here, under the deployment's lock (they were
+/// before the deployment began; this holds whatever ran in between).
+pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<HashMap<String, Applied>, MigratorError> {
     if schema.migrations.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
-    let applied = recorded(&run.tx)
+    let applied = recorded(run.tx())
         .await
-        .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
-    // (checked before the deployment began too; this holds it inside the
-    // transaction, whatever ran in between)
+        .map_err(|e| run.fail(&At::default(), "gateway bookkeeping failed", Some(&e)))?;
     refusal(schema, &applied)?;
+    Ok(applied)
+}
+
+/// One step per migration file: a pending one's statements (those
+/// PostgreSQL refuses in a transaction block marked for after the commit)
+/// and its tracking row; an applied one with statements still pending
+/// after a commit, those statements again.
+pub fn plan(
+    schema: &Parsed,
+    applied: &HashMap<String, Applied>,
+    opts: Options,
+) -> Result<Vec<Step>, Refusal> {
     let files: Vec<(&str, &str)> = schema
         .migrations
         .iter()
         .map(|f| (name(&f.path), f.checksum.as_str()))
         .collect();
-    for (i, action) in plan(&files, &applied, opts.force).into_iter().enumerate() {
+    let mut steps = Vec::new();
+    for (i, action) in decide(&files, applied, opts.force).into_iter().enumerate() {
         let file = &schema.migrations[i];
         let name = name(&file.path);
-        match action {
-            Action::Skip => run.report.migrations_skipped += 1,
+        let skipped = Step::new(Phase::Migrations, &file.path, "applied before")
+            .done(Done::Count(Counter::MigrationsSkipped));
+        let late = |index: usize| AfterCommit {
+            migration: name.to_owned(),
+            number: index as i32 + 1,
+        };
+        let step = match action {
+            Action::Skip => skipped,
             Action::RetryDeferred => {
                 let pending = &applied[name].pending;
-                for (i, s) in file.runnable() {
-                    if pending.contains(&(i as i32 + 1)) {
-                        run.deferred
-                            .push((file.path.clone(), i, s.clone(), name.to_owned()));
+                let mut step = skipped;
+                step.reason = "applied before; its statements that run after the commit have not all succeeded: those run again".into();
+                for (index, stmt) in file.runnable() {
+                    if pending.contains(&(index as i32 + 1)) {
+                        let mut sql = Sql::of_file(&file.path, index, stmt, "migration");
+                        sql.after_commit = Some(late(index));
+                        step = step.sql(sql);
                     }
                 }
-                run.report.migrations_skipped += 1;
+                step
             }
             Action::RefuseEdited => {
-                return Err(run.fail(
-                    Some(&file.path),
-                    None,
-                    format!(
+                return Err(Refusal {
+                    at: At::file(&file.path),
+                    message: format!(
                         "migration {name} was already applied and has been edited since (checksum differs); restore it, or deploy with force=true to accept the new text without running it again"
                     ),
-                    None,
-                ))
+                })
             }
-            Action::AcceptEdited => {
-                run.internal(
-                    "UPDATE _stonescriptdb_gateway_migrations SET checksum = $2 WHERE filename = $1",
-                    &[&name, &file.checksum],
-                )
-                .await?;
-                run.changelog("migration", name, "checksum_accepted", Some(&file.checksum))
-                    .await?;
-                run.report.migrations_skipped += 1;
-            }
+            Action::AcceptEdited => skipped
+                .done(Done::AcceptMigration {
+                    name: name.to_owned(),
+                    checksum: file.checksum.clone(),
+                })
+                .done(Done::Changelog {
+                    kind: "migration",
+                    object: name.to_owned(),
+                    action: "checksum_accepted".into(),
+                    checksum: Some(file.checksum.clone()),
+                }),
             Action::Apply => {
-                // (a failed migration is not recorded: the whole transaction rolls back)
                 let autocommit = &schema.model.migrations[i].autocommit;
-                let pending = run.exec_migration(file, name, autocommit).await?;
-                run.internal(
-                    "INSERT INTO _stonescriptdb_gateway_migrations (filename, checksum, deferred_pending) VALUES ($1, $2, $3)",
-                    &[&name, &file.checksum, &pending],
-                )
-                .await?;
-                run.changelog("migration", name, "applied", Some(&file.checksum))
-                    .await?;
-                run.report.migrations_applied += 1;
-                info!(run.log, "migration applied"; "database" => run.database, "file" => &file.path);
+                let mut step = Step::new(Phase::Migrations, &file.path, "migration");
+                let mut pending = Vec::new();
+                if let Some((a, b)) = file.wrapper {
+                    step = step.done(Done::Note(wrapper_note(&file.path, a, b)));
+                }
+                for (index, stmt) in file.runnable() {
+                    let mut sql = Sql::of_file(&file.path, index, stmt, "migration");
+                    if autocommit.get(index).copied().unwrap_or(false) {
+                        sql.after_commit = Some(late(index));
+                        pending.push(index as i32 + 1);
+                    }
+                    step = step.sql(sql);
+                }
+                step.done(Done::TrackMigration {
+                    name: name.to_owned(),
+                    checksum: file.checksum.clone(),
+                    pending,
+                })
+                .done(Done::Changelog {
+                    kind: "migration",
+                    object: name.to_owned(),
+                    action: "applied".into(),
+                    checksum: Some(file.checksum.clone()),
+                })
+                .done(Done::Count(Counter::MigrationsApplied))
             }
-        }
+        };
+        steps.push(step);
     }
-    Ok(())
+    Ok(steps)
+}
+
+/// The report's note on a file's whole-file `BEGIN;` … `COMMIT;` wrapper
+/// (statements `a` and `b`), which a deployment does not run.
+pub fn wrapper_note(path: &str, a: usize, b: usize) -> String {
+    format!(
+        "{path}: its whole-file transaction wrapper (statements {} and {}) was not run; the deployment runs in one transaction of its own",
+        a + 1,
+        b + 1
+    )
 }
 
 #[cfg(test)]
@@ -214,12 +260,12 @@ mod tests {
             a.pending = vec![2];
         }
         assert_eq!(
-            plan(&[("001_a.sql", "x")], &was, false),
+            decide(&[("001_a.sql", "x")], &was, false),
             [Action::RetryDeferred]
         );
         // edited since: the edit is what is refused (or accepted under force)
         assert_eq!(
-            plan(&[("001_a.sql", "y")], &was, false),
+            decide(&[("001_a.sql", "y")], &was, false),
             [Action::RefuseEdited]
         );
     }
@@ -228,11 +274,11 @@ mod tests {
     fn new_migrations_run_applied_ones_are_skipped() {
         let files = [("001_a.sql", "x"), ("002_b.sql", "y")];
         assert_eq!(
-            plan(&files, &applied(&[("001_a.sql", "x")]), false),
+            decide(&files, &applied(&[("001_a.sql", "x")]), false),
             [Action::Skip, Action::Apply]
         );
         assert_eq!(
-            plan(&files, &applied(&[]), false),
+            decide(&files, &applied(&[]), false),
             [Action::Apply, Action::Apply]
         );
     }
@@ -241,8 +287,8 @@ mod tests {
     fn an_edited_applied_migration_is_refused_unless_forced() {
         let files = [("001_a.sql", "new")];
         let was = applied(&[("001_a.sql", "old")]);
-        assert_eq!(plan(&files, &was, false), [Action::RefuseEdited]);
-        assert_eq!(plan(&files, &was, true), [Action::AcceptEdited]);
+        assert_eq!(decide(&files, &was, false), [Action::RefuseEdited]);
+        assert_eq!(decide(&files, &was, true), [Action::AcceptEdited]);
     }
 
     #[test]
@@ -250,7 +296,7 @@ mod tests {
         // only files present are planned: what was applied stays applied
         let files = [("002_b.sql", "y")];
         assert_eq!(
-            plan(
+            decide(
                 &files,
                 &applied(&[("001_a.sql", "x"), ("002_b.sql", "y")]),
                 false

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use stonescriptdb_shared::wire::SeederResult;
 
-use super::{Mode, Options, Run};
+use super::exec::Run;
+use super::migrations::wrapper_note;
+use super::step::{qualified, At, Done, Mode, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::{table_key, Parsed};
 use crate::seed;
-use crate::sql::SqlFile;
 
 /// A seeder file compared with what the gateway last recorded of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,63 +52,29 @@ pub fn decide(mode: Mode, created_here: bool, empty: bool, known: Known, force: 
     }
 }
 
-/// The checksum each seeder file had when the gateway last seeded or
-/// checked it (from the changelog), by path.
-async fn recorded(run: &Run<'_>) -> Result<HashMap<String, String>, MigratorError> {
-    run.pairs(
-        "SELECT DISTINCT ON (object) object, checksum FROM _stonescriptdb_gateway_changelog
-         WHERE kind = 'seeder' AND checksum IS NOT NULL ORDER BY object, id DESC",
-    )
-    .await
+/// What the step reads of one seeder file: how it compares with what was
+/// recorded, what [`decide`] makes of it, and — when its rows are checked —
+/// the row-by-row checks.
+#[derive(Debug)]
+pub struct SeenFile {
+    pub known: Known,
+    pub action: Action,
+    pub checks: Vec<(usize, seed::Check)>,
 }
 
-/// Per-table results of one seeder file, in the order tables first appear.
-pub fn results(
-    file: &SqlFile,
-    checks: &[(usize, seed::Check)],
-    inserted: &HashMap<String, u64>,
-) -> Vec<SeederResult> {
-    let mut out: Vec<SeederResult> = Vec::new();
-    for (_, c) in checks {
-        let i = match out.iter().position(|r| r.table == c.table) {
-            Some(i) => i,
-            None => {
-                out.push(SeederResult {
-                    table: c.table.clone(),
-                    file: file.path.clone(),
-                    matched_on: c.matched.as_str().into(),
-                    ..SeederResult::default()
-                });
-                out.len() - 1
-            }
-        };
-        let r = &mut out[i];
-        r.present += c.present;
-        r.missing += c.missing;
-        if c.matched == seed::Match::Count {
-            r.matched_on = "count".into();
-        }
-        for k in &c.missing_rows {
-            if r.missing_rows.len() < 20 {
-                r.missing_rows.push(k.clone());
-            }
-        }
-    }
-    for r in &mut out {
-        let ins = inserted.get(&r.table).copied().unwrap_or(0);
-        r.inserted = ins;
-        r.missing = r.missing.saturating_sub(ins);
-        r.present += ins;
-        r.skipped = r.present.saturating_sub(ins);
-    }
-    out
-}
-
-pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
+pub async fn observe(run: &Run<'_>, schema: &Parsed, opts: Options) -> Result<Vec<SeenFile>, MigratorError> {
     if schema.seeders.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let recorded = recorded(run).await?;
+    // the checksum each seeder file had when the gateway last seeded or
+    // checked it (from the changelog), by path
+    let recorded: HashMap<String, String> = run
+        .pairs(
+            "SELECT DISTINCT ON (object) object, checksum FROM _stonescriptdb_gateway_changelog
+             WHERE kind = 'seeder' AND checksum IS NOT NULL ORDER BY object, id DESC",
+        )
+        .await?;
+    let mut seen = Vec::with_capacity(schema.seeders.len());
     for (fi, file) in schema.seeders.iter().enumerate() {
         let inserts = &schema.model.inserts[fi];
         let created_here = inserts
@@ -117,10 +84,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
         for (_, ins) in inserts {
             let rows = run
                 .internal(
-                    &format!(
-                        "SELECT NOT EXISTS (SELECT 1 FROM {})",
-                        super::qualified(&ins.schema, &ins.table)
-                    ),
+                    &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", qualified(&ins.schema, &ins.table)),
                     &[],
                 )
                 .await?;
@@ -131,49 +95,64 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
             Some(c) if *c != file.checksum => Known::Changed,
             Some(_) => Known::Unchanged,
         };
-        let mut inserted: HashMap<String, u64> = HashMap::new();
-        let (insert, missing_fails) =
-            match decide(opts.mode, created_here, empty, known, opts.force) {
-                Action::Run => {
-                    run.note_wrapper(file);
-                    for (i, s) in file.runnable() {
-                        let rows = run.exec(&file.path, i, s, "seeder").await?;
-                        if let Some((_, ins)) = inserts.iter().find(|(si, _)| *si == i) {
-                            *inserted.entry(seed::label(ins)).or_default() += rows;
-                        }
-                    }
-                    for (table, rows) in &inserted {
-                        run.report.seeders.push(SeederResult {
-                            table: table.clone(),
-                            file: file.path.clone(),
-                            inserted: *rows,
-                            present: *rows,
-                            ..SeederResult::default()
-                        });
-                    }
-                    if known != Known::Unchanged {
-                        run.changelog("seeder", &file.path, "seeded", Some(&file.checksum))
-                            .await?;
-                    }
-                    continue;
-                }
-                Action::Check {
-                    insert,
-                    missing_fails,
-                } => (insert, missing_fails),
-            };
+        let action = decide(opts.mode, created_here, empty, known, opts.force);
         let mut checks = Vec::new();
-        for (i, ins) in inserts {
-            let c = seed::check(&run.tx, ins).await.map_err(|e| {
-                run.fail(
-                    Some(&file.path),
-                    Some((*i, &file.statements[*i])),
-                    "seeder check failed".into(),
-                    Some(&e),
-                )
-            })?;
-            checks.push((*i, c));
+        if matches!(action, Action::Check { .. }) {
+            for (i, ins) in inserts {
+                let c = seed::check(run.tx(), ins).await.map_err(|e| {
+                    let s = &file.statements[*i];
+                    run.fail(&At::statement(&file.path, *i, s.line), "seeder check failed", Some(&e))
+                })?;
+                checks.push((*i, c));
+            }
         }
+        seen.push(SeenFile {
+            known,
+            action,
+            checks,
+        });
+    }
+    Ok(seen)
+}
+
+/// The steps of `seeders/`, one per file: the whole file, or the missing
+/// rows (then what else the file does, e.g. `setval` after explicit ids);
+/// a missing row of an unchanged seeder refuses the deployment unless
+/// `force`.
+pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Step>, Refusal> {
+    let mut steps = Vec::new();
+    for ((fi, file), s) in schema.seeders.iter().enumerate().zip(seen) {
+        let inserts = &schema.model.inserts[fi];
+        let seeds = |i: usize| inserts.iter().find(|(si, _)| *si == i).map(|(_, ins)| seed::label(ins));
+        let changelog = |action: &str| Done::Changelog {
+            kind: "seeder",
+            object: file.path.clone(),
+            action: action.into(),
+            checksum: Some(file.checksum.clone()),
+        };
+        let (insert, missing_fails) = match s.action {
+            Action::Run => {
+                let mut step = Step::new(Phase::Seeders, &file.path, "seeder");
+                if let Some((a, b)) = file.wrapper {
+                    step = step.done(Done::Note(wrapper_note(&file.path, a, b)));
+                }
+                for (i, stmt) in file.runnable() {
+                    let mut sql = Sql::of_file(&file.path, i, stmt, "seeder");
+                    sql.tally = seeds(i);
+                    step = step.sql(sql);
+                }
+                if s.known != Known::Unchanged {
+                    step = step.done(changelog("seeded"));
+                }
+                steps.push(step);
+                continue;
+            }
+            Action::Check {
+                insert,
+                missing_fails,
+            } => (insert, missing_fails),
+        };
+        let checks = &s.checks;
         if missing_fails {
             if let Some((i, c)) = checks
                 .iter()
@@ -182,64 +161,72 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
                 let of_table = || checks.iter().filter(|(_, x)| x.table == c.table);
                 let total: u64 = of_table().map(|(_, x)| x.rows).sum();
                 let lost: u64 = of_table().map(|(_, x)| x.missing).sum();
-                return Err(run.fail(
-                    Some(&file.path),
-                    Some((*i, &file.statements[*i])),
-                    format!(
+                return Err(Refusal {
+                    at: At::statement(&file.path, *i, file.statements[*i].line),
+                    message: format!(
                         "seeded rows missing from {}: {lost} of {total} ({}); deploy with force=true to insert them again",
                         c.table,
                         c.missing_rows.join(", ")
                     ),
-                    None,
-                ));
+                });
             }
         }
         let missing: u64 = checks.iter().map(|(_, c)| c.missing).sum();
+        let mut step = Step::new(Phase::Seeders, &file.path, "insert missing seeded rows");
         if insert && missing > 0 {
-            for (i, c) in &checks {
-                let rows = c.insert_missing(&run.tx).await.map_err(|e| {
-                    run.fail(
-                        Some(&file.path),
-                        Some((*i, &file.statements[*i])),
-                        format!("inserting the missing seeded rows of {} failed", c.table),
-                        Some(&e),
-                    )
-                })?;
-                run.note(
-                    "seeders",
-                    None,
-                    &file.path,
-                    "insert missing seeded rows",
-                    &format!("-- {rows} row(s) into {}", c.table),
-                );
-                *inserted.entry(c.table.clone()).or_default() += rows;
+            for (i, c) in checks {
+                if let Some(text) = c.insert_sql() {
+                    let at = At::statement(&file.path, *i, file.statements[*i].line);
+                    let mut sql = Sql::new(text, at, format!("inserting the missing seeded rows of {} failed", c.table));
+                    sql.tally = Some(c.table.clone());
+                    step = step.sql(sql);
+                }
             }
             // What else the file does (setval after explicit ids…) follows
             // the rows it seeds.
-            if inserted.values().any(|r| *r > 0) {
-                for (i, s) in file.runnable() {
-                    if !inserts.iter().any(|(si, _)| *si == i) {
-                        run.exec(&file.path, i, s, "seeder").await?;
+            if !step.sql.is_empty() {
+                for (i, stmt) in file.runnable() {
+                    if seeds(i).is_none() {
+                        step = step.sql(Sql::of_file(&file.path, i, stmt, "seeder"));
                     }
                 }
             }
         }
-        run.report.seeders.extend(results(file, &checks, &inserted));
-        if opts.mode == Mode::Migrate && known != Known::Unchanged {
-            run.changelog(
-                "seeder",
-                &file.path,
-                if insert && missing > 0 {
-                    "inserted"
-                } else {
-                    "verified"
-                },
-                Some(&file.checksum),
-            )
-            .await?;
+        if opts.mode == Mode::Migrate && s.known != Known::Unchanged {
+            step = step.done(changelog(if insert && missing > 0 { "inserted" } else { "verified" }));
+        }
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// The report's seeder results from the plan's steps (one per file, in
+/// order) and the rows each statement affected.
+pub fn report(schema: &Parsed, seen: &[SeenFile], steps: &[Step], rows: &[Vec<u64>]) -> Vec<SeederResult> {
+    let mut out = Vec::new();
+    for (((file, s), step), rows) in schema.seeders.iter().zip(seen).zip(steps).zip(rows) {
+        let mut inserted: Vec<(String, u64)> = Vec::new();
+        for (sql, n) in step.sql.iter().filter(|s| s.after_commit.is_none()).zip(rows) {
+            if let Some(table) = &sql.tally {
+                match inserted.iter_mut().find(|(t, _)| t == table) {
+                    Some((_, total)) => *total += n,
+                    None => inserted.push((table.clone(), *n)),
+                }
+            }
+        }
+        if s.action == Action::Run {
+            out.extend(inserted.into_iter().map(|(table, n)| SeederResult {
+                table,
+                file: file.path.clone(),
+                inserted: n,
+                present: n,
+                ..SeederResult::default()
+            }));
+        } else {
+            out.extend(seed::results(file, &s.checks, &inserted.into_iter().collect()));
         }
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]

@@ -6,17 +6,19 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use slog::{info, warn};
 use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
 
-use super::{Options, Run};
+use super::exec::Run;
+use super::migrations::{name as migration_name, recorded as applied_migrations};
+use super::step::{At, Counter, Done, Options, Phase, Sql, Step};
 use crate::error::{MigratorError, SchemaRefusal};
 use crate::schema::Parsed;
 use crate::sql::effects::Effect;
-use crate::sql::{self, SqlFile, Statement};
-use crate::table_model::{Class, Model, QName, Sequence, Step as TableStep, Table};
+use crate::sql::{self, SqlFile};
+use crate::table_model::{Class, Model, QName, Step as TableStep, Table};
 use crate::tables::introspect;
-use crate::tables::{align_names, diff};
+use crate::sql::ddl::Declared;
+use crate::tables::{align_names, diff, recorded};
 
 /// A `tables/` file and the table it creates.
 struct TableFile<'a> {
@@ -65,41 +67,48 @@ fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
     (order, cyclic)
 }
 
-/// Create the declared tables that do not exist yet from their `tables/`
-/// files (every statement of the file), referenced tables first; REFERENCES
-/// cycles are broken by adding those foreign keys afterwards. A table a
-/// pending migration reshapes is created from the declared model as that
-/// migration expects it (its foreign keys, indexes and the rest follow after
-/// the migrations).
-async fn create_missing(
-    run: &mut Run<'_>,
+/// The steps that create the declared tables that do not exist yet from
+/// their `tables/` files (every statement of the file), referenced tables
+/// first; REFERENCES cycles are broken by adding those foreign keys
+/// afterwards, as pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`
+/// statements are. A table a pending migration reshapes is created from the
+/// declared model as that migration expects it (its foreign keys, indexes
+/// and the rest follow after the migrations).
+fn create_missing(
     schema: &Parsed,
     missing: &BTreeSet<QName>,
     reshaped: &[Table],
-) -> Result<(), MigratorError> {
+) -> Result<Vec<Step>, MigratorError> {
+    let created = |key: (String, String), checksum: Option<String>| {
+        let object = format!("{}.{}", key.0, key.1);
+        [
+            Done::Count(Counter::TablesCreated),
+            Done::Created(key),
+            Done::Changelog {
+                kind: "table",
+                object,
+                action: "created".into(),
+                checksum,
+            },
+        ]
+    };
+    let mut steps = Vec::new();
     for t in reshaped {
-        let text = crate::tables::introspect::render_table(t);
         let object = t.name.to_string();
-        run.note(
-            "tables",
-            Some(Class::Safe),
+        let mut step = Step::new(
+            Phase::Tables,
             &object,
             "new table, as the pending migrations that change its columns expect it",
-            &text,
-        );
-        run.send(&text, |e| {
-            run.fail(
-                None,
-                None,
-                format!("creating table {object} failed"),
-                Some(e),
-            )
-        })
-        .await?;
-        run.report.tables_created += 1;
-        run.created
-            .insert((t.name.schema.clone(), t.name.name.clone()));
-        run.changelog("table", &object, "created", None).await?;
+        )
+        .class(Class::Safe)
+        .sql(Sql::new(
+            introspect::render_table(t),
+            At::default(),
+            format!("creating table {object} failed"),
+        ));
+        step.done
+            .extend(created((t.name.schema.clone(), t.name.name.clone()), None));
+        steps.push(step);
     }
     let reshaped: BTreeSet<&QName> = reshaped.iter().map(|t| &t.name).collect();
     let to_create: Vec<TableFile<'_>> = schema
@@ -123,90 +132,64 @@ async fn create_missing(
         .iter()
         .map(|&i| (Some(to_create[i].key.0.clone()), to_create[i].key.1.clone()))
         .collect();
-    let mut later = Vec::new();
+    let mut later = Step::new(Phase::Tables, "foreign keys", "foreign keys of the new tables, once every table they reference exists");
     for &i in order.iter().chain(cyclic.iter()) {
         let t = &to_create[i];
+        let path = &t.file.path;
+        let mut step = Step::new(Phase::Tables, path, "creating a table");
         for (si, stmt) in t.file.statements.iter().enumerate() {
             if si == t.create_index && cyclic.contains(&i) {
                 let (create, alters) =
                     sql::split_foreign_keys(&stmt.text, &deferred).map_err(|e| {
-                        MigratorError::BadRequest(format!(
-                            "{} line {}: {}",
-                            t.file.path, stmt.line, e.message
-                        ))
+                        MigratorError::BadRequest(format!("{path} line {}: {}", stmt.line, e.message))
                     })?;
-                let rewritten = Statement {
-                    text: create,
-                    line: stmt.line,
-                };
-                run.exec(&t.file.path, si, &rewritten, "creating a table")
-                    .await?;
-                later.extend(alters.into_iter().map(|a| {
-                    (
-                        t.file.path.clone(),
-                        si,
-                        Statement {
-                            text: a,
-                            line: stmt.line,
-                        },
-                    )
-                }));
+                let at = At::statement(path, si, stmt.line);
+                step = step.sql(Sql::new(create, at.clone(), "creating a table failed"));
+                for a in alters {
+                    later = later.sql(Sql::new(a, at.clone(), "adding a foreign key failed"));
+                }
             } else if t.adds_fk.get(si).copied().unwrap_or(false) {
                 // pg_dump style `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY`:
                 // the referenced table may be created later in this loop.
-                later.push((t.file.path.clone(), si, stmt.clone()));
+                later = later.sql(Sql::of_file(path, si, stmt, "adding a foreign key"));
             } else {
-                run.exec(&t.file.path, si, stmt, "creating a table").await?;
+                step = step.sql(Sql::of_file(path, si, stmt, "creating a table"));
             }
         }
-        run.report.tables_created += 1;
-        run.created.insert(t.key.clone());
-        let key = format!("{}.{}", t.key.0, t.key.1);
-        run.changelog("table", &key, "created", Some(&t.file.checksum))
-            .await?;
-        info!(run.log, "table created"; "database" => run.database, "table" => &key, "file" => &t.file.path);
+        step.done
+            .extend(created(t.key.clone(), Some(t.file.checksum.clone())));
+        steps.push(step);
     }
-    for (path, si, stmt) in &later {
-        run.exec(path, *si, stmt, "adding a foreign key").await?;
-    }
-    Ok(())
+    steps.push(later);
+    Ok(steps)
 }
 
-/// Run step `n` of a `tables/` plan of `total` steps, naming `file`
-/// when it fails; count it and record it in the changelog.
-async fn apply_step(
-    run: &mut Run<'_>,
-    step: &TableStep,
-    (n, total): (usize, usize),
-    file: Option<&str>,
-) -> Result<(), MigratorError> {
+/// Step `n` of a `tables/` plan of `total` steps as a deployment step,
+/// naming `file` when it fails; counted and recorded in the changelog.
+fn table_step(step: &TableStep, (n, total): (usize, usize), file: Option<&str>) -> Step {
+    let mut out = Step::new(Phase::Tables, &step.object, &step.reason).class(step.class);
     for (i, text) in step.sql.iter().enumerate() {
-        run.note("tables", Some(step.class), &step.object, &step.reason, text);
-        run.send(text, |e| {
-            let mut err = run.fail(
-                None,
-                None,
-                format!(
-                    "making the database match tables/ failed at \"{}\" (step {} of {total}, statement {}: {text})",
-                    step.reason,
-                    n + 1,
-                    i + 1
-                ),
-                Some(e),
-            );
-            if let (MigratorError::Migration(f), Some(file)) = (&mut err, file) {
-                f.file = Some(file.to_owned());
-            }
-            err
-        })
-        .await?;
+        out = out.sql(Sql::new(
+            text.clone(),
+            At {
+                file: file.map(str::to_owned),
+                statement: None,
+            },
+            format!(
+                "making the database match tables/ failed at \"{}\" (step {} of {total}, statement {}: {text})",
+                step.reason,
+                n + 1,
+                i + 1
+            ),
+        ));
     }
-    run.report.tables_altered += 1;
-    run.changelog("table", &step.object, step.class.as_str(), None)
-        .await?;
-    info!(run.log, "table changed"; "database" => run.database, "object" => &step.object,
-          "class" => step.class.as_str(), "reason" => &step.reason);
-    Ok(())
+    out.done(Done::Count(Counter::TablesAltered))
+        .done(Done::Changelog {
+            kind: "table",
+            object: step.object.clone(),
+            action: step.class.as_str().into(),
+            checksum: None,
+        })
 }
 
 /// What `tables/` does before the pending migrations (docs/SCHEMA.md, step
@@ -244,7 +227,7 @@ pub fn before_migrations(
     desired: &Model,
     observed: &Model,
     effects: &[Effect],
-    files: &crate::sql::ddl::Declared,
+    files: &Declared,
 ) -> Before {
     let q = |(s, n): &(String, String)| QName::new(s, n);
     let mut made_tables: BTreeSet<QName> = BTreeSet::new();
@@ -413,9 +396,6 @@ pub fn before_migrations(
     out
 }
 
-/// Name of a sequence's row in `_stonescriptdb_gateway_tables`.
-const SEQUENCE_ROW: &str = "sequence:";
-
 /// What `tables/` declares, as PostgreSQL spells it, and what it declared at
 /// the last successful deployment.
 pub(super) struct TableState {
@@ -430,7 +410,7 @@ pub(super) struct TableState {
 
 /// The `tables/` file of a step's object (`table`, `table.part` or a
 /// sequence, as `QName` displays them).
-fn file_of<'a>(declared: &'a crate::sql::ddl::Declared, object: &str) -> Option<&'a str> {
+fn file_of<'a>(declared: &'a Declared, object: &str) -> Option<&'a str> {
     declared
         .files
         .iter()
@@ -442,59 +422,18 @@ fn file_of<'a>(declared: &'a crate::sql::ddl::Declared, object: &str) -> Option<
         .map(|(_, p)| p.as_str())
 }
 
-/// A stand-in for a table recorded before declared models were kept: only
-/// its name is known.
-fn name_only(name: QName) -> Table {
-    Table {
-        name,
-        ..Table::default()
-    }
-}
-
-/// The declared model recorded by earlier deployments, and the `tables/`
-/// folder checksum each row was recorded with.
-async fn recorded(run: &Run<'_>) -> Result<(Model, Vec<Option<String>>), MigratorError> {
-    let rows = run
-        .internal(
-            "SELECT name, declared::text, folder_checksum FROM _stonescriptdb_gateway_tables",
-            &[],
-        )
-        .await?;
-    Ok(declared_model(&rows))
-}
-
-/// Rows `(name, declared::text, folder_checksum)` of
-/// `_stonescriptdb_gateway_tables` as the declared model, and per row the
-/// folder checksum it was recorded with (None for rows without a model).
-/// Tables recorded before models were kept are known by name only.
-pub(super) fn declared_model(rows: &[tokio_postgres::Row]) -> (Model, Vec<Option<String>>) {
-    let mut model = Model::default();
-    let mut sums = Vec::new();
-    for r in rows {
-        let name: String = r.get(0);
-        let declared: Option<String> = r.get(1);
-        sums.push(if declared.is_some() { r.get(2) } else { None });
-        if name.starts_with(SEQUENCE_ROW) {
-            if let Some(s) = declared.and_then(|d| serde_json::from_str::<Sequence>(&d).ok()) {
-                model.sequences.insert(s.name.clone(), s);
-            }
-            continue;
-        }
-        let table = match declared.and_then(|d| serde_json::from_str::<Table>(&d).ok()) {
-            Some(t) => t,
-            None => {
-                let (sc, n) = name.split_once('.').unwrap_or(("public", name.as_str()));
-                name_only(QName::new(sc, n))
-            }
-        };
-        model.tables.insert(table.name.clone(), table);
-    }
-    (model, sums)
+/// Read what steps 4 and 5 need: the database as the migrations left it.
+pub(super) async fn observe_after(run: &Run<'_>, state: &TableState) -> Result<Model, MigratorError> {
+    observe_model(run, &state.desired, &state.previous).await
 }
 
 /// Read the tables and sequences of `desired` and `previous` from the
 /// database, as seen from `search_path = public`.
-async fn observe(run: &Run<'_>, desired: &Model, previous: &Model) -> Result<Model, MigratorError> {
+async fn observe_model(
+    run: &Run<'_>,
+    desired: &Model,
+    previous: &Model,
+) -> Result<Model, MigratorError> {
     let tables: BTreeSet<QName> = desired
         .tables
         .keys()
@@ -507,13 +446,12 @@ async fn observe(run: &Run<'_>, desired: &Model, previous: &Model) -> Result<Mod
         .chain(previous.sequences.keys())
         .cloned()
         .collect();
-    introspect::observe(&run.tx, desired, &tables, &sequences)
+    introspect::observe(run.tx(), desired, &tables, &sequences)
         .await
         .map_err(|e| {
             run.fail(
-                None,
-                None,
-                "reading the tables from the catalog failed".into(),
+                &At::default(),
+                "reading the tables from the catalog failed",
                 Some(&e),
             )
         })
@@ -552,20 +490,35 @@ fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
         .collect()
 }
 
-/// Steps 1 and 2 of a deployment's `tables/` handling (docs/SCHEMA.md): diff `tables/` against the database before the
-/// migrations (dataloss or incompatible changes refuse the deployment unless
-/// forced), then create the declared tables that do not exist yet. None when
-/// the schema has no `tables/` folder (nothing is managed declaratively).
-pub(super) async fn tables_before(
-    run: &mut Run<'_>,
+/// What the step reads before the migrations: the declared model recorded
+/// by earlier deployments, the declared model as PostgreSQL spells it (the
+/// recorded one when `tables/` did not change), the database's tables and
+/// the migrations already applied.
+pub(super) struct SeenBefore {
+    previous: Model,
+    recorded: bool,
+    desired: Model,
+    observed: Model,
+    applied: BTreeSet<String>,
+}
+
+/// Read what steps 1 and 2 need (None without a `tables/` folder: nothing
+/// is managed declaratively).
+pub(super) async fn observe_before(
+    run: &Run<'_>,
     schema: &Parsed,
-    opts: Options,
-) -> Result<Option<TableState>, MigratorError> {
+) -> Result<Option<SeenBefore>, MigratorError> {
     let Some(declared) = &schema.declared else {
         return Ok(None);
     };
-    let (previous, sums) = recorded(run).await?;
-    let folder_checksum = schema.model.tables_checksum.clone();
+    let rows = run
+        .internal(
+            "SELECT name, declared::text, folder_checksum FROM _stonescriptdb_gateway_tables",
+            &[],
+        )
+        .await?;
+    let (previous, sums) = recorded::declared_model(&rows);
+    let folder_checksum = &schema.model.tables_checksum;
     let same_names = previous.tables.keys().eq(declared.model.tables.keys())
         && previous
             .sequences
@@ -579,77 +532,106 @@ pub(super) async fn tables_before(
     let desired = if recorded {
         previous.clone()
     } else {
-        introspect::desired(&run.tx, &declared.model)
+        introspect::desired(run.tx(), &declared.model)
             .await
             .map_err(|e| {
                 let file = declared
                     .files
                     .iter()
                     .find(|(q, _)| q.to_string() == e.object)
-                    .map(|(_, f)| f.as_str());
+                    .map(|(_, f)| f.clone());
                 run.fail(
-                    file.or(Some("tables/")),
-                    None,
-                    format!("the declaration of {} is not valid", e.object),
+                    &At {
+                        file: file.or(Some("tables/".into())),
+                        statement: None,
+                    },
+                    &format!("the declaration of {} is not valid", e.object),
                     Some(&e.error),
                 )
             })?
     };
-    let observed = observe(run, &desired, &previous).await?;
-    let (desired, plan) = table_plan(&desired, &observed, &previous);
-    let applied = super::migrations::recorded(&run.tx)
+    let observed = observe_model(run, &desired, &previous).await?;
+    let applied = applied_migrations(run.tx())
         .await
-        .map_err(|e| run.fail(None, None, "gateway bookkeeping failed".into(), Some(&e)))?;
+        .map_err(|e| run.fail(&At::default(), "gateway bookkeeping failed", Some(&e)))?
+        .into_keys()
+        .collect();
+    Ok(Some(SeenBefore {
+        previous,
+        recorded,
+        desired,
+        observed,
+        applied,
+    }))
+}
+
+/// Steps 1 and 2 of a deployment's `tables/` handling (docs/SCHEMA.md):
+/// diff `tables/` against the database before the migrations (dataloss or
+/// incompatible changes refuse the deployment unless forced), then create
+/// the new sequences, the declared tables that do not exist yet and the
+/// new columns of existing ones. Returns the steps, the validation the
+/// report carries, and what the steps after the migrations need.
+pub(super) fn plan_before(
+    database: &str,
+    schema: &Parsed,
+    declared: &Declared,
+    seen: SeenBefore,
+    opts: Options,
+) -> Result<(Vec<Step>, SchemaValidation, TableState), MigratorError> {
+    let (desired, plan) = table_plan(&seen.desired, &seen.observed, &seen.previous);
     let effects: Vec<Effect> = schema
         .migrations
         .iter()
         .zip(&schema.model.migrations)
-        .filter(|(f, _)| !applied.contains_key(super::migrations::name(&f.path)))
+        .filter(|(f, _)| !seen.applied.contains(migration_name(&f.path)))
         .flat_map(|(_, m)| m.effects.iter().cloned())
         .collect();
-    let before = before_migrations(&plan, &desired, &observed, &effects, declared);
-    run.report.schema_validation = validation(&before.checked);
-    let refused = before.checked.iter().any(|s| s.class != Class::Safe);
-    if refused && !opts.force {
+    let before = before_migrations(&plan, &desired, &seen.observed, &effects, declared);
+    let validation = validation(&before.checked);
+    if before.checked.iter().any(|s| s.class != Class::Safe) && !opts.force {
         return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
-            database: run.database.to_owned(),
-            validation: run.report.schema_validation.clone(),
+            database: database.to_owned(),
+            validation,
             plan: plan_steps(&before.checked),
             after_migrations: false,
         })));
     }
     // new sequences (those in the file of a table created from its file
     // come with it), the missing tables, then new columns of existing ones
-    // new sequences, the missing tables, then new columns of existing ones
     let total = before.sequences.len() + before.columns.len();
-    for (n, step) in before.sequences.iter().enumerate() {
-        apply_step(run, step, (n, total), file_of(declared, &step.object)).await?;
-    }
-    create_missing(run, schema, &before.missing, &before.reshaped).await?;
-    for (n, step) in before.columns.iter().enumerate() {
+    let mut steps: Vec<Step> = before
+        .sequences
+        .iter()
+        .enumerate()
+        .map(|(n, step)| table_step(step, (n, total), file_of(declared, &step.object)))
+        .collect();
+    steps.extend(create_missing(schema, &before.missing, &before.reshaped)?);
+    steps.extend(before.columns.iter().enumerate().map(|(n, step)| {
         let n = n + before.sequences.len();
-        apply_step(run, step, (n, total), file_of(declared, &step.object)).await?;
-    }
-    Ok(Some(TableState {
+        table_step(step, (n, total), file_of(declared, &step.object))
+    }));
+    let state = TableState {
         desired,
-        previous,
-        recorded,
-        folder_checksum,
+        previous: seen.previous,
+        recorded: seen.recorded,
+        folder_checksum: schema.model.tables_checksum.clone(),
         tighten: before.tighten,
-    }))
+    };
+    Ok((steps, validation, state))
 }
 
-/// Steps 4 and 5 of a deployment's `tables/` handling (docs/SCHEMA.md): after the migrations, apply what still differs
-/// from `tables/` (safe steps always, the rest only when forced), check that
-/// nothing differs any more, and record the declared model.
-pub(super) async fn tables_after(
-    run: &mut Run<'_>,
+/// Steps 4 and 5 of a deployment's `tables/` handling (docs/SCHEMA.md),
+/// from the database as the migrations left it (`observed`): apply what
+/// still differs from `tables/` (safe steps always, the rest only when
+/// forced) and record the declared model.
+pub(super) fn plan_after(
+    database: &str,
     schema: &Parsed,
     state: &TableState,
+    observed: &Model,
     opts: Options,
-) -> Result<(), MigratorError> {
-    let observed = observe(run, &state.desired, &state.previous).await?;
-    let (desired, mut plan) = table_plan(&state.desired, &observed, &state.previous);
+) -> Result<(Vec<Step>, Model), MigratorError> {
+    let (desired, mut plan) = table_plan(&state.desired, observed, &state.previous);
     // columns added nullable before the migrations get their NOT NULL now;
     // PostgreSQL refuses it if a migration left a row without a value
     for step in plan.iter_mut() {
@@ -666,49 +648,50 @@ pub(super) async fn tables_after(
         let mut v = validation(&plan);
         v.safe_changes.clear();
         return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
-            database: run.database.to_owned(),
+            database: database.to_owned(),
             validation: v,
             plan: plan_steps(&plan),
             after_migrations: true,
         })));
     }
-    for (n, step) in plan.iter().enumerate() {
-        let file = schema
-            .declared
-            .as_ref()
-            .and_then(|d| file_of(d, &step.object));
-        apply_step(run, step, (n, plan.len()), file).await?;
-    }
-    if !plan.is_empty() {
-        let after = observe(run, &desired, &state.previous).await?;
-        let (_, left) = table_plan(&desired, &after, &state.previous);
-        if !left.is_empty() {
-            let reasons: Vec<&str> = left.iter().map(|s| s.reason.as_str()).collect();
-            warn!(run.log, "tables still differ from tables/ after reconciliation";
-                  "database" => run.database, "left" => reasons.join("; "));
-        }
-    }
+    let mut steps: Vec<Step> = plan
+        .iter()
+        .enumerate()
+        .map(|(n, step)| {
+            let file = schema
+                .declared
+                .as_ref()
+                .and_then(|d| file_of(d, &step.object));
+            table_step(step, (n, plan.len()), file)
+        })
+        .collect();
     if !(state.recorded && plan.is_empty() && desired == state.desired) {
-        record(run, schema, state, &desired).await?;
+        steps.push(record(schema, state, &desired));
     }
-    Ok(())
+    Ok((steps, desired))
 }
 
-/// Record the declared model (one row per table and per sequence), dropping
-/// rows of objects no longer declared.
-async fn record(
+/// After reconciling: what still differs from `tables/` (a warning, not a
+/// failure: verification reports what is missing).
+pub(super) async fn leftover(
     run: &Run<'_>,
-    schema: &Parsed,
     state: &TableState,
     desired: &Model,
-) -> Result<(), MigratorError> {
+) -> Result<Vec<String>, MigratorError> {
+    let after = observe_model(run, desired, &state.previous).await?;
+    let (_, left) = table_plan(desired, &after, &state.previous);
+    Ok(left.into_iter().map(|s| s.reason).collect())
+}
+
+/// The step that records the declared model (one row per table and per
+/// sequence), dropping rows of objects no longer declared.
+fn record(schema: &Parsed, state: &TableState, desired: &Model) -> Step {
     let files = schema.declared.as_ref().map(|d| &d.files);
     let sums: HashMap<&str, &str> = schema
         .tables
         .iter()
         .map(|f| (f.path.as_str(), f.checksum.as_str()))
         .collect();
-    let mut names = Vec::new();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for (q, t) in &desired.tables {
         let key = format!("{}.{}", q.schema, q.name);
@@ -718,27 +701,14 @@ async fn record(
         rows.push((key, file, sum, json));
     }
     for (q, s) in &desired.sequences {
-        let key = format!("{SEQUENCE_ROW}{}.{}", q.schema, q.name);
+        let key = format!("{}{}.{}", recorded::SEQUENCE_ROW, q.schema, q.name);
         let json = serde_json::to_string(s).unwrap_or_default();
         rows.push((key, String::new(), String::new(), json));
     }
-    for (key, file, sum, json) in &rows {
-        names.push(key.clone());
-        run.internal(
-            "INSERT INTO _stonescriptdb_gateway_tables (name, file, checksum, declared, folder_checksum)
-             VALUES ($1, $2, $3, $4::text::jsonb, $5)
-             ON CONFLICT (name) DO UPDATE SET file = excluded.file, checksum = excluded.checksum,
-               declared = excluded.declared, folder_checksum = excluded.folder_checksum, deployed_at = now()",
-            &[key, file, sum, json, &state.folder_checksum],
-        )
-        .await?;
-    }
-    run.internal(
-        "DELETE FROM _stonescriptdb_gateway_tables WHERE NOT (name = ANY($1))",
-        &[&names],
-    )
-    .await?;
-    Ok(())
+    Step::new(Phase::Tables, "tables/", "the declared model recorded").done(Done::TrackTables {
+        rows,
+        folder_checksum: state.folder_checksum.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -788,7 +758,7 @@ mod tests {
         assert_eq!(cyc, ["a", "b"]);
     }
 
-    fn read(text: &str) -> crate::sql::ddl::Declared {
+    fn read(text: &str) -> Declared {
         let file = SqlFile {
             path: "tables/t.sql".into(),
             statements: crate::sql::split_statements(text).unwrap(),

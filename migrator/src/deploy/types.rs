@@ -6,11 +6,11 @@
 //! place, a migration alters it.
 
 use std::collections::HashMap;
-use stonescriptdb_shared::names::quote_literal;
 
-use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::names::{quote_ident, quote_literal};
 
-use super::{Options, Run};
+use super::exec::Run;
+use super::step::{At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::{Parsed, TypeItem};
 use crate::sql::TypeDef;
@@ -34,7 +34,9 @@ pub enum Action {
 /// other kinds).
 pub type Observed = HashMap<String, Vec<String>>;
 
-pub fn plan(
+/// What each declared type needs, from its tracking row (`tracked`: key →
+/// checksum) and what the database has of it.
+pub fn decide(
     declared: &[TypeItem],
     tracked: &HashMap<String, String>,
     observed: &Observed,
@@ -80,10 +82,18 @@ pub fn plan(
         .collect()
 }
 
-pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<(), MigratorError> {
+/// What the step reads: the tracking rows, and what the database has of
+/// each type whose checksum differs from its row.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub tracked: HashMap<String, String>,
+    pub observed: Observed,
+}
+
+pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorError> {
     let declared = &schema.model.types;
     if declared.is_empty() {
-        return Ok(());
+        return Ok(Seen::default());
     }
     let tracked: HashMap<String, String> = run
         .pairs("SELECT name, checksum FROM _stonescriptdb_gateway_types")
@@ -108,60 +118,62 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
         .map(|r| (r.get(0), r.get(1)))
         .collect()
     };
+    Ok(Seen { tracked, observed })
+}
+
+/// The steps of `types/`: the type's own statement for a new one, `ALTER
+/// TYPE … ADD VALUE` for the values an enum lacks, and its tracking row.
+pub fn plan(schema: &Parsed, seen: &Seen, opts: Options) -> Result<Vec<Step>, Refusal> {
+    let declared = &schema.model.types;
+    let mut steps = Vec::new();
     for (t, action) in declared
         .iter()
-        .zip(plan(declared, &tracked, &observed, opts.force))
+        .zip(decide(declared, &seen.tracked, &seen.observed, opts.force))
     {
         let file = &schema.types[t.file];
         let stmt = &file.statements[t.stmt];
-        match &action {
+        let at = At::statement(&file.path, t.stmt, stmt.line);
+        let track = Done::TrackType {
+            key: t.key.clone(),
+            kind: t.kind,
+            checksum: t.checksum.clone(),
+        };
+        let changed = |action: &str| Done::Changelog {
+            kind: "type",
+            object: t.key.clone(),
+            action: action.into(),
+            checksum: Some(t.checksum.clone()),
+        };
+        let step = match action {
             Action::Unchanged => continue,
-            Action::Refuse(why) => {
-                return Err(run.fail(Some(&file.path), Some((t.stmt, stmt)), why.clone(), None))
-            }
-            Action::Create => {
-                run.exec(&file.path, t.stmt, stmt, "creating a type")
-                    .await?;
-                run.report.types_deployed += 1;
-                run.changelog("type", &t.key, "created", Some(&t.checksum))
-                    .await?;
-            }
+            Action::Refuse(message) => return Err(Refusal { at, message }),
+            Action::Create => Step::new(Phase::Types, &file.path, "creating a type")
+                .sql(Sql::of_file(&file.path, t.stmt, stmt, "creating a type"))
+                .done(Done::Count(Counter::TypesDeployed))
+                .done(changed("created")),
             Action::AddValues(values) => {
+                let mut step = Step::new(Phase::Types, &t.key, "enum gains a value");
                 for (label, after) in values {
                     let mut alter = format!(
                         "ALTER TYPE {}.{} ADD VALUE IF NOT EXISTS {}",
                         quote_ident(&t.schema),
                         quote_ident(&t.name),
-                        quote_literal(label)
+                        quote_literal(&label)
                     );
                     if let Some(prev) = after {
-                        alter.push_str(&format!(" AFTER {}", quote_literal(prev)));
+                        alter.push_str(&format!(" AFTER {}", quote_literal(&prev)));
                     }
-                    run.note("types", None, &t.key, "enum gains a value", &alter);
-                    run.send(&alter, |e| {
-                        run.fail(
-                            Some(&file.path),
-                            Some((t.stmt, stmt)),
-                            format!("adding value {label:?} to enum {} failed", t.key),
-                            Some(e),
-                        )
-                    })
-                    .await?;
+                    let failure = format!("adding value {label:?} to enum {} failed", t.key);
+                    step = step.sql(Sql::new(alter, at.clone(), failure));
                 }
-                run.report.types_deployed += 1;
-                run.changelog("type", &t.key, "values_added", Some(&t.checksum))
-                    .await?;
+                step.done(Done::Count(Counter::TypesDeployed))
+                    .done(changed("values_added"))
             }
-            Action::Record => {}
-        }
-        run.internal(
-            "INSERT INTO _stonescriptdb_gateway_types (name, kind, checksum) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, checksum = excluded.checksum, deployed_at = now()",
-            &[&t.key, &t.kind, &t.checksum],
-        )
-        .await?;
+            Action::Record => Step::new(Phase::Types, &t.key, "recorded as declared"),
+        };
+        steps.push(step.done(track));
     }
-    Ok(())
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -204,17 +216,86 @@ mod tests {
         .into()
     }
 
+    fn parsed(text: &str, checksum: &str) -> Parsed {
+        let file = crate::sql::SqlFile {
+            path: "types/mood.sql".into(),
+            statements: crate::sql::split_statements(text).unwrap(),
+            checksum: checksum.into(),
+            wrapper: None,
+        };
+        Parsed {
+            types: vec![file],
+            model: crate::schema::Model {
+                types: vec![item(text, checksum)],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn opts(force: bool) -> Options {
+        Options {
+            mode: super::super::step::Mode::Migrate,
+            force,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn the_steps_carry_the_alter_type_text_and_the_tracking_row() {
+        let schema = parsed("CREATE TYPE mood AS ENUM ('happy', 'ok', 'sad')", "c2");
+        let seen = Seen {
+            tracked: map(&[("public.mood", "c1")]),
+            observed: seen("public.mood", &["happy", "sad"]),
+        };
+        let steps = plan(&schema, &seen, opts(false)).unwrap();
+        assert_eq!(steps.len(), 1);
+        let sql: Vec<&str> = steps[0].sql.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(
+            sql,
+            [r#"ALTER TYPE "public"."mood" ADD VALUE IF NOT EXISTS 'ok' AFTER 'happy'"#]
+        );
+        assert!(steps[0].done.contains(&Done::TrackType {
+            key: "public.mood".into(),
+            kind: "enum",
+            checksum: "c2".into()
+        }));
+        // a new type runs its own statement, naming its file and line
+        let steps = plan(&schema, &Seen::default(), opts(false)).unwrap();
+        assert_eq!(steps[0].sql[0].text, "CREATE TYPE mood AS ENUM ('happy', 'ok', 'sad')");
+        assert_eq!(steps[0].sql[0].at, At::statement("types/mood.sql", 0, 1));
+        // unchanged: no step at all
+        let same = Seen {
+            tracked: map(&[("public.mood", "c2")]),
+            ..Seen::default()
+        };
+        assert!(plan(&schema, &same, opts(false)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refusal_names_the_file_and_statement() {
+        let schema = parsed("CREATE TYPE mood AS ENUM ('happy')", "c2");
+        let seen = Seen {
+            observed: seen("public.mood", &["happy", "sad"]),
+            ..Seen::default()
+        };
+        let r = plan(&schema, &seen, opts(false)).unwrap_err();
+        assert_eq!(r.at, At::statement("types/mood.sql", 0, 1));
+        assert!(r.message.contains("lose value"));
+        assert!(plan(&schema, &seen, opts(true)).is_ok());
+    }
+
     const MOOD: &str = "CREATE TYPE mood AS ENUM ('happy', 'ok', 'sad')";
 
     #[test]
     fn a_tracked_unchanged_type_costs_nothing_and_a_new_one_is_created() {
         let t = [item(MOOD, "c1")];
         assert_eq!(
-            plan(&t, &map(&[("public.mood", "c1")]), &Observed::new(), false),
+            decide(&t, &map(&[("public.mood", "c1")]), &Observed::new(), false),
             [Action::Unchanged]
         );
         assert_eq!(
-            plan(&t, &map(&[]), &Observed::new(), false),
+            decide(&t, &map(&[]), &Observed::new(), false),
             [Action::Create]
         );
     }
@@ -222,7 +303,7 @@ mod tests {
     #[test]
     fn an_enum_gains_values_in_their_place() {
         let t = [item(MOOD, "c2")];
-        let a = plan(
+        let a = decide(
             &t,
             &map(&[("public.mood", "c1")]),
             &seen("public.mood", &["happy", "sad"]),
@@ -233,7 +314,7 @@ mod tests {
             [Action::AddValues(vec![("ok".into(), Some("happy".into()))])]
         );
         let first = [item("CREATE TYPE mood AS ENUM ('new', 'happy')", "c3")];
-        let a = plan(&first, &map(&[]), &seen("public.mood", &["happy"]), false);
+        let a = decide(&first, &map(&[]), &seen("public.mood", &["happy"]), false);
         assert_eq!(a, [Action::AddValues(vec![("new".into(), None)])]);
     }
 
@@ -242,9 +323,9 @@ mod tests {
         let t = [item("CREATE TYPE mood AS ENUM ('happy')", "c2")];
         let have = seen("public.mood", &["happy", "sad"]);
         assert!(
-            matches!(&plan(&t, &map(&[]), &have, false)[0], Action::Refuse(m) if m.contains("\"sad\""))
+            matches!(&decide(&t, &map(&[]), &have, false)[0], Action::Refuse(m) if m.contains("\"sad\""))
         );
-        assert_eq!(plan(&t, &map(&[]), &have, true), [Action::Record]);
+        assert_eq!(decide(&t, &map(&[]), &have, true), [Action::Record]);
     }
 
     #[test]
@@ -256,10 +337,10 @@ mod tests {
         let have = seen("public.address", &[]);
         let tracked = map(&[("public.address", "c1")]);
         assert!(
-            matches!(&plan(&t, &tracked, &have, false)[0], Action::Refuse(m) if m.contains("composite type public.address"))
+            matches!(&decide(&t, &tracked, &have, false)[0], Action::Refuse(m) if m.contains("composite type public.address"))
         );
-        assert_eq!(plan(&t, &tracked, &have, true), [Action::Record]);
+        assert_eq!(decide(&t, &tracked, &have, true), [Action::Record]);
         // made by a migration before tables/types declared it: recorded as is
-        assert_eq!(plan(&t, &map(&[]), &have, false), [Action::Record]);
+        assert_eq!(decide(&t, &map(&[]), &have, false), [Action::Record]);
     }
 }

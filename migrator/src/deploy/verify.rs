@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 use stonescriptdb_shared::wire::{SeederResult, Verification};
 use tokio_postgres::Client;
 
-use super::seeders;
 use crate::error::{pg_message, MigratorError};
 use crate::schema::Parsed;
 use crate::seed;
@@ -30,7 +29,7 @@ async fn tables_as_declared(
             &[],
         )
         .await?;
-    let (declared, _) = super::tables::declared_model(&rows);
+    let (declared, _) = crate::tables::recorded::declared_model(&rows);
     let tables: BTreeSet<QName> = declared.tables.keys().cloned().collect();
     let sequences: BTreeSet<QName> = declared.sequences.keys().cloned().collect();
     let tx = client.transaction().await?;
@@ -99,12 +98,12 @@ pub async fn verify(
                     Ok(c) => checks.push((*i, c)),
                     Err(_) => {
                         unverifiable = true;
-                        results.extend(seeders::results(file, &checks, &HashMap::new()));
+                        results.extend(seed::results(file, &checks, &HashMap::new()));
                         break 'files;
                     }
                 }
             }
-            results.extend(seeders::results(file, &checks, &HashMap::new()));
+            results.extend(seed::results(file, &checks, &HashMap::new()));
         }
         let _ = tx.rollback().await;
     }

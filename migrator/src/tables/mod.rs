@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod introspect;
+pub mod recorded;
 
 use crate::table_model::{ident, Model};
 

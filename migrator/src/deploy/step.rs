@@ -1,0 +1,334 @@
+//! The currency of a deployment: a [`Step`] is one typed value — phase,
+//! object, change class, the SQL text that runs and why — that every step
+//! module's pure `plan` returns, with what the executor records once its
+//! SQL succeeded ([`Done`]). Nothing here touches a database: the executor
+//! (`super::exec`) runs steps; a dry run runs the same steps and rolls back,
+//! and the plan either reports is these steps ([`Step::plan_step`]).
+//!
+//! The deployment's options live here too, so step modules need nothing
+//! from the module above them.
+
+use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::wire::PlanStep;
+
+use crate::sql::Statement;
+use crate::table_model::Class;
+
+/// `/register` seeds empty tables; `/migrate` verifies seeded rows exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Register,
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub mode: Mode,
+    /// Apply dataloss/incompatible `tables/` changes; accept edited migrations.
+    pub force: bool,
+    /// Run everything, report the plan, roll back.
+    pub dry_run: bool,
+}
+
+/// Where in the order of docs/SCHEMA.md a step belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Extensions,
+    Types,
+    Tables,
+    Migrations,
+    Functions,
+    Seeders,
+}
+
+impl Phase {
+    /// The name the report's plan gives it (the folder's name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Extensions => "extensions",
+            Phase::Types => "types",
+            Phase::Tables => "tables",
+            Phase::Migrations => "migrations",
+            Phase::Functions => "functions",
+            Phase::Seeders => "seeders",
+        }
+    }
+}
+
+/// The plan's phase name for statements run after the commit.
+pub const AFTER_COMMIT: &str = "after_commit";
+
+/// Where a statement came from, for the error that names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct At {
+    /// The schema file (None for SQL the gateway built from the model).
+    pub file: Option<String>,
+    /// The statement's 0-based index in its file and its first line.
+    pub statement: Option<(usize, usize)>,
+}
+
+impl At {
+    pub fn file(path: &str) -> At {
+        At {
+            file: Some(path.to_owned()),
+            statement: None,
+        }
+    }
+
+    pub fn statement(path: &str, index: usize, line: usize) -> At {
+        At {
+            file: Some(path.to_owned()),
+            statement: Some((index, line)),
+        }
+    }
+}
+
+/// A statement PostgreSQL refuses inside a transaction block, run after the
+/// commit: the migration it belongs to (its tracked name) and its 1-based
+/// number there, which stays pending in the tracking row until it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterCommit {
+    pub migration: String,
+    pub number: i32,
+}
+
+/// One statement of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sql {
+    pub text: String,
+    pub at: At,
+    /// The error's message when PostgreSQL refuses it (its own message
+    /// follows).
+    pub failure: String,
+    /// Run after the commit instead of inside the transaction.
+    pub after_commit: Option<AfterCommit>,
+    /// The rows it affects count as seeded into this table (`seeders/`).
+    pub tally: Option<String>,
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>, at: At, failure: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            at,
+            failure: failure.into(),
+            after_commit: None,
+            tally: None,
+        }
+    }
+
+    /// Statement `index` of the schema file `path`; `what` it does names
+    /// its failure ("{what} failed").
+    pub fn of_file(path: &str, index: usize, stmt: &Statement, what: &str) -> Sql {
+        Sql::new(
+            stmt.text.clone(),
+            At::statement(path, index, stmt.line),
+            format!("{what} failed"),
+        )
+    }
+}
+
+/// Which counter of the report a step adds one to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    ExtensionsInstalled,
+    TypesDeployed,
+    TablesCreated,
+    TablesAltered,
+    MigrationsApplied,
+    MigrationsSkipped,
+    FunctionsDropped,
+}
+
+/// What the executor records once a step's SQL succeeded: the report's
+/// counters, the changelog and the tracking tables, each typed so the
+/// executor holds the only SQL that writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Count(Counter),
+    /// A row of `_stonescriptdb_gateway_changelog`.
+    Changelog {
+        kind: &'static str,
+        object: String,
+        action: String,
+        checksum: Option<String>,
+    },
+    /// A note for the report.
+    Note(String),
+    /// A table this deployment created from `tables/` (seeders of it run whole).
+    Created((String, String)),
+    /// A type's tracking row.
+    TrackType {
+        key: String,
+        kind: &'static str,
+        checksum: String,
+    },
+    /// A migration applied; `pending`: its statements left for after the commit.
+    TrackMigration {
+        name: String,
+        checksum: String,
+        pending: Vec<i32>,
+    },
+    /// An applied migration's new text accepted under `force`.
+    AcceptMigration { name: String, checksum: String },
+    /// A routine created or replaced: resolve its signature (`lookup`), track
+    /// it, count it and record it in the changelog as created or updated.
+    TrackFunction {
+        lookup: String,
+        name: String,
+        file: String,
+        checksum: String,
+        existed: bool,
+    },
+    /// A tracked routine that is gone.
+    ForgetFunction(String),
+    /// The declared model of `tables/`: one row per table and sequence
+    /// `(name, file, checksum, declared json)`, rows of other names deleted.
+    TrackTables {
+        rows: Vec<(String, String, String, String)>,
+        folder_checksum: String,
+    },
+}
+
+/// One step of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub phase: Phase,
+    pub object: String,
+    /// For table changes: safe, dataloss or incompatible.
+    pub class: Option<Class>,
+    pub reason: String,
+    pub sql: Vec<Sql>,
+    /// Recorded once every statement ran.
+    pub done: Vec<Done>,
+    /// Not run by this deployment's transaction: the gateway's admin role
+    /// installs it before a real deployment; a dry run (the platform role's
+    /// rights only) lists it.
+    pub by_admin: bool,
+}
+
+impl Step {
+    pub fn new(phase: Phase, object: impl Into<String>, reason: impl Into<String>) -> Step {
+        Step {
+            phase,
+            object: object.into(),
+            class: None,
+            reason: reason.into(),
+            sql: Vec::new(),
+            done: Vec::new(),
+            by_admin: false,
+        }
+    }
+
+    pub fn sql(mut self, sql: Sql) -> Step {
+        self.sql.push(sql);
+        self
+    }
+
+    pub fn done(mut self, done: Done) -> Step {
+        self.done.push(done);
+        self
+    }
+
+    pub fn class(mut self, class: Class) -> Step {
+        self.class = Some(class);
+        self
+    }
+
+    /// The step as the report lists it: the statements it runs inside the
+    /// transaction (those after the commit are listed on their own, see
+    /// [`after_commit_steps`]). None for a step that runs no SQL.
+    pub fn plan_step(&self) -> Option<PlanStep> {
+        let sql: Vec<String> = self
+            .sql
+            .iter()
+            .filter(|s| s.after_commit.is_none())
+            .map(|s| s.text.clone())
+            .collect();
+        (!sql.is_empty()).then(|| PlanStep {
+            phase: self.phase.as_str().into(),
+            class: self.class.map(|c| c.as_str().into()),
+            object: self.object.clone(),
+            reason: self.reason.clone(),
+            sql,
+        })
+    }
+}
+
+/// The statements of `steps` that run after the commit, as the report lists
+/// them (`file#statement`), each its own entry.
+pub fn after_commit_steps<'a>(steps: impl IntoIterator<Item = &'a Step>, dry_run: bool) -> Vec<PlanStep> {
+    let reason = if dry_run {
+        "cannot run in a transaction block; runs after the commit (not run by a dry run)"
+    } else {
+        "cannot run in a transaction block; ran after the commit"
+    };
+    steps
+        .into_iter()
+        .flat_map(|s| &s.sql)
+        .filter(|s| s.after_commit.is_some())
+        .map(|s| PlanStep {
+            phase: AFTER_COMMIT.into(),
+            class: None,
+            object: after_commit_name(s),
+            reason: reason.into(),
+            sql: vec![s.text.clone()],
+        })
+        .collect()
+}
+
+/// `file#statement` of a statement run after the commit.
+pub fn after_commit_name(s: &Sql) -> String {
+    match (&s.at.file, s.at.statement) {
+        (Some(f), Some((i, _))) => format!("{f}#{}", i + 1),
+        (Some(f), None) => f.clone(),
+        _ => String::new(),
+    }
+}
+
+/// `schema.name`, quoted (public when no schema is given).
+pub fn qualified(schema: &Option<String>, name: &str) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(schema.as_deref().unwrap_or("public")),
+        quote_ident(name)
+    )
+}
+
+/// A plan's refusal of the deployment: where and why (no PostgreSQL error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub at: At,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_lists_its_in_transaction_statements_and_the_rest_after_the_commit() {
+        let mut late = Sql::new("CREATE INDEX CONCURRENTLY i ON t (a)", At::statement("migrations/001.sql", 1, 3), "migration failed");
+        late.after_commit = Some(AfterCommit {
+            migration: "001.sql".into(),
+            number: 2,
+        });
+        let step = Step::new(Phase::Migrations, "migrations/001.sql", "pending migration")
+            .sql(Sql::new("CREATE TABLE t (a int)", At::statement("migrations/001.sql", 0, 1), "migration failed"))
+            .sql(late);
+        let listed = step.plan_step().unwrap();
+        assert_eq!(listed.phase, "migrations");
+        assert_eq!(listed.sql, ["CREATE TABLE t (a int)"]);
+        let after = after_commit_steps([&step], true);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].object, "migrations/001.sql#2");
+        assert_eq!(after[0].phase, AFTER_COMMIT);
+        assert!(after[0].reason.contains("not run by a dry run"));
+    }
+
+    #[test]
+    fn a_step_without_sql_is_not_listed() {
+        let step = Step::new(Phase::Functions, "f", "forget").done(Done::ForgetFunction("f()".into()));
+        assert_eq!(step.plan_step(), None);
+    }
+}
