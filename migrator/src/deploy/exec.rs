@@ -295,18 +295,8 @@ impl<'a> Run<'a> {
 
     async fn record(&mut self, done: &Done) -> Result<(), MigratorError> {
         match done {
-            Done::Count(c) => {
-                let r = &mut self.report;
-                *match c {
-                    Counter::ExtensionsInstalled => &mut r.extensions_installed,
-                    Counter::TypesDeployed => &mut r.types_deployed,
-                    Counter::TablesCreated => &mut r.tables_created,
-                    Counter::TablesAltered => &mut r.tables_altered,
-                    Counter::MigrationsApplied => &mut r.migrations_applied,
-                    Counter::MigrationsSkipped => &mut r.migrations_skipped,
-                    Counter::FunctionsDropped => &mut r.functions_dropped,
-                } += 1;
-            }
+            Done::Count(c) => self.count(*c, 1),
+            Done::Add(c, n) => self.count(*c, *n),
             Done::Changelog {
                 kind,
                 object,
@@ -385,6 +375,20 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    fn count(&mut self, c: Counter, n: u64) {
+        let r = &mut self.report;
+        *match c {
+            Counter::ExtensionsInstalled => &mut r.extensions_installed,
+            Counter::TypesDeployed => &mut r.types_deployed,
+            Counter::TablesCreated => &mut r.tables_created,
+            Counter::TablesAltered => &mut r.tables_altered,
+            Counter::MigrationsApplied => &mut r.migrations_applied,
+            Counter::MigrationsSkipped => &mut r.migrations_skipped,
+            Counter::FunctionsUnchanged => &mut r.functions_unchanged,
+            Counter::FunctionsDropped => &mut r.functions_dropped,
+        } += n;
     }
 
     /// Track a routine just created or replaced under the signature

@@ -217,14 +217,12 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorErr
 pub fn plan(schema: &Parsed, seen: &Seen) -> Vec<Step> {
     let declared = &schema.model.routines;
     let sorted = &seen.sorted;
-    let mut steps: Vec<Step> = sorted
-        .forget
-        .iter()
-        .map(|sig| {
-            Step::new(Phase::Functions, sig, "dropped by hand: its tracking row is forgotten")
-                .done(Done::ForgetFunction(sig.clone()))
-        })
-        .collect();
+    let mut steps = vec![Step::new(Phase::Functions, "functions/", "unchanged")
+        .done(Done::Add(Counter::FunctionsUnchanged, sorted.unchanged as u64))];
+    steps.extend(sorted.forget.iter().map(|sig| {
+        Step::new(Phase::Functions, sig, "dropped by hand: its tracking row is forgotten")
+            .done(Done::ForgetFunction(sig.clone()))
+    }));
     if sorted.is_quiet() {
         return steps;
     }

@@ -137,6 +137,7 @@ pub enum Counter {
     TablesAltered,
     MigrationsApplied,
     MigrationsSkipped,
+    FunctionsUnchanged,
     FunctionsDropped,
 }
 
@@ -146,6 +147,8 @@ pub enum Counter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Done {
     Count(Counter),
+    /// Adds more than one.
+    Add(Counter, u64),
     /// A row of `_stonescriptdb_gateway_changelog`.
     Changelog {
         kind: &'static str,
