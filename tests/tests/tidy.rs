@@ -270,3 +270,130 @@ fn the_binaries_never_compile_the_openapi_derives() {
     // the tests do have it (the check above can fail)
     assert!(tree(&["--workspace", "-e", "normal,dev"]).contains("utoipa v"));
 }
+
+/// The first path segment after each `super::` a file names, or after
+/// `parent` (the module above it as `crate::a::`): `use super::{a, b::c}`
+/// gives `a` and `b`. Tests aside.
+fn super_uses(text: &str, parent: &str) -> BTreeSet<String> {
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+    let text = text.replace(parent, "super::");
+    let word = |s: &str| -> String {
+        let s = s.trim();
+        if s.starts_with('*') {
+            return "*".into();
+        }
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("super::") {
+        let rest = &text[i + 7..];
+        if rest.starts_with("super::") {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item = String::new();
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        out.insert(word(&item));
+                        item.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(c);
+            }
+            out.insert(word(&item));
+        } else {
+            out.insert(word(rest));
+        }
+    }
+    out.remove("");
+    out
+}
+
+/// Inside every folder module (`x/mod.rs` and its files), a file uses only
+/// its siblings, never the module above it (which declares it: an arrow
+/// back up), and siblings never use each other in a circle.
+#[test]
+fn no_submodule_uses_the_module_above_it_or_a_sibling_in_a_circle() {
+    let mut wrong = Vec::new();
+    for src in ["router/src", "migrator/src", "shared/src"] {
+        let mut stack = vec![root().join(src)];
+        while let Some(d) = stack.pop() {
+            let entries: Vec<PathBuf> = std::fs::read_dir(&d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            stack.extend(entries.iter().filter(|p| p.is_dir()).cloned());
+            if !d.join("mod.rs").exists() {
+                continue;
+            }
+            let stem = |p: &Path| p.file_stem().unwrap().to_string_lossy().into_owned();
+            let children: BTreeSet<String> = entries
+                .iter()
+                .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "rs"))
+                .map(|p| stem(p))
+                .filter(|s| s != "mod" && s != "tests")
+                .collect();
+            let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+            for child in &children {
+                let file = d.join(format!("{child}.rs"));
+                let file = if file.exists() { file } else { d.join(child).join("mod.rs") };
+                let Ok(text) = std::fs::read_to_string(&file) else {
+                    continue;
+                };
+                let parent = format!(
+                    "crate::{}::",
+                    d.strip_prefix(root().join(src))
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('/', "::")
+                );
+                for used in super_uses(&text, &parent) {
+                    if !children.contains(&used) {
+                        wrong.push(format!(
+                            "{}: uses `super::{used}`, which is the module above it: move what it needs into a sibling",
+                            file.strip_prefix(root()).unwrap_or(&file).display()
+                        ));
+                    }
+                    if &used != child {
+                        graph.entry(child.clone()).or_default().insert(used);
+                    }
+                }
+            }
+            fn visit(
+                m: &str,
+                graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+                path: &mut Vec<String>,
+            ) -> Option<Vec<String>> {
+                if let Some(at) = path.iter().position(|p| p == m) {
+                    let mut cycle = path[at..].to_vec();
+                    cycle.push(m.to_owned());
+                    return Some(cycle);
+                }
+                path.push(m.to_owned());
+                for next in graph.get(m).into_iter().flatten() {
+                    if let Some(c) = visit(next, graph, path) {
+                        return Some(c);
+                    }
+                }
+                path.pop();
+                None
+            }
+            for m in graph.keys() {
+                if let Some(cycle) = visit(m, &graph, &mut Vec::new()) {
+                    wrong.push(format!("{}: modules in a circle: {}", d.display(), cycle.join(" -> ")));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

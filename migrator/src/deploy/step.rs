@@ -2,7 +2,7 @@
 //! object, change class, the SQL text that runs and why — that every step
 //! module's pure `plan` returns, with what the executor records once its
 //! SQL succeeded ([`Done`]). Nothing here touches a database: the executor
-//! (`super::exec`) runs steps; a dry run runs the same steps and rolls back,
+//! (`exec.rs`) runs steps; a dry run runs the same steps and rolls back,
 //! and the plan either reports is these steps ([`Step::plan_step`]).
 //!
 //! The deployment's options live here too, so step modules need nothing
