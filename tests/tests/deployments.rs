@@ -323,3 +323,125 @@ async fn tables_additions_come_before_the_migrations_that_fill_them() {
     let (st, b) = gw.register(&p, Some("fresh"), &s).await;
     assert_eq!(st, 200, "{b}");
 }
+
+/// The command tag PostgreSQL's `ddl_command_start` gives a statement
+/// (`CREATE OR REPLACE FUNCTION` is `CREATE FUNCTION`), None for one that
+/// is not DDL (INSERT, SET, SELECT).
+fn ddl_tag(sql: &str) -> Option<String> {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .filter(|w| w != "OR" && w != "REPLACE" && w != "UNIQUE")
+        .collect();
+    matches!(
+        words.first()?.as_str(),
+        "CREATE" | "ALTER" | "DROP" | "COMMENT"
+    )
+    .then(|| format!("{} {}", words[0], words.get(1).cloned().unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn a_dry_runs_plan_is_what_the_real_deployment_runs() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let mut s = base();
+    s.set("types/mood.sql", "CREATE TYPE mood AS ENUM ('happy', 'sad');")
+        .set(
+            "functions/label.sql",
+            "CREATE FUNCTION label(p_id int) RETURNS text LANGUAGE sql AS $$ SELECT name FROM orgs WHERE id = p_id $$;",
+        );
+    let (st, b) = gw.register(&p, None, &s).await;
+    assert_eq!(st, 200, "{b}");
+    let db = format!("{p}_main");
+
+    // a change in every phase: an enum value, a new column and a new table,
+    // a migration (with a statement for after the commit), a body change,
+    // a return type change (DROP + CREATE), a new seeded row
+    s.set("types/mood.sql", "CREATE TYPE mood AS ENUM ('happy', 'ok', 'sad');")
+        .set(
+            "tables/orgs.sql",
+            "CREATE TABLE orgs (id serial PRIMARY KEY, name text NOT NULL, city text);",
+        )
+        .set("tables/teams.sql", "CREATE TABLE teams (id int PRIMARY KEY, org_id int REFERENCES orgs (id));")
+        .set(
+            "migrations/001_city.sql",
+            "UPDATE orgs SET city = 'Springfield';\nCREATE INDEX CONCURRENTLY orgs_city ON orgs (city);",
+        )
+        .set(
+            "functions/org_count.sql",
+            "CREATE OR REPLACE FUNCTION org_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM orgs WHERE id > 0 $$;",
+        )
+        .set(
+            "functions/label.sql",
+            "CREATE FUNCTION label(p_id int) RETURNS varchar LANGUAGE sql AS $$ SELECT name FROM orgs WHERE id = p_id $$;",
+        )
+        .set(
+            "seeders/orgs.sql",
+            "INSERT INTO orgs (id, name) VALUES (1, 'Acme'), (2, 'Globex'), (3, 'Initech');",
+        );
+    let (st, dry) = gw
+        .upload(
+            "/migrate",
+            &[("platform", p.as_str()), ("dry_run", "true")],
+            s.tar_gz(),
+        )
+        .await;
+    assert_eq!(st, 200, "{dry}");
+    let dry = &dry["databases"][0];
+    assert_eq!(dry["status"], "dry_run", "{dry}");
+
+    let watch = stonescriptdb_tests::watch_ddl(&db).await;
+    let (st, real) = gw.migrate(&p, None, &s, false).await;
+    assert_eq!(st, 200, "{real}");
+    let real = &real["databases"][0];
+    assert_eq!(real["status"], "updated", "{real}");
+
+    // the same steps, in the same order, with the same statements (the
+    // statement for after the commit: not run by the dry run, run by the
+    // real one)
+    let steps = |r: &Value| -> Vec<(Value, Value, Value)> {
+        r["plan"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|s| (s["phase"].clone(), s["object"].clone(), s["sql"].clone()))
+            .collect()
+    };
+    assert_eq!(steps(dry), steps(real), "dry run: {dry}\nreal: {real}");
+    let phases: Vec<String> = steps(real)
+        .into_iter()
+        .filter_map(|(p, _, _)| p.as_str().map(str::to_owned))
+        .collect();
+    for phase in [
+        "types",
+        "tables",
+        "migrations",
+        "functions",
+        "seeders",
+        "after_commit",
+    ] {
+        assert!(
+            phases.iter().any(|p| p == phase),
+            "no {phase} step in {real}"
+        );
+    }
+    assert!(
+        real["plan"].to_string().contains("DROP ROUTINE"),
+        "a return type change is DROP + CREATE, planned: {real}"
+    );
+
+    // and what PostgreSQL saw run, DDL command by DDL command, is that list
+    let planned: Vec<String> = steps(real)
+        .iter()
+        .flat_map(|(_, _, sql)| sql.as_array().cloned().unwrap_or_default())
+        .filter_map(|s| ddl_tag(s.as_str().unwrap_or_default()))
+        .collect();
+    let ran: Vec<String> = watch
+        .query("SELECT tag FROM test_ddl_log ORDER BY at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(planned, ran, "{real}");
+}

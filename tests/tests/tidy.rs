@@ -343,10 +343,15 @@ fn no_submodule_uses_the_module_above_it_or_a_sibling_in_a_circle() {
                 .map(|p| stem(p))
                 .filter(|s| s != "mod" && s != "tests")
                 .collect();
-            let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+            let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> =
+                Default::default();
             for child in &children {
                 let file = d.join(format!("{child}.rs"));
-                let file = if file.exists() { file } else { d.join(child).join("mod.rs") };
+                let file = if file.exists() {
+                    file
+                } else {
+                    d.join(child).join("mod.rs")
+                };
                 let Ok(text) = std::fs::read_to_string(&file) else {
                     continue;
                 };
@@ -390,7 +395,11 @@ fn no_submodule_uses_the_module_above_it_or_a_sibling_in_a_circle() {
             }
             for m in graph.keys() {
                 if let Some(cycle) = visit(m, &graph, &mut Vec::new()) {
-                    wrong.push(format!("{}: modules in a circle: {}", d.display(), cycle.join(" -> ")));
+                    wrong.push(format!(
+                        "{}: modules in a circle: {}",
+                        d.display(),
+                        cycle.join(" -> ")
+                    ));
                 }
             }
         }

@@ -302,7 +302,10 @@ impl<'a> Run<'a> {
                 object,
                 action,
                 checksum,
-            } => self.changelog(kind, object, action, checksum.as_deref()).await?,
+            } => {
+                self.changelog(kind, object, action, checksum.as_deref())
+                    .await?
+            }
             Done::Note(n) => self.report.notes.push(n.clone()),
             Done::Created(key) => {
                 self.created.insert(key.clone());
@@ -343,7 +346,10 @@ impl<'a> Run<'a> {
                 file,
                 checksum,
                 existed,
-            } => self.track_function(lookup, name, file, checksum, *existed).await?,
+            } => {
+                self.track_function(lookup, name, file, checksum, *existed)
+                    .await?
+            }
             Done::ForgetFunction(sig) => {
                 self.internal(
                     "DELETE FROM _stonescriptdb_gateway_functions WHERE signature = $1",
@@ -427,7 +433,8 @@ impl<'a> Run<'a> {
         )
         .await?;
         let action = if existed { "updated" } else { "created" };
-        self.changelog("function", &sig, action, Some(checksum)).await
+        self.changelog("function", &sig, action, Some(checksum))
+            .await
     }
 
     async fn changelog(

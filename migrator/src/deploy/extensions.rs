@@ -334,7 +334,13 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorErr
     }
     let (installed, offered) = observe_with(run.tx(), &schema.extensions)
         .await
-        .map_err(|e| run.fail(&At::default(), "reading the installed extensions failed", Some(&e)))?;
+        .map_err(|e| {
+            run.fail(
+                &At::default(),
+                "reading the installed extensions failed",
+                Some(&e),
+            )
+        })?;
     Ok(Seen { installed, offered })
 }
 
@@ -344,10 +350,11 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorErr
 /// only the platform role's rights, lists it as the admin role's.
 pub fn plan(schema: &Parsed, seen: &Seen, dry_run: bool) -> Result<Vec<Step>, Refusal> {
     let mut steps = Vec::new();
-    for (ext, action) in schema
-        .extensions
-        .iter()
-        .zip(decide(&schema.extensions, &seen.installed, &seen.offered))
+    for (ext, action) in
+        schema
+            .extensions
+            .iter()
+            .zip(decide(&schema.extensions, &seen.installed, &seen.offered))
     {
         let statements = match action {
             Action::Present => continue,

@@ -217,11 +217,19 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorErr
 pub fn plan(schema: &Parsed, seen: &Seen) -> Vec<Step> {
     let declared = &schema.model.routines;
     let sorted = &seen.sorted;
-    let mut steps = vec![Step::new(Phase::Functions, "functions/", "unchanged")
-        .done(Done::Add(Counter::FunctionsUnchanged, sorted.unchanged as u64))];
+    let mut steps = vec![
+        Step::new(Phase::Functions, "functions/", "unchanged").done(Done::Add(
+            Counter::FunctionsUnchanged,
+            sorted.unchanged as u64,
+        )),
+    ];
     steps.extend(sorted.forget.iter().map(|sig| {
-        Step::new(Phase::Functions, sig, "dropped by hand: its tracking row is forgotten")
-            .done(Done::ForgetFunction(sig.clone()))
+        Step::new(
+            Phase::Functions,
+            sig,
+            "dropped by hand: its tracking row is forgotten",
+        )
+        .done(Done::ForgetFunction(sig.clone()))
     }));
     if sorted.is_quiet() {
         return steps;
@@ -279,14 +287,18 @@ pub fn plan(schema: &Parsed, seen: &Seen) -> Vec<Step> {
             ));
         }
         steps.push(
-            step.sql(Sql::new(or_replace(&stmt.text), at, "creating a function failed"))
-                .done(Done::TrackFunction {
-                    lookup: d.lookup.clone(),
-                    name: d.name.clone(),
-                    file: file.path.clone(),
-                    checksum: d.checksum.clone(),
-                    existed: seen.current.contains_key(&i),
-                }),
+            step.sql(Sql::new(
+                or_replace(&stmt.text),
+                at,
+                "creating a function failed",
+            ))
+            .done(Done::TrackFunction {
+                lookup: d.lookup.clone(),
+                name: d.name.clone(),
+                file: file.path.clone(),
+                checksum: d.checksum.clone(),
+                existed: seen.current.contains_key(&i),
+            }),
         );
     }
     // Non-routine statements of changed files (COMMENT ON, GRANT, a trigger

@@ -123,7 +123,10 @@ pub fn refusal<'a>(
 /// What the step reads: the migrations recorded as applied. The pending
 /// ones are judged again here, under the deployment's lock (they were
 /// before the deployment began; this holds whatever ran in between).
-pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<HashMap<String, Applied>, MigratorError> {
+pub async fn observe(
+    run: &Run<'_>,
+    schema: &Parsed,
+) -> Result<HashMap<String, Applied>, MigratorError> {
     if schema.migrations.is_empty() {
         return Ok(HashMap::new());
     }

@@ -63,22 +63,24 @@ async fn transactional(
 
     let seen = tables::observe_before(&run, schema).await?;
     let tables = match (seen, &schema.declared) {
-        (Some(seen), Some(declared)) => match tables::plan_before(database, schema, declared, seen, opts) {
-            Ok((steps, validation, state)) => {
-                run.report.schema_validation = validation;
-                run.execute(&steps).await?;
-                Some(state)
+        (Some(seen), Some(declared)) => {
+            match tables::plan_before(database, schema, declared, seen, opts) {
+                Ok((steps, validation, state)) => {
+                    run.report.schema_validation = validation;
+                    run.execute(&steps).await?;
+                    Some(state)
+                }
+                // Dry run of a deployment that would be refused: the table plan only.
+                Err(MigratorError::SchemaValidation(refusal)) if opts.dry_run => {
+                    let mut report = run.roll_back().await?;
+                    report.status = DeployStatus::Blocked;
+                    report.schema_validation = refusal.validation;
+                    report.plan = refusal.plan;
+                    return Ok(Outcome::RolledBack(report));
+                }
+                Err(e) => return Err(e),
             }
-            // Dry run of a deployment that would be refused: the table plan only.
-            Err(MigratorError::SchemaValidation(refusal)) if opts.dry_run => {
-                let mut report = run.roll_back().await?;
-                report.status = DeployStatus::Blocked;
-                report.schema_validation = refusal.validation;
-                report.plan = refusal.plan;
-                return Ok(Outcome::RolledBack(report));
-            }
-            Err(e) => return Err(e),
-        },
+        }
         _ => None,
     };
 

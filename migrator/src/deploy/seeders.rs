@@ -62,7 +62,11 @@ pub struct SeenFile {
     pub checks: Vec<(usize, seed::Check)>,
 }
 
-pub async fn observe(run: &Run<'_>, schema: &Parsed, opts: Options) -> Result<Vec<SeenFile>, MigratorError> {
+pub async fn observe(
+    run: &Run<'_>,
+    schema: &Parsed,
+    opts: Options,
+) -> Result<Vec<SeenFile>, MigratorError> {
     if schema.seeders.is_empty() {
         return Ok(Vec::new());
     }
@@ -84,7 +88,10 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed, opts: Options) -> Result<Ve
         for (_, ins) in inserts {
             let rows = run
                 .internal(
-                    &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", qualified(&ins.schema, &ins.table)),
+                    &format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM {})",
+                        qualified(&ins.schema, &ins.table)
+                    ),
                     &[],
                 )
                 .await?;
@@ -101,7 +108,11 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed, opts: Options) -> Result<Ve
             for (i, ins) in inserts {
                 let c = seed::check(run.tx(), ins).await.map_err(|e| {
                     let s = &file.statements[*i];
-                    run.fail(&At::statement(&file.path, *i, s.line), "seeder check failed", Some(&e))
+                    run.fail(
+                        &At::statement(&file.path, *i, s.line),
+                        "seeder check failed",
+                        Some(&e),
+                    )
                 })?;
                 checks.push((*i, c));
             }
@@ -123,7 +134,12 @@ pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Ste
     let mut steps = Vec::new();
     for ((fi, file), s) in schema.seeders.iter().enumerate().zip(seen) {
         let inserts = &schema.model.inserts[fi];
-        let seeds = |i: usize| inserts.iter().find(|(si, _)| *si == i).map(|(_, ins)| seed::label(ins));
+        let seeds = |i: usize| {
+            inserts
+                .iter()
+                .find(|(si, _)| *si == i)
+                .map(|(_, ins)| seed::label(ins))
+        };
         let changelog = |action: &str| Done::Changelog {
             kind: "seeder",
             object: file.path.clone(),
@@ -177,7 +193,11 @@ pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Ste
             for (i, c) in checks {
                 if let Some(text) = c.insert_sql() {
                     let at = At::statement(&file.path, *i, file.statements[*i].line);
-                    let mut sql = Sql::new(text, at, format!("inserting the missing seeded rows of {} failed", c.table));
+                    let mut sql = Sql::new(
+                        text,
+                        at,
+                        format!("inserting the missing seeded rows of {} failed", c.table),
+                    );
                     sql.tally = Some(c.table.clone());
                     step = step.sql(sql);
                 }
@@ -193,7 +213,11 @@ pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Ste
             }
         }
         if opts.mode == Mode::Migrate && s.known != Known::Unchanged {
-            step = step.done(changelog(if insert && missing > 0 { "inserted" } else { "verified" }));
+            step = step.done(changelog(if insert && missing > 0 {
+                "inserted"
+            } else {
+                "verified"
+            }));
         }
         steps.push(step);
     }
@@ -202,11 +226,21 @@ pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Ste
 
 /// The report's seeder results from the plan's steps (one per file, in
 /// order) and the rows each statement affected.
-pub fn report(schema: &Parsed, seen: &[SeenFile], steps: &[Step], rows: &[Vec<u64>]) -> Vec<SeederResult> {
+pub fn report(
+    schema: &Parsed,
+    seen: &[SeenFile],
+    steps: &[Step],
+    rows: &[Vec<u64>],
+) -> Vec<SeederResult> {
     let mut out = Vec::new();
     for (((file, s), step), rows) in schema.seeders.iter().zip(seen).zip(steps).zip(rows) {
         let mut inserted: Vec<(String, u64)> = Vec::new();
-        for (sql, n) in step.sql.iter().filter(|s| s.after_commit.is_none()).zip(rows) {
+        for (sql, n) in step
+            .sql
+            .iter()
+            .filter(|s| s.after_commit.is_none())
+            .zip(rows)
+        {
             if let Some(table) = &sql.tally {
                 match inserted.iter_mut().find(|(t, _)| t == table) {
                     Some((_, total)) => *total += n,
@@ -223,7 +257,11 @@ pub fn report(schema: &Parsed, seen: &[SeenFile], steps: &[Step], rows: &[Vec<u6
                 ..SeederResult::default()
             }));
         } else {
-            out.extend(seed::results(file, &s.checks, &inserted.into_iter().collect()));
+            out.extend(seed::results(
+                file,
+                &s.checks,
+                &inserted.into_iter().collect(),
+            ));
         }
     }
     out

@@ -173,7 +173,10 @@ pub enum Done {
         pending: Vec<i32>,
     },
     /// An applied migration's new text accepted under `force`.
-    AcceptMigration { name: String, checksum: String },
+    AcceptMigration {
+        name: String,
+        checksum: String,
+    },
     /// A routine created or replaced: resolve its signature (`lookup`), track
     /// it, count it and record it in the changelog as created or updated.
     TrackFunction {
@@ -260,7 +263,10 @@ impl Step {
 
 /// The statements of `steps` that run after the commit, as the report lists
 /// them (`file#statement`), each its own entry.
-pub fn after_commit_steps<'a>(steps: impl IntoIterator<Item = &'a Step>, dry_run: bool) -> Vec<PlanStep> {
+pub fn after_commit_steps<'a>(
+    steps: impl IntoIterator<Item = &'a Step>,
+    dry_run: bool,
+) -> Vec<PlanStep> {
     let reason = if dry_run {
         "cannot run in a transaction block; runs after the commit (not run by a dry run)"
     } else {
@@ -311,13 +317,21 @@ mod tests {
 
     #[test]
     fn a_step_lists_its_in_transaction_statements_and_the_rest_after_the_commit() {
-        let mut late = Sql::new("CREATE INDEX CONCURRENTLY i ON t (a)", At::statement("migrations/001.sql", 1, 3), "migration failed");
+        let mut late = Sql::new(
+            "CREATE INDEX CONCURRENTLY i ON t (a)",
+            At::statement("migrations/001.sql", 1, 3),
+            "migration failed",
+        );
         late.after_commit = Some(AfterCommit {
             migration: "001.sql".into(),
             number: 2,
         });
         let step = Step::new(Phase::Migrations, "migrations/001.sql", "pending migration")
-            .sql(Sql::new("CREATE TABLE t (a int)", At::statement("migrations/001.sql", 0, 1), "migration failed"))
+            .sql(Sql::new(
+                "CREATE TABLE t (a int)",
+                At::statement("migrations/001.sql", 0, 1),
+                "migration failed",
+            ))
             .sql(late);
         let listed = step.plan_step().unwrap();
         assert_eq!(listed.phase, "migrations");
@@ -331,7 +345,8 @@ mod tests {
 
     #[test]
     fn a_step_without_sql_is_not_listed() {
-        let step = Step::new(Phase::Functions, "f", "forget").done(Done::ForgetFunction("f()".into()));
+        let step =
+            Step::new(Phase::Functions, "f", "forget").done(Done::ForgetFunction("f()".into()));
         assert_eq!(step.plan_step(), None);
     }
 }

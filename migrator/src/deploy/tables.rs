@@ -13,11 +13,11 @@ use super::migrations::{name as migration_name, recorded as applied_migrations};
 use super::step::{At, Counter, Done, Options, Phase, Sql, Step};
 use crate::error::{MigratorError, SchemaRefusal};
 use crate::schema::Parsed;
+use crate::sql::ddl::Declared;
 use crate::sql::effects::Effect;
 use crate::sql::{self, SqlFile};
 use crate::table_model::{Class, Model, QName, Step as TableStep, Table};
 use crate::tables::introspect;
-use crate::sql::ddl::Declared;
 use crate::tables::{align_names, diff, recorded};
 
 /// A `tables/` file and the table it creates.
@@ -132,7 +132,11 @@ fn create_missing(
         .iter()
         .map(|&i| (Some(to_create[i].key.0.clone()), to_create[i].key.1.clone()))
         .collect();
-    let mut later = Step::new(Phase::Tables, "foreign keys", "foreign keys of the new tables, once every table they reference exists");
+    let mut later = Step::new(
+        Phase::Tables,
+        "foreign keys",
+        "foreign keys of the new tables, once every table they reference exists",
+    );
     for &i in order.iter().chain(cyclic.iter()) {
         let t = &to_create[i];
         let path = &t.file.path;
@@ -141,7 +145,10 @@ fn create_missing(
             if si == t.create_index && cyclic.contains(&i) {
                 let (create, alters) =
                     sql::split_foreign_keys(&stmt.text, &deferred).map_err(|e| {
-                        MigratorError::BadRequest(format!("{path} line {}: {}", stmt.line, e.message))
+                        MigratorError::BadRequest(format!(
+                            "{path} line {}: {}",
+                            stmt.line, e.message
+                        ))
                     })?;
                 let at = At::statement(path, si, stmt.line);
                 step = step.sql(Sql::new(create, at.clone(), "creating a table failed"));
@@ -423,7 +430,10 @@ fn file_of<'a>(declared: &'a Declared, object: &str) -> Option<&'a str> {
 }
 
 /// Read what steps 4 and 5 need: the database as the migrations left it.
-pub(super) async fn observe_after(run: &Run<'_>, state: &TableState) -> Result<Model, MigratorError> {
+pub(super) async fn observe_after(
+    run: &Run<'_>,
+    state: &TableState,
+) -> Result<Model, MigratorError> {
     observe_model(run, &state.desired, &state.previous).await
 }
 

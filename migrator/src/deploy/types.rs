@@ -126,9 +126,10 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorErr
 pub fn plan(schema: &Parsed, seen: &Seen, opts: Options) -> Result<Vec<Step>, Refusal> {
     let declared = &schema.model.types;
     let mut steps = Vec::new();
-    for (t, action) in declared
-        .iter()
-        .zip(decide(declared, &seen.tracked, &seen.observed, opts.force))
+    for (t, action) in
+        declared
+            .iter()
+            .zip(decide(declared, &seen.tracked, &seen.observed, opts.force))
     {
         let file = &schema.types[t.file];
         let stmt = &file.statements[t.stmt];
@@ -262,7 +263,10 @@ mod tests {
         }));
         // a new type runs its own statement, naming its file and line
         let steps = plan(&schema, &Seen::default(), opts(false)).unwrap();
-        assert_eq!(steps[0].sql[0].text, "CREATE TYPE mood AS ENUM ('happy', 'ok', 'sad')");
+        assert_eq!(
+            steps[0].sql[0].text,
+            "CREATE TYPE mood AS ENUM ('happy', 'ok', 'sad')"
+        );
         assert_eq!(steps[0].sql[0].at, At::statement("types/mood.sql", 0, 1));
         // unchanged: no step at all
         let same = Seen {

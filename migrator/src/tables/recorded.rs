@@ -45,4 +45,3 @@ pub fn declared_model(rows: &[tokio_postgres::Row]) -> (Model, Vec<Option<String
     }
     (model, sums)
 }
-
