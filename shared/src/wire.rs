@@ -505,8 +505,8 @@ pub struct DeploymentReport {
     #[serde(default)]
     pub tables_altered: u64,
     pub schema_validation: SchemaValidation,
-    /// `dry_run=true`: every step the deployment would run, in order; nothing
-    /// was changed.
+    /// Every step the deployment ran, in order (`dry_run=true`: would run;
+    /// nothing was changed), ending with the statements run after the commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlanStep>,
     /// Statements PostgreSQL refuses in a transaction block (`CREATE INDEX

@@ -1,16 +1,19 @@
 //! Deployment of a parsed schema into one database, in the order of
 //! docs/SCHEMA.md: extensions → types → tables → migrations → functions →
-//! seeders, one module per step. Each step reads what it needs of the
-//! database inside the deployment's transaction (so it sees what the steps
-//! before it did), asks its pure `plan` what to do, and applies that;
-//! the rules live in the plans, with database-free tests. The files were
-//! read once per upload (`crate::schema::Model`).
+//! seeders, one module per phase. Each phase module has an `observe` (reads,
+//! inside the deployment's transaction, so it sees what the phases before
+//! it did) and a pure `plan` that turns what was read into typed steps
+//! (`step.rs`: phase, object, class, SQL text, why, and what to record);
+//! one executor (`exec.rs`) runs them. The rules live in the plans, with
+//! database-free tests; the files were read once per upload
+//! (`crate::schema::Model`). This file is the order of the phases.
 //!
 //! Everything runs in ONE transaction under a per-database advisory lock, so
 //! concurrent deployments of a database wait for each other and any failure
 //! leaves the database exactly as it was; the error names the file, the
-//! statement and PostgreSQL's SQLSTATE and message. Unchanged objects cost
-//! reads only: an unchanged schema runs no DDL.
+//! statement and PostgreSQL's SQLSTATE and message. A dry run executes the
+//! same steps and rolls back; the plan either reports is the list of steps.
+//! Unchanged objects cost reads only: an unchanged schema runs no DDL.
 
 use std::time::Instant;
 
