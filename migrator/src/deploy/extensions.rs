@@ -453,6 +453,57 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_plan_installs_trusted_ones_and_a_dry_run_lists_the_admin_roles() {
+        let schema = Parsed {
+            extensions: vec![
+                ext("pgcrypto", None, Some("ext")),
+                ext("postgis", None, None),
+                ext("hstor", None, None),
+            ],
+            ..Default::default()
+        };
+        let offered = offers(&[
+            ("pgcrypto", true, &[]),
+            ("postgis", false, &[]),
+            ("hstore", true, &[]),
+        ]);
+        let seen = Seen {
+            installed: set(&[]),
+            offered: offered.clone(),
+        };
+        // an extension the server does not offer refuses the deployment, naming the nearest
+        let r = plan(&schema, &seen, false).unwrap_err();
+        assert_eq!(r.at, At::file("extensions/hstor.sql"));
+        assert!(r.message.contains("offers \"hstore\""), "{}", r.message);
+        let schema = Parsed {
+            extensions: schema.extensions[..2].to_vec(),
+            ..Default::default()
+        };
+        let steps = plan(&schema, &seen, true).unwrap();
+        let sql: Vec<&str> = steps[0].sql.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(
+            sql,
+            [
+                "CREATE SCHEMA IF NOT EXISTS \"ext\"",
+                "CREATE EXTENSION IF NOT EXISTS \"pgcrypto\" WITH SCHEMA \"ext\""
+            ]
+        );
+        assert!(!steps[0].by_admin);
+        assert!(
+            steps[1].by_admin,
+            "a dry run lists what the admin role installs"
+        );
+        assert!(steps[1].reason.contains("EXTENSIONS_ALLOWED"));
+        // a real deployment: the admin role installed it before
+        let seen = Seen {
+            installed: set(&["postgis"]),
+            offered,
+        };
+        let steps = plan(&schema, &seen, false).unwrap();
+        assert_eq!(steps.len(), 1);
+    }
+
     fn offers(list: &[(&str, bool, &[&str])]) -> HashMap<String, Offer> {
         list.iter()
             .map(|(n, trusted, requires)| {

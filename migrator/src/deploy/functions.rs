@@ -405,6 +405,125 @@ mod tests {
 
     const F: &str = "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql AS 'SELECT a'";
 
+    /// A `functions/` folder of one file holding `texts` (one routine each,
+    /// then a COMMENT ON the first).
+    fn folder(texts: &[&str]) -> Parsed {
+        let mut statements: Vec<crate::sql::Statement> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::sql::Statement {
+                text: t.to_string(),
+                line: i + 1,
+            })
+            .collect();
+        statements.push(crate::sql::Statement {
+            text: "COMMENT ON FUNCTION f(int) IS 'f'".into(),
+            line: texts.len() + 1,
+        });
+        let routines = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RoutineItem {
+                stmt: i,
+                ..routine(t, &format!("new{i}"))
+            })
+            .collect();
+        Parsed {
+            functions: vec![crate::sql::SqlFile {
+                path: "functions/f.sql".into(),
+                statements,
+                checksum: "x".into(),
+                wrapper: None,
+            }],
+            functions_folder: true,
+            model: crate::schema::Model {
+                routines,
+                function_other: vec![(0, texts.len())],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn sql_of(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .flat_map(|s| s.sql.iter().map(|q| q.text.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_plan_replaces_in_place_or_drops_and_creates_as_postgresql_answered() {
+        let schema = folder(&[F]);
+        let changed = |needs_drop: bool| Seen {
+            sorted: sort(
+                &schema.model.routines,
+                &map(&[("f(integer)", "old")]),
+                &set(&["f(integer)"]),
+            ),
+            current: [(0, "f(integer)".to_string())].into(),
+            needs_drop: if needs_drop {
+                [0].into()
+            } else {
+                BTreeSet::new()
+            },
+            search_path: "\"$user\", public".into(),
+        };
+        let replace = "CREATE OR REPLACE FUNCTION f(a int) RETURNS int LANGUAGE sql AS 'SELECT a'";
+        // a body change: replaced in place, the old signature not dropped
+        let steps = plan(&schema, &changed(false));
+        assert_eq!(
+            sql_of(&steps),
+            [
+                "SET LOCAL check_function_bodies = off",
+                replace,
+                "COMMENT ON FUNCTION f(int) IS 'f'",
+                "SELECT set_config('check_function_bodies', 'on', true), set_config('search_path', 'public', true)",
+                replace,
+                "SELECT set_config('check_function_bodies', 'off', true), set_config('search_path', '\"$user\", public', true)",
+            ]
+        );
+        let tracked = steps.iter().flat_map(|s| &s.done).find_map(|d| match d {
+            Done::TrackFunction { existed, .. } => Some(*existed),
+            _ => None,
+        });
+        assert_eq!(tracked, Some(true), "an update, not a creation");
+        // PostgreSQL refused the replacement (42P13): DROP + CREATE, one step
+        let steps = plan(&schema, &changed(true));
+        let step = steps.iter().find(|s| s.object == "public.f(int)").unwrap();
+        let sql: Vec<&str> = step.sql.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(sql, ["DROP ROUTINE public.f(int)", replace]);
+        assert_eq!(step.sql[1].at, At::statement("functions/f.sql", 0, 1));
+    }
+
+    #[test]
+    fn a_routine_no_longer_declared_is_dropped_before_the_new_ones_are_created() {
+        let schema = folder(&[F]);
+        let seen = Seen {
+            sorted: sort(
+                &schema.model.routines,
+                &map(&[("gone(text)", "c9")]),
+                &set(&["gone(text)"]),
+            ),
+            ..Seen::default()
+        };
+        let sql = sql_of(&plan(&schema, &seen));
+        assert_eq!(sql[1], "DROP ROUTINE IF EXISTS gone(text)");
+        assert!(sql[2].starts_with("CREATE OR REPLACE FUNCTION f"));
+        // nothing changed: no statement at all, only the count
+        let quiet = Seen {
+            sorted: sort(
+                &schema.model.routines,
+                &map(&[("f(integer)", "new0")]),
+                &set(&["f(integer)"]),
+            ),
+            ..Seen::default()
+        };
+        let steps = plan(&schema, &quiet);
+        assert!(sql_of(&steps).is_empty());
+        assert_eq!(steps[0].done, [Done::Add(Counter::FunctionsUnchanged, 1)]);
+    }
+
     #[test]
     fn an_unchanged_function_costs_nothing() {
         let p = sort(

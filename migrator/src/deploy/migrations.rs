@@ -243,6 +243,100 @@ pub fn wrapper_note(path: &str, a: usize, b: usize) -> String {
 mod tests {
     use super::*;
 
+    fn migration(texts: &[&str], autocommit: &[bool], wrapped: bool) -> Parsed {
+        let statements = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::sql::Statement {
+                text: t.to_string(),
+                line: i + 1,
+            })
+            .collect();
+        Parsed {
+            migrations: vec![crate::sql::SqlFile {
+                path: "migrations/001_a.sql".into(),
+                statements,
+                checksum: "x".into(),
+                wrapper: wrapped.then_some((0, texts.len() - 1)),
+            }],
+            model: crate::schema::Model {
+                migrations: vec![crate::schema::MigrationItem {
+                    autocommit: autocommit.to_vec(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    const OPTS: Options = Options {
+        mode: crate::deploy::Mode::Migrate,
+        force: false,
+        dry_run: false,
+    };
+
+    #[test]
+    fn a_pending_migrations_step_runs_its_statements_and_keeps_the_late_ones_for_after_the_commit()
+    {
+        let schema = migration(
+            &[
+                "BEGIN",
+                "CREATE TABLE t (a int)",
+                "CREATE INDEX CONCURRENTLY i ON t (a)",
+                "COMMIT",
+            ],
+            &[false, false, true, false],
+            true,
+        );
+        let steps = plan(&schema, &HashMap::new(), OPTS).unwrap();
+        assert_eq!(steps.len(), 1);
+        let sql: Vec<(&str, bool)> = steps[0]
+            .sql
+            .iter()
+            .map(|s| (s.text.as_str(), s.after_commit.is_some()))
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                ("CREATE TABLE t (a int)", false),
+                ("CREATE INDEX CONCURRENTLY i ON t (a)", true)
+            ],
+            "the wrapper is not run"
+        );
+        assert_eq!(
+            steps[0].sql[1].at,
+            At::statement("migrations/001_a.sql", 2, 3)
+        );
+        assert!(steps[0].done.contains(&Done::TrackMigration {
+            name: "001_a.sql".into(),
+            checksum: "x".into(),
+            pending: vec![3],
+        }));
+        assert!(steps[0]
+            .done
+            .iter()
+            .any(|d| matches!(d, Done::Note(n) if n.contains("wrapper"))));
+        // applied, with statement 3 still pending: only that one, after the commit
+        let was: HashMap<String, Applied> = [(
+            "001_a.sql".to_string(),
+            Applied {
+                checksum: "x".into(),
+                pending: vec![3],
+            },
+        )]
+        .into();
+        let steps = plan(&schema, &was, OPTS).unwrap();
+        let sql: Vec<&str> = steps[0].sql.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(sql, ["CREATE INDEX CONCURRENTLY i ON t (a)"]);
+        assert!(steps[0].sql[0].after_commit.is_some());
+        // edited since: refused, naming the file
+        let edited: HashMap<String, Applied> =
+            [("001_a.sql".to_string(), Applied::default())].into();
+        let r = plan(&schema, &edited, OPTS).unwrap_err();
+        assert_eq!(r.at, At::file("migrations/001_a.sql"));
+    }
+
     fn applied(pairs: &[(&str, &str)]) -> HashMap<String, Applied> {
         pairs
             .iter()
