@@ -5,7 +5,7 @@
 //! only top-level statements are read (dynamic SQL is not).
 
 use super::lex::sig_tokens;
-use super::view::{split_name, View};
+use super::view::{qualified, View};
 
 /// `(schema, name)`, unqualified names in `public`.
 pub type Name = (String, String);
@@ -21,18 +21,10 @@ pub enum Effect {
     RenamesTable(Name, Name),
 }
 
-fn qualified(parts: Vec<String>) -> Name {
-    let (schema, name) = split_name(parts);
-    (schema.unwrap_or_else(|| "public".into()), name)
-}
-
 /// The effects of one statement (none for anything else).
 pub fn effects(stmt: &str) -> Vec<Effect> {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let name_at = |i: usize| v.qname(i).map(|(p, next)| (qualified(p), next));
     let if_not_exists = |i: usize| {
         if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
@@ -67,7 +59,7 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
     let actions = v.sub(next, v.len());
     let mut out = Vec::new();
     for a in actions.parts() {
-        let ident = |i: usize| a.get(i).and_then(|t| super::view::ident_value(a.src, t));
+        let ident = |i: usize| a.ident(i);
         if a.is(0, "add") {
             const NOT_COLUMNS: [&str; 6] = [
                 "constraint",

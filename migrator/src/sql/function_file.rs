@@ -36,10 +36,7 @@ const ROUTINE_KINDS: [&str; 4] = ["function", "procedure", "aggregate", "routine
 /// Classify one statement of a `functions/` file.
 pub fn classify(stmt: &str) -> FnStmt {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let w = |i: usize| v.word(i);
     let name_at = |i: usize| v.qname(i).map(|(parts, _)| split_name(parts));
     let or_replace = usize::from(v.is(1, "or") && v.is(2, "replace")) * 2;
@@ -123,10 +120,7 @@ pub fn classify(stmt: &str) -> FnStmt {
 /// already says `OR REPLACE` are left as they are.
 pub fn or_replace(stmt: &str) -> String {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let replaces = v.is(1, "or") && v.is(2, "replace");
     match v.get(0) {
         Some(create) if v.is(0, "create") && !replaces && !v.is(1, "constraint") => {

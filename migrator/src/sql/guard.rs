@@ -17,7 +17,7 @@
 use std::fmt;
 
 use super::lex::sig_tokens;
-use super::view::{ident_value, View};
+use super::view::View;
 
 /// Why a statement is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +85,7 @@ impl fmt::Display for Refusal {
 /// Classify one statement (the text of a [`super::Statement`]).
 pub fn classify(stmt: &str) -> Class {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let w = |i: usize| v.word(i);
     let refused = |refusal: Refusal, n: usize| Class::Refused {
         refusal,
@@ -162,10 +159,7 @@ fn extension(v: &View, mut i: usize) -> Class {
     if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
         i += 3;
     }
-    let name = v
-        .get(i)
-        .and_then(|t| ident_value(v.src, t))
-        .unwrap_or_default();
+    let name = v.ident(i).unwrap_or_default();
     let cascade = (i..v.len()).any(|k| v.is(k, "cascade"));
     Class::Extension { name, cascade }
 }

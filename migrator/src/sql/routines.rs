@@ -1,7 +1,7 @@
 //! The header of `CREATE FUNCTION` / `CREATE PROCEDURE`: kind, name,
 //! identity argument types and return type.
 
-use super::lex::{sig_tokens, Kind, Tok};
+use super::lex::{sig_tokens, Kind};
 use super::view::{split_name, View};
 use super::{read_one, SqlError};
 
@@ -59,11 +59,11 @@ pub(super) fn type_len(v: View) -> Option<usize> {
             }
         }
         _ => {
-            if !v.get(i).is_some_and(Tok::is_ident) {
+            if !v.is_ident(i) {
                 return None;
             }
             i += 1;
-            while v.sym(i, ".") && v.get(i + 1).is_some_and(Tok::is_ident) {
+            while v.sym(i, ".") && v.is_ident(i + 1) {
                 i += 2;
             }
         }
@@ -127,10 +127,7 @@ pub(super) const ROUTINE_OPTIONS: &str =
 pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
     read_one();
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let i = if v.is(1, "or") && v.is(2, "replace") {
         3
     } else {
@@ -147,7 +144,7 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
             ))
         }
     };
-    let err = |i: usize, m: &str| SqlError::new(v.line(i), m);
+    let err = |i: usize, m: &str| v.err(i, m);
     let (parts, open) = v
         .qname(i + 1)
         .ok_or_else(|| err(i + 1, "expected a routine name"))?;
