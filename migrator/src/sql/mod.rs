@@ -16,9 +16,11 @@
 //! - `normalize`: statement text for checksums;
 //! - `routines`, `types`, `create_table`, `inserts`: the headers of `CREATE FUNCTION/PROCEDURE`,
 //!   `CREATE TYPE/DOMAIN`, `CREATE TABLE` (with foreign keys moved out to break reference
-//!   cycles) and `INSERT` statements;
+//!   cycles; `ALTER TABLE ... ADD ... REFERENCES` recognized) and `INSERT` statements;
 //! - [`ddl`]: the `tables/` DDL reader, which reads a folder's `CREATE TABLE`s, indexes and
-//!   sequences into the table model ([`crate::table_model`]).
+//!   sequences into the table model ([`crate::table_model`]);
+//! - [`definition`]: definitions as the catalog writes them: the names they mention, a foreign
+//!   key's referenced columns, a definition moved to another schema.
 //!
 //! Every reader returns [`SqlError`] (file, line, message), which `crate::error` maps once.
 //!
@@ -29,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod create_table;
 pub mod ddl;
+pub mod definition;
 pub mod effects;
 pub mod function_file;
 pub mod guard;
