@@ -24,17 +24,12 @@ pub enum TableStmt {
 
 /// (index of the first name token, index after the name, name parts) of a CREATE TABLE.
 pub(super) fn create_table_header(v: View) -> Option<(usize, usize, Vec<String>)> {
-    let mut i = 1;
-    while v.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
-        i += 1;
-    }
+    let mut i = v.past_persistence(1);
     if !v.is(0, "create") || !v.is(i, "table") {
         return None;
     }
     i += 1;
-    if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
-        i += 3;
-    }
+    i = v.opt(i, &["if", "not", "exists"]);
     let (parts, end) = v.qname(i)?;
     Some((i, end, parts))
 }

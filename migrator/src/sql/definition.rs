@@ -2,7 +2,8 @@
 //! `pg_get_indexdef`, `pg_get_expr`) and as the `tables/` reader normalizes
 //! them, read through the tokenizer like every other SQL text: which
 //! identifiers a definition mentions, the columns a foreign key references,
-//! and a definition moved from one schema to another. String literals,
+//! whether it is `NOT VALID`, and a definition moved from one schema to
+//! another. String literals,
 //! dollar quotes and comments are never mistaken for names.
 
 use super::lex::{sig_tokens, Kind};
@@ -34,6 +35,15 @@ pub fn fk_referenced_columns(definition: &str) -> Option<Vec<String>> {
         .map(|c| c.ident(0).filter(|_| c.len() == 1))
         .collect();
     cols.filter(|c| !c.is_empty())
+}
+
+/// Does a constraint definition end in `NOT VALID` (added without checking
+/// the existing rows)?
+pub fn not_valid(definition: &str) -> bool {
+    let toks = sig_tokens(definition);
+    let v = View::new(definition, &toks);
+    let n = v.len();
+    n >= 2 && v.is(n - 2, "not") && v.is(n - 1, "valid")
 }
 
 /// `text` with every name qualified by schema `from` qualified by `to`
@@ -120,6 +130,16 @@ mod tests {
             Some(vec!["id".to_owned()])
         );
         assert_eq!(cols("CHECK ((note <> 'REFERENCES t(x)'))"), None);
+    }
+
+    #[test]
+    fn not_valid_is_the_last_two_words() {
+        assert!(not_valid("CHECK ((qty > 0)) NOT VALID"));
+        assert!(not_valid("FOREIGN KEY (a) REFERENCES t(id) not\n valid"));
+        assert!(!not_valid("CHECK ((qty > 0))"));
+        assert!(!not_valid("CHECK ((note <> 'NOT VALID'))"));
+        assert!(!not_valid("CHECK ((note <> 'x')) -- NOT VALID"));
+        assert!(!not_valid("VALID"));
     }
 
     #[test]

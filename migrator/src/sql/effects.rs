@@ -26,18 +26,9 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
     let toks = sig_tokens(stmt);
     let v = View::new(stmt, &toks);
     let name_at = |i: usize| v.qname(i).map(|(p, next)| (qualified(p), next));
-    let if_not_exists = |i: usize| {
-        if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
-            i + 3
-        } else {
-            i
-        }
-    };
+    let if_not_exists = |i: usize| v.opt(i, &["if", "not", "exists"]);
     if v.is(0, "create") {
-        let mut k = 1;
-        while v.any(k, &["unlogged", "temp", "temporary", "global", "local"]) {
-            k += 1;
-        }
+        let k = v.past_persistence(1);
         let created = match v.word(k).as_str() {
             "table" => name_at(if_not_exists(k + 1)).map(|(n, _)| Effect::CreatesTable(n)),
             "sequence" => name_at(if_not_exists(k + 1)).map(|(n, _)| Effect::CreatesSequence(n)),
@@ -49,10 +40,8 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
         return Vec::new();
     }
     let mut k = 2;
-    if v.is(k, "if") && v.is(k + 1, "exists") {
-        k += 2;
-    }
-    k = v.opt(k, "only");
+    k = v.opt(k, &["if", "exists"]);
+    k = v.opt(k, &["only"]);
     let Some((table, next)) = name_at(k) else {
         return Vec::new();
     };
@@ -72,10 +61,8 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
             if a.any(1, &NOT_COLUMNS) {
                 continue;
             }
-            let mut i = a.opt(1, "column");
-            if a.is(i, "if") && a.is(i + 1, "not") && a.is(i + 2, "exists") {
-                i += 3;
-            }
+            let mut i = a.opt(1, &["column"]);
+            i = a.opt(i, &["if", "not", "exists"]);
             if let Some(c) = ident(i) {
                 out.push(Effect::AddsColumn(table.clone(), c));
             }
@@ -87,7 +74,7 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
             } else if a.is(1, "constraint") {
                 continue;
             } else {
-                let i = a.opt(1, "column");
+                let i = a.opt(1, &["column"]);
                 if let (Some(from), true, Some(to)) = (ident(i), a.is(i + 1, "to"), ident(i + 2)) {
                     out.push(Effect::RenamesColumn(table.clone(), from, to));
                 }

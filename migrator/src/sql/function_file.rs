@@ -39,10 +39,9 @@ pub fn classify(stmt: &str) -> FnStmt {
     let v = View::new(stmt, &toks);
     let w = |i: usize| v.word(i);
     let name_at = |i: usize| v.qname(i).map(|(parts, _)| split_name(parts));
-    let or_replace = usize::from(v.is(1, "or") && v.is(2, "replace")) * 2;
     match w(0).as_str() {
         "create" => {
-            let k = 1 + or_replace;
+            let k = v.opt(1, &["or", "replace"]);
             match w(k).as_str() {
                 "function" | "procedure" | "aggregate" => FnStmt::Routine,
                 "trigger" | "constraint" => {
@@ -141,17 +140,9 @@ fn is_set_config(v: &View) -> bool {
     v.is(k, "set_config") && v.sym(k + 1, "(")
 }
 
-fn words(v: &View, n: usize) -> String {
-    (0..n.min(v.len()))
-        .map(|i| v.word(i).to_ascii_uppercase())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn misplaced(v: &View, what: &str, belongs: &'static str) -> FnStmt {
     let what = if what.is_empty() {
-        words(v, 2)
+        v.upper_words(2)
     } else {
         what.to_owned()
     };
@@ -161,7 +152,7 @@ fn misplaced(v: &View, what: &str, belongs: &'static str) -> FnStmt {
 /// A statement that starts like nothing this folder or another one holds:
 /// most often a misspelled `CREATE FUNCTION` header.
 fn misplaced_header(v: &View) -> FnStmt {
-    let what = words(v, 3);
+    let what = v.upper_words(3);
     FnStmt::Misplaced {
         what: if what.is_empty() {
             "this statement".into()

@@ -89,10 +89,7 @@ pub fn classify(stmt: &str) -> Class {
     let w = |i: usize| v.word(i);
     let refused = |refusal: Refusal, n: usize| Class::Refused {
         refusal,
-        what: (0..n)
-            .map(|i| w(i).to_ascii_uppercase())
-            .collect::<Vec<_>>()
-            .join(" "),
+        what: v.upper_words(n),
     };
     use Refusal::*;
     match w(0).as_str() {
@@ -119,11 +116,7 @@ pub fn classify(stmt: &str) -> Class {
         "alter" if v.is(1, "system") => refused(ClusterLevel, 2),
         "create" | "alter" | "drop" => {
             // CREATE [OR REPLACE] ... / DROP ... : the object's kind
-            let k = if v.is(1, "or") && v.is(2, "replace") {
-                3
-            } else {
-                1
-            };
+            let k = v.opt(1, &["or", "replace"]);
             match w(k).as_str() {
                 "database" | "role" | "user" | "group" | "tablespace" => {
                     // `DROP USER MAPPING`, `CREATE USER MAPPING`: objects of a database
@@ -156,9 +149,7 @@ pub fn classify(stmt: &str) -> Class {
 
 /// `CREATE EXTENSION [IF NOT EXISTS] name … [CASCADE]`, `ALTER EXTENSION name …`.
 fn extension(v: &View, mut i: usize) -> Class {
-    if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
-        i += 3;
-    }
+    i = v.opt(i, &["if", "not", "exists"]);
     let name = v.ident(i).unwrap_or_default();
     let cascade = (i..v.len()).any(|k| v.is(k, "cascade"));
     Class::Extension { name, cascade }

@@ -44,8 +44,8 @@ pub(super) fn type_len(v: View) -> Option<usize> {
     let mut i = usize::from(v.is(0, "setof"));
     match v.word(i).as_str() {
         "double" if v.is(i + 1, "precision") => i += 2,
-        "national" if v.any(i + 1, &["char", "character"]) => i = v.opt(i + 2, "varying"),
-        "character" | "char" | "nchar" | "bit" => i = v.opt(i + 1, "varying"),
+        "national" if v.any(i + 1, &["char", "character"]) => i = v.opt(i + 2, &["varying"]),
+        "character" | "char" | "nchar" | "bit" => i = v.opt(i + 1, &["varying"]),
         "time" | "timestamp" => {
             i = v.after_group(i + 1);
             if v.any(i, &["with", "without"]) && v.is(i + 1, "time") && v.is(i + 2, "zone") {
@@ -73,7 +73,7 @@ pub(super) fn type_len(v: View) -> Option<usize> {
         i += 2;
     }
     loop {
-        let j = v.opt(i, "array");
+        let j = v.opt(i, &["array"]);
         if v.sym(j, "[") {
             match (j..v.len()).find(|&k| v.sym(k, "]")) {
                 Some(k) => i = k + 1,
@@ -128,11 +128,7 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
     read_one();
     let toks = sig_tokens(stmt);
     let v = View::new(stmt, &toks);
-    let i = if v.is(1, "or") && v.is(2, "replace") {
-        3
-    } else {
-        1
-    };
+    let i = v.opt(1, &["or", "replace"]);
     let kind = match v.word(i).as_str() {
         "function" if v.is(0, "create") => RoutineKind::Function,
         "procedure" if v.is(0, "create") => RoutineKind::Procedure,

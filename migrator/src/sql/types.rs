@@ -46,11 +46,7 @@ pub fn parse_type(stmt: &str) -> Result<TypeDef, SqlError> {
         ));
     }
     let err = |i: usize, m: &str| v.err(i, m);
-    let i = if v.is(2, "if") && v.is(3, "not") && v.is(4, "exists") {
-        5
-    } else {
-        2
-    };
+    let i = v.opt(2, &["if", "not", "exists"]);
     let (parts, k) = v.qname(i).ok_or_else(|| err(i, "expected a type name"))?;
     let (schema, name) = split_name(parts);
     if domain {

@@ -108,9 +108,30 @@ impl<'a> View<'a> {
     pub(super) fn after_group(&self, i: usize) -> usize {
         self.close(i).map_or(i, |c| c + 1)
     }
-    /// `i + 1` if the word at `i` is `kw`, else `i`.
-    pub(super) fn opt(&self, i: usize, kw: &str) -> usize {
-        i + usize::from(self.is(i, kw))
+    /// `i` past the words `kws` when they all follow at `i` (`IF NOT EXISTS`), else `i`.
+    pub(super) fn opt(&self, i: usize, kws: &[&str]) -> usize {
+        let all = kws.iter().enumerate().all(|(k, kw)| self.is(i + k, kw));
+        if all {
+            i + kws.len()
+        } else {
+            i
+        }
+    }
+    /// `i` past the table words of `CREATE [GLOBAL | LOCAL] [TEMP | TEMPORARY | UNLOGGED]`.
+    pub(super) fn past_persistence(&self, mut i: usize) -> usize {
+        while self.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
+            i += 1;
+        }
+        i
+    }
+    /// The words among the first `n` tokens, upper-cased and joined by spaces (for messages:
+    /// `DROP DATABASE`).
+    pub(super) fn upper_words(&self, n: usize) -> String {
+        let words = (0..n.min(self.len())).map(|i| self.word(i).to_ascii_uppercase());
+        words
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
     /// (start, end) index ranges between top-level commas.
     pub(super) fn ranges(&self) -> Vec<(usize, usize)> {

@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use stonescriptdb_shared::names::quote_literal;
 
-use crate::sql::definition::{fk_referenced_columns, mentions};
+use crate::sql::definition::{fk_referenced_columns, mentions, not_valid};
 use crate::table_model::{
     ident, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence,
     Step, Table,
@@ -429,10 +429,7 @@ fn add_constraint_sql(t: &QName, c: &Constraint) -> Vec<String> {
     if !validatable {
         return vec![format!("{head}{}", c.definition)];
     }
-    if norm(&c.definition)
-        .to_ascii_uppercase()
-        .ends_with("NOT VALID")
-    {
+    if not_valid(&c.definition) {
         return vec![format!("{head}{}", c.definition)];
     }
     vec![

@@ -29,10 +29,7 @@ pub(super) enum Stmt {
 
 pub(super) fn classify(p: View) -> Stmt {
     if p.is(0, "create") {
-        let mut i = 1;
-        while p.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
-            i += 1;
-        }
+        let i = p.past_persistence(1);
         if p.is(i, "table") {
             return Stmt::Table;
         }
@@ -213,9 +210,7 @@ impl Reader {
             i += 1;
         }
         i += 1;
-        if p.is(i, "if") && p.is(i + 1, "not") && p.is(i + 2, "exists") {
-            i += 3;
-        }
+        i = p.opt(i, &["if", "not", "exists"]);
         let name_at = i;
         let (qn, k) = rel_name(p, i).ok_or_else(|| p.err(i, "expected a table name"))?;
         if p.is(k, "partition") && p.is(k + 1, "of") {
@@ -328,9 +323,7 @@ impl Reader {
             i += 1;
         }
         i += 1;
-        if p.is(i, "if") && p.is(i + 1, "not") && p.is(i + 2, "exists") {
-            i += 3;
-        }
+        i = p.opt(i, &["if", "not", "exists"]);
         let (qn, k) = rel_name(p, i).ok_or_else(|| p.err(i, "expected a sequence name"))?;
         if self.rels.contains(&qn) {
             return Err(p.err(i, format!("{qn} is declared twice")));
@@ -349,9 +342,7 @@ impl Reader {
 
     pub(super) fn alter_sequence(&mut self, p: View) -> Result<(), SqlError> {
         let mut i = 2;
-        if p.is(i, "if") && p.is(i + 1, "exists") {
-            i += 2;
-        }
+        i = p.opt(i, &["if", "exists"]);
         let (qn, k) = rel_name(p, i).ok_or_else(|| p.err(i, "expected a sequence name"))?;
         if p.any(k, &["owner", "rename", "set"]) {
             if p.is(k, "owner") {
@@ -379,9 +370,7 @@ impl Reader {
         let unique = p.is(1, "unique");
         let mut i = 2 + usize::from(unique);
         i += usize::from(p.is(i, "concurrently"));
-        if p.is(i, "if") && p.is(i + 1, "not") && p.is(i + 2, "exists") {
-            i += 3;
-        }
+        i = p.opt(i, &["if", "not", "exists"]);
         let mut name = None;
         if !p.is(i, "on") {
             let (parts, end) = p
@@ -491,9 +480,7 @@ impl Reader {
 
     pub(super) fn alter_table(&mut self, p: View) -> Result<(), SqlError> {
         let mut i = 2;
-        if p.is(i, "if") && p.is(i + 1, "exists") {
-            i += 2;
-        }
+        i = p.opt(i, &["if", "exists"]);
         i += usize::from(p.is(i, "only"));
         let table_at = i;
         let (table, mut k) = rel_name(p, i).ok_or_else(|| p.err(i, "expected a table name"))?;
@@ -536,9 +523,7 @@ impl Reader {
                     continue;
                 }
                 let mut j = usize::from(e.is(0, "column"));
-                if e.is(j, "if") && e.is(j + 1, "not") && e.is(j + 2, "exists") {
-                    j += 3;
-                }
+                j = e.opt(j, &["if", "not", "exists"]);
                 self.add_column(e.from(j), &table, table_at, p)?;
                 continue;
             }
