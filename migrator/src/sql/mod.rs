@@ -22,7 +22,8 @@
 //! - [`definition`]: definitions as the catalog writes them: the names they mention, a foreign
 //!   key's referenced columns, a definition moved to another schema.
 //!
-//! Every reader returns [`SqlError`] (file, line, message), which `crate::error` maps once.
+//! Every reader returns [`SqlError`] (file, line, message), which the migrator's error type
+//! maps once.
 //!
 //! Nothing here panics on any input, and nothing executes SQL.
 
@@ -69,8 +70,8 @@ fn read_one() {
 }
 
 /// An error in SQL text: the file when known, the 1-based line where the problem starts, and
-/// what is wrong. Every reader of this module returns it; `crate::error` maps it once to a 400
-/// (`<file> line <n>: <message>`).
+/// what is wrong. Every reader of this module returns it; the migrator's error type maps it once
+/// to a 400 (`<file> line <n>: <message>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlError {
     pub file: Option<String>,
