@@ -223,6 +223,14 @@ impl From<stonescriptdb_shared::auth::Denied> for MigratorError {
     }
 }
 
+/// SQL that does not read: 400 `invalid_request` saying where
+/// (`<file> line <n>: <message>`). The one mapping of the SQL readers' errors.
+impl From<crate::sql::SqlError> for MigratorError {
+    fn from(e: crate::sql::SqlError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
 /// A name that broke the naming rules: 400 naming the rule.
 pub fn bad_name(e: stonescriptdb_shared::names::NameError) -> MigratorError {
     MigratorError::BadRequest(e.to_string())

@@ -225,8 +225,9 @@ fn guard_files(p: &mut Parsed) -> Result<(Vec<ExtensionUse>, Vec<Judged>), Migra
     Ok((uses, migrations))
 }
 
+/// A statement reader's error, said at the line where statement `s` of `f` starts.
 fn bad(f: &SqlFile, s: &Statement, e: sql::SqlError) -> MigratorError {
-    MigratorError::BadRequest(format!("{} line {}: {}", f.path, s.line, e.message))
+    e.at(&f.path, s.line).into()
 }
 
 /// The line a routine's file holds to skip its body check.
@@ -361,10 +362,7 @@ fn model(p: &Parsed, judged: Vec<Judged>) -> Result<Model, MigratorError> {
                     continue;
                 }
             }
-            let n = sql::normalize(&s.text);
-            adds_fk.push(
-                n.starts_with("alter table") && n.contains(" add ") && n.contains("references"),
-            );
+            adds_fk.push(sql::adds_foreign_key(&s.text));
         }
         if let Some((si, key, references)) = create {
             m.tables.push(TableItem {
@@ -436,8 +434,7 @@ fn parse_files(folder: &str, files: &[SchemaFile]) -> Result<Vec<SqlFile>, Migra
         .iter()
         .map(|f| {
             let path = format!("{folder}/{}", f.name);
-            let statements = sql::split_statements(&f.content)
-                .map_err(|e| MigratorError::BadRequest(format!("{path}: {e}")))?;
+            let statements = sql::split_statements(&f.content).map_err(|e| e.in_file(&path))?;
             Ok(SqlFile {
                 checksum: normalized_checksum(&f.content),
                 path,

@@ -24,17 +24,12 @@ pub enum TableStmt {
 
 /// (index of the first name token, index after the name, name parts) of a CREATE TABLE.
 pub(super) fn create_table_header(v: View) -> Option<(usize, usize, Vec<String>)> {
-    let mut i = 1;
-    while v.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
-        i += 1;
-    }
+    let mut i = v.past_persistence(1);
     if !v.is(0, "create") || !v.is(i, "table") {
         return None;
     }
     i += 1;
-    if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
-        i += 3;
-    }
+    i = v.opt(i, &["if", "not", "exists"]);
     let (parts, end) = v.qname(i)?;
     Some((i, end, parts))
 }
@@ -43,10 +38,7 @@ pub(super) fn create_table_header(v: View) -> Option<(usize, usize, Vec<String>)
 pub fn classify_table_stmt(stmt: &str) -> TableStmt {
     read_one();
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let Some((_, end, parts)) = create_table_header(v) else {
         return TableStmt::Other;
     };
@@ -66,6 +58,19 @@ pub fn classify_table_stmt(stmt: &str) -> TableStmt {
         name,
         references,
     }
+}
+
+/// Does this `tables/` statement add a foreign key to a table: `ALTER TABLE ... ADD ...
+/// REFERENCES ...` (a constraint or a column with one)? A deployment runs those once every
+/// table of the folder exists. `REFERENCES` in a literal or a name does not count.
+pub fn adds_foreign_key(stmt: &str) -> bool {
+    read_one();
+    let toks = sig_tokens(stmt);
+    let v = View::new(stmt, &toks);
+    v.is(0, "alter")
+        && v.is(1, "table")
+        && (2..v.len()).any(|i| v.is(i, "add"))
+        && (2..v.len()).any(|i| v.is(i, "references"))
 }
 
 /// Does the FK target match one of `deferred`? Names compare case-insensitively; schemas only
@@ -158,10 +163,7 @@ pub fn split_foreign_keys(
         return Err(unterminated(t));
     }
     let toks: Vec<Tok> = all.iter().copied().filter(|x| !x.is_comment()).collect();
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let (name_start, name_end, _) =
         create_table_header(v).ok_or_else(|| SqlError::new(1, "not a CREATE TABLE statement"))?;
     let table = v.sub(name_start, name_end).text();

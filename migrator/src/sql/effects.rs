@@ -5,7 +5,7 @@
 //! only top-level statements are read (dynamic SQL is not).
 
 use super::lex::sig_tokens;
-use super::view::{split_name, View};
+use super::view::{qualified, View};
 
 /// `(schema, name)`, unqualified names in `public`.
 pub type Name = (String, String);
@@ -21,31 +21,14 @@ pub enum Effect {
     RenamesTable(Name, Name),
 }
 
-fn qualified(parts: Vec<String>) -> Name {
-    let (schema, name) = split_name(parts);
-    (schema.unwrap_or_else(|| "public".into()), name)
-}
-
 /// The effects of one statement (none for anything else).
 pub fn effects(stmt: &str) -> Vec<Effect> {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let name_at = |i: usize| v.qname(i).map(|(p, next)| (qualified(p), next));
-    let if_not_exists = |i: usize| {
-        if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
-            i + 3
-        } else {
-            i
-        }
-    };
+    let if_not_exists = |i: usize| v.opt(i, &["if", "not", "exists"]);
     if v.is(0, "create") {
-        let mut k = 1;
-        while v.any(k, &["unlogged", "temp", "temporary", "global", "local"]) {
-            k += 1;
-        }
+        let k = v.past_persistence(1);
         let created = match v.word(k).as_str() {
             "table" => name_at(if_not_exists(k + 1)).map(|(n, _)| Effect::CreatesTable(n)),
             "sequence" => name_at(if_not_exists(k + 1)).map(|(n, _)| Effect::CreatesSequence(n)),
@@ -57,17 +40,15 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
         return Vec::new();
     }
     let mut k = 2;
-    if v.is(k, "if") && v.is(k + 1, "exists") {
-        k += 2;
-    }
-    k = v.opt(k, "only");
+    k = v.opt(k, &["if", "exists"]);
+    k = v.opt(k, &["only"]);
     let Some((table, next)) = name_at(k) else {
         return Vec::new();
     };
     let actions = v.sub(next, v.len());
     let mut out = Vec::new();
     for a in actions.parts() {
-        let ident = |i: usize| a.get(i).and_then(|t| super::view::ident_value(a.src, t));
+        let ident = |i: usize| a.ident(i);
         if a.is(0, "add") {
             const NOT_COLUMNS: [&str; 6] = [
                 "constraint",
@@ -80,10 +61,8 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
             if a.any(1, &NOT_COLUMNS) {
                 continue;
             }
-            let mut i = a.opt(1, "column");
-            if a.is(i, "if") && a.is(i + 1, "not") && a.is(i + 2, "exists") {
-                i += 3;
-            }
+            let mut i = a.opt(1, &["column"]);
+            i = a.opt(i, &["if", "not", "exists"]);
             if let Some(c) = ident(i) {
                 out.push(Effect::AddsColumn(table.clone(), c));
             }
@@ -95,7 +74,7 @@ pub fn effects(stmt: &str) -> Vec<Effect> {
             } else if a.is(1, "constraint") {
                 continue;
             } else {
-                let i = a.opt(1, "column");
+                let i = a.opt(1, &["column"]);
                 if let (Some(from), true, Some(to)) = (ident(i), a.is(i + 1, "to"), ident(i + 2)) {
                     out.push(Effect::RenamesColumn(table.clone(), from, to));
                 }

@@ -36,16 +36,12 @@ const ROUTINE_KINDS: [&str; 4] = ["function", "procedure", "aggregate", "routine
 /// Classify one statement of a `functions/` file.
 pub fn classify(stmt: &str) -> FnStmt {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let w = |i: usize| v.word(i);
     let name_at = |i: usize| v.qname(i).map(|(parts, _)| split_name(parts));
-    let or_replace = usize::from(v.is(1, "or") && v.is(2, "replace")) * 2;
     match w(0).as_str() {
         "create" => {
-            let k = 1 + or_replace;
+            let k = v.opt(1, &["or", "replace"]);
             match w(k).as_str() {
                 "function" | "procedure" | "aggregate" => FnStmt::Routine,
                 "trigger" | "constraint" => {
@@ -123,10 +119,7 @@ pub fn classify(stmt: &str) -> FnStmt {
 /// already says `OR REPLACE` are left as they are.
 pub fn or_replace(stmt: &str) -> String {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let replaces = v.is(1, "or") && v.is(2, "replace");
     match v.get(0) {
         Some(create) if v.is(0, "create") && !replaces && !v.is(1, "constraint") => {
@@ -147,17 +140,9 @@ fn is_set_config(v: &View) -> bool {
     v.is(k, "set_config") && v.sym(k + 1, "(")
 }
 
-fn words(v: &View, n: usize) -> String {
-    (0..n.min(v.len()))
-        .map(|i| v.word(i).to_ascii_uppercase())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn misplaced(v: &View, what: &str, belongs: &'static str) -> FnStmt {
     let what = if what.is_empty() {
-        words(v, 2)
+        v.upper_words(2)
     } else {
         what.to_owned()
     };
@@ -167,7 +152,7 @@ fn misplaced(v: &View, what: &str, belongs: &'static str) -> FnStmt {
 /// A statement that starts like nothing this folder or another one holds:
 /// most often a misspelled `CREATE FUNCTION` header.
 fn misplaced_header(v: &View) -> FnStmt {
-    let what = words(v, 3);
+    let what = v.upper_words(3);
     FnStmt::Misplaced {
         what: if what.is_empty() {
             "this statement".into()

@@ -17,7 +17,7 @@
 use std::fmt;
 
 use super::lex::sig_tokens;
-use super::view::{ident_value, View};
+use super::view::View;
 
 /// Why a statement is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,17 +85,11 @@ impl fmt::Display for Refusal {
 /// Classify one statement (the text of a [`super::Statement`]).
 pub fn classify(stmt: &str) -> Class {
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let w = |i: usize| v.word(i);
     let refused = |refusal: Refusal, n: usize| Class::Refused {
         refusal,
-        what: (0..n)
-            .map(|i| w(i).to_ascii_uppercase())
-            .collect::<Vec<_>>()
-            .join(" "),
+        what: v.upper_words(n),
     };
     use Refusal::*;
     match w(0).as_str() {
@@ -122,11 +116,7 @@ pub fn classify(stmt: &str) -> Class {
         "alter" if v.is(1, "system") => refused(ClusterLevel, 2),
         "create" | "alter" | "drop" => {
             // CREATE [OR REPLACE] ... / DROP ... : the object's kind
-            let k = if v.is(1, "or") && v.is(2, "replace") {
-                3
-            } else {
-                1
-            };
+            let k = v.opt(1, &["or", "replace"]);
             match w(k).as_str() {
                 "database" | "role" | "user" | "group" | "tablespace" => {
                     // `DROP USER MAPPING`, `CREATE USER MAPPING`: objects of a database
@@ -159,13 +149,8 @@ pub fn classify(stmt: &str) -> Class {
 
 /// `CREATE EXTENSION [IF NOT EXISTS] name … [CASCADE]`, `ALTER EXTENSION name …`.
 fn extension(v: &View, mut i: usize) -> Class {
-    if v.is(i, "if") && v.is(i + 1, "not") && v.is(i + 2, "exists") {
-        i += 3;
-    }
-    let name = v
-        .get(i)
-        .and_then(|t| ident_value(v.src, t))
-        .unwrap_or_default();
+    i = v.opt(i, &["if", "not", "exists"]);
+    let name = v.ident(i).unwrap_or_default();
     let cascade = (i..v.len()).any(|k| v.is(k, "cascade"));
     Class::Extension { name, cascade }
 }

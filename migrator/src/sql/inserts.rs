@@ -2,7 +2,7 @@
 
 use super::lex::sig_tokens;
 use super::read_one;
-use super::view::{ident_value, split_name, View};
+use super::view::{split_name, View};
 
 /// An `INSERT` statement, taken apart so its rows can be evaluated into
 /// another table: the seeders' row-by-row checks.
@@ -39,10 +39,7 @@ pub struct Values {
 pub fn parse_insert(stmt: &str) -> Option<Insert> {
     read_one();
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let mut i = 0;
     if v.is(0, "with") {
         let mut depth = 0usize;
@@ -66,10 +63,7 @@ pub fn parse_insert(stmt: &str) -> Option<Insert> {
     if let Some(close) = v.close(k).filter(|_| v.sym(k, "(") && !query) {
         let items = v.sub(k + 1, close).parts();
         plain_columns = items.iter().all(|c| c.len() == 1);
-        columns = items
-            .iter()
-            .filter_map(|c| c.get(0).and_then(|x| ident_value(stmt, x)))
-            .collect();
+        columns = items.iter().filter_map(|c| c.ident(0)).collect();
         column_list = v.sub(k, close + 1).text().to_owned();
         k = close + 1;
     }

@@ -1,7 +1,7 @@
 //! The tokenizer: one pass over SQL text giving every token (comments
 //! included) with its kind, byte range and line. Every reader of the
-//! migrator reads these tokens; [`tokens`] hands the significant ones to
-//! readers outside this module.
+//! migrator reads these tokens (inside `sql/` through the one cursor,
+//! `view::View`); [`tokens`] hands the significant ones to code outside `sql/`.
 
 use super::SqlError;
 
@@ -267,8 +267,8 @@ pub(super) fn tokenize(src: &str) -> Vec<Tok> {
     toks
 }
 
-/// The kind of a significant token, for readers outside this module (the
-/// `tables/` DDL reader): `E''` strings count as strings.
+/// The kind of a significant token, for readers outside `sql/` (readers
+/// inside it walk `view::View`): `E''` strings count as strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     Word,

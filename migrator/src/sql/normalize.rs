@@ -3,7 +3,7 @@
 
 use super::lex::{sig_tokens, Kind, Tok};
 use super::read_one;
-use super::view::{ident_value, needs_space, string_value, View};
+use super::view::{needs_space, string_value, View};
 
 /// Text normalized for change detection (checksums).
 ///
@@ -31,7 +31,7 @@ pub(super) fn normalize_into(src: &str, top: bool, out: &mut String) {
         toks.pop();
     }
     let code = if top {
-        code_bodies(View { src, t: &toks })
+        code_bodies(View::new(src, &toks))
     } else {
         Vec::new()
     };
@@ -74,9 +74,7 @@ pub(super) fn code_bodies(v: View) -> Vec<bool> {
             if depth == 0 && seg.is(k, "language") {
                 lang = seg.get(k + 1).map(|n| match n.kind {
                     Kind::Str | Kind::EStr => string_value(v.src, n).to_ascii_lowercase(),
-                    _ => ident_value(v.src, n)
-                        .unwrap_or_default()
-                        .to_ascii_lowercase(),
+                    _ => seg.ident(k + 1).unwrap_or_default().to_ascii_lowercase(),
                 });
             }
         }

@@ -1,7 +1,7 @@
 //! The header of `CREATE FUNCTION` / `CREATE PROCEDURE`: kind, name,
 //! identity argument types and return type.
 
-use super::lex::{sig_tokens, Kind, Tok};
+use super::lex::{sig_tokens, Kind};
 use super::view::{split_name, View};
 use super::{read_one, SqlError};
 
@@ -44,8 +44,8 @@ pub(super) fn type_len(v: View) -> Option<usize> {
     let mut i = usize::from(v.is(0, "setof"));
     match v.word(i).as_str() {
         "double" if v.is(i + 1, "precision") => i += 2,
-        "national" if v.any(i + 1, &["char", "character"]) => i = v.opt(i + 2, "varying"),
-        "character" | "char" | "nchar" | "bit" => i = v.opt(i + 1, "varying"),
+        "national" if v.any(i + 1, &["char", "character"]) => i = v.opt(i + 2, &["varying"]),
+        "character" | "char" | "nchar" | "bit" => i = v.opt(i + 1, &["varying"]),
         "time" | "timestamp" => {
             i = v.after_group(i + 1);
             if v.any(i, &["with", "without"]) && v.is(i + 1, "time") && v.is(i + 2, "zone") {
@@ -59,11 +59,11 @@ pub(super) fn type_len(v: View) -> Option<usize> {
             }
         }
         _ => {
-            if !v.get(i).is_some_and(Tok::is_ident) {
+            if !v.is_ident(i) {
                 return None;
             }
             i += 1;
-            while v.sym(i, ".") && v.get(i + 1).is_some_and(Tok::is_ident) {
+            while v.sym(i, ".") && v.is_ident(i + 1) {
                 i += 2;
             }
         }
@@ -73,7 +73,7 @@ pub(super) fn type_len(v: View) -> Option<usize> {
         i += 2;
     }
     loop {
-        let j = v.opt(i, "array");
+        let j = v.opt(i, &["array"]);
         if v.sym(j, "[") {
             match (j..v.len()).find(|&k| v.sym(k, "]")) {
                 Some(k) => i = k + 1,
@@ -127,15 +127,8 @@ pub(super) const ROUTINE_OPTIONS: &str =
 pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
     read_one();
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
-    let i = if v.is(1, "or") && v.is(2, "replace") {
-        3
-    } else {
-        1
-    };
+    let v = View::new(stmt, &toks);
+    let i = v.opt(1, &["or", "replace"]);
     let kind = match v.word(i).as_str() {
         "function" if v.is(0, "create") => RoutineKind::Function,
         "procedure" if v.is(0, "create") => RoutineKind::Procedure,
@@ -147,7 +140,7 @@ pub fn parse_routine(stmt: &str) -> Result<Routine, SqlError> {
             ))
         }
     };
-    let err = |i: usize, m: &str| SqlError::new(v.line(i), m);
+    let err = |i: usize, m: &str| v.err(i, m);
     let (parts, open) = v
         .qname(i + 1)
         .ok_or_else(|| err(i + 1, "expected a routine name"))?;

@@ -665,6 +665,30 @@ fn classify_other_statements() {
     ]);
 }
 
+#[test]
+fn foreign_key_alters_are_read_through_tokens() {
+    for s in [
+        "ALTER TABLE ONLY public.a ADD CONSTRAINT a_b_fkey FOREIGN KEY (b) REFERENCES public.b(id)",
+        "alter table a\n  add foreign key (b) -- to b\n  references b",
+        "ALTER TABLE a ADD COLUMN b int REFERENCES b",
+    ] {
+        assert!(adds_foreign_key(s), "{s}");
+    }
+    // REFERENCES or ADD only in a literal, a name or a comment (the
+    // normalized-text reader counted the first two)
+    for s in [
+        "ALTER TABLE t ADD COLUMN note text DEFAULT 'references'",
+        "ALTER TABLE my_references ADD COLUMN x int",
+        "ALTER TABLE \"add\" ALTER COLUMN x SET DEFAULT 'references'",
+        "ALTER TABLE t ADD COLUMN x text /* references */",
+        "ALTER TABLE t ADD COLUMN x text DEFAULT $$ references $$",
+        "CREATE TABLE t (a int REFERENCES u)",
+        "COMMENT ON TABLE t IS 'alter table x add references'",
+    ] {
+        assert!(!adds_foreign_key(s), "{s}");
+    }
+}
+
 // ----- split_foreign_keys -----
 
 #[test]

@@ -37,10 +37,7 @@ pub enum TypeDef {
 pub fn parse_type(stmt: &str) -> Result<TypeDef, SqlError> {
     read_one();
     let toks = sig_tokens(stmt);
-    let v = View {
-        src: stmt,
-        t: &toks,
-    };
+    let v = View::new(stmt, &toks);
     let domain = v.is(1, "domain");
     if !v.is(0, "create") || !(domain || v.is(1, "type")) {
         return Err(SqlError::new(
@@ -48,12 +45,8 @@ pub fn parse_type(stmt: &str) -> Result<TypeDef, SqlError> {
             "not a CREATE TYPE or CREATE DOMAIN statement",
         ));
     }
-    let err = |i: usize, m: &str| SqlError::new(v.line(i), m);
-    let i = if v.is(2, "if") && v.is(3, "not") && v.is(4, "exists") {
-        5
-    } else {
-        2
-    };
+    let err = |i: usize, m: &str| v.err(i, m);
+    let i = v.opt(2, &["if", "not", "exists"]);
     let (parts, k) = v.qname(i).ok_or_else(|| err(i, "expected a type name"))?;
     let (schema, name) = split_name(parts);
     if domain {

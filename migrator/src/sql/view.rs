@@ -1,16 +1,31 @@
-//! A cursor over significant tokens (`View`) and the values of single tokens
-//! (identifiers, strings), shared by the statement readers.
+//! The one cursor over the lexer's significant tokens (`View`) and the
+//! values of single tokens (identifiers, strings, qualified names), used by
+//! every reader of this module: statements, `tables/` DDL, catalog text.
 
 use super::lex::{Kind, Tok};
+use super::SqlError;
+
+/// PostgreSQL's longest identifier, in bytes (NAMEDATALEN - 1).
+pub(super) const MAX_IDENT: usize = 63;
 
 /// A list of significant tokens with lookups; out-of-range lookups simply answer "no".
 #[derive(Clone, Copy)]
 pub(super) struct View<'a> {
     pub(super) src: &'a str,
     pub(super) t: &'a [Tok],
+    /// The line `src` starts on: token lines (and errors) are offset by it.
+    pub(super) first_line: usize,
 }
 
 impl<'a> View<'a> {
+    /// The tokens `t` of `src` (from `lex::sig_tokens`), `src` starting on line 1.
+    pub(super) fn new(src: &'a str, t: &'a [Tok]) -> View<'a> {
+        View::at(src, t, 1)
+    }
+    /// Like [`View::new`], `src` starting on line `first_line` of its file.
+    pub(super) fn at(src: &'a str, t: &'a [Tok], first_line: usize) -> View<'a> {
+        View { src, t, first_line }
+    }
     pub(super) fn get(&self, i: usize) -> Option<&'a Tok> {
         self.t.get(i)
     }
@@ -35,18 +50,47 @@ impl<'a> View<'a> {
     pub(super) fn nest(&self, i: usize) -> isize {
         self.get(i).map_or(0, |x| x.nest(self.src))
     }
-    /// Line of token `i` (or of the last token), for error messages.
+    /// Is the token at `i` an identifier (unquoted word or quoted)?
+    pub(super) fn is_ident(&self, i: usize) -> bool {
+        self.get(i).is_some_and(Tok::is_ident)
+    }
+    /// Value of the identifier at `i` (see [`ident_value`]).
+    pub(super) fn ident(&self, i: usize) -> Option<String> {
+        self.get(i).and_then(|t| ident_value(self.src, t))
+    }
+    /// Line of token `i` (or of the last token; of the text's start for no tokens) in the file.
     pub(super) fn line(&self, i: usize) -> usize {
-        self.get(i).or(self.t.last()).map_or(1, |x| x.line)
+        self.get(i)
+            .or(self.t.last())
+            .map_or(self.first_line, |x| x.line + self.first_line - 1)
+    }
+    /// Text of token `i` for messages ("end of statement" past the end).
+    pub(super) fn shown(&self, i: usize) -> &'a str {
+        self.get(i).map_or("end of statement", |t| t.text(self.src))
+    }
+    /// An error at token `i`.
+    pub(super) fn err(&self, i: usize, message: impl Into<String>) -> SqlError {
+        SqlError::new(self.line(i), message)
+    }
+    /// "unexpected "x" in `what`" at token `i`.
+    pub(super) fn unexpected(&self, i: usize, what: &str) -> SqlError {
+        self.err(i, format!("unexpected \"{}\" in {what}", self.shown(i)))
     }
     pub(super) fn sub(&self, a: usize, b: usize) -> View<'a> {
         View {
-            src: self.src,
             t: self.t.get(a..b).unwrap_or(&[]),
+            ..*self
         }
     }
-    /// Index of the `)` matching the `(` at `open`.
+    /// The tokens from `a` to the end.
+    pub(super) fn from(&self, a: usize) -> View<'a> {
+        self.sub(a, self.len())
+    }
+    /// Index of the `)` matching the `(` at `open` (None when `open` is not a `(`).
     pub(super) fn close(&self, open: usize) -> Option<usize> {
+        if !self.sym(open, "(") {
+            return None;
+        }
         let mut depth = 0usize;
         for (k, x) in self.t.iter().enumerate().skip(open) {
             if x.is_sym(self.src, "(") {
@@ -62,15 +106,32 @@ impl<'a> View<'a> {
     }
     /// Index after a parenthesized group at `i` (or `i` when there is none).
     pub(super) fn after_group(&self, i: usize) -> usize {
-        if self.sym(i, "(") {
-            self.close(i).map_or(i, |c| c + 1)
+        self.close(i).map_or(i, |c| c + 1)
+    }
+    /// `i` past the words `kws` when they all follow at `i` (`IF NOT EXISTS`), else `i`.
+    pub(super) fn opt(&self, i: usize, kws: &[&str]) -> usize {
+        let all = kws.iter().enumerate().all(|(k, kw)| self.is(i + k, kw));
+        if all {
+            i + kws.len()
         } else {
             i
         }
     }
-    /// `i + 1` if the word at `i` is `kw`, else `i`.
-    pub(super) fn opt(&self, i: usize, kw: &str) -> usize {
-        i + usize::from(self.is(i, kw))
+    /// `i` past the table words of `CREATE [GLOBAL | LOCAL] [TEMP | TEMPORARY | UNLOGGED]`.
+    pub(super) fn past_persistence(&self, mut i: usize) -> usize {
+        while self.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
+            i += 1;
+        }
+        i
+    }
+    /// The words among the first `n` tokens, upper-cased and joined by spaces (for messages:
+    /// `DROP DATABASE`).
+    pub(super) fn upper_words(&self, n: usize) -> String {
+        let words = (0..n.min(self.len())).map(|i| self.word(i).to_ascii_uppercase());
+        words
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
     /// (start, end) index ranges between top-level commas.
     pub(super) fn ranges(&self) -> Vec<(usize, usize)> {
@@ -125,9 +186,9 @@ impl<'a> View<'a> {
     pub(super) fn qname(&self, i: usize) -> Option<(Vec<String>, usize)> {
         let (mut parts, mut k) = (Vec::new(), i);
         loop {
-            parts.push(ident_value(self.src, self.get(k)?)?);
+            parts.push(self.ident(k)?);
             k += 1;
-            if !(self.sym(k, ".") && self.get(k + 1).is_some_and(Tok::is_ident)) {
+            if !(self.sym(k, ".") && self.is_ident(k + 1)) {
                 return Some((parts, k));
             }
             k += 1;
@@ -135,13 +196,25 @@ impl<'a> View<'a> {
     }
 }
 
-/// Identifier value: unquoted words ASCII-lower-cased (like PostgreSQL), quoted kept exact.
+/// Identifier value as PostgreSQL reads it: unquoted words ASCII-lower-cased, quoted ones kept
+/// exact (`""` undoubled), both truncated to 63 bytes. None for other tokens and for `""`
+/// (PostgreSQL refuses a zero-length identifier).
 pub(super) fn ident_value(src: &str, t: &Tok) -> Option<String> {
-    match t.kind {
-        Kind::Word => Some(t.text(src).to_ascii_lowercase()),
-        Kind::QIdent => Some(unquote(t.text(src), '"')),
-        _ => None,
+    let v = match t.kind {
+        Kind::Word => t.text(src).to_ascii_lowercase(),
+        Kind::QIdent => unquote(t.text(src), '"'),
+        _ => return None,
+    };
+    (!v.is_empty()).then(|| clip(&v, MAX_IDENT).to_string())
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+pub(super) fn clip(s: &str, max: usize) -> &str {
+    let mut n = max.min(s.len());
+    while n > 0 && !s.is_char_boundary(n) {
+        n -= 1;
     }
+    s.get(..n).unwrap_or("")
 }
 
 /// Strips an optional prefix (`U&`, `N`...) and the quotes, and undoubles the quote character.
@@ -221,6 +294,12 @@ pub(super) fn string_value(src: &str, t: &Tok) -> String {
 pub(super) fn split_name(mut parts: Vec<String>) -> (Option<String>, String) {
     let name = parts.pop().unwrap_or_default();
     (parts.pop(), name)
+}
+
+/// (schema, name) from the parts of a qualified name, an unqualified name in `public`.
+pub(super) fn qualified(parts: Vec<String>) -> (String, String) {
+    let (schema, name) = split_name(parts);
+    (schema.unwrap_or_else(|| "public".into()), name)
 }
 
 pub(super) fn wordy(k: Kind) -> bool {

@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 use stonescriptdb_shared::names::quote_literal;
 
+use crate::sql::definition::{fk_referenced_columns, mentions, not_valid};
 use crate::table_model::{
     ident, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence,
     Step, Table,
@@ -327,82 +328,6 @@ fn norm_opt(s: &Option<String>) -> Option<String> {
     s.as_deref().map(norm)
 }
 
-/// Does `text` (an SQL expression or definition) mention identifier `name`?
-/// Skips string literals; may over-match, which only costs a rebuild.
-fn mentions(text: &str, name: &str) -> bool {
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            while let Some(x) = chars.next() {
-                if x == '\'' {
-                    if chars.peek() == Some(&'\'') {
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-            }
-        } else if c == '"' {
-            let mut tok = String::new();
-            while let Some(x) = chars.next() {
-                if x == '"' {
-                    if chars.peek() == Some(&'"') {
-                        chars.next();
-                        tok.push('"');
-                    } else {
-                        break;
-                    }
-                } else {
-                    tok.push(x);
-                }
-            }
-            if tok == name {
-                return true;
-            }
-        } else if c.is_alphanumeric() || c == '_' {
-            let mut tok = String::from(c);
-            while let Some(&x) = chars.peek() {
-                if x.is_alphanumeric() || x == '_' || x == '$' {
-                    tok.push(x);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            if tok == name || tok.to_lowercase() == name {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// The referenced columns of a `FOREIGN KEY (...) REFERENCES t(a, b) ...`
-/// definition; None when they cannot be read.
-fn fk_referenced_columns(definition: &str) -> Option<Vec<String>> {
-    let upper = definition.to_ascii_uppercase();
-    let at = upper.find("REFERENCES ")? + "REFERENCES ".len();
-    let rest = &definition[at..];
-    let open = rest.find('(')?;
-    let close = open + rest[open..].find(')')?;
-    let cols = rest[open + 1..close]
-        .split(',')
-        .map(|p| {
-            let p = p.trim();
-            match p.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-                Some(q) => q.replace("\"\"", "\""),
-                None => p.to_owned(),
-            }
-        })
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>();
-    if cols.is_empty() {
-        None
-    } else {
-        Some(cols)
-    }
-}
-
 /// `'text'` as an SQL string literal.
 fn identity_sql(kind: Identity) -> &'static str {
     match kind {
@@ -504,10 +429,7 @@ fn add_constraint_sql(t: &QName, c: &Constraint) -> Vec<String> {
     if !validatable {
         return vec![format!("{head}{}", c.definition)];
     }
-    if norm(&c.definition)
-        .to_ascii_uppercase()
-        .ends_with("NOT VALID")
-    {
+    if not_valid(&c.definition) {
         return vec![format!("{head}{}", c.definition)];
     }
     vec![

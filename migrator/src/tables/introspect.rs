@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
+use crate::sql::definition::requalify;
 use crate::table_model::{
     ident, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence, Table,
 };
@@ -257,27 +258,6 @@ pub async fn set_search_path(
 /// Scratch schema name for the `i`-th real schema.
 fn scratch_schema(i: usize) -> String {
     format!("_sdg_desired_{i}")
-}
-
-/// Replace every `from.` qualifier (plain or quoted) in `text` by `to.`.
-fn requalify(text: &str, from: &str, to: &str) -> String {
-    let quoted_from = format!("\"{from}\".");
-    let plain_from = format!("{from}.");
-    let to = format!("{to}.");
-    let mut out = text.replace(&quoted_from, &to);
-    // Only at identifier boundaries, so `x_public.` is left alone.
-    let mut res = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(p) = rest.find(&plain_from) {
-        let before = rest[..p].chars().next_back();
-        let boundary = !matches!(before, Some(ch) if ch.is_alphanumeric() || ch == '_' || ch == '$' || ch == '"');
-        res.push_str(&rest[..p]);
-        res.push_str(if boundary { &to } else { &plain_from });
-        rest = &rest[p + plain_from.len()..];
-    }
-    res.push_str(rest);
-    out = res;
-    out
 }
 
 /// Map every schema of `model` (tables, sequences, references, definitions)
