@@ -13,6 +13,7 @@
 //! inserted from the same evaluation.
 
 use stonescriptdb_shared::names::{quote_ident, quote_literal};
+use stonescriptdb_shared::wire::MatchedOn;
 use tokio_postgres::GenericClient;
 
 use crate::sql::Insert;
@@ -26,11 +27,12 @@ pub enum Match {
 }
 
 impl Match {
-    pub fn as_str(&self) -> &'static str {
+    /// What the report says.
+    pub fn on(&self) -> MatchedOn {
         match self {
-            Match::PrimaryKey(_) => "primary_key",
-            Match::Columns(_) => "columns",
-            Match::Count => "count",
+            Match::PrimaryKey(_) => MatchedOn::PrimaryKey,
+            Match::Columns(_) => MatchedOn::Columns,
+            Match::Count => MatchedOn::Count,
         }
     }
 }

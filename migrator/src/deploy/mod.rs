@@ -162,7 +162,6 @@ impl Run<'_> {
         let Ok(mut plan) = plan.lock() else {
             return;
         };
-        let class = class.map(|c| c.as_str().to_owned());
         match plan.last_mut() {
             Some(last) if last.phase == phase && last.object == object && last.reason == reason => {
                 last.sql.push(sql_text.to_owned());

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use stonescriptdb_shared::wire::SeederResult;
+use stonescriptdb_shared::wire::{MatchedOn, SeederResult};
 
 use super::{Mode, Options, Run};
 use crate::error::MigratorError;
@@ -75,7 +75,7 @@ pub fn results(
                 out.push(SeederResult {
                     table: c.table.clone(),
                     file: file.path.clone(),
-                    matched_on: c.matched.as_str().into(),
+                    matched_on: Some(c.matched.on()),
                     ..SeederResult::default()
                 });
                 out.len() - 1
@@ -85,7 +85,7 @@ pub fn results(
         r.present += c.present;
         r.missing += c.missing;
         if c.matched == seed::Match::Count {
-            r.matched_on = "count".into();
+            r.matched_on = Some(MatchedOn::Count);
         }
         for k in &c.missing_rows {
             if r.missing_rows.len() < 20 {

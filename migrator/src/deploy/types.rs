@@ -157,7 +157,7 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
         run.internal(
             "INSERT INTO _stonescriptdb_gateway_types (name, kind, checksum) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, checksum = excluded.checksum, deployed_at = now()",
-            &[&t.key, &t.kind, &t.checksum],
+            &[&t.key, &t.kind.as_str(), &t.checksum],
         )
         .await?;
     }
@@ -168,14 +168,15 @@ pub async fn apply(run: &mut Run<'_>, schema: &Parsed, opts: Options) -> Result<
 mod tests {
     use super::*;
     use crate::sql::parse_type;
+    use stonescriptdb_shared::catalog::TypeKind;
 
     fn item(text: &str, checksum: &str) -> TypeItem {
         let def = parse_type(text).unwrap();
         let (name, kind) = match &def {
-            TypeDef::Enum { name, .. } => (name.clone(), "enum"),
-            TypeDef::Composite { name, .. } => (name.clone(), "composite"),
-            TypeDef::Domain { name, .. } => (name.clone(), "domain"),
-            TypeDef::Other { name, .. } => (name.clone(), "other"),
+            TypeDef::Enum { name, .. } => (name.clone(), TypeKind::Enum),
+            TypeDef::Composite { name, .. } => (name.clone(), TypeKind::Composite),
+            TypeDef::Domain { name, .. } => (name.clone(), TypeKind::Domain),
+            TypeDef::Other { name, .. } => (name.clone(), TypeKind::Other),
         };
         TypeItem {
             file: 0,
