@@ -546,7 +546,7 @@ async fn migrate_one(
             archive_sha256: Some(&target.archive_sha256),
             caller: &caller,
         };
-        let (mut report, mut client) = provision::deploy_existing(
+        let (report, mut client) = provision::deploy_existing(
             &state,
             &job.platform,
             &db,
@@ -556,9 +556,6 @@ async fn migrate_one(
             Some(target.version),
         )
         .await?;
-        if report.status == DeployStatus::Unchanged {
-            report.status = DeployStatus::Updated;
-        }
         let (verification, _) = deploy::verify(&mut client, &parsed).await?;
         Ok((report, verification))
     }
