@@ -11,6 +11,7 @@ use stonescriptdb_shared::wire::{
     AdoptRequest, AdoptResponse, AdoptedDatabase, DeploymentsResponse, RefreshRequest,
     RefreshResponse,
 };
+use stonescriptdb_shared::wire::{AdoptStatus, RefreshStatus};
 
 use crate::catalog::{NewDatabase, SCRATCH_PREFIX};
 use crate::error::{bad_name, MigratorError};
@@ -90,15 +91,19 @@ pub async fn adopt(state: &State, r: &mut Req) -> Result<Answer, MigratorError> 
         }
         out.push(AdoptedDatabase {
             database: db.clone(),
-            status: if new { "adopted" } else { "unchanged" }.into(),
-            kind: kind.as_str().into(),
+            status: if new {
+                AdoptStatus::Adopted
+            } else {
+                AdoptStatus::Unchanged
+            },
+            kind,
             objects_reassigned: moved,
         });
     }
     Ok(json(
         200,
         &AdoptResponse {
-            status: "adopted".into(),
+            status: AdoptStatus::Adopted,
             platform: body.platform,
             databases: out,
         },
@@ -138,7 +143,7 @@ pub async fn refresh(state: &State, r: &mut Req) -> Result<Answer, MigratorError
     Ok(json(
         200,
         &RefreshResponse {
-            status: "announced".into(),
+            status: RefreshStatus::Announced,
             databases,
             generation,
         },

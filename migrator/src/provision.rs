@@ -14,7 +14,7 @@ use std::time::Instant;
 use slog::{info, warn};
 use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::names::quote_ident;
-use stonescriptdb_shared::wire::{DeployStatus, DeploymentReport};
+use stonescriptdb_shared::wire::{DeployStatus, DeploymentReport, Operation};
 use tokio_postgres::Client;
 
 use crate::catalog::{
@@ -58,8 +58,7 @@ pub async fn known_platform(state: &State, name: &str) -> Result<Platform, Migra
 /// What a deployment record says about the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// `register`, `migrate`, `create_tenant`, `database_create`, `v2_migrate`, `template`.
-    pub operation: &'static str,
+    pub operation: Operation,
     pub archive_sha256: Option<&'a str>,
     pub caller: &'a Caller,
 }
@@ -154,14 +153,14 @@ async fn deploy_as(
     .await;
     let outcome = match &result {
         Ok((report, _)) => Outcome {
-            status: report.status.as_str().into(),
+            status: report.status,
             counts: Some(counts(report)),
             error: None,
             changed: !opts.dry_run && report.status.changed(),
             schema_version: schema_version.filter(|_| !opts.dry_run),
         },
         Err(e) => Outcome {
-            status: "failed".into(),
+            status: DeployStatus::Failed,
             counts: None,
             error: serde_json::to_value(e.to_wire().1).ok(),
             changed: false,
@@ -353,7 +352,7 @@ pub async fn clone_template(
         .await;
     if let Ok(record) = record {
         let outcome = Outcome {
-            status: "created".into(),
+            status: DeployStatus::Created,
             counts: Some(counts(&report)),
             error: None,
             changed: true,

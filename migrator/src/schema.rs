@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::archive::{self, ArchiveError, Limits, Schema, SchemaFile};
 use crate::error::MigratorError;
 use crate::sql::{self, guard, Statement};
+use stonescriptdb_shared::catalog::TypeKind;
 use stonescriptdb_shared::names::quote_ident;
 
 pub use crate::sql::SqlFile;
@@ -75,8 +76,7 @@ pub struct TypeItem {
     pub name: String,
     /// `schema.name`, as tracked.
     pub key: String,
-    /// `enum`, `composite`, `domain`, `other`.
-    pub kind: &'static str,
+    pub kind: TypeKind,
     pub checksum: String,
 }
 
@@ -328,10 +328,10 @@ fn model(p: &Parsed, judged: Vec<Judged>) -> Result<Model, MigratorError> {
         for (si, s) in f.statements.iter().enumerate() {
             let def = sql::parse_type(&s.text).map_err(|e| bad(f, s, e))?;
             let (schema, name, kind) = match &def {
-                sql::TypeDef::Enum { schema, name, .. } => (schema, name, "enum"),
-                sql::TypeDef::Composite { schema, name } => (schema, name, "composite"),
-                sql::TypeDef::Domain { schema, name } => (schema, name, "domain"),
-                sql::TypeDef::Other { schema, name } => (schema, name, "other"),
+                sql::TypeDef::Enum { schema, name, .. } => (schema, name, TypeKind::Enum),
+                sql::TypeDef::Composite { schema, name } => (schema, name, TypeKind::Composite),
+                sql::TypeDef::Domain { schema, name } => (schema, name, TypeKind::Domain),
+                sql::TypeDef::Other { schema, name } => (schema, name, TypeKind::Other),
             };
             let schema = schema.clone().unwrap_or_else(|| "public".into());
             m.types.push(TypeItem {

@@ -13,6 +13,7 @@
 //! inserted from the same evaluation.
 
 use stonescriptdb_shared::names::{quote_ident, quote_literal};
+use stonescriptdb_shared::wire::MatchedOn;
 use tokio_postgres::GenericClient;
 
 use std::collections::HashMap;
@@ -30,11 +31,12 @@ pub enum Match {
 }
 
 impl Match {
-    pub fn as_str(&self) -> &'static str {
+    /// What the report says.
+    pub fn on(&self) -> MatchedOn {
         match self {
-            Match::PrimaryKey(_) => "primary_key",
-            Match::Columns(_) => "columns",
-            Match::Count => "count",
+            Match::PrimaryKey(_) => MatchedOn::PrimaryKey,
+            Match::Columns(_) => MatchedOn::Columns,
+            Match::Count => MatchedOn::Count,
         }
     }
 }
@@ -268,7 +270,7 @@ pub fn results(
                 out.push(SeederResult {
                     table: c.table.clone(),
                     file: file.path.clone(),
-                    matched_on: c.matched.as_str().into(),
+                    matched_on: Some(c.matched.on()),
                     ..SeederResult::default()
                 });
                 out.len() - 1
@@ -278,7 +280,7 @@ pub fn results(
         r.present += c.present;
         r.missing += c.missing;
         if c.matched == Match::Count {
-            r.matched_on = "count".into();
+            r.matched_on = Some(stonescriptdb_shared::wire::MatchedOn::Count);
         }
         for k in &c.missing_rows {
             if r.missing_rows.len() < 20 {

@@ -9,7 +9,7 @@ use slog::Logger;
 use stonescriptdb_shared::auth::{Grant, Tokens};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::request::Query;
-use stonescriptdb_shared::wire::ProbeResponse;
+use stonescriptdb_shared::wire::{PostgresStatus, ProbeResponse, ProbeStatus};
 
 use crate::admin::Admin;
 use crate::archive::Limits;
@@ -105,12 +105,12 @@ impl State {
     /// while the control catalog is open and answers a `SELECT 1`; else 503
     /// with the reason (not open yet, or PostgreSQL stopped answering since).
     pub async fn readiness(&self) -> (u16, ProbeResponse) {
-        let not_ready = |postgres: Option<&str>, reason: String| {
+        let not_ready = |postgres: Option<PostgresStatus>, reason: String| {
             (
                 503,
                 ProbeResponse {
-                    status: "not_ready".into(),
-                    postgres: postgres.map(str::to_owned),
+                    status: ProbeStatus::NotReady,
+                    postgres,
                     reason: Some(reason),
                 },
             )
@@ -132,20 +132,20 @@ impl State {
             Ok(Ok(())) => (
                 200,
                 ProbeResponse {
-                    status: "ready".into(),
-                    postgres: Some("connected".into()),
+                    status: ProbeStatus::Ready,
+                    postgres: Some(PostgresStatus::Connected),
                     reason: None,
                 },
             ),
             Ok(Err(why)) => not_ready(
-                Some("unreachable"),
+                Some(PostgresStatus::Unreachable),
                 format!(
                     "the control catalog {} does not answer: {why}",
                     self.catalog_name
                 ),
             ),
             Err(_) => not_ready(
-                Some("unreachable"),
+                Some(PostgresStatus::Unreachable),
                 format!(
                     "the control catalog {} did not answer within {} ms",
                     self.catalog_name,

@@ -399,28 +399,9 @@ impl Sequence {
     }
 }
 
-/// How a change affects the data already in the database (docs/SCHEMA.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    /// Keeps every row and value.
-    Safe,
-    /// Can lose rows, values or precision (drop table/column, narrowing,
-    /// NOT NULL on a column with NULLs or without default).
-    Dataloss,
-    /// The type changes with no implicit cast between old and new.
-    Incompatible,
-}
-
-impl Class {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Safe => "safe",
-            Class::Dataloss => "dataloss",
-            Class::Incompatible => "incompatible",
-        }
-    }
-}
+/// How a change affects the data already in the database (docs/SCHEMA.md):
+/// the wire's enum, so plans and reports carry it typed.
+pub use stonescriptdb_shared::wire::ChangeClass as Class;
 
 /// One step of a plan: a change, its class, why, and the SQL that makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
+use stonescriptdb_shared::wire::Operation;
 use stonescriptdb_shared::wire::{
     AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus, UPLOAD_FIELDS,
 };
@@ -67,7 +68,7 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
     let up = Upload::read(state, r)?;
     let database = names::v1_database_name(&up.platform, up.tenant.as_deref()).map_err(bad_name)?;
     let req = Request {
-        operation: "register",
+        operation: Operation::Register,
         archive_sha256: Some(&up.sha256),
         caller: &r.caller,
     };
@@ -142,7 +143,7 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
         dry_run: up.dry_run,
     };
     let req = Request {
-        operation: "migrate",
+        operation: Operation::Migrate,
         archive_sha256: Some(&up.sha256),
         caller: &r.caller,
     };
@@ -262,7 +263,7 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
     )?;
     let sha = sha256_hex(&raw);
     let req = Request {
-        operation: "create_tenant",
+        operation: Operation::CreateTenant,
         archive_sha256: Some(&sha),
         caller: &r.caller,
     };

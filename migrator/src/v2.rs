@@ -27,6 +27,7 @@ use stonescriptdb_shared::wire::{
     SchemaListResponse, SchemaUploadResponse, SchemaValidation, SeederResult, V2MigrateRequest,
     V2MigrateResponse, Verification, SCHEMA_UPLOAD_FIELDS,
 };
+use stonescriptdb_shared::wire::{Operation, RegisterStatus};
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use crate::catalog::{Database, NewDatabase, Platform, SchemaVersion};
@@ -64,7 +65,7 @@ pub async fn platform_register(state: &State, r: &mut Req) -> Result<Answer, Mig
     Ok(json(
         201,
         &PlatformRegisterResponse {
-            status: "registered".into(),
+            status: RegisterStatus::Registered,
             message: format!(
                 "Platform registered. Use POST /platform/{}/schema to add schemas.",
                 body.platform
@@ -117,7 +118,7 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
     Ok(json(
         201,
         &SchemaUploadResponse {
-            status: "registered".into(),
+            status: RegisterStatus::Registered,
             platform,
             schema_name,
             has_tables: stored.has_tables,
@@ -289,7 +290,7 @@ async fn template(
         )
     };
     let req = Request {
-        operation: "template",
+        operation: Operation::Template,
         ..req
     };
     match provision::create_new(state, platform, new, parsed, req).await {
@@ -438,7 +439,7 @@ async fn create_from_schema(
     let platform = v2_platform(state, c.platform).await?;
     let (version, parsed) = stored_schema(state, c.platform, c.schema_name).await?;
     let req = Request {
-        operation: "database_create",
+        operation: Operation::DatabaseCreate,
         archive_sha256: Some(&version.archive_sha256),
         caller: &r.caller,
     };
@@ -541,11 +542,11 @@ async fn migrate_one(
             return Ok::<_, MigratorError>((report, verification));
         }
         let req = Request {
-            operation: "v2_migrate",
+            operation: Operation::V2Migrate,
             archive_sha256: Some(&target.archive_sha256),
             caller: &caller,
         };
-        let (mut report, mut client) = provision::deploy_existing(
+        let (report, mut client) = provision::deploy_existing(
             &state,
             &job.platform,
             &db,
@@ -555,9 +556,6 @@ async fn migrate_one(
             Some(target.version),
         )
         .await?;
-        if report.status == DeployStatus::Unchanged {
-            report.status = DeployStatus::Updated;
-        }
         let (verification, _) = deploy::verify(&mut client, &parsed).await?;
         Ok((report, verification))
     }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stonescriptdb_shared::wire::{HealthResponse, ProbeResponse};
+use stonescriptdb_shared::wire::{
+    HealthResponse, HealthStatus, MigratorStatus, PostgresStatus, ProbeResponse, ProbeStatus,
+};
 use stonescriptdb_shared::VERSION;
 use stonescriptdb_startup::tls::PgTls;
 use tokio::sync::Mutex;
@@ -20,6 +22,14 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The migrator's readiness, on its socket.
 const MIGRATOR_READY: &str = stonescriptdb_shared::wire::MIGRATOR_READY_PATH;
+
+fn postgres_status(up: bool) -> PostgresStatus {
+    if up {
+        PostgresStatus::Connected
+    } else {
+        PostgresStatus::Unreachable
+    }
+}
 
 /// Keeps one admin connection open for health checks (outside the pools).
 pub struct Health {
@@ -70,11 +80,11 @@ impl Health {
     /// `up`, `not_ready` (it answers but cannot open its control catalog:
     /// schema routes would answer 503) or `down` (nothing answers on its
     /// socket).
-    async fn migrator(&self) -> &'static str {
+    async fn migrator(&self) -> MigratorStatus {
         match crate::forward::get(&self.migrator_socket, MIGRATOR_READY).await {
-            Some((200, _)) => "up",
-            Some(_) => "not_ready",
-            None => "down",
+            Some((200, _)) => MigratorStatus::Up,
+            Some(_) => MigratorStatus::NotReady,
+            None => MigratorStatus::Down,
         }
     }
 
@@ -85,14 +95,13 @@ impl Health {
         let up = version.is_some();
         let body = HealthResponse {
             status: match (up, migrator) {
-                (false, _) => "unhealthy",
-                (true, "up") => "healthy",
-                (true, _) => "degraded",
-            }
-            .into(),
-            postgres: if up { "connected" } else { "unreachable" }.into(),
+                (false, _) => HealthStatus::Unhealthy,
+                (true, MigratorStatus::Up) => HealthStatus::Healthy,
+                (true, _) => HealthStatus::Degraded,
+            },
+            postgres: postgres_status(up),
             postgres_version: version,
-            migrator: migrator.into(),
+            migrator,
             version: VERSION.into(),
             pools: {
                 let mut stats = pools.stats();
@@ -109,8 +118,12 @@ impl Health {
     pub async fn ready(&self) -> (u16, ProbeResponse) {
         let up = self.postgres_version().await.is_some();
         let body = ProbeResponse {
-            status: if up { "ready" } else { "not_ready" }.into(),
-            postgres: Some(if up { "connected" } else { "unreachable" }.into()),
+            status: if up {
+                ProbeStatus::Ready
+            } else {
+                ProbeStatus::NotReady
+            },
+            postgres: Some(postgres_status(up)),
             reason: None,
         };
         (if up { 200 } else { 503 }, body)

@@ -17,42 +17,25 @@ pub const CHANNEL: &str = "stonescriptdb_gateway";
 /// migrator died (`pg_locks`).
 pub const LEASE_CLASS: i32 = 0x5344_474C; // "SDGL"
 
-/// Kind of a database the catalog records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbKind {
-    /// `{platform}_main` / `{platform}_{tenant_id}` (`/register`).
-    V1,
-    /// `{platform}_{schema_name}_{database_id}` (`/database/create`).
-    V2,
-    /// A v2 schema version deployed once, copied by `CREATE DATABASE … TEMPLATE`.
-    Template,
-    /// A throwaway database a dry run deploys into, dropped afterwards.
-    Scratch,
-    /// A database an operator attributed with `/admin/adopt`.
-    Adopted,
+words! {
+    /// Kind of a database the catalog records (and `/admin/adopt` answers).
+    pub enum DbKind {
+        /// `{platform}_main` / `{platform}_{tenant_id}` (`/register`).
+        V1 = "v1",
+        /// `{platform}_{schema_name}_{database_id}` (`/database/create`).
+        V2 = "v2",
+        /// A v2 schema version deployed once, copied by `CREATE DATABASE … TEMPLATE`.
+        Template = "template",
+        /// A throwaway database a dry run deploys into, dropped afterwards.
+        Scratch = "scratch",
+        /// A database an operator attributed with `/admin/adopt`.
+        Adopted = "adopted",
+    }
 }
 
 impl DbKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::V1 => "v1",
-            Self::V2 => "v2",
-            Self::Template => "template",
-            Self::Scratch => "scratch",
-            Self::Adopted => "adopted",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::V1,
-            Self::V2,
-            Self::Template,
-            Self::Scratch,
-            Self::Adopted,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        s.parse().ok()
     }
 
     /// Can `/call` reach databases of this kind?
@@ -61,20 +44,24 @@ impl DbKind {
     }
 }
 
-/// Where a database is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbState {
-    /// Being created under a lease; not reachable yet.
-    Creating,
-    Ready,
+words! {
+    /// Where a database is in its life.
+    pub enum DbState {
+        /// Being created under a lease; not reachable yet.
+        Creating = "creating",
+        Ready = "ready",
+    }
 }
 
-impl DbState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Ready => "ready",
-        }
+words! {
+    /// Kind of a type `types/` declares, as each database's tracking table
+    /// `_stonescriptdb_gateway_types` records it.
+    pub enum TypeKind {
+        Enum = "enum",
+        Composite = "composite",
+        Domain = "domain",
+        /// Any other `CREATE TYPE` (range, base, shell).
+        Other = "other",
     }
 }
 
@@ -174,14 +161,14 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in [
-            DbKind::V1,
-            DbKind::V2,
-            DbKind::Template,
-            DbKind::Scratch,
-            DbKind::Adopted,
-        ] {
+        for &k in DbKind::ALL {
             assert_eq!(DbKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(DbKind::ALL.len(), 5);
+        assert_eq!(DbKind::parse("V1"), None);
+        // what ROUTE_SQL spells out
+        for k in DbKind::ALL.iter().filter(|k| k.callable()) {
+            assert!(ROUTE_SQL.contains(&format!("'{k}'")));
         }
         assert!(!DbKind::Template.callable() && DbKind::Adopted.callable());
     }

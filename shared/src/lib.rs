@@ -12,6 +12,10 @@
 //! the wire types.
 #![forbid(unsafe_code)]
 
+// first: the `words!` macro the modules below define their enums with
+#[macro_use]
+pub mod words;
+
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -8,6 +8,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::catalog::DbKind;
+
 /// `POST /call`. Borrows from the request body: parsing allocates nothing for
 /// plain strings, and `params` stays raw JSON so numbers keep their exact text
 /// (a `numeric` argument beyond f64 precision reaches PostgreSQL unchanged).
@@ -168,9 +170,11 @@ pub struct HealthResponse {
     /// `healthy`; `degraded` (answered with 200: the migrator is down, so
     /// schema routes answer 503, but `/call` works); or `unhealthy`
     /// (PostgreSQL unreachable; answered with 503).
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: HealthStatus,
     /// `connected` or `unreachable`.
-    pub postgres: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub postgres: PostgresStatus,
     /// PostgreSQL's version number (`15.18`), when connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_version: Option<String>,
@@ -178,9 +182,41 @@ pub struct HealthResponse {
     /// its control catalog, e.g. PostgreSQL is unreachable from it: schema
     /// routes answer 503 until it can; it retries and logs each attempt); or
     /// `down` (nothing answers on its socket).
-    pub migrator: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub migrator: MigratorStatus,
     pub version: String,
     pub pools: PoolsStats,
+}
+
+words! {
+    /// `GET /health`: how the router is.
+    pub enum HealthStatus {
+        Healthy = "healthy",
+        /// The migrator is down or not ready: schema routes answer 503,
+        /// `/call` works (answered with 200).
+        Degraded = "degraded",
+        /// PostgreSQL is unreachable (answered with 503).
+        Unhealthy = "unhealthy",
+    }
+}
+
+words! {
+    /// Does PostgreSQL answer (`/health`, the readiness probes)?
+    pub enum PostgresStatus {
+        Connected = "connected",
+        Unreachable = "unreachable",
+    }
+}
+
+words! {
+    /// The migrator, as `GET /health` finds it on its socket.
+    pub enum MigratorStatus {
+        Up = "up",
+        /// It answers but cannot open its control catalog.
+        NotReady = "not_ready",
+        /// Nothing answers on its socket.
+        Down = "down",
+    }
 }
 
 /// Where the migrator answers its own readiness on its socket (a
@@ -195,13 +231,26 @@ pub const MIGRATOR_READY_PATH: &str = "/health/ready";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProbeResponse {
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: ProbeStatus,
     /// `/health/ready`: `connected` or `unreachable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub postgres: Option<PostgresStatus>,
     /// Why the migrator is not ready (its own probe, on its socket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+words! {
+    /// A probe's answer: `/health/live` (always `alive`), `/health/ready`
+    /// (the router's and the migrator's).
+    pub enum ProbeStatus {
+        Alive = "alive",
+        Ready = "ready",
+        /// Answered with 503.
+        NotReady = "not_ready",
+    }
 }
 
 /// Connection-pool figures for `/health` (and later `/metrics`).
@@ -263,17 +312,30 @@ pub struct AdoptRequest {
 pub struct AdoptedDatabase {
     pub database: String,
     /// `adopted` (now the platform's), or `unchanged` (it already was).
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: AdoptStatus,
     /// `v1` when the name is one of the platform's v1 names, else `adopted`.
-    pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: DbKind,
     /// Objects whose ownership moved to the platform's owner role.
     pub objects_reassigned: u64,
+}
+
+words! {
+    /// `/admin/adopt`: of each database, and of the request.
+    pub enum AdoptStatus {
+        /// Now the platform's.
+        Adopted = "adopted",
+        /// It already was.
+        Unchanged = "unchanged",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdoptResponse {
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: AdoptStatus,
     pub platform: String,
     pub databases: Vec<AdoptedDatabase>,
 }
@@ -294,10 +356,18 @@ pub struct RefreshRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshResponse {
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: RefreshStatus,
     pub databases: Vec<String>,
     /// The catalog generation the announcement carries.
     pub generation: i64,
+}
+
+words! {
+    /// `/admin/refresh`: routers were told.
+    pub enum RefreshStatus {
+        Announced = "announced",
+    }
 }
 
 /// One deployment in `GET /admin/deployments`.
@@ -308,11 +378,13 @@ pub struct DeploymentRecord {
     pub database: String,
     pub platform: String,
     /// `register`, `migrate`, `create_tenant`, `database_create`, `v2_migrate`, `template`.
-    pub operation: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub operation: Operation,
     /// `running`, a report status (`created`, `updated`, `unchanged`,
     /// `dry_run`, `blocked`, `would_create`), `failed`, or `interrupted`
     /// (the migrator stopped before it could record the outcome).
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: RecordStatus,
     pub dry_run: bool,
     pub force: bool,
     /// RFC 3339.
@@ -332,6 +404,89 @@ pub struct DeploymentRecord {
     pub counts: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
+}
+
+words! {
+    /// What a deployment was recorded for (`GET /admin/deployments`).
+    pub enum Operation {
+        /// `POST /register`.
+        Register = "register",
+        /// `POST /migrate`.
+        Migrate = "migrate",
+        /// `POST /admin/create-tenant`.
+        CreateTenant = "create_tenant",
+        /// `POST /database/create`, `POST /admin/database/create`.
+        DatabaseCreate = "database_create",
+        /// `POST /v2/migrate`.
+        V2Migrate = "v2_migrate",
+        /// The template database of a v2 schema version, built on its
+        /// first database's creation.
+        Template = "template",
+    }
+}
+
+/// Where a recorded deployment is (`GET /admin/deployments`): running,
+/// ended with its report's status (`failed` when it failed), or
+/// interrupted. Written and read as one word, like [`DeployStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordStatus {
+    Running,
+    Ended(DeployStatus),
+    /// The migrator stopped before it could record the outcome.
+    Interrupted,
+}
+
+impl RecordStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Ended(s) => s.as_str(),
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl From<DeployStatus> for RecordStatus {
+    fn from(s: DeployStatus) -> Self {
+        Self::Ended(s)
+    }
+}
+
+impl std::fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RecordStatus {
+    type Err = crate::words::UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "running" => Ok(Self::Running),
+            "interrupted" => Ok(Self::Interrupted),
+            _ => s
+                .parse()
+                .map(Self::Ended)
+                .map_err(|_| crate::words::UnknownWord {
+                    what: "RecordStatus",
+                    word: s.to_owned(),
+                }),
+        }
+    }
+}
+
+impl Serialize for RecordStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = Cow::<str>::deserialize(d)?;
+        word.parse().map_err(de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -363,11 +518,25 @@ pub struct SeederResult {
     /// How rows are matched: `primary_key` (the INSERT supplies the key),
     /// `columns` (every column the INSERT supplies), or `count` (`INSERT …
     /// SELECT`, or nothing to match on: only the number of rows is checked).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub matched_on: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub matched_on: Option<MatchedOn>,
     /// Keys of missing rows (at most 20), as `(col)=(value)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_rows: Vec<String>,
+}
+
+words! {
+    /// How a seeder's rows are matched against its table.
+    pub enum MatchedOn {
+        /// The INSERT supplies the primary key.
+        PrimaryKey = "primary_key",
+        /// On every column the INSERT supplies.
+        Columns = "columns",
+        /// `INSERT … SELECT`, or nothing to match on: only the number of
+        /// rows is checked.
+        Count = "count",
+    }
 }
 
 pub use crate::error::SchemaValidation;
@@ -381,10 +550,25 @@ pub use crate::error::SchemaValidation;
 pub struct PlanStep {
     pub phase: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub class: Option<ChangeClass>,
     pub object: String,
     pub reason: String,
     pub sql: Vec<String>,
+}
+
+words! {
+    /// How a change to a table affects the data already in it
+    /// (docs/SCHEMA.md); ordered from harmless to worst.
+    pub enum ChangeClass {
+        /// Keeps every row and value.
+        Safe = "safe",
+        /// Can lose rows, values or precision (drop table/column, narrowing,
+        /// NOT NULL on a column with NULLs or without default).
+        Dataloss = "dataloss",
+        /// The type changes with no implicit cast between old and new.
+        Incompatible = "incompatible",
+    }
 }
 
 /// What a deployment checked in the database afterwards.
@@ -398,55 +582,36 @@ pub struct Verification {
     pub seeders_verified: bool,
 }
 
-/// What happened to one database in a deployment (or would, in a dry run).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum DeployStatus {
-    /// The database was created by this deployment.
-    Created,
-    /// Something changed.
-    Updated,
-    /// Nothing needed changing (no DDL ran).
-    #[default]
-    Unchanged,
-    /// `/v2/migrate`: already at the target version (verified, not deployed to).
-    Skipped,
-    Failed,
-    /// `/v2/migrate`: not started (canary failed, or stop_on_error).
-    NotAttempted,
-    /// Dry run: the plan would apply.
-    DryRun,
-    /// Dry run: the deployment would be refused (`schema_validation_failed`).
-    Blocked,
-    /// Dry run: the database does not exist yet; it would be created.
-    WouldCreate,
+words! {
+    /// What happened to one database in a deployment (or would, in a dry run).
+    #[derive(Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum DeployStatus {
+        /// The database was created by this deployment.
+        Created = "created",
+        /// Something changed.
+        Updated = "updated",
+        /// Nothing needed changing (no DDL ran).
+        #[default]
+        Unchanged = "unchanged",
+        /// `/v2/migrate`: already at the target version (verified, not deployed to).
+        Skipped = "skipped",
+        Failed = "failed",
+        /// `/v2/migrate`: not started (canary failed, or stop_on_error).
+        NotAttempted = "not_attempted",
+        /// Dry run: the plan would apply.
+        DryRun = "dry_run",
+        /// Dry run: the deployment would be refused (`schema_validation_failed`).
+        Blocked = "blocked",
+        /// Dry run: the database does not exist yet; it would be created.
+        WouldCreate = "would_create",
+    }
 }
 
 impl DeployStatus {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Unchanged => "unchanged",
-            Self::Skipped => "skipped",
-            Self::Failed => "failed",
-            Self::NotAttempted => "not_attempted",
-            Self::DryRun => "dry_run",
-            Self::Blocked => "blocked",
-            Self::WouldCreate => "would_create",
-        }
-    }
-
     /// Did the deployment commit a change to the database?
     pub const fn changed(self) -> bool {
         matches!(self, Self::Created | Self::Updated)
-    }
-}
-
-impl std::fmt::Display for DeployStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -553,16 +718,25 @@ pub struct PlatformRegisterRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlatformRegisterResponse {
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: RegisterStatus,
     pub platform: String,
     pub message: String,
+}
+
+words! {
+    /// `POST /platform/register`, `POST /platform/{platform}/schema`: stored.
+    pub enum RegisterStatus {
+        Registered = "registered",
+    }
 }
 
 /// `POST /platform/{platform}/schema` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaUploadResponse {
-    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: RegisterStatus,
     pub platform: String,
     pub schema_name: String,
     pub has_tables: bool,
@@ -760,6 +934,126 @@ mod tests {
         )
         .is_err());
         assert!(serde_json::from_str::<CallRequest>(r#"{"platform":"app"}"#).is_err());
+    }
+
+    #[test]
+    fn statuses_keep_their_words() {
+        // the words the API has always written, as the enums write them
+        let words = |all: &[&str], got: Vec<String>| assert_eq!(all, got.as_slice());
+        let of = |v: Vec<serde_json::Value>| -> Vec<String> {
+            v.into_iter()
+                .map(|w| w.as_str().unwrap().to_owned())
+                .collect()
+        };
+        macro_rules! json_words {
+            ($t:ty) => {
+                of(<$t>::ALL
+                    .iter()
+                    .map(|v| serde_json::to_value(v).unwrap())
+                    .collect())
+            };
+        }
+        words(
+            &["healthy", "degraded", "unhealthy"],
+            json_words!(HealthStatus),
+        );
+        words(&["connected", "unreachable"], json_words!(PostgresStatus));
+        words(&["up", "not_ready", "down"], json_words!(MigratorStatus));
+        words(&["alive", "ready", "not_ready"], json_words!(ProbeStatus));
+        words(&["adopted", "unchanged"], json_words!(AdoptStatus));
+        words(&["announced"], json_words!(RefreshStatus));
+        words(&["registered"], json_words!(RegisterStatus));
+        words(&["primary_key", "columns", "count"], json_words!(MatchedOn));
+        words(
+            &["safe", "dataloss", "incompatible"],
+            json_words!(ChangeClass),
+        );
+        words(
+            &[
+                "register",
+                "migrate",
+                "create_tenant",
+                "database_create",
+                "v2_migrate",
+                "template",
+            ],
+            json_words!(Operation),
+        );
+        words(
+            &["v1", "v2", "template", "scratch", "adopted"],
+            json_words!(DbKind),
+        );
+        words(
+            &[
+                "created",
+                "updated",
+                "unchanged",
+                "skipped",
+                "failed",
+                "not_attempted",
+                "dry_run",
+                "blocked",
+                "would_create",
+            ],
+            json_words!(DeployStatus),
+        );
+        assert!(ChangeClass::Safe < ChangeClass::Dataloss);
+        assert!(ChangeClass::Dataloss < ChangeClass::Incompatible);
+    }
+
+    #[test]
+    fn a_recorded_status_is_one_word() {
+        for w in [
+            "running",
+            "interrupted",
+            "created",
+            "updated",
+            "unchanged",
+            "failed",
+            "dry_run",
+            "blocked",
+            "would_create",
+        ] {
+            let s: RecordStatus = w.parse().unwrap();
+            assert_eq!(s.as_str(), w);
+            assert_eq!(serde_json::to_value(s).unwrap(), w);
+            assert_eq!(
+                serde_json::from_value::<RecordStatus>(serde_json::json!(w)).unwrap(),
+                s
+            );
+        }
+        assert_eq!(
+            RecordStatus::from(DeployStatus::Failed),
+            "failed".parse().unwrap()
+        );
+        let e = "Running".parse::<RecordStatus>().unwrap_err();
+        assert_eq!(e.to_string(), r#""Running" is not a RecordStatus"#);
+        assert!(serde_json::from_str::<RecordStatus>(r#""done""#).is_err());
+    }
+
+    #[test]
+    fn optional_words_are_left_out_when_absent() {
+        let r = SeederResult::default();
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("matched_on").is_none(), "{v}");
+        let r = SeederResult {
+            matched_on: Some(MatchedOn::PrimaryKey),
+            ..SeederResult::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["matched_on"],
+            "primary_key"
+        );
+        let step: PlanStep = serde_json::from_str(
+            r#"{"phase":"tables","class":"dataloss","object":"t","reason":"r","sql":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(step.class, Some(ChangeClass::Dataloss));
+        let step: PlanStep =
+            serde_json::from_str(r#"{"phase":"functions","object":"f","reason":"r","sql":[]}"#)
+                .unwrap();
+        assert!(step.class.is_none());
+        assert!(serde_json::to_value(&step).unwrap().get("class").is_none());
     }
 
     #[test]

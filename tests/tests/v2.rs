@@ -535,6 +535,79 @@ async fn an_upload_is_read_once_whatever_number_of_databases_it_reaches() {
     );
 }
 
+/// The status of `database`'s latest deployment, as the catalog recorded it
+/// (`GET /admin/deployments`), checking it was a `/v2/migrate`.
+async fn recorded_status(gw: &Gateway, database: &str) -> Value {
+    let (s, b) = gw
+        .get(&format!("/admin/deployments?database={database}&limit=1"))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["deployments"][0]["operation"], "v2_migrate", "{b}");
+    b["deployments"][0]["status"].clone()
+}
+
+/// A migration answers each database with the status its deployment is
+/// recorded with: a database deployed to that needed nothing is
+/// `unchanged` in both (never relabelled `updated`) and not among
+/// `databases_updated`; one that changed is `updated` in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_answers_each_database_as_the_catalog_records_it() {
+    let gw = Gateway::start(&[]);
+    let p = gw.register_platform().await;
+    let mut schema = tenant_schema();
+    let (s, b) = upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &schema).await;
+    assert_eq!(s, 201, "{b}");
+    for id in ["a", "b"] {
+        let (s, b) = gw
+            .post(
+                "/database/create",
+                &json!({"platform": p, "schema_name": "tenant_db", "database_id": id}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let databases = [format!("{p}_tenant_db_a"), format!("{p}_tenant_db_b")];
+
+    // forced: deployed to although at the target version, with nothing to do
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db", "force": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["databases_updated"], json!([]), "{b}");
+    let results = b["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{b}");
+    for r in results {
+        assert_eq!(r["status"], "unchanged", "{b}");
+        let db = r["database"].as_str().unwrap();
+        assert_eq!(recorded_status(&gw, db).await, r["status"], "{db}");
+    }
+
+    // a new version changing a function: updated, in the answer and the catalog
+    schema.set(
+        "functions/order_count.pssql",
+        "CREATE OR REPLACE FUNCTION order_count() RETURNS BIGINT LANGUAGE sql STABLE AS $$ SELECT count(*) FROM orders WHERE total > 0 $$;",
+    );
+    let (s, b) = upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", &schema).await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = gw
+        .post(
+            "/v2/migrate",
+            &json!({"platform": p, "schema_name": "tenant_db"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["databases_updated"], json!(databases), "{b}");
+    for r in b["results"].as_array().unwrap() {
+        assert_eq!(r["status"], "updated", "{b}");
+        let db = r["database"].as_str().unwrap();
+        assert_eq!(recorded_status(&gw, db).await, r["status"], "{db}");
+    }
+}
+
 /// Today's StoneScriptPHP runtime client (3.x) posts `schema_name` and
 /// `uuid` to `/call`: the tenant's database is
 /// `{platform}_{schema_name}_{uuid, hyphens as underscores}`, the schema's

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// A deployments column that holds one of an enum's words, read back.
+fn word<T>(r: &tokio_postgres::Row, i: usize, column: &str) -> Result<T, MigratorError>
+where
+    T: std::str::FromStr<Err = stonescriptdb_shared::words::UnknownWord>,
+{
+    r.get::<_, &str>(i)
+        .parse()
+        .map_err(|e| MigratorError::Internal(format!("the catalog's deployments.{column}: {e}")))
+}
+
 impl Catalog {
     pub async fn begin_deployment(&self, d: DeploymentStart) -> Result<Deployment, MigratorError> {
         let mut conn = self.conn().await?;
@@ -20,7 +30,7 @@ impl Catalog {
                 &[
                     &d.database,
                     &d.platform,
-                    &d.operation,
+                    &d.operation.as_str(),
                     &d.dry_run,
                     &d.force,
                     &lease,
@@ -62,7 +72,7 @@ impl Catalog {
                 conn.execute(
                     "UPDATE deployments SET status = $2, finished_at = now(), counts = $3, error = $4, lease = NULL
                      WHERE id = $1",
-                    &[&d.id, &outcome.status, &outcome.counts, &outcome.error],
+                    &[&d.id, &outcome.status.as_str(), &outcome.counts, &outcome.error],
                 )
                 .await?;
                 if outcome.changed {
@@ -116,25 +126,26 @@ impl Catalog {
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| stonescriptdb_shared::wire::DeploymentRecord {
-                id: r.get(0),
-                database: r.get(1),
-                platform: r.get(2),
-                operation: r.get(3),
-                status: r.get(4),
-                dry_run: r.get(5),
-                force: r.get(6),
-                started_at: r.get(7),
-                finished_at: r.get(8),
-                archive_sha256: r.get(9),
-                requested_by: r.get(10),
-                peer: r.get(11),
-                counts: r.get(12),
-                error: r.get(13),
+        rows.iter()
+            .map(|r| {
+                Ok(stonescriptdb_shared::wire::DeploymentRecord {
+                    id: r.get(0),
+                    database: r.get(1),
+                    platform: r.get(2),
+                    operation: word(r, 3, "operation")?,
+                    status: word(r, 4, "status")?,
+                    dry_run: r.get(5),
+                    force: r.get(6),
+                    started_at: r.get(7),
+                    finished_at: r.get(8),
+                    archive_sha256: r.get(9),
+                    requested_by: r.get(10),
+                    peer: r.get(11),
+                    counts: r.get(12),
+                    error: r.get(13),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Resolve what dead migrators left: half-made databases are dropped and

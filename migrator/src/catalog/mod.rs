@@ -35,6 +35,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use serde_json::Value;
 use stonescriptdb_shared::catalog::{DbKind, DbState, LEASE_CLASS};
 use stonescriptdb_shared::names::quote_ident;
+use stonescriptdb_shared::wire::{DeployStatus, Operation};
 use stonescriptdb_startup::tls::PgTls;
 use tokio_postgres::error::SqlState;
 
@@ -159,11 +160,11 @@ pub struct SchemaVersion {
 }
 
 /// What a deployment record starts with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DeploymentStart {
     pub database: String,
     pub platform: String,
-    pub operation: &'static str,
+    pub operation: Operation,
     pub dry_run: bool,
     pub force: bool,
     pub archive_sha256: Option<String>,
@@ -237,7 +238,8 @@ pub struct Deployment {
 /// How a deployment ended, for its record.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub status: String,
+    /// `failed` when the deployment failed.
+    pub status: DeployStatus,
     pub counts: Option<Value>,
     pub error: Option<Value>,
     /// It committed a change: announce it to routers.

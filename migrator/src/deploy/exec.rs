@@ -318,7 +318,7 @@ impl<'a> Run<'a> {
                 self.internal(
                     "INSERT INTO _stonescriptdb_gateway_types (name, kind, checksum) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, checksum = excluded.checksum, deployed_at = now()",
-                    &[key, kind, checksum],
+                    &[key, &kind.as_str(), checksum],
                 )
                 .await?;
             }

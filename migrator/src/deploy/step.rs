@@ -163,7 +163,7 @@ pub enum Done {
     /// A type's tracking row.
     TrackType {
         key: String,
-        kind: &'static str,
+        kind: stonescriptdb_shared::catalog::TypeKind,
         checksum: String,
     },
     /// A migration applied; `pending`: its statements left for after the commit.
@@ -253,7 +253,7 @@ impl Step {
             .collect();
         (!sql.is_empty()).then(|| PlanStep {
             phase: self.phase.as_str().into(),
-            class: self.class.map(|c| c.as_str().into()),
+            class: self.class,
             object: self.object.clone(),
             reason: self.reason.clone(),
             sql,

@@ -492,7 +492,7 @@ fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
     plan.iter()
         .map(|s| PlanStep {
             phase: "tables".into(),
-            class: Some(s.class.as_str().into()),
+            class: Some(s.class),
             object: s.object.clone(),
             reason: s.reason.clone(),
             sql: s.sql.clone(),
@@ -806,8 +806,8 @@ mod tests {
         assert!(steps
             .iter()
             .all(|s| s.phase == "tables" && !s.sql.is_empty()));
-        let classes: Vec<_> = steps.iter().filter_map(|s| s.class.clone()).collect();
-        assert!(classes.contains(&"safe".to_string()) && classes.contains(&"dataloss".to_string()));
+        let classes: Vec<_> = steps.iter().filter_map(|s| s.class).collect();
+        assert!(classes.contains(&Class::Safe) && classes.contains(&Class::Dataloss));
         // a type change PostgreSQL cannot cast implicitly is incompatible
         let desired = declared("CREATE TABLE t (id int PRIMARY KEY, old int[], n int);");
         let (_, plan) = table_plan(&desired, &observed, &observed);

@@ -181,14 +181,15 @@ pub fn plan(schema: &Parsed, seen: &Seen, opts: Options) -> Result<Vec<Step>, Re
 mod tests {
     use super::*;
     use crate::sql::parse_type;
+    use stonescriptdb_shared::catalog::TypeKind;
 
     fn item(text: &str, checksum: &str) -> TypeItem {
         let def = parse_type(text).unwrap();
         let (name, kind) = match &def {
-            TypeDef::Enum { name, .. } => (name.clone(), "enum"),
-            TypeDef::Composite { name, .. } => (name.clone(), "composite"),
-            TypeDef::Domain { name, .. } => (name.clone(), "domain"),
-            TypeDef::Other { name, .. } => (name.clone(), "other"),
+            TypeDef::Enum { name, .. } => (name.clone(), TypeKind::Enum),
+            TypeDef::Composite { name, .. } => (name.clone(), TypeKind::Composite),
+            TypeDef::Domain { name, .. } => (name.clone(), TypeKind::Domain),
+            TypeDef::Other { name, .. } => (name.clone(), TypeKind::Other),
         };
         TypeItem {
             file: 0,
@@ -258,7 +259,7 @@ mod tests {
         );
         assert!(steps[0].done.contains(&Done::TrackType {
             key: "public.mood".into(),
-            kind: "enum",
+            kind: TypeKind::Enum,
             checksum: "c2".into()
         }));
         // a new type runs its own statement, naming its file and line
