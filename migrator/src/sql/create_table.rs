@@ -2,9 +2,10 @@
 //! creates and references, and foreign keys moved out into `ALTER TABLE`s to
 //! break reference cycles.
 
+use super::error::SqlError;
 use super::lex::{sig_tokens, tokenize, unterminated, Kind, Tok};
+use super::statement::read_one;
 use super::view::{split_name, View};
-use super::{read_one, SqlError};
 
 /// What a `tables/` statement is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -82,7 +82,7 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Classify one statement (the text of a [`super::Statement`]).
+/// Classify one statement (the text of a [`super::statement::Statement`]).
 pub fn classify(stmt: &str) -> Class {
     let toks = sig_tokens(stmt);
     let v = View::new(stmt, &toks);

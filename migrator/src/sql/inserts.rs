@@ -1,7 +1,7 @@
 //! `INSERT` statements taken apart: target, columns, rows (the seeders).
 
 use super::lex::sig_tokens;
-use super::read_one;
+use super::statement::read_one;
 use super::view::{split_name, View};
 
 /// An `INSERT` statement, taken apart so its rows can be evaluated into

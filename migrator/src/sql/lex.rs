@@ -3,7 +3,7 @@
 //! migrator reads these tokens (inside `sql/` through the one cursor,
 //! `view::View`); [`tokens`] hands the significant ones to code outside `sql/`.
 
-use super::SqlError;
+use super::error::SqlError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {

@@ -2,7 +2,7 @@
 //! count as a change.
 
 use super::lex::{sig_tokens, Kind, Tok};
-use super::read_one;
+use super::statement::read_one;
 use super::view::{needs_space, string_value, View};
 
 /// Text normalized for change detection (checksums).

@@ -1,9 +1,10 @@
 //! The header of `CREATE FUNCTION` / `CREATE PROCEDURE`: kind, name,
 //! identity argument types and return type.
 
+use super::error::SqlError;
 use super::lex::{sig_tokens, Kind};
+use super::statement::read_one;
 use super::view::{split_name, View};
-use super::{read_one, SqlError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoutineKind {

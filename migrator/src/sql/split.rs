@@ -1,9 +1,10 @@
 //! Splitting a file into statements, and which statements cannot run in a
 //! transaction block.
 
+use super::error::SqlError;
 use super::lex::{tokenize, unterminated, Kind, Tok};
 use super::normalize::normalize;
-use super::{SqlError, Statement};
+use super::statement::Statement;
 
 /// Statements PostgreSQL refuses inside a transaction block that a
 /// deployment runs after its commit (the database- and cluster-level ones

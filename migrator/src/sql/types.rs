@@ -1,9 +1,10 @@
 //! What a `types/` statement creates: enum (with labels), composite, domain
 //! or another type.
 
+use super::error::SqlError;
 use super::lex::{sig_tokens, Kind};
+use super::statement::read_one;
 use super::view::{split_name, string_value, View};
-use super::{read_one, SqlError};
 
 /// What a `types/` statement creates.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! values of single tokens (identifiers, strings, qualified names), used by
 //! every reader of this module: statements, `tables/` DDL, catalog text.
 
+use super::error::SqlError;
 use super::lex::{Kind, Tok};
-use super::SqlError;
 
 /// PostgreSQL's longest identifier, in bytes (NAMEDATALEN - 1).
 pub(super) const MAX_IDENT: usize = 63;

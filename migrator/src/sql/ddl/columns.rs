@@ -3,9 +3,9 @@
 
 use super::constraints::{check, con_attrs, index_params, references, PCon};
 use super::expressions::normalized;
+use super::expressions::parse_type;
 use super::names::qname_of;
 use super::sequences::{new_sequence, seq_options};
-use super::types::parse_type;
 use crate::sql::view::View;
 use crate::sql::SqlError;
 use crate::table_model::{ident, Column, ConstraintKind, Identity, QName};

@@ -1,6 +1,6 @@
 //! DDL reader for `tables/`: turns the folder's statements into a [`Model`], walking the one
 //! cursor (`super::view::View`) over the one tokenizer every SQL reader of the migrator uses.
-//! One file per part: `types` (type spellings), `expressions` (normalized expression text),
+//! One file per part: `expressions` (normalized expression text, and type spellings: each reads the other),
 //! `names` (names PostgreSQL chooses), `constraints`, `columns`, `sequences`, and `reader`
 //! (statement by statement into the model).
 //!
@@ -27,9 +27,10 @@
 
 use std::collections::BTreeMap;
 
+use super::error::SqlError;
 use super::lex::{sig_tokens, Tok};
+use super::split::SqlFile;
 use super::view::View;
-use super::{SqlError, SqlFile};
 use crate::table_model::{Model, QName};
 use reader::{classify, Reader, Stmt};
 
@@ -41,7 +42,6 @@ mod reader;
 mod sequences;
 #[cfg(test)]
 mod tests;
-mod types;
 
 /// The declared tables of a `tables/` folder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,7 +138,7 @@ fn views<'a>(f: &'a SqlFile, toks: &'a [Vec<Tok>]) -> Vec<(View<'a>, Stmt)> {
 pub fn canonical_type(text: &str) -> String {
     let toks = sig_tokens(text);
     let p = View::new(text, &toks);
-    match types::parse_type(p, 0) {
+    match expressions::parse_type(p, 0) {
         Some((canon, _, end)) if end == toks.len() => canon,
         _ => expressions::normalized(p, false),
     }

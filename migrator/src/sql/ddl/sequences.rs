@@ -2,8 +2,8 @@
 //! column), with options equal to their defaults left out as the catalog
 //! reader leaves them out.
 
+use super::expressions::parse_type;
 use super::names::qname_of;
-use super::types::parse_type;
 use crate::sql::lex::Kind;
 use crate::sql::view::View;
 use crate::sql::SqlError;
