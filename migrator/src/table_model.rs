@@ -403,9 +403,26 @@ impl Sequence {
 /// the wire's enum, so plans and reports carry it typed.
 pub use stonescriptdb_shared::wire::ChangeClass as Class;
 
+/// What a step of a plan does, where the deployment treats it specially
+/// (what a pending migration makes itself, what is made before the
+/// migrations, what is tightened after them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    CreateTable,
+    DropTable,
+    AddColumn,
+    DropColumn,
+    SetNotNull,
+    CreateSequence,
+    #[default]
+    Other,
+}
+
 /// One step of a plan: a change, its class, why, and the SQL that makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
+    #[serde(default)]
+    pub change: Change,
     pub class: Class,
     /// The object changed: `orders`, `orders.total`, `orders.orders_total_check`.
     pub object: String,
@@ -413,4 +430,11 @@ pub struct Step {
     pub reason: String,
     /// Statements, in order, without trailing `;`.
     pub sql: Vec<String>,
+}
+
+impl Step {
+    /// The step, saying what it does.
+    pub fn made(self, change: Change) -> Step {
+        Step { change, ..self }
+    }
 }

@@ -16,7 +16,7 @@ use crate::schema::Parsed;
 use crate::sql::ddl::Declared;
 use crate::sql::effects::Effect;
 use crate::sql::{self, SqlFile};
-use crate::table_model::{Class, Model, QName, Step as TableStep, Table};
+use crate::table_model::{Change, Class, Model, QName, Step as TableStep, Table};
 use crate::tables::introspect;
 use crate::tables::{align_names, diff, recorded};
 
@@ -341,18 +341,16 @@ pub fn before_migrations(
                 .get(q)
                 .is_some_and(|f| files_of_missing.contains(f))
     };
-    let new_column =
-        |step: &TableStep| step.sql.first().is_some_and(|s| s.contains(" ADD COLUMN "));
+    let named = |set: &BTreeSet<QName>, object: &str| set.iter().any(|t| t.to_string() == object);
     for step in plan {
-        let sql = step.sql.first().map(String::as_str).unwrap_or("");
-        let made_by_migration = (new_column(step) && made_columns.contains(&step.object))
-            || (sql.contains(" DROP COLUMN ") && renamed_away.contains(&step.object))
-            || (sql.starts_with("DROP TABLE ")
-                && renamed_tables.iter().any(|t| t.to_string() == step.object))
-            || (sql.starts_with("CREATE TABLE ")
-                && made_tables.iter().any(|t| t.to_string() == step.object))
-            || (sql.starts_with("CREATE SEQUENCE ")
-                && made_sequences.iter().any(|t| t.to_string() == step.object));
+        let made_by_migration = match step.change {
+            Change::AddColumn => made_columns.contains(&step.object),
+            Change::DropColumn => renamed_away.contains(&step.object),
+            Change::DropTable => named(&renamed_tables, &step.object),
+            Change::CreateTable => named(&made_tables, &step.object),
+            Change::CreateSequence => named(&made_sequences, &step.object),
+            _ => false,
+        };
         if made_by_migration {
             // still a change tables/ asks for, which the migration makes;
             // a drop it makes by renaming loses nothing
@@ -364,7 +362,7 @@ pub fn before_migrations(
             continue;
         }
         let mut step = step.clone();
-        if new_column(&step) {
+        if step.change == Change::AddColumn {
             // a column of an existing table: added now, nullable if it
             // has nothing to fill the existing rows with
             let column = desired.tables.iter().find_map(|(t, table)| {
@@ -395,7 +393,7 @@ pub fn before_migrations(
                 }
                 out.columns.push(step.clone());
             }
-        } else if sql.starts_with("CREATE SEQUENCE ") && !comes_with_its_table(&step.object) {
+        } else if step.change == Change::CreateSequence && !comes_with_its_table(&step.object) {
             out.sequences.push(step.clone());
         }
         out.checked.push(step);
@@ -645,8 +643,7 @@ pub(super) fn plan_after(
     // columns added nullable before the migrations get their NOT NULL now;
     // PostgreSQL refuses it if a migration left a row without a value
     for step in plan.iter_mut() {
-        let tightens = step.sql.iter().any(|x| x.ends_with(" SET NOT NULL"));
-        if tightens && state.tighten.contains(&step.object) {
+        if step.change == Change::SetNotNull && state.tighten.contains(&step.object) {
             step.class = Class::Safe;
             step.reason = format!(
                 "{}: SET NOT NULL (added nullable before the migrations; they must have filled it)",

@@ -23,8 +23,8 @@ use stonescriptdb_shared::names::quote_literal;
 
 use crate::sql::definition::{fk_referenced_columns, mentions, not_valid};
 use crate::table_model::{
-    ident, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence,
-    Step, Table,
+    ident, Change, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName,
+    Sequence, Step, Table,
 };
 
 const DROP_FKS: usize = 0;
@@ -452,6 +452,7 @@ fn drop_index_sql(t: &QName, name: &str) -> String {
 
 fn step(class: Class, object: String, reason: String, sql: Vec<String>) -> Step {
     Step {
+        change: Change::Other,
         class,
         object,
         reason,
@@ -549,7 +550,8 @@ impl<'a> Differ<'a> {
                 d.name.to_string(),
                 format!("{}: new table", d.name),
                 vec![sql],
-            ),
+            )
+            .made(Change::CreateTable),
         );
     }
 
@@ -588,7 +590,8 @@ impl<'a> Differ<'a> {
                         t.sql(),
                         ident(&oc.name)
                     )],
-                ),
+                )
+                .made(Change::DropColumn),
             );
         }
     }
@@ -612,7 +615,7 @@ impl<'a> Differ<'a> {
         let sql = format!("ALTER TABLE {} ADD COLUMN {}", t.sql(), column_def(c));
         self.push(
             COLUMNS,
-            step(class, obj.clone(), format!("{obj}: {what}"), vec![sql]),
+            step(class, obj.clone(), format!("{obj}: {what}"), vec![sql]).made(Change::AddColumn),
         );
     }
 
@@ -760,7 +763,8 @@ impl<'a> Differ<'a> {
                     obj.clone(),
                     format!("{obj}: SET NOT NULL ({why})"),
                     vec![alter("SET NOT NULL")],
-                ),
+                )
+                .made(Change::SetNotNull),
             );
         }
 
@@ -1045,7 +1049,8 @@ impl<'a> Differ<'a> {
                     t.to_string(),
                     Self::with_sequences(reason, &seqs),
                     vec![format!("DROP TABLE {}", t.sql())],
-                ),
+                )
+                .made(Change::DropTable),
             );
         }
     }
@@ -1078,7 +1083,8 @@ impl<'a> Differ<'a> {
                                 name.sql(),
                                 sequence_options(ds, false)
                             )],
-                        ),
+                        )
+                        .made(Change::CreateSequence),
                     );
                     if ds.owned_by.is_some() {
                         self.owned_by_step(ds, OWNERSHIP);
