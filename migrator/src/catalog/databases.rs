@@ -1,50 +1,182 @@
-//! Databases: lookups, creation under a lease (begin, finish, abort, a
-//! dead migrator's leftover resolved), adoption, forgetting, and the
-//! announcements routers listen to.
+//! Databases and their creation: lookups, creation under a lease (begin,
+//! finish, abort; a dead migrator's half-made database resolved when its
+//! name is created again), recording an existing database (adoption,
+//! upgrade import), forgetting one, and the scratch databases of dry runs.
+//! A creation is crash-consistent: the row is recorded `creating` under a
+//! lease, the database is created and deployed, then the row turns `ready`
+//! and is announced.
 
-use super::*;
+use std::collections::BTreeSet;
 
-impl Catalog {
-    fn database_from(r: &tokio_postgres::Row) -> Database {
-        let kind: String = r.get(2);
-        let state: String = r.get(3);
-        Database {
-            name: r.get(0),
-            platform: r.get::<_, Option<String>>(1).unwrap_or_default(),
-            kind: DbKind::parse(&kind).unwrap_or(DbKind::Adopted),
-            state: if state == "ready" {
-                DbState::Ready
-            } else {
-                DbState::Creating
-            },
-            tenant_id: r.get(4),
-            schema_name: r.get(5),
-            database_id: r.get(6),
-            schema_version: r.get(7),
-            created_at: r.get(8),
+use deadpool_postgres::Object;
+use stonescriptdb_shared::catalog::{DbKind, DbState};
+use stonescriptdb_shared::names::quote_ident;
+use tokio_postgres::error::SqlState;
+
+use super::generations::announce_in;
+use super::handle::{pg, ts, unavailable, Catalog};
+use super::leases::{self, Lease};
+use super::platforms::RESERVED_SQL;
+use crate::error::{pg_message, MigratorError};
+
+/// Prefix of scratch databases and throwaway roles of dry runs: no
+/// platform's naming can produce a name starting with `_`.
+pub const SCRATCH_PREFIX: &str = "_sdg_dry_";
+
+/// A database the catalog records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub name: String,
+    pub platform: String,
+    pub kind: DbKind,
+    pub state: DbState,
+    pub tenant_id: Option<String>,
+    pub schema_name: Option<String>,
+    pub database_id: Option<String>,
+    pub schema_version: Option<i32>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// What to record for a database about to be created.
+#[derive(Debug, Clone)]
+pub struct NewDatabase {
+    pub name: String,
+    /// Empty only for the scratch database of a platform not recorded yet.
+    pub platform: String,
+    pub kind: DbKind,
+    pub tenant_id: Option<String>,
+    pub schema_name: Option<String>,
+    pub database_id: Option<String>,
+    pub schema_version: Option<i32>,
+    pub owner_role: String,
+}
+
+impl NewDatabase {
+    /// `name`, of `platform` (`""`: a scratch database of a platform not
+    /// recorded yet), owned by `owner_role`; ids and version unset.
+    pub fn new(name: &str, platform: &str, kind: DbKind, owner_role: &str) -> Self {
+        NewDatabase {
+            name: name.to_owned(),
+            platform: platform.to_owned(),
+            kind,
+            tenant_id: None,
+            schema_name: None,
+            database_id: None,
+            schema_version: None,
+            owner_role: owner_role.to_owned(),
         }
     }
+}
 
-    fn database_columns() -> String {
-        format!(
-            "name, platform, kind, state, tenant_id, schema_name, database_id, schema_version, {}",
-            ts("created_at")
-        )
+/// Why a database cannot be created.
+#[derive(Debug)]
+pub enum CreateRefused {
+    /// Recorded already (ready, or being created by a live migrator), by
+    /// this platform or another one: one answer, never naming the other.
+    Recorded,
+    /// Not recorded, but PostgreSQL has a database of that name.
+    Unrecorded,
+    /// The name falls under another registered platform's longer prefix.
+    Reserved,
+    Failed(MigratorError),
+}
+
+/// A database being created: finish or abort it.
+pub struct Creation {
+    lease: Lease,
+    pub name: String,
+}
+
+/// A creation a dead migrator left behind.
+pub(super) struct Leftover {
+    pub(super) name: String,
+    pub(super) lease: i32,
+    pub(super) kind: String,
+    pub(super) owner_role: String,
+}
+
+impl Leftover {
+    /// The role to drop with the half-made database: only a throwaway role
+    /// of a dry run, never a platform's owner role (which owns the scratch
+    /// databases of a recorded platform, and all its real ones).
+    fn throwaway_role(&self) -> Option<&str> {
+        (self.kind == DbKind::Scratch.as_str() && self.owner_role.starts_with(SCRATCH_PREFIX))
+            .then_some(self.owner_role.as_str())
     }
+}
 
+/// A recorded `kind`; one this version does not know (a newer migrator's)
+/// reads as adopted.
+fn kind_from(kind: &str) -> DbKind {
+    DbKind::parse(kind).unwrap_or(DbKind::Adopted)
+}
+
+/// A recorded `state`; anything but `ready` is not reachable.
+fn state_from(state: &str) -> DbState {
+    if state == DbState::Ready.as_str() {
+        DbState::Ready
+    } else {
+        DbState::Creating
+    }
+}
+
+/// What recording an existing database as `platform`'s does, given the
+/// row of that name (`None`: no row; `Some(None)`: a row of no platform,
+/// a scratch database).
+#[derive(Debug, PartialEq, Eq)]
+enum Adoption {
+    /// Recorded as `platform`'s already.
+    Unchanged,
+    Record,
+    /// Another platform's (or no platform's).
+    Refused,
+}
+
+fn adoption(recorded: Option<Option<&str>>, platform: &str) -> Adoption {
+    match recorded {
+        None => Adoption::Record,
+        Some(Some(p)) if p == platform => Adoption::Unchanged,
+        Some(_) => Adoption::Refused,
+    }
+}
+
+fn database_from(r: &tokio_postgres::Row) -> Database {
+    Database {
+        name: r.get(0),
+        platform: r.get::<_, Option<String>>(1).unwrap_or_default(),
+        kind: kind_from(r.get(2)),
+        state: state_from(r.get(3)),
+        tenant_id: r.get(4),
+        schema_name: r.get(5),
+        database_id: r.get(6),
+        schema_version: r.get(7),
+        created_at: r.get(8),
+    }
+}
+
+/// The select list [`database_from`] reads.
+fn database_columns() -> String {
+    format!(
+        "name, platform, kind, state, tenant_id, schema_name, database_id, schema_version, {}",
+        ts("created_at")
+    )
+}
+
+impl Catalog {
     pub async fn database(&self, name: &str) -> Result<Option<Database>, MigratorError> {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
                 &format!(
                     "SELECT {} FROM databases WHERE name = $1",
-                    Self::database_columns()
+                    database_columns()
                 ),
                 &[&name],
             )
             .await
             .map_err(pg)?;
-        Ok(row.as_ref().map(Self::database_from))
+        Ok(row.as_ref().map(database_from))
     }
 
     /// The ready databases of `platform` of the given kinds (optionally of
@@ -62,13 +194,13 @@ impl Catalog {
                 &format!(
                     "SELECT {} FROM databases WHERE platform = $1 AND state = 'ready' AND kind = ANY($2)
                        AND ($3::text IS NULL OR schema_name = $3) ORDER BY name",
-                    Self::database_columns()
+                    database_columns()
                 ),
                 &[&platform, &kinds, &schema_name],
             )
             .await
             .map_err(pg)?;
-        Ok(rows.iter().map(Self::database_from).collect())
+        Ok(rows.iter().map(database_from).collect())
     }
 
     /// Record `db` as being created, under a lease; the caller creates the
@@ -113,28 +245,17 @@ impl Catalog {
             .await
             .map_err(failed)?;
         if let Some(r) = existing {
-            let state: String = r.get(0);
-            let lease: Option<i32> = r.get(1);
-            if state == "ready" {
+            if state_from(r.get(0)) == DbState::Ready {
                 return Err(CreateRefused::Recorded);
             }
-            let lease = lease.unwrap_or(0);
-            let free: bool = tx
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, $2)",
-                    &[&LEASE_CLASS, &lease],
-                )
-                .await
-                .map_err(failed)?
-                .get(0);
+            let lease = r.get::<_, Option<i32>>(1).unwrap_or(0);
+            // free: its migrator stopped; held: a live creation
+            let free = leases::claim(&*tx, lease).await.map_err(failed)?;
             drop(tx);
             if !free {
                 return Err(CreateRefused::Recorded);
             }
-            let unlocked = conn
-                .query_one("SELECT pg_advisory_unlock($1, $2)", &[&LEASE_CLASS, &lease])
-                .await;
-            if unlocked.is_err() {
+            if !leases::unclaim(&**conn, lease).await.unwrap_or(false) {
                 drop(Object::take(conn));
             }
             return Ok(Err(Some(Leftover {
@@ -164,11 +285,7 @@ impl Catalog {
                 return Err(CreateRefused::Reserved);
             }
         }
-        let lease: i32 = tx
-            .query_one("SELECT nextval('leases')::integer", &[])
-            .await
-            .map_err(failed)?
-            .get(0);
+        let lease = leases::next(&*tx).await.map_err(failed)?;
         let inserted = tx
             .execute(
                 "INSERT INTO databases (name, platform, kind, tenant_id, schema_name, database_id, schema_version,
@@ -193,15 +310,10 @@ impl Catalog {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(Err(None)),
             Err(e) => return Err(failed(e)),
         }
-        tx.query("SELECT pg_advisory_lock($1, $2)", &[&LEASE_CLASS, &lease])
-            .await
-            .map_err(failed)?;
+        leases::take(&*tx, lease).await.map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         Ok(Ok(Creation {
-            lease: Lease {
-                conn: Some(conn),
-                lease,
-            },
+            lease: Lease::held(conn, lease),
             name: db.name.clone(),
         }))
     }
@@ -215,13 +327,10 @@ impl Catalog {
                 conn.execute(
                     "UPDATE databases SET state = 'ready', lease = NULL, created_at = now(), last_deployed_at = now()
                      WHERE name = $1 AND lease = $2",
-                    &[&c.name, &c.lease.lease],
+                    &[&c.name, &c.lease.number],
                 )
                 .await?;
-                let g: i64 = conn
-                    .query_one("SELECT announce($1)", &[&c.name])
-                    .await?
-                    .get(0);
+                let g = announce_in(conn, &c.name).await?;
                 conn.batch_execute("COMMIT").await?;
                 Ok::<_, tokio_postgres::Error>(g)
             }
@@ -244,7 +353,7 @@ impl Catalog {
             .conn()
             .execute(
                 "DELETE FROM databases WHERE name = $1 AND lease = $2 AND state = 'creating'",
-                &[&c.name, &c.lease.lease],
+                &[&c.name, &c.lease.number],
             )
             .await
             .map_err(pg)?;
@@ -272,12 +381,9 @@ impl Catalog {
                     pg_message(&e)
                 ))
             })?;
-        if l.kind == DbKind::Scratch.as_str() && l.owner_role.starts_with(SCRATCH_PREFIX) {
+        if let Some(role) = l.throwaway_role() {
             let _ = admin
-                .batch_execute(&format!(
-                    "DROP ROLE IF EXISTS {}",
-                    quote_ident(&l.owner_role)
-                ))
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
                 .await;
         }
         let conn = self.conn().await?;
@@ -295,7 +401,7 @@ impl Catalog {
     pub async fn record_existing(&self, db: &NewDatabase) -> Result<bool, MigratorError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let owner: Option<String> = tx
+        let recorded: Option<Option<String>> = tx
             .query_opt(
                 "SELECT platform FROM databases WHERE name = $1 FOR UPDATE",
                 &[&db.name],
@@ -303,10 +409,10 @@ impl Catalog {
             .await
             .map_err(pg)?
             .map(|r| r.get(0));
-        match owner {
-            Some(p) if p == db.platform => return Ok(false),
-            Some(_) => return Err(MigratorError::DatabaseAlreadyExists(db.name.clone())),
-            None => {}
+        match adoption(recorded.as_ref().map(Option::as_deref), &db.platform) {
+            Adoption::Unchanged => return Ok(false),
+            Adoption::Refused => return Err(MigratorError::DatabaseAlreadyExists(db.name.clone())),
+            Adoption::Record => {}
         }
         tx.execute(
             "INSERT INTO databases (name, platform, kind, tenant_id, schema_name, database_id, schema_version,
@@ -325,9 +431,7 @@ impl Catalog {
         )
         .await
         .map_err(pg)?;
-        tx.query("SELECT announce($1)", &[&db.name])
-            .await
-            .map_err(pg)?;
+        announce_in(&*tx, &db.name).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(true)
     }
@@ -336,28 +440,141 @@ impl Catalog {
     pub async fn forget(&self, name: &str) -> Result<(), MigratorError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        tx.query("SELECT announce($1)", &[&name])
-            .await
-            .map_err(pg)?;
+        announce_in(&*tx, name).await.map_err(pg)?;
         tx.execute("DELETE FROM databases WHERE name = $1", &[&name])
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)
     }
 
-    /// Tell routers to drop what they cached about these databases.
-    pub async fn announce(&self, databases: &[String]) -> Result<i64, MigratorError> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        let mut g = 0;
-        for d in databases {
-            g = tx
-                .query_one("SELECT announce($1)", &[d])
-                .await
-                .map_err(pg)?
-                .get(0);
+    /// Every database name the catalog records.
+    pub async fn recorded_names(&self) -> Result<BTreeSet<String>, MigratorError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query("SELECT name FROM databases", &[])
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stonescriptdb_shared::names::{platform_roles, validate_platform};
+
+    const KINDS: [DbKind; 5] = [
+        DbKind::V1,
+        DbKind::V2,
+        DbKind::Template,
+        DbKind::Scratch,
+        DbKind::Adopted,
+    ];
+
+    /// The quoted values of the `CHECK (column IN (…))` of `column` in v1.sql.
+    fn checked(column: &str) -> Vec<String> {
+        let ddl = include_str!("v1.sql");
+        let start = format!("CHECK ({column} IN (");
+        let at = ddl
+            .find(&start)
+            .unwrap_or_else(|| panic!("no CHECK on {column}"));
+        let rest = &ddl[at + start.len()..];
+        let list = &rest[..rest.find(')').unwrap_or(rest.len())];
+        list.split(',')
+            .map(|v| v.trim().trim_matches('\'').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_catalog_accepts_exactly_the_kinds_and_states_the_code_knows() {
+        let kinds: Vec<String> = KINDS.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(checked("kind"), kinds);
+        let states = [DbState::Creating, DbState::Ready].map(|s| s.as_str().to_owned());
+        assert_eq!(checked("state"), states);
+    }
+
+    #[test]
+    fn recorded_kinds_read_back_as_themselves() {
+        for k in KINDS {
+            assert_eq!(kind_from(k.as_str()), k);
         }
-        tx.commit().await.map_err(pg)?;
-        Ok(g)
+    }
+
+    #[test]
+    fn a_kind_of_a_newer_migrator_reads_as_adopted() {
+        assert_eq!(kind_from("sharded"), DbKind::Adopted);
+    }
+
+    #[test]
+    fn only_a_ready_row_is_ready() {
+        assert_eq!(state_from("ready"), DbState::Ready);
+        assert_eq!(state_from("creating"), DbState::Creating);
+        assert_eq!(state_from("Ready"), DbState::Creating);
+        assert_eq!(state_from(""), DbState::Creating);
+    }
+
+    fn leftover(kind: DbKind, owner_role: &str) -> Leftover {
+        Leftover {
+            name: "x".into(),
+            lease: 7,
+            kind: kind.as_str().into(),
+            owner_role: owner_role.into(),
+        }
+    }
+
+    #[test]
+    fn a_dry_runs_throwaway_role_goes_with_its_scratch_database() {
+        let role = format!("{SCRATCH_PREFIX}0123456789abcdef");
+        assert_eq!(
+            leftover(DbKind::Scratch, &role).throwaway_role(),
+            Some(role.as_str())
+        );
+    }
+
+    #[test]
+    fn a_platforms_owner_role_is_never_dropped_with_a_leftover() {
+        let (owner, _) = platform_roles("shop").unwrap_or_default();
+        assert!(!owner.is_empty());
+        // a recorded platform's scratch database is owned by its owner role
+        assert_eq!(leftover(DbKind::Scratch, &owner).throwaway_role(), None);
+        for kind in [DbKind::V1, DbKind::V2, DbKind::Template, DbKind::Adopted] {
+            assert_eq!(leftover(kind, &owner).throwaway_role(), None);
+            // only scratch databases have throwaway owners
+            let odd = format!("{SCRATCH_PREFIX}0123");
+            assert_eq!(leftover(kind, &odd).throwaway_role(), None);
+        }
+    }
+
+    #[test]
+    fn no_platform_or_role_name_starts_like_a_scratch_name() {
+        assert!(validate_platform(&format!("{SCRATCH_PREFIX}shop")).is_err());
+        let (owner, app) = platform_roles("sdg_dry_shop").unwrap_or_default();
+        assert!(!owner.is_empty());
+        assert!(!owner.starts_with(SCRATCH_PREFIX) && !app.starts_with(SCRATCH_PREFIX));
+    }
+
+    #[test]
+    fn an_unrecorded_database_is_recorded() {
+        assert_eq!(adoption(None, "shop"), Adoption::Record);
+    }
+
+    #[test]
+    fn a_database_recorded_as_the_platforms_own_is_unchanged() {
+        assert_eq!(adoption(Some(Some("shop")), "shop"), Adoption::Unchanged);
+    }
+
+    #[test]
+    fn another_platforms_database_is_refused() {
+        assert_eq!(
+            adoption(Some(Some("shop_admin")), "shop"),
+            Adoption::Refused
+        );
+        assert_eq!(
+            adoption(Some(Some("shop")), "shop_admin"),
+            Adoption::Refused
+        );
+        // a scratch database of a platform not recorded yet
+        assert_eq!(adoption(Some(None), "shop"), Adoption::Refused);
+        assert_eq!(adoption(Some(None), ""), Adoption::Refused);
     }
 }

@@ -1,7 +1,78 @@
-//! Deployments: recorded under a lease with who asked and their outcome;
-//! the history, and at start what a stopped migrator left running.
+//! Deployments: each one recorded `running` under a lease with who asked
+//! and what, and finished with its outcome; one that changed its database
+//! announces it in the transaction recording the outcome. Also the
+//! history `/admin/deployments` reads.
 
-use super::*;
+use serde_json::Value;
+use stonescriptdb_shared::wire::{DeployStatus, DeploymentRecord, Operation};
+
+use super::generations::announce_in;
+use super::handle::{pg, ts, Catalog};
+use super::leases::{self, Lease};
+use crate::error::MigratorError;
+
+/// What a deployment record starts with.
+#[derive(Debug, Clone)]
+pub struct DeploymentStart {
+    pub database: String,
+    pub platform: String,
+    pub operation: Operation,
+    pub dry_run: bool,
+    pub force: bool,
+    pub archive_sha256: Option<String>,
+    pub schema_version: Option<i32>,
+    pub caller: Caller,
+}
+
+/// Who asked for a change (recorded with each deployment).
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// `admin`, `deploy:<platform>`, or `anonymous` when no token is configured.
+    pub token_name: String,
+    pub peer: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A deployment being recorded: finish it with its outcome.
+pub struct Deployment {
+    lease: Lease,
+    pub id: i64,
+    pub database: String,
+}
+
+/// How a deployment ended, for its record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `failed` when the deployment failed.
+    pub status: DeployStatus,
+    pub counts: Option<Value>,
+    pub error: Option<Value>,
+    /// It committed a change: announce it to routers.
+    pub changed: bool,
+    /// v2: the schema version the database is now at.
+    pub schema_version: Option<i32>,
+}
+
+/// What the end of a deployment does to its database's row.
+#[derive(Debug, PartialEq, Eq)]
+enum OnDatabase {
+    /// It changed: note when, take the schema version if one is given (or
+    /// keep the recorded one), and announce it.
+    Changed {
+        schema_version: Option<i32>,
+    },
+    /// Unchanged, but now known to be at this schema version.
+    AtVersion(i32),
+    Untouched,
+}
+
+fn on_database(o: &Outcome) -> OnDatabase {
+    match (o.changed, o.schema_version) {
+        (true, schema_version) => OnDatabase::Changed { schema_version },
+        (false, Some(v)) => OnDatabase::AtVersion(v),
+        (false, None) => OnDatabase::Untouched,
+    }
+}
 
 /// A deployments column that holds one of an enum's words, read back.
 fn word<T>(r: &tokio_postgres::Row, i: usize, column: &str) -> Result<T, MigratorError>
@@ -17,11 +88,7 @@ impl Catalog {
     pub async fn begin_deployment(&self, d: DeploymentStart) -> Result<Deployment, MigratorError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let lease: i32 = tx
-            .query_one("SELECT nextval('leases')::integer", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
+        let lease = leases::next(&*tx).await.map_err(pg)?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO deployments (database, platform, operation, dry_run, force, status, lease,
@@ -44,15 +111,10 @@ impl Catalog {
             .await
             .map_err(pg)?
             .get(0);
-        tx.query("SELECT pg_advisory_lock($1, $2)", &[&LEASE_CLASS, &lease])
-            .await
-            .map_err(pg)?;
+        leases::take(&*tx, lease).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(Deployment {
-            lease: Lease {
-                conn: Some(conn),
-                lease,
-            },
+            lease: Lease::held(conn, lease),
             id,
             database: d.database,
         })
@@ -75,21 +137,24 @@ impl Catalog {
                     &[&d.id, &outcome.status.as_str(), &outcome.counts, &outcome.error],
                 )
                 .await?;
-                if outcome.changed {
-                    conn.execute(
-                        "UPDATE databases SET last_deployed_at = now(),
-                                schema_version = coalesce($2, schema_version) WHERE name = $1",
-                        &[&d.database, &outcome.schema_version],
-                    )
-                    .await?;
-                    conn.query_one("SELECT announce($1)", &[&d.database])
+                match on_database(outcome) {
+                    OnDatabase::Changed { schema_version } => {
+                        conn.execute(
+                            "UPDATE databases SET last_deployed_at = now(),
+                                    schema_version = coalesce($2, schema_version) WHERE name = $1",
+                            &[&d.database, &schema_version],
+                        )
                         .await?;
-                } else if outcome.schema_version.is_some() {
-                    conn.execute(
-                        "UPDATE databases SET schema_version = $2 WHERE name = $1",
-                        &[&d.database, &outcome.schema_version],
-                    )
-                    .await?;
+                        announce_in(conn, &d.database).await?;
+                    }
+                    OnDatabase::AtVersion(v) => {
+                        conn.execute(
+                            "UPDATE databases SET schema_version = $2 WHERE name = $1",
+                            &[&d.database, &v],
+                        )
+                        .await?;
+                    }
+                    OnDatabase::Untouched => {}
                 }
                 conn.batch_execute("COMMIT").await
             }
@@ -109,7 +174,7 @@ impl Catalog {
         platform: Option<&str>,
         database: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<stonescriptdb_shared::wire::DeploymentRecord>, MigratorError> {
+    ) -> Result<Vec<DeploymentRecord>, MigratorError> {
         let conn = self.conn().await?;
         let rows = conn
             .query(
@@ -128,7 +193,7 @@ impl Catalog {
             .map_err(pg)?;
         rows.iter()
             .map(|r| {
-                Ok(stonescriptdb_shared::wire::DeploymentRecord {
+                Ok(DeploymentRecord {
                     id: r.get(0),
                     database: r.get(1),
                     platform: r.get(2),
@@ -147,93 +212,61 @@ impl Catalog {
             })
             .collect()
     }
+}
 
-    /// Resolve what dead migrators left: half-made databases are dropped and
-    /// forgotten; deployments that never recorded their outcome are marked
-    /// `interrupted` and announced (their database may have committed).
-    /// Live migrators' leases are never touched. Returns what was resolved.
-    pub async fn resolve_leftovers(
-        &self,
-        admin: &tokio_postgres::Client,
-    ) -> Result<Vec<String>, MigratorError> {
-        let mut resolved = Vec::new();
-        let conn = self.conn().await?;
-        let creating = conn
-            .query(
-                "SELECT name, coalesce(lease, 0), kind, owner_role FROM databases WHERE state = 'creating'",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
-        for r in creating {
-            let l = Leftover {
-                name: r.get(0),
-                lease: r.get(1),
-                kind: r.get(2),
-                owner_role: r.get(3),
-            };
-            if self.claim(&conn, l.lease).await? {
-                let out = self.resolve_creation(admin, &l).await;
-                self.unclaim(&conn, l.lease).await;
-                out?;
-                resolved.push(format!(
-                    "dropped {}, left half-made by a migrator that stopped",
-                    l.name
-                ));
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(changed: bool, schema_version: Option<i32>) -> Outcome {
+        Outcome {
+            status: if changed {
+                DeployStatus::Updated
+            } else {
+                DeployStatus::Unchanged
+            },
+            counts: None,
+            error: None,
+            changed,
+            schema_version,
         }
-        let running = conn
-            .query(
-                "SELECT id, database, coalesce(lease, 0) FROM deployments WHERE status = 'running'",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
-        for r in running {
-            let (id, database, lease): (i64, String, i32) = (r.get(0), r.get(1), r.get(2));
-            if self.claim(&conn, lease).await? {
-                let out = async {
-                    conn.batch_execute("BEGIN").await?;
-                    conn.execute(
-                        "UPDATE deployments SET status = 'interrupted', finished_at = now(), lease = NULL,
-                                error = $2 WHERE id = $1 AND status = 'running'",
-                        &[
-                            &id,
-                            &serde_json::json!({"message": "the migrator stopped before it recorded the outcome; the database has either all of this deployment or none of it"}),
-                        ],
-                    )
-                    .await?;
-                    conn.query_one("SELECT announce($1)", &[&database]).await?;
-                    conn.batch_execute("COMMIT").await
-                }
-                .await;
-                if out.is_err() {
-                    let _ = conn.batch_execute("ROLLBACK").await;
-                }
-                self.unclaim(&conn, lease).await;
-                out.map_err(pg)?;
-                resolved.push(format!(
-                    "deployment {id} of {database} was interrupted; announced it to routers"
-                ));
-            }
-        }
-        Ok(resolved)
     }
 
-    async fn claim(&self, conn: &Object, lease: i32) -> Result<bool, MigratorError> {
-        Ok(conn
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&LEASE_CLASS, &lease],
-            )
-            .await
-            .map_err(pg)?
-            .get(0))
+    #[test]
+    fn a_change_is_announced_with_the_version_it_brought() {
+        assert_eq!(
+            on_database(&outcome(true, Some(4))),
+            OnDatabase::Changed {
+                schema_version: Some(4)
+            }
+        );
     }
 
-    async fn unclaim(&self, conn: &Object, lease: i32) {
-        let _ = conn
-            .query_one("SELECT pg_advisory_unlock($1, $2)", &[&LEASE_CLASS, &lease])
-            .await;
+    #[test]
+    fn a_v1_change_keeps_the_recorded_version() {
+        assert_eq!(
+            on_database(&outcome(true, None)),
+            OnDatabase::Changed {
+                schema_version: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_unchanged_database_takes_the_version_without_an_announcement() {
+        assert_eq!(
+            on_database(&outcome(false, Some(4))),
+            OnDatabase::AtVersion(4)
+        );
+    }
+
+    #[test]
+    fn a_failed_or_dry_deployment_leaves_the_database_row_alone() {
+        let failed = Outcome {
+            status: DeployStatus::Failed,
+            error: Some(serde_json::json!({"message": "syntax error"})),
+            ..outcome(false, None)
+        };
+        assert_eq!(on_database(&failed), OnDatabase::Untouched);
     }
 }

@@ -1,7 +1,42 @@
-//! Platforms and their roles, the name-space rules between them, and
-//! their platform tokens (generation and key).
+//! Platforms and their roles: the record of each platform (its owner and
+//! app roles with their passwords, whether it registered through the v2
+//! API), the name-space rules between platforms (a platform `p` owns every
+//! database name `p_…` no shorter-named platform may take), and platform
+//! tokens (their generation and the key they are derived from).
 
-use super::*;
+use super::handle::{pg, ts, unavailable, Catalog};
+use crate::error::MigratorError;
+
+/// A platform and its PostgreSQL roles.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub name: String,
+    pub owner_role: String,
+    pub owner_password: String,
+    pub app_role: String,
+    pub app_password: String,
+    /// Registered through `POST /platform/register`.
+    pub v2: bool,
+}
+
+/// Without the passwords: a platform may be logged.
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("name", &self.name)
+            .field("owner_role", &self.owner_role)
+            .field("app_role", &self.app_role)
+            .field("v2", &self.v2)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `$1` (a database name) falls under the name prefix `p_` of a registered
+/// platform `p` other than, and longer than, `$2` (the platform creating it).
+/// Also asked by `databases` inside the transaction recording a creation.
+pub(super) const RESERVED_SQL: &str =
+    "SELECT 1 FROM platforms WHERE name <> $2 AND length(name) > length($2)
+    AND starts_with($1, name || '_') LIMIT 1";
 
 impl Catalog {
     pub async fn platform(&self, name: &str) -> Result<Option<Platform>, MigratorError> {
@@ -178,5 +213,26 @@ impl Catalog {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_is_logged_without_its_passwords() {
+        let p = Platform {
+            name: "shop".into(),
+            owner_role: "sdg_shop_owner".into(),
+            owner_password: "owner-secret-1".into(),
+            app_role: "sdg_shop_app".into(),
+            app_password: "app-secret-2".into(),
+            v2: true,
+        };
+        let logged = format!("{p:?}");
+        assert!(!logged.contains("owner-secret-1"), "{logged}");
+        assert!(!logged.contains("app-secret-2"), "{logged}");
+        assert!(logged.contains("sdg_shop_owner") && logged.contains("sdg_shop_app"));
     }
 }

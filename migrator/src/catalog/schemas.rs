@@ -1,30 +1,70 @@
-//! Stored v2 schema versions and their template databases, the v1
-//! archive a platform shipped last, and the record of imported older
-//! installations.
+//! Schema versions and templates: the stored versions of each v2 schema
+//! (a new version only when the upload differs from the latest), the
+//! template database built from a version, and the v1 archive a platform
+//! deployed last (`/admin/create-tenant`'s schema).
 
-use super::*;
+use serde_json::Value;
+
+use super::handle::{pg, ts, Catalog};
+use crate::error::MigratorError;
+
+/// One stored version of a v2 schema (without its archive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    pub version: i32,
+    pub checksum: String,
+    pub archive_sha256: String,
+    pub uploaded_at: String,
+    pub has_tables: bool,
+    pub has_functions: bool,
+    pub has_migrations: bool,
+    pub has_seeders: bool,
+}
+
+/// How many columns [`version_columns`] selects: what a query adds after
+/// them starts at this index.
+const VERSION_COLUMNS: usize = 8;
+
+/// The select list [`version_from`] reads.
+fn version_columns() -> String {
+    format!(
+        "version, checksum, archive_sha256, {}, has_tables, has_functions, has_migrations, has_seeders",
+        ts("uploaded_at")
+    )
+}
+
+fn version_from(r: &tokio_postgres::Row) -> SchemaVersion {
+    SchemaVersion {
+        version: r.get(0),
+        checksum: r.get(1),
+        archive_sha256: r.get(2),
+        uploaded_at: r.get(3),
+        has_tables: r.get(4),
+        has_functions: r.get(5),
+        has_migrations: r.get(6),
+        has_seeders: r.get(7),
+    }
+}
+
+/// What storing an upload of checksum `checksum` does, given the latest
+/// stored version of its schema.
+#[derive(Debug, PartialEq, Eq)]
+enum Upload<'a> {
+    /// Equal to the latest: nothing stored, the latest stays.
+    Same(&'a SchemaVersion),
+    /// Stored as this version number.
+    New(i32),
+}
+
+fn upload<'a>(latest: Option<&'a SchemaVersion>, checksum: &str) -> Upload<'a> {
+    match latest {
+        Some(l) if l.checksum == checksum => Upload::Same(l),
+        Some(l) => Upload::New(l.version + 1),
+        None => Upload::New(1),
+    }
+}
 
 impl Catalog {
-    fn version_from(r: &tokio_postgres::Row) -> SchemaVersion {
-        SchemaVersion {
-            version: r.get(0),
-            checksum: r.get(1),
-            archive_sha256: r.get(2),
-            uploaded_at: r.get(3),
-            has_tables: r.get(4),
-            has_functions: r.get(5),
-            has_migrations: r.get(6),
-            has_seeders: r.get(7),
-        }
-    }
-
-    fn version_columns() -> String {
-        format!(
-            "version, checksum, archive_sha256, {}, has_tables, has_functions, has_migrations, has_seeders",
-            ts("uploaded_at")
-        )
-    }
-
     /// Store a new version of a v2 schema unless it equals the latest;
     /// returns the version now latest.
     pub async fn add_schema_version(
@@ -48,27 +88,25 @@ impl Catalog {
                 &format!(
                     "SELECT {} FROM schema_versions WHERE platform = $1 AND schema_name = $2
                      ORDER BY version DESC LIMIT 1",
-                    Self::version_columns()
+                    version_columns()
                 ),
                 &[&platform, &schema_name],
             )
             .await
             .map_err(pg)?
             .as_ref()
-            .map(Self::version_from);
-        if let Some(l) = &latest {
-            if l.checksum == v.checksum {
-                return Ok(l.clone());
-            }
-        }
-        let next = latest.map(|l| l.version + 1).unwrap_or(1);
+            .map(version_from);
+        let next = match upload(latest.as_ref(), &v.checksum) {
+            Upload::Same(l) => return Ok(l.clone()),
+            Upload::New(next) => next,
+        };
         let row = tx
             .query_one(
                 &format!(
                     "INSERT INTO schema_versions (platform, schema_name, version, checksum, archive, archive_sha256,
                                                   has_tables, has_functions, has_migrations, has_seeders)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {}",
-                    Self::version_columns()
+                    version_columns()
                 ),
                 &[
                     &platform,
@@ -86,7 +124,7 @@ impl Catalog {
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        Ok(Self::version_from(&row))
+        Ok(version_from(&row))
     }
 
     /// The latest version of each stored schema of `platform`, by name.
@@ -100,7 +138,7 @@ impl Catalog {
                 &format!(
                     "SELECT DISTINCT ON (schema_name) {}, schema_name FROM schema_versions
                      WHERE platform = $1 ORDER BY schema_name, version DESC",
-                    Self::version_columns()
+                    version_columns()
                 ),
                 &[&platform],
             )
@@ -108,7 +146,7 @@ impl Catalog {
             .map_err(pg)?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(8), Self::version_from(r)))
+            .map(|r| (r.get(VERSION_COLUMNS), version_from(r)))
             .collect())
     }
 
@@ -124,13 +162,13 @@ impl Catalog {
                 &format!(
                     "SELECT {}, archive FROM schema_versions WHERE platform = $1 AND schema_name = $2
                      ORDER BY version DESC LIMIT 1",
-                    Self::version_columns()
+                    version_columns()
                 ),
                 &[&platform, &schema_name],
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| (Self::version_from(&r), r.get(8))))
+        Ok(row.map(|r| (version_from(&r), r.get(VERSION_COLUMNS))))
     }
 
     /// The template database of a schema version and its deployment
@@ -154,6 +192,8 @@ impl Catalog {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    /// Record the template database of a schema version and its
+    /// deployment report, or (`None`) that it has none.
     pub async fn set_template(
         &self,
         platform: &str,
@@ -196,6 +236,7 @@ impl Catalog {
         Ok(())
     }
 
+    /// The archive kept by [`Catalog::save_v1_schema`], if any.
     pub async fn v1_schema(&self, platform: &str) -> Result<Option<Vec<u8>>, MigratorError> {
         let conn = self.conn().await?;
         let row = conn
@@ -207,38 +248,45 @@ impl Catalog {
             .map_err(pg)?;
         Ok(row.map(|r| r.get(0)))
     }
+}
 
-    /// Every database name the catalog records.
-    pub async fn recorded_names(&self) -> Result<BTreeSet<String>, MigratorError> {
-        let conn = self.conn().await?;
-        let rows = conn
-            .query("SELECT name FROM databases", &[])
-            .await
-            .map_err(pg)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+#[cfg(test)]
+mod tests {
+    use super::super::handle::select_list_len;
+    use super::*;
+
+    fn stored(version: i32, checksum: &str) -> SchemaVersion {
+        SchemaVersion {
+            version,
+            checksum: checksum.into(),
+            archive_sha256: "a".repeat(64),
+            uploaded_at: "2024-05-01T10:00:00Z".into(),
+            has_tables: true,
+            has_functions: true,
+            has_migrations: false,
+            has_seeders: false,
+        }
     }
 
-    /// Was the older installation in `data_dir` imported already?
-    pub async fn imported(&self, data_dir: &str) -> Result<bool, MigratorError> {
-        let conn = self.conn().await?;
-        Ok(conn
-            .query_opt(
-                "SELECT 1 FROM legacy_imports WHERE data_dir = $1",
-                &[&data_dir],
-            )
-            .await
-            .map_err(pg)?
-            .is_some())
+    #[test]
+    fn the_first_upload_of_a_schema_is_version_one() {
+        assert_eq!(upload(None, "c1"), Upload::New(1));
     }
 
-    pub async fn mark_imported(&self, data_dir: &str, report: &Value) -> Result<(), MigratorError> {
-        let conn = self.conn().await?;
-        conn.execute(
-            "INSERT INTO legacy_imports (data_dir, report) VALUES ($1, $2) ON CONFLICT (data_dir) DO NOTHING",
-            &[&data_dir, report],
-        )
-        .await
-        .map_err(pg)?;
-        Ok(())
+    #[test]
+    fn a_different_upload_is_the_next_version() {
+        let latest = stored(3, "c1");
+        assert_eq!(upload(Some(&latest), "c2"), Upload::New(4));
+    }
+
+    #[test]
+    fn an_upload_equal_to_the_latest_stores_nothing() {
+        let latest = stored(3, "c1");
+        assert_eq!(upload(Some(&latest), "c1"), Upload::Same(&latest));
+    }
+
+    #[test]
+    fn what_follows_the_version_columns_is_read_at_their_count() {
+        assert_eq!(select_list_len(&version_columns()), VERSION_COLUMNS);
     }
 }
