@@ -19,7 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use slog::{info, warn};
-use stonescriptdb_shared::routes;
+use stonescriptdb_shared::routes::{self, MigratorRoute as M, RouteId};
 use tokio::net::UnixListener;
 
 use crate::catalog::Caller;
@@ -188,11 +188,11 @@ async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Respon
 }
 
 /// What a platform listed in `OPEN_DEPLOY_PLATFORMS` may do without a token.
-const OPEN_ROUTES: [&str; 4] = [
-    "/platform/register",
-    "/platform/{platform}/schema",
-    "/platform/{platform}/schemas",
-    "/platform/{platform}/databases",
+const OPEN_ROUTES: [M; 4] = [
+    M::PlatformRegister,
+    M::SchemaUpload,
+    M::Schemas,
+    M::PlatformDatabases,
 ];
 
 /// Route a request; an error carries the `Allow` header value for 405s.
@@ -225,10 +225,16 @@ async fn dispatch(
             Some(route.allow()),
         ));
     }
-    let limit = if matches!(
-        route.pattern,
-        "/register" | "/migrate" | "/platform/{platform}/schema"
-    ) {
+    let id = match route.id {
+        RouteId::Migrator(id) => id,
+        RouteId::Router(_) => {
+            return Err(plain(MigratorError::NotFound(format!(
+                "{} is served by the router, not the migrator",
+                route.pattern
+            ))))
+        }
+    };
+    let limit = if matches!(id, M::Register | M::Migrate | M::SchemaUpload) {
         state.limits.max_compressed_bytes as usize + 1024 * 1024
     } else {
         JSON_BODY_LIMIT
@@ -261,7 +267,7 @@ async fn dispatch(
             .await
             .map_err(plain)?;
     }
-    if grant.is_open() && !OPEN_ROUTES.contains(&route.pattern) {
+    if grant.is_open() && !OPEN_ROUTES.contains(&id) {
         return Err(plain(MigratorError::Unauthorized(
             "this route needs a bearer token (tokenless requests of OPEN_DEPLOY_PLATFORMS may register, upload a schema and list)".into(),
         )));
@@ -275,26 +281,23 @@ async fn dispatch(
         caller,
         stream,
     };
-    let answer = match route.pattern {
-        "/register" => crate::v1::register(state, &mut r).await,
-        "/migrate" => crate::v1::migrate(state, &mut r).await,
-        "/admin/databases" => crate::v1::databases(state, &mut r).await,
-        "/admin/create-tenant" => crate::v1::create_tenant(state, &mut r).await,
-        "/admin/adopt" => crate::operator::adopt(state, &mut r).await,
-        "/admin/refresh" => crate::operator::refresh(state, &mut r).await,
-        "/admin/deployments" => crate::operator::deployments(state, &mut r).await,
-        "/platforms" => crate::v2::platforms(state, &mut r).await,
-        "/platform/register" => crate::v2::platform_register(state, &mut r).await,
-        "/platform/{platform}/schema" => crate::v2::schema_upload(state, &mut r).await,
-        "/platform/{platform}/schemas" => crate::v2::schemas(state, &mut r).await,
-        "/platform/{platform}/databases" => crate::v2::databases(state, &mut r).await,
-        "/database/create" => crate::v2::database_create(state, &mut r).await,
-        "/admin/database/create" => crate::v2::admin_database_create(state, &mut r).await,
-        "/admin/platform-token" => crate::platform_token::issue(state, &mut r).await,
-        "/v2/migrate" => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
-        other => Err(MigratorError::NotFound(format!(
-            "{other} is served by the router, not the migrator"
-        ))),
+    let answer = match id {
+        M::Register => crate::v1::register(state, &mut r).await,
+        M::Migrate => crate::v1::migrate(state, &mut r).await,
+        M::AdminDatabases => crate::v1::databases(state, &mut r).await,
+        M::AdminCreateTenant => crate::v1::create_tenant(state, &mut r).await,
+        M::AdminAdopt => crate::operator::adopt(state, &mut r).await,
+        M::AdminRefresh => crate::operator::refresh(state, &mut r).await,
+        M::AdminDeployments => crate::operator::deployments(state, &mut r).await,
+        M::Platforms => crate::v2::platforms(state, &mut r).await,
+        M::PlatformRegister => crate::v2::platform_register(state, &mut r).await,
+        M::SchemaUpload => crate::v2::schema_upload(state, &mut r).await,
+        M::Schemas => crate::v2::schemas(state, &mut r).await,
+        M::PlatformDatabases => crate::v2::databases(state, &mut r).await,
+        M::DatabaseCreate => crate::v2::database_create(state, &mut r).await,
+        M::AdminDatabaseCreate => crate::v2::admin_database_create(state, &mut r).await,
+        M::AdminPlatformToken => crate::platform_token::issue(state, &mut r).await,
+        M::V2Migrate => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
     };
     answer.map(Reply::Full).map_err(plain)
 }

@@ -23,7 +23,7 @@ const UNMATCHED: &str = "unmatched";
 /// `ROUTES`, or the `unmatched` slot after them.
 pub fn slot(route: Option<&Route>) -> usize {
     route
-        .and_then(|found| ROUTES.iter().position(|r| r.pattern == found.pattern))
+        .and_then(|found| ROUTES.iter().position(|r| r.id == found.id))
         .unwrap_or(ROUTES.len())
 }
 

@@ -27,7 +27,7 @@ use crate::error::RouterError;
 use crate::forward::Body;
 use crate::health::Health;
 use crate::pool::Pools;
-use stonescriptdb_shared::routes;
+use stonescriptdb_shared::routes::{self, RouteId, RouterRoute as R};
 
 /// The OpenAPI 3 description of the whole API (v1 + v2), served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -207,17 +207,22 @@ async fn route(
         }
         return resp;
     }
+    let id = match spec.id {
+        RouteId::Router(id) => id,
+        // Every other route belongs to the migrator.
+        RouteId::Migrator(_) => return forward(state, peer, req).await,
+    };
     // The routes served here define no query parameter; the migrator
     // checks its own routes' (one table for both: `routes::ROUTES`). A
     // request without a query string (every /call a client sends) costs
     // one comparison.
-    if let (routes::Served::Router, Some(query)) = (spec.served, req.uri().query()) {
+    if let Some(query) = req.uri().query() {
         if let Err(m) = spec.read_query(Some(query)) {
             return error(&RouterError::BadRequest(m));
         }
     }
-    match spec.pattern {
-        "/call" => {
+    match id {
+        R::Call => {
             if let Some(ct) = req.headers().get(CONTENT_TYPE) {
                 let json_ct = ct
                     .to_str()
@@ -245,17 +250,17 @@ async fn route(
                 Err(e) => error(&e),
             }
         }
-        "/health" => {
+        R::Health => {
             let names = crate::auth::sees_names(&state.tokens, req.headers());
             let (status, body) = state.health.check(&state.pools, names).await;
             json(status, serde_json::to_vec(&body).unwrap_or_default())
         }
-        "/health/live" => json(200, br#"{"status":"alive"}"#.to_vec()),
-        "/health/ready" => {
+        R::HealthLive => json(200, br#"{"status":"alive"}"#.to_vec()),
+        R::HealthReady => {
             let (status, body) = state.health.ready().await;
             json(status, serde_json::to_vec(&body).unwrap_or_default())
         }
-        "/metrics" => {
+        R::Metrics => {
             if let Err(e) = crate::auth::check_admin(&state.tokens, req.headers()) {
                 return error(&e);
             }
@@ -270,26 +275,28 @@ async fn route(
             );
             resp
         }
-        "/openapi.json" => json(200, OPENAPI.as_bytes().to_vec()),
-        // Every other route belongs to the migrator.
-        _ => {
-            if let Err(e) = crate::auth::check_schema(&state.tokens, req.headers()) {
-                return error(&e);
+        R::OpenApi => json(200, OPENAPI.as_bytes().to_vec()),
+    }
+}
+
+/// A schema route: checked for a schema token, then forwarded to the
+/// migrator.
+async fn forward(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    if let Err(e) = crate::auth::check_schema(&state.tokens, req.headers()) {
+        return error(&e);
+    }
+    let changes = req.method() == Method::POST;
+    match crate::forward::forward(&state.migrator_socket, req, peer, &state.log).await {
+        Ok(resp) => {
+            // The migrator answers once its work is committed and
+            // announced: act on the announcement before the client
+            // can send its next /call here.
+            if changes {
+                state.control.sync().await;
             }
-            let changes = req.method() == Method::POST;
-            match crate::forward::forward(&state.migrator_socket, req, peer, &state.log).await {
-                Ok(resp) => {
-                    // The migrator answers once its work is committed and
-                    // announced: act on the announcement before the client
-                    // can send its next /call here.
-                    if changes {
-                        state.control.sync().await;
-                    }
-                    resp
-                }
-                Err(e) => error(&e),
-            }
+            resp
         }
+        Err(e) => error(&e),
     }
 }
 

@@ -1,172 +1,301 @@
 //! Configuration: parsed once at start-up from command-line flags, the process
 //! environment and `.env` (in that order of precedence) into typed structs.
 //!
-//! Parsing goes through an "env lookup" seam ([`Config::from_lookup`]) so tests
-//! feed a map instead of the process environment. Reading `.env` is the
-//! binaries' job (this crate does no I/O); they load it into the environment
-//! without overriding variables that are already set.
+//! Every setting is declared once, in the `settings!` list below (variable,
+//! flag, binaries, type, default, parser, help text); the flags, each
+//! binary's `--help`, the table of variables and the parsing all follow
+//! from it. Parsing goes through an "env lookup" seam
+//! ([`Config::from_lookup`]) so tests feed a map instead of the process
+//! environment. Reading `.env` is the binaries' job (this crate does no
+//! I/O); they load it into the environment without overriding variables
+//! that are already set.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use argh::FromArgs;
 use ipnetwork::IpNetwork;
 
 /// Exit code for bad configuration (sysexits.h EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
 
-/// Flags shared by both binaries. Every flag overrides the environment variable
-/// named in its description; unset flags fall back to the environment, then
-/// `.env`, then the default.
-#[derive(FromArgs, Debug, Default, Clone, PartialEq, Eq)]
-#[argh(
-    description = "StoneScriptDB Gateway. Every flag overrides the environment \
-variable of the same meaning (shown in brackets); `.env` in the working directory is read too."
-)]
-pub struct Flags {
-    /// postgreSQL host or unix-socket directory [DB_HOST, default localhost]
-    #[argh(option)]
-    pub db_host: Option<String>,
-    /// postgreSQL port [DB_PORT, default 5432]
-    #[argh(option)]
-    pub db_port: Option<String>,
-    /// admin database the gateway connects to for maintenance [DB_NAME, default postgres]
-    #[argh(option)]
-    pub db_name: Option<String>,
-    /// postgreSQL user [DB_USER, default postgres]
-    #[argh(option)]
-    pub db_user: Option<String>,
-    /// postgreSQL password; prefer the env variable, flags show up in `ps` [DB_PASSWORD]
-    #[argh(option)]
-    pub db_password: Option<String>,
-    /// postgres://user:pass@host:port/db, used when DB_HOST is not set [DATABASE_URL]
-    #[argh(option)]
-    pub database_url: Option<String>,
-    /// address the router listens on [GATEWAY_HOST, default 127.0.0.1]
-    #[argh(option)]
-    pub host: Option<String>,
-    /// port the router listens on; 0 picks a free one [GATEWAY_PORT, default 9000]
-    #[argh(option)]
-    pub port: Option<String>,
-    /// connections per database pool [MAX_CONNECTIONS_PER_POOL, default 10]
-    #[argh(option)]
-    pub max_connections_per_pool: Option<String>,
-    /// cap on connections across all pools [MAX_TOTAL_CONNECTIONS, default 200]
-    #[argh(option)]
-    pub max_total_connections: Option<String>,
-    /// most connections one platform's pools hold together, so another platform always gets one [MAX_CONNECTIONS_PER_PLATFORM, default: half of MAX_TOTAL_CONNECTIONS]
-    #[argh(option)]
-    pub max_connections_per_platform: Option<String>,
-    /// drop pools (and connections) idle this long [POOL_IDLE_TIMEOUT_SECS, default 1800]
-    #[argh(option)]
-    pub pool_idle_timeout_secs: Option<String>,
-    /// expected wait (µs) a /call may queue behind calls already in flight on a shared connection; 0 = share a busy connection only at the pool limit [CALL_PIPELINE_BUDGET_US, default 2000]
-    #[argh(option)]
-    pub call_pipeline_budget_us: Option<String>,
-    /// how long a request waits for a connection before 503 pool_exhausted [POOL_WAIT_TIMEOUT_MS, default 2000]
-    #[argh(option)]
-    pub pool_wait_timeout_ms: Option<String>,
-    /// comma-separated CIDR list of allowed clients; unset = loopback only [ALLOWED_NETWORKS]
-    #[argh(option)]
-    pub allowed_networks: Option<String>,
-    /// log level: error, warn, info, debug or trace [RUST_LOG, default info]
-    #[argh(option)]
-    pub log_level: Option<String>,
-    /// directory for the gateway's state [DATA_DIR, default ./data]
-    #[argh(option)]
-    pub data_dir: Option<String>,
-    /// unix socket the migrator listens on [MIGRATOR_SOCKET, default $DATA_DIR/migrator.sock]
-    #[argh(option)]
-    pub migrator_socket: Option<String>,
-    /// largest schema upload, compressed [ARCHIVE_MAX_COMPRESSED_BYTES, default 16777216]
-    #[argh(option)]
-    pub archive_max_compressed_bytes: Option<String>,
-    /// largest schema archive once inflated [ARCHIVE_MAX_UNCOMPRESSED_BYTES, default 67108864]
-    #[argh(option)]
-    pub archive_max_uncompressed_bytes: Option<String>,
-    /// most entries in a schema archive [ARCHIVE_MAX_ENTRIES, default 2000]
-    #[argh(option)]
-    pub archive_max_entries: Option<String>,
-    /// largest single file in a schema archive [ARCHIVE_MAX_ENTRY_BYTES, default 4194304]
-    #[argh(option)]
-    pub archive_max_entry_bytes: Option<String>,
-    /// databases /v2/migrate deploys at the same time [MIGRATE_CONCURRENCY, default 1]
-    #[argh(option)]
-    pub migrate_concurrency: Option<String>,
-    /// extensions PostgreSQL does not mark trusted that platforms may still install (comma-separated names; needs a superuser DB_USER); trusted ones need no listing [EXTENSIONS_ALLOWED]
-    #[argh(option)]
-    pub extensions_allowed: Option<String>,
-    /// CONNECTION LIMIT of each platform role (PostgreSQL's per-role cap); -1 = none [PLATFORM_CONNECTION_LIMIT, default 100]
-    #[argh(option)]
-    pub platform_connection_limit: Option<String>,
-    /// how long a deployment waits for a table lock before failing [DEPLOY_LOCK_TIMEOUT_MS, default 5000]
-    #[argh(option)]
-    pub deploy_lock_timeout_ms: Option<String>,
-    /// cap on one deployment statement, 0 = none [DEPLOY_STATEMENT_TIMEOUT_MS, default 0]
-    #[argh(option)]
-    pub deploy_statement_timeout_ms: Option<String>,
-    /// bearer tokens for /call, per platform: platform:token,... ; once set, a platform without a token is refused unless the router lists it as open; unset = no token needed [CALL_TOKENS]
-    #[argh(option)]
-    pub call_tokens: Option<String>,
-    /// platforms whose /call needs no token although CALL_TOKENS is set (comma-separated names); without it, once CALL_TOKENS is set a platform it does not list is refused [CALL_OPEN_PLATFORMS]
-    #[argh(option)]
-    pub call_open_platforms: Option<String>,
-    /// platforms whose register, schema upload and listings need no token although tokens are configured (comma-separated names; any client the gateway admits can then replace what they deploy) [OPEN_DEPLOY_PLATFORMS]
-    #[argh(option)]
-    pub open_deploy_platforms: Option<String>,
-    /// key the platform tokens of /admin/platform-token are derived from (at least 16 characters; the same on every migrator); unset: a key kept in the control catalog [PLATFORM_TOKEN_SECRET]
-    #[argh(option)]
-    pub platform_token_secret: Option<String>,
-    /// bearer token for schema routes and /metrics; unset = no token needed [ADMIN_TOKEN]
-    #[argh(option)]
-    pub admin_token: Option<String>,
-    /// most client connections the router serves at once [MAX_CLIENT_CONNECTIONS, default 4096]
-    #[argh(option)]
-    pub max_client_connections: Option<String>,
-    /// a client must send its request headers within this time [HEADER_READ_TIMEOUT_SECS, default 30]
-    #[argh(option)]
-    pub header_read_timeout_secs: Option<String>,
-    /// worker threads of the router [ROUTER_THREADS, default: half the CPUs, at least 1]
-    #[argh(option)]
-    pub router_threads: Option<String>,
-    /// the gateway's control catalog database: who owns which database, deployments [CATALOG_DB, default stonescriptdb_gateway]
-    #[argh(option)]
-    pub catalog_db: Option<String>,
-    /// how often routers poll the catalog for changes they may have missed a notification of (ms) [CATALOG_POLL_MS, default 2000]
-    #[argh(option)]
-    pub catalog_poll_ms: Option<String>,
-    /// bearer tokens for schema routes, per platform: platform:token,... (several per platform allowed, for rotation) [DEPLOY_TOKENS]
-    #[argh(option)]
-    pub deploy_tokens: Option<String>,
-    /// longest a /call statement may run before it is cancelled and answered 504 statement_timeout, 0 = no limit [CALL_TIMEOUT_MS, default 30000]
-    #[argh(option)]
-    pub call_timeout_ms: Option<String>,
-    /// CALL_TIMEOUT_MS per platform: platform:ms,... [CALL_TIMEOUTS]
-    #[argh(option)]
-    pub call_timeouts: Option<String>,
-    /// TLS to PostgreSQL: disable, prefer, require (encrypted, not verified), verify-ca or verify-full (the server's certificate checked against DB_SSLROOTCERT, and its name too) [DB_SSLMODE, default disable, or the sslmode of DATABASE_URL]
-    #[argh(option)]
-    pub db_sslmode: Option<String>,
-    /// PEM file of the CA(s) that signed PostgreSQL's certificate; needed for verify-ca and verify-full [DB_SSLROOTCERT, or the sslrootcert of DATABASE_URL]
-    #[argh(option)]
-    pub db_sslrootcert: Option<String>,
-    /// PEM certificate chain the router serves HTTPS with (with TLS_KEY_FILE); unset = plain HTTP [TLS_CERT_FILE]
-    #[argh(option)]
-    pub tls_cert_file: Option<String>,
-    /// PEM private key of TLS_CERT_FILE [TLS_KEY_FILE]
-    #[argh(option)]
-    pub tls_key_file: Option<String>,
-    /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
-    #[argh(switch)]
-    pub check_upgrade: bool,
-    /// print the version and exit
-    #[argh(switch)]
-    pub version: bool,
+/// Declares every setting once — its field, type, environment variable,
+/// flag, the binaries that read it, its default and its parser, with its
+/// `--help` text as the doc comment — and every switch; from that one list
+/// it builds [`Flags`], the typed [`Settings`] `from_lookup` starts from,
+/// and the table ([`SETTINGS`]) behind `--help`, [`variables`] and
+/// [`Flags::get`].
+///
+/// A default is one of: `default(VALUE)` (`--help` shows it), `empty`
+/// (nothing: an empty list), `unset` or `unset("TEXT")` (an `Option`: what
+/// unset means is decided from other settings, and `TEXT` says it in
+/// `--help`), `verbatim` (an `Option`; unlike every other setting, a value
+/// of spaces is a value). A blank value counts as unset.
+macro_rules! settings {
+    (
+        settings {$(
+            $(#[doc = $help:literal])+
+            $field:ident: $ty:ty, $var:literal, $flag:literal, $read_by:ident,
+                $kind:ident $(($default:expr))?, $parse:expr;
+        )*}
+        switches {$(
+            $(#[doc = $switch_help:literal])+
+            $switch:ident, $switch_flag:literal, $switch_read_by:ident;
+        )*}
+    ) => {
+        /// The command line: each setting's flag (which overrides its
+        /// environment variable) and the switches. Parsed by [`Flags::parse`].
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        pub struct Flags {
+            $($(#[doc = $help])+ pub $field: Option<String>,)*
+            $($(#[doc = $switch_help])+ pub $switch: bool,)*
+        }
+
+        impl Flags {
+            /// The flags from argh's slots, in the order of [`SETTINGS`]
+            /// and [`SWITCHES`].
+            fn from_slots(
+                mut values: impl Iterator<Item = Option<String>>,
+                mut switches: impl Iterator<Item = bool>,
+            ) -> Self {
+                Self {
+                    $($field: values.next().flatten(),)*
+                    $($switch: switches.next().unwrap_or(false),)*
+                }
+            }
+        }
+
+        /// Every setting parsed to its type, its default applied; what
+        /// [`Config::from_lookup`] assembles the configuration from.
+        struct Settings {
+            $($(#[doc = $help])+ $field: $ty,)*
+        }
+
+        impl Settings {
+            fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+                Ok(Self {
+                    $($field: setting_value!(lookup, $var, $parse, $kind $(($default))?),)*
+                })
+            }
+        }
+
+        /// Every setting: the one table behind [`Flags::get`], [`variables`],
+        /// each binary's `--help` and [`foreign_flag`].
+        const SETTINGS: &[Setting] = &[$(
+            Setting {
+                var: $var,
+                flag: $flag,
+                read_by: ReadBy::$read_by,
+                help: concat!($($help),+),
+                shown: setting_shown!($ty, $kind $(($default))?),
+                field: |f| &f.$field,
+            },
+        )*];
+
+        /// The switches (flags without a value).
+        const SWITCHES: &[Switch] = &[$(
+            Switch {
+                flag: $switch_flag,
+                read_by: ReadBy::$switch_read_by,
+                help: concat!($($switch_help),+),
+                field: |f| f.$switch,
+            },
+        )*];
+    };
 }
 
-/// The field of [`Flags`] that holds one variable's flag.
-type FlagField = fn(&Flags) -> &Option<String>;
+/// The value of one setting: parsed when given, else its default.
+macro_rules! setting_value {
+    ($lookup:ident, $var:literal, $parse:expr, default($default:expr)) => {
+        match given($lookup, $var) {
+            None => $default,
+            Some(raw) => ($parse)($var, raw.as_str())?,
+        }
+    };
+    ($lookup:ident, $var:literal, $parse:expr, empty) => {
+        match given($lookup, $var) {
+            None => Default::default(),
+            Some(raw) => ($parse)($var, raw.as_str())?,
+        }
+    };
+    ($lookup:ident, $var:literal, $parse:expr, unset $(($text:expr))?) => {
+        match given($lookup, $var) {
+            None => None,
+            Some(raw) => Some(($parse)($var, raw.as_str())?),
+        }
+    };
+    ($lookup:ident, $var:literal, $parse:expr, verbatim) => {
+        match $lookup($var).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(raw) => Some(($parse)($var, raw.as_str())?),
+        }
+    };
+}
+
+/// What `--help` says of a setting's default, after its variable.
+macro_rules! setting_shown {
+    ($ty:ty, default($default:expr)) => {
+        || {
+            let value: $ty = $default;
+            Some(format!("default {value}"))
+        }
+    };
+    ($ty:ty, unset($text:expr)) => {
+        || Some(String::from($text))
+    };
+    ($ty:ty, $kind:ident) => {
+        || None
+    };
+}
+
+/// A variable's value unless it is unset or blank.
+fn given(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    lookup(var).filter(|v| !v.trim().is_empty())
+}
+
+settings! {
+    settings {
+        /// postgreSQL host or unix-socket directory
+        db_host: Option<String>, "DB_HOST", "--db-host", Both,
+            unset("default localhost"), text;
+        /// postgreSQL port
+        db_port: u16, "DB_PORT", "--db-port", Both,
+            default(5432), at_least(1);
+        /// admin database the gateway connects to for maintenance
+        db_name: String, "DB_NAME", "--db-name", Both,
+            default("postgres".into()), text;
+        /// postgreSQL user
+        db_user: String, "DB_USER", "--db-user", Both,
+            default("postgres".into()), text;
+        /// postgreSQL password; prefer the env variable, flags show up in `ps`
+        db_password: Option<String>, "DB_PASSWORD", "--db-password", Both,
+            verbatim, text;
+        /// postgres://user:pass@host:port/db, used when DB_HOST is not set
+        database_url: Option<String>, "DATABASE_URL", "--database-url", Both,
+            unset, text;
+        /// address the router listens on
+        host: IpAddr, "GATEWAY_HOST", "--host", Router,
+            default(IpAddr::V4(Ipv4Addr::LOCALHOST)), ip_address;
+        /// port the router listens on; 0 picks a free one
+        port: u16, "GATEWAY_PORT", "--port", Router,
+            default(9000), at_least(0);
+        /// connections per database pool
+        max_connections_per_pool: usize, "MAX_CONNECTIONS_PER_POOL", "--max-connections-per-pool", Router,
+            default(10), at_least(1);
+        /// cap on connections across all pools
+        max_total_connections: usize, "MAX_TOTAL_CONNECTIONS", "--max-total-connections", Router,
+            default(200), at_least(1);
+        /// most connections one platform's pools hold together, so another platform always gets one
+        max_connections_per_platform: Option<usize>, "MAX_CONNECTIONS_PER_PLATFORM", "--max-connections-per-platform", Router,
+            unset("default: half of MAX_TOTAL_CONNECTIONS"), at_least(1);
+        /// drop pools (and connections) idle this long
+        pool_idle_timeout_secs: u64, "POOL_IDLE_TIMEOUT_SECS", "--pool-idle-timeout-secs", Router,
+            default(1800), at_least(1);
+        /// expected wait (µs) a /call may queue behind calls already in flight on a shared connection; 0 = share a busy connection only at the pool limit
+        call_pipeline_budget_us: u64, "CALL_PIPELINE_BUDGET_US", "--call-pipeline-budget-us", Router,
+            default(2000), at_least(0);
+        /// how long a request waits for a connection before 503 pool_exhausted
+        pool_wait_timeout_ms: u64, "POOL_WAIT_TIMEOUT_MS", "--pool-wait-timeout-ms", Router,
+            default(2000), at_least(1);
+        /// comma-separated CIDR list of allowed clients; unset = loopback only
+        allowed_networks: Option<Vec<IpNetwork>>, "ALLOWED_NETWORKS", "--allowed-networks", Router,
+            unset, |_, raw| parse_networks(raw);
+        /// log level: error, warn, info, debug or trace
+        log_level: LogLevel, "RUST_LOG", "--log-level", Both,
+            default(LogLevel::Info), |_, raw| parse_log_level(raw);
+        /// directory for the gateway's state
+        data_dir: String, "DATA_DIR", "--data-dir", Both,
+            default("./data".into()), text;
+        /// unix socket the migrator listens on
+        migrator_socket: Option<String>, "MIGRATOR_SOCKET", "--migrator-socket", Both,
+            unset("default $DATA_DIR/migrator.sock"), text;
+        /// largest schema upload, compressed
+        archive_max_compressed_bytes: u64, "ARCHIVE_MAX_COMPRESSED_BYTES", "--archive-max-compressed-bytes", Migrator,
+            default(16 << 20), at_least(1);
+        /// largest schema archive once inflated
+        archive_max_uncompressed_bytes: u64, "ARCHIVE_MAX_UNCOMPRESSED_BYTES", "--archive-max-uncompressed-bytes", Migrator,
+            default(64 << 20), at_least(1);
+        /// most entries in a schema archive
+        archive_max_entries: usize, "ARCHIVE_MAX_ENTRIES", "--archive-max-entries", Migrator,
+            default(2000), at_least(1);
+        /// largest single file in a schema archive
+        archive_max_entry_bytes: u64, "ARCHIVE_MAX_ENTRY_BYTES", "--archive-max-entry-bytes", Migrator,
+            default(4 << 20), at_least(1);
+        /// databases /v2/migrate deploys at the same time
+        migrate_concurrency: usize, "MIGRATE_CONCURRENCY", "--migrate-concurrency", Migrator,
+            default(1), at_least(1);
+        /// extensions PostgreSQL does not mark trusted that platforms may still install (comma-separated names; needs a superuser DB_USER); trusted ones need no listing
+        extensions_allowed: Vec<String>, "EXTENSIONS_ALLOWED", "--extensions-allowed", Migrator,
+            empty, |_, raw| parse_extensions_allowed(raw);
+        /// CONNECTION LIMIT of each platform role (PostgreSQL's per-role cap); -1 = none
+        platform_connection_limit: i32, "PLATFORM_CONNECTION_LIMIT", "--platform-connection-limit", Migrator,
+            default(100), at_least(-1);
+        /// how long a deployment waits for a table lock before failing
+        deploy_lock_timeout_ms: u64, "DEPLOY_LOCK_TIMEOUT_MS", "--deploy-lock-timeout-ms", Migrator,
+            default(5000), at_least(1);
+        /// cap on one deployment statement, 0 = none
+        deploy_statement_timeout_ms: u64, "DEPLOY_STATEMENT_TIMEOUT_MS", "--deploy-statement-timeout-ms", Migrator,
+            default(0), at_least(0);
+        /// bearer tokens for /call, per platform: platform:token,... ; once set, a platform without a token is refused unless the router lists it as open; unset = no token needed
+        call_tokens: BTreeMap<String, String>, "CALL_TOKENS", "--call-tokens", Both,
+            empty, |_, raw| parse_call_tokens(raw);
+        /// platforms whose /call needs no token although CALL_TOKENS is set (comma-separated names); without it, once CALL_TOKENS is set a platform it does not list is refused
+        call_open_platforms: BTreeSet<String>, "CALL_OPEN_PLATFORMS", "--call-open-platforms", Router,
+            empty, parse_platform_list;
+        /// platforms whose register, schema upload and listings need no token although tokens are configured (comma-separated names; any client the gateway admits can then replace what they deploy)
+        open_deploy_platforms: BTreeSet<String>, "OPEN_DEPLOY_PLATFORMS", "--open-deploy-platforms", Both,
+            empty, parse_platform_list;
+        /// key the platform tokens of /admin/platform-token are derived from (at least 16 characters; the same on every migrator); unset: a key kept in the control catalog
+        platform_token_secret: Option<String>, "PLATFORM_TOKEN_SECRET", "--platform-token-secret", Migrator,
+            unset, secret;
+        /// bearer token for schema routes and /metrics; unset = no token needed
+        admin_token: Option<String>, "ADMIN_TOKEN", "--admin-token", Both,
+            unset, secret;
+        /// most client connections the router serves at once
+        max_client_connections: usize, "MAX_CLIENT_CONNECTIONS", "--max-client-connections", Router,
+            default(4096), at_least(1);
+        /// a client must send its request headers within this time
+        header_read_timeout_secs: u64, "HEADER_READ_TIMEOUT_SECS", "--header-read-timeout-secs", Router,
+            default(30), at_least(1);
+        /// worker threads of the router
+        router_threads: Option<usize>, "ROUTER_THREADS", "--router-threads", Router,
+            unset("default: half the CPUs, at least 1"), at_least(1);
+        /// the gateway's control catalog database: who owns which database, deployments
+        catalog_db: String, "CATALOG_DB", "--catalog-db", Both,
+            default(crate::catalog::DEFAULT_CATALOG_DB.into()), catalog_db;
+        /// how often routers poll the catalog for changes they may have missed a notification of (ms)
+        catalog_poll_ms: u64, "CATALOG_POLL_MS", "--catalog-poll-ms", Router,
+            default(2000), at_least(100);
+        /// bearer tokens for schema routes, per platform: platform:token,... (several per platform allowed, for rotation)
+        deploy_tokens: Vec<DeployToken>, "DEPLOY_TOKENS", "--deploy-tokens", Both,
+            empty, |_, raw| parse_deploy_tokens(raw);
+        /// longest a /call statement may run before it is cancelled and answered 504 statement_timeout, 0 = no limit
+        call_timeout_ms: u64, "CALL_TIMEOUT_MS", "--call-timeout-ms", Router,
+            default(30_000), at_least(0);
+        /// CALL_TIMEOUT_MS per platform: platform:ms,...
+        call_timeouts: BTreeMap<String, Duration>, "CALL_TIMEOUTS", "--call-timeouts", Router,
+            empty, |_, raw| parse_call_timeouts(raw);
+        /// TLS to PostgreSQL: disable, prefer, require (encrypted, not verified), verify-ca or verify-full (the server's certificate checked against DB_SSLROOTCERT, and its name too)
+        db_sslmode: Option<SslMode>, "DB_SSLMODE", "--db-sslmode", Both,
+            unset("default disable, or the sslmode of DATABASE_URL"), |var, raw| SslMode::parse(raw, var);
+        /// PEM file of the CA(s) that signed PostgreSQL's certificate; needed for verify-ca and verify-full
+        db_sslrootcert: Option<PathBuf>, "DB_SSLROOTCERT", "--db-sslrootcert", Both,
+            unset("or the sslrootcert of DATABASE_URL"), path;
+        /// PEM certificate chain the router serves HTTPS with (with TLS_KEY_FILE); unset = plain HTTP
+        tls_cert_file: Option<PathBuf>, "TLS_CERT_FILE", "--tls-cert-file", Router,
+            unset, path;
+        /// PEM private key of TLS_CERT_FILE
+        tls_key_file: Option<PathBuf>, "TLS_KEY_FILE", "--tls-key-file", Router,
+            unset, path;
+    }
+    switches {
+        /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
+        check_upgrade, "--check-upgrade", Migrator;
+        /// print the version and exit
+        version, "--version", Both;
+    }
+}
 
 /// The two binaries, each reading its own part of the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,213 +349,36 @@ schema routes the router forwards to its Unix socket."
     }
 }
 
-/// One setting: its environment variable, its flag, and who reads it.
+/// One setting as `--help` and the flags see it (declared in `settings!`).
 struct Setting {
     var: &'static str,
     flag: &'static str,
     read_by: ReadBy,
-    field: FlagField,
+    /// What the doc comment says.
+    help: &'static str,
+    /// What `--help` adds after the variable's name about its default.
+    shown: fn() -> Option<String>,
+    /// Its field of [`Flags`].
+    field: fn(&Flags) -> &Option<String>,
 }
 
-const fn s(var: &'static str, flag: &'static str, read_by: ReadBy, field: FlagField) -> Setting {
-    Setting {
-        var,
-        flag,
-        read_by,
-        field,
+impl Setting {
+    /// Its line in `--help`: the text, then the variable and the default.
+    fn description(&self) -> String {
+        match (self.shown)() {
+            Some(default) => format!("{} [{}, {default}]", self.help.trim(), self.var),
+            None => format!("{} [{}]", self.help.trim(), self.var),
+        }
     }
 }
 
-/// Every variable the binaries read, with the flag that sets it and the
-/// binaries that read it: the one list behind [`Flags::get`],
-/// [`variables`] and each binary's `--help`.
-const SETTINGS: &[Setting] = &[
-    s("DB_HOST", "--db-host", ReadBy::Both, |f| &f.db_host),
-    s("DB_PORT", "--db-port", ReadBy::Both, |f| &f.db_port),
-    s("DB_NAME", "--db-name", ReadBy::Both, |f| &f.db_name),
-    s("DB_USER", "--db-user", ReadBy::Both, |f| &f.db_user),
-    s("DB_PASSWORD", "--db-password", ReadBy::Both, |f| {
-        &f.db_password
-    }),
-    s("DATABASE_URL", "--database-url", ReadBy::Both, |f| {
-        &f.database_url
-    }),
-    s("GATEWAY_HOST", "--host", ReadBy::Router, |f| &f.host),
-    s("GATEWAY_PORT", "--port", ReadBy::Router, |f| &f.port),
-    s(
-        "MAX_CONNECTIONS_PER_POOL",
-        "--max-connections-per-pool",
-        ReadBy::Router,
-        |f| &f.max_connections_per_pool,
-    ),
-    s(
-        "MAX_TOTAL_CONNECTIONS",
-        "--max-total-connections",
-        ReadBy::Router,
-        |f| &f.max_total_connections,
-    ),
-    s(
-        "MAX_CONNECTIONS_PER_PLATFORM",
-        "--max-connections-per-platform",
-        ReadBy::Router,
-        |f| &f.max_connections_per_platform,
-    ),
-    s(
-        "POOL_IDLE_TIMEOUT_SECS",
-        "--pool-idle-timeout-secs",
-        ReadBy::Router,
-        |f| &f.pool_idle_timeout_secs,
-    ),
-    s(
-        "POOL_WAIT_TIMEOUT_MS",
-        "--pool-wait-timeout-ms",
-        ReadBy::Router,
-        |f| &f.pool_wait_timeout_ms,
-    ),
-    s(
-        "CALL_PIPELINE_BUDGET_US",
-        "--call-pipeline-budget-us",
-        ReadBy::Router,
-        |f| &f.call_pipeline_budget_us,
-    ),
-    s(
-        "ALLOWED_NETWORKS",
-        "--allowed-networks",
-        ReadBy::Router,
-        |f| &f.allowed_networks,
-    ),
-    s("RUST_LOG", "--log-level", ReadBy::Both, |f| &f.log_level),
-    s("DATA_DIR", "--data-dir", ReadBy::Both, |f| &f.data_dir),
-    s("MIGRATOR_SOCKET", "--migrator-socket", ReadBy::Both, |f| {
-        &f.migrator_socket
-    }),
-    s(
-        "ARCHIVE_MAX_COMPRESSED_BYTES",
-        "--archive-max-compressed-bytes",
-        ReadBy::Migrator,
-        |f| &f.archive_max_compressed_bytes,
-    ),
-    s(
-        "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
-        "--archive-max-uncompressed-bytes",
-        ReadBy::Migrator,
-        |f| &f.archive_max_uncompressed_bytes,
-    ),
-    s(
-        "ARCHIVE_MAX_ENTRIES",
-        "--archive-max-entries",
-        ReadBy::Migrator,
-        |f| &f.archive_max_entries,
-    ),
-    s(
-        "ARCHIVE_MAX_ENTRY_BYTES",
-        "--archive-max-entry-bytes",
-        ReadBy::Migrator,
-        |f| &f.archive_max_entry_bytes,
-    ),
-    s(
-        "MIGRATE_CONCURRENCY",
-        "--migrate-concurrency",
-        ReadBy::Migrator,
-        |f| &f.migrate_concurrency,
-    ),
-    s("CALL_TOKENS", "--call-tokens", ReadBy::Both, |f| {
-        &f.call_tokens
-    }),
-    s(
-        "CALL_OPEN_PLATFORMS",
-        "--call-open-platforms",
-        ReadBy::Router,
-        |f| &f.call_open_platforms,
-    ),
-    s(
-        "OPEN_DEPLOY_PLATFORMS",
-        "--open-deploy-platforms",
-        ReadBy::Both,
-        |f| &f.open_deploy_platforms,
-    ),
-    s(
-        "PLATFORM_TOKEN_SECRET",
-        "--platform-token-secret",
-        ReadBy::Migrator,
-        |f| &f.platform_token_secret,
-    ),
-    s("ADMIN_TOKEN", "--admin-token", ReadBy::Both, |f| {
-        &f.admin_token
-    }),
-    s(
-        "MAX_CLIENT_CONNECTIONS",
-        "--max-client-connections",
-        ReadBy::Router,
-        |f| &f.max_client_connections,
-    ),
-    s(
-        "HEADER_READ_TIMEOUT_SECS",
-        "--header-read-timeout-secs",
-        ReadBy::Router,
-        |f| &f.header_read_timeout_secs,
-    ),
-    s("ROUTER_THREADS", "--router-threads", ReadBy::Router, |f| {
-        &f.router_threads
-    }),
-    s(
-        "EXTENSIONS_ALLOWED",
-        "--extensions-allowed",
-        ReadBy::Migrator,
-        |f| &f.extensions_allowed,
-    ),
-    s(
-        "PLATFORM_CONNECTION_LIMIT",
-        "--platform-connection-limit",
-        ReadBy::Migrator,
-        |f| &f.platform_connection_limit,
-    ),
-    s(
-        "DEPLOY_LOCK_TIMEOUT_MS",
-        "--deploy-lock-timeout-ms",
-        ReadBy::Migrator,
-        |f| &f.deploy_lock_timeout_ms,
-    ),
-    s(
-        "DEPLOY_STATEMENT_TIMEOUT_MS",
-        "--deploy-statement-timeout-ms",
-        ReadBy::Migrator,
-        |f| &f.deploy_statement_timeout_ms,
-    ),
-    s("CATALOG_DB", "--catalog-db", ReadBy::Both, |f| {
-        &f.catalog_db
-    }),
-    s(
-        "CATALOG_POLL_MS",
-        "--catalog-poll-ms",
-        ReadBy::Router,
-        |f| &f.catalog_poll_ms,
-    ),
-    s("DEPLOY_TOKENS", "--deploy-tokens", ReadBy::Both, |f| {
-        &f.deploy_tokens
-    }),
-    s(
-        "CALL_TIMEOUT_MS",
-        "--call-timeout-ms",
-        ReadBy::Router,
-        |f| &f.call_timeout_ms,
-    ),
-    s("CALL_TIMEOUTS", "--call-timeouts", ReadBy::Router, |f| {
-        &f.call_timeouts
-    }),
-    s("DB_SSLMODE", "--db-sslmode", ReadBy::Both, |f| {
-        &f.db_sslmode
-    }),
-    s("DB_SSLROOTCERT", "--db-sslrootcert", ReadBy::Both, |f| {
-        &f.db_sslrootcert
-    }),
-    s("TLS_CERT_FILE", "--tls-cert-file", ReadBy::Router, |f| {
-        &f.tls_cert_file
-    }),
-    s("TLS_KEY_FILE", "--tls-key-file", ReadBy::Router, |f| {
-        &f.tls_key_file
-    }),
-];
+/// A flag without a value.
+struct Switch {
+    flag: &'static str,
+    read_by: ReadBy,
+    help: &'static str,
+    field: fn(&Flags) -> bool,
+}
 
 /// Every variable the binaries read (each also has a flag: [`Flags::get`]).
 pub fn variables() -> impl Iterator<Item = &'static str> {
@@ -441,13 +393,6 @@ pub fn variables_of(binary: Binary) -> impl Iterator<Item = &'static str> {
         .map(|s| s.var)
 }
 
-/// Switches (no value) and the binaries that take them.
-const SWITCHES: &[(&str, ReadBy)] = &[
-    ("--check-upgrade", ReadBy::Migrator),
-    ("--version", ReadBy::Both),
-    ("--help", ReadBy::Both),
-];
-
 /// Rules `--help` states beside the flags.
 const RULES: &str = "Every flag overrides the environment variable shown in brackets; \
 unset flags fall back to the environment, then `.env` in the working directory, then the default. \
@@ -456,51 +401,127 @@ DEPLOY_TOKENS are comma-separated platform:token pairs, and DEPLOY_TOKENS may li
 per platform (rotation) but never one token for two platforms. Bad configuration prints one line \
 and exits 64.";
 
-/// `--help` of `binary`: argh's text for [`Flags`] (`full`), keeping only
-/// the flags that binary reads, under its own description.
-pub fn help_of(binary: Binary, full: &str) -> String {
-    let takes = |flag: &str| {
-        let read_by = SETTINGS
-            .iter()
-            .find(|s| s.flag == flag)
-            .map(|s| s.read_by)
-            .or_else(|| SWITCHES.iter().find(|(f, _)| *f == flag).map(|(_, r)| *r));
-        !matches!(read_by, Some(r) if !r.includes(binary))
-    };
+/// What `--help` and `help` print.
+const HELP_TRIGGERS: &[&str] = &["--help", "help"];
+
+/// `--help` of `binary`: its description, the rules, and the flags it
+/// reads, laid out as argh lays out help.
+pub fn help_of(binary: Binary) -> String {
     let mut usage = format!("Usage: {}", binary.name());
     let mut options = String::new();
-    let mut keep = true;
-    let mut in_options = false;
-    for line in full.lines() {
-        if let Some(rest) = line.strip_prefix("Usage: ") {
-            // "name [--flag <flag>] [--switch]": keep this binary's
-            for part in rest.split(" [").skip(1) {
-                let flag = part.split([' ', ']']).next().unwrap_or_default();
-                if takes(flag) {
-                    usage.push_str(" [");
-                    usage.push_str(part);
-                }
-            }
-        } else if line.starts_with("Options:") {
-            in_options = true;
-        } else if in_options {
-            if let Some(entry) = line.strip_prefix("  --") {
-                let flag = format!("--{}", entry.split([' ', ',']).next().unwrap_or_default());
-                keep = takes(&flag);
-            } else if !line.starts_with("   ") {
-                in_options = false;
-                keep = true;
-            }
-            if keep && in_options {
-                options.push_str(line);
-                options.push('\n');
-            }
-        }
+    for s in SETTINGS.iter().filter(|s| s.read_by.includes(binary)) {
+        usage.push_str(&format!(" [{} <{}>]", s.flag, &s.flag[2..]));
+        describe(&mut options, s.flag, &s.description());
     }
+    for s in SWITCHES.iter().filter(|s| s.read_by.includes(binary)) {
+        usage.push_str(&format!(" [{}]", s.flag));
+        describe(&mut options, s.flag, s.help.trim());
+    }
+    describe(
+        &mut options,
+        &HELP_TRIGGERS.join(", "),
+        "display usage information",
+    );
     format!(
         "{usage}\n\n{}\n\n{RULES}\n\nOptions:\n{options}",
         binary.about()
     )
+}
+
+/// One option of `--help`: its name, then its description from column 20,
+/// wrapped at 80 columns.
+fn describe(out: &mut String, name: &str, description: &str) {
+    const COLUMN: usize = 20;
+    const WIDTH: usize = 80;
+    let len = |s: &str| s.chars().count();
+    let pad = |line: &mut String| {
+        let n = len(line);
+        line.extend(std::iter::repeat_n(' ', COLUMN.saturating_sub(n)));
+        n < COLUMN
+    };
+    let mut line = format!("  {name}");
+    if !pad(&mut line) {
+        out.push_str(&line);
+        out.push('\n');
+        line.clear();
+    }
+    let mut words = description.split(' ').peekable();
+    while let Some(first) = words.next() {
+        pad(&mut line);
+        line.push_str(first);
+        // the next word, after a space, still fits in WIDTH columns
+        while let Some(word) = words.next_if(|w| len(&line) + len(w) < WIDTH) {
+            line.push(' ');
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+        line.clear();
+    }
+}
+
+impl Flags {
+    /// Parse the command line of `binary` (`args` without the program's
+    /// name) with argh, through the parser argh's derive expands to (its
+    /// derive needs each flag written out as a struct field; the flags
+    /// here come from the settings table). `--help` is an `Ok` early exit with
+    /// that binary's help; an unknown flag, a missing value or a flag given
+    /// twice an `Err` one, worded by argh.
+    pub fn parse(binary: Binary, args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        use argh::{ParseStructOption, ParseStructOptions, ParseStructPositionals};
+        static ARG_TO_SLOT: std::sync::OnceLock<Vec<(&'static str, usize)>> =
+            std::sync::OnceLock::new();
+        let arg_to_slot = ARG_TO_SLOT.get_or_init(|| {
+            let flags = SETTINGS.iter().map(|s| s.flag);
+            let switches = SWITCHES.iter().map(|s| s.flag);
+            flags
+                .chain(switches)
+                .enumerate()
+                .map(|(i, f)| (f, i))
+                .collect()
+        });
+        let mut values: Vec<argh::ParseValueSlotTy<Option<String>, String>> = SETTINGS
+            .iter()
+            .map(|_| argh::ParseValueSlotTy {
+                slot: None,
+                parse_func: |_, value| Ok(value.to_owned()),
+            })
+            .collect();
+        let mut switches = vec![false; SWITCHES.len()];
+        {
+            let values = values.iter_mut().map(|v| ParseStructOption::Value(v));
+            let switches = switches.iter_mut().map(|s| ParseStructOption::Flag(s));
+            let mut slots: Vec<ParseStructOption<'_>> = values.chain(switches).collect();
+            argh::parse_struct_args(
+                &[binary.name()],
+                args,
+                ParseStructOptions {
+                    arg_to_slot,
+                    slots: &mut slots,
+                    help_triggers: HELP_TRIGGERS,
+                },
+                ParseStructPositionals {
+                    positionals: &mut [],
+                    last_is_repeating: false,
+                    last_is_greedy: false,
+                },
+                None,
+                &|| help_of(binary),
+            )?;
+        }
+        Ok(Self::from_slots(
+            values.into_iter().map(|v| v.slot),
+            switches.into_iter(),
+        ))
+    }
+
+    /// The value a flag gives for environment variable `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        SETTINGS
+            .iter()
+            .find(|s| s.var == name)
+            .and_then(|s| (s.field)(self).as_deref())
+    }
 }
 
 /// The first flag given to `binary` that only the other binary reads, as
@@ -515,9 +536,10 @@ pub fn foreign_flag(binary: Binary, flags: &Flags) -> Option<String> {
         .filter(|s| (s.field)(flags).is_some())
         .map(|s| (s.flag, s.read_by))
         .chain(
-            flags
-                .check_upgrade
-                .then_some(("--check-upgrade", ReadBy::Migrator)),
+            SWITCHES
+                .iter()
+                .filter(|s| (s.field)(flags))
+                .map(|s| (s.flag, s.read_by)),
         );
     for (flag, read_by) in given {
         if !read_by.includes(binary) {
@@ -588,16 +610,6 @@ pub fn check_dotenv_syntax(text: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-impl Flags {
-    /// The value a flag gives for environment variable `name`, if set.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        SETTINGS
-            .iter()
-            .find(|s| s.var == name)
-            .and_then(|s| (s.field)(self).as_deref())
-    }
 }
 
 /// How to reach PostgreSQL with the admin role.
@@ -700,6 +712,19 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+impl std::fmt::Display for LogLevel {
+    /// The name `RUST_LOG` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        })
+    }
 }
 
 /// The whole configuration of one binary.
@@ -847,8 +872,7 @@ pub fn parse_extensions_allowed(raw: &str) -> Result<Vec<String>, ConfigError> {
 
 /// `CATALOG_DB`: a plain lowercase identifier, so it needs no quoting
 /// anywhere an operator types it.
-fn parse_catalog_db(raw: Option<String>) -> Result<String, ConfigError> {
-    let name = raw.unwrap_or_else(|| crate::catalog::DEFAULT_CATALOG_DB.to_owned());
+fn catalog_db(var: &str, name: &str) -> Result<String, ConfigError> {
     let ok = name.len() <= crate::names::MAX_IDENTIFIER_BYTES
         && name
             .bytes()
@@ -858,10 +882,10 @@ fn parse_catalog_db(raw: Option<String>) -> Result<String, ConfigError> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
-        Ok(name)
+        Ok(name.to_owned())
     } else {
         Err(ConfigError(format!(
-            "CATALOG_DB={name:?} must be a lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+            "{var}={name:?} must be a lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
         )))
     }
 }
@@ -937,12 +961,7 @@ pub fn parse_call_timeouts(
         })?;
         crate::names::validate_platform(platform)
             .map_err(|e| ConfigError(format!("CALL_TIMEOUTS: {e}")))?;
-        let ms = parse_num(
-            &format!("CALL_TIMEOUTS ({platform})"),
-            Some(ms.to_owned()),
-            0u64,
-            0,
-        )?;
+        let ms = parse_num(&format!("CALL_TIMEOUTS ({platform})"), ms, 0u64)?;
         if out
             .insert(platform.to_owned(), Duration::from_millis(ms))
             .is_some()
@@ -1004,36 +1023,72 @@ macro_rules! at_least {
 }
 at_least!(i32, u32, u64, usize);
 
-fn parse_num<T>(name: &str, raw: Option<String>, default: T, min: T) -> Result<T, ConfigError>
+fn parse_num<T>(name: &str, s: &str, min: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + Range,
 {
-    match raw {
-        None => Ok(default),
-        Some(s) => {
-            let range = || {
-                ConfigError(format!(
-                    "{name}={s:?} is out of range: it must be {}",
-                    T::range(&min)
-                ))
-            };
-            let v: T = match s.trim().parse() {
-                Ok(v) => v,
-                // a whole number the type cannot hold: say the range
-                Err(_) if s.trim().parse::<i128>().is_ok() => return Err(range()),
-                Err(_) => {
-                    return Err(ConfigError(format!(
-                        "{name}={s:?} is not a whole number ({})",
-                        T::range(&min)
-                    )))
-                }
-            };
-            if v < min {
-                return Err(range());
-            }
-            Ok(v)
+    let range = || {
+        ConfigError(format!(
+            "{name}={s:?} is out of range: it must be {}",
+            T::range(&min)
+        ))
+    };
+    let v: T = match s.trim().parse() {
+        Ok(v) => v,
+        // a whole number the type cannot hold: say the range
+        Err(_) if s.trim().parse::<i128>().is_ok() => return Err(range()),
+        Err(_) => {
+            return Err(ConfigError(format!(
+                "{name}={s:?} is not a whole number ({})",
+                T::range(&min)
+            )))
         }
+    };
+    if v < min {
+        return Err(range());
     }
+    Ok(v)
+}
+
+// The parsers `settings!` names: `(variable, value) -> value`, the value
+// never blank.
+
+/// A value taken as given.
+fn text(_: &str, raw: &str) -> Result<String, ConfigError> {
+    Ok(raw.to_owned())
+}
+
+/// A file name.
+fn path(_: &str, raw: &str) -> Result<PathBuf, ConfigError> {
+    Ok(PathBuf::from(raw))
+}
+
+/// A whole number of at least `min`.
+fn at_least<T>(min: T) -> impl Fn(&str, &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Range + Copy,
+{
+    move |var, raw| parse_num(var, raw, min)
+}
+
+/// A token or key: at least 16 characters.
+fn secret(var: &str, raw: &str) -> Result<String, ConfigError> {
+    if raw.len() < 16 {
+        return Err(ConfigError(format!("{var} is shorter than 16 characters")));
+    }
+    Ok(raw.to_owned())
+}
+
+/// An IP address to listen on (`localhost`: 127.0.0.1).
+fn ip_address(var: &str, raw: &str) -> Result<IpAddr, ConfigError> {
+    if raw == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    raw.trim().parse().map_err(|_| {
+        ConfigError(format!(
+            "{var}={raw:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)"
+        ))
+    })
 }
 
 /// Parse a comma-separated CIDR list (`10.0.0.0/8, ::1/128, 192.168.1.7`).
@@ -1088,16 +1143,14 @@ pub fn parse_log_level(raw: &str) -> Result<LogLevel, ConfigError> {
 }
 
 impl Config {
-    /// Build the configuration from a lookup of environment-variable names.
+    /// Build the configuration from a lookup of environment-variable names:
+    /// every setting parsed as declared (`settings!`), then put together.
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-
-        let url = get("DATABASE_URL");
-        let host = get("DB_HOST");
-        let db_configured = url.is_some() || host.is_some();
+        let s = Settings::from_lookup(&lookup)?;
+        let db_configured = s.database_url.is_some() || s.db_host.is_some();
         let (mut url_sslmode, mut url_root) = (None, None);
-        let db = match (host, url) {
+        let db = match (s.db_host, s.database_url) {
             (None, Some(url)) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError(
@@ -1110,20 +1163,19 @@ impl Config {
             }
             (host, _) => DbTarget::Fields {
                 host: host.unwrap_or_else(|| "localhost".into()),
-                port: parse_num("DB_PORT", get("DB_PORT"), 5432u16, 1)?,
-                name: get("DB_NAME").unwrap_or_else(|| "postgres".into()),
-                user: get("DB_USER").unwrap_or_else(|| "postgres".into()),
-                password: lookup("DB_PASSWORD").filter(|p| !p.is_empty()),
+                port: s.db_port,
+                name: s.db_name,
+                user: s.db_user,
+                password: s.db_password,
             },
         };
-
         let db_tls = {
-            let mode = match (get("DB_SSLMODE"), url_sslmode) {
-                (Some(m), _) => SslMode::parse(&m, "DB_SSLMODE")?,
+            let mode = match (s.db_sslmode, url_sslmode) {
+                (Some(m), _) => m,
                 (None, Some(m)) => SslMode::parse(&m, "the sslmode of DATABASE_URL")?,
                 (None, None) => SslMode::Disable,
             };
-            let root_cert = get("DB_SSLROOTCERT").or(url_root).map(PathBuf::from);
+            let root_cert = s.db_sslrootcert.or(url_root.map(PathBuf::from));
             if mode.verifies() && root_cert.is_none() {
                 return Err(ConfigError(
                     "DB_SSLMODE=verify-ca and verify-full need DB_SSLROOTCERT (the PEM file of the CA that signed PostgreSQL's certificate)".into(),
@@ -1131,9 +1183,9 @@ impl Config {
             }
             DbTls { mode, root_cert }
         };
-        let listener_tls = match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+        let listener_tls = match (s.tls_cert_file, s.tls_key_file) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (Some(cert), Some(key)) => Some((cert, key)),
             (Some(_), None) => {
                 return Err(ConfigError(
                     "TLS_CERT_FILE is set but TLS_KEY_FILE is not: HTTPS needs both".into(),
@@ -1145,213 +1197,64 @@ impl Config {
                 ))
             }
         };
-        let gateway_host = match get("GATEWAY_HOST") {
-            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(h) if h == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(h) => h.trim().parse().map_err(|_| {
-                ConfigError(format!(
-                    "GATEWAY_HOST={h:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)"
-                ))
-            })?,
-        };
-        let gateway_port = parse_num("GATEWAY_PORT", get("GATEWAY_PORT"), 9000u16, 0)?;
-        let max_connections_per_pool = parse_num(
-            "MAX_CONNECTIONS_PER_POOL",
-            get("MAX_CONNECTIONS_PER_POOL"),
-            10usize,
-            1,
-        )?;
-        let max_total_connections = parse_num(
-            "MAX_TOTAL_CONNECTIONS",
-            get("MAX_TOTAL_CONNECTIONS"),
-            200usize,
-            1,
-        )?;
-        let max_connections_per_platform = parse_num(
-            "MAX_CONNECTIONS_PER_PLATFORM",
-            get("MAX_CONNECTIONS_PER_PLATFORM"),
-            (max_total_connections / 2).max(1),
-            1,
-        )?;
-        let pool_idle_timeout = Duration::from_secs(parse_num(
-            "POOL_IDLE_TIMEOUT_SECS",
-            get("POOL_IDLE_TIMEOUT_SECS"),
-            1800u64,
-            1,
-        )?);
-        let pool_wait_timeout = Duration::from_millis(parse_num(
-            "POOL_WAIT_TIMEOUT_MS",
-            get("POOL_WAIT_TIMEOUT_MS"),
-            2000u64,
-            1,
-        )?);
-        let call_pipeline_budget = Duration::from_micros(parse_num(
-            "CALL_PIPELINE_BUDGET_US",
-            get("CALL_PIPELINE_BUDGET_US"),
-            2000u64,
-            0,
-        )?);
-        let allowed_networks = match get("ALLOWED_NETWORKS") {
-            None => loopback_networks(),
-            Some(raw) => parse_networks(&raw)?,
-        };
-        let log_level = match get("RUST_LOG") {
-            None => LogLevel::Info,
-            Some(raw) => parse_log_level(&raw)?,
-        };
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let migrator_socket = get("MIGRATOR_SOCKET")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("migrator.sock"));
-
-        let archive = ArchiveCaps {
-            max_compressed_bytes: parse_num(
-                "ARCHIVE_MAX_COMPRESSED_BYTES",
-                get("ARCHIVE_MAX_COMPRESSED_BYTES"),
-                16u64 << 20,
-                1,
-            )?,
-            max_uncompressed_bytes: parse_num(
-                "ARCHIVE_MAX_UNCOMPRESSED_BYTES",
-                get("ARCHIVE_MAX_UNCOMPRESSED_BYTES"),
-                64u64 << 20,
-                1,
-            )?,
-            max_entries: parse_num(
-                "ARCHIVE_MAX_ENTRIES",
-                get("ARCHIVE_MAX_ENTRIES"),
-                2000usize,
-                1,
-            )?,
-            max_entry_bytes: parse_num(
-                "ARCHIVE_MAX_ENTRY_BYTES",
-                get("ARCHIVE_MAX_ENTRY_BYTES"),
-                4u64 << 20,
-                1,
-            )?,
-        };
-        let call_tokens = match get("CALL_TOKENS") {
-            None => Default::default(),
-            Some(raw) => parse_call_tokens(&raw)?,
-        };
-        let call_open_platforms = match get("CALL_OPEN_PLATFORMS") {
-            None => Default::default(),
-            Some(raw) => parse_call_open_platforms(&raw)?,
-        };
-        if let Some(both) = call_open_platforms
+        if let Some(both) = s
+            .call_open_platforms
             .iter()
-            .find(|p| call_tokens.contains_key(*p))
+            .find(|p| s.call_tokens.contains_key(*p))
         {
             return Err(ConfigError(format!(
                 "platform {both} is in CALL_TOKENS and in CALL_OPEN_PLATFORMS: give it a token or list it as open, not both"
             )));
         }
+        let data_dir = PathBuf::from(s.data_dir);
         Ok(Self {
             db,
             db_tls,
             listener_tls,
             db_configured,
-            gateway_host,
-            gateway_port,
-            max_connections_per_pool,
-            max_total_connections,
-            max_connections_per_platform,
-            pool_idle_timeout,
-            pool_wait_timeout,
-            call_pipeline_budget,
-            allowed_networks,
-            log_level,
+            gateway_host: s.host,
+            gateway_port: s.port,
+            max_connections_per_pool: s.max_connections_per_pool,
+            max_total_connections: s.max_total_connections,
+            max_connections_per_platform: s
+                .max_connections_per_platform
+                .unwrap_or((s.max_total_connections / 2).max(1)),
+            pool_idle_timeout: Duration::from_secs(s.pool_idle_timeout_secs),
+            pool_wait_timeout: Duration::from_millis(s.pool_wait_timeout_ms),
+            call_pipeline_budget: Duration::from_micros(s.call_pipeline_budget_us),
+            allowed_networks: s.allowed_networks.unwrap_or_else(loopback_networks),
+            log_level: s.log_level,
+            migrator_socket: s
+                .migrator_socket
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("migrator.sock")),
             data_dir,
-            migrator_socket,
-            archive,
-            migrate_concurrency: parse_num(
-                "MIGRATE_CONCURRENCY",
-                get("MIGRATE_CONCURRENCY"),
-                1usize,
-                1,
-            )?,
-            extensions_allowed: match get("EXTENSIONS_ALLOWED") {
-                None => Vec::new(),
-                Some(raw) => parse_extensions_allowed(&raw)?,
+            archive: ArchiveCaps {
+                max_compressed_bytes: s.archive_max_compressed_bytes,
+                max_uncompressed_bytes: s.archive_max_uncompressed_bytes,
+                max_entries: s.archive_max_entries,
+                max_entry_bytes: s.archive_max_entry_bytes,
             },
-            platform_connection_limit: parse_num(
-                "PLATFORM_CONNECTION_LIMIT",
-                get("PLATFORM_CONNECTION_LIMIT"),
-                100i32,
-                -1,
-            )?,
-            deploy_lock_timeout: Duration::from_millis(parse_num(
-                "DEPLOY_LOCK_TIMEOUT_MS",
-                get("DEPLOY_LOCK_TIMEOUT_MS"),
-                5000u64,
-                1,
-            )?),
-            deploy_statement_timeout: Duration::from_millis(parse_num(
-                "DEPLOY_STATEMENT_TIMEOUT_MS",
-                get("DEPLOY_STATEMENT_TIMEOUT_MS"),
-                0u64,
-                0,
-            )?),
+            migrate_concurrency: s.migrate_concurrency,
+            extensions_allowed: s.extensions_allowed,
+            platform_connection_limit: s.platform_connection_limit,
+            deploy_lock_timeout: Duration::from_millis(s.deploy_lock_timeout_ms),
+            deploy_statement_timeout: Duration::from_millis(s.deploy_statement_timeout_ms),
             call_timeouts: CallTimeouts {
-                default: Duration::from_millis(parse_num(
-                    "CALL_TIMEOUT_MS",
-                    get("CALL_TIMEOUT_MS"),
-                    30_000u64,
-                    0,
-                )?),
-                platforms: match get("CALL_TIMEOUTS") {
-                    None => Default::default(),
-                    Some(raw) => parse_call_timeouts(&raw)?,
-                },
+                default: Duration::from_millis(s.call_timeout_ms),
+                platforms: s.call_timeouts,
             },
-            call_tokens,
-            call_open_platforms,
-            open_deploy_platforms: match get("OPEN_DEPLOY_PLATFORMS") {
-                None => Default::default(),
-                Some(raw) => parse_platform_list("OPEN_DEPLOY_PLATFORMS", &raw)?,
-            },
-            platform_token_secret: match get("PLATFORM_TOKEN_SECRET") {
-                Some(t) if t.len() < 16 => {
-                    return Err(ConfigError(
-                        "PLATFORM_TOKEN_SECRET is shorter than 16 characters".into(),
-                    ))
-                }
-                t => t,
-            },
-            admin_token: match get("ADMIN_TOKEN") {
-                Some(t) if t.len() < 16 => {
-                    return Err(ConfigError(
-                        "ADMIN_TOKEN is shorter than 16 characters".into(),
-                    ))
-                }
-                t => t,
-            },
-            max_client_connections: parse_num(
-                "MAX_CLIENT_CONNECTIONS",
-                get("MAX_CLIENT_CONNECTIONS"),
-                4096usize,
-                1,
-            )?,
-            header_read_timeout: Duration::from_secs(parse_num(
-                "HEADER_READ_TIMEOUT_SECS",
-                get("HEADER_READ_TIMEOUT_SECS"),
-                30u64,
-                1,
-            )?),
-            router_threads: get("ROUTER_THREADS")
-                .map(|v| parse_num("ROUTER_THREADS", Some(v), 1usize, 1))
-                .transpose()?,
-            catalog_db: parse_catalog_db(get("CATALOG_DB"))?,
-            catalog_poll: Duration::from_millis(parse_num(
-                "CATALOG_POLL_MS",
-                get("CATALOG_POLL_MS"),
-                2000u64,
-                100,
-            )?),
-            deploy_tokens: match get("DEPLOY_TOKENS") {
-                None => Vec::new(),
-                Some(raw) => parse_deploy_tokens(&raw)?,
-            },
+            call_tokens: s.call_tokens,
+            call_open_platforms: s.call_open_platforms,
+            open_deploy_platforms: s.open_deploy_platforms,
+            platform_token_secret: s.platform_token_secret,
+            admin_token: s.admin_token,
+            max_client_connections: s.max_client_connections,
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
+            router_threads: s.router_threads,
+            catalog_db: s.catalog_db,
+            catalog_poll: Duration::from_millis(s.catalog_poll_ms),
+            deploy_tokens: s.deploy_tokens,
             check_upgrade: false,
         })
     }
@@ -1464,20 +1367,21 @@ mod tests {
     /// flags are left out.
     #[test]
     fn help_lists_each_binary_its_own_flags() {
-        let full = match Flags::from_args(&["x"], &["--help"]) {
-            Err(exit) => exit.output,
-            Ok(_) => panic!("--help parsed as a run"),
-        };
         for setting in SETTINGS {
-            assert!(
-                full.contains(&format!("  {} ", setting.flag))
-                    || full.contains(&format!("  {}\n", setting.flag)),
+            let flags = Flags::parse(Binary::Router, &[setting.flag, "v"]).unwrap();
+            assert_eq!(
+                flags.get(setting.var),
+                Some("v"),
                 "argh does not know {}",
                 setting.flag
             );
         }
         for binary in [Binary::Router, Binary::Migrator] {
-            let help = help_of(binary, &full);
+            let help = match Flags::parse(binary, &["--help"]) {
+                Err(exit) if exit.status.is_ok() => exit.output,
+                _ => panic!("--help parsed as a run"),
+            };
+            assert_eq!(help, help_of(binary));
             assert!(help.starts_with(&format!("Usage: {} [--db-host", binary.name())));
             assert!(help.contains(binary.about()));
             assert!(help.contains("at least 16 characters"));
@@ -1509,6 +1413,55 @@ mod tests {
         assert!(foreign_flag(Binary::Router, &flags)
             .unwrap()
             .starts_with("--check-upgrade is a flag of stonescriptdb-migrator"));
+    }
+
+    /// `--help` says each setting's variable and default as declared, and
+    /// argh refuses what it does not know.
+    #[test]
+    fn help_shows_the_declared_defaults() {
+        let help = help_of(Binary::Router);
+        for line in [
+            "  --db-port         postgreSQL port [DB_PORT, default 5432]\n",
+            "  --host            address the router listens on [GATEWAY_HOST, default\n                    127.0.0.1]\n",
+            "  --log-level       log level: error, warn, info, debug or trace [RUST_LOG,\n                    default info]\n",
+            "  --migrator-socket unix socket the migrator listens on [MIGRATOR_SOCKET,\n                    default $DATA_DIR/migrator.sock]\n",
+            "  --tls-key-file    PEM private key of TLS_CERT_FILE [TLS_KEY_FILE]\n",
+            "  --help, help      display usage information\n",
+        ] {
+            assert!(help.contains(line), "{line}{help}");
+        }
+        let migrator = help_of(Binary::Migrator);
+        assert!(
+            migrator.contains(
+                "\n                    [ARCHIVE_MAX_COMPRESSED_BYTES, default 16777216]\n"
+            ),
+            "{migrator}"
+        );
+        let e = Flags::parse(Binary::Router, &["--nope"]).unwrap_err();
+        assert!(e.status.is_err() && e.output.contains("--nope"), "{e:?}");
+        let e = Flags::parse(Binary::Router, &["--port"]).unwrap_err();
+        assert!(e.status.is_err() && e.output.contains("--port"), "{e:?}");
+        let flags = Flags::parse(Binary::Migrator, &["--check-upgrade", "--db-port", "1"]).unwrap();
+        assert!(flags.check_upgrade && !flags.version);
+        assert_eq!(flags.db_port.as_deref(), Some("1"));
+    }
+
+    /// A password is a value even when it is only spaces; any other blank
+    /// setting is unset.
+    #[test]
+    fn only_the_password_keeps_a_blank_value() {
+        let c = cfg(&[
+            ("DB_PASSWORD", "  "),
+            ("DB_PORT", " "),
+            ("GATEWAY_PORT", ""),
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.db, DbTarget::Fields { ref password, port: 5432, .. } if password.as_deref() == Some("  "))
+        );
+        assert_eq!(c.gateway_port, 9000);
+        let c = cfg(&[("DB_PASSWORD", "")]).unwrap();
+        assert!(matches!(c.db, DbTarget::Fields { password: None, .. }));
     }
 
     #[test]

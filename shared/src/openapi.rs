@@ -2,11 +2,11 @@
 //! schemas from the wire types' derives (fields, required fields, enums,
 //! `additionalProperties: false` for `deny_unknown_fields`), name constraints
 //! from [`crate::names`]' rules, paths from [`crate::routes::ROUTES`] and the
-//! operation table below, form fields from the constants the migrator parses
-//! forms with. Only the tests crate compiles this module (feature
-//! `openapi`): a test writes `docs/openapi.json`, fails when it was stale, and
-//! sends real requests to every route to check the answers against it; the
-//! router serves that file.
+//! operation of each route's id ([`operation_of`]), form fields from the
+//! constants the migrator parses forms with. Only the tests crate compiles
+//! this module (feature `openapi`): a test writes `docs/openapi.json`, fails
+//! when it was stale, and sends real requests to every route to check the
+//! answers against it; the router serves that file.
 
 use serde_json::{json, Map, Value};
 use utoipa::openapi::{RefOr, Schema};
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ErrorBody, ErrorCode, SchemaValidation};
 use crate::names::{self, NameRule};
-use crate::routes::{Served, ROUTES};
+use crate::routes::{MigratorRoute as M, RouteId, RouterRoute as R, Served, ROUTES};
 use crate::wire::*;
 
 fn apply_rule(v: &mut Value, rule: &NameRule) {
@@ -219,7 +219,6 @@ enum Body {
 }
 
 struct Op {
-    path: &'static str,
     id: &'static str,
     summary: &'static str,
     description: &'static str,
@@ -234,297 +233,279 @@ struct Op {
 
 const NAMES_TEXT: &str = "Names: platform and schema names match `[a-z][a-z0-9_]*` (a platform at most 53 bytes, for its role names), tenant and database ids `[a-z0-9_-]+`, database names `[a-z][a-z0-9_-]*`, at most 63 bytes each; a database name joined from parts (`{platform}_{tenant_id}`, `{platform}_{schema_name}_{database_id}`) must fit 63 bytes too (400, never truncated).";
 
-const OPS: &[Op] = &[
-    Op {
-        path: "/call",
-        id: "call",
-        summary: "Call a stored function",
-        description: "Runs `SELECT * FROM function(params)` in the database named by `tenant_id` (a v1 tenant, `{platform}_{tenant_id}`; absent = `{platform}_main`) or by `database` (a full name the platform owns), not both. Answers every row as a JSON object. A database another platform owns answers exactly like a missing one.",
-        auth: Auth::Call,
-        body: Body::Json("CallRequest"),
-        params: &[],
-        ok: (200, "Rows as JSON objects", "CallResponse"),
-        errors: &[
-            (400, "invalid_request (unknown or repeated field, a named argument given twice in `params`, bad name, `tenant_id` and `database` both given, arguments that match no overload, a query parameter), not_callable (the name is a procedure: a function may CALL it), or database_error with `sqlstate` for an error the caller caused (classes 22, 23, 2F, 44, P0: bad input, constraint violations, RAISE EXCEPTION)"),
-            (404, "database_not_found (also for a database another platform owns) or function_not_found"),
-            (500, "database_error: any other error PostgreSQL raised while running the function (`sqlstate` says which)"),
-            (503, "pool_exhausted (no connection within POOL_WAIT_TIMEOUT_MS) or database_unavailable (PostgreSQL refused or is unreachable)"),
-            (504, "statement_timeout: the function ran longer than the platform's call timeout (CALL_TIMEOUT_MS, CALL_TIMEOUTS) and PostgreSQL cancelled it; `cause` is PostgreSQL's message, `sqlstate` 57014"),
-        ],
-    },
-    Op {
-        path: "/health",
-        id: "health",
-        summary: "Health and pool figures",
-        description: "Whether PostgreSQL and the migrator answer, and the connection pools' figures: `healthy`; `degraded` (200) when the migrator is down; `unhealthy` (503) when PostgreSQL is unreachable. Databases are named in `pools.databases` only for the admin token when ADMIN_TOKEN is set.",
-        auth: Auth::Open,
-        body: Body::None,
-        params: &[],
-        ok: (200, "Healthy, or degraded (the migrator is down: schema routes answer 503, /call works)", "HealthResponse"),
-        errors: &[(503, "PostgreSQL unreachable (the body is still a HealthResponse)")],
-    },
-    Op {
-        path: "/health/live",
-        id: "live",
-        summary: "Liveness: the process answers",
-        description: "Always 200 `alive` while the router runs; checks nothing else (for an orchestrator's liveness probe).",
-        auth: Auth::Open,
-        body: Body::None,
-        params: &[],
-        ok: (200, "Alive", "ProbeResponse"),
-        errors: &[],
-    },
-    Op {
-        path: "/health/ready",
-        id: "ready",
-        summary: "Readiness: this router can serve /call",
-        description: "200 `ready` when PostgreSQL answers, 503 `not_ready` when it does not. A stopped migrator never makes a router unready: /call works without it (see /health for the migrator).",
-        auth: Auth::Open,
-        body: Body::None,
-        params: &[],
-        ok: (200, "Ready", "ProbeResponse"),
-        errors: &[(503, "PostgreSQL unreachable")],
-    },
-    Op {
-        path: "/metrics",
-        id: "metrics",
-        summary: "Prometheus metrics (router and migrator)",
-        description: "Text exposition format. Requires the admin token when ADMIN_TOKEN is set.",
-        auth: Auth::Metrics,
-        body: Body::None,
-        params: &[],
-        ok: (200, "Text exposition format", "text/plain"),
-        errors: &[],
-    },
-    Op {
-        path: "/openapi.json",
-        id: "openapi",
-        summary: "This document",
-        description: "Generated from the code (`docs/openapi.json`).",
-        auth: Auth::Open,
-        body: Body::None,
-        params: &[],
-        ok: (200, "OpenAPI 3.1 document", "object"),
-        errors: &[],
-    },
-    Op {
-        path: "/register",
-        id: "register",
-        summary: "Create the database if missing and deploy a schema archive",
-        description: "Creates the platform's roles if needed, then `{platform}_{tenant_id}` (or `{platform}_main`) if missing, and deploys the archive into it in one transaction: nothing is changed unless everything applied.",
-        auth: Auth::Deploy,
-        body: Body::Form("UploadForm"),
-        params: &[],
-        ok: (200, "Deployed (or, with dry_run, the plan)", "DeployResponse"),
-        errors: &[
-            (400, "invalid_request: a bad form, name or archive (the message names the file and line)"),
-            (409, "database_already_exists (another platform owns the name), migration_failed (nothing was changed), or schema_validation_failed (dataloss or incompatible tables/ changes without force; `schema_validation` lists them)"),
-        ],
-    },
-    Op {
-        path: "/migrate",
-        id: "migrate",
-        summary: "Deploy a schema archive to one tenant or every database of the platform",
-        description: "Deploys into `{platform}_{tenant_id}`, or, without tenant_id, into every database the platform owns, each in its own transaction.",
-        auth: Auth::Deploy,
-        body: Body::Form("UploadForm"),
-        params: &[],
-        ok: (200, "Deployed (or, with dry_run, the plans)", "DeployResponse"),
-        errors: &[
-            (400, "invalid_request: a bad form, name or archive"),
-            (404, "database_not_found (also for a database another platform owns) or platform_not_found"),
-            (409, "migration_failed or schema_validation_failed (`details` holds the per-database results)"),
-        ],
-    },
-    Op {
-        path: "/admin/databases",
-        id: "adminDatabases",
-        summary: "Databases of a platform",
-        description: "Every database the control catalog attributes to the platform.",
-        auth: Auth::Deploy,
-        body: Body::None,
-        params: &[("platform", "query", true, "The platform")],
-        ok: (200, "Database names", "AdminDatabasesResponse"),
-        errors: &[(400, "invalid_request: platform missing or not a valid name, or an unknown query parameter")],
-    },
-    Op {
-        path: "/admin/create-tenant",
-        id: "createTenant",
-        summary: "Create a tenant database with the platform's last registered schema",
-        description: "Creates `{platform}_{tenant_id}` and deploys the archive the platform last registered into it.",
-        auth: Auth::Deploy,
-        body: Body::Json("CreateTenantRequest"),
-        params: &[],
-        ok: (201, "Created", "DeployResponse"),
-        errors: &[
-            (200, "dry_run: the plan (status would_create); nothing created"),
-            (404, "schema_not_found: the platform registered no schema yet (or is unknown)"),
-            (409, "database_already_exists or migration_failed"),
-        ],
-    },
-    Op {
-        path: "/admin/adopt",
-        id: "adopt",
-        summary: "Attribute existing databases to a platform and hand them to its roles (operator)",
-        description: "Records each database as the platform's in the control catalog and reassigns what the gateway's admin role owns in it to the platform's owner role.",
-        auth: Auth::Admin,
-        body: Body::Json("AdoptRequest"),
-        params: &[],
-        ok: (200, "Adopted", "AdoptResponse"),
-        errors: &[
-            (400, "invalid_request (also: a database the gateway keeps for itself)"),
-            (404, "database_not_found or platform_not_found"),
-            (409, "database_already_exists (another platform owns it)"),
-        ],
-    },
-    Op {
-        path: "/admin/refresh",
-        id: "refresh",
-        summary: "Make every router drop what it cached about a database (or a platform's databases) after DDL run by hand (operator)",
-        description: "Give `database` or `platform`. Announces a new generation of each database; every router drops its pool and function catalog for them.",
-        auth: Auth::Admin,
-        body: Body::Json("RefreshRequest"),
-        params: &[],
-        ok: (200, "Announced", "RefreshResponse"),
-        errors: &[(404, "database_not_found or platform_not_found")],
-    },
-    Op {
-        path: "/admin/deployments",
-        id: "deployments",
-        summary: "Deployment history, newest first (a deploy token sees its own platform's)",
-        description: "Every deployment and dry run the control catalog recorded.",
-        auth: Auth::Deploy,
-        body: Body::None,
-        params: &[
-            ("platform", "query", false, "Only this platform's"),
-            ("database", "query", false, "Only this database's"),
-            ("limit", "query", false, "At most this many (default 100, at most 10000)"),
-        ],
-        ok: (200, "Deployments", "DeploymentsResponse"),
-        errors: &[],
-    },
-    Op {
-        path: "/platforms",
-        id: "platforms",
-        summary: "Registered platforms (v2)",
-        description: "Every platform, with how many schemas it stored and databases it owns. A deploy token sees its own platform only.",
-        auth: Auth::Deploy,
-        body: Body::None,
-        params: &[],
-        ok: (200, "Platforms", "PlatformsResponse"),
-        errors: &[],
-    },
-    Op {
-        path: "/platform/register",
-        id: "platformRegister",
-        summary: "Register a platform (v2)",
-        description: "Records the platform and creates its PostgreSQL roles.",
-        auth: Auth::Deploy,
-        body: Body::Json("PlatformRegisterRequest"),
-        params: &[],
-        ok: (201, "Registered (also a platform known only from v1 /register: it is then v1 and v2)", "PlatformRegisterResponse"),
-        errors: &[
-            (400, "invalid_request: a bad name"),
-            (409, "platform_already_registered: the platform is registered for v2 already (nothing changed)"),
-        ],
-    },
-    Op {
-        path: "/platform/{platform}/schema",
-        id: "schemaUpload",
-        summary: "Upload a schema version (v2)",
-        description: "Stores the archive under `schema_name` after checking it (it is deployed by /database/create and /v2/migrate).",
-        auth: Auth::Deploy,
-        body: Body::Form("SchemaUploadForm"),
-        params: &[("platform", "path", true, "The platform")],
-        ok: (201, "Stored", "SchemaUploadResponse"),
-        errors: &[
-            (400, "invalid_request: a bad form, name or archive"),
-            (404, "platform_not_found"),
-        ],
-    },
-    Op {
-        path: "/platform/{platform}/schemas",
-        id: "schemas",
-        summary: "Stored schemas (v2)",
-        description: "The schemas stored for the platform.",
-        auth: Auth::Deploy,
-        body: Body::None,
-        params: &[("platform", "path", true, "The platform")],
-        ok: (200, "Schemas", "SchemaListResponse"),
-        errors: &[(404, "platform_not_found")],
-    },
-    Op {
-        path: "/platform/{platform}/databases",
-        id: "databases",
-        summary: "Databases created from stored schemas (v2)",
-        description: "The databases the platform created with /database/create, optionally of one schema.",
-        auth: Auth::Deploy,
-        body: Body::None,
-        params: &[
-            ("platform", "path", true, "The platform"),
-            ("schema", "query", false, "Only databases of this schema"),
-        ],
-        ok: (200, "Databases", "DatabaseListResponse"),
-        errors: &[(404, "platform_not_found")],
-    },
-    Op {
-        path: "/database/create",
-        id: "databaseCreate",
-        summary: "Create a database from a stored schema (v2)",
-        description: "Creates `{platform}_{schema_name}_{database_id}` and deploys the stored schema into it.",
-        auth: Auth::Deploy,
-        body: Body::Json("DatabaseCreateRequest"),
-        params: &[],
-        ok: (201, "Created", "DatabaseCreateResponse"),
-        errors: &[
-            (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
-            (404, "platform_not_found or schema_not_found"),
-            (409, "database_already_exists or migration_failed"),
-        ],
-    },
-    Op {
-        path: "/admin/database/create",
-        id: "adminDatabaseCreate",
-        summary: "Create a tenant's database from a stored schema (today's StoneScriptPHP)",
-        description: "Creates `{platform}_{schema_name}_{uuid, hyphens as underscores}` (`uuid`, or `database_id` as StoneScriptPHP 5.5.1 sends it: the same rule), or `{platform}_{schema_name}` without an id, and deploys the stored schema into it — the database `/call` reaches with `schema_name` and `uuid`. 409 `database_already_exists` means only that this platform's database of that schema and uuid exists and is ready.",
-        auth: Auth::Deploy,
-        body: Body::Json("AdminDatabaseCreateRequest"),
-        params: &[],
-        ok: (201, "Created", "DatabaseCreateResponse"),
-        errors: &[
-            (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
-            (404, "platform_not_found or schema_not_found"),
-            (409, "database_already_exists (this platform's ready database of that schema and uuid) or migration_failed"),
-            (422, "database_name_collision: the name is held by anything else (another platform, a reserved name space, a v1 or adopted database)"),
-            (503, "the database is still being created (Retry-After)"),
-        ],
-    },
-    Op {
-        path: "/admin/platform-token",
-        id: "platformToken",
-        summary: "The platform's token (today's StoneScriptPHP)",
-        description: "Answers the platform's bearer token, which acts for it like a DEPLOY_TOKENS entry on every route a deploy token may use: the same token every time, until `rotate: true` issues a new one (the old one stops working at once). With the admin token or one of the platform's own; on a gateway without schema tokens, anyone. Issuing a token does not turn token checks on.",
-        auth: Auth::Deploy,
-        body: Body::Json("PlatformTokenRequest"),
-        params: &[],
-        ok: (201, "The token", "PlatformTokenResponse"),
-        errors: &[(404, "platform_not_found")],
-    },
-    Op {
-        path: "/v2/migrate",
-        id: "v2Migrate",
-        summary: "Migrate the databases of a stored schema (v2)",
-        description: "Deploys the stored schema into one database (`database_id`) or every database created from it, each in its own transaction. With `Accept: application/x-ndjson` the answer streams one DeploymentReport line per database, then the summary line.",
-        auth: Auth::Deploy,
-        body: Body::Json("V2MigrateRequest"),
-        params: &[],
-        ok: (200, "All migrated (or dry_run plans)", "V2MigrateResponse"),
-        errors: &[
-            (404, "platform_not_found, schema_not_found or database_not_found"),
-            (409, "migration_failed or schema_validation_failed: `details` holds the V2MigrateResponse"),
-        ],
-    },
-];
+/// The operation of a route: one arm per [`RouteId`], so a route without
+/// its documentation does not compile.
+fn operation_of(id: RouteId) -> Op {
+    match id {
+        RouteId::Router(R::Call) => Op {
+            id: "call",
+            summary: "Call a stored function",
+            description: "Runs `SELECT * FROM function(params)` in the database named by `tenant_id` (a v1 tenant, `{platform}_{tenant_id}`; absent = `{platform}_main`) or by `database` (a full name the platform owns), not both. Answers every row as a JSON object. A database another platform owns answers exactly like a missing one.",
+            auth: Auth::Call,
+            body: Body::Json("CallRequest"),
+            params: &[],
+            ok: (200, "Rows as JSON objects", "CallResponse"),
+            errors: &[
+                (400, "invalid_request (unknown or repeated field, a named argument given twice in `params`, bad name, `tenant_id` and `database` both given, arguments that match no overload, a query parameter), not_callable (the name is a procedure: a function may CALL it), or database_error with `sqlstate` for an error the caller caused (classes 22, 23, 2F, 44, P0: bad input, constraint violations, RAISE EXCEPTION)"),
+                (404, "database_not_found (also for a database another platform owns) or function_not_found"),
+                (500, "database_error: any other error PostgreSQL raised while running the function (`sqlstate` says which)"),
+                (503, "pool_exhausted (no connection within POOL_WAIT_TIMEOUT_MS) or database_unavailable (PostgreSQL refused or is unreachable)"),
+                (504, "statement_timeout: the function ran longer than the platform's call timeout (CALL_TIMEOUT_MS, CALL_TIMEOUTS) and PostgreSQL cancelled it; `cause` is PostgreSQL's message, `sqlstate` 57014"),
+            ],
+        },
+        RouteId::Router(R::Health) => Op {
+            id: "health",
+            summary: "Health and pool figures",
+            description: "Whether PostgreSQL and the migrator answer, and the connection pools' figures: `healthy`; `degraded` (200) when the migrator is down; `unhealthy` (503) when PostgreSQL is unreachable. Databases are named in `pools.databases` only for the admin token when ADMIN_TOKEN is set.",
+            auth: Auth::Open,
+            body: Body::None,
+            params: &[],
+            ok: (200, "Healthy, or degraded (the migrator is down: schema routes answer 503, /call works)", "HealthResponse"),
+            errors: &[(503, "PostgreSQL unreachable (the body is still a HealthResponse)")],
+        },
+        RouteId::Router(R::HealthLive) => Op {
+            id: "live",
+            summary: "Liveness: the process answers",
+            description: "Always 200 `alive` while the router runs; checks nothing else (for an orchestrator's liveness probe).",
+            auth: Auth::Open,
+            body: Body::None,
+            params: &[],
+            ok: (200, "Alive", "ProbeResponse"),
+            errors: &[],
+        },
+        RouteId::Router(R::HealthReady) => Op {
+            id: "ready",
+            summary: "Readiness: this router can serve /call",
+            description: "200 `ready` when PostgreSQL answers, 503 `not_ready` when it does not. A stopped migrator never makes a router unready: /call works without it (see /health for the migrator).",
+            auth: Auth::Open,
+            body: Body::None,
+            params: &[],
+            ok: (200, "Ready", "ProbeResponse"),
+            errors: &[(503, "PostgreSQL unreachable")],
+        },
+        RouteId::Router(R::Metrics) => Op {
+            id: "metrics",
+            summary: "Prometheus metrics (router and migrator)",
+            description: "Text exposition format. Requires the admin token when ADMIN_TOKEN is set.",
+            auth: Auth::Metrics,
+            body: Body::None,
+            params: &[],
+            ok: (200, "Text exposition format", "text/plain"),
+            errors: &[],
+        },
+        RouteId::Router(R::OpenApi) => Op {
+            id: "openapi",
+            summary: "This document",
+            description: "Generated from the code (`docs/openapi.json`).",
+            auth: Auth::Open,
+            body: Body::None,
+            params: &[],
+            ok: (200, "OpenAPI 3.1 document", "object"),
+            errors: &[],
+        },
+        RouteId::Migrator(M::Register) => Op {
+            id: "register",
+            summary: "Create the database if missing and deploy a schema archive",
+            description: "Creates the platform's roles if needed, then `{platform}_{tenant_id}` (or `{platform}_main`) if missing, and deploys the archive into it in one transaction: nothing is changed unless everything applied.",
+            auth: Auth::Deploy,
+            body: Body::Form("UploadForm"),
+            params: &[],
+            ok: (200, "Deployed (or, with dry_run, the plan)", "DeployResponse"),
+            errors: &[
+                (400, "invalid_request: a bad form, name or archive (the message names the file and line)"),
+                (409, "database_already_exists (another platform owns the name), migration_failed (nothing was changed), or schema_validation_failed (dataloss or incompatible tables/ changes without force; `schema_validation` lists them)"),
+            ],
+        },
+        RouteId::Migrator(M::Migrate) => Op {
+            id: "migrate",
+            summary: "Deploy a schema archive to one tenant or every database of the platform",
+            description: "Deploys into `{platform}_{tenant_id}`, or, without tenant_id, into every database the platform owns, each in its own transaction.",
+            auth: Auth::Deploy,
+            body: Body::Form("UploadForm"),
+            params: &[],
+            ok: (200, "Deployed (or, with dry_run, the plans)", "DeployResponse"),
+            errors: &[
+                (400, "invalid_request: a bad form, name or archive"),
+                (404, "database_not_found (also for a database another platform owns) or platform_not_found"),
+                (409, "migration_failed or schema_validation_failed (`details` holds the per-database results)"),
+            ],
+        },
+        RouteId::Migrator(M::AdminDatabases) => Op {
+            id: "adminDatabases",
+            summary: "Databases of a platform",
+            description: "Every database the control catalog attributes to the platform.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[("platform", "query", true, "The platform")],
+            ok: (200, "Database names", "AdminDatabasesResponse"),
+            errors: &[(400, "invalid_request: platform missing or not a valid name, or an unknown query parameter")],
+        },
+        RouteId::Migrator(M::AdminCreateTenant) => Op {
+            id: "createTenant",
+            summary: "Create a tenant database with the platform's last registered schema",
+            description: "Creates `{platform}_{tenant_id}` and deploys the archive the platform last registered into it.",
+            auth: Auth::Deploy,
+            body: Body::Json("CreateTenantRequest"),
+            params: &[],
+            ok: (201, "Created", "DeployResponse"),
+            errors: &[
+                (200, "dry_run: the plan (status would_create); nothing created"),
+                (404, "schema_not_found: the platform registered no schema yet (or is unknown)"),
+                (409, "database_already_exists or migration_failed"),
+            ],
+        },
+        RouteId::Migrator(M::AdminAdopt) => Op {
+            id: "adopt",
+            summary: "Attribute existing databases to a platform and hand them to its roles (operator)",
+            description: "Records each database as the platform's in the control catalog and reassigns what the gateway's admin role owns in it to the platform's owner role.",
+            auth: Auth::Admin,
+            body: Body::Json("AdoptRequest"),
+            params: &[],
+            ok: (200, "Adopted", "AdoptResponse"),
+            errors: &[
+                (400, "invalid_request (also: a database the gateway keeps for itself)"),
+                (404, "database_not_found or platform_not_found"),
+                (409, "database_already_exists (another platform owns it)"),
+            ],
+        },
+        RouteId::Migrator(M::AdminRefresh) => Op {
+            id: "refresh",
+            summary: "Make every router drop what it cached about a database (or a platform's databases) after DDL run by hand (operator)",
+            description: "Give `database` or `platform`. Announces a new generation of each database; every router drops its pool and function catalog for them.",
+            auth: Auth::Admin,
+            body: Body::Json("RefreshRequest"),
+            params: &[],
+            ok: (200, "Announced", "RefreshResponse"),
+            errors: &[(404, "database_not_found or platform_not_found")],
+        },
+        RouteId::Migrator(M::AdminDeployments) => Op {
+            id: "deployments",
+            summary: "Deployment history, newest first (a deploy token sees its own platform's)",
+            description: "Every deployment and dry run the control catalog recorded.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[
+                ("platform", "query", false, "Only this platform's"),
+                ("database", "query", false, "Only this database's"),
+                ("limit", "query", false, "At most this many (default 100, at most 10000)"),
+            ],
+            ok: (200, "Deployments", "DeploymentsResponse"),
+            errors: &[],
+        },
+        RouteId::Migrator(M::Platforms) => Op {
+            id: "platforms",
+            summary: "Registered platforms (v2)",
+            description: "Every platform, with how many schemas it stored and databases it owns. A deploy token sees its own platform only.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[],
+            ok: (200, "Platforms", "PlatformsResponse"),
+            errors: &[],
+        },
+        RouteId::Migrator(M::PlatformRegister) => Op {
+            id: "platformRegister",
+            summary: "Register a platform (v2)",
+            description: "Records the platform and creates its PostgreSQL roles.",
+            auth: Auth::Deploy,
+            body: Body::Json("PlatformRegisterRequest"),
+            params: &[],
+            ok: (201, "Registered (also a platform known only from v1 /register: it is then v1 and v2)", "PlatformRegisterResponse"),
+            errors: &[
+                (400, "invalid_request: a bad name"),
+                (409, "platform_already_registered: the platform is registered for v2 already (nothing changed)"),
+            ],
+        },
+        RouteId::Migrator(M::SchemaUpload) => Op {
+            id: "schemaUpload",
+            summary: "Upload a schema version (v2)",
+            description: "Stores the archive under `schema_name` after checking it (it is deployed by /database/create and /v2/migrate).",
+            auth: Auth::Deploy,
+            body: Body::Form("SchemaUploadForm"),
+            params: &[("platform", "path", true, "The platform")],
+            ok: (201, "Stored", "SchemaUploadResponse"),
+            errors: &[
+                (400, "invalid_request: a bad form, name or archive"),
+                (404, "platform_not_found"),
+            ],
+        },
+        RouteId::Migrator(M::Schemas) => Op {
+            id: "schemas",
+            summary: "Stored schemas (v2)",
+            description: "The schemas stored for the platform.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[("platform", "path", true, "The platform")],
+            ok: (200, "Schemas", "SchemaListResponse"),
+            errors: &[(404, "platform_not_found")],
+        },
+        RouteId::Migrator(M::PlatformDatabases) => Op {
+            id: "databases",
+            summary: "Databases created from stored schemas (v2)",
+            description: "The databases the platform created with /database/create, optionally of one schema.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[
+                ("platform", "path", true, "The platform"),
+                ("schema", "query", false, "Only databases of this schema"),
+            ],
+            ok: (200, "Databases", "DatabaseListResponse"),
+            errors: &[(404, "platform_not_found")],
+        },
+        RouteId::Migrator(M::DatabaseCreate) => Op {
+            id: "databaseCreate",
+            summary: "Create a database from a stored schema (v2)",
+            description: "Creates `{platform}_{schema_name}_{database_id}` and deploys the stored schema into it.",
+            auth: Auth::Deploy,
+            body: Body::Json("DatabaseCreateRequest"),
+            params: &[],
+            ok: (201, "Created", "DatabaseCreateResponse"),
+            errors: &[
+                (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
+                (404, "platform_not_found or schema_not_found"),
+                (409, "database_already_exists or migration_failed"),
+            ],
+        },
+        RouteId::Migrator(M::AdminDatabaseCreate) => Op {
+            id: "adminDatabaseCreate",
+            summary: "Create a tenant's database from a stored schema (today's StoneScriptPHP)",
+            description: "Creates `{platform}_{schema_name}_{uuid, hyphens as underscores}` (`uuid`, or `database_id` as StoneScriptPHP 5.5.1 sends it: the same rule), or `{platform}_{schema_name}` without an id, and deploys the stored schema into it — the database `/call` reaches with `schema_name` and `uuid`. 409 `database_already_exists` means only that this platform's database of that schema and uuid exists and is ready.",
+            auth: Auth::Deploy,
+            body: Body::Json("AdminDatabaseCreateRequest"),
+            params: &[],
+            ok: (201, "Created", "DatabaseCreateResponse"),
+            errors: &[
+                (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
+                (404, "platform_not_found or schema_not_found"),
+                (409, "database_already_exists (this platform's ready database of that schema and uuid) or migration_failed"),
+                (422, "database_name_collision: the name is held by anything else (another platform, a reserved name space, a v1 or adopted database)"),
+                (503, "the database is still being created (Retry-After)"),
+            ],
+        },
+        RouteId::Migrator(M::AdminPlatformToken) => Op {
+            id: "platformToken",
+            summary: "The platform's token (today's StoneScriptPHP)",
+            description: "Answers the platform's bearer token, which acts for it like a DEPLOY_TOKENS entry on every route a deploy token may use: the same token every time, until `rotate: true` issues a new one (the old one stops working at once). With the admin token or one of the platform's own; on a gateway without schema tokens, anyone. Issuing a token does not turn token checks on.",
+            auth: Auth::Deploy,
+            body: Body::Json("PlatformTokenRequest"),
+            params: &[],
+            ok: (201, "The token", "PlatformTokenResponse"),
+            errors: &[(404, "platform_not_found")],
+        },
+        RouteId::Migrator(M::V2Migrate) => Op {
+            id: "v2Migrate",
+            summary: "Migrate the databases of a stored schema (v2)",
+            description: "Deploys the stored schema into one database (`database_id`) or every database created from it, each in its own transaction. With `Accept: application/x-ndjson` the answer streams one DeploymentReport line per database, then the summary line.",
+            auth: Auth::Deploy,
+            body: Body::Json("V2MigrateRequest"),
+            params: &[],
+            ok: (200, "All migrated (or dry_run plans)", "V2MigrateResponse"),
+            errors: &[
+                (404, "platform_not_found, schema_not_found or database_not_found"),
+                (409, "migration_failed or schema_validation_failed: `details` holds the V2MigrateResponse"),
+            ],
+        },
+    }
+}
 
 fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
@@ -668,10 +649,7 @@ fn operation(op: &Op, method: &str, served: Served) -> Value {
 pub fn document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
-        let op = OPS
-            .iter()
-            .find(|op| op.path == route.pattern)
-            .unwrap_or_else(|| panic!("no operation documented for {}", route.pattern));
+        let op = &operation_of(route.id);
         let documented: Vec<&str> = op
             .params
             .iter()
@@ -686,11 +664,10 @@ pub fn document() -> Value {
         let mut item = Map::new();
         for method in route.methods {
             let method = method.to_ascii_lowercase();
-            item.insert(method.clone(), operation(op, &method, route.served));
+            item.insert(method.clone(), operation(op, &method, route.served()));
         }
         paths.insert(route.pattern.to_owned(), Value::Object(item));
     }
-    assert_eq!(OPS.len(), ROUTES.len(), "an operation without a route");
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -1,8 +1,9 @@
 //! Every route of the HTTP API, the methods and the query parameters it
 //! takes, in one table: the router answers 404 and 405 (with `Allow`) from it
 //! without bothering the migrator, whoever serves a route refuses a query
-//! parameter it does not list, the migrator routes by it, and a test checks
-//! `docs/openapi.json` against it.
+//! parameter it does not list, both binaries dispatch on its [`RouteId`]
+//! (an exhaustive `match`: a route added here without a handler does not
+//! compile), and the OpenAPI document's paths are built from it.
 
 use crate::request::Query;
 
@@ -13,66 +14,129 @@ pub enum Served {
     Migrator,
 }
 
-/// One route: a path pattern (`{name}` is one path segment), its methods
-/// and the query parameters it defines (any other is refused, POST routes
-/// included, so `?dry_run=true` can never be ignored).
+/// Which route a request is for: the router's own, or one it forwards to
+/// the migrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Router(RouterRoute),
+    Migrator(MigratorRoute),
+}
+
+/// The routes the router answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterRoute {
+    Call,
+    Health,
+    HealthLive,
+    HealthReady,
+    Metrics,
+    OpenApi,
+}
+
+/// The routes the router forwards to the migrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigratorRoute {
+    Register,
+    Migrate,
+    AdminDatabases,
+    AdminCreateTenant,
+    AdminAdopt,
+    AdminRefresh,
+    AdminDeployments,
+    Platforms,
+    PlatformRegister,
+    SchemaUpload,
+    Schemas,
+    PlatformDatabases,
+    DatabaseCreate,
+    AdminDatabaseCreate,
+    AdminPlatformToken,
+    V2Migrate,
+}
+
+/// One route: what it is, a path pattern (`{name}` is one path segment),
+/// its methods and the query parameters it defines (any other is refused,
+/// POST routes included, so `?dry_run=true` can never be ignored).
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
+    pub id: RouteId,
     pub pattern: &'static str,
     pub methods: &'static [&'static str],
-    pub served: Served,
     pub query: &'static [&'static str],
 }
 
-const fn r(pattern: &'static str, methods: &'static [&'static str], served: Served) -> Route {
-    q(pattern, methods, served, &[])
+/// A route the router answers.
+const fn r(id: RouterRoute, pattern: &'static str, methods: &'static [&'static str]) -> Route {
+    Route {
+        id: RouteId::Router(id),
+        pattern,
+        methods,
+        query: &[],
+    }
 }
 
-/// A route that takes query parameters.
+/// A route the migrator answers.
+const fn m(id: MigratorRoute, pattern: &'static str, methods: &'static [&'static str]) -> Route {
+    q(id, pattern, methods, &[])
+}
+
+/// A route the migrator answers that takes query parameters.
 const fn q(
+    id: MigratorRoute,
     pattern: &'static str,
     methods: &'static [&'static str],
-    served: Served,
     query: &'static [&'static str],
 ) -> Route {
     Route {
+        id: RouteId::Migrator(id),
         pattern,
         methods,
-        served,
         query,
     }
 }
 
-use Served::{Migrator as M, Router as R};
+use MigratorRoute as M;
+use RouterRoute as R;
 
+/// The only list of routes.
 pub const ROUTES: &[Route] = &[
-    r("/call", &["POST"], R),
-    r("/health", &["GET"], R),
-    r("/health/live", &["GET"], R),
-    r("/health/ready", &["GET"], R),
-    r("/metrics", &["GET"], R),
-    r("/openapi.json", &["GET"], R),
-    r("/register", &["POST"], M),
-    r("/migrate", &["POST"], M),
-    q("/admin/databases", &["GET"], M, &["platform"]),
-    r("/admin/create-tenant", &["POST"], M),
-    r("/admin/adopt", &["POST"], M),
-    r("/admin/refresh", &["POST"], M),
+    r(R::Call, "/call", &["POST"]),
+    r(R::Health, "/health", &["GET"]),
+    r(R::HealthLive, "/health/live", &["GET"]),
+    r(R::HealthReady, "/health/ready", &["GET"]),
+    r(R::Metrics, "/metrics", &["GET"]),
+    r(R::OpenApi, "/openapi.json", &["GET"]),
+    m(M::Register, "/register", &["POST"]),
+    m(M::Migrate, "/migrate", &["POST"]),
     q(
+        M::AdminDatabases,
+        "/admin/databases",
+        &["GET"],
+        &["platform"],
+    ),
+    m(M::AdminCreateTenant, "/admin/create-tenant", &["POST"]),
+    m(M::AdminAdopt, "/admin/adopt", &["POST"]),
+    m(M::AdminRefresh, "/admin/refresh", &["POST"]),
+    q(
+        M::AdminDeployments,
         "/admin/deployments",
         &["GET"],
-        M,
         &["platform", "database", "limit"],
     ),
-    r("/platforms", &["GET"], M),
-    r("/platform/register", &["POST"], M),
-    r("/platform/{platform}/schema", &["POST"], M),
-    r("/platform/{platform}/schemas", &["GET"], M),
-    q("/platform/{platform}/databases", &["GET"], M, &["schema"]),
-    r("/database/create", &["POST"], M),
-    r("/admin/database/create", &["POST"], M),
-    r("/admin/platform-token", &["POST"], M),
-    r("/v2/migrate", &["POST"], M),
+    m(M::Platforms, "/platforms", &["GET"]),
+    m(M::PlatformRegister, "/platform/register", &["POST"]),
+    m(M::SchemaUpload, "/platform/{platform}/schema", &["POST"]),
+    m(M::Schemas, "/platform/{platform}/schemas", &["GET"]),
+    q(
+        M::PlatformDatabases,
+        "/platform/{platform}/databases",
+        &["GET"],
+        &["schema"],
+    ),
+    m(M::DatabaseCreate, "/database/create", &["POST"]),
+    m(M::AdminDatabaseCreate, "/admin/database/create", &["POST"]),
+    m(M::AdminPlatformToken, "/admin/platform-token", &["POST"]),
+    m(M::V2Migrate, "/v2/migrate", &["POST"]),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.
@@ -96,6 +160,14 @@ pub fn find(path: &str) -> Option<(&'static Route, Vec<&str>)> {
 }
 
 impl Route {
+    /// Who serves it.
+    pub fn served(&self) -> Served {
+        match self.id {
+            RouteId::Router(_) => Served::Router,
+            RouteId::Migrator(_) => Served::Migrator,
+        }
+    }
+
     pub fn allows(&self, method: &str) -> bool {
         self.methods.contains(&method)
     }
@@ -132,7 +204,8 @@ mod tests {
         let (r, _) = find("/register").unwrap();
         assert!(r.allows("POST") && !r.allows("OPTIONS"));
         assert_eq!(r.allow(), "POST");
-        assert_eq!(r.served, Served::Migrator);
+        assert_eq!(r.served(), Served::Migrator);
+        assert_eq!(r.id, RouteId::Migrator(MigratorRoute::Register));
     }
 
     #[test]
@@ -158,6 +231,17 @@ mod tests {
         for route in ROUTES {
             let (found, _) = find(route.pattern).unwrap();
             assert_eq!(found.pattern, route.pattern);
+        }
+    }
+
+    /// Each route is listed once: the dispatch on its id reaches one pattern.
+    #[test]
+    fn each_route_id_is_listed_once() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            let same = ROUTES[i + 1..].iter().find(|other| other.id == route.id);
+            assert!(same.is_none(), "{:?} is listed twice", route.id);
+            let same = ROUTES[i + 1..].iter().find(|o| o.pattern == route.pattern);
+            assert!(same.is_none(), "{} is listed twice", route.pattern);
         }
     }
 }

@@ -839,7 +839,7 @@ async fn every_route_answers_as_the_document_says() {
     gw.kill_migrator();
     for route in routes::ROUTES
         .iter()
-        .filter(|r| r.served == routes::Served::Migrator)
+        .filter(|r| r.served() == routes::Served::Migrator)
     {
         let path = route.pattern.replace("{platform}", &p2);
         let (s, b) = c

@@ -10,7 +10,6 @@ pub mod tls;
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use argh::FromArgs;
 use slog::{o, Drain, Level, LevelFilter, Logger};
 
 use stonescriptdb_shared::config::{
@@ -59,10 +58,10 @@ pub fn load(which: Binary) -> Startup {
     let binary = which.name();
     let args: Vec<String> = std::env::args().collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let flags = match Flags::from_args(&[binary], &rest) {
+    let flags = match Flags::parse(which, &rest) {
         Ok(f) => f,
         Err(exit) if exit.status.is_ok() => {
-            print(&config::help_of(which, &exit.output));
+            print(&exit.output);
             return Startup::Exit(ExitCode::SUCCESS);
         }
         Err(exit) => return usage_error(binary, exit.output.trim()),
