@@ -13,6 +13,7 @@ mod archive;
 mod catalog;
 mod deploy;
 mod error;
+mod exec;
 mod form;
 #[cfg(test)]
 mod fuzz;
@@ -30,6 +31,7 @@ mod server;
 mod socket;
 mod sql;
 mod state;
+mod step;
 mod table_model;
 mod tables;
 mod upgrade;

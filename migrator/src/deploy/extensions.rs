@@ -19,8 +19,8 @@ use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::PlanStep;
 use tokio_postgres::GenericClient;
 
-use super::exec::Run;
-use super::step::{At, Counter, Done, Phase, Refusal, Sql, Step};
+use crate::exec::Run;
+use crate::step::{At, Counter, Done, Phase, Refusal, Sql, Step};
 use crate::error::{pg_message, MigratorError, StepFailure};
 use crate::schema::{Extension, ExtensionUse, Parsed};
 

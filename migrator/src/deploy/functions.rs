@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::exec::Run;
+use crate::exec::Run;
 use super::migrations::wrapper_note;
-use super::step::{At, Counter, Done, Phase, Sql, Step};
+use crate::step::{At, Counter, Done, Phase, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::{Parsed, RoutineItem};
 use crate::sql::function_file::or_replace;

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use super::exec::Run;
-use super::step::{AfterCommit, At, Counter, Done, Options, Phase, Refusal, Sql, Step};
+use crate::exec::Run;
+use crate::step::{AfterCommit, At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::Parsed;
 

@@ -24,12 +24,10 @@ use tokio_postgres::Client;
 use crate::error::{pg_message, MigratorError};
 use crate::schema::Parsed;
 
-mod exec;
 mod extensions;
 mod functions;
 mod migrations;
 mod seeders;
-mod step;
 mod tables;
 mod types;
 mod verify;
@@ -38,10 +36,10 @@ pub use extensions::{
     check as check_extensions, offers as extension_offers, preinstall,
     refused as extension_refused, uses as extension_uses,
 };
-pub use step::{Mode, Options};
+pub use crate::step::{Mode, Options};
 pub use verify::verify;
 
-use exec::Run;
+use crate::exec::{Committed, Run};
 
 /// Every transactional phase, each observed, planned and executed in turn
 /// (a phase observes the database as the phases before it left it);
@@ -121,7 +119,7 @@ async fn transactional(
 
 enum Outcome {
     RolledBack(DeploymentReport),
-    Committed(exec::Committed),
+    Committed(Committed),
 }
 
 /// What a deployment into the database `client` is connected to (as the

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use stonescriptdb_shared::wire::SeederResult;
 
-use super::exec::Run;
+use crate::exec::Run;
 use super::migrations::wrapper_note;
-use super::step::{qualified, At, Done, Mode, Options, Phase, Refusal, Sql, Step};
+use crate::step::{qualified, At, Done, Mode, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::{table_key, Parsed};
 use crate::seed;

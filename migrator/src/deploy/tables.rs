@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
 
-use super::exec::Run;
+use crate::exec::Run;
 use super::migrations::{name as migration_name, recorded as applied_migrations};
-use super::step::{At, Counter, Done, Options, Phase, Sql, Step};
+use crate::step::{At, Counter, Done, Options, Phase, Sql, Step};
 use crate::error::{MigratorError, SchemaRefusal};
 use crate::schema::Parsed;
 use crate::sql::ddl::Declared;

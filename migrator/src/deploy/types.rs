@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use stonescriptdb_shared::names::{quote_ident, quote_literal};
 
-use super::exec::Run;
-use super::step::{At, Counter, Done, Options, Phase, Refusal, Sql, Step};
+use crate::exec::Run;
+use crate::step::{At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
 use crate::schema::{Parsed, TypeItem};
 use crate::sql::TypeDef;
@@ -237,7 +237,7 @@ mod tests {
 
     fn opts(force: bool) -> Options {
         Options {
-            mode: super::super::step::Mode::Migrate,
+            mode: crate::step::Mode::Migrate,
             force,
             dry_run: false,
         }

@@ -23,7 +23,7 @@ use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::{DeployStatus, DeploymentReport};
 use tokio_postgres::{Client, Transaction};
 
-use super::step::{after_commit_name, after_commit_steps, At, Counter, Done, Refusal, Step};
+use crate::step::{after_commit_name, after_commit_steps, At, Counter, Done, Refusal, Step};
 use crate::error::{pg_message, MigratorError, StepFailure};
 
 /// Advisory lock key (two-int form) serializing deployments of one database.
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_changelog (
 /// one function evaluated at the end of the call statement instead of a reset
 /// statement after it. Owned by the role that deploys; never part of
 /// `functions/`, not callable through `/call`.
-const AFTER_CALL_DDL: &str = include_str!("../after_call.sql");
+const AFTER_CALL_DDL: &str = include_str!("after_call.sql");
 
 /// Columns added to the tracking tables after their first release
 /// (databases deployed before keep working; the columns are added once).
