@@ -12,7 +12,7 @@ use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::PlanStep;
 
 use crate::sql::Statement;
-use crate::table_model::Class;
+use stonescriptdb_shared::wire::ChangeClass as Class;
 
 /// `/register` seeds empty tables; `/migrate` verifies seeded rows exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use super::lex::{sig_tokens, Kind};
 use super::view::{string_value, View};
-use crate::table_model::ident;
+use super::ident::ident;
 
 /// Does `text` (an expression or definition) mention the identifier `name`
 /// (its value: unquoted words folded to lower case, quoted ones exact)?

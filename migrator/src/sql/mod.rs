@@ -32,6 +32,7 @@ pub mod ddl;
 pub mod definition;
 pub mod effects;
 mod error;
+mod ident;
 pub mod function_file;
 pub mod guard;
 mod inserts;
@@ -47,6 +48,7 @@ mod view;
 
 pub use create_table::{adds_foreign_key, classify_table_stmt, split_foreign_keys, TableStmt};
 pub use error::SqlError;
+pub use ident::ident;
 pub use inserts::{parse_insert, Insert};
 pub use lex::{tokens, TokenKind};
 pub use normalize::normalize;
