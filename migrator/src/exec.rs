@@ -23,8 +23,8 @@ use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
 use stonescriptdb_shared::wire::{DeployStatus, DeploymentReport};
 use tokio_postgres::{Client, Transaction};
 
-use crate::step::{after_commit_name, after_commit_steps, At, Counter, Done, Refusal, Step};
 use crate::error::{pg_message, MigratorError, StepFailure};
+use crate::step::{after_commit_name, after_commit_steps, At, Counter, Done, Refusal, Step};
 
 /// Advisory lock key (two-int form) serializing deployments of one database.
 const LOCK_CLASS: i32 = 0x5344_4757; // "SDGW"

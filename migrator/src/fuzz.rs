@@ -60,9 +60,9 @@ proptest! {
                 let _ = sql::normalize(&s.text);
                 let _ = sql::parse_routine(&s.text);
                 let _ = sql::parse_type(&s.text);
-                let _ = sql::classify_table_stmt(&s.text);
-                let _ = sql::split_foreign_keys(&s.text, &[(None, "t".to_string())]);
-                let _ = sql::parse_insert(&s.text);
+                let _ = crate::tables::create_table::classify_table_stmt(&s.text);
+                let _ = crate::tables::create_table::split_foreign_keys(&s.text, &[(None, "t".to_string())]);
+                let _ = crate::seed::parse_insert(&s.text);
             }
         }
         let _ = sql::normalize(&text);
@@ -81,8 +81,8 @@ proptest! {
             for s in stmts {
                 let _ = sql::parse_routine(&s.text);
                 let _ = sql::parse_type(&s.text);
-                let _ = sql::split_foreign_keys(&s.text, &[(None, "x".to_string())]);
-                let _ = sql::parse_insert(&s.text);
+                let _ = crate::tables::create_table::split_foreign_keys(&s.text, &[(None, "x".to_string())]);
+                let _ = crate::seed::parse_insert(&s.text);
             }
         }
         let _ = sql::normalize(&text);

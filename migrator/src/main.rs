@@ -32,7 +32,6 @@ mod socket;
 mod sql;
 mod state;
 mod step;
-mod table_model;
 mod tables;
 mod upgrade;
 mod v1;

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::archive::{self, ArchiveError, Limits, Schema, SchemaFile};
 use crate::error::MigratorError;
 use crate::sql::{self, guard, Statement};
+use crate::tables::create_table::TableItem;
 use stonescriptdb_shared::catalog::TypeKind;
 use stonescriptdb_shared::names::quote_ident;
 
@@ -31,7 +32,7 @@ pub struct Parsed {
     pub functions: Vec<SqlFile>,
     pub seeders: Vec<SqlFile>,
     /// `tables/` read into the table model; None without a `tables/` folder.
-    pub declared: Option<crate::sql::ddl::Declared>,
+    pub declared: Option<crate::tables::reader::Declared>,
     /// The archive's checksum over its sorted files (`archive::Schema::checksum`).
     pub checksum: String,
     /// The archive has a `functions/` folder (possibly empty: then the
@@ -80,21 +81,6 @@ pub struct TypeItem {
     pub checksum: String,
 }
 
-/// One `tables/` file: its `CREATE TABLE`, and how each statement takes part
-/// in creating it.
-#[derive(Debug, Clone)]
-pub struct TableItem {
-    pub file: usize,
-    /// Index of the `CREATE TABLE` statement.
-    pub create: usize,
-    /// (schema, name).
-    pub key: (String, String),
-    /// Tables it REFERENCES, (schema, name).
-    pub references: Vec<(String, String)>,
-    /// Per statement: a pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`.
-    pub adds_fk: Vec<bool>,
-}
-
 /// An extension a statement installs or changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionUse {
@@ -138,7 +124,7 @@ pub struct Model {
     /// a migration are in its [`MigrationItem`]).
     pub extension_uses: Vec<ExtensionUse>,
     /// Per `seeders/` file: its INSERT statements, taken apart.
-    pub inserts: Vec<Vec<(usize, sql::Insert)>>,
+    pub inserts: Vec<Vec<(usize, crate::seed::Insert)>>,
     /// Over the `tables/` folder (paths and file checksums).
     pub tables_checksum: String,
 }
@@ -351,18 +337,18 @@ fn model(p: &Parsed, judged: Vec<Judged>) -> Result<Model, MigratorError> {
         let mut adds_fk = Vec::with_capacity(f.statements.len());
         for (si, s) in f.statements.iter().enumerate() {
             if create.is_none() {
-                if let sql::TableStmt::CreateTable {
+                if let crate::tables::create_table::TableStmt::CreateTable {
                     schema,
                     name,
                     references,
-                } = sql::classify_table_stmt(&s.text)
+                } = crate::tables::create_table::classify_table_stmt(&s.text)
                 {
                     create = Some((si, table_key(&schema, &name), references));
                     adds_fk.push(false);
                     continue;
                 }
             }
-            adds_fk.push(sql::adds_foreign_key(&s.text));
+            adds_fk.push(crate::tables::create_table::adds_foreign_key(&s.text));
         }
         if let Some((si, key, references)) = create {
             m.tables.push(TableItem {
@@ -399,7 +385,7 @@ fn model(p: &Parsed, judged: Vec<Judged>) -> Result<Model, MigratorError> {
             f.statements
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| sql::parse_insert(&s.text).map(|ins| (i, ins)))
+                .filter_map(|(i, s)| crate::seed::parse_insert(&s.text).map(|ins| (i, ins)))
                 .collect()
         })
         .collect();
@@ -535,7 +521,7 @@ pub fn parse(schema: &Schema) -> Result<Parsed, MigratorError> {
     let declared = if parsed.tables.is_empty() {
         None
     } else {
-        Some(crate::sql::ddl::read_tables(&parsed.tables)?)
+        Some(crate::tables::reader::read_tables(&parsed.tables)?)
     };
     Ok(Parsed {
         declared,

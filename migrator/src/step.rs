@@ -295,6 +295,16 @@ pub fn after_commit_name(s: &Sql) -> String {
     }
 }
 
+/// The report's note on a file's whole-file `BEGIN;` … `COMMIT;` wrapper
+/// (statements `a` and `b`), which a deployment does not run.
+pub fn wrapper_note(path: &str, a: usize, b: usize) -> String {
+    format!(
+        "{path}: its whole-file transaction wrapper (statements {} and {}) was not run; the deployment runs in one transaction of its own",
+        a + 1,
+        b + 1
+    )
+}
+
 /// `schema.name`, quoted (public when no schema is given).
 pub fn qualified(schema: &Option<String>, name: &str) -> String {
     format!(

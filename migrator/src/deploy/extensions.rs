@@ -19,10 +19,10 @@ use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::PlanStep;
 use tokio_postgres::GenericClient;
 
-use crate::exec::Run;
-use crate::step::{At, Counter, Done, Phase, Refusal, Sql, Step};
 use crate::error::{pg_message, MigratorError, StepFailure};
+use crate::exec::Run;
 use crate::schema::{Extension, ExtensionUse, Parsed};
+use crate::step::{At, Counter, Done, Phase, Refusal, Sql, Step};
 
 /// What happens to one declared extension.
 #[derive(Debug, Clone, PartialEq, Eq)]

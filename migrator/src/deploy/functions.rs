@@ -10,12 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::exec::Run;
-use super::migrations::wrapper_note;
-use crate::step::{At, Counter, Done, Phase, Sql, Step};
 use crate::error::MigratorError;
+use crate::exec::Run;
 use crate::schema::{Parsed, RoutineItem};
 use crate::sql::function_file::or_replace;
+use crate::step::{wrapper_note, At, Counter, Done, Phase, Sql, Step};
 
 /// The declared routines sorted against the tracked ones.
 #[derive(Debug, Default, PartialEq, Eq)]

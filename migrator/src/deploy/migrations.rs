@@ -9,10 +9,13 @@
 
 use std::collections::HashMap;
 
-use crate::exec::Run;
-use crate::step::{AfterCommit, At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
+use crate::exec::Run;
 use crate::schema::Parsed;
+use crate::sql::effects::Effect;
+use crate::step::{
+    wrapper_note, AfterCommit, At, Counter, Done, Options, Phase, Refusal, Sql, Step,
+};
 
 /// What happens to one migration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +140,18 @@ pub async fn observe(
     Ok(applied)
 }
 
+/// What the pending migrations make themselves (tables, columns,
+/// sequences), which `tables/` leaves to them.
+pub fn pending_effects(schema: &Parsed, applied: &HashMap<String, Applied>) -> Vec<Effect> {
+    schema
+        .migrations
+        .iter()
+        .zip(&schema.model.migrations)
+        .filter(|(f, _)| !applied.contains_key(name(&f.path)))
+        .flat_map(|(_, m)| m.effects.iter().cloned())
+        .collect()
+}
+
 /// One step per migration file: a pending one's statements (those
 /// PostgreSQL refuses in a transaction block marked for after the commit)
 /// and its tracking row; an applied one with statements still pending
@@ -227,16 +242,6 @@ pub fn plan(
         steps.push(step);
     }
     Ok(steps)
-}
-
-/// The report's note on a file's whole-file `BEGIN;` … `COMMIT;` wrapper
-/// (statements `a` and `b`), which a deployment does not run.
-pub fn wrapper_note(path: &str, a: usize, b: usize) -> String {
-    format!(
-        "{path}: its whole-file transaction wrapper (statements {} and {}) was not run; the deployment runs in one transaction of its own",
-        a + 1,
-        b + 1
-    )
 }
 
 #[cfg(test)]

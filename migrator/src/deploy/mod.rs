@@ -27,19 +27,19 @@ use crate::schema::Parsed;
 mod extensions;
 mod functions;
 mod migrations;
-mod seeders;
-mod tables;
 mod types;
 mod verify;
 
+pub use crate::step::{Mode, Options};
 pub use extensions::{
     check as check_extensions, offers as extension_offers, preinstall,
     refused as extension_refused, uses as extension_uses,
 };
-pub use crate::step::{Mode, Options};
 pub use verify::verify;
 
 use crate::exec::{Committed, Run};
+use crate::seed::step as seeders;
+use crate::tables::step as tables;
 
 /// Every transactional phase, each observed, planned and executed in turn
 /// (a phase observes the database as the phases before it left it);
@@ -62,36 +62,43 @@ async fn transactional(
     let steps = types::plan(schema, &seen, opts).map_err(|r| run.refused(r))?;
     run.execute(&steps).await?;
 
-    let seen = tables::observe_before(&run, schema).await?;
-    let tables = match (seen, &schema.declared) {
-        (Some(seen), Some(declared)) => {
-            match tables::plan_before(database, schema, declared, seen, opts) {
-                Ok((steps, validation, state)) => {
-                    run.report.schema_validation = validation;
-                    run.execute(&steps).await?;
-                    Some(state)
-                }
-                // Dry run of a deployment that would be refused: the table plan only.
-                Err(MigratorError::SchemaValidation(refusal)) if opts.dry_run => {
-                    let mut report = run.roll_back().await?;
-                    report.status = DeployStatus::Blocked;
-                    report.schema_validation = refusal.validation;
-                    report.plan = refusal.plan;
-                    return Ok(Outcome::RolledBack(report));
-                }
-                Err(e) => return Err(e),
+    // (read before the tables phase: what the pending migrations make
+    // themselves, tables/ leaves to them)
+    let applied = migrations::observe(&run, schema).await?;
+    let folder = schema.declared.as_ref().map(|declared| tables::Folder {
+        files: &schema.tables,
+        items: &schema.model.tables,
+        declared,
+        checksum: &schema.model.tables_checksum,
+    });
+    let mut tables = None;
+    if let Some(folder) = folder {
+        let seen = tables::observe_before(&run, folder).await?;
+        let effects = migrations::pending_effects(schema, &applied);
+        match tables::plan_before(database, folder, seen, &effects, opts) {
+            Ok((steps, validation, state)) => {
+                run.report.schema_validation = validation;
+                run.execute(&steps).await?;
+                tables = Some((folder, state));
             }
+            // Dry run of a deployment that would be refused: the table plan only.
+            Err(MigratorError::SchemaValidation(refusal)) if opts.dry_run => {
+                let mut report = run.roll_back().await?;
+                report.status = DeployStatus::Blocked;
+                report.schema_validation = refusal.validation;
+                report.plan = refusal.plan;
+                return Ok(Outcome::RolledBack(report));
+            }
+            Err(e) => return Err(e),
         }
-        _ => None,
-    };
+    }
 
-    let seen = migrations::observe(&run, schema).await?;
-    let steps = migrations::plan(schema, &seen, opts).map_err(|r| run.refused(r))?;
+    let steps = migrations::plan(schema, &applied, opts).map_err(|r| run.refused(r))?;
     run.execute(&steps).await?;
 
-    if let Some(state) = &tables {
+    if let Some((folder, state)) = &tables {
         let observed = tables::observe_after(&run, state).await?;
-        let (steps, desired) = tables::plan_after(database, schema, state, &observed, opts)?;
+        let (steps, desired) = tables::plan_after(database, *folder, state, &observed, opts)?;
         run.execute(&steps).await?;
         if steps.iter().any(|s| !s.sql.is_empty()) {
             let left = tables::leftover(&run, state, &desired).await?;
@@ -105,10 +112,14 @@ async fn transactional(
     let seen = functions::observe(&run, schema).await?;
     run.execute(&functions::plan(schema, &seen)).await?;
 
-    let seen = seeders::observe(&run, schema, opts).await?;
-    let steps = seeders::plan(schema, &seen, opts).map_err(|r| run.refused(r))?;
+    let files = seeders::Seeders {
+        files: &schema.seeders,
+        inserts: &schema.model.inserts,
+    };
+    let seen = seeders::observe(&run, files, opts).await?;
+    let steps = seeders::plan(files, &seen, opts).map_err(|r| run.refused(r))?;
     let rows = run.execute(&steps).await?;
-    let seeded = seeders::report(schema, &seen, &steps, &rows);
+    let seeded = seeders::report(files, &seen, &steps, &rows);
     run.report.seeders.extend(seeded);
 
     if opts.dry_run {

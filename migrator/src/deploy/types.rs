@@ -9,11 +9,11 @@ use std::collections::HashMap;
 
 use stonescriptdb_shared::names::{quote_ident, quote_literal};
 
-use crate::exec::Run;
-use crate::step::{At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 use crate::error::MigratorError;
+use crate::exec::Run;
 use crate::schema::{Parsed, TypeItem};
 use crate::sql::TypeDef;
+use crate::step::{At, Counter, Done, Options, Phase, Refusal, Sql, Step};
 
 /// What happens to one declared type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::error::{pg_message, MigratorError};
 use crate::schema::Parsed;
 use crate::seed;
-use crate::table_model::QName;
+use crate::tables::model::QName;
 use crate::tables::{diff, introspect};
 
 /// Does every declared table match its recorded declared model (no diff

@@ -6,9 +6,9 @@
 //! another. String literals,
 //! dollar quotes and comments are never mistaken for names.
 
+use super::ident::ident;
 use super::lex::{sig_tokens, Kind};
 use super::view::{string_value, View};
-use super::ident::ident;
 
 /// Does `text` (an expression or definition) mention the identifier `name`
 /// (its value: unquoted words folded to lower case, quoted ones exact)?

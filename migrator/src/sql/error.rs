@@ -14,7 +14,7 @@ pub struct SqlError {
 }
 
 impl SqlError {
-    pub(super) fn new(line: usize, message: impl Into<String>) -> Self {
+    pub(crate) fn new(line: usize, message: impl Into<String>) -> Self {
         let message = message.into();
         SqlError {
             file: None,

@@ -6,7 +6,7 @@
 use super::error::SqlError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Word,   // unquoted identifier or keyword (may contain `$` after the first character)
     QIdent, // "..." or U&"..."
     Str,    // '...', N'...', B'...', X'...', U&'...'
@@ -22,34 +22,34 @@ pub(super) enum Kind {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Tok {
-    pub(super) kind: Kind,
-    pub(super) start: usize, // byte offsets into the source, always on char boundaries
-    pub(super) end: usize,
-    pub(super) line: usize,
-    pub(super) tag: usize, // dollar-quote delimiter length ($$ = 2, $body$ = 6), else 0
-    pub(super) open: bool, // unterminated quote / dollar quote / block comment (runs to the end)
+pub(crate) struct Tok {
+    pub(crate) kind: Kind,
+    pub(crate) start: usize, // byte offsets into the source, always on char boundaries
+    pub(crate) end: usize,
+    pub(crate) line: usize,
+    pub(crate) tag: usize, // dollar-quote delimiter length ($$ = 2, $body$ = 6), else 0
+    pub(crate) open: bool, // unterminated quote / dollar quote / block comment (runs to the end)
 }
 
 impl Tok {
-    pub(super) fn text<'a>(&self, src: &'a str) -> &'a str {
+    pub(crate) fn text<'a>(&self, src: &'a str) -> &'a str {
         src.get(self.start..self.end).unwrap_or("")
     }
-    pub(super) fn is_comment(&self) -> bool {
+    pub(crate) fn is_comment(&self) -> bool {
         matches!(self.kind, Kind::LineComment | Kind::BlockComment)
     }
-    pub(super) fn is_word(&self, src: &str, kw: &str) -> bool {
+    pub(crate) fn is_word(&self, src: &str, kw: &str) -> bool {
         self.kind == Kind::Word && self.text(src).eq_ignore_ascii_case(kw)
     }
     /// Punctuation or operator with exactly this text.
-    pub(super) fn is_sym(&self, src: &str, p: &str) -> bool {
+    pub(crate) fn is_sym(&self, src: &str, p: &str) -> bool {
         matches!(self.kind, Kind::Punct | Kind::Op) && self.text(src) == p
     }
-    pub(super) fn is_ident(&self) -> bool {
+    pub(crate) fn is_ident(&self) -> bool {
         matches!(self.kind, Kind::Word | Kind::QIdent)
     }
     /// Nesting change: +1 for `(` `[`, -1 for `)` `]`.
-    pub(super) fn nest(&self, src: &str) -> isize {
+    pub(crate) fn nest(&self, src: &str) -> isize {
         match (self.kind, self.text(src)) {
             (Kind::Punct, "(" | "[") => 1,
             (Kind::Punct, ")" | "]") => -1,
@@ -57,7 +57,7 @@ impl Tok {
         }
     }
     /// Body of a dollar-quoted string (without the delimiters).
-    pub(super) fn dollar_body<'a>(&self, src: &'a str) -> &'a str {
+    pub(crate) fn dollar_body<'a>(&self, src: &'a str) -> &'a str {
         let end = if self.open {
             self.end
         } else {
@@ -67,20 +67,20 @@ impl Tok {
     }
 }
 
-pub(super) fn is_ident_start(c: u8) -> bool {
+pub(crate) fn is_ident_start(c: u8) -> bool {
     c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
 }
 
-pub(super) fn is_ident_cont(c: u8) -> bool {
+pub(crate) fn is_ident_cont(c: u8) -> bool {
     is_ident_start(c) || c.is_ascii_digit() || c == b'$'
 }
 
-pub(super) fn is_op_char(c: u8) -> bool {
+pub(crate) fn is_op_char(c: u8) -> bool {
     b"+-*/<>=~!@#%^&|`?".contains(&c)
 }
 
 /// First index from `k` whose byte does not satisfy `f`.
-pub(super) fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
+pub(crate) fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
     while b.get(k).is_some_and(|&c| f(c)) {
         k += 1;
     }
@@ -88,7 +88,7 @@ pub(super) fn skip(b: &[u8], mut k: usize, f: impl Fn(u8) -> bool) -> usize {
 }
 
 /// Scans a quoted token whose opening quote is at `pos`; returns (end, unterminated).
-pub(super) fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool) {
+pub(crate) fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (usize, bool) {
     let mut k = pos + 1;
     loop {
         match b.get(k) {
@@ -102,7 +102,7 @@ pub(super) fn scan_quoted(b: &[u8], pos: usize, quote: u8, backslash: bool) -> (
 }
 
 /// Scans a (nesting) block comment starting at `pos`; returns (end, unterminated).
-pub(super) fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
+pub(crate) fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
     let (mut k, mut depth) = (pos + 2, 1usize);
     while k < b.len() {
         match (b.get(k), b.get(k + 1)) {
@@ -119,7 +119,7 @@ pub(super) fn scan_block_comment(b: &[u8], pos: usize) -> (usize, bool) {
     (b.len(), true)
 }
 
-pub(super) fn scan_number(b: &[u8], pos: usize) -> usize {
+pub(crate) fn scan_number(b: &[u8], pos: usize) -> usize {
     let digits = |k: usize| skip(b, k, |d| d.is_ascii_digit() || d == b'_');
     if b.get(pos) == Some(&b'0')
         && matches!(
@@ -143,7 +143,7 @@ pub(super) fn scan_number(b: &[u8], pos: usize) -> usize {
     k
 }
 
-pub(super) fn scan_op(b: &[u8], pos: usize) -> usize {
+pub(crate) fn scan_op(b: &[u8], pos: usize) -> usize {
     let mut k = pos + 1;
     while let Some(&d) = b.get(k) {
         let next = b.get(k + 1).copied();
@@ -165,7 +165,7 @@ pub(super) fn scan_op(b: &[u8], pos: usize) -> usize {
 }
 
 /// `$tag$...$tag$` (or a lone `$`) at `pos`.
-pub(super) fn lex_dollar(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
+pub(crate) fn lex_dollar(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
     let b = src.as_bytes();
     let mut k = pos + 1;
     if b.get(k).is_some_and(|&d| is_ident_start(d)) {
@@ -183,7 +183,7 @@ pub(super) fn lex_dollar(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
 }
 
 /// The token starting at `pos` (not whitespace): (kind, end, dollar tag length, unterminated).
-pub(super) fn lex_one(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
+pub(crate) fn lex_one(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
     let b = src.as_bytes();
     let (c, c1, c2) = (
         b.get(pos).copied().unwrap_or(0),
@@ -233,7 +233,7 @@ pub(super) fn lex_one(src: &str, pos: usize) -> (Kind, usize, usize, bool) {
 }
 
 /// One pass over the source producing every token (comments included) with its line.
-pub(super) fn tokenize(src: &str) -> Vec<Tok> {
+pub(crate) fn tokenize(src: &str) -> Vec<Tok> {
     let b = src.as_bytes();
     let mut toks = Vec::new();
     let mut pos = if src.starts_with('\u{FEFF}') { 3 } else { 0 };
@@ -315,14 +315,14 @@ pub fn tokens(src: &str, first_line: usize) -> Vec<Token<'_>> {
 }
 
 /// Tokens without comments.
-pub(super) fn sig_tokens(src: &str) -> Vec<Tok> {
+pub(crate) fn sig_tokens(src: &str) -> Vec<Tok> {
     tokenize(src)
         .into_iter()
         .filter(|t| !t.is_comment())
         .collect()
 }
 
-pub(super) fn unterminated(t: &Tok) -> SqlError {
+pub(crate) fn unterminated(t: &Tok) -> SqlError {
     let what = match t.kind {
         Kind::QIdent => "quoted identifier",
         Kind::Dollar => "dollar-quoted string",

@@ -14,42 +14,37 @@
 //! - [`guard`]: what an uploaded statement may do (transaction control, session identity,
 //!   database- and cluster-level statements refused; extensions named);
 //! - `normalize`: statement text for checksums;
-//! - `routines`, `types`, `create_table`, `inserts`: the headers of `CREATE FUNCTION/PROCEDURE`,
-//!   `CREATE TYPE/DOMAIN`, `CREATE TABLE` (with foreign keys moved out to break reference
-//!   cycles; `ALTER TABLE ... ADD ... REFERENCES` recognized) and `INSERT` statements;
-//! - [`ddl`]: the `tables/` DDL reader, which reads a folder's `CREATE TABLE`s, indexes and
-//!   sequences into the table model ([`crate::table_model`]);
+//! - `routines`, `types`: the headers of `CREATE FUNCTION/PROCEDURE` and `CREATE TYPE/DOMAIN`;
+//! - `ident`: identifiers quoted only where PostgreSQL needs it;
 //! - [`definition`]: definitions as the catalog writes them: the names they mention, a foreign
 //!   key's referenced columns, a definition moved to another schema.
+//!
+//! Readers of one subject live with it, on this lexer and cursor: the `tables/` DDL reader and a
+//! `tables/` file's CREATE TABLE in the `tables` folder, a seeder's INSERTs in the `seed` folder.
 //!
 //! Every reader returns [`SqlError`] (file, line, message), which the migrator's error type
 //! maps once.
 //!
 //! Nothing here panics on any input, and nothing executes SQL.
 
-mod create_table;
-pub mod ddl;
 pub mod definition;
 pub mod effects;
 mod error;
-mod ident;
 pub mod function_file;
 pub mod guard;
-mod inserts;
-mod lex;
+mod ident;
+pub mod lex;
 mod normalize;
-mod routines;
+pub mod routines;
 mod split;
-mod statement;
+pub mod statement;
 #[cfg(test)]
 mod tests;
 mod types;
-mod view;
+pub mod view;
 
-pub use create_table::{adds_foreign_key, classify_table_stmt, split_foreign_keys, TableStmt};
 pub use error::SqlError;
 pub use ident::ident;
-pub use inserts::{parse_insert, Insert};
 pub use lex::{tokens, TokenKind};
 pub use normalize::normalize;
 pub use routines::{parse_routine, RoutineKind};

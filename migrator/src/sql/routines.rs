@@ -38,10 +38,10 @@ pub struct Routine {
     pub atomic: bool,
 }
 
-pub(super) const INTERVAL_FIELDS: [&str; 6] = ["year", "month", "day", "hour", "minute", "second"];
+pub(crate) const INTERVAL_FIELDS: [&str; 6] = ["year", "month", "day", "hour", "minute", "second"];
 
 /// Number of tokens forming a type name at the start of `v`, if it starts with one.
-pub(super) fn type_len(v: View) -> Option<usize> {
+pub(crate) fn type_len(v: View) -> Option<usize> {
     let mut i = usize::from(v.is(0, "setof"));
     match v.word(i).as_str() {
         "double" if v.is(i + 1, "precision") => i += 2,
@@ -89,7 +89,7 @@ pub(super) fn type_len(v: View) -> Option<usize> {
 }
 
 /// One argument: (is OUT, type tokens, declaration tokens without the default).
-pub(super) fn parse_arg(a: View) -> (bool, View, View) {
+pub(crate) fn parse_arg(a: View) -> (bool, View, View) {
     let mut depth = 0usize;
     let mut cut = a.len();
     for k in 0..a.len() {
@@ -119,7 +119,7 @@ pub(super) fn parse_arg(a: View) -> (bool, View, View) {
 }
 
 /// Words that end the RETURNS clause.
-pub(super) const ROUTINE_OPTIONS: &str =
+pub(crate) const ROUTINE_OPTIONS: &str =
     "language as immutable stable volatile strict called security \
     external cost rows support set parallel leakproof not window transform begin return returns";
 

@@ -14,7 +14,7 @@ pub fn reads() -> u64 {
     READS.load(Ordering::Relaxed)
 }
 
-pub(super) fn read_one() {
+pub(crate) fn read_one() {
     READS.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -1,8 +1,12 @@
-//! The SQL readers' tests: splitting, normalizing, routines, types,
-//! tables and inserts, from the text a schema author writes.
+//! The SQL readers' tests: splitting, normalizing, routines, types, and the
+//! readers built on the same lexer elsewhere (`tables/`' CREATE TABLE, a
+//! seeder's INSERTs), from the text a schema author writes.
 
-use super::inserts::Values;
 use super::*;
+use crate::seed::inserts::{parse_insert, Values};
+use crate::tables::create_table::{
+    adds_foreign_key, classify_table_stmt, split_foreign_keys, TableStmt,
+};
 
 #[test]
 fn statements_that_need_autocommit() {

@@ -6,88 +6,88 @@ use super::error::SqlError;
 use super::lex::{Kind, Tok};
 
 /// PostgreSQL's longest identifier, in bytes (NAMEDATALEN - 1).
-pub(super) const MAX_IDENT: usize = 63;
+pub(crate) const MAX_IDENT: usize = 63;
 
 /// A list of significant tokens with lookups; out-of-range lookups simply answer "no".
 #[derive(Clone, Copy)]
-pub(super) struct View<'a> {
-    pub(super) src: &'a str,
-    pub(super) t: &'a [Tok],
+pub(crate) struct View<'a> {
+    pub(crate) src: &'a str,
+    pub(crate) t: &'a [Tok],
     /// The line `src` starts on: token lines (and errors) are offset by it.
-    pub(super) first_line: usize,
+    pub(crate) first_line: usize,
 }
 
 impl<'a> View<'a> {
     /// The tokens `t` of `src` (from `lex::sig_tokens`), `src` starting on line 1.
-    pub(super) fn new(src: &'a str, t: &'a [Tok]) -> View<'a> {
+    pub(crate) fn new(src: &'a str, t: &'a [Tok]) -> View<'a> {
         View::at(src, t, 1)
     }
     /// Like [`View::new`], `src` starting on line `first_line` of its file.
-    pub(super) fn at(src: &'a str, t: &'a [Tok], first_line: usize) -> View<'a> {
+    pub(crate) fn at(src: &'a str, t: &'a [Tok], first_line: usize) -> View<'a> {
         View { src, t, first_line }
     }
-    pub(super) fn get(&self, i: usize) -> Option<&'a Tok> {
+    pub(crate) fn get(&self, i: usize) -> Option<&'a Tok> {
         self.t.get(i)
     }
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.t.len()
     }
     /// Lower-cased text of the unquoted word at `i`, or "".
-    pub(super) fn word(&self, i: usize) -> String {
+    pub(crate) fn word(&self, i: usize) -> String {
         let w = self.get(i).filter(|x| x.kind == Kind::Word);
         w.map(|x| x.text(self.src).to_ascii_lowercase())
             .unwrap_or_default()
     }
-    pub(super) fn is(&self, i: usize, kw: &str) -> bool {
+    pub(crate) fn is(&self, i: usize, kw: &str) -> bool {
         self.get(i).is_some_and(|x| x.is_word(self.src, kw))
     }
-    pub(super) fn any(&self, i: usize, kws: &[&str]) -> bool {
+    pub(crate) fn any(&self, i: usize, kws: &[&str]) -> bool {
         kws.iter().any(|k| self.is(i, k))
     }
-    pub(super) fn sym(&self, i: usize, p: &str) -> bool {
+    pub(crate) fn sym(&self, i: usize, p: &str) -> bool {
         self.get(i).is_some_and(|x| x.is_sym(self.src, p))
     }
-    pub(super) fn nest(&self, i: usize) -> isize {
+    pub(crate) fn nest(&self, i: usize) -> isize {
         self.get(i).map_or(0, |x| x.nest(self.src))
     }
     /// Is the token at `i` an identifier (unquoted word or quoted)?
-    pub(super) fn is_ident(&self, i: usize) -> bool {
+    pub(crate) fn is_ident(&self, i: usize) -> bool {
         self.get(i).is_some_and(Tok::is_ident)
     }
     /// Value of the identifier at `i` (see [`ident_value`]).
-    pub(super) fn ident(&self, i: usize) -> Option<String> {
+    pub(crate) fn ident(&self, i: usize) -> Option<String> {
         self.get(i).and_then(|t| ident_value(self.src, t))
     }
     /// Line of token `i` (or of the last token; of the text's start for no tokens) in the file.
-    pub(super) fn line(&self, i: usize) -> usize {
+    pub(crate) fn line(&self, i: usize) -> usize {
         self.get(i)
             .or(self.t.last())
             .map_or(self.first_line, |x| x.line + self.first_line - 1)
     }
     /// Text of token `i` for messages ("end of statement" past the end).
-    pub(super) fn shown(&self, i: usize) -> &'a str {
+    pub(crate) fn shown(&self, i: usize) -> &'a str {
         self.get(i).map_or("end of statement", |t| t.text(self.src))
     }
     /// An error at token `i`.
-    pub(super) fn err(&self, i: usize, message: impl Into<String>) -> SqlError {
+    pub(crate) fn err(&self, i: usize, message: impl Into<String>) -> SqlError {
         SqlError::new(self.line(i), message)
     }
     /// "unexpected "x" in `what`" at token `i`.
-    pub(super) fn unexpected(&self, i: usize, what: &str) -> SqlError {
+    pub(crate) fn unexpected(&self, i: usize, what: &str) -> SqlError {
         self.err(i, format!("unexpected \"{}\" in {what}", self.shown(i)))
     }
-    pub(super) fn sub(&self, a: usize, b: usize) -> View<'a> {
+    pub(crate) fn sub(&self, a: usize, b: usize) -> View<'a> {
         View {
             t: self.t.get(a..b).unwrap_or(&[]),
             ..*self
         }
     }
     /// The tokens from `a` to the end.
-    pub(super) fn from(&self, a: usize) -> View<'a> {
+    pub(crate) fn from(&self, a: usize) -> View<'a> {
         self.sub(a, self.len())
     }
     /// Index of the `)` matching the `(` at `open` (None when `open` is not a `(`).
-    pub(super) fn close(&self, open: usize) -> Option<usize> {
+    pub(crate) fn close(&self, open: usize) -> Option<usize> {
         if !self.sym(open, "(") {
             return None;
         }
@@ -105,11 +105,11 @@ impl<'a> View<'a> {
         None
     }
     /// Index after a parenthesized group at `i` (or `i` when there is none).
-    pub(super) fn after_group(&self, i: usize) -> usize {
+    pub(crate) fn after_group(&self, i: usize) -> usize {
         self.close(i).map_or(i, |c| c + 1)
     }
     /// `i` past the words `kws` when they all follow at `i` (`IF NOT EXISTS`), else `i`.
-    pub(super) fn opt(&self, i: usize, kws: &[&str]) -> usize {
+    pub(crate) fn opt(&self, i: usize, kws: &[&str]) -> usize {
         let all = kws.iter().enumerate().all(|(k, kw)| self.is(i + k, kw));
         if all {
             i + kws.len()
@@ -118,7 +118,7 @@ impl<'a> View<'a> {
         }
     }
     /// `i` past the table words of `CREATE [GLOBAL | LOCAL] [TEMP | TEMPORARY | UNLOGGED]`.
-    pub(super) fn past_persistence(&self, mut i: usize) -> usize {
+    pub(crate) fn past_persistence(&self, mut i: usize) -> usize {
         while self.any(i, &["global", "local", "temp", "temporary", "unlogged"]) {
             i += 1;
         }
@@ -126,7 +126,7 @@ impl<'a> View<'a> {
     }
     /// The words among the first `n` tokens, upper-cased and joined by spaces (for messages:
     /// `DROP DATABASE`).
-    pub(super) fn upper_words(&self, n: usize) -> String {
+    pub(crate) fn upper_words(&self, n: usize) -> String {
         let words = (0..n.min(self.len())).map(|i| self.word(i).to_ascii_uppercase());
         words
             .filter(|w| !w.is_empty())
@@ -134,7 +134,7 @@ impl<'a> View<'a> {
             .join(" ")
     }
     /// (start, end) index ranges between top-level commas.
-    pub(super) fn ranges(&self) -> Vec<(usize, usize)> {
+    pub(crate) fn ranges(&self) -> Vec<(usize, usize)> {
         let (mut out, mut depth, mut start) = (Vec::new(), 0usize, 0);
         for (k, x) in self.t.iter().enumerate() {
             depth = depth.saturating_add_signed(x.nest(self.src));
@@ -146,14 +146,14 @@ impl<'a> View<'a> {
         out.push((start, self.len()));
         out
     }
-    pub(super) fn parts(&self) -> Vec<View<'a>> {
+    pub(crate) fn parts(&self) -> Vec<View<'a>> {
         self.ranges()
             .into_iter()
             .map(|(a, b)| self.sub(a, b))
             .collect()
     }
     /// Source text from the first to the last token, verbatim.
-    pub(super) fn text(&self) -> &'a str {
+    pub(crate) fn text(&self) -> &'a str {
         match (self.t.first(), self.t.last()) {
             (Some(f), Some(l)) => self.src.get(f.start..l.end).unwrap_or(""),
             _ => "",
@@ -162,7 +162,7 @@ impl<'a> View<'a> {
     /// Tokens as written. `tight`: canonical spacing (see `needs_space`, plus a space after `)`
     /// or `]` before a word: `timestamp(3) with time zone`); otherwise one space wherever the
     /// source had whitespace or a comment.
-    pub(super) fn render(&self, tight: bool) -> String {
+    pub(crate) fn render(&self, tight: bool) -> String {
         let mut out = String::new();
         let mut prev: Option<&Tok> = None;
         for t in self.t {
@@ -183,7 +183,7 @@ impl<'a> View<'a> {
         out
     }
     /// Qualified name `a[.b[.c]]` at `i`: (identifier values, index after the name).
-    pub(super) fn qname(&self, i: usize) -> Option<(Vec<String>, usize)> {
+    pub(crate) fn qname(&self, i: usize) -> Option<(Vec<String>, usize)> {
         let (mut parts, mut k) = (Vec::new(), i);
         loop {
             parts.push(self.ident(k)?);
@@ -199,7 +199,7 @@ impl<'a> View<'a> {
 /// Identifier value as PostgreSQL reads it: unquoted words ASCII-lower-cased, quoted ones kept
 /// exact (`""` undoubled), both truncated to 63 bytes. None for other tokens and for `""`
 /// (PostgreSQL refuses a zero-length identifier).
-pub(super) fn ident_value(src: &str, t: &Tok) -> Option<String> {
+pub(crate) fn ident_value(src: &str, t: &Tok) -> Option<String> {
     let v = match t.kind {
         Kind::Word => t.text(src).to_ascii_lowercase(),
         Kind::QIdent => unquote(t.text(src), '"'),
@@ -209,7 +209,7 @@ pub(super) fn ident_value(src: &str, t: &Tok) -> Option<String> {
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
-pub(super) fn clip(s: &str, max: usize) -> &str {
+pub(crate) fn clip(s: &str, max: usize) -> &str {
     let mut n = max.min(s.len());
     while n > 0 && !s.is_char_boundary(n) {
         n -= 1;
@@ -218,7 +218,7 @@ pub(super) fn clip(s: &str, max: usize) -> &str {
 }
 
 /// Strips an optional prefix (`U&`, `N`...) and the quotes, and undoubles the quote character.
-pub(super) fn unquote(text: &str, q: char) -> String {
+pub(crate) fn unquote(text: &str, q: char) -> String {
     let Some(i) = text.find(q) else {
         return text.to_string();
     };
@@ -228,7 +228,7 @@ pub(super) fn unquote(text: &str, q: char) -> String {
 }
 
 /// Value of a string literal token (`E''` escapes decoded, `''` undoubled).
-pub(super) fn string_value(src: &str, t: &Tok) -> String {
+pub(crate) fn string_value(src: &str, t: &Tok) -> String {
     let text = t.text(src);
     if t.kind != Kind::EStr {
         return unquote(text, '\'');
@@ -291,25 +291,25 @@ pub(super) fn string_value(src: &str, t: &Tok) -> String {
 }
 
 /// (schema, name) from the parts of a qualified name (`db.schema.name` keeps `schema`).
-pub(super) fn split_name(mut parts: Vec<String>) -> (Option<String>, String) {
+pub(crate) fn split_name(mut parts: Vec<String>) -> (Option<String>, String) {
     let name = parts.pop().unwrap_or_default();
     (parts.pop(), name)
 }
 
 /// (schema, name) from the parts of a qualified name, an unqualified name in `public`.
-pub(super) fn qualified(parts: Vec<String>) -> (String, String) {
+pub(crate) fn qualified(parts: Vec<String>) -> (String, String) {
     let (schema, name) = split_name(parts);
     (schema.unwrap_or_else(|| "public".into()), name)
 }
 
-pub(super) fn wordy(k: Kind) -> bool {
+pub(crate) fn wordy(k: Kind) -> bool {
     use Kind::*;
     matches!(k, Word | QIdent | Str | EStr | Dollar | Number | Param)
 }
 
 /// Canonical spacing: a space only where two words/literals or two operators meet, i.e. where
 /// dropping it would change how the text tokenizes.
-pub(super) fn needs_space(a: &Tok, b: &Tok) -> bool {
+pub(crate) fn needs_space(a: &Tok, b: &Tok) -> bool {
     let opish = |k: Kind| matches!(k, Kind::Op | Kind::Other);
     (wordy(a.kind) && wordy(b.kind)) || (opish(a.kind) && opish(b.kind))
 }

@@ -21,11 +21,11 @@
 use std::collections::BTreeSet;
 use stonescriptdb_shared::names::quote_literal;
 
-use crate::sql::definition::{fk_referenced_columns, mentions, not_valid};
-use crate::table_model::{
+use super::model::{
     ident, Change, Class, Column, Constraint, ConstraintKind, Identity, Index, Model, QName,
     Sequence, Step, Table,
 };
+use crate::sql::definition::{fk_referenced_columns, mentions, not_valid};
 
 const DROP_FKS: usize = 0;
 const DROP_KEYS: usize = 1;
@@ -125,7 +125,7 @@ enum Family {
 impl Ty {
     fn parse(s: &str) -> Ty {
         // One alias table for both sides: the DDL reader's.
-        let n = crate::sql::ddl::canonical_type(&norm(s));
+        let n = super::reader::canonical_type(&norm(s));
         let l = n.to_ascii_lowercase();
         let simple = match l.as_str() {
             "smallint" | "int2" => Some(Ty::Int(2)),

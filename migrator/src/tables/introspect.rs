@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
-use crate::sql::definition::requalify;
-use crate::table_model::{
+use super::model::{
     ident, Column, Constraint, ConstraintKind, Identity, Index, Model, QName, Sequence, Table,
 };
+use crate::sql::definition::requalify;
 
 /// Prefix of the gateway's own tables, never part of a model.
 const TRACKING_PREFIX: &str = "_stonescriptdb_gateway";

@@ -3,7 +3,7 @@
 //! and per sequence, read back by the deployment's tables step and by
 //! verification.
 
-use crate::table_model::{Model, QName, Sequence, Table};
+use super::model::{Model, QName, Sequence, Table};
 
 /// Name of a sequence's row in `_stonescriptdb_gateway_tables`.
 pub const SEQUENCE_ROW: &str = "sequence:";

@@ -1,5 +1,5 @@
 //! DDL reader for `tables/`: turns the folder's statements into a [`Model`], walking the one
-//! cursor (`super::view::View`) over the one tokenizer every SQL reader of the migrator uses.
+//! cursor (`crate::sql::view::View`) over the one tokenizer every SQL reader of the migrator uses.
 //! One file per part: `expressions` (normalized expression text, and type spellings: each reads the other),
 //! `names` (names PostgreSQL chooses), `constraints`, `columns`, `sequences`, and `reader`
 //! (statement by statement into the model).
@@ -27,11 +27,11 @@
 
 use std::collections::BTreeMap;
 
-use super::error::SqlError;
-use super::lex::{sig_tokens, Tok};
-use super::split::SqlFile;
-use super::view::View;
-use crate::table_model::{Model, QName};
+use crate::sql::lex::{sig_tokens, Tok};
+use crate::sql::view::View;
+use crate::sql::SqlError;
+use crate::sql::SqlFile;
+use crate::tables::model::{Model, QName};
 use reader::{classify, Reader, Stmt};
 
 mod columns;

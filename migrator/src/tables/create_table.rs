@@ -2,10 +2,10 @@
 //! creates and references, and foreign keys moved out into `ALTER TABLE`s to
 //! break reference cycles.
 
-use super::error::SqlError;
-use super::lex::{sig_tokens, tokenize, unterminated, Kind, Tok};
-use super::statement::read_one;
-use super::view::{split_name, View};
+use crate::sql::lex::{sig_tokens, tokenize, unterminated, Kind, Tok};
+use crate::sql::statement::read_one;
+use crate::sql::view::{split_name, View};
+use crate::sql::SqlError;
 
 /// What a `tables/` statement is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,4 +267,20 @@ pub fn split_foreign_keys(
     }
     out.push_str(stmt.get(pos..).unwrap_or(""));
     Ok((out, alters))
+}
+/// One `tables/` file: its `CREATE TABLE`, and how each statement takes part
+/// in creating it.
+/// A `tables/` file as a deployment uses it: its CREATE TABLE, the table,
+/// what it references, and its foreign-key alters.
+#[derive(Debug, Clone)]
+pub struct TableItem {
+    pub file: usize,
+    /// Index of the `CREATE TABLE` statement.
+    pub create: usize,
+    /// (schema, name).
+    pub key: (String, String),
+    /// Tables it REFERENCES, (schema, name).
+    pub references: Vec<(String, String)>,
+    /// Per statement: a pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`.
+    pub adds_fk: Vec<bool>,
 }

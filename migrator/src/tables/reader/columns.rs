@@ -8,7 +8,7 @@ use super::names::qname_of;
 use super::sequences::{new_sequence, seq_options};
 use crate::sql::view::View;
 use crate::sql::SqlError;
-use crate::table_model::{ident, Column, ConstraintKind, Identity, QName};
+use crate::tables::model::{ident, Column, ConstraintKind, Identity, QName};
 
 pub(super) const COLUMN_CONSTRAINT_WORDS: &[&str] = &[
     "constraint",

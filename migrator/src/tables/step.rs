@@ -8,17 +8,27 @@ use std::collections::{BTreeSet, HashMap};
 
 use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
 
-use crate::exec::Run;
-use super::migrations::{name as migration_name, recorded as applied_migrations};
-use crate::step::{At, Counter, Done, Options, Phase, Sql, Step};
+use super::align::align_names;
+use super::create_table::{split_foreign_keys, TableItem};
+use super::model::{Change, Class, Model, QName, Step as TableStep, Table};
+use super::reader::Declared;
+use super::{diff, introspect, recorded};
 use crate::error::{MigratorError, SchemaRefusal};
-use crate::schema::Parsed;
-use crate::sql::ddl::Declared;
+use crate::exec::Run;
 use crate::sql::effects::Effect;
-use crate::sql::{self, SqlFile};
-use crate::table_model::{Change, Class, Model, QName, Step as TableStep, Table};
-use crate::tables::introspect;
-use crate::tables::{align_names, diff, recorded};
+use crate::sql::SqlFile;
+use crate::step::{At, Counter, Done, Options, Phase, Sql, Step};
+
+/// What the tables phase is handed of the upload: the `tables/` files,
+/// each file's CREATE TABLE as read, the declared model, and the folder's
+/// checksum.
+#[derive(Clone, Copy)]
+pub struct Folder<'a> {
+    pub files: &'a [SqlFile],
+    pub items: &'a [TableItem],
+    pub declared: &'a Declared,
+    pub checksum: &'a str,
+}
 
 /// A `tables/` file and the table it creates.
 struct TableFile<'a> {
@@ -75,7 +85,7 @@ fn creation_order(files: &[TableFile<'_>]) -> (Vec<usize>, Vec<usize>) {
 /// declared model as that migration expects it (its foreign keys, indexes
 /// and the rest follow after the migrations).
 fn create_missing(
-    schema: &Parsed,
+    folder: Folder<'_>,
     missing: &BTreeSet<QName>,
     reshaped: &[Table],
 ) -> Result<Vec<Step>, MigratorError> {
@@ -111,16 +121,15 @@ fn create_missing(
         steps.push(step);
     }
     let reshaped: BTreeSet<&QName> = reshaped.iter().map(|t| &t.name).collect();
-    let to_create: Vec<TableFile<'_>> = schema
-        .model
-        .tables
+    let to_create: Vec<TableFile<'_>> = folder
+        .items
         .iter()
         .filter(|t| {
             let q = QName::new(&t.key.0, &t.key.1);
             missing.contains(&q) && !reshaped.contains(&q)
         })
         .map(|t| TableFile {
-            file: &schema.tables[t.file],
+            file: &folder.files[t.file],
             key: t.key.clone(),
             create_index: t.create,
             references: t.references.clone(),
@@ -144,12 +153,7 @@ fn create_missing(
         for (si, stmt) in t.file.statements.iter().enumerate() {
             if si == t.create_index && cyclic.contains(&i) {
                 let (create, alters) =
-                    sql::split_foreign_keys(&stmt.text, &deferred).map_err(|e| {
-                        MigratorError::BadRequest(format!(
-                            "{path} line {}: {}",
-                            stmt.line, e.message
-                        ))
-                    })?;
+                    split_foreign_keys(&stmt.text, &deferred).map_err(|e| e.at(path, stmt.line))?;
                 let at = At::statement(path, si, stmt.line);
                 step = step.sql(Sql::new(create, at.clone(), "creating a table failed"));
                 for a in alters {
@@ -375,7 +379,7 @@ pub fn before_migrations(
             });
             if let Some((t, c)) = column {
                 if step.class != Class::Safe && c.not_null {
-                    let nullable = crate::table_model::Column {
+                    let nullable = super::model::Column {
                         not_null: false,
                         ..c.clone()
                     };
@@ -403,7 +407,7 @@ pub fn before_migrations(
 
 /// What `tables/` declares, as PostgreSQL spells it, and what it declared at
 /// the last successful deployment.
-pub(super) struct TableState {
+pub struct TableState {
     desired: Model,
     previous: Model,
     /// The recorded model already equals `desired` (same `tables/`).
@@ -428,10 +432,7 @@ fn file_of<'a>(declared: &'a Declared, object: &str) -> Option<&'a str> {
 }
 
 /// Read what steps 4 and 5 need: the database as the migrations left it.
-pub(super) async fn observe_after(
-    run: &Run<'_>,
-    state: &TableState,
-) -> Result<Model, MigratorError> {
+pub async fn observe_after(run: &Run<'_>, state: &TableState) -> Result<Model, MigratorError> {
     observe_model(run, &state.desired, &state.previous).await
 }
 
@@ -502,23 +503,20 @@ fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
 /// by earlier deployments, the declared model as PostgreSQL spells it (the
 /// recorded one when `tables/` did not change), the database's tables and
 /// the migrations already applied.
-pub(super) struct SeenBefore {
+pub struct SeenBefore {
     previous: Model,
     recorded: bool,
     desired: Model,
     observed: Model,
-    applied: BTreeSet<String>,
 }
 
 /// Read what steps 1 and 2 need (None without a `tables/` folder: nothing
 /// is managed declaratively).
-pub(super) async fn observe_before(
+pub async fn observe_before(
     run: &Run<'_>,
-    schema: &Parsed,
-) -> Result<Option<SeenBefore>, MigratorError> {
-    let Some(declared) = &schema.declared else {
-        return Ok(None);
-    };
+    folder: Folder<'_>,
+) -> Result<SeenBefore, MigratorError> {
+    let declared = folder.declared;
     let rows = run
         .internal(
             "SELECT name, declared::text, folder_checksum FROM _stonescriptdb_gateway_tables",
@@ -526,7 +524,7 @@ pub(super) async fn observe_before(
         )
         .await?;
     let (previous, sums) = recorded::declared_model(&rows);
-    let folder_checksum = &schema.model.tables_checksum;
+    let folder_checksum = folder.checksum;
     let same_names = previous.tables.keys().eq(declared.model.tables.keys())
         && previous
             .sequences
@@ -534,9 +532,7 @@ pub(super) async fn observe_before(
             .eq(declared.model.sequences.keys());
     let recorded = same_names
         && !sums.is_empty()
-        && sums
-            .iter()
-            .all(|s| s.as_deref() == Some(folder_checksum.as_str()));
+        && sums.iter().all(|s| s.as_deref() == Some(folder_checksum));
     let desired = if recorded {
         previous.clone()
     } else {
@@ -559,18 +555,12 @@ pub(super) async fn observe_before(
             })?
     };
     let observed = observe_model(run, &desired, &previous).await?;
-    let applied = applied_migrations(run.tx())
-        .await
-        .map_err(|e| run.fail(&At::default(), "gateway bookkeeping failed", Some(&e)))?
-        .into_keys()
-        .collect();
-    Ok(Some(SeenBefore {
+    Ok(SeenBefore {
         previous,
         recorded,
         desired,
         observed,
-        applied,
-    }))
+    })
 }
 
 /// Steps 1 and 2 of a deployment's `tables/` handling (docs/SCHEMA.md):
@@ -579,22 +569,17 @@ pub(super) async fn observe_before(
 /// the new sequences, the declared tables that do not exist yet and the
 /// new columns of existing ones. Returns the steps, the validation the
 /// report carries, and what the steps after the migrations need.
-pub(super) fn plan_before(
+/// `effects`: what the pending migrations make themselves.
+pub fn plan_before(
     database: &str,
-    schema: &Parsed,
-    declared: &Declared,
+    folder: Folder<'_>,
     seen: SeenBefore,
+    effects: &[Effect],
     opts: Options,
 ) -> Result<(Vec<Step>, SchemaValidation, TableState), MigratorError> {
+    let declared = folder.declared;
     let (desired, plan) = table_plan(&seen.desired, &seen.observed, &seen.previous);
-    let effects: Vec<Effect> = schema
-        .migrations
-        .iter()
-        .zip(&schema.model.migrations)
-        .filter(|(f, _)| !seen.applied.contains(migration_name(&f.path)))
-        .flat_map(|(_, m)| m.effects.iter().cloned())
-        .collect();
-    let before = before_migrations(&plan, &desired, &seen.observed, &effects, declared);
+    let before = before_migrations(&plan, &desired, &seen.observed, effects, declared);
     let validation = validation(&before.checked);
     if before.checked.iter().any(|s| s.class != Class::Safe) && !opts.force {
         return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
@@ -613,7 +598,7 @@ pub(super) fn plan_before(
         .enumerate()
         .map(|(n, step)| table_step(step, (n, total), file_of(declared, &step.object)))
         .collect();
-    steps.extend(create_missing(schema, &before.missing, &before.reshaped)?);
+    steps.extend(create_missing(folder, &before.missing, &before.reshaped)?);
     steps.extend(before.columns.iter().enumerate().map(|(n, step)| {
         let n = n + before.sequences.len();
         table_step(step, (n, total), file_of(declared, &step.object))
@@ -622,7 +607,7 @@ pub(super) fn plan_before(
         desired,
         previous: seen.previous,
         recorded: seen.recorded,
-        folder_checksum: schema.model.tables_checksum.clone(),
+        folder_checksum: folder.checksum.to_owned(),
         tighten: before.tighten,
     };
     Ok((steps, validation, state))
@@ -632,9 +617,9 @@ pub(super) fn plan_before(
 /// from the database as the migrations left it (`observed`): apply what
 /// still differs from `tables/` (safe steps always, the rest only when
 /// forced) and record the declared model.
-pub(super) fn plan_after(
+pub fn plan_after(
     database: &str,
-    schema: &Parsed,
+    folder: Folder<'_>,
     state: &TableState,
     observed: &Model,
     opts: Options,
@@ -665,22 +650,19 @@ pub(super) fn plan_after(
         .iter()
         .enumerate()
         .map(|(n, step)| {
-            let file = schema
-                .declared
-                .as_ref()
-                .and_then(|d| file_of(d, &step.object));
+            let file = file_of(folder.declared, &step.object);
             table_step(step, (n, plan.len()), file)
         })
         .collect();
     if !(state.recorded && plan.is_empty() && desired == state.desired) {
-        steps.push(record(schema, state, &desired));
+        steps.push(record(folder, state, &desired));
     }
     Ok((steps, desired))
 }
 
 /// After reconciling: what still differs from `tables/` (a warning, not a
 /// failure: verification reports what is missing).
-pub(super) async fn leftover(
+pub async fn leftover(
     run: &Run<'_>,
     state: &TableState,
     desired: &Model,
@@ -692,10 +674,10 @@ pub(super) async fn leftover(
 
 /// The step that records the declared model (one row per table and per
 /// sequence), dropping rows of objects no longer declared.
-fn record(schema: &Parsed, state: &TableState, desired: &Model) -> Step {
-    let files = schema.declared.as_ref().map(|d| &d.files);
-    let sums: HashMap<&str, &str> = schema
-        .tables
+fn record(folder: Folder<'_>, state: &TableState, desired: &Model) -> Step {
+    let files = Some(&folder.declared.files);
+    let sums: HashMap<&str, &str> = folder
+        .files
         .iter()
         .map(|f| (f.path.as_str(), f.checksum.as_str()))
         .collect();
@@ -772,7 +754,7 @@ mod tests {
             checksum: String::new(),
             wrapper: None,
         };
-        crate::sql::ddl::read_tables(&[file]).unwrap()
+        crate::tables::reader::read_tables(&[file]).unwrap()
     }
 
     fn declared(text: &str) -> Model {

@@ -7,7 +7,7 @@ use super::names::qname_of;
 use crate::sql::lex::Kind;
 use crate::sql::view::View;
 use crate::sql::SqlError;
-use crate::table_model::{QName, Sequence};
+use crate::tables::model::{QName, Sequence};
 
 pub(super) fn new_sequence(name: QName) -> Sequence {
     Sequence {

@@ -7,7 +7,7 @@ use super::expressions::{mentioned, normalized, regclass_text};
 use super::names::{idents, rel_name};
 use crate::sql::view::View;
 use crate::sql::SqlError;
-use crate::table_model::{ident, ConstraintKind, QName};
+use crate::tables::model::{ident, ConstraintKind, QName};
 
 /// A constraint as read, before it is named and checked against its table.
 #[derive(Debug, Clone)]

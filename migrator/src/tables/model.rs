@@ -1,4 +1,4 @@
-//! The table model shared by the DDL reader (`sql::ddl`), the catalog reader
+//! The table model shared by the DDL reader (`reader`), the catalog reader
 //! (`tables::introspect`) and the differ (`tables::diff`): tables with their
 //! columns, constraints and indexes, free-standing sequences, and the steps a
 //! diff plans. It uses no other module, so the reader and the differ can both

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 
 use stonescriptdb_shared::wire::SeederResult;
 
-use crate::sql::{Insert, SqlFile};
+use super::inserts::Insert;
+use crate::sql::SqlFile;
 
 /// How rows are matched.
 #[derive(Debug, Clone, PartialEq, Eq)]

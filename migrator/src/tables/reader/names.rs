@@ -4,7 +4,7 @@
 //! [`QName`]s.
 
 use crate::sql::view::{clip, qualified, View, MAX_IDENT};
-use crate::table_model::{ident, QName};
+use crate::tables::model::{ident, QName};
 
 /// A table/sequence name at `i`: (name, index after it).
 pub(super) fn rel_name(p: View, i: usize) -> Option<(QName, usize)> {

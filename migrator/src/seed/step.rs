@@ -1,19 +1,26 @@
 //! `seeders/` (docs/SCHEMA.md, "Seeders"). What each seeder file does is
 //! decided by [`decide`] (pure) from the deployment's mode, whether its
 //! tables were created now or are empty, and how its checksum compares with
-//! the one last recorded; the row-by-row checks and inserts are
-//! `crate::seed`'s.
+//! the one last recorded; the row-by-row checks and inserts are `rows`'.
 
 use std::collections::HashMap;
 
 use stonescriptdb_shared::wire::SeederResult;
 
-use crate::exec::Run;
-use super::migrations::wrapper_note;
-use crate::step::{qualified, At, Done, Mode, Options, Phase, Refusal, Sql, Step};
+use super::inserts::Insert;
+use super::rows as seed;
 use crate::error::MigratorError;
-use crate::schema::{table_key, Parsed};
-use crate::seed;
+use crate::exec::Run;
+use crate::sql::SqlFile;
+use crate::step::{qualified, wrapper_note, At, Done, Mode, Options, Phase, Refusal, Sql, Step};
+
+/// What the seeders phase is handed of the upload: the `seeders/` files
+/// and, per file, its INSERT statements taken apart.
+#[derive(Clone, Copy)]
+pub struct Seeders<'a> {
+    pub files: &'a [SqlFile],
+    pub inserts: &'a [Vec<(usize, Insert)>],
+}
 
 /// A seeder file compared with what the gateway last recorded of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +71,10 @@ pub struct SeenFile {
 
 pub async fn observe(
     run: &Run<'_>,
-    schema: &Parsed,
+    seeders: Seeders<'_>,
     opts: Options,
 ) -> Result<Vec<SeenFile>, MigratorError> {
-    if schema.seeders.is_empty() {
+    if seeders.files.is_empty() {
         return Ok(Vec::new());
     }
     // the checksum each seeder file had when the gateway last seeded or
@@ -78,12 +85,15 @@ pub async fn observe(
              WHERE kind = 'seeder' AND checksum IS NOT NULL ORDER BY object, id DESC",
         )
         .await?;
-    let mut seen = Vec::with_capacity(schema.seeders.len());
-    for (fi, file) in schema.seeders.iter().enumerate() {
-        let inserts = &schema.model.inserts[fi];
-        let created_here = inserts
-            .iter()
-            .any(|(_, ins)| run.created.contains(&table_key(&ins.schema, &ins.table)));
+    let mut seen = Vec::with_capacity(seeders.files.len());
+    for (fi, file) in seeders.files.iter().enumerate() {
+        let inserts = &seeders.inserts[fi];
+        let created_here = inserts.iter().any(|(_, ins)| {
+            run.created.contains(&(
+                ins.schema.clone().unwrap_or_else(|| "public".into()),
+                ins.table.clone(),
+            ))
+        });
         let mut empty = true;
         for (_, ins) in inserts {
             let rows = run
@@ -130,10 +140,10 @@ pub async fn observe(
 /// rows (then what else the file does, e.g. `setval` after explicit ids);
 /// a missing row of an unchanged seeder refuses the deployment unless
 /// `force`.
-pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Step>, Refusal> {
+pub fn plan(seeders: Seeders<'_>, seen: &[SeenFile], opts: Options) -> Result<Vec<Step>, Refusal> {
     let mut steps = Vec::new();
-    for ((fi, file), s) in schema.seeders.iter().enumerate().zip(seen) {
-        let inserts = &schema.model.inserts[fi];
+    for ((fi, file), s) in seeders.files.iter().enumerate().zip(seen) {
+        let inserts = &seeders.inserts[fi];
         let seeds = |i: usize| {
             inserts
                 .iter()
@@ -227,13 +237,13 @@ pub fn plan(schema: &Parsed, seen: &[SeenFile], opts: Options) -> Result<Vec<Ste
 /// The report's seeder results from the plan's steps (one per file, in
 /// order) and the rows each statement affected.
 pub fn report(
-    schema: &Parsed,
+    seeders: Seeders<'_>,
     seen: &[SeenFile],
     steps: &[Step],
     rows: &[Vec<u64>],
 ) -> Vec<SeederResult> {
     let mut out = Vec::new();
-    for (((file, s), step), rows) in schema.seeders.iter().zip(seen).zip(steps).zip(rows) {
+    for (((file, s), step), rows) in seeders.files.iter().zip(seen).zip(steps).zip(rows) {
         let mut inserted: Vec<(String, u64)> = Vec::new();
         for (sql, n) in step
             .sql

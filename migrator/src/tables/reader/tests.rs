@@ -5,7 +5,7 @@ use super::names::make_object_name;
 use super::sequences::new_sequence;
 use super::*;
 use crate::sql;
-use crate::table_model::{Column, ConstraintKind, Identity, Table};
+use crate::tables::model::{Column, ConstraintKind, Identity, Table};
 
 fn file(path: &str, text: &str) -> SqlFile {
     SqlFile {

@@ -17,7 +17,7 @@ use super::names::rel_name;
 use crate::sql::lex::{sig_tokens, Kind, Tok};
 use crate::sql::routines::INTERVAL_FIELDS;
 use crate::sql::view::{string_value, View};
-use crate::table_model::{ident, QName};
+use crate::tables::model::{ident, QName};
 
 /// Words after which `(` is not a function call and a `-`/`+` is unary.
 pub(super) const KEYWORDS: &[&str] = &[

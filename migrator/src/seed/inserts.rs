@@ -1,8 +1,8 @@
 //! `INSERT` statements taken apart: target, columns, rows (the seeders).
 
-use super::lex::sig_tokens;
-use super::statement::read_one;
-use super::view::{split_name, View};
+use crate::sql::lex::sig_tokens;
+use crate::sql::statement::read_one;
+use crate::sql::view::{split_name, View};
 
 /// An `INSERT` statement, taken apart so its rows can be evaluated into
 /// another table: the seeders' row-by-row checks.

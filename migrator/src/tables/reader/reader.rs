@@ -15,7 +15,7 @@ use super::names::{choose_name, idents, index_column_names, rel_name};
 use super::sequences::{new_sequence, seq_options};
 use crate::sql::view::View;
 use crate::sql::SqlError;
-use crate::table_model::{ident, Column, Constraint, ConstraintKind, Index, Model, QName, Table};
+use crate::tables::model::{ident, Column, Constraint, ConstraintKind, Index, Model, QName, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stmt {
