@@ -1,7 +1,7 @@
 //! DDL reader for `tables/`: turns the folder's statements into a [`Model`], walking the one
 //! cursor (`crate::sql::view::View`) over the one tokenizer every SQL reader of the migrator uses.
 //! One file per part: `expressions` (normalized expression text, and type spellings: each reads the other),
-//! `names` (names PostgreSQL chooses), `constraints`, `columns`, `sequences`, and `reader`
+//! `names` (names PostgreSQL chooses), `constraints`, `columns`, `sequences`, and `statements`
 //! (statement by statement into the model).
 //!
 //! Read per statement (see `read_tables`): `CREATE [UNLOGGED] TABLE`, `CREATE [UNIQUE] INDEX`,
@@ -32,14 +32,14 @@ use crate::sql::view::View;
 use crate::sql::SqlError;
 use crate::sql::SqlFile;
 use crate::tables::model::{Model, QName};
-use reader::{classify, Reader, Stmt};
+use statements::{classify, Reader, Stmt};
 
 mod columns;
 mod constraints;
 mod expressions;
 mod names;
-mod reader;
 mod sequences;
+mod statements;
 #[cfg(test)]
 mod tests;
 
