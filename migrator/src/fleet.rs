@@ -131,6 +131,16 @@ impl Drop for Running {
     }
 }
 
+/// Every outcome of a run, once it is over, in the order of its databases.
+pub async fn in_order(mut outcomes: mpsc::Receiver<Finished>) -> Vec<Finished> {
+    let mut finished = Vec::new();
+    while let Some(f) = outcomes.recv().await {
+        finished.push(f);
+    }
+    finished.sort_by_key(|f| f.index);
+    finished
+}
+
 /// Where outcomes go: the channel (nobody reading it any more stops
 /// nothing) and the fleet gauges.
 struct Sink<'a> {

@@ -105,30 +105,34 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
     ))
 }
 
+/// The databases a `/migrate` goes through: the tenant's, or every v1 (and
+/// adopted) database of the platform.
+async fn targets(state: &State, up: &Upload) -> Result<Vec<Database>, MigratorError> {
+    if let Some(t) = &up.tenant {
+        let name = names::v1_database_name(&up.platform, Some(t)).map_err(bad_name)?;
+        return Ok(vec![
+            provision::owned(state, &up.platform, &name, &[DbKind::V1]).await?,
+        ]);
+    }
+    let dbs = state
+        .catalog()?
+        .databases(&up.platform, &[DbKind::V1, DbKind::Adopted], None)
+        .await?;
+    if dbs.is_empty() {
+        return Err(MigratorError::PlatformNotFound(format!(
+            "platform {} has no databases (register it first)",
+            up.platform
+        )));
+    }
+    Ok(dbs)
+}
+
 /// `POST /migrate`: one tenant, or every v1 (and adopted) database of the
 /// platform, one after the other ([`crate::fleet`]).
 pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorError> {
     let started = Instant::now();
     let up = Upload::read(state, r)?;
-    let databases: Vec<Database> = match &up.tenant {
-        Some(t) => {
-            let name = names::v1_database_name(&up.platform, Some(t)).map_err(bad_name)?;
-            vec![provision::owned(state, &up.platform, &name, &[DbKind::V1]).await?]
-        }
-        None => {
-            let dbs = state
-                .catalog()?
-                .databases(&up.platform, &[DbKind::V1, DbKind::Adopted], None)
-                .await?;
-            if dbs.is_empty() {
-                return Err(MigratorError::PlatformNotFound(format!(
-                    "platform {} has no databases (register it first)",
-                    up.platform
-                )));
-            }
-            dbs
-        }
-    };
+    let databases = targets(state, &up).await?;
     let total = databases.len();
     let platform = Arc::new(provision::known_platform(state, &up.platform).await?);
     let run = fleet::Run {
@@ -162,12 +166,7 @@ pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, Migrator
             }
         }
     };
-    let mut outcomes = fleet::start(state.clone(), run, step);
-    let mut finished = Vec::with_capacity(total);
-    while let Some(f) = outcomes.recv().await {
-        finished.push(f);
-    }
-    finished.sort_by_key(|f| f.index);
+    let finished = fleet::in_order(fleet::start(state.clone(), run, step)).await;
     let failed = finished.iter().filter(|f| f.failed()).count();
     let mut reports = Vec::with_capacity(total);
     for f in finished {

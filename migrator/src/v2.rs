@@ -483,6 +483,23 @@ async fn collect(
     results
 }
 
+/// The databases a `/v2/migrate` goes through: the one it names, or every
+/// one of the schema.
+async fn targets(state: &State, req: &V2MigrateRequest) -> Result<Vec<Database>, MigratorError> {
+    let Some(id) = &req.database_id else {
+        return state
+            .catalog()?
+            .databases(&req.platform, &[DbKind::V2], Some(&req.schema_name))
+            .await;
+    };
+    let name = names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
+    let db = provision::owned(state, &req.platform, &name, &[DbKind::V2]).await?;
+    if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
+        return Err(MigratorError::DatabaseNotFound(name));
+    }
+    Ok(vec![db])
+}
+
 /// `POST /v2/migrate`.
 pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorError> {
     let started = Instant::now();
@@ -495,23 +512,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     r.grant.may(&req.platform)?;
     let platform = Arc::new(v2_platform(&state, &req.platform).await?);
     let (version, parsed) = stored_schema(&state, &req.platform, &req.schema_name).await?;
-    let databases: Vec<Database> = match &req.database_id {
-        Some(id) => {
-            let name =
-                names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
-            let db = provision::owned(&state, &req.platform, &name, &[DbKind::V2]).await?;
-            if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
-                return Err(MigratorError::DatabaseNotFound(name));
-            }
-            vec![db]
-        }
-        None => {
-            state
-                .catalog()?
-                .databases(&req.platform, &[DbKind::V2], Some(&req.schema_name))
-                .await?
-        }
-    };
+    let databases = targets(&state, &req).await?;
     let run = fleet::Run {
         databases,
         canary: req.canary,
