@@ -14,6 +14,7 @@ mod catalog;
 mod deploy;
 mod error;
 mod exec;
+mod fleet;
 mod form;
 #[cfg(test)]
 mod fuzz;
@@ -21,6 +22,7 @@ mod metrics;
 mod multipart;
 mod opening;
 mod operator;
+mod placement;
 mod platform_token;
 mod provision;
 mod rights;
@@ -33,6 +35,7 @@ mod sql;
 mod state;
 mod step;
 mod tables;
+mod templates;
 mod upgrade;
 mod v1;
 mod v2;
@@ -45,6 +48,9 @@ use slog::info;
 use stonescriptdb_startup as startup;
 
 const BINARY: &str = "stonescriptdb-migrator";
+/// Longest the migrator waits, once it stopped serving, for the
+/// deployments of runs over many databases to finish.
+const FLEET_DRAIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn main() -> ExitCode {
     // The migrator waits on PostgreSQL most of the time: tokio's default.
@@ -113,7 +119,15 @@ async fn serve(
         config.migrator_socket.display()
     );
     let _ = std::io::stdout().flush();
-    server::run(listener, peers, state, startup::shutdown_signal()).await;
+    let stopping = state.clone();
+    let shutdown = async move {
+        startup::shutdown_signal().await;
+        stopping.stop();
+    };
+    server::run(listener, peers, state.clone(), shutdown).await;
+    // runs over many databases whose client went away: their running
+    // deployments finish (none starts any more)
+    let _ = tokio::time::timeout(FLEET_DRAIN, fleet::drained(&state)).await;
     // A socket systemd owns stays; it keeps queueing requests for the next start.
     if !activated {
         let _ = std::fs::remove_file(&config.migrator_socket);

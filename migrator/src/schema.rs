@@ -47,6 +47,24 @@ pub struct Parsed {
     pub model: Model,
 }
 
+impl Parsed {
+    /// Bytes of SQL text it holds (what keeping it parsed costs, roughly).
+    pub fn text_bytes(&self) -> usize {
+        [
+            &self.types,
+            &self.tables,
+            &self.migrations,
+            &self.functions,
+            &self.seeders,
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|f| &f.statements)
+        .map(|s| s.text.len())
+        .sum()
+    }
+}
+
 /// One `CREATE FUNCTION/PROCEDURE/AGGREGATE` of `functions/`.
 #[derive(Debug, Clone)]
 pub struct RoutineItem {

@@ -2,6 +2,8 @@
 //! connection settings, the control catalog once open, the tokens, limits),
 //! the request as read ([`Req`]), and how a handler answers.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Bytes;
@@ -15,9 +17,16 @@ use crate::admin::Admin;
 use crate::archive::Limits;
 use crate::catalog::{Caller, Catalog};
 use crate::error::MigratorError;
+use crate::schema::Parsed;
 
 /// How long a request waits for the catalog to open.
 const CATALOG_WAIT: Duration = Duration::from_secs(5);
+/// Most stored schema versions kept parsed ([`Kept`]).
+const KEPT_VERSIONS: usize = 16;
+/// Most SQL text the kept versions may hold together (a version larger than
+/// this is parsed per request instead).
+const KEPT_BYTES: usize = 64 * 1024 * 1024;
+
 /// How long the readiness probe waits for the catalog to answer (the
 /// router's `/health` gives the whole probe a second).
 const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
@@ -42,7 +51,17 @@ pub struct State {
         std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
     >,
     pub limits: Limits,
+    /// Stored v2 schema versions, parsed once and kept by the checksum the
+    /// catalog records for each (at most 16 versions and 64 MiB of SQL text,
+    /// least recently used out).
+    pub parsed_versions: Kept<Arc<Parsed>>,
     pub migrate_concurrency: usize,
+    /// Set once the migrator is stopping: runs over many databases start no
+    /// further database (the `fleet` runner).
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Runs over many databases in progress (the migrator waits for them
+    /// before it exits, even when their client went away).
+    pub fleet_runs: tokio::sync::watch::Sender<usize>,
     /// Extensions not marked trusted that platforms may install
     /// (`EXTENSIONS_ALLOWED`).
     pub extensions_allowed: Vec<String>,
@@ -76,6 +95,9 @@ impl State {
                 admin: config.admin_token.clone(),
             },
             template_locks: Default::default(),
+            parsed_versions: Kept::new(KEPT_VERSIONS, KEPT_BYTES),
+            stopping: tokio::sync::watch::Sender::new(false),
+            fleet_runs: tokio::sync::watch::Sender::new(0),
             migrate_concurrency: config.migrate_concurrency,
             extensions_allowed: config.extensions_allowed.clone(),
             platform_connection_limit: config.platform_connection_limit,
@@ -84,6 +106,12 @@ impl State {
             limits: Limits::from(&config.archive),
             log,
         }
+    }
+
+    /// The migrator is stopping: no run over many databases starts another
+    /// database.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Wait (a few seconds at most) for the catalog to be open: a request
@@ -191,6 +219,53 @@ impl State {
     }
 }
 
+/// A small cache of values by key (the checksum of what they were read
+/// from), bounded by count and by total weight: the least recently used go
+/// first, and a value heavier than the whole budget is not kept.
+pub struct Kept<T> {
+    max_entries: usize,
+    max_weight: usize,
+    /// Least recently used first: (key, weight, value).
+    entries: std::sync::Mutex<VecDeque<(String, usize, T)>>,
+}
+
+impl<T: Clone> Kept<T> {
+    pub fn new(max_entries: usize, max_weight: usize) -> Self {
+        Kept {
+            max_entries,
+            max_weight,
+            entries: std::sync::Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The value kept under `key` (now the most recently used).
+    pub fn get(&self, key: &str) -> Option<T> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let i = entries.iter().position(|(k, ..)| k == key)?;
+        let entry = entries.remove(i)?;
+        let value = entry.2.clone();
+        entries.push_back(entry);
+        Some(value)
+    }
+
+    /// Keep `value` under `key`, making room as the bounds require.
+    pub fn keep(&self, key: &str, weight: usize, value: T) {
+        if weight > self.max_weight || self.max_entries == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, ..)| k != key);
+        entries.push_back((key.to_owned(), weight, value));
+        let mut total: usize = entries.iter().map(|(_, w, _)| w).sum();
+        while entries.len() > self.max_entries || total > self.max_weight {
+            match entries.pop_front() {
+                Some((_, w, _)) => total -= w,
+                None => break,
+            }
+        }
+    }
+}
+
 /// A handler's answer: status and JSON body.
 pub type Answer = (u16, Vec<u8>);
 
@@ -236,4 +311,42 @@ impl Req {
 pub enum Reply {
     Full(Answer),
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kept;
+
+    fn keys(k: &Kept<u32>) -> Vec<String> {
+        k.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, ..)| k.clone())
+            .collect()
+    }
+
+    /// The cache stays within its count and its weight, the least recently
+    /// used going first; what is over the whole budget is never kept.
+    #[test]
+    fn kept_values_stay_within_their_bounds() {
+        let k = Kept::new(3, 100);
+        k.keep("a", 10, 1);
+        k.keep("b", 10, 2);
+        k.keep("c", 10, 3);
+        assert_eq!(k.get("a"), Some(1)); // a is now the most recent
+        k.keep("d", 10, 4);
+        assert_eq!(keys(&k), ["c", "a", "d"]);
+        assert_eq!(k.get("b"), None);
+        // 85 more: past the weight with c or a still kept
+        k.keep("e", 85, 5);
+        assert_eq!(keys(&k), ["d", "e"]);
+        k.keep("huge", 101, 6);
+        assert_eq!(k.get("huge"), None);
+        assert_eq!(keys(&k), ["d", "e"]);
+        // the same key again replaces the value
+        k.keep("d", 10, 7);
+        assert_eq!(k.get("d"), Some(7));
+        assert_eq!(keys(&k), ["e", "d"]);
+    }
 }

@@ -4,9 +4,10 @@
 //! databases through the control catalog (never by name prefix), and hands
 //! the work to [`crate::provision`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use stonescriptdb_shared::catalog::{DbKind, DbState};
+use stonescriptdb_shared::catalog::DbKind;
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::Operation;
@@ -14,12 +15,13 @@ use stonescriptdb_shared::wire::{
     AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus, UPLOAD_FIELDS,
 };
 
-use crate::catalog::{Database, NewDatabase};
+use crate::catalog::Database;
 use crate::deploy::{Mode, Options};
 use crate::error::{bad_name, MigratorError};
+use crate::fleet;
 use crate::form::Form;
+use crate::placement::{self, Owner, Wanted};
 use crate::provision::{self, Request};
-use crate::roles;
 use crate::schema::{self, sha256_hex, Parsed};
 use crate::state::{json, Answer, Req, State};
 
@@ -29,7 +31,7 @@ struct Upload {
     tenant: Option<String>,
     force: bool,
     dry_run: bool,
-    parsed: Parsed,
+    parsed: Arc<Parsed>,
     raw: Vec<u8>,
     sha256: String,
 }
@@ -56,7 +58,7 @@ impl Upload {
             tenant,
             force,
             dry_run,
-            parsed,
+            parsed: Arc::new(parsed),
             raw,
         })
     }
@@ -72,46 +74,17 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
         archive_sha256: Some(&up.sha256),
         caller: &r.caller,
     };
-    let opts = Options {
-        mode: Mode::Register,
-        force: up.force,
+    let wanted = Wanted {
+        name: database,
+        kind: DbKind::V1,
+        tenant_id: up.tenant.clone(),
+        schema: None,
+        deploy_existing: true,
         dry_run: up.dry_run,
+        force: up.force,
     };
-    let recorded = state.catalog()?.database(&database).await?;
-    let report = match recorded {
-        Some(d)
-            if d.platform == up.platform && d.state == DbState::Ready && d.kind == DbKind::V1 =>
-        {
-            let platform = provision::known_platform(state, &up.platform).await?;
-            provision::deploy_existing(state, &platform, &database, &up.parsed, opts, req, None)
-                .await?
-                .0
-        }
-        Some(_) => return Err(MigratorError::DatabaseAlreadyExists(database)),
-        None if up.dry_run => {
-            let platform = state.catalog()?.platform(&up.platform).await?;
-            provision::dry_run_new(
-                state,
-                &up.platform,
-                platform.as_ref(),
-                &database,
-                &up.parsed,
-                up.force,
-                req,
-            )
-            .await?
-        }
-        None => {
-            let admin = state.admin.connect(None).await?;
-            let platform = roles::ensure_platform(state, &admin, &r.grant, &up.platform).await?;
-            drop(admin);
-            let new = NewDatabase {
-                tenant_id: up.tenant.clone(),
-                ..NewDatabase::new(&database, &up.platform, DbKind::V1, &platform.owner_role)
-            };
-            provision::create_new(state, &platform, new, &up.parsed, req).await?
-        }
-    };
+    let owner = Owner::FirstUse(&up.platform, &r.grant);
+    let report = placement::deploy(state, owner, wanted, &up.parsed, req).await?;
     if !up.dry_run {
         state
             .catalog()?
@@ -133,60 +106,80 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
     ))
 }
 
-/// `POST /migrate`: one tenant, or every v1 (and adopted) database of the platform.
-pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+/// The databases a `/migrate` goes through: the tenant's, or every v1 (and
+/// adopted) database of the platform.
+async fn targets(state: &State, up: &Upload) -> Result<Vec<Database>, MigratorError> {
+    if let Some(t) = &up.tenant {
+        let name = names::v1_database_name(&up.platform, Some(t)).map_err(bad_name)?;
+        return Ok(vec![
+            provision::owned(state, &up.platform, &name, &[DbKind::V1]).await?,
+        ]);
+    }
+    let dbs = state
+        .catalog()?
+        .databases(&up.platform, &[DbKind::V1, DbKind::Adopted], None)
+        .await?;
+    if dbs.is_empty() {
+        return Err(MigratorError::PlatformNotFound(format!(
+            "platform {} has no databases (register it first)",
+            up.platform
+        )));
+    }
+    Ok(dbs)
+}
+
+/// `POST /migrate`: one tenant, or every v1 (and adopted) database of the
+/// platform, one after the other ([`crate::fleet`]).
+pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorError> {
     let started = Instant::now();
     let up = Upload::read(state, r)?;
-    let opts = Options {
-        mode: Mode::Migrate,
-        force: up.force,
-        dry_run: up.dry_run,
+    let databases = targets(state, &up).await?;
+    let total = databases.len();
+    let platform = Arc::new(provision::known_platform(state, &up.platform).await?);
+    let run = fleet::Run {
+        databases,
+        canary: false,
+        stop_on_error: false,
+        concurrency: 1,
     };
-    let req = Request {
-        operation: Operation::Migrate,
-        archive_sha256: Some(&up.sha256),
-        caller: &r.caller,
-    };
-    let databases: Vec<Database> = match &up.tenant {
-        Some(t) => {
-            let name = names::v1_database_name(&up.platform, Some(t)).map_err(bad_name)?;
-            vec![provision::owned(state, &up.platform, &name, &[DbKind::V1]).await?]
-        }
-        None => {
-            let dbs = state
-                .catalog()?
-                .databases(&up.platform, &[DbKind::V1, DbKind::Adopted], None)
+    let step = {
+        let opts = Options {
+            mode: Mode::Migrate,
+            force: up.force,
+            dry_run: up.dry_run,
+        };
+        let (state, parsed) = (state.clone(), up.parsed.clone());
+        let (sha, caller) = (Arc::new(up.sha256.clone()), Arc::new(r.caller.clone()));
+        move |db: Database| {
+            let (state, platform, parsed) = (state.clone(), platform.clone(), parsed.clone());
+            let (sha, caller) = (sha.clone(), caller.clone());
+            async move {
+                let req = Request {
+                    operation: Operation::Migrate,
+                    archive_sha256: Some(&sha),
+                    caller: &caller,
+                };
+                let deployed = provision::deploy_existing(
+                    &state, &platform, &db.name, &parsed, opts, req, None,
+                )
                 .await?;
-            if dbs.is_empty() {
-                return Err(MigratorError::PlatformNotFound(format!(
-                    "platform {} has no databases (register it first)",
-                    up.platform
-                )));
+                Ok((deployed.0, None))
             }
-            dbs
         }
     };
-    let platform = provision::known_platform(state, &up.platform).await?;
-    let mut reports = Vec::new();
-    let mut failed = 0;
-    let mut fleet = state.metrics.fleet(databases.len());
-    for db in &databases {
-        let deployed =
-            provision::deploy_existing(state, &platform, &db.name, &up.parsed, opts, req, None)
-                .await;
-        fleet.one_done();
-        match deployed {
-            Ok((report, _)) => reports.push(report),
+    let finished = fleet::in_order(fleet::start(state.clone(), run, step)).await;
+    let failed = finished.iter().filter(|f| f.failed()).count();
+    let mut reports = Vec::with_capacity(total);
+    for f in finished {
+        if total == 1 {
             // one database: its own error, as it always was
-            Err(e) if databases.len() == 1 => return Err(e),
-            Err(e) => {
-                failed += 1;
-                reports.push(e.report(&db.name));
-            }
+            reports.push(f.into_result()?.0);
+        } else {
+            reports.push(f.into_report().0);
         }
     }
     let resp = DeployResponse {
-        status: RequestStatus::of_migration(up.dry_run, failed, databases.len()),
+        status: RequestStatus::of_migration(up.dry_run, failed, total),
         platform: up.platform,
         databases: reports,
         execution_time_ms: started.elapsed().as_millis() as u64,
@@ -201,12 +194,11 @@ pub async fn migrate(state: &State, r: &mut Req) -> Result<Answer, MigratorError
         return Ok(json(200, &resp));
     }
     let code = ErrorCode::MigrationFailed;
-    let migrated = databases.len() - failed;
+    let migrated = total - failed;
     let mut body = ErrorBody::new(
         code,
         format!(
-            "{failed} of {} databases failed to migrate (each is as it was); {migrated} were migrated",
-            databases.len()
+            "{failed} of {total} databases failed to migrate (each is as it was); {migrated} were migrated"
         ),
     );
     body.details = serde_json::to_value(&resp).ok();
@@ -267,27 +259,16 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
         archive_sha256: Some(&sha),
         caller: &r.caller,
     };
-    let report = if body.dry_run {
-        if state.catalog()?.database(&database).await?.is_some() {
-            return Err(MigratorError::DatabaseAlreadyExists(database));
-        }
-        provision::dry_run_new(
-            state,
-            &body.platform,
-            Some(&platform),
-            &database,
-            &parsed,
-            false,
-            req,
-        )
-        .await?
-    } else {
-        let new = NewDatabase {
-            tenant_id: Some(body.tenant_id.clone()),
-            ..NewDatabase::new(&database, &body.platform, DbKind::V1, &platform.owner_role)
-        };
-        provision::create_new(state, &platform, new, &parsed, req).await?
+    let wanted = Wanted {
+        name: database,
+        kind: DbKind::V1,
+        tenant_id: Some(body.tenant_id.clone()),
+        schema: None,
+        deploy_existing: false,
+        dry_run: body.dry_run,
+        force: false,
     };
+    let report = placement::deploy(state, Owner::Known(&platform), wanted, &parsed, req).await?;
     Ok(json(
         if body.dry_run { 200 } else { 201 },
         &DeployResponse {

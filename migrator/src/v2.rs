@@ -4,19 +4,17 @@
 //! canary, stop-on-error, NDJSON progress, dry run). Schemas, their versions
 //! and the databases made from them live in the control catalog.
 //!
-//! New databases are cloned from a template database that holds each schema
-//! version deployed once (`CREATE DATABASE … TEMPLATE`), so creating one takes
-//! a file copy instead of a deployment; if the template cannot be built or
-//! used, the database gets a full deployment instead. Tracking tables are
-//! identical either way. A template is dropped once a newer version of its
-//! schema has one.
+//! New databases are copies of their schema version's template database
+//! ([`crate::templates`]), made through the one existing-or-new decision
+//! ([`crate::placement`]); `/v2/migrate` is a run of [`crate::fleet`]. A
+//! stored version is parsed once and kept ([`State::parsed_versions`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Bytes;
-use slog::{info, warn};
+use slog::info;
 use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
@@ -28,12 +26,14 @@ use stonescriptdb_shared::wire::{
     V2MigrateResponse, Verification, SCHEMA_UPLOAD_FIELDS,
 };
 use stonescriptdb_shared::wire::{Operation, RegisterStatus};
-use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::sync::mpsc;
 
-use crate::catalog::{Database, NewDatabase, Platform, SchemaVersion};
+use crate::catalog::{Database, Platform, SchemaVersion};
 use crate::deploy::{self, Mode, Options};
 use crate::error::{bad_name, MigratorError};
+use crate::fleet;
 use crate::form::Form;
+use crate::placement::{self, FromSchema, Owner, Wanted};
 use crate::provision::{self, Request};
 use crate::schema::{self, sha256_hex, Parsed};
 use crate::state::{json, Answer, Reply, Req, State};
@@ -115,6 +115,13 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
         .add_schema_version(&platform, &schema_name, &raw, &meta)
         .await?;
     info!(state.log, "schema stored"; "platform" => &platform, "schema" => &schema_name, "version" => stored.version);
+    // read once: the databases made from or migrated to it use this
+    if stored.checksum == parsed.checksum {
+        let weight = parsed.text_bytes();
+        state
+            .parsed_versions
+            .keep(&stored.checksum, weight, Arc::new(parsed));
+    }
     Ok(json(
         201,
         &SchemaUploadResponse {
@@ -222,122 +229,39 @@ pub async fn platforms(state: &State, r: &mut Req) -> Result<Answer, MigratorErr
     ))
 }
 
-/// The latest version of a stored schema, parsed.
+/// The latest version of a stored schema, parsed: once per version, then
+/// kept ([`State::parsed_versions`], by the checksum the catalog records).
 async fn stored_schema(
     state: &State,
     platform: &str,
     schema_name: &str,
-) -> Result<(SchemaVersion, Parsed), MigratorError> {
-    let (version, raw) = state
-            .catalog()?
-            .latest_schema(platform, schema_name)
+) -> Result<(SchemaVersion, Arc<Parsed>), MigratorError> {
+    let catalog = state.catalog()?;
+    let not_found = || {
+        MigratorError::SchemaNotFound(format!(
+            "platform {platform} has no schema {schema_name} (POST /platform/{platform}/schema first)"
+        ))
+    };
+    let version = catalog
+        .latest_schema(platform, schema_name)
         .await?
-        .ok_or_else(|| {
-            MigratorError::SchemaNotFound(format!(
-                "platform {platform} has no schema {schema_name} (POST /platform/{platform}/schema first)"
-            ))
-        })?;
-    let parsed = schema::from_stored(
+        .ok_or_else(not_found)?;
+    if let Some(parsed) = state.parsed_versions.get(&version.checksum) {
+        return Ok((version, parsed));
+    }
+    let raw = catalog
+        .schema_archive(platform, schema_name, version.version)
+        .await?
+        .ok_or_else(not_found)?;
+    let parsed = Arc::new(schema::from_stored(
         &raw,
         &state.limits,
         &format!("stored schema {platform}/{schema_name}"),
-    )?;
+    )?);
+    state
+        .parsed_versions
+        .keep(&version.checksum, parsed.text_bytes(), parsed.clone());
     Ok((version, parsed))
-}
-
-/// Name of the template database of one schema version.
-fn template_name(platform: &str, schema_name: &str, v: &SchemaVersion) -> String {
-    let h = sha256_hex(format!("{platform}/{schema_name}/{}/{}", v.version, v.checksum).as_bytes());
-    format!("sdg_tpl_{}", &h[..24])
-}
-
-/// The template for this schema version, built on first use. `None` when it
-/// cannot be built (the caller then deploys in full).
-async fn template(
-    state: &State,
-    platform: &Platform,
-    schema_name: &str,
-    v: &SchemaVersion,
-    parsed: &Parsed,
-    req: Request<'_>,
-) -> Option<(String, DeploymentReport)> {
-    let name = template_name(&platform.name, schema_name, v);
-    let lock = {
-        let mut locks = state.template_locks.lock().await;
-        locks
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(())))
-            .clone()
-    };
-    let _guard = lock.lock().await;
-    let catalog = state.catalog().ok()?;
-    if let Ok(Some((tpl, report))) = catalog
-        .template(&platform.name, schema_name, v.version)
-        .await
-    {
-        if let Ok(report) = serde_json::from_value::<DeploymentReport>(report) {
-            return Some((tpl, report));
-        }
-    }
-    let new = NewDatabase {
-        schema_name: Some(schema_name.to_owned()),
-        schema_version: Some(v.version),
-        ..NewDatabase::new(
-            &name,
-            &platform.name,
-            DbKind::Template,
-            &platform.owner_role,
-        )
-    };
-    let req = Request {
-        operation: Operation::Template,
-        ..req
-    };
-    match provision::create_new(state, platform, new, parsed, req).await {
-        Ok(report) => {
-            let value = serde_json::to_value(&report).unwrap_or_default();
-            if let Err(e) = catalog
-                .set_template(
-                    &platform.name,
-                    schema_name,
-                    v.version,
-                    Some((&name, &value)),
-                )
-                .await
-            {
-                warn!(state.log, "could not record a template"; "template" => &name, "error" => ?e);
-            }
-            info!(state.log, "template built"; "template" => &name, "platform" => &platform.name, "schema" => schema_name);
-            drop_superseded_templates(state, &platform.name, schema_name, v.version).await;
-            Some((name, report))
-        }
-        Err(e) => {
-            warn!(state.log, "template could not be built; deploying in full"; "template" => &name, "error" => ?e);
-            None
-        }
-    }
-}
-
-/// Drop the templates of a schema's older versions: new databases are
-/// made from the newest one only.
-async fn drop_superseded_templates(state: &State, platform: &str, schema_name: &str, current: i32) {
-    let (Ok(admin), Ok(catalog)) = (state.admin.connect(None).await, state.catalog()) else {
-        return;
-    };
-    for v in 1..current {
-        if let Ok(Some((tpl, _))) = catalog.template(platform, schema_name, v).await {
-            match provision::drop_database(state, &admin, &tpl).await {
-                Ok(()) => {
-                    let _ = catalog.set_template(platform, schema_name, v, None).await;
-                    let _ = catalog.forget(&tpl).await;
-                    info!(state.log, "superseded template dropped"; "template" => &tpl);
-                }
-                Err(e) => {
-                    warn!(state.log, "could not drop a superseded template"; "template" => &tpl, "error" => ?e)
-                }
-            }
-        }
-    }
 }
 
 /// `POST /database/create {platform, schema_name, database_id, dry_run?}` → 201.
@@ -346,9 +270,6 @@ pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, Migra
     let database = names::v2_database_name(&body.platform, &body.schema_name, &body.database_id)
         .map_err(bad_name)?;
     r.grant.may(&body.platform)?;
-    if state.catalog()?.database(&database).await?.is_some() {
-        return Err(MigratorError::DatabaseAlreadyExists(database));
-    }
     let new = Creation {
         platform: &body.platform,
         schema_name: &body.schema_name,
@@ -443,47 +364,20 @@ async fn create_from_schema(
         archive_sha256: Some(&version.archive_sha256),
         caller: &r.caller,
     };
-    let report = if c.dry_run {
-        provision::dry_run_new(
-            state,
-            &platform.name,
-            Some(&platform),
-            &database,
-            &parsed,
-            false,
-            req,
-        )
-        .await?
-    } else {
-        let new = NewDatabase {
-            schema_name: Some(c.schema_name.to_owned()),
-            database_id: c.database_id.map(str::to_owned),
-            schema_version: Some(version.version),
-            ..NewDatabase::new(&database, &platform.name, DbKind::V2, &platform.owner_role)
-        };
-        match template(state, &platform, c.schema_name, &version, &parsed, req).await {
-            Some((tpl, tpl_report)) => {
-                match provision::clone_template(
-                    state,
-                    &platform,
-                    new.clone(),
-                    &tpl,
-                    tpl_report,
-                    req,
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e @ MigratorError::DatabaseAlreadyExists(_)) => return Err(e),
-                    Err(e) => {
-                        warn!(state.log, "clone from template failed; deploying in full"; "database" => &database, "error" => ?e);
-                        provision::create_new(state, &platform, new, &parsed, req).await?
-                    }
-                }
-            }
-            None => provision::create_new(state, &platform, new, &parsed, req).await?,
-        }
+    let wanted = Wanted {
+        name: database.clone(),
+        kind: DbKind::V2,
+        tenant_id: None,
+        schema: Some(FromSchema {
+            name: c.schema_name,
+            version: &version,
+            database_id: c.database_id,
+        }),
+        deploy_existing: false,
+        dry_run: c.dry_run,
+        force: false,
     };
+    let report = placement::deploy(state, Owner::Known(&platform), wanted, &parsed, req).await?;
     info!(state.log, "database created"; "database" => &database, "dry_run" => c.dry_run,
           "ms" => started.elapsed().as_millis() as u64);
     Ok(json(
@@ -513,18 +407,18 @@ struct Job {
     db: Database,
 }
 
-/// Migrate one database of the fleet; returns its report (status `failed`
-/// with `error` on failure) and what verification found. A database already
-/// at the target version is not deployed to (unless `force`), but its
-/// declared objects and seeded rows are still verified, read-only.
+/// Migrate one database of the fleet (the step of its [`fleet::Run`]);
+/// returns its report and what verification found. A database already at
+/// the target version is not deployed to (unless `force`), but its declared
+/// objects and seeded rows are still verified, read-only.
 async fn migrate_one(
     state: Arc<State>,
     parsed: Arc<Parsed>,
     job: Job,
-    target: &SchemaVersion,
+    target: Arc<SchemaVersion>,
     opts: Options,
     caller: Arc<crate::catalog::Caller>,
-) -> (DeploymentReport, Option<Verification>) {
+) -> Result<fleet::Done, MigratorError> {
     let db = job.db.name.clone();
     let result = async {
         if job.db.schema_version == Some(target.version) && !opts.force {
@@ -560,10 +454,7 @@ async fn migrate_one(
         Ok((report, verification))
     }
     .await;
-    match result {
-        Ok((report, verification)) => (report, Some(verification)),
-        Err(e) => (e.report(&db), None),
-    }
+    result.map(|(report, verification)| (report, Some(verification)))
 }
 
 fn ndjson_line<T: serde::Serialize>(v: &T) -> Bytes {
@@ -572,21 +463,39 @@ fn ndjson_line<T: serde::Serialize>(v: &T) -> Bytes {
     Bytes::from(line)
 }
 
-/// The results of a run over many databases as they come in: each is
-/// streamed to the caller (one NDJSON line), kept for the summary and
-/// counted in the fleet gauges.
-struct Collected<'a> {
-    tx: mpsc::Sender<Bytes>,
-    results: BTreeMap<String, (DeploymentReport, Option<Verification>)>,
-    fleet: crate::metrics::Fleet<'a>,
+/// A run's outcomes as they come in, each also sent to `lines` as one
+/// NDJSON line (when the caller streams), kept by database for the summary.
+async fn collect(
+    mut outcomes: mpsc::Receiver<fleet::Finished>,
+    lines: Option<&mpsc::Sender<Bytes>>,
+) -> BTreeMap<String, fleet::Done> {
+    let mut results = BTreeMap::new();
+    while let Some(finished) = outcomes.recv().await {
+        let (r, v) = finished.into_report();
+        if let Some(tx) = lines {
+            // a client gone stops nothing: the run goes on
+            let _ = tx.send(ndjson_line(&r)).await;
+        }
+        results.insert(r.database.clone(), (r, v));
+    }
+    results
 }
 
-impl Collected<'_> {
-    async fn add(&mut self, r: DeploymentReport, v: Option<Verification>) {
-        let _ = self.tx.send(ndjson_line(&r)).await;
-        self.results.insert(r.database.clone(), (r, v));
-        self.fleet.one_done();
+/// The databases a `/v2/migrate` goes through: the one it names, or every
+/// one of the schema.
+async fn targets(state: &State, req: &V2MigrateRequest) -> Result<Vec<Database>, MigratorError> {
+    let Some(id) = &req.database_id else {
+        return state
+            .catalog()?
+            .databases(&req.platform, &[DbKind::V2], Some(&req.schema_name))
+            .await;
+    };
+    let name = names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
+    let db = provision::owned(state, &req.platform, &name, &[DbKind::V2]).await?;
+    if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
+        return Err(MigratorError::DatabaseNotFound(name));
     }
+    Ok(vec![db])
 }
 
 /// `POST /v2/migrate`.
@@ -601,91 +510,26 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     r.grant.may(&req.platform)?;
     let platform = Arc::new(v2_platform(&state, &req.platform).await?);
     let (version, parsed) = stored_schema(&state, &req.platform, &req.schema_name).await?;
-    let jobs: Vec<Job> = match &req.database_id {
-        Some(id) => {
-            let name =
-                names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
-            let db = provision::owned(&state, &req.platform, &name, &[DbKind::V2]).await?;
-            if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
-                return Err(MigratorError::DatabaseNotFound(name));
-            }
-            vec![Job {
-                platform: platform.clone(),
-                db,
-            }]
-        }
-        None => state
-            .catalog()?
-            .databases(&req.platform, &[DbKind::V2], Some(&req.schema_name))
-            .await?
-            .into_iter()
-            .map(|db| Job {
-                platform: platform.clone(),
-                db,
-            })
-            .collect(),
+    let databases = targets(&state, &req).await?;
+    let run = fleet::Run {
+        databases,
+        canary: req.canary,
+        stop_on_error: req.stop_on_error,
+        concurrency: state.migrate_concurrency,
     };
-    let opts = Options {
-        mode: Mode::Migrate,
-        force: req.force,
-        dry_run: req.dry_run,
-    };
-    let caller = Arc::new(r.caller.clone());
-    let parsed = Arc::new(parsed);
-    let version = Arc::new(version);
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let run_state = state.clone();
-    let task = tokio::spawn(async move {
-        let state = run_state;
-        let total = jobs.len();
-        let mut got = Collected {
-            tx,
-            results: BTreeMap::new(),
-            fleet: state.metrics.fleet(total),
+    let step = {
+        let opts = Options {
+            mode: Mode::Migrate,
+            force: req.force,
+            dry_run: req.dry_run,
         };
-        let mut queue = jobs.into_iter();
-        // canary: the first database alone
-        let mut stop = false;
-        if req.canary {
-            if let Some(first) = queue.next() {
-                let (r, v) = migrate_one(
-                    state.clone(),
-                    parsed.clone(),
-                    first,
-                    &version,
-                    opts,
-                    caller.clone(),
-                )
-                .await;
-                stop = r.status == DeployStatus::Failed;
-                got.add(r, v).await;
-            }
-        }
-        let limit = Arc::new(Semaphore::new(state.migrate_concurrency));
-        let mut set: tokio::task::JoinSet<(DeploymentReport, Option<Verification>)> =
-            tokio::task::JoinSet::new();
-        let mut failed_seen = stop;
-        for job in queue.by_ref() {
-            let permit = if stop || (req.stop_on_error && failed_seen) {
-                None
-            } else {
-                limit.clone().acquire_owned().await.ok()
-            };
-            // collect finished ones without blocking, to learn about failures early
-            while let Some(done) = set.try_join_next() {
-                if let Ok((r, v)) = done {
-                    failed_seen |= r.status == DeployStatus::Failed;
-                    got.add(r, v).await;
-                }
-            }
-            let Some(permit) = permit.filter(|_| !(req.stop_on_error && failed_seen)) else {
-                let r = DeploymentReport {
-                    database: job.db.name.clone(),
-                    status: DeployStatus::NotAttempted,
-                    ..DeploymentReport::default()
-                };
-                got.add(r, None).await;
-                continue;
+        let state = state.clone();
+        let version = Arc::new(version);
+        let caller = Arc::new(r.caller.clone());
+        move |db: Database| {
+            let job = Job {
+                platform: platform.clone(),
+                db,
             };
             let (st, p, v, c) = (
                 state.clone(),
@@ -693,84 +537,22 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
                 version.clone(),
                 caller.clone(),
             );
-            set.spawn(async move {
-                let out = migrate_one(st, p, job, &v, opts, c).await;
-                drop(permit);
-                out
-            });
+            migrate_one(st, p, job, v, opts, c)
         }
-        while let Some(done) = set.join_next().await {
-            if let Ok((r, v)) = done {
-                got.add(r, v).await;
-            }
-        }
-        let Collected { results, .. } = got;
-        let failed = results
-            .values()
-            .filter(|(r, _)| r.status == DeployStatus::Failed)
-            .count();
-        // verified means: every database reported on was verified and passed
-        let verifications: Vec<&Verification> =
-            results.values().filter_map(|(_, v)| v.as_ref()).collect();
-        let every = verifications.len() == results.len();
-        let all = |f: fn(&Verification) -> bool| every && verifications.iter().all(|v| f(v));
-        let verification = Verification {
-            passed: failed == 0 && all(|v| v.passed),
-            extensions_verified: all(|v| v.extensions_verified),
-            types_verified: all(|v| v.types_verified),
-            tables_verified: all(|v| v.tables_verified),
-            seeders_verified: all(|v| v.seeders_verified),
-        };
-        let reports: Vec<DeploymentReport> = results.into_values().map(|(r, _)| r).collect();
-        let summary = V2MigrateResponse {
-            status: RequestStatus::of_migration(req.dry_run, failed, total),
-            platform: req.platform.clone(),
-            schema_name: req.schema_name.clone(),
-            databases_updated: reports
-                .iter()
-                .filter(|r| r.status == DeployStatus::Updated)
-                .map(|r| r.database.clone())
-                .collect(),
-            migrations_applied: reports.iter().map(|r| r.migrations_applied).sum(),
-            functions_updated: reports
-                .iter()
-                .map(|r| r.functions_updated + r.functions_created + r.functions_dropped)
-                .sum(),
-            seeder_validations: reports
-                .iter()
-                .flat_map(|r| r.seeders.iter().cloned())
-                .collect::<Vec<SeederResult>>(),
-            schema_validation: merged_validation(&reports),
-            verification,
-            results: reports,
-            execution_time_ms: started.elapsed().as_millis() as u64,
-        };
-        (summary, failed)
-    });
+    };
+    let outcomes = fleet::start(state.clone(), run, step);
     if r.stream {
         let (line_tx, line_rx) = mpsc::channel::<Bytes>(64);
         tokio::spawn(async move {
-            let mut rx = rx;
-            while let Some(line) = rx.recv().await {
-                if line_tx.send(line).await.is_err() {
-                    break;
-                }
-            }
-            if let Ok((summary, _)) = task.await {
-                let _ = line_tx.send(ndjson_line(&summary)).await;
-            }
+            let results = collect(outcomes, Some(&line_tx)).await;
+            let (summary, _) = summarize(&req, results, started);
+            let _ = line_tx.send(ndjson_line(&summary)).await;
         });
         return Ok(Reply::Stream(line_rx));
     }
-    // Not streaming: drain progress lines, answer with the summary.
-    let drain = tokio::spawn(async move {
-        let mut rx = rx;
-        while rx.recv().await.is_some() {}
-    });
-    let (summary, failed) = task
-        .await
-        .map_err(|e| MigratorError::Internal(format!("migration task failed: {e}")))?;
-    let _ = drain.await;
+    // Not streaming: the summary only.
+    let results = collect(outcomes, None).await;
+    let (summary, failed) = summarize(&req, results, started);
     if failed == 0 {
         return Ok(Reply::Full(json(200, &summary)));
     }
@@ -785,6 +567,57 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     );
     body.details = serde_json::to_value(&summary).ok();
     Ok(Reply::Full(json(code.status(), &body)))
+}
+
+/// The answer to a `/v2/migrate` (the last NDJSON line when streamed), and
+/// how many databases failed.
+fn summarize(
+    req: &V2MigrateRequest,
+    results: BTreeMap<String, fleet::Done>,
+    started: Instant,
+) -> (V2MigrateResponse, usize) {
+    let total = results.len();
+    let failed = results
+        .values()
+        .filter(|(r, _)| r.status == DeployStatus::Failed)
+        .count();
+    // verified means: every database reported on was verified and passed
+    let verifications: Vec<&Verification> =
+        results.values().filter_map(|(_, v)| v.as_ref()).collect();
+    let every = verifications.len() == results.len();
+    let all = |f: fn(&Verification) -> bool| every && verifications.iter().all(|v| f(v));
+    let verification = Verification {
+        passed: failed == 0 && all(|v| v.passed),
+        extensions_verified: all(|v| v.extensions_verified),
+        types_verified: all(|v| v.types_verified),
+        tables_verified: all(|v| v.tables_verified),
+        seeders_verified: all(|v| v.seeders_verified),
+    };
+    let reports: Vec<DeploymentReport> = results.into_values().map(|(r, _)| r).collect();
+    let summary = V2MigrateResponse {
+        status: RequestStatus::of_migration(req.dry_run, failed, total),
+        platform: req.platform.clone(),
+        schema_name: req.schema_name.clone(),
+        databases_updated: reports
+            .iter()
+            .filter(|r| r.status == DeployStatus::Updated)
+            .map(|r| r.database.clone())
+            .collect(),
+        migrations_applied: reports.iter().map(|r| r.migrations_applied).sum(),
+        functions_updated: reports
+            .iter()
+            .map(|r| r.functions_updated + r.functions_created + r.functions_dropped)
+            .sum(),
+        seeder_validations: reports
+            .iter()
+            .flat_map(|r| r.seeders.iter().cloned())
+            .collect::<Vec<SeederResult>>(),
+        schema_validation: merged_validation(&reports),
+        verification,
+        results: reports,
+        execution_time_ms: started.elapsed().as_millis() as u64,
+    };
+    (summary, failed)
 }
 
 /// Each distinct change of the databases' `schema_validation`, once, in

@@ -150,17 +150,18 @@ impl Catalog {
             .collect())
     }
 
-    /// The latest version of a stored schema, with its archive.
+    /// The latest version of a stored schema (its archive is fetched
+    /// apart, only when the parsed version is not kept already).
     pub async fn latest_schema(
         &self,
         platform: &str,
         schema_name: &str,
-    ) -> Result<Option<(SchemaVersion, Vec<u8>)>, MigratorError> {
+    ) -> Result<Option<SchemaVersion>, MigratorError> {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
                 &format!(
-                    "SELECT {}, archive FROM schema_versions WHERE platform = $1 AND schema_name = $2
+                    "SELECT {} FROM schema_versions WHERE platform = $1 AND schema_name = $2
                      ORDER BY version DESC LIMIT 1",
                     version_columns()
                 ),
@@ -168,7 +169,26 @@ impl Catalog {
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| (version_from(&r), r.get(VERSION_COLUMNS))))
+        Ok(row.as_ref().map(version_from))
+    }
+
+    /// The archive of one stored version.
+    pub async fn schema_archive(
+        &self,
+        platform: &str,
+        schema_name: &str,
+        version: i32,
+    ) -> Result<Option<Vec<u8>>, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT archive FROM schema_versions
+                 WHERE platform = $1 AND schema_name = $2 AND version = $3",
+                &[&platform, &schema_name, &version],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// The template database of a schema version and its deployment
