@@ -131,7 +131,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        out.push_str("# HELP stonescriptdb_migrator_sql_reads_total Statements read (normalized or parsed) from uploaded schemas: once per upload, whatever number of databases it is deployed into.\n");
+        out.push_str("# HELP stonescriptdb_migrator_sql_reads_total Pieces of SQL text read (statements of uploaded schemas normalized or parsed, and distinct type names the differ reads): once per stored version and per type name, whatever number of databases a deployment reaches.\n");
         out.push_str("# TYPE stonescriptdb_migrator_sql_reads_total counter\n");
         let _ = writeln!(
             out,

@@ -369,12 +369,24 @@ fn model(p: &Parsed, judged: Vec<Judged>) -> Result<Model, MigratorError> {
             adds_fk.push(crate::tables::create_table::adds_foreign_key(&s.text));
         }
         if let Some((si, key, references)) = create {
+            // read once here, for a deployment that creates the table in a
+            // REFERENCES cycle (its foreign keys added after every table)
+            let split = if references.is_empty() {
+                None
+            } else {
+                let text = &f.statements[si].text;
+                Some(
+                    crate::tables::create_table::split_foreign_keys(text, &references)
+                        .map_err(|e| e.at(&f.path, f.statements[si].line))?,
+                )
+            };
             m.tables.push(TableItem {
                 file: fi,
                 create: si,
                 key,
                 references: references.iter().map(|(s, n)| table_key(s, n)).collect(),
                 adds_fk,
+                split,
             });
         }
     }

@@ -555,6 +555,77 @@ async fn a_stored_version_is_read_once_whatever_number_of_databases_it_reaches()
     assert_eq!(migrate_all(&gw, &p, 2 * N).await, 0);
 }
 
+/// What a deployment does per database reads no SQL text again either: a
+/// version whose deployment creates tables in a REFERENCES cycle (their
+/// foreign keys split out) and widens a column (the differ reads both type
+/// names) reads as much for 2N databases as for N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_reads_no_sql_per_database_for_cycles_and_changed_column_types() {
+    const N: usize = 2;
+    let mut gw = Gateway::start(&[]);
+    let mut base = SchemaDir::default();
+    base.set(
+        "tables/widths.sql",
+        "CREATE TABLE widths (id int PRIMARY KEY, w varchar(10));",
+    );
+    let mut next = base.clone();
+    next.set(
+        "tables/widths.sql",
+        "CREATE TABLE widths (id int PRIMARY KEY, w varchar(20));",
+    )
+    .set(
+        "tables/ring_a.sql",
+        "CREATE TABLE ring_a (id int PRIMARY KEY, b_id int REFERENCES ring_b (id));",
+    )
+    .set(
+        "tables/ring_b.sql",
+        "CREATE TABLE ring_b (id int PRIMARY KEY, a_id int REFERENCES ring_a (id));",
+    );
+    let mut reads = Vec::new();
+    for databases in [N, 2 * N] {
+        let p = gw.register_platform().await;
+        for version in [&base, &next] {
+            let (s, b) =
+                upload_schema(&gw, &p, "schema_name", "tenant_db", "schema", version).await;
+            assert_eq!(s, 201, "{b}");
+            if std::ptr::eq(version, &base) {
+                for i in 0..databases {
+                    let (s, b) = gw
+                        .post(
+                            "/database/create",
+                            &json!({"platform": p, "schema_name": "tenant_db", "database_id": format!("d{i}")}),
+                        )
+                        .await;
+                    assert_eq!(s, 201, "{b}");
+                }
+            }
+        }
+        // nothing kept: the new version is read for this migration
+        gw.restart_migrator();
+        let before = sql_reads(&gw).await;
+        let (s, b) = gw
+            .post(
+                "/v2/migrate",
+                &json!({"platform": p, "schema_name": "tenant_db"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(
+            b["databases_updated"].as_array().unwrap().len(),
+            databases,
+            "{b}"
+        );
+        reads.push(sql_reads(&gw).await - before);
+    }
+    assert!(reads[0] > 0, "the version is read");
+    assert_eq!(
+        reads[0],
+        reads[1],
+        "reads for {N} and for {} databases",
+        2 * N
+    );
+}
+
 /// The status of `database`'s latest deployment, as the catalog recorded it
 /// (`GET /admin/deployments`), checking it was a `/v2/migrate`.
 async fn recorded_status(gw: &Gateway, database: &str) -> Value {

@@ -159,6 +159,7 @@ pub fn split_foreign_keys(
     stmt: &str,
     deferred: &[(Option<String>, String)],
 ) -> Result<(String, Vec<String>), SqlError> {
+    read_one();
     let all = tokenize(stmt);
     if let Some(t) = all.iter().find(|t| t.open) {
         return Err(unterminated(t));
@@ -283,4 +284,8 @@ pub struct TableItem {
     pub references: Vec<(String, String)>,
     /// Per statement: a pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`.
     pub adds_fk: Vec<bool>,
+    /// When it references anything: its CREATE TABLE with every foreign
+    /// key moved out, and those as `ALTER TABLE … ADD … FOREIGN KEY`s (read
+    /// once at upload; used when the table is created in a REFERENCES cycle).
+    pub split: Option<(String, Vec<String>)>,
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use stonescriptdb_shared::wire::{PlanStep, SchemaValidation};
 
 use super::align::align_names;
-use super::create_table::{split_foreign_keys, TableItem};
+use super::create_table::TableItem;
 use super::model::{Change, Class, Model, QName, Step as TableStep, Table};
 use super::reader::Declared;
 use super::{diff, introspect, recorded};
@@ -38,6 +38,8 @@ struct TableFile<'a> {
     references: Vec<(String, String)>,
     /// Per statement: a pg_dump-style `ALTER TABLE … ADD … FOREIGN KEY`.
     adds_fk: &'a [bool],
+    /// Its CREATE TABLE without foreign keys, and those as alters.
+    split: Option<&'a (String, Vec<String>)>,
 }
 
 /// Order missing tables so referenced ones come first (Kahn's algorithm, ties
@@ -134,13 +136,10 @@ fn create_missing(
             create_index: t.create,
             references: t.references.clone(),
             adds_fk: &t.adds_fk,
+            split: t.split.as_ref(),
         })
         .collect();
     let (order, cyclic) = creation_order(&to_create);
-    let deferred: Vec<(Option<String>, String)> = cyclic
-        .iter()
-        .map(|&i| (Some(to_create[i].key.0.clone()), to_create[i].key.1.clone()))
-        .collect();
     let mut later = Step::new(
         Phase::Tables,
         "foreign keys",
@@ -151,13 +150,23 @@ fn create_missing(
         let path = &t.file.path;
         let mut step = Step::new(Phase::Tables, path, "creating a table");
         for (si, stmt) in t.file.statements.iter().enumerate() {
-            if si == t.create_index && cyclic.contains(&i) {
-                let (create, alters) =
-                    split_foreign_keys(&stmt.text, &deferred).map_err(|e| e.at(path, stmt.line))?;
+            if let (true, Some((create, alters))) =
+                (si == t.create_index && cyclic.contains(&i), t.split)
+            {
+                // in a REFERENCES cycle: created without its foreign keys
+                // (split once at upload), which follow once every table exists
                 let at = At::statement(path, si, stmt.line);
-                step = step.sql(Sql::new(create, at.clone(), "creating a table failed"));
+                step = step.sql(Sql::new(
+                    create.clone(),
+                    at.clone(),
+                    "creating a table failed",
+                ));
                 for a in alters {
-                    later = later.sql(Sql::new(a, at.clone(), "adding a foreign key failed"));
+                    later = later.sql(Sql::new(
+                        a.clone(),
+                        at.clone(),
+                        "adding a foreign key failed",
+                    ));
                 }
             } else if t.adds_fk.get(si).copied().unwrap_or(false) {
                 // pg_dump style `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY`:
@@ -713,6 +722,69 @@ mod tests {
         )
     }
 
+    /// An upload of `tables/` files, read as the gateway reads one.
+    fn upload(files: &[(&str, &str)]) -> crate::schema::Parsed {
+        let schema = crate::archive::Schema {
+            tables: files
+                .iter()
+                .map(|(n, c)| crate::archive::SchemaFile {
+                    name: n.to_string(),
+                    content: c.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        crate::schema::parse(&schema).unwrap()
+    }
+
+    #[test]
+    fn tables_in_a_cycle_are_created_without_their_foreign_keys_which_follow() {
+        let parsed = upload(&[
+            (
+                "a.sql",
+                "CREATE TABLE a (id int PRIMARY KEY, b_id int REFERENCES b (id))",
+            ),
+            (
+                "b.sql",
+                "CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id))",
+            ),
+            (
+                "c.sql",
+                "CREATE TABLE c (id int PRIMARY KEY, a_id int REFERENCES a (id))",
+            ),
+        ]);
+        let folder = Folder {
+            files: &parsed.tables,
+            items: &parsed.model.tables,
+            declared: parsed.declared.as_ref().unwrap(),
+            checksum: "x",
+        };
+        let missing = ["a", "b", "c"].iter().map(|n| QName::public(n)).collect();
+        let reads = crate::sql::reads();
+        let steps = create_missing(folder, &missing, &[]).unwrap();
+        assert_eq!(crate::sql::reads(), reads, "planning reads no SQL again");
+        let sql: Vec<Vec<&str>> = steps
+            .iter()
+            .map(|s| s.sql.iter().map(|q| q.text.as_str()).collect())
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                vec!["CREATE TABLE a (id int PRIMARY KEY, b_id int)"],
+                vec!["CREATE TABLE b (id int PRIMARY KEY, a_id int)"],
+                // (waits on the cycle, so it is created the same way)
+                vec!["CREATE TABLE c (id int PRIMARY KEY, a_id int)"],
+                vec![
+                    "ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b (id)",
+                    "ALTER TABLE b ADD FOREIGN KEY (a_id) REFERENCES a (id)",
+                    "ALTER TABLE c ADD FOREIGN KEY (a_id) REFERENCES a (id)",
+                ],
+            ]
+        );
+        assert!(steps[0].done.contains(&Done::Count(Counter::TablesCreated)));
+        assert_eq!(steps[3].sql[0].at, At::statement("tables/a.sql", 0, 1));
+    }
+
     #[test]
     fn creation_order_follows_references_and_finds_cycles() {
         let file = SqlFile {
@@ -736,6 +808,7 @@ mod tests {
                 create_index: 0,
                 references: refs.clone(),
                 adds_fk: &[],
+                split: None,
             })
             .collect();
         let (order, cyclic) = creation_order(&files);

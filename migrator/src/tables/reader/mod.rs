@@ -25,9 +25,11 @@
 //! text normalized by [`normalize_expr`]; the deployment compares catalog renderings, these are
 //! for messages and for comparing two DDL spellings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 use crate::sql::lex::{sig_tokens, Tok};
+use crate::sql::statement::read_one;
 use crate::sql::view::View;
 use crate::sql::SqlError;
 use crate::sql::SqlFile;
@@ -135,13 +137,31 @@ fn views<'a>(f: &'a SqlFile, toks: &'a [Vec<Tok>]) -> Vec<(View<'a>, Stmt)> {
 ///
 /// `serial` types give their integer type. Text that is not a type name is returned
 /// lower-cased with normalized spacing.
+///
+/// The differ asks this of the type names PostgreSQL reports for every
+/// database a deployment reaches; each distinct text is read once per
+/// process (and counted as a read), then answered from memory.
 pub fn canonical_type(text: &str) -> String {
+    /// Distinct type texts kept; beyond it, texts are read again.
+    const KEPT: usize = 4096;
+    static KNOWN: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(c) = known.lock().ok().and_then(|k| k.get(text).cloned()) {
+        return c;
+    }
+    read_one();
     let toks = sig_tokens(text);
     let p = View::new(text, &toks);
-    match expressions::parse_type(p, 0) {
+    let canon = match expressions::parse_type(p, 0) {
         Some((canon, _, end)) if end == toks.len() => canon,
         _ => expressions::normalized(p, false),
+    };
+    if let Ok(mut k) = known.lock() {
+        if k.len() < KEPT {
+            k.insert(text.to_owned(), canon.clone());
+        }
     }
+    canon
 }
 
 /// Whitespace/keyword-case normalized expression text (used for DDL-side defaults/checks).
