@@ -10,10 +10,10 @@ use std::time::Instant;
 use stonescriptdb_shared::catalog::DbKind;
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
-use stonescriptdb_shared::wire::Operation;
 use stonescriptdb_shared::wire::{
     AdminDatabasesResponse, CreateTenantRequest, DeployResponse, RequestStatus, UPLOAD_FIELDS,
 };
+use stonescriptdb_shared::wire::{DeploymentReport, Operation};
 
 use crate::catalog::Database;
 use crate::deploy::{Mode, Options};
@@ -91,19 +91,40 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
             .save_v1_schema(&up.platform, &up.raw, &up.sha256)
             .await?;
     }
-    Ok(json(
+    Ok(one_database(
         200,
+        up.dry_run,
+        RequestStatus::Ready,
+        up.platform,
+        report,
+        started,
+    ))
+}
+
+/// The answer of a route that deployed one database: `status` (or
+/// `dry_run`), with `code` (200 for a dry run).
+fn one_database(
+    code: u16,
+    dry_run: bool,
+    status: RequestStatus,
+    platform: String,
+    report: DeploymentReport,
+    started: Instant,
+) -> Answer {
+    let (code, status) = if dry_run {
+        (200, RequestStatus::DryRun)
+    } else {
+        (code, status)
+    };
+    json(
+        code,
         &DeployResponse {
-            status: if up.dry_run {
-                RequestStatus::DryRun
-            } else {
-                RequestStatus::Ready
-            },
-            platform: up.platform,
+            status,
+            platform,
             databases: vec![report],
             execution_time_ms: started.elapsed().as_millis() as u64,
         },
-    ))
+    )
 }
 
 /// The databases a `/migrate` goes through: the tenant's, or every v1 (and
@@ -269,17 +290,12 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
         force: false,
     };
     let report = placement::deploy(state, Owner::Known(&platform), wanted, &parsed, req).await?;
-    Ok(json(
-        if body.dry_run { 200 } else { 201 },
-        &DeployResponse {
-            status: if body.dry_run {
-                RequestStatus::DryRun
-            } else {
-                RequestStatus::Created
-            },
-            platform: body.platform,
-            databases: vec![report],
-            execution_time_ms: started.elapsed().as_millis() as u64,
-        },
+    Ok(one_database(
+        201,
+        body.dry_run,
+        RequestStatus::Created,
+        body.platform,
+        report,
+        started,
     ))
 }

@@ -33,6 +33,15 @@ fn version_columns() -> String {
     )
 }
 
+/// The latest stored version of a schema (`$1` platform, `$2` schema name).
+fn latest_version_sql() -> String {
+    format!(
+        "SELECT {} FROM schema_versions WHERE platform = $1 AND schema_name = $2
+         ORDER BY version DESC LIMIT 1",
+        version_columns()
+    )
+}
+
 fn version_from(r: &tokio_postgres::Row) -> SchemaVersion {
     SchemaVersion {
         version: r.get(0),
@@ -84,14 +93,7 @@ impl Catalog {
         .await
         .map_err(pg)?;
         let latest = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM schema_versions WHERE platform = $1 AND schema_name = $2
-                     ORDER BY version DESC LIMIT 1",
-                    version_columns()
-                ),
-                &[&platform, &schema_name],
-            )
+            .query_opt(&latest_version_sql(), &[&platform, &schema_name])
             .await
             .map_err(pg)?
             .as_ref()
@@ -159,14 +161,7 @@ impl Catalog {
     ) -> Result<Option<SchemaVersion>, MigratorError> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM schema_versions WHERE platform = $1 AND schema_name = $2
-                     ORDER BY version DESC LIMIT 1",
-                    version_columns()
-                ),
-                &[&platform, &schema_name],
-            )
+            .query_opt(&latest_version_sql(), &[&platform, &schema_name])
             .await
             .map_err(pg)?;
         Ok(row.as_ref().map(version_from))

@@ -326,15 +326,19 @@ pub(super) fn index_elem(e: View) -> Result<(String, Option<String>), SqlError> 
 }
 
 /// `EXCLUDE [USING m] ( elem WITH op, ... ) [index params] [WHERE (pred)]` with EXCLUDE at `i`.
-pub(super) fn exclude(p: View, i: usize, c: &mut PCon) -> Result<usize, SqlError> {
-    let mut k = i + 1;
-    let mut method = "gist".to_string();
-    if p.is(k, "using") {
-        method = p
-            .ident(k + 1)
-            .ok_or_else(|| p.err(k + 1, "expected an index method"))?;
-        k += 2;
+/// `[USING method]` at `k`: the method (or `default`) and where the rest begins.
+pub(super) fn index_method(p: View, k: usize, default: &str) -> Result<(String, usize), SqlError> {
+    if !p.is(k, "using") {
+        return Ok((default.to_owned(), k));
     }
+    let method = p
+        .ident(k + 1)
+        .ok_or_else(|| p.err(k + 1, "expected an index method"))?;
+    Ok((method, k + 2))
+}
+
+pub(super) fn exclude(p: View, i: usize, c: &mut PCon) -> Result<usize, SqlError> {
+    let (method, mut k) = index_method(p, i + 1, "gist")?;
     let close = p
         .close(k)
         .ok_or_else(|| p.err(k, "expected a parenthesized element list after EXCLUDE"))?;

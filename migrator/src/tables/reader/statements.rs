@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use stonescriptdb_shared::names::quote_literal;
 
 use super::columns::{column_def, generated};
-use super::constraints::{column_list, index_elem, is_table_constraint, table_constraint, PCon};
+use super::constraints::{
+    column_list, index_elem, index_method, is_table_constraint, table_constraint, PCon,
+};
 use super::expressions::{normalized, regclass_text};
 use super::names::{choose_name, idents, index_column_names, rel_name};
 use super::sequences::{new_sequence, seq_options};
@@ -386,13 +388,7 @@ impl Reader {
         let (table, mut k) = rel_name(p, i).ok_or_else(|| p.err(i, "expected a table name"))?;
         let table_at = i;
         k += usize::from(p.sym(k, "*"));
-        let mut method = "btree".to_string();
-        if p.is(k, "using") {
-            method = p
-                .ident(k + 1)
-                .ok_or_else(|| p.err(k + 1, "expected an index method"))?;
-            k += 2;
-        }
+        let (method, mut k) = index_method(p, k, "btree")?;
         let close = p
             .close(k)
             .ok_or_else(|| p.err(k, "expected a parenthesized list of index elements"))?;
