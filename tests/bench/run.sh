@@ -13,8 +13,9 @@
 #   BENCH_ONLY=args tests/bench/run.sh
 #                                      # the calls with arguments against pgbench only
 #   BENCH_ONLY=deploy tests/bench/run.sh
-#                                      # deploying only: a full deployment and an unchanged
-#                                      # re-migration of 200 databases, BENCH_ROUNDS times
+#                                      # deploying only: a full deployment, an unchanged
+#                                      # re-migration of 200 databases, and a version with
+#                                      # two changed functions over them, BENCH_ROUNDS times
 #   BENCH_BIN_DIR=/other/target/release tests/bench/run.sh
 #                                      # measure another build's binaries (to compare
 #                                      # two commits back to back)
