@@ -61,6 +61,9 @@ pub struct Request<'a> {
     pub operation: Operation,
     pub archive_sha256: Option<&'a str>,
     pub caller: &'a Caller,
+    /// The database was created for this deployment (a dry run's: would
+    /// be): it is answered and recorded `created` (`would_create`).
+    pub new_database: bool,
 }
 
 fn counts(report: &DeploymentReport) -> serde_json::Value {
@@ -148,6 +151,13 @@ async fn deploy_as(
         }
         let mut report = deploy::deploy(&mut client, label, parsed, opts, &state.log).await?;
         report.extensions_installed += preinstalled;
+        if req.new_database && report.status != DeployStatus::Blocked {
+            report.status = if opts.dry_run {
+                DeployStatus::WouldCreate
+            } else {
+                DeployStatus::Created
+            };
+        }
         Ok::<_, MigratorError>((report, client))
     }
     .await;
@@ -216,13 +226,16 @@ pub async fn create_new(
         dry_run: false,
     };
     let deployed = async {
-        let (mut report, client) = deploy_existing(
+        let (report, client) = deploy_existing(
             state,
             platform,
             &new.name,
             parsed,
             opts,
-            req,
+            Request {
+                new_database: true,
+                ..req
+            },
             new.schema_version,
         )
         .await?;
@@ -236,7 +249,6 @@ pub async fn create_new(
                 .await
                 .map_err(|e| MigratorError::Internal(crate::error::pg_message(&e)))?;
         }
-        report.status = DeployStatus::Created;
         Ok::<_, MigratorError>(report)
     }
     .await;
@@ -429,14 +441,14 @@ pub async fn dry_run_new(
                 would_be,
                 parsed,
                 opts,
-                req,
+                Request {
+                    new_database: true,
+                    ..req
+                },
                 None,
             )
             .await?;
             drop(client);
-            if report.status != DeployStatus::Blocked {
-                report.status = DeployStatus::WouldCreate;
-            }
             // what the admin role installed first is the plan's first step,
             // counted like the ones installed in the transaction
             report.extensions_installed += preinstalled.len() as u64;

@@ -73,6 +73,7 @@ pub async fn register(state: &State, r: &mut Req) -> Result<Answer, MigratorErro
         operation: Operation::Register,
         archive_sha256: Some(&up.sha256),
         caller: &r.caller,
+        new_database: false,
     };
     let wanted = Wanted {
         name: database,
@@ -179,6 +180,7 @@ pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, Migrator
                     operation: Operation::Migrate,
                     archive_sha256: Some(&sha),
                     caller: &caller,
+                    new_database: false,
                 };
                 let deployed = provision::deploy_existing(
                     &state, &platform, &db.name, &parsed, opts, req, None,
@@ -279,6 +281,7 @@ pub async fn create_tenant(state: &State, r: &mut Req) -> Result<Answer, Migrato
         operation: Operation::CreateTenant,
         archive_sha256: Some(&sha),
         caller: &r.caller,
+        new_database: false,
     };
     let wanted = Wanted {
         name: database,

@@ -363,6 +363,7 @@ async fn create_from_schema(
         operation: Operation::DatabaseCreate,
         archive_sha256: Some(&version.archive_sha256),
         caller: &r.caller,
+        new_database: false,
     };
     let wanted = Wanted {
         name: database.clone(),
@@ -439,6 +440,7 @@ async fn migrate_one(
             operation: Operation::V2Migrate,
             archive_sha256: Some(&target.archive_sha256),
             caller: &caller,
+            new_database: false,
         };
         let (report, mut client) = provision::deploy_existing(
             &state,

@@ -445,3 +445,29 @@ async fn a_dry_runs_plan_is_what_the_real_deployment_runs() {
         .collect();
     assert_eq!(planned, ran, "{real}");
 }
+
+#[tokio::test]
+async fn a_new_database_is_answered_and_recorded_created() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let (st, b) = gw.register(&p, Some("t1"), &base()).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["databases"][0]["status"], "created", "{b}");
+    let db = format!("{p}_t1");
+    let (st, d) = gw
+        .get(&format!("/admin/deployments?database={db}&limit=1"))
+        .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(
+        d["deployments"][0]["status"], "created",
+        "the catalog agrees with the answer: {d}"
+    );
+    // the same registration again: unchanged in both
+    let (st, b) = gw.register(&p, Some("t1"), &base()).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["databases"][0]["status"], "unchanged", "{b}");
+    let (_, d) = gw
+        .get(&format!("/admin/deployments?database={db}&limit=1"))
+        .await;
+    assert_eq!(d["deployments"][0]["status"], "unchanged", "{d}");
+}
