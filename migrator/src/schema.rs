@@ -83,6 +83,9 @@ pub struct RoutineItem {
     pub checksum: String,
     /// `schema.name`.
     pub name: String,
+    /// A `BEGIN ATOMIC` routine's identifiers (the routines its body
+    /// names are among them), read at upload for its creation order.
+    pub mentions: std::collections::BTreeSet<String>,
 }
 
 /// One `CREATE TYPE/DOMAIN` of `types/`.
@@ -273,6 +276,11 @@ fn read_functions(p: &Parsed, m: &mut Model) -> Result<(), MigratorError> {
                 ),
                 checksum: sha256_hex(sql::normalize(&s.text).as_bytes()),
                 name: format!("{schema}.{}", routine.name),
+                mentions: if routine.atomic {
+                    sql::definition::identifiers(&s.text)
+                } else {
+                    Default::default()
+                },
             });
         }
         if !defines {

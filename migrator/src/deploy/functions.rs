@@ -74,9 +74,9 @@ pub fn sort(
 /// The order to create the changed routines in: those whose bodies
 /// PostgreSQL checks only later (`check_function_bodies = off`) first, in
 /// file order; then the `BEGIN ATOMIC` ones, which PostgreSQL checks at
-/// creation, each after the declared routines its body names (`texts`:
-/// each declared routine's statement). A cycle keeps file order.
-pub fn creation_order(declared: &[RoutineItem], changed: &[usize], texts: &[&str]) -> Vec<usize> {
+/// creation, each after the declared routines its body names (read at
+/// upload: `RoutineItem::mentions`). A cycle keeps file order.
+pub fn creation_order(declared: &[RoutineItem], changed: &[usize]) -> Vec<usize> {
     let bare = |d: &RoutineItem| d.name.rsplit('.').next().unwrap_or("").to_owned();
     let mut out: Vec<usize> = changed
         .iter()
@@ -88,19 +88,14 @@ pub fn creation_order(declared: &[RoutineItem], changed: &[usize], texts: &[&str
         .copied()
         .filter(|&i| declared[i].atomic)
         .collect();
-    // what each atomic routine's text names among the other atomic ones
+    // what each atomic routine names among the other atomic ones
     let needs: BTreeMap<usize, BTreeSet<usize>> = atomic
         .iter()
         .map(|&i| {
-            let words: BTreeSet<String> = crate::sql::tokens(texts[i], 1)
-                .iter()
-                .filter(|t| matches!(t.kind, crate::sql::TokenKind::Word))
-                .map(|t| t.text.to_ascii_lowercase())
-                .collect();
             let deps = atomic
                 .iter()
                 .copied()
-                .filter(|&j| j != i && words.contains(&bare(&declared[j])))
+                .filter(|&j| j != i && declared[i].mentions.contains(&bare(&declared[j])))
                 .collect();
             (i, deps)
         })
@@ -267,11 +262,7 @@ pub fn plan(schema: &Parsed, seen: &Seen) -> Vec<Step> {
                 }),
         );
     }
-    let texts: Vec<&str> = declared
-        .iter()
-        .map(|d| schema.functions[d.file].statements[d.stmt].text.as_str())
-        .collect();
-    for i in creation_order(declared, &sorted.changed, &texts) {
+    for i in creation_order(declared, &sorted.changed) {
         let d = &declared[i];
         let file = &schema.functions[d.file];
         let stmt = &file.statements[d.stmt];
@@ -388,6 +379,11 @@ mod tests {
             lookup: format!("public.{}({})", routine.name, routine.arg_types.join(", ")),
             name: format!("public.{}", routine.name),
             checksum: checksum.into(),
+            mentions: if routine.atomic {
+                crate::sql::definition::identifiers(text)
+            } else {
+                Default::default()
+            },
         }
     }
 
@@ -607,8 +603,8 @@ mod tests {
         ];
         let declared: Vec<RoutineItem> = texts.iter().map(|t| routine(t, "c")).collect();
         assert!(declared[0].atomic && !declared[1].atomic && declared[2].atomic);
-        assert_eq!(creation_order(&declared, &[0, 1, 2], &texts), [1, 2, 0]);
+        assert_eq!(creation_order(&declared, &[0, 1, 2]), [1, 2, 0]);
         // only what changed is ordered
-        assert_eq!(creation_order(&declared, &[0], &texts), [0]);
+        assert_eq!(creation_order(&declared, &[0]), [0]);
     }
 }

@@ -20,6 +20,14 @@ pub fn mentions(text: &str, name: &str) -> bool {
     (0..v.len()).any(|i| v.ident(i).as_deref() == Some(name))
 }
 
+/// Every identifier `text` mentions (values: unquoted words folded to lower
+/// case, quoted ones exact).
+pub fn identifiers(text: &str) -> std::collections::BTreeSet<String> {
+    let toks = sig_tokens(text);
+    let v = View::new(text, &toks);
+    (0..v.len()).filter_map(|i| v.ident(i)).collect()
+}
+
 /// The referenced columns of a `FOREIGN KEY (...) REFERENCES t(a, b) ...`
 /// definition; None when it names none (or is not a foreign key).
 pub fn fk_referenced_columns(definition: &str) -> Option<Vec<String>> {

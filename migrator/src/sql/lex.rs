@@ -267,53 +267,6 @@ pub(crate) fn tokenize(src: &str) -> Vec<Tok> {
     toks
 }
 
-/// The kind of a significant token, for readers outside `sql/` (readers
-/// inside it walk `view::View`): `E''` strings count as strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Word,
-    QIdent,
-    Str,
-    Dollar,
-    Number,
-    Param,
-    Punct,
-    Op,
-    Other,
-}
-
-/// A significant token: its kind, its text and the line it starts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Token<'a> {
-    pub kind: TokenKind,
-    pub text: &'a str,
-    pub line: usize,
-}
-
-/// The significant tokens (comments dropped) of `src`, from the one
-/// tokenizer every SQL reader of the migrator uses; `first_line` is the
-/// line `src` starts on.
-pub fn tokens(src: &str, first_line: usize) -> Vec<Token<'_>> {
-    sig_tokens(src)
-        .into_iter()
-        .map(|t| Token {
-            kind: match t.kind {
-                Kind::Word => TokenKind::Word,
-                Kind::QIdent => TokenKind::QIdent,
-                Kind::Str | Kind::EStr => TokenKind::Str,
-                Kind::Dollar => TokenKind::Dollar,
-                Kind::Number => TokenKind::Number,
-                Kind::Param => TokenKind::Param,
-                Kind::Punct => TokenKind::Punct,
-                Kind::Op => TokenKind::Op,
-                Kind::Other | Kind::LineComment | Kind::BlockComment => TokenKind::Other,
-            },
-            text: t.text(src),
-            line: t.line + first_line - 1,
-        })
-        .collect()
-}
-
 /// Tokens without comments.
 pub(crate) fn sig_tokens(src: &str) -> Vec<Tok> {
     tokenize(src)

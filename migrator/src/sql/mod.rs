@@ -4,7 +4,7 @@
 //! - `lex`: the tokenizer — single-quoted strings (`''` escapes), `E''` strings (backslash
 //!   escapes), `N''`/`B''`/`X''`/`U&''` strings, quoted identifiers (`""` escapes), dollar quotes
 //!   with optional tags, `$n` parameters, `--` comments and nesting `/* */` comments, `:=` and
-//!   `..`, a leading BOM; [`tokens`] for readers outside this module;
+//!   `..`, a leading BOM (nothing outside `sql/` and the readers built on it walks tokens);
 //! - `view`: the one cursor over significant tokens, and single-token values (identifiers,
 //!   strings, qualified names), for every reader below;
 //! - `split`: files into statements, and which statements need autocommit;
@@ -45,7 +45,6 @@ pub mod view;
 
 pub use error::SqlError;
 pub use ident::ident;
-pub use lex::{tokens, TokenKind};
 pub use normalize::normalize;
 pub use routines::{parse_routine, RoutineKind};
 pub use split::{needs_autocommit, split_statements, SqlFile};

@@ -15,6 +15,7 @@ use super::reader::Declared;
 use super::{diff, introspect, recorded};
 use crate::error::{MigratorError, SchemaRefusal};
 use crate::exec::Run;
+use crate::sql::definition::identifiers;
 use crate::sql::effects::Effect;
 use crate::sql::SqlFile;
 use crate::step::{At, Counter, Done, Options, Phase, Sql, Step};
@@ -320,12 +321,7 @@ pub fn before_migrations(
                 None => true,
             });
         // constraints naming a column the migration makes come after it
-        let names_gone = |definition: &str| {
-            crate::sql::tokens(definition, 1).iter().any(|tok| {
-                let word = tok.text.trim_matches('"');
-                gone.contains(word) || gone.contains(&word.to_ascii_lowercase())
-            })
-        };
+        let names_gone = |definition: &str| !identifiers(definition).is_disjoint(&gone);
         t.constraints.retain(|k| !names_gone(&k.definition));
         t.indexes.clear();
         out.reshaped.push(t);
