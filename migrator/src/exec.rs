@@ -140,23 +140,9 @@ impl<'a> Run<'a> {
         &self.tx
     }
 
-    /// The error of a statement at `at` that failed: `message`, and
-    /// PostgreSQL's own when `e` is its error.
+    /// The error of a statement at `at` that failed ([`failure`]).
     pub fn fail(&self, at: &At, message: &str, e: Option<&tokio_postgres::Error>) -> MigratorError {
-        let mut f = StepFailure {
-            file: at.file.clone(),
-            line: at.statement.map(|(_, line)| line),
-            statement: at.statement.map(|(i, _)| i + 1),
-            ..StepFailure::new(self.database, message.to_owned(), e)
-        };
-        if let (Some(file), Some(cause)) = (&f.file, &f.cause) {
-            let at = match (f.statement, f.line) {
-                (Some(n), Some(l)) => format!(" (statement {n}, line {l})"),
-                _ => String::new(),
-            };
-            f.message = format!("{}: {file}{at}: {cause}", f.message);
-        }
-        MigratorError::Migration(Box::new(f))
+        failure(self.database, at, message, e)
     }
 
     /// A plan's refusal as the deployment's error.
@@ -531,6 +517,32 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The error of a deployment step in `database` that failed at `at`:
+/// `message`, and — when `e` is PostgreSQL's error — its SQLSTATE, detail,
+/// hint and message, the message also said after the file and statement.
+/// The one place a step's failure is built.
+pub fn failure(
+    database: &str,
+    at: &At,
+    message: &str,
+    e: Option<&tokio_postgres::Error>,
+) -> MigratorError {
+    let mut f = StepFailure {
+        file: at.file.clone(),
+        line: at.statement.map(|(_, line)| line),
+        statement: at.statement.map(|(i, _)| i + 1),
+        ..StepFailure::new(database, message.to_owned(), e)
+    };
+    if let (Some(file), Some(cause)) = (&f.file, &f.cause) {
+        let at = match (f.statement, f.line) {
+            (Some(n), Some(l)) => format!(" (statement {n}, line {l})"),
+            _ => String::new(),
+        };
+        f.message = format!("{}: {file}{at}: {cause}", f.message);
+    }
+    MigratorError::Migration(Box::new(f))
+}
+
 impl Committed {
     /// Run, outside any transaction and as the deployment's role, the
     /// statements PostgreSQL refuses in a transaction block. Each stays
@@ -561,17 +573,12 @@ impl Committed {
             };
             let name = after_commit_name(sql);
             if let Err(e) = done {
-                let (index, line) = sql.at.statement.unwrap_or_default();
-                let message = format!(
-                    "{name} (line {line}): this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed, and the migration stays recorded with it pending (the next deployment runs it again): {}",
-                    pg_message(&e)
-                );
-                return Err(MigratorError::Migration(Box::new(StepFailure {
-                    file: sql.at.file.clone(),
-                    line: Some(line),
-                    statement: Some(index + 1),
-                    ..StepFailure::new(&database, message, Some(&e))
-                })));
+                return Err(failure(
+                    &database,
+                    &sql.at,
+                    "this statement cannot run in a transaction and ran after the rest of the deployment was committed; it failed, and the migration stays recorded with it pending (the next deployment runs it again)",
+                    Some(&e),
+                ));
             }
             info!(log, "statement run outside the transaction"; "database" => &database, "statement" => &name);
             self.report.deferred_statements.push(name);

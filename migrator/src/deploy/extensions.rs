@@ -19,7 +19,7 @@ use stonescriptdb_shared::names::quote_ident;
 use stonescriptdb_shared::wire::PlanStep;
 use tokio_postgres::GenericClient;
 
-use crate::error::{pg_message, MigratorError, StepFailure};
+use crate::error::{pg_message, MigratorError};
 use crate::exec::Run;
 use crate::schema::{Extension, ExtensionUse, Parsed};
 use crate::step::{At, Counter, Done, Phase, Refusal, Sql, Step};
@@ -209,17 +209,13 @@ fn failure(
 ) -> MigratorError {
     let message = match e {
         None => unavailable_message(ext, nearest),
-        Some(e) => format!(
-            "installing extension \"{}\" failed: {}: {}",
-            ext.name,
-            ext.path,
-            pg_message(e)
-        ),
+        Some(_) => installing_failed(ext),
     };
-    MigratorError::Migration(Box::new(StepFailure {
-        file: Some(ext.path.clone()),
-        ..StepFailure::new(database, message, e)
-    }))
+    crate::exec::failure(database, &At::file(&ext.path), &message, e)
+}
+
+fn installing_failed(ext: &Extension) -> String {
+    format!("installing extension \"{}\" failed", ext.name)
 }
 
 /// Every extension a deployment of `schema` would install or change, as
@@ -371,7 +367,7 @@ pub fn plan(schema: &Parsed, seen: &Seen, dry_run: bool) -> Result<Vec<Step>, Re
             step.reason = "installed by the gateway's admin role at deployment (allowed by EXTENSIONS_ALLOWED; a dry run has only the platform role's rights, so later steps that need it may fail here)".into();
             step.by_admin = true;
         }
-        let failure = format!("installing extension \"{}\" failed", ext.name);
+        let failure = installing_failed(ext);
         for text in statements {
             step = step.sql(Sql::new(text, At::file(&ext.path), failure.clone()));
         }
