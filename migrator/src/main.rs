@@ -61,6 +61,11 @@ fn main() -> ExitCode {
     )
 }
 
+fn fail(message: String) -> ExitCode {
+    eprintln!("{BINARY}: {message}");
+    ExitCode::FAILURE
+}
+
 async fn serve(
     config: stonescriptdb_shared::config::Config,
     base: tokio_postgres::Config,
@@ -76,37 +81,19 @@ async fn serve(
     if config.check_upgrade {
         return match upgrade::check(&admin, &config).await {
             Ok(lines) => {
-                for l in lines {
-                    println!("{l}");
-                }
+                lines.iter().for_each(|l| println!("{l}"));
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{BINARY}: {}", e.to_wire().1.message);
-                ExitCode::FAILURE
-            }
+            Err(e) => fail(e.to_wire().1.message),
         };
     }
     let peers = match socket::Peers::of_this_process() {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{BINARY}: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e),
     };
-    let (listener, activated) = match socket::from_systemd() {
-        Ok(Some(l)) => (l, true),
-        Ok(None) => match socket::bind(&config.migrator_socket) {
-            Ok(l) => (l, false),
-            Err(e) => {
-                eprintln!("{BINARY}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Err(e) => {
-            eprintln!("{BINARY}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (listener, activated) = match socket::listen(&config.migrator_socket) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
     };
     let state = Arc::new(state::State::new(&config, admin, log.clone()));
     // PostgreSQL is usually up: open the catalog before answering anything;

@@ -58,6 +58,16 @@ impl Peers {
 /// see `systemd/stonescriptdb-migrator.socket`), if any. With it, requests
 /// that arrive while the migrator restarts wait in the socket's backlog
 /// instead of failing.
+/// The socket to serve on: the one systemd passed (`true`: it stays when
+/// the migrator stops, queueing requests for the next start), else
+/// `path`, bound here.
+pub fn listen(path: &Path) -> Result<(UnixListener, bool), String> {
+    match from_systemd()? {
+        Some(l) => Ok((l, true)),
+        None => Ok((bind(path)?, false)),
+    }
+}
+
 pub fn from_systemd() -> Result<Option<UnixListener>, String> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
