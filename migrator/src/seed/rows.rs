@@ -236,6 +236,23 @@ impl Check {
         )
     }
 
+    /// A check as `check` would return it, for plan tests: `missing` of
+    /// `rows` seeded rows of `table` (columns `id`, `name`) are missing.
+    #[cfg(test)]
+    pub fn missing_of(table: &str, matched: Match, rows: u64, missing: u64) -> Check {
+        Check {
+            table: table.into(),
+            qualified: format!("\"public\".\"{table}\""),
+            rows_sql: "VALUES (1, 'a'), (2, 'b')".into(),
+            columns: vec!["id".into(), "name".into()],
+            matched,
+            rows,
+            present: rows - missing,
+            missing,
+            missing_rows: (0..missing).map(|i| format!("(id)=({})", i + 1)).collect(),
+        }
+    }
+
     /// The statement that inserts the missing rows (matched as checked);
     /// None when nothing is missing or rows are matched by count only.
     pub fn insert_sql(&self) -> Option<String> {

@@ -279,7 +279,121 @@ pub fn report(
 
 #[cfg(test)]
 mod tests {
+    use super::super::rows::{Check, Match};
     use super::*;
+
+    /// One seeder file: an INSERT into `roles` and a `setval` after it.
+    fn seeder() -> (Vec<SqlFile>, Vec<Vec<(usize, Insert)>>) {
+        let texts = [
+            "INSERT INTO roles (id, name) VALUES (1, 'a'), (2, 'b')",
+            "SELECT setval('roles_id_seq', 2)",
+        ];
+        let statements = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::sql::Statement {
+                text: t.to_string(),
+                line: i + 1,
+            })
+            .collect();
+        let file = SqlFile {
+            path: "seeders/roles.sql".into(),
+            statements,
+            checksum: "x".into(),
+            wrapper: None,
+        };
+        let insert = super::super::inserts::parse_insert(texts[0]).unwrap();
+        (vec![file], vec![vec![(0, insert)]])
+    }
+
+    fn opts(mode: Mode, force: bool) -> Options {
+        Options {
+            mode,
+            force,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn the_plan_runs_a_whole_file_inserts_missing_rows_or_refuses() {
+        let (files, inserts) = seeder();
+        let seeders = Seeders {
+            files: &files,
+            inserts: &inserts,
+        };
+        let sql = |steps: &[Step]| -> Vec<String> {
+            steps
+                .iter()
+                .flat_map(|s| s.sql.iter().map(|q| q.text.clone()))
+                .collect()
+        };
+        // a new table's seeder runs whole; its INSERT's rows count as seeded
+        let run = [SeenFile {
+            known: Known::New,
+            action: Action::Run,
+            checks: vec![],
+        }];
+        let steps = plan(seeders, &run, opts(Mode::Migrate, false)).unwrap();
+        assert_eq!(
+            sql(&steps),
+            [
+                files[0].statements[0].text.clone(),
+                files[0].statements[1].text.clone()
+            ]
+        );
+        assert_eq!(steps[0].sql[0].tally.as_deref(), Some("roles"));
+        assert_eq!(steps[0].sql[1].tally, None);
+        let results = report(seeders, &run, &steps, &[vec![2, 1]]);
+        assert_eq!(
+            (results[0].table.as_str(), results[0].inserted),
+            ("roles", 2)
+        );
+
+        // a changed seeder with a missing row: the statement that inserts
+        // the missing rows, then the rest of the file
+        let pk = || Match::PrimaryKey(vec!["id".into()]);
+        let changed = [SeenFile {
+            known: Known::Changed,
+            action: decide(Mode::Migrate, false, false, Known::Changed, false),
+            checks: vec![(0, Check::missing_of("roles", pk(), 2, 1))],
+        }];
+        let steps = plan(seeders, &changed, opts(Mode::Migrate, false)).unwrap();
+        let text = sql(&steps);
+        assert!(
+            text[0].starts_with("INSERT INTO \"public\".\"roles\" (\"id\", \"name\") SELECT"),
+            "{text:?}"
+        );
+        assert_eq!(text[1], "SELECT setval('roles_id_seq', 2)");
+        assert!(steps[0]
+            .done
+            .iter()
+            .any(|d| matches!(d, Done::Changelog { action, .. } if action == "inserted")));
+
+        // an unchanged seeder with a missing row: refused, naming file and
+        // statement, unless forced
+        let unchanged = |force| {
+            [SeenFile {
+                known: Known::Unchanged,
+                action: decide(Mode::Migrate, false, false, Known::Unchanged, force),
+                checks: vec![(0, Check::missing_of("roles", pk(), 2, 1))],
+            }]
+        };
+        let r = plan(seeders, &unchanged(false), opts(Mode::Migrate, false)).unwrap_err();
+        assert_eq!(r.at, At::statement("seeders/roles.sql", 0, 1));
+        assert!(
+            r.message.contains("seeded rows missing from roles: 1 of 2"),
+            "{}",
+            r.message
+        );
+        assert!(plan(seeders, &unchanged(true), opts(Mode::Migrate, true)).is_ok());
+        // nothing missing: no statement at all
+        let present = [SeenFile {
+            known: Known::Unchanged,
+            action: decide(Mode::Migrate, false, false, Known::Unchanged, false),
+            checks: vec![(0, Check::missing_of("roles", pk(), 2, 0))],
+        }];
+        assert!(sql(&plan(seeders, &present, opts(Mode::Migrate, false)).unwrap()).is_empty());
+    }
 
     const CHECK: Action = Action::Check {
         insert: false,
