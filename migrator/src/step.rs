@@ -30,33 +30,7 @@ pub struct Options {
     pub dry_run: bool,
 }
 
-/// Where in the order of docs/SCHEMA.md a step belongs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Extensions,
-    Types,
-    Tables,
-    Migrations,
-    Functions,
-    Seeders,
-}
-
-impl Phase {
-    /// The name the report's plan gives it (the folder's name).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Extensions => "extensions",
-            Phase::Types => "types",
-            Phase::Tables => "tables",
-            Phase::Migrations => "migrations",
-            Phase::Functions => "functions",
-            Phase::Seeders => "seeders",
-        }
-    }
-}
-
-/// The plan's phase name for statements run after the commit.
-pub const AFTER_COMMIT: &str = "after_commit";
+pub use stonescriptdb_shared::wire::Phase;
 
 /// Where a statement came from, for the error that names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -252,7 +226,7 @@ impl Step {
             .map(|s| s.text.clone())
             .collect();
         (!sql.is_empty()).then(|| PlanStep {
-            phase: self.phase.as_str().into(),
+            phase: self.phase,
             class: self.class,
             object: self.object.clone(),
             reason: self.reason.clone(),
@@ -277,7 +251,7 @@ pub fn after_commit_steps<'a>(
         .flat_map(|s| &s.sql)
         .filter(|s| s.after_commit.is_some())
         .map(|s| PlanStep {
-            phase: AFTER_COMMIT.into(),
+            phase: Phase::AfterCommit,
             class: None,
             object: after_commit_name(s),
             reason: reason.into(),
@@ -344,12 +318,12 @@ mod tests {
             ))
             .sql(late);
         let listed = step.plan_step().unwrap();
-        assert_eq!(listed.phase, "migrations");
+        assert_eq!(listed.phase, Phase::Migrations);
         assert_eq!(listed.sql, ["CREATE TABLE t (a int)"]);
         let after = after_commit_steps([&step], true);
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].object, "migrations/001.sql#2");
-        assert_eq!(after[0].phase, AFTER_COMMIT);
+        assert_eq!(after[0].phase, Phase::AfterCommit);
         assert!(after[0].reason.contains("not run by a dry run"));
     }
 

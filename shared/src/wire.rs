@@ -541,6 +541,23 @@ words! {
 
 pub use crate::error::SchemaValidation;
 
+words! {
+    /// Where a plan step belongs in a deployment's order (docs/SCHEMA.md).
+    #[derive(Default)]
+    pub enum Phase {
+        Extensions = "extensions",
+        Types = "types",
+        #[default]
+        Tables = "tables",
+        Migrations = "migrations",
+        Functions = "functions",
+        Seeders = "seeders",
+        /// Statements PostgreSQL refuses in a transaction block, run after
+        /// the commit.
+        AfterCommit = "after_commit",
+    }
+}
+
 /// One step of a deployment plan (`dry_run=true`), or of a schema
 /// validation: the phase (`tables`, `migrations`, `functions`, ...), for
 /// table changes their class (`safe`, `dataloss`, `incompatible`), the
@@ -548,7 +565,8 @@ pub use crate::error::SchemaValidation;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanStep {
-    pub phase: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub phase: Phase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub class: Option<ChangeClass>,
@@ -967,6 +985,18 @@ mod tests {
         words(
             &["safe", "dataloss", "incompatible"],
             json_words!(ChangeClass),
+        );
+        words(
+            &[
+                "extensions",
+                "types",
+                "tables",
+                "migrations",
+                "functions",
+                "seeders",
+                "after_commit",
+            ],
+            json_words!(Phase),
         );
         words(
             &[

@@ -304,7 +304,7 @@ pub async fn preinstall(
                         .map_err(|e| failure(database, ext, Some(&e), None))?;
                 }
                 installed_now.push(PlanStep {
-                    phase: "extensions".into(),
+                    phase: Phase::Extensions,
                     class: None,
                     object: ext.path.clone(),
                     reason: "not trusted by PostgreSQL, allowed by EXTENSIONS_ALLOWED: installed by the gateway's admin role before the deployment".into(),
