@@ -913,6 +913,18 @@ pub struct V2MigrateRequest {
     pub dry_run: bool,
 }
 
+words! {
+    /// A class of table change `allow` lets through on the v2 migrate
+    /// routes (StoneScriptPHP's granular form of `force`).
+    pub enum AllowClass {
+        DropTable = "drop_table",
+        DropColumn = "drop_column",
+        ModifyColumnType = "modify_column_type",
+        AddNotNullColumn = "add_not_null_column",
+        SetNotNull = "set_not_null",
+    }
+}
+
 /// `POST /v2/migrate` response: the seed's summary plus per-database results.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
