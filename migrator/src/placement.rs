@@ -95,6 +95,7 @@ pub async fn deploy(
             let opts = Options {
                 mode: Mode::Register,
                 force: wanted.force,
+                allow: crate::step::Allowed::NONE,
                 dry_run: wanted.dry_run,
             };
             let (report, _) =

@@ -223,6 +223,7 @@ pub async fn create_new(
     let opts = Options {
         mode: Mode::Register,
         force: false,
+        allow: crate::step::Allowed::NONE,
         dry_run: false,
     };
     let deployed = async {
@@ -432,6 +433,7 @@ pub async fn dry_run_new(
             let opts = Options {
                 mode: Mode::Register,
                 force,
+                allow: crate::step::Allowed::NONE,
                 dry_run: true,
             };
             let (mut report, client) = deploy_as(

@@ -9,7 +9,7 @@
 //! from the module above them.
 
 use stonescriptdb_shared::names::quote_ident;
-use stonescriptdb_shared::wire::PlanStep;
+use stonescriptdb_shared::wire::{AllowClass, PlanStep};
 
 use crate::sql::Statement;
 use stonescriptdb_shared::wire::ChangeClass as Class;
@@ -26,8 +26,57 @@ pub struct Options {
     pub mode: Mode,
     /// Apply dataloss/incompatible `tables/` changes; accept edited migrations.
     pub force: bool,
+    /// Apply the dataloss/incompatible `tables/` changes of these classes
+    /// (the v2 migrate routes' `allow`); the rest still needs `force`.
+    pub allow: Allowed,
     /// Run everything, report the plan, roll back.
     pub dry_run: bool,
+}
+
+impl Options {
+    /// A migration's options: `force`, the `allow`ed classes, `dry_run`.
+    pub fn migrate(force: bool, allow: &[AllowClass], dry_run: bool) -> Options {
+        Options {
+            mode: Mode::Migrate,
+            force,
+            allow: allow.iter().collect(),
+            dry_run,
+        }
+    }
+
+    /// Whether a dataloss or incompatible table change of `class` (None: a
+    /// change no class covers) goes through: under `force`, or when its
+    /// class is allowed.
+    pub fn lets_through(&self, class: Option<AllowClass>) -> bool {
+        self.force || class.is_some_and(|c| self.allow.contains(c))
+    }
+}
+
+/// A set of [`AllowClass`]es, small and `Copy` like the rest of [`Options`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowed(u8);
+
+impl Allowed {
+    /// No class: only `force` lets a non-safe change through.
+    pub const NONE: Allowed = Allowed(0);
+
+    fn bit(class: AllowClass) -> u8 {
+        let at = AllowClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0);
+        1 << at
+    }
+
+    pub fn contains(self, class: AllowClass) -> bool {
+        self.0 & Self::bit(class) != 0
+    }
+}
+
+impl<'a> FromIterator<&'a AllowClass> for Allowed {
+    fn from_iter<I: IntoIterator<Item = &'a AllowClass>>(classes: I) -> Allowed {
+        Allowed(classes.into_iter().fold(0, |set, c| set | Self::bit(*c)))
+    }
 }
 
 pub use stonescriptdb_shared::wire::Phase;
@@ -177,6 +226,8 @@ pub struct Step {
     pub object: String,
     /// For table changes: safe, dataloss or incompatible.
     pub class: Option<Class>,
+    /// For a table change `allow` can let through: its class.
+    pub allow: Option<AllowClass>,
     pub reason: String,
     pub sql: Vec<Sql>,
     /// Recorded once every statement ran.
@@ -193,6 +244,7 @@ impl Step {
             phase,
             object: object.into(),
             class: None,
+            allow: None,
             reason: reason.into(),
             sql: Vec::new(),
             done: Vec::new(),
@@ -215,6 +267,11 @@ impl Step {
         self
     }
 
+    pub fn allow(mut self, allow: Option<AllowClass>) -> Step {
+        self.allow = allow;
+        self
+    }
+
     /// The step as the report lists it: the statements it runs inside the
     /// transaction (those after the commit are listed on their own, see
     /// [`after_commit_steps`]). None for a step that runs no SQL.
@@ -231,6 +288,7 @@ impl Step {
             object: self.object.clone(),
             reason: self.reason.clone(),
             sql,
+            allow: self.allow,
         })
     }
 }
@@ -256,6 +314,7 @@ pub fn after_commit_steps<'a>(
             object: after_commit_name(s),
             reason: reason.into(),
             sql: vec![s.text.clone()],
+            allow: None,
         })
         .collect()
 }
@@ -325,6 +384,30 @@ mod tests {
         assert_eq!(after[0].object, "migrations/001.sql#2");
         assert_eq!(after[0].phase, Phase::AfterCommit);
         assert!(after[0].reason.contains("not run by a dry run"));
+    }
+
+    #[test]
+    fn force_lets_every_change_through_allow_only_its_classes() {
+        let opts = |force: bool, allow: &[AllowClass]| Options {
+            mode: Mode::Migrate,
+            force,
+            allow: allow.iter().collect(),
+            dry_run: false,
+        };
+        let drop = opts(false, &[AllowClass::DropColumn]);
+        assert!(drop.lets_through(Some(AllowClass::DropColumn)));
+        assert!(!drop.lets_through(Some(AllowClass::ModifyColumnType)));
+        assert!(
+            !drop.lets_through(None),
+            "a change no class covers needs force"
+        );
+        let all = opts(false, AllowClass::ALL);
+        assert!(AllowClass::ALL.iter().all(|c| all.lets_through(Some(*c))));
+        assert!(!all.lets_through(None));
+        let forced = opts(true, &[]);
+        assert!(forced.lets_through(None) && forced.lets_through(Some(AllowClass::DropTable)));
+        assert!(!opts(false, &[]).lets_through(Some(AllowClass::SetNotNull)));
+        assert_eq!(Allowed::NONE, [].iter().collect());
     }
 
     #[test]

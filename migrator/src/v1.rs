@@ -168,6 +168,7 @@ pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, Migrator
         let opts = Options {
             mode: Mode::Migrate,
             force: up.force,
+            allow: crate::step::Allowed::NONE,
             dry_run: up.dry_run,
         };
         let (state, parsed) = (state.clone(), up.parsed.clone());

@@ -29,7 +29,7 @@ use stonescriptdb_shared::wire::{Operation, RegisterStatus};
 use tokio::sync::mpsc;
 
 use crate::catalog::{Database, Platform, SchemaVersion};
-use crate::deploy::{self, Mode, Options};
+use crate::deploy::{self, Options};
 use crate::error::{bad_name, MigratorError};
 use crate::fleet;
 use crate::form::Form;
@@ -403,16 +403,19 @@ async fn create_from_schema(
 }
 
 /// One database of a fleet migration.
-struct Job {
-    platform: Arc<Platform>,
-    db: Database,
+pub struct Job {
+    pub platform: Arc<Platform>,
+    pub db: Database,
 }
 
 /// Migrate one database of the fleet (the step of its [`fleet::Run`]);
 /// returns its report and what verification found. A database already at
 /// the target version is not deployed to (unless `force`), but its declared
-/// objects and seeded rows are still verified, read-only.
-async fn migrate_one(
+/// objects and seeded rows are still verified, read-only. `opts` carries
+/// `force`, the `allow`ed classes and `dry_run` ([`Options::migrate`]).
+/// Verification is reported, never a failure (so `skip_verification`
+/// changes nothing here).
+pub async fn migrate_one(
     state: Arc<State>,
     parsed: Arc<Parsed>,
     job: Job,
@@ -483,16 +486,37 @@ async fn collect(
     results
 }
 
+/// The one database a `/v2/migrate` names (by `database_id`, or by
+/// `uuid` in either spelling), None for every database of the schema.
+fn named_database(req: &V2MigrateRequest) -> Result<Option<String>, MigratorError> {
+    let name = match (&req.database_id, &req.uuid) {
+        (Some(_), Some(_)) => {
+            return Err(MigratorError::BadRequest(
+                "give uuid or database_id (the same database), not both".into(),
+            ))
+        }
+        (Some(id), None) => names::v2_database_name(&req.platform, &req.schema_name, id),
+        (None, Some(uuid)) => {
+            names::uuid_either_database_name(&req.platform, &req.schema_name, uuid)
+        }
+        (None, None) => return Ok(None),
+    };
+    name.map(Some).map_err(bad_name)
+}
+
 /// The databases a `/v2/migrate` goes through: the one it names, or every
 /// one of the schema.
-async fn targets(state: &State, req: &V2MigrateRequest) -> Result<Vec<Database>, MigratorError> {
-    let Some(id) = &req.database_id else {
+async fn targets(
+    state: &State,
+    req: &V2MigrateRequest,
+    named: Option<String>,
+) -> Result<Vec<Database>, MigratorError> {
+    let Some(name) = named else {
         return state
             .catalog()?
             .databases(&req.platform, &[DbKind::V2], Some(&req.schema_name))
             .await;
     };
-    let name = names::v2_database_name(&req.platform, &req.schema_name, id).map_err(bad_name)?;
     let db = provision::owned(state, &req.platform, &name, &[DbKind::V2]).await?;
     if db.schema_name.as_deref() != Some(req.schema_name.as_str()) {
         return Err(MigratorError::DatabaseNotFound(name));
@@ -506,13 +530,11 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     let req: V2MigrateRequest = r.json("v2 migrate")?;
     names::validate_platform(&req.platform).map_err(bad_name)?;
     names::validate_schema_name(&req.schema_name).map_err(bad_name)?;
-    if let Some(id) = &req.database_id {
-        names::validate_database_id(id).map_err(bad_name)?;
-    }
+    let named = named_database(&req)?;
     r.grant.may(&req.platform)?;
     let platform = Arc::new(v2_platform(&state, &req.platform).await?);
     let (version, parsed) = stored_schema(&state, &req.platform, &req.schema_name).await?;
-    let databases = targets(&state, &req).await?;
+    let databases = targets(&state, &req, named).await?;
     let run = fleet::Run {
         databases,
         canary: req.canary,
@@ -520,11 +542,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         concurrency: state.migrate_concurrency,
     };
     let step = {
-        let opts = Options {
-            mode: Mode::Migrate,
-            force: req.force,
-            dry_run: req.dry_run,
-        };
+        let opts = Options::migrate(req.force, &req.allow, req.dry_run);
         let state = state.clone();
         let version = Arc::new(version);
         let caller = Arc::new(r.caller.clone());

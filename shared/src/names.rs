@@ -227,6 +227,32 @@ pub fn uuid_database_name(
     }
 }
 
+/// `/v2/migrate`'s uuid: the uuid rule, underscores accepted where hyphens
+/// go (StoneScriptPHP's `gateway:migrate-tenant` sends the uuid so), both
+/// spellings naming the same database `{platform}_{schema_name}_{uuid with
+/// hyphens as underscores}`.
+pub fn uuid_either_database_name(
+    platform: &str,
+    schema_name: &str,
+    uuid: &str,
+) -> Result<String, NameError> {
+    let groups_ok = !uuid.is_empty()
+        && uuid.split(['-', '_']).all(|g| {
+            !g.is_empty()
+                && g.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if !groups_ok {
+        return Err(err(
+            "uuid",
+            format!(
+                "{uuid:?} must be lowercase letters and digits in groups joined by single hyphens or underscores ([a-z0-9]+([-_][a-z0-9]+)*)"
+            ),
+        ));
+    }
+    uuid_database_name(platform, schema_name, Some(&uuid.replace('_', "-")))
+}
+
 /// A full database name given by a client (the `database` field of
 /// `/call`, `/admin/adopt`): `[a-z][a-z0-9_-]*`, at most 63 bytes. Whether
 /// the platform owns it is the control catalog's to say, never the name's.
@@ -387,6 +413,27 @@ mod tests {
         }
         let long = format!("{}-{}", "a".repeat(40), "b".repeat(20));
         assert!(uuid_database_name("shop", "tenant", Some(&long)).is_err());
+    }
+
+    #[test]
+    fn migrate_takes_a_uuid_with_hyphens_or_underscores_alike() {
+        for u in ["0f1e-a2b3", "0f1e_a2b3", "0f1e-a2b3_c4"] {
+            let want = if u.len() > 9 {
+                "shop_tenant_0f1e_a2b3_c4"
+            } else {
+                "shop_tenant_0f1e_a2b3"
+            };
+            assert_eq!(
+                uuid_either_database_name("shop", "tenant", u).unwrap(),
+                want
+            );
+        }
+        for bad in ["", "a__b", "a-_b", "_a", "a_", "A1", "a b"] {
+            let e = uuid_either_database_name("shop", "tenant", bad).unwrap_err();
+            assert_eq!(e.field, "uuid", "{bad:?}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(uuid_either_database_name("shop", "Tenant", "a1").is_err());
     }
 
     use super::*;

@@ -573,6 +573,12 @@ pub struct PlanStep {
     pub object: String,
     pub reason: String,
     pub sql: Vec<String>,
+    /// The `allow` class that lets this change through on the v2 migrate
+    /// routes; absent for a safe change and for one only `force` lets
+    /// through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub allow: Option<AllowClass>,
 }
 
 words! {
@@ -900,8 +906,21 @@ pub struct V2MigrateRequest {
     pub schema_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_id: Option<String>,
+    /// The one database `{platform}_{schema_name}_{uuid}` (today's
+    /// StoneScriptPHP), hyphens or underscores alike; not with `database_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Let every dataloss or incompatible change through (and edited
+    /// migrations, missing seeded rows).
     #[serde(default)]
     pub force: bool,
+    /// Let these classes of table change through (the granular `force`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub allow: Vec<AllowClass>,
+    /// Verification runs and is reported but never fails the migration.
+    #[serde(default)]
+    pub skip_verification: bool,
     /// Migrate the first database alone first and stop if it fails.
     #[serde(default)]
     pub canary: bool,

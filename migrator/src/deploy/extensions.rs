@@ -309,6 +309,7 @@ pub async fn preinstall(
                     object: ext.path.clone(),
                     reason: "not trusted by PostgreSQL, allowed by EXTENSIONS_ALLOWED: installed by the gateway's admin role before the deployment".into(),
                     sql: statements,
+                    allow: None,
                 });
             }
         }

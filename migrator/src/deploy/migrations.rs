@@ -278,6 +278,7 @@ mod tests {
     const OPTS: Options = Options {
         mode: crate::deploy::Mode::Migrate,
         force: false,
+        allow: crate::step::Allowed::NONE,
         dry_run: false,
     };
 

@@ -239,6 +239,7 @@ mod tests {
         Options {
             mode: crate::step::Mode::Migrate,
             force,
+            allow: crate::step::Allowed::NONE,
             dry_run: false,
         }
     }

@@ -310,6 +310,7 @@ mod tests {
         Options {
             mode,
             force,
+            allow: crate::step::Allowed::NONE,
             dry_run: false,
         }
     }

@@ -713,7 +713,10 @@ impl<'a> Differ<'a> {
                 Class::Incompatible => "has no implicit conversion",
             };
             let reason = format!("{obj}: type {} → {} {what}", o.data_type, d.data_type);
-            self.push(COLUMNS, step(class, obj.clone(), reason, sql));
+            self.push(
+                COLUMNS,
+                step(class, obj.clone(), reason, sql).made(Change::ChangeType),
+            );
         } else if o.collation != d.collation {
             let coll = d
                 .collation

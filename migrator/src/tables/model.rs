@@ -225,6 +225,7 @@ impl Sequence {
     }
 }
 
+use stonescriptdb_shared::wire::AllowClass;
 /// How a change affects the data already in the database (docs/SCHEMA.md):
 /// the wire's enum, so plans and reports carry it typed.
 pub use stonescriptdb_shared::wire::ChangeClass as Class;
@@ -238,6 +239,8 @@ pub enum Change {
     DropTable,
     AddColumn,
     DropColumn,
+    /// A column's type changes (ALTER COLUMN … TYPE).
+    ChangeType,
     SetNotNull,
     CreateSequence,
     #[default]
@@ -262,5 +265,22 @@ impl Step {
     /// The step, saying what it does.
     pub fn made(self, change: Change) -> Step {
         Step { change, ..self }
+    }
+
+    /// The `allow` class that lets this step through when it is not safe;
+    /// None for a safe step and for one only `force` lets through
+    /// (sequences, identity, constraints, …).
+    pub fn allow_class(&self) -> Option<AllowClass> {
+        if self.class == Class::Safe {
+            return None;
+        }
+        match self.change {
+            Change::DropTable => Some(AllowClass::DropTable),
+            Change::DropColumn => Some(AllowClass::DropColumn),
+            Change::ChangeType => Some(AllowClass::ModifyColumnType),
+            Change::AddColumn => Some(AllowClass::AddNotNullColumn),
+            Change::SetNotNull => Some(AllowClass::SetNotNull),
+            Change::CreateTable | Change::CreateSequence | Change::Other => None,
+        }
     }
 }

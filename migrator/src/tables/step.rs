@@ -188,7 +188,9 @@ fn create_missing(
 /// Step `n` of a `tables/` plan of `total` steps as a deployment step,
 /// naming `file` when it fails; counted and recorded in the changelog.
 fn table_step(step: &TableStep, (n, total): (usize, usize), file: Option<&str>) -> Step {
-    let mut out = Step::new(Phase::Tables, &step.object, &step.reason).class(step.class);
+    let mut out = Step::new(Phase::Tables, &step.object, &step.reason)
+        .class(step.class)
+        .allow(step.allow_class());
     for (i, text) in step.sql.iter().enumerate() {
         out = out.sql(Sql::new(
             text.clone(),
@@ -479,17 +481,31 @@ fn table_plan(desired: &Model, observed: &Model, previous: &Model) -> (Model, Ve
     (desired, steps)
 }
 
+/// The plan's changes by class, each dataloss or incompatible one naming
+/// what lets it through: `(allow: drop_column)`, or `(force only)`.
 fn validation(plan: &[TableStep]) -> SchemaValidation {
     let mut v = SchemaValidation::default();
     for s in plan {
         let list = match s.class {
-            Class::Safe => &mut v.safe_changes,
+            Class::Safe => {
+                v.safe_changes.push(s.reason.clone());
+                continue;
+            }
             Class::Dataloss => &mut v.dataloss_changes,
             Class::Incompatible => &mut v.incompatible_changes,
         };
-        list.push(s.reason.clone());
+        list.push(match s.allow_class() {
+            Some(class) => format!("{} (allow: {class})", s.reason),
+            None => format!("{} (force only)", s.reason),
+        });
     }
     v
+}
+
+/// Whether `opts` refuses a step of the plan: a dataloss or incompatible
+/// change neither `force` nor its `allow` class lets through.
+fn blocked(step: &TableStep, opts: &Options) -> bool {
+    step.class != Class::Safe && !opts.lets_through(step.allow_class())
 }
 
 fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
@@ -500,6 +516,7 @@ fn plan_steps(plan: &[TableStep]) -> Vec<PlanStep> {
             object: s.object.clone(),
             reason: s.reason.clone(),
             sql: s.sql.clone(),
+            allow: s.allow_class(),
         })
         .collect()
 }
@@ -570,7 +587,8 @@ pub async fn observe_before(
 
 /// Steps 1 and 2 of a deployment's `tables/` handling (docs/SCHEMA.md):
 /// diff `tables/` against the database before the migrations (dataloss or
-/// incompatible changes refuse the deployment unless forced), then create
+/// incompatible changes refuse the deployment unless forced or their class
+/// allowed), then create
 /// the new sequences, the declared tables that do not exist yet and the
 /// new columns of existing ones. Returns the steps, the validation the
 /// report carries, and what the steps after the migrations need.
@@ -586,7 +604,7 @@ pub fn plan_before(
     let (desired, plan) = table_plan(&seen.desired, &seen.observed, &seen.previous);
     let before = before_migrations(&plan, &desired, &seen.observed, effects, declared);
     let validation = validation(&before.checked);
-    if before.checked.iter().any(|s| s.class != Class::Safe) && !opts.force {
+    if before.checked.iter().any(|s| blocked(s, &opts)) {
         return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
             database: database.to_owned(),
             validation,
@@ -621,7 +639,7 @@ pub fn plan_before(
 /// Steps 4 and 5 of a deployment's `tables/` handling (docs/SCHEMA.md),
 /// from the database as the migrations left it (`observed`): apply what
 /// still differs from `tables/` (safe steps always, the rest only when
-/// forced) and record the declared model.
+/// forced or their class allowed) and record the declared model.
 pub fn plan_after(
     database: &str,
     folder: Folder<'_>,
@@ -641,7 +659,7 @@ pub fn plan_after(
             );
         }
     }
-    if !opts.force && plan.iter().any(|s| s.class != Class::Safe) {
+    if plan.iter().any(|s| blocked(s, &opts)) {
         let mut v = validation(&plan);
         v.safe_changes.clear();
         return Err(MigratorError::SchemaValidation(Box::new(SchemaRefusal {
@@ -708,6 +726,7 @@ fn record(folder: Folder<'_>, state: &TableState, desired: &Model) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stonescriptdb_shared::wire::AllowClass;
 
     fn tf(name: &str, refs: &[&str]) -> (String, Vec<(String, String)>) {
         (
@@ -864,6 +883,178 @@ mod tests {
             !validation(&plan).incompatible_changes.is_empty(),
             "{plan:?}"
         );
+    }
+
+    fn options(force: bool, allow: &[AllowClass]) -> Options {
+        Options::migrate(force, allow, false)
+    }
+
+    /// A database whose `t` loses `old`, narrows `n`, tightens `k`, drops
+    /// its identity on `i`, and whose table `gone` is no longer declared.
+    fn every_class() -> (Model, Model) {
+        let observed = declared(
+            "CREATE TABLE t (id int PRIMARY KEY, old text, n bigint, k text, i int GENERATED ALWAYS AS IDENTITY);
+             CREATE TABLE gone (id int);",
+        );
+        let desired =
+            declared("CREATE TABLE t (id int PRIMARY KEY, n int, k text NOT NULL, i int);");
+        (observed, desired)
+    }
+
+    #[test]
+    fn each_table_change_names_the_allow_class_that_lets_it_through() {
+        let (observed, desired) = every_class();
+        let (_, plan) = table_plan(&desired, &observed, &observed);
+        let class_of = |object: &str| {
+            let step = plan
+                .iter()
+                .find(|s| s.object == object && s.class != Class::Safe);
+            step.map(|s| s.allow_class())
+        };
+        assert_eq!(
+            class_of("t.old"),
+            Some(Some(AllowClass::DropColumn)),
+            "{plan:?}"
+        );
+        assert_eq!(
+            class_of("gone"),
+            Some(Some(AllowClass::DropTable)),
+            "{plan:?}"
+        );
+        assert_eq!(
+            class_of("t.k"),
+            Some(Some(AllowClass::SetNotNull)),
+            "{plan:?}"
+        );
+        let n = plan
+            .iter()
+            .find(|s| s.object == "t.n" && s.class != Class::Safe);
+        assert_eq!(
+            n.map(|s| s.allow_class()),
+            Some(Some(AllowClass::ModifyColumnType))
+        );
+        // identity removal: no class covers it, only force
+        assert_eq!(class_of("t.i"), Some(None), "{plan:?}");
+        // a safe step names no class
+        assert!(plan
+            .iter()
+            .filter(|s| s.class == Class::Safe)
+            .all(|s| s.allow_class().is_none()));
+        // the validation and the plan say it too
+        let v = validation(&plan);
+        assert!(
+            v.dataloss_changes
+                .iter()
+                .any(|c| c.starts_with("t.old") && c.ends_with("(allow: drop_column)")),
+            "{v:?}"
+        );
+        assert!(
+            v.dataloss_changes
+                .iter()
+                .any(|c| c.starts_with("t.i") && c.ends_with("(force only)")),
+            "{v:?}"
+        );
+        assert!(
+            v.safe_changes.iter().all(|c| !c.contains("(allow:")),
+            "{v:?}"
+        );
+        let steps = plan_steps(&plan);
+        assert!(steps
+            .iter()
+            .any(|s| s.object == "t.old" && s.allow == Some(AllowClass::DropColumn)));
+        // a new NOT NULL column without a default on an existing table
+        let desired = declared("CREATE TABLE t (id int PRIMARY KEY, old text, n bigint, k text, i int GENERATED ALWAYS AS IDENTITY, req text NOT NULL);");
+        let (_, plan) = table_plan(&desired, &observed, &observed);
+        let req = plan.iter().find(|s| s.object == "t.req").unwrap();
+        assert_eq!(req.allow_class(), Some(AllowClass::AddNotNullColumn));
+    }
+
+    #[test]
+    fn a_step_is_refused_unless_forced_or_its_class_allowed() {
+        let (observed, desired) = every_class();
+        let (_, plan) = table_plan(&desired, &observed, &observed);
+        let refused = |opts: Options| -> Vec<&str> {
+            plan.iter()
+                .filter(|s| blocked(s, &opts))
+                .map(|s| s.object.as_str())
+                .collect()
+        };
+        assert_eq!(refused(options(true, &[])), Vec::<&str>::new());
+        let none = refused(options(false, &[]));
+        for o in ["t.old", "t.n", "t.k", "t.i", "gone"] {
+            assert!(none.contains(&o), "{o} {none:?}");
+        }
+        let drop = refused(options(false, &[AllowClass::DropColumn]));
+        assert!(
+            !drop.contains(&"t.old") && drop.contains(&"t.n"),
+            "{drop:?}"
+        );
+        let all = refused(options(false, AllowClass::ALL));
+        assert_eq!(all, ["t.i"], "identity needs force whatever is allowed");
+        assert!(plan
+            .iter()
+            .filter(|s| s.class == Class::Safe)
+            .all(|s| !blocked(s, &options(false, &[]))));
+    }
+
+    #[test]
+    fn after_the_migrations_allow_lets_its_classes_through_and_refuses_the_rest() {
+        let observed = declared("CREATE TABLE t (id int PRIMARY KEY, old text, n bigint);");
+        let desired = declared("CREATE TABLE t (id int PRIMARY KEY, n int);");
+        let declared_files = read("CREATE TABLE t (id int PRIMARY KEY, n int);");
+        let folder = Folder {
+            files: &[],
+            items: &[],
+            declared: &declared_files,
+            checksum: "sum",
+        };
+        let state = TableState {
+            desired: desired.clone(),
+            previous: observed.clone(),
+            recorded: false,
+            folder_checksum: "sum".into(),
+            tighten: BTreeSet::new(),
+        };
+        let opts = options(false, &[AllowClass::DropColumn]);
+        let Err(MigratorError::SchemaValidation(refusal)) =
+            plan_after("db", folder, &state, &observed, opts)
+        else {
+            panic!("the type change is not allowed");
+        };
+        let v = &refusal.validation;
+        assert!(
+            v.dataloss_changes
+                .iter()
+                .any(|c| c.starts_with("t.n") && c.ends_with("(allow: modify_column_type)")),
+            "{v:?}"
+        );
+        assert!(
+            v.dataloss_changes
+                .iter()
+                .any(|c| c.ends_with("(allow: drop_column)")),
+            "{v:?}"
+        );
+        assert!(refusal
+            .plan
+            .iter()
+            .any(|s| s.allow == Some(AllowClass::ModifyColumnType)));
+        let opts = options(
+            false,
+            &[AllowClass::DropColumn, AllowClass::ModifyColumnType],
+        );
+        let (steps, _) = plan_after("db", folder, &state, &observed, opts).unwrap();
+        let allows: Vec<_> = steps.iter().filter_map(|s| s.allow).collect();
+        assert!(
+            allows.contains(&AllowClass::DropColumn)
+                && allows.contains(&AllowClass::ModifyColumnType),
+            "{steps:?}"
+        );
+        let listed: Vec<_> = steps
+            .iter()
+            .filter_map(|s| s.plan_step())
+            .filter_map(|p| p.allow)
+            .collect();
+        assert!(listed.contains(&AllowClass::DropColumn), "{listed:?}");
     }
 
     #[test]
