@@ -42,6 +42,11 @@ pub const UUID: NameRule = NameRule {
     pattern: "^[a-z0-9]+(-[a-z0-9]+)*$",
     max_len: MAX_IDENTIFIER_BYTES,
 };
+/// [`validate_uuid_either`] (`/v2/migrate`'s uuid).
+pub const UUID_EITHER: NameRule = NameRule {
+    pattern: "^[a-z0-9]+([-_][a-z0-9]+)*$",
+    max_len: MAX_IDENTIFIER_BYTES,
+};
 /// [`validate_database_name`].
 pub const DATABASE: NameRule = NameRule {
     pattern: "^[a-z][a-z0-9_-]*$",
@@ -228,14 +233,9 @@ pub fn uuid_database_name(
 }
 
 /// `/v2/migrate`'s uuid: the uuid rule, underscores accepted where hyphens
-/// go (StoneScriptPHP's `gateway:migrate-tenant` sends the uuid so), both
-/// spellings naming the same database `{platform}_{schema_name}_{uuid with
-/// hyphens as underscores}`.
-pub fn uuid_either_database_name(
-    platform: &str,
-    schema_name: &str,
-    uuid: &str,
-) -> Result<String, NameError> {
+/// go (StoneScriptPHP's `gateway:migrate-tenant` sends the uuid so); the
+/// uuid with hyphens.
+pub fn validate_uuid_either(uuid: &str) -> Result<String, NameError> {
     let groups_ok = !uuid.is_empty()
         && uuid.split(['-', '_']).all(|g| {
             !g.is_empty()
@@ -250,7 +250,20 @@ pub fn uuid_either_database_name(
             ),
         ));
     }
-    uuid_database_name(platform, schema_name, Some(&uuid.replace('_', "-")))
+    check_len("uuid", uuid)?;
+    Ok(uuid.replace('_', "-"))
+}
+
+/// The database of `/v2/migrate`'s uuid ([`validate_uuid_either`]): both
+/// spellings name the same database `{platform}_{schema_name}_{uuid with
+/// hyphens as underscores}`.
+pub fn uuid_either_database_name(
+    platform: &str,
+    schema_name: &str,
+    uuid: &str,
+) -> Result<String, NameError> {
+    let hyphens = validate_uuid_either(uuid)?;
+    uuid_database_name(platform, schema_name, Some(&hyphens))
 }
 
 /// A full database name given by a client (the `database` field of

@@ -23,9 +23,12 @@ fn apply_rule(v: &mut Value, rule: &NameRule) {
     v["maxLength"] = json!(rule.max_len);
 }
 
-/// Name rules by property name, applied to request bodies, forms and parameters.
-fn rule_of(property: &str) -> Option<&'static NameRule> {
+/// Name rules by property name (of the schema `of`: `/v2/migrate` takes
+/// a uuid in either spelling), applied to request bodies, forms and
+/// parameters.
+fn rule_of(of: &str, property: &str) -> Option<&'static NameRule> {
     Some(match property {
+        "uuid" if of == "V2MigrateRequest" => &names::UUID_EITHER,
         "platform" => &names::PLATFORM,
         // `schema`: the query parameter (the form's file field is binary)
         "schema_name" | "name" | "schema" => &names::SCHEMA_NAME,
@@ -38,13 +41,30 @@ fn rule_of(property: &str) -> Option<&'static NameRule> {
     })
 }
 
-/// Add the naming rules to every plain string property of a request schema.
-fn constrain(object: &mut Value) {
+/// The closed word lists of request properties that serde reads as enums.
+fn words_of(property: &str) -> Option<Vec<&'static str>> {
+    match property {
+        "allow" => Some(AllowClass::ALL.iter().map(|c| c.as_str()).collect()),
+        _ => None,
+    }
+}
+
+/// Add the naming rules to every plain string property of a request schema
+/// (named `of`), and their words to the closed lists.
+fn constrain(object: &mut Value, of: &str) {
     let Some(props) = object.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
     for (name, prop) in props.iter_mut() {
-        let Some(rule) = rule_of(name) else { continue };
+        if let Some(words) = words_of(name) {
+            match prop.get("type") == Some(&json!("array")) {
+                true => prop["items"]["enum"] = json!(words),
+                false => prop["enum"] = json!(words),
+            }
+        }
+        let Some(rule) = rule_of(of, name) else {
+            continue;
+        };
         let target = if prop.get("type") == Some(&json!("array")) {
             &mut prop["items"]
         } else {
@@ -111,7 +131,7 @@ fn components() -> Map<String, Value> {
     for (name, s) in all {
         let mut v = serde_json::to_value(s).expect("schemas serialize");
         if name.ends_with("Request") {
-            constrain(&mut v);
+            constrain(&mut v, &name);
         }
         map.insert(name, v);
     }
@@ -160,7 +180,7 @@ fn upload_form() -> Value {
         }
     });
     debug_assert_eq!(keys(&form), sorted(UPLOAD_FIELDS));
-    constrain(&mut form);
+    constrain(&mut form, "");
     form
 }
 
@@ -178,7 +198,7 @@ fn schema_upload_form() -> Value {
         }
     });
     debug_assert_eq!(keys(&form), sorted(SCHEMA_UPLOAD_FIELDS));
-    constrain(&mut form);
+    constrain(&mut form, "");
     form
 }
 
@@ -625,7 +645,7 @@ fn operation(op: &Op, method: &str, served: Served) -> Value {
                 let mut schema = json!({"type": "string"});
                 if *name == "limit" {
                     schema = json!({"type": "integer", "minimum": 1, "maximum": 10000});
-                } else if let Some(rule) = rule_of(name) {
+                } else if let Some(rule) = rule_of("", name) {
                     apply_rule(&mut schema, rule);
                 }
                 json!({"name": name, "in": place, "required": required, "description": text, "schema": schema})

@@ -58,6 +58,10 @@ fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
         "a.1",
         "_._",
         "a--b",
+        "a__b",
+        "a-_b",
+        "0f1e_a2b3-c4",
+        "a_",
         "a-",
         "0a1b-c2d3-e4",
         "A-b",
@@ -71,7 +75,7 @@ fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
         samples.push(format!("{}.{}", long(63), long(n)));
     }
     type Check = fn(&str) -> bool;
-    let cases: [(&str, names::NameRule, Check); 7] = [
+    let cases: [(&str, names::NameRule, Check); 8] = [
         ("platform", names::PLATFORM, |s| {
             names::platform_roles(s).is_ok()
         }),
@@ -88,6 +92,9 @@ fn the_documented_name_rules_are_the_ones_the_gateway_enforces() {
             names::validate_database_name(s).is_ok()
         }),
         ("uuid", names::UUID, |s| names::validate_uuid(s).is_ok()),
+        ("migrate uuid", names::UUID_EITHER, |s| {
+            names::validate_uuid_either(s).is_ok()
+        }),
         ("function", names::FUNCTION, |s| {
             names::validate_function_name(s).is_ok()
         }),
