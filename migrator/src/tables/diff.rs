@@ -715,7 +715,7 @@ impl<'a> Differ<'a> {
             let reason = format!("{obj}: type {} → {} {what}", o.data_type, d.data_type);
             self.push(
                 COLUMNS,
-                step(class, obj.clone(), reason, sql).made(Change::ChangeType),
+                step(class, obj.clone(), reason, sql).made(Change::ModifyType),
             );
         } else if o.collation != d.collation {
             let coll = d

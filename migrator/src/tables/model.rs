@@ -240,7 +240,7 @@ pub enum Change {
     AddColumn,
     DropColumn,
     /// A column's type changes (ALTER COLUMN … TYPE).
-    ChangeType,
+    ModifyType,
     SetNotNull,
     CreateSequence,
     #[default]
@@ -277,7 +277,7 @@ impl Step {
         match self.change {
             Change::DropTable => Some(AllowClass::DropTable),
             Change::DropColumn => Some(AllowClass::DropColumn),
-            Change::ChangeType => Some(AllowClass::ModifyColumnType),
+            Change::ModifyType => Some(AllowClass::ModifyColumnType),
             Change::AddColumn => Some(AllowClass::AddNotNullColumn),
             Change::SetNotNull => Some(AllowClass::SetNotNull),
             Change::CreateTable | Change::CreateSequence | Change::Other => None,
