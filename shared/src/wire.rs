@@ -1118,6 +1118,30 @@ mod tests {
     }
 
     #[test]
+    fn v2_migrate_takes_the_clis_uuid_allow_and_skip_verification() {
+        let req: V2MigrateRequest = serde_json::from_str(
+            r#"{"platform": "myapp", "schema_name": "tenant", "uuid": "0f1e_a2b3", "force": false,
+                "allow": ["drop_column", "set_not_null"], "skip_verification": true}"#,
+        )
+        .unwrap();
+        assert_eq!(req.uuid.as_deref(), Some("0f1e_a2b3"));
+        assert_eq!(req.allow, [AllowClass::DropColumn, AllowClass::SetNotNull]);
+        assert!(req.skip_verification && !req.force);
+        let e = serde_json::from_str::<V2MigrateRequest>(
+            r#"{"platform": "myapp", "schema_name": "tenant", "allow": ["drop_everything"]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("drop_everything"), "{e}");
+        // the seed's request writes back without the new fields
+        let v = serde_json::to_value(
+            serde_json::from_str::<V2MigrateRequest>(r#"{"platform": "a", "schema_name": "b"}"#)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(v.get("allow").is_none() && v.get("uuid").is_none(), "{v}");
+    }
+
+    #[test]
     fn v2_shapes_match_the_api_guide() {
         // the seed's /v2/migrate example body parses, force defaulting to false
         let req: V2MigrateRequest =
