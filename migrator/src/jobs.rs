@@ -44,7 +44,7 @@ pub async fn start(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorEr
         .await?
     {
         JobStart::Running(id) => return Err(MigratorError::JobRunning(id)),
-        JobStart::Started(job) => job,
+        JobStart::Started(job) => *job,
     };
     let job_id = job.id.clone();
     info!(state.log, "migrate-all job started"; "job" => &job_id, "platform" => &req.platform,

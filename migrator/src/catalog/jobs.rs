@@ -27,7 +27,7 @@ pub struct RunningJob {
 
 /// What starting a job found.
 pub enum JobStart {
-    Started(RunningJob),
+    Started(Box<RunningJob>),
     /// A job of this platform and schema is queued or running: its id.
     Running(String),
 }
@@ -144,10 +144,10 @@ impl Catalog {
             if let Some(row) = inserted {
                 leases::take(&*tx, lease).await.map_err(pg)?;
                 tx.commit().await.map_err(pg)?;
-                return Ok(JobStart::Started(RunningJob {
+                return Ok(JobStart::Started(Box::new(RunningJob {
                     lease: Lease::held(conn, lease),
                     id: row.get(0),
-                }));
+                })));
             }
             tx.rollback().await.map_err(pg)?;
             let holder = conn
