@@ -72,6 +72,8 @@ pub enum MigratorError {
     /// `/admin/database/create`: the name is held by something other than
     /// this platform's database of that schema and uuid.
     NameCollision(String),
+    /// `/v2/migrate-all/{job_id}`: no such job (or another platform's).
+    JobNotFound(String),
     /// `/v2/migrate-all`: a job of this platform and schema is running (its id).
     JobRunning(String),
     /// The database is being created by another request: retry shortly
@@ -144,6 +146,7 @@ impl MigratorError {
                     .with_database(db.as_str()),
                 )
             }
+            JobNotFound(id) => simple(ErrorCode::JobNotFound, &format!("no job {id}")),
             JobRunning(id) => {
                 let code = ErrorCode::JobAlreadyRunning;
                 let mut body = ErrorBody::new(

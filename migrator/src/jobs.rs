@@ -191,10 +191,9 @@ fn job_result(report: DeploymentReport) -> JobResult {
 /// answered 404 like a missing one.
 pub async fn poll(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorError> {
     let id = r.params.first().cloned().unwrap_or_default();
-    let not_found = || MigratorError::NotFound(format!("no job {id}"));
     let job = match state.catalog()?.job(&id).await? {
         Some(job) if r.grant.may(&job.platform).is_ok() => job,
-        _ => return Err(not_found()),
+        _ => return Err(MigratorError::JobNotFound(id)),
     };
     Ok(json(200, &wire(job)))
 }

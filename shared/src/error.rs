@@ -19,6 +19,7 @@ pub enum ErrorCode {
     DatabaseNotFound,
     PlatformNotFound,
     SchemaNotFound,
+    JobNotFound,
     FunctionNotFound,
     NotCallable,
     PlatformAlreadyRegistered,
@@ -49,6 +50,7 @@ impl ErrorCode {
             Self::DatabaseNotFound => "database_not_found",
             Self::PlatformNotFound => "platform_not_found",
             Self::SchemaNotFound => "schema_not_found",
+            Self::JobNotFound => "job_not_found",
             Self::FunctionNotFound => "function_not_found",
             Self::NotCallable => "not_callable",
             Self::PlatformAlreadyRegistered => "platform_already_registered",
@@ -77,6 +79,7 @@ impl ErrorCode {
             | Self::DatabaseNotFound
             | Self::PlatformNotFound
             | Self::SchemaNotFound
+            | Self::JobNotFound
             | Self::FunctionNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::DatabaseAlreadyExists

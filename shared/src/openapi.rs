@@ -530,7 +530,7 @@ fn operation_of(id: RouteId) -> Op {
             body: Body::None,
             params: &[("job_id", "path", true, "The job, as POST /v2/migrate-all answered it")],
             ok: (200, "The job", "MigrateAllJob"),
-            errors: &[(404, "not_found: no such job (also for another platform's job)")],
+            errors: &[(404, "job_not_found: no such job (also for another platform's job)")],
         },
     }
 }

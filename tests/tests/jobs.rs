@@ -189,7 +189,11 @@ async fn a_job_migrates_every_tenant_database_and_a_second_start_attaches() {
 
     // another platform's token: like a job that does not exist
     let (s, b) = other.poll(&job_id).await;
-    assert_eq!(s, 404, "{b}");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("job_not_found")),
+        "{b}"
+    );
     let (s, b) = a.poll("00000000-0000-0000-0000-000000000000").await;
     assert_eq!(s, 404, "{b}");
     let (s, b) = a.poll("not-a-job").await;
