@@ -72,6 +72,10 @@ pub enum MigratorError {
     /// `/admin/database/create`: the name is held by something other than
     /// this platform's database of that schema and uuid.
     NameCollision(String),
+    /// `/v2/migrate-all/{job_id}`: no such job (or another platform's).
+    JobNotFound(String),
+    /// `/v2/migrate-all`: a job of this platform and schema is running (its id).
+    JobRunning(String),
     /// The database is being created by another request: retry shortly
     /// (answered with `Retry-After`).
     BeingCreated(String),
@@ -141,6 +145,16 @@ impl MigratorError {
                     )
                     .with_database(db.as_str()),
                 )
+            }
+            JobNotFound(id) => simple(ErrorCode::JobNotFound, &format!("no job {id}")),
+            JobRunning(id) => {
+                let code = ErrorCode::JobAlreadyRunning;
+                let mut body = ErrorBody::new(
+                    code,
+                    format!("job {id} of this platform and schema is running: poll GET /v2/migrate-all/{id}"),
+                );
+                body.job_id = Some(id.clone());
+                (code.status(), body)
             }
             NameReserved(db) => {
                 let code = ErrorCode::NameReserved;

@@ -18,6 +18,7 @@ mod fleet;
 mod form;
 #[cfg(test)]
 mod fuzz;
+mod jobs;
 mod metrics;
 mod multipart;
 mod opening;

@@ -101,8 +101,10 @@ pub async fn run(
 fn respond((status, body): Answer) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if resp.status() != StatusCode::NO_CONTENT {
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     resp
 }
 
@@ -298,6 +300,8 @@ async fn dispatch(
         M::AdminDatabaseCreate => crate::v2::admin_database_create(state, &mut r).await,
         M::AdminPlatformToken => crate::platform_token::issue(state, &mut r).await,
         M::V2Migrate => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
+        M::MigrateAll => crate::jobs::start(state, &mut r).await,
+        M::MigrateAllJob => crate::jobs::poll(state, &mut r).await,
     };
     answer.map(Reply::Full).map_err(plain)
 }

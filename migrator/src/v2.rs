@@ -39,7 +39,7 @@ use crate::schema::{self, sha256_hex, Parsed};
 use crate::state::{json, Answer, Reply, Req, State};
 
 /// The platform, registered through the v2 API, or 404.
-async fn v2_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
+pub(crate) async fn v2_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
     match state.catalog()?.platform(name).await? {
         Some(p) if p.v2 => Ok(p),
         _ => Err(MigratorError::PlatformNotFound(format!(
@@ -231,7 +231,7 @@ pub async fn platforms(state: &State, r: &mut Req) -> Result<Answer, MigratorErr
 
 /// The latest version of a stored schema, parsed: once per version, then
 /// kept ([`State::parsed_versions`], by the checksum the catalog records).
-async fn stored_schema(
+pub(crate) async fn stored_schema(
     state: &State,
     platform: &str,
     schema_name: &str,

@@ -19,9 +19,11 @@ pub enum ErrorCode {
     DatabaseNotFound,
     PlatformNotFound,
     SchemaNotFound,
+    JobNotFound,
     FunctionNotFound,
     NotCallable,
     PlatformAlreadyRegistered,
+    JobAlreadyRunning,
     MigrationFailed,
     SchemaValidationFailed,
     PayloadTooLarge,
@@ -48,9 +50,11 @@ impl ErrorCode {
             Self::DatabaseNotFound => "database_not_found",
             Self::PlatformNotFound => "platform_not_found",
             Self::SchemaNotFound => "schema_not_found",
+            Self::JobNotFound => "job_not_found",
             Self::FunctionNotFound => "function_not_found",
             Self::NotCallable => "not_callable",
             Self::PlatformAlreadyRegistered => "platform_already_registered",
+            Self::JobAlreadyRunning => "job_already_running",
             Self::MigrationFailed => "migration_failed",
             Self::SchemaValidationFailed => "schema_validation_failed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -75,11 +79,13 @@ impl ErrorCode {
             | Self::DatabaseNotFound
             | Self::PlatformNotFound
             | Self::SchemaNotFound
+            | Self::JobNotFound
             | Self::FunctionNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::DatabaseAlreadyExists
             | Self::NameReserved
             | Self::PlatformAlreadyRegistered
+            | Self::JobAlreadyRunning
             | Self::MigrationFailed
             | Self::SchemaValidationFailed => 409,
             Self::PayloadTooLarge => 413,
@@ -172,6 +178,9 @@ pub struct ErrorBody {
     /// Further structured context (per-database results, blocking changes...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// `job_already_running`: the running job to attach to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 impl ErrorBody {
@@ -190,6 +199,7 @@ impl ErrorBody {
             statement: None,
             schema_validation: None,
             details: None,
+            job_id: None,
         }
     }
 
@@ -210,6 +220,7 @@ mod tests {
         assert_eq!(ErrorCode::SchemaValidationFailed.status(), 409);
         assert_eq!(ErrorCode::NotCallable.status(), 400);
         assert_eq!(ErrorCode::PlatformAlreadyRegistered.status(), 409);
+        assert_eq!(ErrorCode::JobAlreadyRunning.status(), 409);
         assert_eq!(database_error_status("P0001"), 400);
         assert_eq!(database_error_status("22P02"), 400);
         assert_eq!(database_error_status("23505"), 400);

@@ -127,6 +127,10 @@ fn components() -> Map<String, Value> {
     add::<DatabaseCreateResponse>(&mut all);
     add::<V2MigrateRequest>(&mut all);
     add::<V2MigrateResponse>(&mut all);
+    add::<MigrateAllRequest>(&mut all);
+    add::<MigrateAllStarted>(&mut all);
+    add::<JobResult>(&mut all);
+    add::<MigrateAllJob>(&mut all);
     let mut map = Map::new();
     for (name, s) in all {
         let mut v = serde_json::to_value(s).expect("schemas serialize");
@@ -524,6 +528,30 @@ fn operation_of(id: RouteId) -> Op {
                 (409, "migration_failed or schema_validation_failed: `details` holds the V2MigrateResponse"),
             ],
         },
+        RouteId::Migrator(M::MigrateAll) => Op {
+            id: "migrateAll",
+            summary: "Start migrating every tenant database of a stored schema (today's StoneScriptPHP)",
+            description: "Starts a job that deploys the stored schema into every tenant database of `schema_name` (not the schema's own database `{platform}_{schema_name}`), each in its own transaction, and answers at once; poll GET /v2/migrate-all/{job_id}. One job runs per platform and schema at a time.",
+            auth: Auth::Deploy,
+            body: Body::Json("MigrateAllRequest"),
+            params: &[],
+            ok: (202, "The job started", "MigrateAllStarted"),
+            errors: &[
+                (204, "The schema has no tenant database: no job"),
+                (404, "platform_not_found or schema_not_found"),
+                (409, "job_already_running: a job of this platform and schema is running; `job_id` names it"),
+            ],
+        },
+        RouteId::Migrator(M::MigrateAllJob) => Op {
+            id: "migrateAllJob",
+            summary: "A /v2/migrate-all job (today's StoneScriptPHP)",
+            description: "The job as it is now: `queued`, `running`, then `completed`, `partial`, `failed` or `interrupted` (the migrator running it stopped), with each finished database's result. Jobs are kept at least 24 hours after they end.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[("job_id", "path", true, "The job, as POST /v2/migrate-all answered it")],
+            ok: (200, "The job", "MigrateAllJob"),
+            errors: &[(404, "job_not_found: no such job (also for another platform's job)")],
+        },
     }
 }
 
@@ -557,6 +585,10 @@ fn responses(op: &Op, method: &str, served: Served) -> Map<String, Value> {
         json!({"description": text, "content": content}),
     );
     for (status, text) in op.errors {
+        if *status == 204 {
+            out.insert(status.to_string(), json!({ "description": text }));
+            continue;
+        }
         let body = match op.id {
             // another success (a dry run's 200): the same body as `ok`
             _ if *status < 300 => op.ok.2,

@@ -52,6 +52,8 @@ pub enum MigratorRoute {
     AdminDatabaseCreate,
     AdminPlatformToken,
     V2Migrate,
+    MigrateAll,
+    MigrateAllJob,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -137,6 +139,8 @@ pub const ROUTES: &[Route] = &[
     m(M::AdminDatabaseCreate, "/admin/database/create", &["POST"]),
     m(M::AdminPlatformToken, "/admin/platform-token", &["POST"]),
     m(M::V2Migrate, "/v2/migrate", &["POST"]),
+    m(M::MigrateAll, "/v2/migrate-all", &["POST"]),
+    m(M::MigrateAllJob, "/v2/migrate-all/{job_id}", &["GET"]),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.

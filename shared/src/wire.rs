@@ -961,6 +961,137 @@ pub struct V2MigrateResponse {
     pub execution_time_ms: u64,
 }
 
+/// `POST /v2/migrate-all`: every tenant database of a stored schema,
+/// migrated by an asynchronous job (the schema's own database
+/// `{platform}_{schema_name}` is not part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MigrateAllRequest {
+    pub platform: String,
+    pub schema_name: String,
+    #[serde(default)]
+    pub force: bool,
+    /// Classes of table change let through, as on `/v2/migrate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub allow: Vec<AllowClass>,
+    #[serde(default)]
+    pub skip_verification: bool,
+}
+
+words! {
+    /// Where a `/v2/migrate-all` job is: `queued` → `running` → one of
+    /// the four ends.
+    pub enum JobStatus {
+        Queued = "queued",
+        Running = "running",
+        /// Every database's result is `completed`.
+        Completed = "completed",
+        /// Some databases completed, some did not.
+        Partial = "partial",
+        /// No database completed, or the job itself failed (`error`).
+        Failed = "failed",
+        /// The migrator running it stopped before it ended; its slot is free.
+        Interrupted = "interrupted",
+    }
+}
+
+impl JobStatus {
+    /// Is the job over (a poller stops here)?
+    pub const fn ended(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+
+    /// How a job that went through all its databases ended.
+    pub const fn of_counts(succeeded: u64, failed: u64) -> JobStatus {
+        match (succeeded, failed) {
+            (_, 0) => Self::Completed,
+            (0, _) => Self::Failed,
+            _ => Self::Partial,
+        }
+    }
+}
+
+words! {
+    /// One database's result in a `/v2/migrate-all` job, in
+    /// StoneScriptPHP's words.
+    pub enum JobResultStatus {
+        /// Migrated, already up to date, or left as it was on purpose.
+        Completed = "completed",
+        /// Its migration failed (`error` says why); it is as it was.
+        Failed = "failed",
+        /// Not attempted.
+        Skipped = "skipped",
+    }
+}
+
+impl JobResultStatus {
+    /// A deployment's status in a job's words.
+    pub const fn of(status: DeployStatus) -> JobResultStatus {
+        match status {
+            DeployStatus::Created
+            | DeployStatus::Updated
+            | DeployStatus::Unchanged
+            | DeployStatus::Skipped
+            | DeployStatus::DryRun
+            | DeployStatus::WouldCreate => Self::Completed,
+            DeployStatus::Failed | DeployStatus::Blocked => Self::Failed,
+            DeployStatus::NotAttempted => Self::Skipped,
+        }
+    }
+}
+
+/// `POST /v2/migrate-all` → 202: the job started.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MigrateAllStarted {
+    pub job_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: JobStatus,
+    pub total_databases: u64,
+}
+
+/// One database of a `/v2/migrate-all` job.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobResult {
+    pub database: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: JobResultStatus,
+    pub migrations_applied: u64,
+    pub functions_updated: u64,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v2/migrate-all/{job_id}`: the job as it is now (results arrive
+/// as databases finish).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MigrateAllJob {
+    pub job_id: String,
+    pub platform: String,
+    pub schema_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: JobStatus,
+    pub total_databases: u64,
+    /// Results `completed`.
+    pub succeeded: u64,
+    /// Results `failed` or `skipped`.
+    pub failed: u64,
+    pub results: Vec<JobResult>,
+    /// From start to end (or to now while it runs).
+    pub execution_time_ms: u64,
+    /// Why the job failed, partly failed or was interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1057,6 +1188,21 @@ mod tests {
                 "would_create",
             ],
             json_words!(DeployStatus),
+        );
+        words(
+            &[
+                "queued",
+                "running",
+                "completed",
+                "partial",
+                "failed",
+                "interrupted",
+            ],
+            json_words!(JobStatus),
+        );
+        words(
+            &["completed", "failed", "skipped"],
+            json_words!(JobResultStatus),
         );
         assert!(ChangeClass::Safe < ChangeClass::Dataloss);
         assert!(ChangeClass::Dataloss < ChangeClass::Incompatible);
@@ -1167,5 +1313,34 @@ mod tests {
         let v = serde_json::to_value(&created).unwrap();
         assert_eq!(v["seeders"][0]["table"], "roles");
         assert_eq!(v["database_name"], "myapp_tenant_db_store_001");
+    }
+
+    #[test]
+    fn a_job_speaks_the_clients_vocabulary() {
+        use DeployStatus as D;
+        use JobResultStatus as J;
+        for (d, j) in [
+            (D::Created, J::Completed),
+            (D::Updated, J::Completed),
+            (D::Unchanged, J::Completed),
+            (D::Skipped, J::Completed),
+            (D::Failed, J::Failed),
+            (D::Blocked, J::Failed),
+            (D::NotAttempted, J::Skipped),
+        ] {
+            assert_eq!(J::of(d), j, "{d}");
+        }
+        assert_eq!(JobStatus::of_counts(3, 0), JobStatus::Completed);
+        assert_eq!(JobStatus::of_counts(2, 1), JobStatus::Partial);
+        assert_eq!(JobStatus::of_counts(0, 3), JobStatus::Failed);
+        let ended: Vec<bool> = JobStatus::ALL.iter().map(|s| s.ended()).collect();
+        assert_eq!(ended, [false, false, true, true, true, true]);
+        let r: Result<MigrateAllRequest, _> = serde_json::from_str(
+            r#"{"platform":"p","schema_name":"s","allow":["drop_table"],"skip_verification":true}"#,
+        );
+        assert_eq!(r.unwrap().allow, [AllowClass::DropTable]);
+        let r: Result<MigrateAllRequest, _> =
+            serde_json::from_str(r#"{"platform":"p","schema_name":"s","database_id":"x"}"#);
+        assert!(r.is_err(), "a strict request");
     }
 }

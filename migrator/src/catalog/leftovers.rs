@@ -2,7 +2,8 @@
 //! resolved at start. A row guarded by a lease nobody holds is a dead
 //! migrator's: a creation is undone (its half-made database dropped, the
 //! row removed); a deployment that never recorded its outcome is marked
-//! `interrupted` and announced, since its database may have committed.
+//! `interrupted` and announced, since its database may have committed; a
+//! `/v2/migrate-all` job still queued or running is marked `interrupted`.
 //! A live migrator's lease is never taken, so its work is never touched.
 
 use super::databases::Leftover;
@@ -81,6 +82,11 @@ impl Catalog {
                     "deployment {id} of {database} was interrupted; announced it to routers"
                 ));
             }
+        }
+        for id in self.interrupt_dead_jobs().await? {
+            resolved.push(format!(
+                "job {id} was interrupted: its migrator stopped before it ended"
+            ));
         }
         Ok(resolved)
     }

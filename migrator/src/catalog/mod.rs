@@ -24,13 +24,15 @@
 //! One room per concern, each an `impl Catalog` with the statements it
 //! runs; rooms use only rooms listed before them:
 //! * `handle` — the [`Catalog`] handle: opening, the pool, the versioned
-//!   DDL (`v1.sql`, `v2.sql`) applied under an advisory lock; the error
+//!   DDL (`v1.sql`, `v2.sql`, `v3.sql`) applied under an advisory lock; the error
 //!   mapping and timestamp text every room shares.
 //! * `leases` — advisory-lock leases guarding creations and deployments.
 //! * `generations` — announcing a committed change to routers.
 //! * `platforms` — platforms and roles, name-space rules, token generations.
 //! * `databases` — lookups, creation under a lease, adoption, forgetting.
 //! * `deployments` — deployment records and their outcome; the history.
+//! * `jobs` — `/v2/migrate-all` jobs under a lease, one running per
+//!   platform and schema, their results; a dead migrator's job `interrupted`.
 //! * `leftovers` — at start, what a stopped migrator left, resolved.
 //! * `schemas` — stored v2 schema versions, templates, the last v1 archive.
 //! * `imports` — older installations imported once.
@@ -43,6 +45,7 @@ mod deployments;
 mod generations;
 mod handle;
 mod imports;
+mod jobs;
 mod leases;
 mod leftovers;
 mod platforms;
@@ -51,5 +54,6 @@ mod schemas;
 pub use databases::{CreateRefused, Creation, Database, NewDatabase, SCRATCH_PREFIX};
 pub use deployments::{Caller, DeploymentStart, Outcome};
 pub use handle::Catalog;
+pub use jobs::{JobRow, JobStart, RunningJob};
 pub use platforms::Platform;
 pub use schemas::SchemaVersion;
