@@ -111,11 +111,16 @@ impl Client {
 
     /// `POST /v2/migrate-all` as the CLI sends it.
     async fn start(&self, schema_name: &str) -> (u16, Value) {
+        self.start_allowing(schema_name, &[]).await
+    }
+
+    /// The same, letting the table-change classes `allow` through.
+    async fn start_allowing(&self, schema_name: &str, allow: &[&str]) -> (u16, Value) {
         let body = json!({
             "platform": self.platform,
             "schema_name": schema_name,
             "force": false,
-            "allow": [],
+            "allow": allow,
             "skip_verification": false,
         });
         self.send("/v2/migrate-all", Some(body)).await
@@ -335,4 +340,41 @@ async fn a_job_whose_migrator_dies_is_interrupted_and_frees_its_slot() {
     let job = a.wait(b["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(statuses(&job), ["completed"; 4]);
+}
+
+/// `allow` in a job means what it means on `/v2/migrate`: a dropped column
+/// is refused in every database without it, and goes through with
+/// `["drop_column"]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_lets_through_the_classes_it_allows() {
+    let gw = Gateway::start(&[("ADMIN_TOKEN", ADMIN)]);
+    let p = stonescriptdb_tests::new_platform();
+    let a = Client::new(&gw, &p).await;
+    let mut with_note = schema();
+    with_note.set(
+        "tables/orders.pssql",
+        "CREATE TABLE orders (id SERIAL PRIMARY KEY, total NUMERIC(10,2) NOT NULL DEFAULT 0, note TEXT);",
+    );
+    a.upload("tenant", &with_note).await;
+    a.databases("tenant", &["u1", "u2"]).await;
+    // the next version drops the column
+    a.upload("tenant", &schema()).await;
+
+    let (s, started) = a.start("tenant").await;
+    assert_eq!(s, 202, "{started}");
+    let job = a.wait(started["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "refused without allow: {job}");
+    assert_eq!(statuses(&job), ["failed", "failed"], "{job}");
+    assert!(
+        job["results"][0]["error"]
+            .to_string()
+            .contains("drop_column"),
+        "{job}"
+    );
+
+    let (s, started) = a.start_allowing("tenant", &["drop_column"]).await;
+    assert_eq!(s, 202, "{started}");
+    let job = a.wait(started["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(statuses(&job), ["completed", "completed"], "{job}");
 }
