@@ -27,6 +27,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32,64").split(",")]
 # BENCH_ONLY=call: the trivial /call against pgbench only (back-to-back comparisons);
 # BENCH_ONLY=args: the calls with arguments against pgbench only;
+# BENCH_ONLY=anchor: ping(), add_them(1, 2) and the six-argument call against
+#   pgbench direct and through PgBouncer (session pooling), alternating;
 # BENCH_ONLY=deploy: the cost of deploying only (one full deployment of the shop
 # fixture, and re-migrating an unchanged schema across 200 databases), ROUNDS times
 ONLY = os.environ.get("BENCH_ONLY", "")
@@ -35,6 +37,7 @@ ONLY_CALL = ONLY == "call"
 BIN_DIR = os.environ.get("BENCH_BIN_DIR", os.path.join(ROOT, "target", "release"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 AS_PG = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
 def free_port():
@@ -184,6 +187,54 @@ wrk.body = '{json.dumps(body)}'
 """
 
 
+class PgBouncer:
+    """PgBouncer (Debian's package) in front of the cluster, session pooling
+    (prepared statements work), the lightest extra hop there is: the anchor
+    the gateway's `/call` is measured against (issue 32)."""
+
+    def __init__(self, pg, db):
+        self.dir = tempfile.mkdtemp(prefix="sdg-bench-pgbouncer-")
+        if AS_PG:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.port = free_port()
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        with open(ini, "w") as f:
+            f.write(f"""[databases]
+{db} = host=127.0.0.1 port={pg.port} dbname={db}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.dir}/users.txt
+pool_mode = session
+max_client_conn = 400
+default_pool_size = 100
+logfile = {self.dir}/log
+pidfile = {self.dir}/pid
+""")
+        with open(os.path.join(self.dir, "users.txt"), "w") as f:
+            f.write('"postgres" ""\n')
+        if AS_PG:
+            for name in os.listdir(self.dir):
+                shutil.chown(os.path.join(self.dir, name), "postgres", "postgres")
+        sh(AS_PG + [PGBOUNCER, "-d", ini])
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    def stop(self):
+        try:
+            with open(os.path.join(self.dir, "pid")) as f:
+                os.kill(int(f.read().strip()), 15)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def pgbench(pg, db, clients, seconds, sql, extra=()):
     f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
     f.write(sql + "\n")
@@ -328,6 +379,60 @@ def calls_with_arguments(pg, gw, results):
     results["calls_with_arguments"] = out
 
 
+def anchored_calls(pg, gw, results):
+    """ping(), add_them(1, 2) and the six-argument call at each client
+    count: pgbench straight to PostgreSQL, the same pgbench through
+    PgBouncer, and the gateway's /call, alternating, ROUNDS times (the round
+    with the median gateway / PgBouncer ratio is reported). At 1 client also
+    the client-side p50 and p99 latency of each, and what PgBouncer and the
+    gateway add over direct."""
+    bouncer = PgBouncer(pg, "bench_main")
+    calls = [("ping()", {"platform": "bench", "function": "ping", "params": []}, "SELECT ping();")] + ARG_CALLS
+    out = []
+    try:
+        for name, body, sql in calls:
+            status, answer = gw.post("/call", body)
+            assert status == 200, answer
+            for c in CLIENTS:
+                rounds = []
+                for _ in range(ROUNDS):
+                    row = {"call": name, "clients": c}
+                    if c == 1:
+                        for label, target in [("direct", pg), ("pgbouncer", bouncer)]:
+                            lat = sorted(l for _, l in pgbench_latencies(target, "bench_main", 1, SECONDS, sql))
+                            row[f"{label}_tps"] = len(lat) / SECONDS
+                            row[f"{label}_p50_ms"] = percentile(lat, 0.50)
+                            row[f"{label}_p99_ms"] = percentile(lat, 0.99)
+                    else:
+                        row["direct_tps"] = pgbench(pg, "bench_main", c, SECONDS, sql)["tps"]
+                        row["pgbouncer_tps"] = pgbench(bouncer, "bench_main", c, SECONDS, sql)["tps"]
+                    w = wrk(gw.url + "/call", c, SECONDS, call_script(body))
+                    row.update({"gateway_rps": w["rps"], "gateway_p50_ms": w["p50_ms"], "gateway_p99_ms": w["p99_ms"],
+                                "non_2xx": w["non_2xx"] + w["socket_errors"]})
+                    row["pgbouncer_of_direct"] = row["pgbouncer_tps"] / row["direct_tps"]
+                    row["gateway_of_direct"] = w["rps"] / row["direct_tps"]
+                    row["gateway_of_pgbouncer"] = w["rps"] / row["pgbouncer_tps"]
+                    rounds.append(row)
+                row = sorted(rounds, key=lambda r: r["gateway_of_pgbouncer"])[len(rounds) // 2]
+                row["gateway_of_pgbouncer_all_rounds"] = [r["gateway_of_pgbouncer"] for r in rounds]
+                out.append(row)
+    finally:
+        bouncer.stop()
+    results["anchored_calls"] = out
+
+
+def report_anchored(results):
+    print("call | clients | direct tps | PgBouncer / direct | gateway / direct | gateway / PgBouncer | "
+          "p50 ms direct / PgBouncer / gateway | p99 ms direct / PgBouncer / gateway")
+    for r in results["anchored_calls"]:
+        lat = ""
+        if r["clients"] == 1:
+            lat = (f"{r['direct_p50_ms']:.3f} / {r['pgbouncer_p50_ms']:.3f} / {r['gateway_p50_ms']:.3f} | "
+                   f"{r['direct_p99_ms']:.3f} / {r['pgbouncer_p99_ms']:.3f} / {r['gateway_p99_ms']:.3f}")
+        print(f"{r['call']} | {r['clients']} | {r['direct_tps']:.0f} | {r['pgbouncer_of_direct']:.2f} | "
+              f"{r['gateway_of_direct']:.2f} | {r['gateway_of_pgbouncer']:.2f} | {lat}")
+
+
 def shop_fixture():
     root = os.path.join(ROOT, "tests", "fixtures", "shop", "postgresql")
     files = {}
@@ -417,6 +522,9 @@ def main():
             return report(results)
         if ONLY == "args":
             calls_with_arguments(pg, gw, results)
+            return report(results)
+        if ONLY == "anchor":
+            anchored_calls(pg, gw, results)
             return report(results)
 
         # 1. trivial function: pgbench vs /call. This machine's throughput
@@ -589,6 +697,12 @@ def report(results):
         print(f"\nStoneScriptDB Gateway calls with arguments (commit {results['git_commit']}, {SECONDS}s per phase, "
               f"{ROUNDS} rounds)")
         report_args(results)
+        print(f"\nwritten to {path}")
+        return 0
+    if ONLY == "anchor":
+        print(f"\nStoneScriptDB Gateway /call against pgbench direct and through PgBouncer "
+              f"(commit {results['git_commit']}, {SECONDS}s per phase, {ROUNDS} rounds)")
+        report_anchored(results)
         print(f"\nwritten to {path}")
         return 0
     if ONLY == "deploy":

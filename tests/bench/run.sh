@@ -12,6 +12,9 @@
 #                                      # the trivial /call against pgbench only
 #   BENCH_ONLY=args tests/bench/run.sh
 #                                      # the calls with arguments against pgbench only
+#   BENCH_ONLY=anchor tests/bench/run.sh
+#                                      # ping(), add_them(1, 2) and the six-argument call
+#                                      # against pgbench direct and through PgBouncer
 #   BENCH_ONLY=deploy tests/bench/run.sh
 #                                      # deploying only: a full deployment, an unchanged
 #                                      # re-migration of 200 databases, and a version with
@@ -28,6 +31,11 @@ if ! command -v wrk >/dev/null 2>&1; then
   echo "wrk not found: installing it..." >&2
   sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2
+fi
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "pgbouncer not found: installing it..." >&2
+  sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  sdg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >&2
 fi
 for tool in pgbench psql; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "$PG_BIN_DIR/$tool" ] || { echo "$tool not found" >&2; exit 1; }
