@@ -55,25 +55,14 @@ pub async fn start(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorEr
         stop_on_error: false,
         concurrency: state.migrate_concurrency,
     };
-    let step = {
-        let opts = deploy_options(&req);
-        let state = state.clone();
-        let version = Arc::new(version);
-        let caller = Arc::new(r.caller.clone());
-        move |db: Database| {
-            let one = v2::Job {
-                platform: platform.clone(),
-                db,
-            };
-            let (st, p, v, c) = (
-                state.clone(),
-                parsed.clone(),
-                version.clone(),
-                caller.clone(),
-            );
-            v2::migrate_one(st, p, one, v, opts, c)
-        }
-    };
+    let step = v2::migrate_step(
+        state,
+        platform,
+        parsed,
+        version,
+        deploy_options(&req),
+        &r.caller,
+    );
     let outcomes = fleet::start(state.clone(), run, step);
     tokio::spawn(record(state.clone(), job, outcomes));
     Ok(json(

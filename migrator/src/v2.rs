@@ -408,6 +408,38 @@ pub struct Job {
     pub db: Database,
 }
 
+/// One database's migration, as [`migrate_one`] does it.
+pub type StepFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<fleet::Done, MigratorError>> + Send>>;
+
+/// The step of a run over a schema's databases (`/v2/migrate`, a
+/// `/v2/migrate-all` job): each database migrated by [`migrate_one`] to
+/// `version` with `opts`, as `caller` asked.
+pub fn migrate_step(
+    state: &Arc<State>,
+    platform: Arc<Platform>,
+    parsed: Arc<Parsed>,
+    version: SchemaVersion,
+    opts: Options,
+    caller: &crate::catalog::Caller,
+) -> impl Fn(Database) -> StepFuture + Send + Sync + 'static {
+    let (state, version, caller) = (state.clone(), Arc::new(version), Arc::new(caller.clone()));
+    move |db: Database| {
+        let job = Job {
+            platform: platform.clone(),
+            db,
+        };
+        Box::pin(migrate_one(
+            state.clone(),
+            parsed.clone(),
+            job,
+            version.clone(),
+            opts,
+            caller.clone(),
+        ))
+    }
+}
+
 /// Migrate one database of the fleet (the step of its [`fleet::Run`]);
 /// returns its report and what verification found. A database already at
 /// the target version is not deployed to (unless `force`), but its declared
@@ -541,25 +573,8 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         stop_on_error: req.stop_on_error,
         concurrency: state.migrate_concurrency,
     };
-    let step = {
-        let opts = Options::migrate(req.force, &req.allow, req.dry_run);
-        let state = state.clone();
-        let version = Arc::new(version);
-        let caller = Arc::new(r.caller.clone());
-        move |db: Database| {
-            let job = Job {
-                platform: platform.clone(),
-                db,
-            };
-            let (st, p, v, c) = (
-                state.clone(),
-                parsed.clone(),
-                version.clone(),
-                caller.clone(),
-            );
-            migrate_one(st, p, job, v, opts, c)
-        }
-    };
+    let opts = Options::migrate(req.force, &req.allow, req.dry_run);
+    let step = migrate_step(&state, platform, parsed, version, opts, &r.caller);
     let outcomes = fleet::start(state.clone(), run, step);
     if r.stream {
         let (line_tx, line_rx) = mpsc::channel::<Bytes>(64);

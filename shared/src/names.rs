@@ -159,8 +159,14 @@ pub fn validate_database_id(database_id: &str) -> Result<(), NameError> {
 /// digits in groups joined by single hyphens (`[a-z0-9]+(-[a-z0-9]+)*`). No
 /// underscores, so mapping hyphens to underscores cannot make two uuids meet.
 pub fn validate_uuid(uuid: &str) -> Result<(), NameError> {
+    uuid_groups(uuid, &['-'], "single hyphens ([a-z0-9]+(-[a-z0-9]+)*)")
+}
+
+/// The uuid rules: lowercase letters and digits in non-empty groups joined
+/// by one of `joiners` (`said`: how the message names them), and the length.
+fn uuid_groups(uuid: &str, joiners: &[char], said: &str) -> Result<(), NameError> {
     let groups_ok = !uuid.is_empty()
-        && uuid.split('-').all(|g| {
+        && uuid.split(joiners).all(|g| {
             !g.is_empty()
                 && g.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -168,9 +174,7 @@ pub fn validate_uuid(uuid: &str) -> Result<(), NameError> {
     if !groups_ok {
         return Err(err(
             "uuid",
-            format!(
-                "{uuid:?} must be lowercase letters and digits in groups joined by single hyphens ([a-z0-9]+(-[a-z0-9]+)*)"
-            ),
+            format!("{uuid:?} must be lowercase letters and digits in groups joined by {said}"),
         ));
     }
     check_len("uuid", uuid)
@@ -236,21 +240,11 @@ pub fn uuid_database_name(
 /// go (StoneScriptPHP's `gateway:migrate-tenant` sends the uuid so); the
 /// uuid with hyphens.
 pub fn validate_uuid_either(uuid: &str) -> Result<String, NameError> {
-    let groups_ok = !uuid.is_empty()
-        && uuid.split(['-', '_']).all(|g| {
-            !g.is_empty()
-                && g.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
-    if !groups_ok {
-        return Err(err(
-            "uuid",
-            format!(
-                "{uuid:?} must be lowercase letters and digits in groups joined by single hyphens or underscores ([a-z0-9]+([-_][a-z0-9]+)*)"
-            ),
-        ));
-    }
-    check_len("uuid", uuid)?;
+    uuid_groups(
+        uuid,
+        &['-', '_'],
+        "single hyphens or underscores ([a-z0-9]+([-_][a-z0-9]+)*)",
+    )?;
     Ok(uuid.replace('_', "-"))
 }
 
