@@ -378,3 +378,76 @@ async fn a_job_lets_through_the_classes_it_allows() {
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(statuses(&job), ["completed", "completed"], "{job}");
 }
+
+/// The seams a job crosses: a request with a field the route does not define
+/// (a client that believes it asked for a dry run) starts nothing; a
+/// platform whose name extends another's keeps its databases out of the
+/// other's job; and the worst a platform can upload in a stored version
+/// (transaction control, a DROP DATABASE of another platform's database)
+/// is refused in every database of the job, which changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_strict_stays_in_its_platform_and_runs_nothing_hostile() {
+    let gw = Gateway::start(&[("ADMIN_TOKEN", ADMIN)]);
+    let p = stonescriptdb_tests::new_platform();
+    let a = Client::new(&gw, &p).await;
+    let b = Client::new(&gw, &format!("{p}z")).await;
+    for c in [&a, &b] {
+        c.upload("tenant", &schema()).await;
+    }
+    a.databases("tenant", &["u1", "u2"]).await;
+    b.databases("tenant", &["u1"]).await;
+    let victim = format!("{p}z_tenant_u1");
+
+    // a field the route does not define: 400 naming it, no job
+    let (s, r) = a
+        .send(
+            "/v2/migrate-all",
+            Some(json!({"platform": p, "schema_name": "tenant", "dry_run": true})),
+        )
+        .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("dry_run"), "{r}");
+
+    // a version whose migrations escape the transaction and drop another
+    // platform's database
+    let mut hostile = schema();
+    hostile
+        .set(
+            "migrations/001_drop.pssql",
+            &format!("CREATE TABLE escaped (id int);\nDROP DATABASE {victim};"),
+        )
+        .set(
+            "migrations/002_commit.pssql",
+            "CREATE TABLE committed (id int);\nCOMMIT;",
+        );
+    a.upload("tenant", &hostile).await;
+    let (s, started) = a.start("tenant").await;
+    assert_eq!(s, 202, "{started}");
+    assert_eq!(
+        started["total_databases"], 2,
+        "only this platform's tenant databases, not {victim}: {started}"
+    );
+    let job = a.wait(started["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(statuses(&job), ["failed", "failed"], "{job}");
+    assert!(
+        job["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("DROP DATABASE: database- and cluster-level"),
+        "{job}"
+    );
+    assert!(stonescriptdb_tests::database_exists(&victim).await);
+    for u in ["u1", "u2"] {
+        let c = cluster().connect(&format!("{p}_tenant_{u}")).await;
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relname IN ('escaped', 'committed')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "nothing of the refused version ran in {u}");
+    }
+}
