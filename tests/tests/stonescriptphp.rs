@@ -316,3 +316,68 @@ async fn v1_migrate_refuses_the_v2_fields() {
         assert!(b["message"].as_str().unwrap().contains(field), "{b}");
     }
 }
+
+/// `allow` is consent to lose data, not to leave the transaction: a version
+/// that drops an allowed column and carries a migration with COMMIT (or a
+/// DROP DATABASE of the next tenant) is refused for the one uuid, in a dry
+/// run and a real run alike, and the column is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_never_lets_hostile_sql_through_dry_run_or_not() {
+    let gw = Gateway::start(&[]);
+    let p = gw.register_platform().await;
+    upload(&gw, &p, V1).await;
+    for uuid in [UUID, OTHER] {
+        let (s, b) = gw
+            .post(
+                "/admin/database/create",
+                &json!({"platform": p, "schema_name": "tenant", "uuid": uuid}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let db = format!("{p}_tenant_0f1e_a2b3");
+    let other = format!("{p}_tenant_9c8d_7e6f");
+    let before = columns(&db).await;
+    for (file, sql, says) in [
+        (
+            "migrations/001_commit.pssql",
+            "CREATE TABLE escaped (id int);\nCOMMIT;".to_owned(),
+            "COMMIT: transaction control is not allowed",
+        ),
+        (
+            "migrations/001_drop.pssql",
+            format!("DROP DATABASE {other};"),
+            "DROP DATABASE: database- and cluster-level",
+        ),
+    ] {
+        let mut version = schema(V2);
+        version.set(file, &sql);
+        let (s, b) = gw
+            .upload_as(
+                &format!("/platform/{p}/schema"),
+                &[("schema_name", "tenant")],
+                "schema",
+                version.tar_gz(),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        for dry in [true, false] {
+            let (s, b) = migrate(
+                &gw,
+                &p,
+                "0f1e_a2b3",
+                json!(["drop_column"]),
+                json!({"dry_run": dry}),
+            )
+            .await;
+            assert_ne!(s, 200, "{file} dry_run={dry}: {b}");
+            assert!(b.to_string().contains(says), "{file} dry_run={dry}: {b}");
+            assert_eq!(
+                columns(&db).await,
+                before,
+                "{file} dry_run={dry}: note is still there"
+            );
+            assert!(stonescriptdb_tests::database_exists(&other).await);
+        }
+    }
+}
