@@ -402,8 +402,9 @@ async fn create_from_schema(
     ))
 }
 
-/// One database of a fleet migration.
-pub struct Job {
+/// One database of a run over a schema's databases, with its platform
+/// (not a `/v2/migrate-all` job, which is a whole run).
+pub struct Member {
     pub platform: Arc<Platform>,
     pub db: Database,
 }
@@ -425,14 +426,14 @@ pub fn migrate_step(
 ) -> impl Fn(Database) -> StepFuture + Send + Sync + 'static {
     let (state, version, caller) = (state.clone(), Arc::new(version), Arc::new(caller.clone()));
     move |db: Database| {
-        let job = Job {
+        let member = Member {
             platform: platform.clone(),
             db,
         };
         Box::pin(migrate_one(
             state.clone(),
             parsed.clone(),
-            job,
+            member,
             version.clone(),
             opts,
             caller.clone(),
@@ -450,17 +451,21 @@ pub fn migrate_step(
 pub async fn migrate_one(
     state: Arc<State>,
     parsed: Arc<Parsed>,
-    job: Job,
+    member: Member,
     target: Arc<SchemaVersion>,
     opts: Options,
     caller: Arc<crate::catalog::Caller>,
 ) -> Result<fleet::Done, MigratorError> {
-    let db = job.db.name.clone();
+    let db = member.db.name.clone();
     let result = async {
-        if job.db.schema_version == Some(target.version) && !opts.force {
+        if member.db.schema_version == Some(target.version) && !opts.force {
             let mut client = state
                 .admin
-                .connect_as(&db, &job.platform.owner_role, &job.platform.owner_password)
+                .connect_as(
+                    &db,
+                    &member.platform.owner_role,
+                    &member.platform.owner_password,
+                )
                 .await?;
             let (verification, seeders) = deploy::verify(&mut client, &parsed).await?;
             let report = DeploymentReport {
@@ -479,7 +484,7 @@ pub async fn migrate_one(
         };
         let (report, mut client) = provision::deploy_existing(
             &state,
-            &job.platform,
+            &member.platform,
             &db,
             &parsed,
             opts,
