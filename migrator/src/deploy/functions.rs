@@ -403,18 +403,8 @@ mod tests {
     /// A `functions/` folder of one file holding `texts` (one routine each,
     /// then a COMMENT ON the first).
     fn folder(texts: &[&str]) -> Parsed {
-        let mut statements: Vec<crate::sql::Statement> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| crate::sql::Statement {
-                text: t.to_string(),
-                line: i + 1,
-            })
-            .collect();
-        statements.push(crate::sql::Statement {
-            text: "COMMENT ON FUNCTION f(int) IS 'f'".into(),
-            line: texts.len() + 1,
-        });
+        let mut lines = texts.to_vec();
+        lines.push("COMMENT ON FUNCTION f(int) IS 'f'");
         let routines = texts
             .iter()
             .enumerate()
@@ -424,12 +414,7 @@ mod tests {
             })
             .collect();
         Parsed {
-            functions: vec![crate::sql::SqlFile {
-                path: "functions/f.sql".into(),
-                statements,
-                checksum: "x".into(),
-                wrapper: None,
-            }],
+            functions: vec![crate::sql::SqlFile::of_lines("functions/f.sql", &lines)],
             functions_folder: true,
             model: crate::schema::Model {
                 routines,

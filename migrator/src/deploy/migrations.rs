@@ -249,20 +249,10 @@ mod tests {
     use super::*;
 
     fn migration(texts: &[&str], autocommit: &[bool], wrapped: bool) -> Parsed {
-        let statements = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| crate::sql::Statement {
-                text: t.to_string(),
-                line: i + 1,
-            })
-            .collect();
         Parsed {
             migrations: vec![crate::sql::SqlFile {
-                path: "migrations/001_a.sql".into(),
-                statements,
-                checksum: "x".into(),
                 wrapper: wrapped.then_some((0, texts.len() - 1)),
+                ..crate::sql::SqlFile::of_lines("migrations/001_a.sql", texts)
             }],
             model: crate::schema::Model {
                 migrations: vec![crate::schema::MigrationItem {

@@ -288,20 +288,7 @@ mod tests {
             "INSERT INTO roles (id, name) VALUES (1, 'a'), (2, 'b')",
             "SELECT setval('roles_id_seq', 2)",
         ];
-        let statements = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| crate::sql::Statement {
-                text: t.to_string(),
-                line: i + 1,
-            })
-            .collect();
-        let file = SqlFile {
-            path: "seeders/roles.sql".into(),
-            statements,
-            checksum: "x".into(),
-            wrapper: None,
-        };
+        let file = SqlFile::of_lines("seeders/roles.sql", &texts);
         let insert = super::super::inserts::parse_insert(texts[0]).unwrap();
         (vec![file], vec![vec![(0, insert)]])
     }

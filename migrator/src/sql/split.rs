@@ -39,6 +39,25 @@ pub struct SqlFile {
 }
 
 impl SqlFile {
+    /// A file of `path` whose statements are `texts`, one per line (for
+    /// plan tests: `checksum` "x", no wrapper).
+    #[cfg(test)]
+    pub fn of_lines(path: &str, texts: &[&str]) -> SqlFile {
+        SqlFile {
+            path: path.to_owned(),
+            statements: texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Statement {
+                    text: (*t).to_owned(),
+                    line: i + 1,
+                })
+                .collect(),
+            checksum: "x".into(),
+            wrapper: None,
+        }
+    }
+
     /// The statements a deployment runs, with their index in the file
     /// (everything but a whole-file wrapper).
     pub fn runnable(&self) -> impl Iterator<Item = (usize, &Statement)> {
