@@ -1,7 +1,7 @@
 //! The handle on the control catalog: [`Catalog`] opens the catalog
 //! database (creating it when missing, closing it to every role but the
 //! gateway's), keeps its connection pool, and brings its schema to the
-//! newest version of the versioned DDL (`v1.sql`, `v2.sql`, `v3.sql`, …), applied in
+//! newest version of the versioned DDL (`v1.sql` … `v4.sql`), applied in
 //! order under an advisory lock so several migrators may start at once.
 //! Also the helpers every room shares: the error mapping ([`pg`],
 //! [`unavailable`]) and timestamps as RFC 3339 text ([`ts`]).
@@ -22,6 +22,7 @@ const VERSIONS: &[(i32, &str)] = &[
     (1, include_str!("v1.sql")),
     (2, include_str!("v2.sql")),
     (3, include_str!("v3.sql")),
+    (4, include_str!("v4.sql")),
 ];
 
 /// The advisory lock `(LEASE_CLASS, 0)` serializing schema upgrades. Never

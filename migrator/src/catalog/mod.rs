@@ -24,7 +24,7 @@
 //! One room per concern, each an `impl Catalog` with the statements it
 //! runs; rooms use only rooms listed before them:
 //! * `handle` — the [`Catalog`] handle: opening, the pool, the versioned
-//!   DDL (`v1.sql`, `v2.sql`, `v3.sql`) applied under an advisory lock; the error
+//!   DDL (`v1.sql` … `v4.sql`) applied under an advisory lock; the error
 //!   mapping and timestamp text every room shares.
 //! * `leases` — advisory-lock leases guarding creations and deployments.
 //! * `generations` — announcing a committed change to routers.
