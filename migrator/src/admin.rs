@@ -209,6 +209,19 @@ impl Admin {
             })
     }
 
+    /// `pg_database_size` of `name`; `None` when PostgreSQL has no such
+    /// database (the listing reports what the catalog records).
+    pub async fn size(&self, client: &Client, name: &str) -> Result<Option<i64>, MigratorError> {
+        let row = client
+            .query_one(
+                "SELECT (SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1)",
+                &[&name],
+            )
+            .await
+            .map_err(|e| MigratorError::DatabaseUnavailable(pg_message(&e)))?;
+        Ok(row.get(0))
+    }
+
     /// Names of every database of the server but templates, sorted.
     pub async fn all_databases(&self, client: &Client) -> Result<Vec<String>, MigratorError> {
         let rows = client

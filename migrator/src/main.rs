@@ -10,6 +10,7 @@
 
 mod admin;
 mod archive;
+mod callable;
 mod catalog;
 mod deploy;
 mod error;

@@ -55,6 +55,7 @@ async fn try_open_catalog(state: &State, data_dir: &std::path::Path) -> Result<(
             state.admin.tls(),
             &client,
             &state.catalog_name,
+            state.history_retention_days,
         )
         .await
     }

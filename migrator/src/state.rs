@@ -40,6 +40,8 @@ pub struct State {
     /// Woken once the catalog is open.
     pub catalog_open: tokio::sync::Notify,
     pub catalog_name: String,
+    /// `HISTORY_RETENTION_DAYS`.
+    pub history_retention_days: u32,
     /// Why the catalog could not be opened yet (the last attempt's error).
     pub catalog_error: std::sync::Mutex<Option<String>>,
     /// The readiness probe's own connection to the catalog (outside the
@@ -84,6 +86,7 @@ impl State {
             catalog: tokio::sync::OnceCell::new(),
             catalog_open: tokio::sync::Notify::new(),
             catalog_name: config.catalog_db.clone(),
+            history_retention_days: config.history_retention_days,
             catalog_error: std::sync::Mutex::new(None),
             probe: tokio::sync::Mutex::new(None),
             tokens: Tokens {
@@ -304,6 +307,19 @@ impl Req {
     /// define, and empty ones, before the handler runs).
     pub fn query(&mut self, name: &str) -> Option<String> {
         self.query.take(name)
+    }
+
+    /// A boolean query parameter: `true`, `false`, `1` or `0` in any case;
+    /// absent is false.
+    pub fn query_flag(&mut self, name: &str) -> Result<bool, MigratorError> {
+        match self.query.take(name) {
+            None => Ok(false),
+            Some(v) => stonescriptdb_shared::request::form_flag(&v).ok_or_else(|| {
+                MigratorError::BadRequest(format!(
+                    "query parameter {name} must be true, false, 1 or 0 (any case), got {v:?}"
+                ))
+            }),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use stonescriptdb_shared::catalog::DbKind;
+use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::error::{ErrorBody, ErrorCode};
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::{
@@ -229,19 +229,28 @@ pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, Migrator
     Ok(json(code.status(), &body))
 }
 
-/// `GET /admin/databases?platform=`: the databases the platform owns.
+/// `GET /admin/databases?platform=[&size=true]`: the names of the
+/// platform's ready databases (the seeds' shape), and `items`: every
+/// database recorded for it with kind, ids, schema version, pinning, state
+/// and newest deployment; sizes only when asked (a query per database).
 pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
     let platform = r
         .query("platform")
         .ok_or_else(|| MigratorError::BadRequest("missing query parameter platform".into()))?;
     names::validate_platform(&platform).map_err(bad_name)?;
+    let size = r.query_flag("size")?;
     r.grant.may(&platform)?;
-    let databases: Vec<String> = state
-        .catalog()?
-        .databases(&platform, &[DbKind::V1, DbKind::V2, DbKind::Adopted], None)
-        .await?
-        .into_iter()
-        .map(|d| d.name)
+    let mut items = state.catalog()?.database_items(&platform).await?;
+    if size {
+        let admin = state.admin.connect(None).await?;
+        for item in items.iter_mut() {
+            item.size_bytes = state.admin.size(&admin, &item.name).await?;
+        }
+    }
+    let databases: Vec<String> = items
+        .iter()
+        .filter(|d| d.state == DbState::Ready)
+        .map(|d| d.name.clone())
         .collect();
     Ok(json(
         200,
@@ -249,6 +258,7 @@ pub async fn databases(state: &State, r: &mut Req) -> Result<Answer, MigratorErr
             count: databases.len(),
             platform,
             databases,
+            items,
         },
     ))
 }

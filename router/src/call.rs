@@ -174,33 +174,14 @@ impl Call<'_> {
 }
 
 fn database_name(req: &CallRequest<'_>) -> Result<String, RouterError> {
-    if let Some(schema) = &req.schema_name {
-        if req.tenant_id.is_some() || req.database.is_some() {
-            return Err(RouterError::BadRequest(
-                "give one of tenant_id, database, or schema_name (with uuid), not several".into(),
-            ));
-        }
-        return names::uuid_database_name(&req.platform, schema, req.uuid.as_deref())
-            .map_err(|e| RouterError::BadRequest(e.to_string()));
-    }
-    if req.uuid.is_some() {
-        return Err(RouterError::BadRequest(
-            "uuid goes with schema_name (the database is {platform}_{schema_name}_{uuid}); not with tenant_id or database".into(),
-        ));
-    }
-    match (&req.tenant_id, &req.database) {
-        (Some(_), Some(_)) => Err(RouterError::BadRequest(
-            "give either tenant_id or database, not both".into(),
-        )),
-        (_, Some(db)) => {
-            names::validate_platform(&req.platform)
-                .and_then(|()| names::validate_database_name(db))
-                .map_err(|e| RouterError::BadRequest(e.to_string()))?;
-            Ok(db.to_string())
-        }
-        (tenant, None) => names::v1_database_name(&req.platform, tenant.as_deref())
-            .map_err(|e| RouterError::BadRequest(e.to_string())),
-    }
+    names::call_database(
+        &req.platform,
+        req.tenant_id.as_deref(),
+        req.database.as_deref(),
+        req.schema_name.as_deref(),
+        req.uuid.as_deref(),
+    )
+    .map_err(RouterError::BadRequest)
 }
 
 /// Deepest nesting of arrays/objects accepted in `params`.

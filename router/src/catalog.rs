@@ -118,24 +118,15 @@ impl FunctionCache {
 }
 
 /// The routines `/call` may resolve `$1.$2` to (`$2` exact, or folded to
-/// lower case) of one `prokind`: those the platform created, never system,
-/// extension or gateway ones. One filter for the function lookup and the
-/// procedure check, so the two never disagree.
-macro_rules! callable_where {
+/// lower case) of one `prokind`, through the one filter the function
+/// listing uses too ([`stonescriptdb_shared::callable`]), so the lookup,
+/// the procedure check and the listing never disagree.
+macro_rules! named {
     ($kind:literal) => {
-        concat!(
-            "FROM pg_proc p
-JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.prokind = '",
+        stonescriptdb_shared::callable_where!(
             $kind,
-            "'
-  AND n.nspname = $1
-  AND (p.proname = $2 OR p.proname = lower($2))
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%'
-  AND p.proname NOT LIKE '\\_stonescriptdb\\_gateway%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
+            "AND n.nspname = $1
+  AND (p.proname = $2 OR p.proname = lower($2))"
         )
     };
 }
@@ -164,7 +155,7 @@ SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
              ORDER BY a.o),
        p.proretset AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql')
 ",
-    callable_where!("f"),
+    named!("f"),
     "
 ORDER BY p.proname = $2 DESC, p.oid"
 );
@@ -173,7 +164,7 @@ ORDER BY p.proname = $2 DESC, p.oid"
 /// of (asked only then: the call is failing anyway).
 const PROCEDURE_SQL: &str = concat!(
     "SELECT p.oid::regprocedure::text\n",
-    callable_where!("p"),
+    named!("p"),
     "
 ORDER BY p.proname = $2 DESC, p.oid
 LIMIT 1"

@@ -225,6 +225,9 @@ settings! {
         /// databases /v2/migrate deploys at the same time
         migrate_concurrency: usize, "MIGRATE_CONCURRENCY", "--migrate-concurrency", Migrator,
             default(1), at_least(1);
+        /// days the deployment history (GET /admin/deployments) keeps a record; older ones are removed
+        history_retention_days: u32, "HISTORY_RETENTION_DAYS", "--history-retention-days", Migrator,
+            default(365), at_least(1);
         /// extensions PostgreSQL does not mark trusted that platforms may still install (comma-separated names; needs a superuser DB_USER); trusted ones need no listing
         extensions_allowed: Vec<String>, "EXTENSIONS_ALLOWED", "--extensions-allowed", Migrator,
             empty, |_, raw| parse_extensions_allowed(raw);
@@ -756,6 +759,8 @@ pub struct Config {
     pub migrator_socket: PathBuf,
     pub archive: ArchiveCaps,
     pub migrate_concurrency: usize,
+    /// Deployment records older than this many days are removed.
+    pub history_retention_days: u32,
     /// Extensions not marked trusted that platforms may install anyway
     /// (`EXTENSIONS_ALLOWED`), sorted.
     pub extensions_allowed: Vec<String>,
@@ -1236,6 +1241,7 @@ impl Config {
                 max_entry_bytes: s.archive_max_entry_bytes,
             },
             migrate_concurrency: s.migrate_concurrency,
+            history_retention_days: s.history_retention_days,
             extensions_allowed: s.extensions_allowed,
             platform_connection_limit: s.platform_connection_limit,
             deploy_lock_timeout: Duration::from_millis(s.deploy_lock_timeout_ms),

@@ -17,6 +17,7 @@
 pub mod words;
 
 pub mod auth;
+pub mod callable;
 pub mod catalog;
 pub mod config;
 pub mod error;

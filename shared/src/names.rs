@@ -260,6 +260,40 @@ pub fn uuid_either_database_name(
     uuid_database_name(platform, schema_name, Some(&hyphens))
 }
 
+/// The database a `/call` (or the function listing) addresses: one of
+/// `tenant_id` (v1; neither → `{platform}_main`), `database` (a full name),
+/// or `schema_name` with an optional `uuid` ([`uuid_database_name`]). `Err`
+/// is the 400's message.
+pub fn call_database(
+    platform: &str,
+    tenant_id: Option<&str>,
+    database: Option<&str>,
+    schema_name: Option<&str>,
+    uuid: Option<&str>,
+) -> Result<String, String> {
+    if let Some(schema) = schema_name {
+        if tenant_id.is_some() || database.is_some() {
+            return Err(
+                "give one of tenant_id, database, or schema_name (with uuid), not several".into(),
+            );
+        }
+        return uuid_database_name(platform, schema, uuid).map_err(|e| e.to_string());
+    }
+    if uuid.is_some() {
+        return Err("uuid goes with schema_name (the database is {platform}_{schema_name}_{uuid}); not with tenant_id or database".into());
+    }
+    match (tenant_id, database) {
+        (Some(_), Some(_)) => Err("give either tenant_id or database, not both".into()),
+        (_, Some(db)) => {
+            validate_platform(platform)
+                .and_then(|()| validate_database_name(db))
+                .map_err(|e| e.to_string())?;
+            Ok(db.to_owned())
+        }
+        (tenant, None) => v1_database_name(platform, tenant).map_err(|e| e.to_string()),
+    }
+}
+
 /// A full database name given by a client (the `database` field of
 /// `/call`, `/admin/adopt`): `[a-z][a-z0-9_-]*`, at most 63 bytes. Whether
 /// the platform owns it is the control catalog's to say, never the name's.
@@ -537,6 +571,30 @@ mod tests {
             None,
             "itself is no suggestion"
         );
+    }
+
+    #[test]
+    fn a_call_names_one_database_one_way() {
+        let db = |t, d, s, u| call_database("shop", t, d, s, u);
+        assert_eq!(db(None, None, None, None).unwrap(), "shop_main");
+        assert_eq!(db(Some("t1"), None, None, None).unwrap(), "shop_t1");
+        assert_eq!(db(None, Some("other_x"), None, None).unwrap(), "other_x");
+        assert_eq!(db(None, None, Some("store"), None).unwrap(), "shop_store");
+        assert_eq!(
+            db(None, None, Some("store"), Some("ab-12")).unwrap(),
+            "shop_store_ab_12"
+        );
+        assert!(db(Some("t1"), Some("shop_t1"), None, None)
+            .unwrap_err()
+            .contains("not both"));
+        assert!(db(Some("t1"), None, Some("store"), None)
+            .unwrap_err()
+            .contains("not several"));
+        assert!(db(None, None, None, Some("ab"))
+            .unwrap_err()
+            .contains("uuid goes with schema_name"));
+        assert!(db(Some("T1"), None, None, None).is_err());
+        assert!(call_database("Shop", None, Some("shop_main"), None, None).is_err());
     }
 
     #[test]

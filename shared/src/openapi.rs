@@ -111,6 +111,8 @@ fn components() -> Map<String, Value> {
     add::<DeploymentReport>(&mut all);
     add::<DeployResponse>(&mut all);
     add::<AdminDatabasesResponse>(&mut all);
+    add::<DatabaseItem>(&mut all);
+    add::<LastDeployment>(&mut all);
     add::<PlatformRegisterRequest>(&mut all);
     add::<PlatformRegisterResponse>(&mut all);
     add::<SchemaUploadResponse>(&mut all);
@@ -131,6 +133,10 @@ fn components() -> Map<String, Value> {
     add::<MigrateAllStarted>(&mut all);
     add::<JobResult>(&mut all);
     add::<MigrateAllJob>(&mut all);
+    add::<FunctionsResponse>(&mut all);
+    add::<FunctionInfo>(&mut all);
+    add::<FunctionArgument>(&mut all);
+    add::<FunctionColumn>(&mut all);
     let mut map = Map::new();
     for (name, s) in all {
         let mut v = serde_json::to_value(s).expect("schemas serialize");
@@ -357,12 +363,15 @@ fn operation_of(id: RouteId) -> Op {
         RouteId::Migrator(M::AdminDatabases) => Op {
             id: "adminDatabases",
             summary: "Databases of a platform",
-            description: "Every database the control catalog attributes to the platform.",
+            description: "Every database the control catalog attributes to the platform: `databases` names the ready ones (the seeds' shape); `items` lists every recorded one (v1, v2, adopted; creating, ready or dropping) with kind, tenant id or schema and id, schema version, pinning, state, creation time and newest deployment record, and its size in bytes with `size=true` (a query per database).",
             auth: Auth::Deploy,
             body: Body::None,
-            params: &[("platform", "query", true, "The platform")],
-            ok: (200, "Database names", "AdminDatabasesResponse"),
-            errors: &[(400, "invalid_request: platform missing or not a valid name, or an unknown query parameter")],
+            params: &[
+                ("platform", "query", true, "The platform"),
+                ("size", "query", false, "true, false, 1 or 0: add each database's size (pg_database_size)"),
+            ],
+            ok: (200, "Database names and items", "AdminDatabasesResponse"),
+            errors: &[(400, "invalid_request: platform missing or not a valid name, size not a boolean, or an unknown query parameter")],
         },
         RouteId::Migrator(M::AdminCreateTenant) => Op {
             id: "createTenant",
@@ -540,6 +549,25 @@ fn operation_of(id: RouteId) -> Op {
                 (204, "The schema has no tenant database: no job"),
                 (404, "platform_not_found or schema_not_found"),
                 (409, "job_already_running: a job of this platform and schema is running; `job_id` names it"),
+            ],
+        },
+        RouteId::Migrator(M::PlatformFunctions) => Op {
+            id: "functions",
+            summary: "Functions /call can reach in a database",
+            description: "Every function of the database that `/call` resolves (platform-created functions in any non-system schema; not procedures, extension or gateway functions), each overload once: schema, name, signature, the arguments a caller passes (name, type, mode, default expression), the result type, its columns (OUT, INOUT and TABLE arguments), whether it returns a set, volatility, variadic. The database is addressed like `/call`: `tenant_id`, `database`, or `schema_name` with `uuid`; none of them is `{platform}_main`. A database another platform owns answers exactly like a missing one.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[
+                ("platform", "path", true, "The platform"),
+                ("tenant_id", "query", false, "A v1 tenant: `{platform}_{tenant_id}`"),
+                ("database", "query", false, "A full database name the platform owns"),
+                ("schema_name", "query", false, "With `uuid`: `{platform}_{schema_name}[_{uuid}]`"),
+                ("uuid", "query", false, "With `schema_name`"),
+            ],
+            ok: (200, "The callable functions", "FunctionsResponse"),
+            errors: &[
+                (400, "invalid_request: a bad name, or more than one way of naming the database"),
+                (404, "database_not_found (also for a database another platform owns, or one being created or dropped)"),
             ],
         },
         RouteId::Migrator(M::MigrateAllJob) => Op {

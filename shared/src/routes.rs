@@ -54,6 +54,7 @@ pub enum MigratorRoute {
     V2Migrate,
     MigrateAll,
     MigrateAllJob,
+    PlatformFunctions,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -114,7 +115,7 @@ pub const ROUTES: &[Route] = &[
         M::AdminDatabases,
         "/admin/databases",
         &["GET"],
-        &["platform"],
+        &["platform", "size"],
     ),
     m(M::AdminCreateTenant, "/admin/create-tenant", &["POST"]),
     m(M::AdminAdopt, "/admin/adopt", &["POST"]),
@@ -141,6 +142,12 @@ pub const ROUTES: &[Route] = &[
     m(M::V2Migrate, "/v2/migrate", &["POST"]),
     m(M::MigrateAll, "/v2/migrate-all", &["POST"]),
     m(M::MigrateAllJob, "/v2/migrate-all/{job_id}", &["GET"]),
+    q(
+        M::PlatformFunctions,
+        "/platform/{platform}/functions",
+        &["GET"],
+        &["tenant_id", "database", "schema_name", "uuid"],
+    ),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.

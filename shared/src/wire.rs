@@ -404,6 +404,16 @@ pub struct DeploymentRecord {
     pub counts: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
+    /// v2: the stored schema version deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i32>,
+    /// The `X-Request-Id` of the request that asked (the router sets one
+    /// when the client did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// From start to end; absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 words! {
@@ -727,8 +737,156 @@ pub struct DeployResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminDatabasesResponse {
     pub platform: String,
+    /// The names of the platform's ready databases (the seeds' shape).
     pub databases: Vec<String>,
+    /// How many names `databases` holds.
     pub count: usize,
+    /// Every database the catalog records for the platform (whatever its
+    /// state), with what an operator asks about it.
+    #[serde(default)]
+    pub items: Vec<DatabaseItem>,
+}
+
+/// One database in `GET /admin/databases`' `items`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DatabaseItem {
+    pub name: String,
+    /// `v1`, `v2` or `adopted`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: DbKind,
+    /// v1: the tenant (`null` for `{platform}_main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// v2: the stored schema and the database id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
+    /// v2: the stored schema version last deployed into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i32>,
+    /// v2: it stays on `schema_version` through `/v2/migrate` of the latest.
+    pub pinned: bool,
+    /// `ready`, or `creating` / `dropping` while that is under way.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub state: crate::catalog::DbState,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Its newest deployment record, if any (`GET /admin/deployments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deployment: Option<LastDeployment>,
+    /// `pg_database_size`, only with `?size=true` (a query per database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+}
+
+/// A database's newest deployment record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LastDeployment {
+    /// When it started, RFC 3339.
+    pub at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub operation: Operation,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: RecordStatus,
+    pub dry_run: bool,
+}
+
+/// `GET /platform/{platform}/functions`: the functions `/call` can reach
+/// in one database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FunctionsResponse {
+    pub platform: String,
+    pub database: String,
+    pub functions: Vec<FunctionInfo>,
+    pub count: usize,
+}
+
+/// One callable function (each overload is one).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FunctionInfo {
+    pub schema: String,
+    pub name: String,
+    /// `schema.name(types)` or `name(types)` as PostgreSQL identifies it.
+    pub signature: String,
+    /// What a caller passes, in order (`in`, `inout`, `variadic`).
+    pub arguments: Vec<FunctionArgument>,
+    /// The result as PostgreSQL writes it (`integer`, `SETOF film`,
+    /// `TABLE(id integer, title text)`, `void`).
+    pub returns: String,
+    /// Returns a set of rows.
+    pub returns_set: bool,
+    /// The result's named columns (`out`, `inout` and `table` arguments);
+    /// empty for a result of a single type.
+    pub columns: Vec<FunctionColumn>,
+    /// `immutable`, `stable` or `volatile`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub volatility: Volatility,
+    /// Its last argument is `VARIADIC` (positional params may spread it).
+    pub variadic: bool,
+}
+
+/// An argument a caller passes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FunctionArgument {
+    /// `null` for an unnamed argument (pass it by position).
+    pub name: Option<String>,
+    /// The type as PostgreSQL writes it.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// `in`, `inout` or `variadic`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub mode: ArgMode,
+    /// The default expression (the argument may be left out), or `null`.
+    pub default: Option<String>,
+}
+
+/// A column of a function's result.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FunctionColumn {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+words! {
+    /// How an argument of a function is declared.
+    pub enum ArgMode {
+        In = "in",
+        Out = "out",
+        InOut = "inout",
+        Variadic = "variadic",
+        /// A column of `RETURNS TABLE (…)`.
+        Table = "table",
+    }
+}
+
+impl ArgMode {
+    /// Does a caller pass it?
+    pub const fn input(self) -> bool {
+        matches!(self, Self::In | Self::InOut | Self::Variadic)
+    }
+
+    /// Is it a column of the result?
+    pub const fn output(self) -> bool {
+        matches!(self, Self::Out | Self::InOut | Self::Table)
+    }
+}
+
+words! {
+    /// A function's volatility (which replicas may answer it, what the
+    /// planner may assume).
+    pub enum Volatility {
+        Immutable = "immutable",
+        Stable = "stable",
+        Volatile = "volatile",
+    }
 }
 
 /// `POST /platform/register`.
@@ -812,8 +970,36 @@ pub struct DatabaseListResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlatformSummary {
     pub name: String,
+    /// Which API the platform uses: `v1` (`/register` tenants), `v2`
+    /// (registered with `/platform/register`, stored schemas), or `both`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: PlatformKind,
     pub schemas: usize,
     pub databases: usize,
+}
+
+words! {
+    /// Which API a platform uses (`GET /platforms`).
+    pub enum PlatformKind {
+        /// Tenant databases through `/register` and `/migrate` only.
+        V1 = "v1",
+        /// Registered with `/platform/register`; no v1 tenant database.
+        V2 = "v2",
+        /// Registered for v2 and holding v1 tenant databases too.
+        Both = "both",
+    }
+}
+
+impl PlatformKind {
+    /// From whether the platform registered for v2 and holds v1 databases
+    /// (a platform not registered for v2 is a v1 one, databases or not).
+    pub const fn of(v2_registered: bool, has_v1_databases: bool) -> PlatformKind {
+        match (v2_registered, has_v1_databases) {
+            (false, _) => Self::V1,
+            (true, false) => Self::V2,
+            (true, true) => Self::Both,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -1095,6 +1281,22 @@ pub struct MigrateAllJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_platform_is_v1_until_it_registers_for_v2() {
+        assert_eq!(PlatformKind::of(false, false), PlatformKind::V1);
+        assert_eq!(PlatformKind::of(false, true), PlatformKind::V1);
+        assert_eq!(PlatformKind::of(true, false), PlatformKind::V2);
+        assert_eq!(PlatformKind::of(true, true), PlatformKind::Both);
+    }
+
+    #[test]
+    fn an_argument_is_passed_a_column_returned_or_both() {
+        let passed: Vec<_> = ArgMode::ALL.iter().filter(|m| m.input()).collect();
+        let returned: Vec<_> = ArgMode::ALL.iter().filter(|m| m.output()).collect();
+        assert_eq!(passed, [&ArgMode::In, &ArgMode::InOut, &ArgMode::Variadic]);
+        assert_eq!(returned, [&ArgMode::Out, &ArgMode::InOut, &ArgMode::Table]);
+    }
 
     #[test]
     fn call_request_borrows_and_keeps_raw_params() {

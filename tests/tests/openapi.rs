@@ -529,6 +529,18 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!((s, b["count"].as_u64()), (200, Some(3)), "{b}");
     c.expect(&gw, "GET", "/admin/databases", Payload::None, 400)
         .await;
+    let q = format!("/admin/databases?platform={p1}&size=true");
+    let b = c.expect(&gw, "GET", &q, Payload::None, 200).await;
+    assert!(b["items"][0]["size_bytes"].as_i64().unwrap_or(0) > 0, "{b}");
+    let q = format!("/admin/databases?platform={p1}&size=maybe");
+    c.expect(&gw, "GET", &q, Payload::None, 400).await;
+    let q = format!("/platform/{p1}/functions?tenant_id=t1");
+    let b = c.expect(&gw, "GET", &q, Payload::None, 200).await;
+    assert!(b["count"].as_u64().unwrap_or(0) > 0, "{b}");
+    let q = format!("/platform/{p1}/functions?tenant_id=t404");
+    c.expect(&gw, "GET", &q, Payload::None, 404).await;
+    let q = format!("/platform/{p1}/functions?tenant_id=t1&database={p1}_t1");
+    c.expect(&gw, "GET", &q, Payload::None, 400).await;
 
     let t = |tenant: &str| Payload::Json(json!({"platform": p1, "tenant_id": tenant}));
     let j = Payload::Json(json!({"platform": p1, "tenant_id": "t3", "dry_run": true}));

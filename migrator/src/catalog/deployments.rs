@@ -7,7 +7,7 @@ use serde_json::Value;
 use stonescriptdb_shared::wire::{DeployStatus, DeploymentRecord, Operation};
 
 use super::generations::announce_in;
-use super::handle::{pg, ts, Catalog};
+use super::handle::{pg, ts, word, Catalog};
 use super::leases::{self, Lease};
 use crate::error::MigratorError;
 
@@ -74,20 +74,20 @@ fn on_database(o: &Outcome) -> OnDatabase {
     }
 }
 
-/// A deployments column that holds one of an enum's words, read back.
-fn word<T>(r: &tokio_postgres::Row, i: usize, column: &str) -> Result<T, MigratorError>
-where
-    T: std::str::FromStr<Err = stonescriptdb_shared::words::UnknownWord>,
-{
-    r.get::<_, &str>(i)
-        .parse()
-        .map_err(|e| MigratorError::Internal(format!("the catalog's deployments.{column}: {e}")))
-}
-
 impl Catalog {
     pub async fn begin_deployment(&self, d: DeploymentStart) -> Result<Deployment, MigratorError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
+        // the history keeps HISTORY_RETENTION_DAYS (an index range that is
+        // empty but for the first deployment of each day); beyond a million
+        // days (2,700 years) is for ever, and stays inside timestamptz
+        let days = self.history_days.min(1_000_000) as i32;
+        tx.execute(
+            "DELETE FROM deployments WHERE started_at < now() - make_interval(days => $1)",
+            &[&days],
+        )
+        .await
+        .map_err(pg)?;
         let lease = leases::next(&*tx).await.map_err(pg)?;
         let id: i64 = tx
             .query_one(
@@ -180,7 +180,8 @@ impl Catalog {
             .query(
                 &format!(
                     "SELECT id, database, platform, operation, status, dry_run, force, {}, {},
-                            archive_sha256, requested_by, peer, counts, error
+                            archive_sha256, requested_by, peer, counts, error, schema_version, request_id,
+                            (extract(epoch FROM finished_at - started_at) * 1000)::int8
                      FROM deployments
                      WHERE ($1::text IS NULL OR platform = $1) AND ($2::text IS NULL OR database = $2)
                      ORDER BY id DESC LIMIT $3",
@@ -197,8 +198,8 @@ impl Catalog {
                     id: r.get(0),
                     database: r.get(1),
                     platform: r.get(2),
-                    operation: word(r, 3, "operation")?,
-                    status: word(r, 4, "status")?,
+                    operation: word(r, 3, "deployments.operation")?,
+                    status: word(r, 4, "deployments.status")?,
                     dry_run: r.get(5),
                     force: r.get(6),
                     started_at: r.get(7),
@@ -208,6 +209,9 @@ impl Catalog {
                     peer: r.get(11),
                     counts: r.get(12),
                     error: r.get(13),
+                    schema_version: r.get(14),
+                    request_id: r.get(15),
+                    duration_ms: r.get::<_, Option<i64>>(16).map(|ms| ms.max(0) as u64),
                 })
             })
             .collect()

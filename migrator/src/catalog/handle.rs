@@ -51,6 +51,17 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> MigratorError {
     MigratorError::DatabaseUnavailable(format!("control catalog: {e}"))
 }
 
+/// A catalog column (`table.column`) that holds one of an enum's words,
+/// read back.
+pub(super) fn word<T>(r: &tokio_postgres::Row, i: usize, column: &str) -> Result<T, MigratorError>
+where
+    T: std::str::FromStr<Err = stonescriptdb_shared::words::UnknownWord>,
+{
+    r.get::<_, &str>(i)
+        .parse()
+        .map_err(|e| MigratorError::Internal(format!("the catalog's {column}: {e}")))
+}
+
 /// A PostgreSQL error of a catalog statement (its message, detail and hint kept).
 pub(super) fn pg(e: tokio_postgres::Error) -> MigratorError {
     unavailable(pg_message(&e))
@@ -59,6 +70,9 @@ pub(super) fn pg(e: tokio_postgres::Error) -> MigratorError {
 pub struct Catalog {
     pool: Pool,
     pub name: String,
+    /// `HISTORY_RETENTION_DAYS`: deployment records older than this are
+    /// removed as new ones are written.
+    pub(super) history_days: u32,
 }
 
 impl Catalog {
@@ -68,12 +82,13 @@ impl Catalog {
     /// holds the platforms' role passwords. That is checked at every start,
     /// for a catalog created by hand or by an older version too, and PUBLIC's
     /// `CONNECT`/`TEMPORARY` revoked; a catalog the gateway cannot close is
-    /// not opened.
+    /// not opened. Deployment records are kept `history_days` days.
     pub async fn open(
         base: &tokio_postgres::Config,
         tls: &PgTls,
         admin: &tokio_postgres::Client,
         name: &str,
+        history_days: u32,
     ) -> Result<Catalog, MigratorError> {
         let exists = !admin
             .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
@@ -145,6 +160,7 @@ impl Catalog {
         let catalog = Catalog {
             pool,
             name: name.to_owned(),
+            history_days,
         };
         catalog.upgrade_schema().await?;
         Ok(catalog)

@@ -36,6 +36,8 @@
 //! * `leftovers` — at start, what a stopped migrator left, resolved.
 //! * `schemas` — stored v2 schema versions, templates, the last v1 archive.
 //! * `imports` — older installations imported once.
+//! * `inventory` — what the listings show: a platform's databases with
+//!   their newest deployment, platforms with the API they use.
 //!
 //! This file only declares the rooms and names what the rest of the
 //! migrator uses.
@@ -45,6 +47,7 @@ mod deployments;
 mod generations;
 mod handle;
 mod imports;
+mod inventory;
 mod jobs;
 mod leases;
 mod leftovers;

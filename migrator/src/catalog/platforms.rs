@@ -193,27 +193,6 @@ impl Catalog {
             .map_err(pg)?;
         Ok(n == 1)
     }
-
-    /// Every platform: name, v2-registered, stored schemas, ready databases
-    /// (templates and scratch databases not counted).
-    pub async fn platforms(&self) -> Result<Vec<(String, bool, i64, i64)>, MigratorError> {
-        let conn = self.conn().await?;
-        let rows = conn
-            .query(
-                "SELECT p.name, p.v2_registered_at IS NOT NULL,
-                        (SELECT count(DISTINCT schema_name) FROM schema_versions s WHERE s.platform = p.name),
-                        (SELECT count(*) FROM databases d WHERE d.platform = p.name AND d.state = 'ready'
-                           AND d.kind IN ('v1', 'v2', 'adopted'))
-                 FROM platforms p ORDER BY p.name",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
-    }
 }
 
 #[cfg(test)]
