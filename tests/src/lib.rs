@@ -432,8 +432,8 @@ fn target_profile_dir() -> PathBuf {
 
 static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
-/// Path of a gateway binary, building the binaries once per test process so
-/// the tests never run a stale one.
+/// Path of a gateway binary (or the `stonescriptdb` CLI), building the
+/// binaries once per test process so the tests never run a stale one.
 pub fn binary(name: &str) -> PathBuf {
     let dir = BUILT
         .get_or_init(|| {
@@ -449,6 +449,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "stonescriptdb-router",
                 "-p",
                 "stonescriptdb-migrator",
+                "-p",
+                "stonescriptdb-cli",
             ]);
             if dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");

@@ -35,6 +35,7 @@ pub use extensions::{
     check as check_extensions, offers as extension_offers, preinstall,
     refused as extension_refused, uses as extension_uses,
 };
+pub use migrations::refusal as migration_refusal;
 pub use verify::verify;
 
 use crate::exec::{Committed, Run};
