@@ -10,6 +10,7 @@
 
 mod admin;
 mod archive;
+mod backup;
 mod catalog;
 mod deploy;
 mod error;
@@ -19,6 +20,7 @@ mod form;
 #[cfg(test)]
 mod fuzz;
 mod jobs;
+mod lifecycle;
 mod metrics;
 mod multipart;
 mod opening;

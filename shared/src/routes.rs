@@ -54,6 +54,8 @@ pub enum MigratorRoute {
     V2Migrate,
     MigrateAll,
     MigrateAllJob,
+    DropDatabase,
+    Offboard,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -141,6 +143,18 @@ pub const ROUTES: &[Route] = &[
     m(M::V2Migrate, "/v2/migrate", &["POST"]),
     m(M::MigrateAll, "/v2/migrate-all", &["POST"]),
     m(M::MigrateAllJob, "/v2/migrate-all/{job_id}", &["GET"]),
+    q(
+        M::DropDatabase,
+        "/admin/databases/{database}",
+        &["DELETE"],
+        &["confirm", "backup"],
+    ),
+    q(
+        M::Offboard,
+        "/admin/platforms/{platform}",
+        &["DELETE"],
+        &["confirm", "backup"],
+    ),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.
