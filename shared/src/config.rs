@@ -288,7 +288,7 @@ settings! {
         /// PEM private key of TLS_CERT_FILE
         tls_key_file: Option<PathBuf>, "TLS_KEY_FILE", "--tls-key-file", Router,
             unset, path;
-        /// directory the pg_dump backups of DELETE /admin/databases/{name}?backup=true and DELETE /admin/platforms/{platform}?backup=true are written to (custom format: restore with pg_restore)
+        /// directory the pg_dump backups taken before a drop (DELETE /admin/databases/… or /admin/platforms/… with backup=true) are written to, mode 0600 (custom format: restore with pg_restore)
         backup_dir: Option<PathBuf>, "BACKUP_DIR", "--backup-dir", Migrator,
             unset("default $DATA_DIR/backups"), path;
     }
