@@ -7,8 +7,14 @@
 # Checks /health, registers a tiny generated schema for a new platform
 # (smoke_<epoch>_<pid>, or SMOKE_PLATFORM), calls its functions with positional
 # and named parameters, expects 404 for an unknown function, migrates a changed
-# function and calls it again. The platform's database ({platform}_main) is
-# left behind (the gateway has no drop API); reuse one with SMOKE_PLATFORM.
+# function and calls it again, then drops the platform's database
+# ({platform}_main, DELETE /admin/databases/...) and checks that /call answers
+# 404, and offboards the generated platform (DELETE /admin/platforms/...;
+# a platform given with SMOKE_PLATFORM is kept, its database dropped).
+#
+# GATEWAY_TOKEN, when set, is sent as the bearer token of the schema routes
+# (ADMIN_TOKEN, or a deploy token of the platform: then offboarding is
+# refused 403 and the platform stays registered, which the script reports).
 #
 # Prints PASS/FAIL per check and ends with "N passed, M failed"; exits 1 if
 # any check failed. Needs bash, curl and tar only.
@@ -17,6 +23,7 @@ set -uo pipefail
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:9000}
 GATEWAY_URL=${GATEWAY_URL%/}
 PLATFORM=${SMOKE_PLATFORM:-smoke_$(date +%s)_$$}
+GATEWAY_TOKEN=${GATEWAY_TOKEN:-}
 
 for tool in curl tar; do
   command -v "$tool" >/dev/null 2>&1 || { echo "run-tests.sh: $tool is required" >&2; exit 2; }
@@ -41,8 +48,13 @@ fail() {
 request() {
   local method=$1 path=$2
   shift 2
+  local auth=()
+  case "$path" in
+    /call | /health*) ;;
+    *) if [ -n "$GATEWAY_TOKEN" ]; then auth=(-H "Authorization: Bearer $GATEWAY_TOKEN"); fi ;;
+  esac
   status=$(curl -sS --connect-timeout 5 --max-time 120 -o "$work/body" -w '%{http_code}' \
-    -X "$method" "$@" "$GATEWAY_URL$path" 2>"$work/curl.err") || status=000
+    -X "$method" ${auth[@]+"${auth[@]}"} "$@" "$GATEWAY_URL$path" 2>"$work/curl.err") || status=000
   body=$(cat "$work/body" 2>/dev/null || true)
   if [ "$status" = 000 ]; then body=$(cat "$work/curl.err"); fi
   : >"$work/body"
@@ -173,6 +185,24 @@ check "POST /call returns v2 after the migration" 200 '"smoke_version": ?"v2"'
 
 call smoke_add '[2, 3]'
 check "POST /call of an unchanged function still works" 200 '"smoke_add": ?5[,}]'
+
+request DELETE "/admin/databases/${PLATFORM}_main"
+check "DELETE /admin/databases without confirm is refused" 400 '"error": ?"invalid_request"'
+
+request DELETE "/admin/databases/${PLATFORM}_main?confirm=${PLATFORM}_main"
+check "DELETE /admin/databases drops ${PLATFORM}_main" 200 '"status": ?"dropped"'
+
+call smoke_add '[2, 3]'
+check "POST /call of the dropped database is 404" 404 '"error": ?"database_not_found"'
+
+if [ -z "${SMOKE_PLATFORM:-}" ]; then
+  request DELETE "/admin/platforms/$PLATFORM?confirm=$PLATFORM"
+  if [ "$status" = 403 ]; then
+    echo "NOTE platform $PLATFORM stays registered: offboarding needs the admin token"
+  else
+    check "DELETE /admin/platforms offboards $PLATFORM" 200 '"status": ?"offboarded"'
+  fi
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -86,6 +86,12 @@ pub enum MigratorError {
     SchemaValidation(Box<SchemaRefusal>),
     DatabaseUnavailable(String),
     Internal(String),
+    /// A drop waited for a running deployment of the database and gave up
+    /// (the message says which database).
+    DeploymentRunning(String),
+    /// `backup=true`: the backup could not be written (the message says
+    /// why, with pg_dump's own error); nothing was dropped.
+    BackupFailed(String),
 }
 
 impl MigratorError {
@@ -108,6 +114,8 @@ impl MigratorError {
             SchemaNotFound(m) => simple(ErrorCode::SchemaNotFound, m),
             DatabaseUnavailable(m) => simple(ErrorCode::DatabaseUnavailable, m),
             Internal(m) => simple(ErrorCode::InternalError, m),
+            DeploymentRunning(m) => simple(ErrorCode::DeploymentRunning, m),
+            BackupFailed(m) => simple(ErrorCode::BackupFailed, m),
             DatabaseNotFound(db) => {
                 let code = ErrorCode::DatabaseNotFound;
                 (

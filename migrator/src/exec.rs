@@ -27,8 +27,8 @@ use crate::error::{pg_message, MigratorError, StepFailure};
 use crate::step::{after_commit_name, after_commit_steps, At, Counter, Done, Refusal, Step};
 
 /// Advisory lock key (two-int form) serializing deployments of one database.
-const LOCK_CLASS: i32 = 0x5344_4757; // "SDGW"
-const LOCK_OBJ: i32 = 1;
+pub const LOCK_CLASS: i32 = 0x5344_4757; // "SDGW"
+pub const LOCK_OBJ: i32 = 1;
 
 const TRACKING_DDL: &str = "
 CREATE TABLE IF NOT EXISTS _stonescriptdb_gateway_migrations (

@@ -11,6 +11,7 @@
 
 mod admin;
 mod archive;
+mod backup;
 mod callable;
 mod catalog;
 mod deploy;
@@ -21,6 +22,7 @@ mod form;
 #[cfg(test)]
 mod fuzz;
 mod jobs;
+mod lifecycle;
 mod metrics;
 mod multipart;
 pub mod offline;

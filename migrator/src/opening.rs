@@ -1,6 +1,7 @@
 //! Opening the control catalog at start: created and upgraded if needed,
 //! an older installation's files imported once, what a stopped migrator
-//! left resolved, and what an older version made brought to today's rights
+//! left resolved (drops and offboardings finished by [`crate::lifecycle`]),
+//! and what an older version made brought to today's rights
 //! ([`crate::rights`]). Tried once before the migrator answers; when
 //! PostgreSQL is not reachable, retried in the background with backoff while
 //! the migrator reports itself not ready.
@@ -11,7 +12,7 @@ use std::time::Duration;
 use slog::{error, info, warn};
 
 use crate::state::State;
-use crate::{catalog, rights, upgrade};
+use crate::{catalog, lifecycle, rights, upgrade};
 
 /// Open the catalog now, or keep trying in the background.
 pub async fn open_or_retry(state: &Arc<State>, data_dir: &std::path::Path) {
@@ -109,5 +110,9 @@ async fn try_open_catalog(state: &State, data_dir: &std::path::Path) -> Result<(
     info!(log, "control catalog open"; "catalog" => &state.catalog_name);
     let _ = state.catalog.set(catalog);
     state.catalog_open.notify_waiters();
+    // Drops and offboardings a stopped migrator left are finished.
+    for what in lifecycle::resume(state).await {
+        warn!(log, "resolved a stopped migrator's drop"; "what" => what);
+    }
     Ok(())
 }

@@ -303,6 +303,8 @@ async fn dispatch(
         M::MigrateAll => crate::jobs::start(state, &mut r).await,
         M::MigrateAllJob => crate::jobs::poll(state, &mut r).await,
         M::PlatformFunctions => crate::callable::functions(state, &mut r).await,
+        M::DropDatabase => crate::lifecycle::drop_database(state, &mut r).await,
+        M::Offboard => crate::lifecycle::offboard(state, &mut r).await,
     };
     answer.map(Reply::Full).map_err(plain)
 }

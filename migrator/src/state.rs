@@ -73,6 +73,8 @@ pub struct State {
     pub platform_token_secret: Option<String>,
     /// The key platform tokens are derived from, once read.
     pub token_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Where backups before a drop go (`BACKUP_DIR`) and how pg_dump connects.
+    pub backups: crate::backup::Backups,
     pub log: Logger,
 }
 
@@ -106,6 +108,7 @@ impl State {
             platform_connection_limit: config.platform_connection_limit,
             platform_token_secret: config.platform_token_secret.clone(),
             token_key: tokio::sync::OnceCell::new(),
+            backups: crate::backup::Backups::new(config),
             limits: Limits::from(&config.archive),
             log,
         }

@@ -285,7 +285,7 @@ async fn forward(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Res
     if let Err(e) = crate::auth::check_schema(&state.tokens, req.headers()) {
         return error(&e);
     }
-    let changes = req.method() == Method::POST;
+    let changes = req.method() == Method::POST || req.method() == Method::DELETE;
     match crate::forward::forward(&state.migrator_socket, req, peer, &state.log).await {
         Ok(resp) => {
             // The migrator answers once its work is committed and

@@ -50,6 +50,9 @@ words! {
         /// Being created under a lease; not reachable yet.
         Creating = "creating",
         Ready = "ready",
+        /// Being dropped under a lease (`DELETE /admin/databases/{name}`,
+        /// offboarding): not reachable; finished by whoever finds its lease free.
+        Dropping = "dropping",
     }
 }
 

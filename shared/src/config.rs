@@ -291,6 +291,9 @@ settings! {
         /// PEM private key of TLS_CERT_FILE
         tls_key_file: Option<PathBuf>, "TLS_KEY_FILE", "--tls-key-file", Router,
             unset, path;
+        /// directory the pg_dump backups taken before a drop (DELETE /admin/databases/… or /admin/platforms/… with backup=true) are written to, mode 0600 (custom format: restore with pg_restore)
+        backup_dir: Option<PathBuf>, "BACKUP_DIR", "--backup-dir", Migrator,
+            unset("default $DATA_DIR/backups"), path;
     }
     switches {
         /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
@@ -799,6 +802,9 @@ pub struct Config {
     pub deploy_tokens: Vec<DeployToken>,
     /// `--check-upgrade` (migrator only).
     pub check_upgrade: bool,
+    /// Where backups taken before a drop go (`BACKUP_DIR`, default
+    /// `$DATA_DIR/backups`).
+    pub backup_dir: PathBuf,
 }
 
 /// One `DEPLOY_TOKENS` entry.
@@ -1233,6 +1239,7 @@ impl Config {
                 .migrator_socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| data_dir.join("migrator.sock")),
+            backup_dir: s.backup_dir.unwrap_or_else(|| data_dir.join("backups")),
             data_dir,
             archive: ArchiveCaps {
                 max_compressed_bytes: s.archive_max_compressed_bytes,

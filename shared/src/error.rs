@@ -34,6 +34,10 @@ pub enum ErrorCode {
     DatabaseError,
     StatementTimeout,
     InternalError,
+    /// A deployment of the database to drop is running (409).
+    DeploymentRunning,
+    /// `backup=true`: the backup could not be written; nothing was dropped (500).
+    BackupFailed,
 }
 
 impl ErrorCode {
@@ -65,6 +69,8 @@ impl ErrorCode {
             Self::DatabaseError => "database_error",
             Self::StatementTimeout => "statement_timeout",
             Self::InternalError => "internal_error",
+            Self::DeploymentRunning => "deployment_running",
+            Self::BackupFailed => "backup_failed",
         }
     }
 
@@ -87,12 +93,13 @@ impl ErrorCode {
             | Self::PlatformAlreadyRegistered
             | Self::JobAlreadyRunning
             | Self::MigrationFailed
-            | Self::SchemaValidationFailed => 409,
+            | Self::SchemaValidationFailed
+            | Self::DeploymentRunning => 409,
             Self::PayloadTooLarge => 413,
             Self::DatabaseNameCollision => 422,
             Self::UnsupportedMediaType => 415,
             Self::MigratorUnavailable | Self::PoolExhausted | Self::DatabaseUnavailable => 503,
-            Self::DatabaseError | Self::InternalError => 500,
+            Self::DatabaseError | Self::InternalError | Self::BackupFailed => 500,
             Self::StatementTimeout => 504,
         }
     }

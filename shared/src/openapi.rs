@@ -137,6 +137,9 @@ fn components() -> Map<String, Value> {
     add::<FunctionInfo>(&mut all);
     add::<FunctionArgument>(&mut all);
     add::<FunctionColumn>(&mut all);
+    add::<DroppedDatabase>(&mut all);
+    add::<DropResponse>(&mut all);
+    add::<OffboardResponse>(&mut all);
     let mut map = Map::new();
     for (name, s) in all {
         let mut v = serde_json::to_value(s).expect("schemas serialize");
@@ -580,6 +583,44 @@ fn operation_of(id: RouteId) -> Op {
             ok: (200, "The job", "MigrateAllJob"),
             errors: &[(404, "job_not_found: no such job (also for another platform's job)")],
         },
+        RouteId::Migrator(M::DropDatabase) => Op {
+            id: "dropDatabase",
+            summary: "Drop a tenant, v2 or adopted database",
+            description: "Drops the database from PostgreSQL (`DROP DATABASE … WITH (FORCE)`: open connections are closed) and the control catalog; every router drops its pool at once and a `/call` to it answers 404. The admin token, or a deploy or platform token of the platform the catalog says owns it; another platform's database answers exactly like a missing one. `confirm` must repeat the database name exactly (missing, empty or different: 400, nothing changes). With `backup=true` a `pg_dump` custom-format file is written to BACKUP_DIR first (restore with `pg_restore`); a backup that fails drops nothing. The deployment history keeps a `drop` record (who asked, from where, the backup file).",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[
+                ("database", "path", true, "The database, e.g. `myapp_t1` or `myapp_orders_42`"),
+                ("confirm", "query", true, "The database name again, exactly"),
+                ("backup", "query", false, "Back the database up with pg_dump before dropping it"),
+            ],
+            ok: (200, "Dropped", "DropResponse"),
+            errors: &[
+                (400, "invalid_request: `confirm` missing, empty or not the name exactly; a body (confirm is a query parameter); a template or scratch database (not droppable here); `backup` not a boolean"),
+                (404, "database_not_found (also for a database another platform owns)"),
+                (409, "deployment_running: a deployment of the database ran on for 5 s; nothing was dropped"),
+                (500, "backup_failed: pg_dump is missing or failed (its error in the message); nothing was dropped"),
+            ],
+        },
+        RouteId::Migrator(M::Offboard) => Op {
+            id: "offboard",
+            summary: "Offboard a platform: all its databases, its roles and its catalog rows (operator)",
+            description: "Drops every database the catalog records as the platform's (v1, v2, adopted, templates, scratch databases left behind), its two PostgreSQL roles, and its catalog rows (platform, stored schema versions, jobs, platform token); the deployment history is kept, with a `drop` record per database. `confirm` must repeat the platform name exactly. With `backup=true` each database holding data is backed up with pg_dump first. A platform whose name extends this one (`myapp_admin` for `myapp`) is another platform and is not touched. Interrupted, the next migrator finishes it.",
+            auth: Auth::Admin,
+            body: Body::None,
+            params: &[
+                ("platform", "path", true, "The platform"),
+                ("confirm", "query", true, "The platform name again, exactly"),
+                ("backup", "query", false, "Back each database up with pg_dump before dropping it"),
+            ],
+            ok: (200, "Offboarded", "OffboardResponse"),
+            errors: &[
+                (400, "invalid_request: `confirm` missing, empty or not the name exactly; a body; `backup` not a boolean"),
+                (404, "platform_not_found"),
+                (409, "job_already_running (a /v2/migrate-all job of the platform runs; nothing was changed) or deployment_running (a deployment of one of its databases ran on; the platform stays marked and the offboarding ends when asked again)"),
+                (500, "backup_failed: pg_dump is missing or failed; that database was not dropped"),
+            ],
+        },
     }
 }
 
@@ -705,6 +746,8 @@ fn operation(op: &Op, method: &str, served: Served) -> Value {
                 let mut schema = json!({"type": "string"});
                 if *name == "limit" {
                     schema = json!({"type": "integer", "minimum": 1, "maximum": 10000});
+                } else if *name == "backup" {
+                    schema = flag_property("");
                 } else if let Some(rule) = rule_of("", name) {
                     apply_rule(&mut schema, rule);
                 }

@@ -55,6 +55,8 @@ pub enum MigratorRoute {
     MigrateAll,
     MigrateAllJob,
     PlatformFunctions,
+    DropDatabase,
+    Offboard,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -147,6 +149,18 @@ pub const ROUTES: &[Route] = &[
         "/platform/{platform}/functions",
         &["GET"],
         &["tenant_id", "database", "schema_name", "uuid"],
+    ),
+    q(
+        M::DropDatabase,
+        "/admin/databases/{database}",
+        &["DELETE"],
+        &["confirm", "backup"],
+    ),
+    q(
+        M::Offboard,
+        "/admin/platforms/{platform}",
+        &["DELETE"],
+        &["confirm", "backup"],
     ),
 ];
 

@@ -381,8 +381,9 @@ pub struct DeploymentRecord {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub operation: Operation,
     /// `running`, a report status (`created`, `updated`, `unchanged`,
-    /// `dry_run`, `blocked`, `would_create`), `failed`, or `interrupted`
-    /// (the migrator stopped before it could record the outcome).
+    /// `dry_run`, `blocked`, `would_create`), `failed`, `interrupted`
+    /// (the migrator stopped before it could record the outcome), or
+    /// `dropped` (operation `drop`: the database is gone).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: RecordStatus,
     pub dry_run: bool,
@@ -432,6 +433,9 @@ words! {
         /// The template database of a v2 schema version, built on its
         /// first database's creation.
         Template = "template",
+        /// `DELETE /admin/databases/{name}`, `DELETE /admin/platforms/{platform}`:
+        /// the database was dropped (recorded `dropped`).
+        Drop = "drop",
     }
 }
 
@@ -444,6 +448,8 @@ pub enum RecordStatus {
     Ended(DeployStatus),
     /// The migrator stopped before it could record the outcome.
     Interrupted,
+    /// A drop that ended with the database gone.
+    Dropped,
 }
 
 impl RecordStatus {
@@ -452,6 +458,7 @@ impl RecordStatus {
             Self::Running => "running",
             Self::Ended(s) => s.as_str(),
             Self::Interrupted => "interrupted",
+            Self::Dropped => "dropped",
         }
     }
 }
@@ -475,6 +482,7 @@ impl std::str::FromStr for RecordStatus {
         match s {
             "running" => Ok(Self::Running),
             "interrupted" => Ok(Self::Interrupted),
+            "dropped" => Ok(Self::Dropped),
             _ => s
                 .parse()
                 .map(Self::Ended)
@@ -504,6 +512,63 @@ impl<'de> Deserialize<'de> for RecordStatus {
 pub struct DeploymentsResponse {
     pub deployments: Vec<DeploymentRecord>,
     pub count: usize,
+}
+
+words! {
+    /// `DELETE /admin/databases/{name}` and `DELETE /admin/platforms/{platform}`.
+    pub enum LifecycleStatus {
+        /// The database is gone: from PostgreSQL, the catalog and every router's pools.
+        Dropped = "dropped",
+        /// The platform is gone: its databases, roles and catalog rows.
+        Offboarded = "offboarded",
+    }
+}
+
+/// One database a drop or an offboarding removed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DroppedDatabase {
+    pub database: String,
+    pub platform: String,
+    /// `v1`, `v2`, `adopted`; offboarding also drops `template` and `scratch` ones.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: DbKind,
+    /// With `backup=true`: the `pg_dump` custom-format file written before
+    /// the drop (restore with `pg_restore`; templates and scratch databases
+    /// hold no data and get none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+}
+
+/// `DELETE /admin/databases/{name}?confirm={name}[&backup=true]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DropResponse {
+    /// `dropped`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: LifecycleStatus,
+    pub database: String,
+    pub platform: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: DbKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+}
+
+/// `DELETE /admin/platforms/{platform}?confirm={platform}[&backup=true]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OffboardResponse {
+    /// `offboarded`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: LifecycleStatus,
+    pub platform: String,
+    /// Every database dropped, templates and scratch databases included.
+    pub databases: Vec<DroppedDatabase>,
+    /// The platform's PostgreSQL roles that were dropped.
+    pub roles: Vec<String>,
+    /// The backup files written (`backup=true`), one per database holding data.
+    pub backups: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1370,6 +1435,7 @@ mod tests {
                 "database_create",
                 "v2_migrate",
                 "template",
+                "drop",
             ],
             json_words!(Operation),
         );

@@ -454,6 +454,8 @@ async fn every_route_answers_as_the_document_says() {
     let p1 = new_platform();
     let mut gw = Gateway::start(&[
         ("ARCHIVE_MAX_COMPRESSED_BYTES", "262144"),
+        // a backup before a drop cannot be written here (answers 500)
+        ("BACKUP_DIR", "/dev/null/backups"),
         // p1's calls are cut off after a second: `too_slow` answers 504
         ("CALL_TIMEOUTS", &format!("{p1}:1000")),
     ]);
@@ -584,6 +586,75 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!((s, b["count"].as_u64()), (200, Some(5)), "{b}");
     let q = "/admin/deployments?limit=0";
     c.expect(&gw, "GET", q, Payload::None, 400).await;
+
+    // ---- deleting: a drop and an offboarding, each status (BACKUP_DIR
+    // is unusable on this gateway: a backup answers 500)
+    let p3 = new_platform();
+    for t in ["t1", "t2"] {
+        let f = form(&[("platform", &p3), ("tenant_id", t)], Some(archive()));
+        c.expect(&gw, "POST", "/register", f, 200).await;
+    }
+    let (t1, t2) = (format!("{p3}_t1"), format!("{p3}_t2"));
+    let drop_of = |db: &str, extra: &str| format!("/admin/databases/{db}?confirm={db}{extra}");
+    c.expect(
+        &gw,
+        "DELETE",
+        &format!("/admin/databases/{t1}"),
+        Payload::None,
+        400,
+    )
+    .await;
+    c.expect(
+        &gw,
+        "DELETE",
+        &drop_of("no_such_database_here", ""),
+        Payload::None,
+        404,
+    )
+    .await;
+    let b = c
+        .expect(
+            &gw,
+            "DELETE",
+            &drop_of(&t1, "&backup=true"),
+            Payload::None,
+            500,
+        )
+        .await;
+    assert_eq!(b["error"], "backup_failed", "{b}");
+    // a deployment holds the database's lock (exec::LOCK_CLASS, LOCK_OBJ)
+    let deploying = cluster().connect(&t1).await;
+    deploying
+        .query_one("SELECT pg_advisory_lock(1396983639, 1)", &[])
+        .await
+        .unwrap();
+    let b = c
+        .expect(&gw, "DELETE", &drop_of(&t1, ""), Payload::None, 409)
+        .await;
+    assert_eq!(b["error"], "deployment_running", "{b}");
+    let offboard = format!("/admin/platforms/{p3}?confirm={p3}");
+    let b = c.expect(&gw, "DELETE", &offboard, Payload::None, 409).await;
+    assert_eq!(b["error"], "deployment_running", "{b}");
+    drop(deploying);
+    c.expect(&gw, "DELETE", &drop_of(&t1, ""), Payload::None, 200)
+        .await;
+    let other = new_platform();
+    let gone = format!("/admin/platforms/{other}?confirm={other}");
+    c.expect(&gw, "DELETE", &gone, Payload::None, 404).await;
+    let wrong = format!("/admin/platforms/{p3}?confirm={t2}");
+    c.expect(&gw, "DELETE", &wrong, Payload::None, 400).await;
+    let b = c
+        .expect(
+            &gw,
+            "DELETE",
+            &format!("{offboard}&backup=true"),
+            Payload::None,
+            500,
+        )
+        .await;
+    assert_eq!(b["error"], "backup_failed", "{b}");
+    let b = c.expect(&gw, "DELETE", &offboard, Payload::None, 200).await;
+    assert_eq!(b["databases"][0]["database"], t2.as_str(), "{b}");
 
     // ---- v2
     let p2 = new_platform();
@@ -874,7 +945,12 @@ async fn every_route_answers_as_the_document_says() {
     // ---- every route: a method it does not take
     for route in routes::ROUTES {
         let path = route.pattern.replace("{platform}", &p2);
-        c.expect(&gw, "DELETE", &path, Payload::None, 405).await;
+        let method = if route.allows("DELETE") {
+            "PUT"
+        } else {
+            "DELETE"
+        };
+        c.expect(&gw, method, &path, Payload::None, 405).await;
     }
 
     // ---- tokens configured, none sent: 401 where a token is asked for

@@ -112,12 +112,12 @@ fn kind_from(kind: &str) -> DbKind {
     DbKind::parse(kind).unwrap_or(DbKind::Adopted)
 }
 
-/// A recorded `state`; anything but `ready` is not reachable.
-fn state_from(state: &str) -> DbState {
-    if state == DbState::Ready.as_str() {
-        DbState::Ready
-    } else {
-        DbState::Creating
+/// A recorded `state`; anything but `ready` is not reachable, and a state
+/// this version does not know reads as `creating` (left alone).
+pub(super) fn state_from(state: &str) -> DbState {
+    match state.parse() {
+        Ok(s) => s,
+        Err(_) => DbState::Creating,
     }
 }
 
@@ -245,7 +245,9 @@ impl Catalog {
             .await
             .map_err(failed)?;
         if let Some(r) = existing {
-            if state_from(r.get(0)) == DbState::Ready {
+            // ready, or being dropped (a drop whose migrator stopped is
+            // finished by the next DELETE of it, or the next migrator)
+            if state_from(r.get(0)) != DbState::Creating {
                 return Err(CreateRefused::Recorded);
             }
             let lease = r.get::<_, Option<i32>>(1).unwrap_or(0);
@@ -272,6 +274,22 @@ impl Catalog {
             .is_empty();
         if in_postgres {
             return Err(CreateRefused::Unrecorded);
+        }
+        // A platform being offboarded gets no new database; FOR SHARE
+        // waits for an offboarding marking it right now.
+        if !db.platform.is_empty() {
+            let leaving = tx
+                .query_opt(
+                    "SELECT 1 FROM platforms WHERE name = $1 AND offboarding_since IS NOT NULL FOR SHARE",
+                    &[&db.platform],
+                )
+                .await
+                .map_err(failed)?;
+            if leaving.is_some() {
+                return Err(CreateRefused::Failed(MigratorError::PlatformNotFound(
+                    format!("platform {} is being offboarded", db.platform),
+                )));
+            }
         }
         // `{p}_…` belongs to a registered platform `p`: nobody with a
         // shorter name may create under it (`shop` + tenant `admin_t9` is
@@ -396,6 +414,39 @@ impl Catalog {
         Ok(())
     }
 
+    /// The creation of `name` a stopped migrator left, undone (its
+    /// half-made database dropped, the row removed): `true` when no
+    /// creation of `name` is left, `false` while a live migrator creates it.
+    pub async fn resolve_dead_creation(
+        &self,
+        admin: &tokio_postgres::Client,
+        name: &str,
+    ) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT coalesce(lease, 0), kind, owner_role FROM databases WHERE name = $1 AND state = 'creating'",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(r) = row else { return Ok(true) };
+        let l = Leftover {
+            name: name.to_owned(),
+            lease: r.get(0),
+            kind: r.get(1),
+            owner_role: r.get(2),
+        };
+        if !leases::claim(&**conn, l.lease).await.map_err(pg)? {
+            return Ok(false);
+        }
+        let out = self.resolve_creation(admin, &l).await;
+        if !leases::unclaim(&**conn, l.lease).await.unwrap_or(false) {
+            drop(Object::take(conn));
+        }
+        out.map(|()| true)
+    }
+
     /// Record an existing database as `platform`'s (adoption, upgrade
     /// import) and announce it. Refused when another platform owns it.
     pub async fn record_existing(&self, db: &NewDatabase) -> Result<bool, MigratorError> {
@@ -447,6 +498,23 @@ impl Catalog {
         tx.commit().await.map_err(pg)
     }
 
+    /// Every database the catalog records as `platform`'s, of any kind and
+    /// in any state (what offboarding drops), by name.
+    pub async fn all_databases_of(&self, platform: &str) -> Result<Vec<Database>, MigratorError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT {} FROM databases WHERE platform = $1 ORDER BY name",
+                    database_columns()
+                ),
+                &[&platform],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(database_from).collect())
+    }
+
     /// Every database name the catalog records.
     pub async fn recorded_names(&self) -> Result<BTreeSet<String>, MigratorError> {
         let conn = self.conn().await?;
@@ -471,12 +539,21 @@ mod tests {
         DbKind::Adopted,
     ];
 
-    /// The quoted values of the `CHECK (column IN (…))` of `column` in v1.sql.
+    /// The catalog's versions, newest first.
+    const VERSIONS: [&str; 4] = [
+        include_str!("v4.sql"),
+        include_str!("v3.sql"),
+        include_str!("v2.sql"),
+        include_str!("v1.sql"),
+    ];
+
+    /// The quoted values of the `CHECK (column IN (…))` of `column` in the
+    /// newest catalog version that defines it.
     fn checked(column: &str) -> Vec<String> {
-        let ddl = include_str!("v1.sql");
         let start = format!("CHECK ({column} IN (");
-        let at = ddl
-            .find(&start)
+        let (ddl, at) = VERSIONS
+            .iter()
+            .find_map(|ddl| ddl.rfind(&start).map(|at| (*ddl, at)))
             .unwrap_or_else(|| panic!("no CHECK on {column}"));
         let rest = &ddl[at + start.len()..];
         let list = &rest[..rest.find(')').unwrap_or(rest.len())];
@@ -489,8 +566,9 @@ mod tests {
     fn the_catalog_accepts_exactly_the_kinds_and_states_the_code_knows() {
         let kinds: Vec<String> = KINDS.iter().map(|k| k.as_str().to_owned()).collect();
         assert_eq!(checked("kind"), kinds);
-        let states = [DbState::Creating, DbState::Ready].map(|s| s.as_str().to_owned());
+        let states: Vec<String> = DbState::ALL.iter().map(|s| s.as_str().to_owned()).collect();
         assert_eq!(checked("state"), states);
+        assert!(states.contains(&"dropping".to_owned()));
     }
 
     #[test]
@@ -509,8 +587,10 @@ mod tests {
     fn only_a_ready_row_is_ready() {
         assert_eq!(state_from("ready"), DbState::Ready);
         assert_eq!(state_from("creating"), DbState::Creating);
+        assert_eq!(state_from("dropping"), DbState::Dropping);
         assert_eq!(state_from("Ready"), DbState::Creating);
         assert_eq!(state_from(""), DbState::Creating);
+        assert_eq!(state_from("moving"), DbState::Creating);
     }
 
     fn leftover(kind: DbKind, owner_role: &str) -> Leftover {

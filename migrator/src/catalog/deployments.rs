@@ -4,7 +4,8 @@
 //! history `/admin/deployments` reads.
 
 use serde_json::Value;
-use stonescriptdb_shared::wire::{DeployStatus, DeploymentRecord, Operation};
+use stonescriptdb_shared::wire::{DeployStatus, DeploymentRecord, Operation, RecordStatus};
+use tokio_postgres::GenericClient;
 
 use super::generations::announce_in;
 use super::handle::{pg, ts, word, Catalog};
@@ -72,6 +73,78 @@ fn on_database(o: &Outcome) -> OnDatabase {
         (false, Some(v)) => OnDatabase::AtVersion(v),
         (false, None) => OnDatabase::Untouched,
     }
+}
+
+/// Record a drop of `database` (of `platform`) in the history, `running`
+/// under `lease` (the lease of its `dropping` row), inside the transaction
+/// of `c`; `counts` says whether a backup was asked for. Returns its id.
+pub(super) async fn record_drop_in(
+    c: &impl GenericClient,
+    database: &str,
+    platform: &str,
+    lease: i32,
+    caller: &Caller,
+    backup: bool,
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(c.query_one(
+        "INSERT INTO deployments (database, platform, operation, dry_run, force, status, lease,
+                                  requested_by, peer, request_id, counts)
+         VALUES ($1, $2, $3, false, false, 'running', $4, $5, $6, $7, $8) RETURNING id",
+        &[
+            &database,
+            &platform,
+            &Operation::Drop.as_str(),
+            &lease,
+            &caller.token_name,
+            &caller.peer,
+            &caller.request_id,
+            &serde_json::json!({ "backup": backup }),
+        ],
+    )
+    .await?
+    .get(0))
+}
+
+/// The running drop record guarded by `lease`: its id and whether a
+/// backup was asked for.
+pub(super) async fn drop_record_in(
+    c: &impl GenericClient,
+    database: &str,
+    lease: i32,
+) -> Result<Option<(i64, bool)>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT id, coalesce((counts->>'backup')::boolean, false) FROM deployments
+             WHERE database = $1 AND operation = $2 AND status = 'running' AND lease = $3
+             ORDER BY id DESC LIMIT 1",
+            &[&database, &Operation::Drop.as_str(), &lease],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// End the drop record `id`: `dropped` with the backup file written (if
+/// any), or `failed` with `error` (nothing was dropped).
+pub(super) async fn end_drop_in(
+    c: &impl GenericClient,
+    id: i64,
+    outcome: Result<Option<&str>, &Value>,
+) -> Result<(), tokio_postgres::Error> {
+    let (status, counts, error) = match outcome {
+        Ok(backup) => (
+            RecordStatus::Dropped,
+            Some(serde_json::json!({ "backup": backup })),
+            None,
+        ),
+        Err(e) => (RecordStatus::Ended(DeployStatus::Failed), None, Some(e)),
+    };
+    c.execute(
+        "UPDATE deployments SET status = $2, finished_at = now(), lease = NULL,
+                counts = coalesce($3, counts), error = $4 WHERE id = $1",
+        &[&id, &status.as_str(), &counts, &error],
+    )
+    .await?;
+    Ok(())
 }
 
 impl Catalog {

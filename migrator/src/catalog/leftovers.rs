@@ -4,7 +4,11 @@
 //! row removed); a deployment that never recorded its outcome is marked
 //! `interrupted` and announced, since its database may have committed; a
 //! `/v2/migrate-all` job still queued or running is marked `interrupted`.
+//! A drop (its `dropping` row and its `running` record) is left to
+//! `lifecycle::resume`, which finishes it, backup included.
 //! A live migrator's lease is never taken, so its work is never touched.
+
+use stonescriptdb_shared::wire::Operation;
 
 use super::databases::Leftover;
 use super::generations::announce_in;
@@ -53,8 +57,9 @@ impl Catalog {
         }
         let running = conn
             .query(
-                "SELECT id, database, coalesce(lease, 0) FROM deployments WHERE status = 'running'",
-                &[],
+                "SELECT id, database, coalesce(lease, 0) FROM deployments
+                 WHERE status = 'running' AND operation <> $1",
+                &[&Operation::Drop.as_str()],
             )
             .await
             .map_err(pg)?;

@@ -33,6 +33,8 @@
 //! * `deployments` — deployment records and their outcome; the history.
 //! * `jobs` — `/v2/migrate-all` jobs under a lease, one running per
 //!   platform and schema, their results; a dead migrator's job `interrupted`.
+//! * `drops` — a database dropped under a lease (`dropping`, announced,
+//!   recorded), finished or cancelled; a stopped migrator's drop claimed.
 //! * `leftovers` — at start, what a stopped migrator left, resolved.
 //! * `schemas` — stored v2 schema versions, templates, the last v1 archive.
 //! * `imports` — older installations imported once.
@@ -44,6 +46,7 @@
 
 mod databases;
 mod deployments;
+mod drops;
 mod generations;
 mod handle;
 mod imports;
@@ -56,6 +59,7 @@ mod schemas;
 
 pub use databases::{CreateRefused, Creation, Database, NewDatabase, SCRATCH_PREFIX};
 pub use deployments::{Caller, DeploymentStart, Outcome};
+pub use drops::Dropping;
 pub use handle::Catalog;
 pub use jobs::{JobRow, JobStart, RunningJob};
 pub use platforms::Platform;

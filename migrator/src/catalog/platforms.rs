@@ -4,6 +4,8 @@
 //! database name `p_…` no shorter-named platform may take), and platform
 //! tokens (their generation and the key they are derived from).
 
+use stonescriptdb_shared::names::quote_ident;
+
 use super::handle::{pg, ts, unavailable, Catalog};
 use crate::error::MigratorError;
 
@@ -37,6 +39,17 @@ impl std::fmt::Debug for Platform {
 pub(super) const RESERVED_SQL: &str =
     "SELECT 1 FROM platforms WHERE name <> $2 AND length(name) > length($2)
     AND starts_with($1, name || '_') LIMIT 1";
+
+/// The catalog's single-column foreign keys to `platforms` that do not
+/// cascade, but `databases` (whose rows go one by one, each with its
+/// database): the table (regclass text, quoted as needed) and column.
+const REFERENCING_SQL: &str = "\
+SELECT c.conrelid::regclass::text, a.attname::text
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+WHERE c.contype = 'f' AND c.confrelid = 'platforms'::regclass AND c.confdeltype <> 'c'
+  AND cardinality(c.conkey) = 1 AND c.conrelid <> 'databases'::regclass
+ORDER BY 1";
 
 impl Catalog {
     pub async fn platform(&self, name: &str) -> Result<Option<Platform>, MigratorError> {
@@ -192,6 +205,74 @@ impl Catalog {
             .await
             .map_err(pg)?;
         Ok(n == 1)
+    }
+
+    /// Mark `name` as being offboarded (kept when it already was): from
+    /// now on it gets no new database, and a migrator that stops before
+    /// the offboarding ends leaves it to the next one. `false` when there
+    /// is no such platform.
+    pub async fn mark_offboarding(&self, name: &str) -> Result<bool, MigratorError> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE platforms SET offboarding_since = coalesce(offboarding_since, now()) WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(n == 1)
+    }
+
+    /// Platforms whose offboarding has not ended.
+    pub async fn offboarding(&self) -> Result<Vec<String>, MigratorError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT name FROM platforms WHERE offboarding_since IS NOT NULL ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The last step of an offboarding, once the platform's databases and
+    /// roles are gone: every catalog row that references the platform
+    /// (found through the catalog's own foreign keys, so a table a later
+    /// catalog version adds goes too; `ON DELETE CASCADE` ones go with the
+    /// platform), then the platform, in one transaction. Refused while a
+    /// database row of the platform remains. The deployment history is
+    /// kept: it names platforms, it does not reference them.
+    pub async fn forget_platform(&self, name: &str) -> Result<(), MigratorError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let left: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM databases WHERE platform = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if left > 0 {
+            return Err(unavailable(format!(
+                "platform {name} still has {left} database(s) in the catalog; not forgotten"
+            )));
+        }
+        let referencing = tx.query(REFERENCING_SQL, &[]).await.map_err(pg)?;
+        for r in referencing {
+            let (table, column): (String, String) = (r.get(0), r.get(1));
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE {} = $1", quote_ident(&column)),
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.execute("DELETE FROM platforms WHERE name = $1", &[&name])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
     }
 }
 
