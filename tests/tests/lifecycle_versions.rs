@@ -393,7 +393,10 @@ async fn uploads_answer_their_version_and_the_listing_counts_databases() {
         (json!(1), json!(true)),
         "{first}"
     );
-    assert_eq!(first["status"], "registered", "seed 004's answer: {first}");
+    assert_eq!(
+        first["status"], "registered",
+        "the documented answer: {first}"
+    );
     let again = a.upload("tenant", &v1()).await;
     assert_eq!(
         (again["version"].clone(), again["new_version"].clone()),
