@@ -496,6 +496,23 @@ async fn a_pinned_database_stays_on_its_version_until_moved_and_latest_unpins_it
         (json!(1), json!(true), json!(true)),
         "{r}"
     );
+    // today's StoneScriptPHP's route takes it alike
+    let body =
+        json!({"platform": a.platform, "schema_name": "tenant", "uuid": "u-1", "version": 1});
+    let (s, r) = a.send("/admin/database/create", Some(body)).await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(
+        (
+            r["version"].clone(),
+            r["pinned"].clone(),
+            r["full_deployment"].clone()
+        ),
+        (json!(1), json!(true), json!(true)),
+        "{r}"
+    );
+    let uuid_db = a.db("tenant", "u_1");
+    assert_eq!(recorded(&gw, &uuid_db).await, (Some(1), true));
+    assert_eq!(release(&uuid_db).await, "one");
     let (free, held, old) = (
         a.db("tenant", "free"),
         a.db("tenant", "held"),
@@ -557,7 +574,7 @@ async fn a_pinned_database_stays_on_its_version_until_moved_and_latest_unpins_it
     };
     assert_eq!(done["status"], "completed", "{done}");
     let each = done["results"].as_array().unwrap();
-    assert_eq!(each.len(), 4, "{done}");
+    assert_eq!(each.len(), 5, "{done}");
     assert!(each.iter().all(|r| r["status"] == "completed"), "{done}");
     assert_eq!(
         (
@@ -591,7 +608,7 @@ async fn a_pinned_database_stays_on_its_version_until_moved_and_latest_unpins_it
     let (s, r) = a.migrate("tenant", json!({"version": "latest"})).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(status_of(&r, &held), "updated", "{r}");
-    for db in [&free, &held, &old] {
+    for db in [&free, &held, &old, &uuid_db] {
         assert_eq!(release(db).await, "three", "{db}");
         assert_eq!(recorded(&gw, db).await, (Some(3), false), "{db}");
     }
@@ -690,6 +707,10 @@ async fn an_older_version_rolls_a_database_back_and_lists_what_it_keeps() {
     assert_eq!(report["status"], "updated", "{r}");
     assert_eq!(report["kept"].as_array().map(Vec::len), Some(2), "{r}");
     assert_eq!(report["migrations_applied"], 0, "{r}");
+    assert_eq!(
+        r["verification"]["passed"], true,
+        "verified as version 1: {r}"
+    );
     assert!(
         !extra_exists(&c).await,
         "a function of the newer version is gone"
