@@ -293,6 +293,7 @@ impl<'a> Run<'a> {
                     .await?
             }
             Done::Note(n) => self.report.notes.push(n.clone()),
+            Done::Kept(k) => self.report.kept.push(k.clone()),
             Done::Created(key) => {
                 self.created.insert(key.clone());
             }

@@ -275,6 +275,7 @@ mod tests {
             schema_name: None,
             database_id: None,
             schema_version: None,
+            pinned: false,
             created_at: String::new(),
         }
     }

@@ -32,7 +32,7 @@ pub async fn start(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorEr
     names::validate_schema_name(&req.schema_name).map_err(bad_name)?;
     r.grant.may(&req.platform)?;
     let platform = Arc::new(v2::v2_platform(state, &req.platform).await?);
-    let (version, parsed) = v2::stored_schema(state, &req.platform, &req.schema_name).await?;
+    let target = v2::target(state, &req.platform, &req.schema_name, req.version).await?;
     let databases = tenant_databases(state, &req).await?;
     if databases.is_empty() {
         return Ok((204, Vec::new()));
@@ -55,14 +55,7 @@ pub async fn start(state: &Arc<State>, r: &mut Req) -> Result<Answer, MigratorEr
         stop_on_error: false,
         concurrency: state.migrate_concurrency,
     };
-    let step = v2::migrate_step(
-        state,
-        platform,
-        parsed,
-        version,
-        deploy_options(&req),
-        &r.caller,
-    );
+    let step = v2::migrate_step(state, platform, target, deploy_options(&req), &r.caller);
     let outcomes = fleet::start(state.clone(), run, step);
     tokio::spawn(record(state.clone(), job, outcomes));
     Ok(json(

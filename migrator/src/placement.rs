@@ -4,9 +4,10 @@
 //! records is deployed into when the route allows it (`/register` of the
 //! platform's ready database of that kind) and is 409
 //! `database_already_exists` otherwise; a new one is previewed in a
-//! throwaway database on a dry run, else created: a v2 database from its
-//! schema version's template ([`crate::templates`]), any other by a full
-//! deployment. Runs over many databases ([`crate::fleet`]) only ever deploy
+//! throwaway database on a dry run, else created: a v2 database of its
+//! schema's latest version from that version's template
+//! ([`crate::templates`]), any other (an older version pinned at creation,
+//! v1) by a full deployment. Runs over many databases ([`crate::fleet`]) only ever deploy
 //! into recorded ones.
 
 use stonescriptdb_shared::auth::Grant;
@@ -42,6 +43,11 @@ pub struct FromSchema<'a> {
     pub version: &'a SchemaVersion,
     /// None: the schema's own database.
     pub database_id: Option<&'a str>,
+    /// Asked for explicitly: the database is pinned to it.
+    pub pinned: bool,
+    /// The latest version: the only one with a template; any other gets a
+    /// full deployment.
+    pub latest: bool,
 }
 
 /// Whose database it is.
@@ -97,6 +103,7 @@ pub async fn deploy(
                 force: wanted.force,
                 allow: crate::step::Allowed::NONE,
                 dry_run: wanted.dry_run,
+                rollback: false,
             };
             let (report, _) =
                 provision::deploy_existing(state, &platform, &d.name, parsed, opts, req, None)
@@ -130,6 +137,7 @@ pub async fn deploy(
                 schema_name: wanted.schema.map(|s| s.name.to_owned()),
                 database_id: wanted.schema.and_then(|s| s.database_id.map(str::to_owned)),
                 schema_version: wanted.schema.map(|s| s.version.version),
+                pinned: wanted.schema.is_some_and(|s| s.pinned),
                 ..NewDatabase::new(
                     &wanted.name,
                     &platform.name,
@@ -138,11 +146,12 @@ pub async fn deploy(
                 )
             };
             match wanted.schema {
-                Some(s) => {
+                Some(s) if s.latest => {
                     crate::templates::create(state, &platform, s.name, s.version, new, parsed, req)
                         .await
                 }
-                None => provision::create_new(state, &platform, new, parsed, req).await,
+                // no template: an older version, or not v2
+                _ => provision::create_new(state, &platform, new, parsed, req).await,
             }
         }
     }

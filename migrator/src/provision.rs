@@ -88,6 +88,32 @@ pub async fn deploy_existing(
     req: Request<'_>,
     schema_version: Option<i32>,
 ) -> Result<(DeploymentReport, Client), MigratorError> {
+    let at = schema_version.map(|version| At {
+        version,
+        pinned: None,
+    });
+    deploy_as(state, platform, database, database, parsed, opts, req, at).await
+}
+
+/// The v2 schema version a deployment brings its database to, and whether
+/// the database is pinned there (None: as it was).
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub version: i32,
+    pub pinned: Option<bool>,
+}
+
+/// [`deploy_existing`] of a v2 schema version: the catalog records the
+/// version and the pin in the transaction that records the outcome.
+pub async fn deploy_at(
+    state: &State,
+    platform: &Platform,
+    database: &str,
+    parsed: &Parsed,
+    opts: Options,
+    req: Request<'_>,
+    at: At,
+) -> Result<(DeploymentReport, Client), MigratorError> {
     deploy_as(
         state,
         platform,
@@ -96,7 +122,7 @@ pub async fn deploy_existing(
         parsed,
         opts,
         req,
-        schema_version,
+        Some(at),
     )
     .await
 }
@@ -112,9 +138,10 @@ async fn deploy_as(
     parsed: &Parsed,
     opts: Options,
     req: Request<'_>,
-    schema_version: Option<i32>,
+    at: Option<At>,
 ) -> Result<(DeploymentReport, Client), MigratorError> {
     let started = Instant::now();
+    let schema_version = at.map(|a| a.version);
     let record = state
         .catalog()?
         .begin_deployment(DeploymentStart {
@@ -168,6 +195,7 @@ async fn deploy_as(
             error: None,
             changed: !opts.dry_run && report.status.changed(),
             schema_version: schema_version.filter(|_| !opts.dry_run),
+            pinned: at.and_then(|a| a.pinned).filter(|_| !opts.dry_run),
         },
         Err(e) => Outcome {
             status: DeployStatus::Failed,
@@ -175,6 +203,7 @@ async fn deploy_as(
             error: serde_json::to_value(e.to_wire().1).ok(),
             changed: false,
             schema_version: None,
+            pinned: None,
         },
     };
     if !opts.dry_run {
@@ -225,6 +254,7 @@ pub async fn create_new(
         force: false,
         allow: crate::step::Allowed::NONE,
         dry_run: false,
+        rollback: false,
     };
     let deployed = async {
         let (report, client) = deploy_existing(
@@ -348,6 +378,7 @@ pub async fn clone_template(
         database: new.name.clone(),
         status: DeployStatus::Created,
         plan: Vec::new(),
+        from_template: true,
         ..template_report
     };
     let record = state
@@ -370,6 +401,7 @@ pub async fn clone_template(
             error: None,
             changed: true,
             schema_version: new.schema_version,
+            pinned: None,
         };
         if let Err(e) = state.catalog()?.finish_deployment(record, &outcome).await {
             warn!(state.log, "could not record a deployment in the catalog"; "database" => &new.name, "error" => ?e);
@@ -435,6 +467,7 @@ pub async fn dry_run_new(
                 force,
                 allow: crate::step::Allowed::NONE,
                 dry_run: true,
+                rollback: false,
             };
             let (mut report, client) = deploy_as(
                 state,

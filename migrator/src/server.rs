@@ -305,6 +305,7 @@ async fn dispatch(
         M::PlatformFunctions => crate::callable::functions(state, &mut r).await,
         M::DropDatabase => crate::lifecycle::drop_database(state, &mut r).await,
         M::Offboard => crate::lifecycle::offboard(state, &mut r).await,
+        M::SchemaVersions => crate::v2::schema_versions(state, &mut r).await,
     };
     answer.map(Reply::Full).map_err(plain)
 }

@@ -9,7 +9,7 @@
 //! from the module above them.
 
 use stonescriptdb_shared::names::quote_ident;
-use stonescriptdb_shared::wire::{AllowClass, PlanStep};
+use stonescriptdb_shared::wire::{AllowClass, Kept, PlanStep};
 
 use crate::sql::Statement;
 use stonescriptdb_shared::wire::ChangeClass as Class;
@@ -31,6 +31,16 @@ pub struct Options {
     pub allow: Allowed,
     /// Run everything, report the plan, roll back.
     pub dry_run: bool,
+    /// The schema deployed is an older version than the one the database
+    /// runs (see [`is_rollback`]): migrations run forward only, so those
+    /// recorded in the database are skipped whatever their checksum, and
+    /// what cannot be undone in place — migrations applied since, enum
+    /// values added since, composite types and domains changed since, types
+    /// the older version does not declare — stays and is listed in the
+    /// report's `kept` ([`Done::Kept`]). Types, `tables/` (data-losing
+    /// changes still need `force` or `allow`), functions and seeders are
+    /// deployed as for any version. Turn it on with [`Options::rolling_back`].
+    pub rollback: bool,
 }
 
 impl Options {
@@ -41,7 +51,14 @@ impl Options {
             force,
             allow: allow.iter().collect(),
             dry_run,
+            rollback: false,
         }
+    }
+
+    /// The same options, deploying an older version than the database's
+    /// when `rollback` ([`Options::rollback`]).
+    pub fn rolling_back(self, rollback: bool) -> Options {
+        Options { rollback, ..self }
     }
 
     /// Whether a dataloss or incompatible table change of `class` (None: a
@@ -50,6 +67,12 @@ impl Options {
     pub fn lets_through(&self, class: Option<AllowClass>) -> bool {
         self.force || class.is_some_and(|c| self.allow.contains(c))
     }
+}
+
+/// Deploying version `target` into a database that records `deployed` is a
+/// rollback when the target is older.
+pub fn is_rollback(deployed: Option<i32>, target: i32) -> bool {
+    deployed.is_some_and(|d| target < d)
 }
 
 /// A set of [`AllowClass`]es, small and `Copy` like the rest of [`Options`].
@@ -181,6 +204,8 @@ pub enum Done {
     },
     /// A note for the report.
     Note(String),
+    /// Something a rollback leaves in the database, for the report.
+    Kept(Kept),
     /// A table this deployment created from `tables/` (seeders of it run whole).
     Created((String, String)),
     /// A type's tracking row.
@@ -393,6 +418,7 @@ mod tests {
             force,
             allow: allow.iter().collect(),
             dry_run: false,
+            rollback: false,
         };
         let drop = opts(false, &[AllowClass::DropColumn]);
         assert!(drop.lets_through(Some(AllowClass::DropColumn)));
@@ -408,6 +434,17 @@ mod tests {
         assert!(forced.lets_through(None) && forced.lets_through(Some(AllowClass::DropTable)));
         assert!(!opts(false, &[]).lets_through(Some(AllowClass::SetNotNull)));
         assert_eq!(Allowed::NONE, [].iter().collect());
+    }
+
+    #[test]
+    fn only_an_older_version_than_the_deployed_one_is_a_rollback() {
+        assert!(is_rollback(Some(3), 2));
+        assert!(!is_rollback(Some(3), 3));
+        assert!(!is_rollback(Some(3), 4));
+        assert!(!is_rollback(None, 1), "a database of no recorded version");
+        let o = Options::migrate(false, &[], true).rolling_back(true);
+        assert!(o.rollback && o.dry_run && !o.force);
+        assert!(!Options::migrate(true, &[], false).rollback);
     }
 
     #[test]

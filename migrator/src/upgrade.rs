@@ -459,6 +459,7 @@ pub async fn import(
                 schema_name: a.schema_name.clone(),
                 database_id: a.database_id.clone(),
                 schema_version: a.schema_version,
+                pinned: false,
                 owner_role: p.owner_role.clone(),
             })
             .await

@@ -170,6 +170,7 @@ pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, Migrator
             force: up.force,
             allow: crate::step::Allowed::NONE,
             dry_run: up.dry_run,
+            rollback: false,
         };
         let (state, parsed) = (state.clone(), up.parsed.clone());
         let (sha, caller) = (Arc::new(up.sha256.clone()), Arc::new(r.caller.clone()));

@@ -1,8 +1,15 @@
 //! The v2 stored-schema API (docs/API.md, "v2"): `/platform/register`,
 //! `/platform/{p}/schema`, `/platform/{p}/schemas`, `/platform/{p}/databases`,
 //! `/platforms`, `/database/create` and `/v2/migrate` (bounded parallelism,
-//! canary, stop-on-error, NDJSON progress, dry run). Schemas, their versions
-//! and the databases made from them live in the control catalog.
+//! canary, stop-on-error, NDJSON progress, dry run), and
+//! `/platform/{p}/schemas/{name}/versions`. Schemas, their versions and the
+//! databases made from them live in the control catalog.
+//!
+//! Versions: without `version` a request deploys the latest stored version
+//! and a run leaves pinned databases where they are; a number deploys that
+//! version and pins the database there; `"latest"` deploys the latest and
+//! unpins. A version older than the database's is a rollback
+//! ([`crate::step::Options::rollback`]).
 //!
 //! New databases are copies of their schema version's template database
 //! ([`crate::templates`]), made through the one existing-or-new decision
@@ -22,8 +29,9 @@ use stonescriptdb_shared::wire::{
     AdminDatabaseCreateRequest, DatabaseCreateRequest, DatabaseCreateResponse, DatabaseInfo,
     DatabaseListResponse, DeployStatus, DeploymentReport, PlatformRegisterRequest,
     PlatformRegisterResponse, PlatformSummary, PlatformsResponse, RequestStatus, SchemaInfo,
-    SchemaListResponse, SchemaUploadResponse, SchemaValidation, SeederResult, V2MigrateRequest,
-    V2MigrateResponse, Verification, SCHEMA_UPLOAD_FIELDS,
+    SchemaListResponse, SchemaUploadResponse, SchemaValidation, SchemaVersionInfo,
+    SchemaVersionsResponse, SeederResult, V2MigrateRequest, V2MigrateResponse, Verification,
+    VersionChoice, SCHEMA_UPLOAD_FIELDS,
 };
 use stonescriptdb_shared::wire::{Operation, RegisterStatus};
 use tokio::sync::mpsc;
@@ -37,6 +45,7 @@ use crate::placement::{self, FromSchema, Owner, Wanted};
 use crate::provision::{self, Request};
 use crate::schema::{self, sha256_hex, Parsed};
 use crate::state::{json, Answer, Reply, Req, State};
+use crate::step::is_rollback;
 
 /// The platform, registered through the v2 API, or 404.
 pub(crate) async fn v2_platform(state: &State, name: &str) -> Result<Platform, MigratorError> {
@@ -110,11 +119,12 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
         has_migrations: !parsed.migrations.is_empty(),
         has_seeders: !parsed.seeders.is_empty(),
     };
-    let stored = state
+    let (stored, new_version) = state
         .catalog()?
         .add_schema_version(&platform, &schema_name, &raw, &meta)
         .await?;
-    info!(state.log, "schema stored"; "platform" => &platform, "schema" => &schema_name, "version" => stored.version);
+    info!(state.log, "schema stored"; "platform" => &platform, "schema" => &schema_name,
+          "version" => stored.version, "new_version" => new_version);
     // read once: the databases made from or migrated to it use this
     if stored.checksum == parsed.checksum {
         let weight = parsed.text_bytes();
@@ -132,7 +142,55 @@ pub async fn schema_upload(state: &State, r: &mut Req) -> Result<Answer, Migrato
             has_functions: stored.has_functions,
             has_migrations: stored.has_migrations,
             checksum: stored.checksum,
+            version: stored.version,
+            new_version,
         },
+    ))
+}
+
+/// `GET /platform/{platform}/schemas/{name}/versions`: every stored
+/// version, oldest first, with how many ready databases run it.
+pub async fn schema_versions(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
+    let platform = r.path_platform()?.to_owned();
+    let schema_name = r.params.get(1).cloned().unwrap_or_default();
+    names::validate_schema_name(&schema_name).map_err(bad_name)?;
+    r.grant.may(&platform)?;
+    v2_platform(state, &platform).await?;
+    let stored = state
+        .catalog()?
+        .schema_versions(&platform, &schema_name)
+        .await?;
+    let latest = stored
+        .last()
+        .map(|v| v.version.version)
+        .ok_or_else(|| no_schema(&platform, &schema_name))?;
+    let versions: Vec<SchemaVersionInfo> = stored
+        .into_iter()
+        .map(|v| SchemaVersionInfo {
+            latest: v.version.version == latest,
+            version: v.version.version,
+            checksum: v.version.checksum,
+            archive_sha256: v.version.archive_sha256,
+            uploaded_at: v.version.uploaded_at,
+            size: u64::try_from(v.size).unwrap_or(0),
+            databases: u64::try_from(v.databases).unwrap_or(0),
+        })
+        .collect();
+    Ok(json(
+        200,
+        &SchemaVersionsResponse {
+            platform,
+            schema_name,
+            latest,
+            count: versions.len(),
+            versions,
+        },
+    ))
+}
+
+fn no_schema(platform: &str, schema_name: &str) -> MigratorError {
+    MigratorError::SchemaNotFound(format!(
+        "platform {platform} has no schema {schema_name} (POST /platform/{platform}/schema first)"
     ))
 }
 
@@ -225,25 +283,61 @@ pub async fn platforms(state: &State, r: &mut Req) -> Result<Answer, MigratorErr
     ))
 }
 
-/// The latest version of a stored schema, parsed: once per version, then
-/// kept ([`State::parsed_versions`], by the checksum the catalog records).
+/// A stored version of a schema, parsed, and whether it is the latest.
+pub struct Stored {
+    pub version: SchemaVersion,
+    pub parsed: Arc<Parsed>,
+    pub latest: bool,
+}
+
+/// The version `choice` names of a stored schema (None or `"latest"`: the
+/// latest), parsed: once per version, then kept
+/// ([`State::parsed_versions`], by the checksum the catalog records). A
+/// version the schema does not have is 404 `schema_not_found` saying so.
 pub(crate) async fn stored_schema(
     state: &State,
     platform: &str,
     schema_name: &str,
-) -> Result<(SchemaVersion, Arc<Parsed>), MigratorError> {
+    choice: Option<VersionChoice>,
+) -> Result<Stored, MigratorError> {
     let catalog = state.catalog()?;
-    let not_found = || {
-        MigratorError::SchemaNotFound(format!(
-            "platform {platform} has no schema {schema_name} (POST /platform/{platform}/schema first)"
-        ))
-    };
-    let version = catalog
+    let not_found = || no_schema(platform, schema_name);
+    let latest = catalog
         .latest_schema(platform, schema_name)
         .await?
         .ok_or_else(not_found)?;
+    let version = match choice {
+        Some(VersionChoice::Number(n)) if n != latest.version => catalog
+            .schema_version(platform, schema_name, n)
+            .await?
+            .ok_or_else(|| {
+                MigratorError::SchemaNotFound(format!(
+                    "schema {schema_name} of platform {platform} has no version {n} (its latest is {}; GET /platform/{platform}/schemas/{schema_name}/versions lists them)",
+                    latest.version
+                ))
+            })?,
+        _ => latest.clone(),
+    };
+    let is_latest = version.version == latest.version;
+    let parsed = parsed_version(state, platform, schema_name, &version).await?;
+    Ok(Stored {
+        version,
+        parsed,
+        latest: is_latest,
+    })
+}
+
+/// A stored version's archive, parsed once and then kept.
+async fn parsed_version(
+    state: &State,
+    platform: &str,
+    schema_name: &str,
+    version: &SchemaVersion,
+) -> Result<Arc<Parsed>, MigratorError> {
+    let catalog = state.catalog()?;
+    let not_found = || no_schema(platform, schema_name);
     if let Some(parsed) = state.parsed_versions.get(&version.checksum) {
-        return Ok((version, parsed));
+        return Ok(parsed);
     }
     let raw = catalog
         .schema_archive(platform, schema_name, version.version)
@@ -257,7 +351,7 @@ pub(crate) async fn stored_schema(
     state
         .parsed_versions
         .keep(&version.checksum, parsed.text_bytes(), parsed.clone());
-    Ok((version, parsed))
+    Ok(parsed)
 }
 
 /// `POST /database/create {platform, schema_name, database_id, dry_run?}` → 201.
@@ -272,6 +366,7 @@ pub async fn database_create(state: &State, r: &mut Req) -> Result<Answer, Migra
         database_id: Some(&body.database_id),
         database,
         dry_run: body.dry_run,
+        version: body.version,
     };
     create_from_schema(state, r, new).await
 }
@@ -326,6 +421,7 @@ pub async fn admin_database_create(state: &State, r: &mut Req) -> Result<Answer,
         database_id: id.as_deref(),
         database,
         dry_run: body.dry_run,
+        version: body.version,
     };
     match create_from_schema(state, r, new).await {
         // a platform whose prefix covers the name registered meanwhile
@@ -334,7 +430,7 @@ pub async fn admin_database_create(state: &State, r: &mut Req) -> Result<Answer,
     }
 }
 
-/// A v2 database to create from its schema's latest stored version.
+/// A v2 database to create from a stored version of its schema.
 struct Creation<'a> {
     platform: &'a str,
     schema_name: &'a str,
@@ -342,6 +438,8 @@ struct Creation<'a> {
     database_id: Option<&'a str>,
     database: String,
     dry_run: bool,
+    /// A number: that version, pinned; None or `"latest"`: the latest.
+    version: Option<VersionChoice>,
 }
 
 /// Create (or, as a dry run, preview) a v2 database: a copy of the
@@ -354,7 +452,9 @@ async fn create_from_schema(
     let started = Instant::now();
     let database = c.database;
     let platform = v2_platform(state, c.platform).await?;
-    let (version, parsed) = stored_schema(state, c.platform, c.schema_name).await?;
+    let stored = stored_schema(state, c.platform, c.schema_name, c.version).await?;
+    let (version, parsed) = (&stored.version, &stored.parsed);
+    let pinned = matches!(c.version, Some(VersionChoice::Number(_)));
     let req = Request {
         operation: Operation::DatabaseCreate,
         archive_sha256: Some(&version.archive_sha256),
@@ -367,15 +467,18 @@ async fn create_from_schema(
         tenant_id: None,
         schema: Some(FromSchema {
             name: c.schema_name,
-            version: &version,
+            version,
             database_id: c.database_id,
+            pinned,
+            latest: stored.latest,
         }),
         deploy_existing: false,
         dry_run: c.dry_run,
         force: false,
     };
-    let report = placement::deploy(state, Owner::Known(&platform), wanted, &parsed, req).await?;
+    let report = placement::deploy(state, Owner::Known(&platform), wanted, parsed, req).await?;
     info!(state.log, "database created"; "database" => &database, "dry_run" => c.dry_run,
+          "version" => version.version, "pinned" => pinned,
           "ms" => started.elapsed().as_millis() as u64);
     Ok(json(
         if c.dry_run { 200 } else { 201 },
@@ -394,6 +497,15 @@ async fn create_from_schema(
             functions_deployed: report.functions_created + report.functions_updated,
             seeders: report.seeders,
             execution_time_ms: started.elapsed().as_millis() as u64,
+            version: version.version,
+            pinned,
+            // (a dry run previews in a throwaway database: whether the
+            // real creation would copy a template)
+            full_deployment: if c.dry_run {
+                !stored.latest
+            } else {
+                !report.from_template
+            },
         },
     ))
 }
@@ -409,18 +521,43 @@ pub struct Member {
 pub type StepFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<fleet::Done, MigratorError>> + Send>>;
 
+/// What a run over a schema's databases brings them to: a stored version
+/// and what the request said of pinning.
+pub struct Target {
+    pub version: SchemaVersion,
+    pub parsed: Arc<Parsed>,
+    /// `version` named: `Some(true)` a number (pin there), `Some(false)`
+    /// `"latest"` (unpin); None: not named, pinned databases stay.
+    pub pin: Option<bool>,
+}
+
+/// The target of a run as its request's `version` names it (see
+/// [`stored_schema`] for a version the schema does not have).
+pub(crate) async fn target(
+    state: &State,
+    platform: &str,
+    schema_name: &str,
+    choice: Option<VersionChoice>,
+) -> Result<Target, MigratorError> {
+    let stored = stored_schema(state, platform, schema_name, choice).await?;
+    Ok(Target {
+        version: stored.version,
+        parsed: stored.parsed,
+        pin: choice.map(|c| matches!(c, VersionChoice::Number(_))),
+    })
+}
+
 /// The step of a run over a schema's databases (`/v2/migrate`, a
 /// `/v2/migrate-all` job): each database migrated by [`migrate_one`] to
-/// `version` with `opts`, as `caller` asked.
+/// `target` with `opts`, as `caller` asked.
 pub fn migrate_step(
     state: &Arc<State>,
     platform: Arc<Platform>,
-    parsed: Arc<Parsed>,
-    version: SchemaVersion,
+    target: Target,
     opts: Options,
     caller: &crate::catalog::Caller,
 ) -> impl Fn(Database) -> StepFuture + Send + Sync + 'static {
-    let (state, version, caller) = (state.clone(), Arc::new(version), Arc::new(caller.clone()));
+    let (state, target, caller) = (state.clone(), Arc::new(target), Arc::new(caller.clone()));
     move |db: Database| {
         let member = Member {
             platform: platform.clone(),
@@ -428,9 +565,8 @@ pub fn migrate_step(
         };
         Box::pin(migrate_one(
             state.clone(),
-            parsed.clone(),
             member,
-            version.clone(),
+            target.clone(),
             opts,
             caller.clone(),
         ))
@@ -438,23 +574,44 @@ pub fn migrate_step(
 }
 
 /// Migrate one database of the fleet (the step of its [`fleet::Run`]);
-/// returns its report and what verification found. A database already at
-/// the target version is not deployed to (unless `force`), but its declared
-/// objects and seeded rows are still verified, read-only. `opts` carries
-/// `force`, the `allow`ed classes and `dry_run` ([`Options::migrate`]).
+/// returns its report and what verification found. A pinned database is
+/// left where it is (status `pinned`) unless the request named a version.
+/// A database already at the target version (and pin) is not deployed to
+/// (unless `force`), but its declared objects and seeded rows are still
+/// verified, read-only. A target older than the database's version is a
+/// rollback ([`Options::rolling_back`]). `opts` carries `force`, the
+/// `allow`ed classes and `dry_run` ([`Options::migrate`]). The catalog
+/// records the version and the pin with the deployment's outcome.
 /// Verification is reported, never a failure (so `skip_verification`
 /// changes nothing here).
 pub async fn migrate_one(
     state: Arc<State>,
-    parsed: Arc<Parsed>,
     member: Member,
-    target: Arc<SchemaVersion>,
+    target: Arc<Target>,
     opts: Options,
     caller: Arc<crate::catalog::Caller>,
 ) -> Result<fleet::Done, MigratorError> {
     let db = member.db.name.clone();
+    let parsed = &target.parsed;
+    let version = target.version.version;
+    if target.pin.is_none() && member.db.pinned {
+        let at = member
+            .db
+            .schema_version
+            .map_or_else(|| "its version".to_owned(), |v| format!("version {v}"));
+        let report = DeploymentReport {
+            database: db,
+            status: DeployStatus::Pinned,
+            notes: vec![format!(
+                "pinned at {at}: left there; migrate it with \"version\" to move it (\"latest\" unpins it)"
+            )],
+            ..DeploymentReport::default()
+        };
+        return Ok((report, None));
+    }
+    let same_pin = target.pin.is_none_or(|p| p == member.db.pinned);
     let result = async {
-        if member.db.schema_version == Some(target.version) && !opts.force {
+        if member.db.schema_version == Some(version) && same_pin && !opts.force {
             let mut client = state
                 .admin
                 .connect_as(
@@ -463,7 +620,7 @@ pub async fn migrate_one(
                     &member.platform.owner_password,
                 )
                 .await?;
-            let (verification, seeders) = deploy::verify(&mut client, &parsed).await?;
+            let (verification, seeders) = deploy::verify(&mut client, parsed).await?;
             let report = DeploymentReport {
                 database: db.clone(),
                 status: DeployStatus::Skipped,
@@ -474,21 +631,18 @@ pub async fn migrate_one(
         }
         let req = Request {
             operation: Operation::V2Migrate,
-            archive_sha256: Some(&target.archive_sha256),
+            archive_sha256: Some(&target.version.archive_sha256),
             caller: &caller,
             new_database: false,
         };
-        let (report, mut client) = provision::deploy_existing(
-            &state,
-            &member.platform,
-            &db,
-            &parsed,
-            opts,
-            req,
-            Some(target.version),
-        )
-        .await?;
-        let (verification, _) = deploy::verify(&mut client, &parsed).await?;
+        let opts = opts.rolling_back(is_rollback(member.db.schema_version, version));
+        let at = provision::At {
+            version,
+            pinned: target.pin,
+        };
+        let (report, mut client) =
+            provision::deploy_at(&state, &member.platform, &db, parsed, opts, req, at).await?;
+        let (verification, _) = deploy::verify(&mut client, parsed).await?;
         Ok((report, verification))
     }
     .await;
@@ -566,7 +720,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
     let named = named_database(&req)?;
     r.grant.may(&req.platform)?;
     let platform = Arc::new(v2_platform(&state, &req.platform).await?);
-    let (version, parsed) = stored_schema(&state, &req.platform, &req.schema_name).await?;
+    let target = target(&state, &req.platform, &req.schema_name, req.version).await?;
     let databases = targets(&state, &req, named).await?;
     let run = fleet::Run {
         databases,
@@ -575,7 +729,7 @@ pub async fn v2_migrate(state: Arc<State>, r: Req) -> Result<Reply, MigratorErro
         concurrency: state.migrate_concurrency,
     };
     let opts = Options::migrate(req.force, &req.allow, req.dry_run);
-    let step = migrate_step(&state, platform, parsed, version, opts, &r.caller);
+    let step = migrate_step(&state, platform, target, opts, &r.caller);
     let outcomes = fleet::start(state.clone(), run, step);
     if r.stream {
         let (line_tx, line_rx) = mpsc::channel::<Bytes>(64);
@@ -618,9 +772,14 @@ fn summarize(
         .filter(|(r, _)| r.status == DeployStatus::Failed)
         .count();
     // verified means: every database reported on was verified and passed
+    // (a pinned database left where it was is not reported on)
     let verifications: Vec<&Verification> =
         results.values().filter_map(|(_, v)| v.as_ref()).collect();
-    let every = verifications.len() == results.len();
+    let left = results
+        .values()
+        .filter(|(r, _)| r.status == DeployStatus::Pinned)
+        .count();
+    let every = verifications.len() + left == results.len();
     let all = |f: fn(&Verification) -> bool| every && verifications.iter().all(|v| f(v));
     let verification = Verification {
         passed: failed == 0 && all(|v| v.passed),

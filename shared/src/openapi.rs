@@ -140,6 +140,10 @@ fn components() -> Map<String, Value> {
     add::<DroppedDatabase>(&mut all);
     add::<DropResponse>(&mut all);
     add::<OffboardResponse>(&mut all);
+    add::<SchemaVersionInfo>(&mut all);
+    add::<SchemaVersionsResponse>(&mut all);
+    add::<Kept>(&mut all);
+    add::<KeptKind>(&mut all);
     let mut map = Map::new();
     for (name, s) in all {
         let mut v = serde_json::to_value(s).expect("schemas serialize");
@@ -490,14 +494,14 @@ fn operation_of(id: RouteId) -> Op {
         RouteId::Migrator(M::DatabaseCreate) => Op {
             id: "databaseCreate",
             summary: "Create a database from a stored schema (v2)",
-            description: "Creates `{platform}_{schema_name}_{database_id}` and deploys the stored schema into it.",
+            description: "Creates `{platform}_{schema_name}_{database_id}` and deploys the stored schema into it: the latest version (copied from its template), or the stored `version` asked for, which pins the database to it (a version other than the latest has no template: a full deployment, `full_deployment: true`).",
             auth: Auth::Deploy,
             body: Body::Json("DatabaseCreateRequest"),
             params: &[],
             ok: (201, "Created", "DatabaseCreateResponse"),
             errors: &[
                 (200, "dry_run: status would_create (deployed into a throwaway database and dropped); nothing created"),
-                (404, "platform_not_found or schema_not_found"),
+                (404, "platform_not_found or schema_not_found (also: the schema has no such `version`; nothing created)"),
                 (409, "database_already_exists or migration_failed"),
             ],
         },
@@ -530,20 +534,20 @@ fn operation_of(id: RouteId) -> Op {
         RouteId::Migrator(M::V2Migrate) => Op {
             id: "v2Migrate",
             summary: "Migrate the databases of a stored schema (v2)",
-            description: "Deploys the stored schema into one database (`database_id`) or every database created from it, each in its own transaction. With `Accept: application/x-ndjson` the answer streams one DeploymentReport line per database, then the summary line.",
+            description: "Deploys the stored schema into one database (`database_id`) or every database created from it, each in its own transaction. Without `version`, the latest version, and pinned databases are left where they are (status `pinned`); with a stored version number, every targeted database moves to it and is pinned there (a version older than the database's is a rollback: migrations recorded in it are skipped whatever their checksum, and what cannot be undone in place is listed under `kept`); `\"latest\"` moves them to the latest and unpins them. With `Accept: application/x-ndjson` the answer streams one DeploymentReport line per database, then the summary line.",
             auth: Auth::Deploy,
             body: Body::Json("V2MigrateRequest"),
             params: &[],
             ok: (200, "All migrated (or dry_run plans)", "V2MigrateResponse"),
             errors: &[
-                (404, "platform_not_found, schema_not_found or database_not_found"),
+                (404, "platform_not_found, schema_not_found (also: the schema has no such `version`) or database_not_found"),
                 (409, "migration_failed or schema_validation_failed: `details` holds the V2MigrateResponse"),
             ],
         },
         RouteId::Migrator(M::MigrateAll) => Op {
             id: "migrateAll",
             summary: "Start migrating every tenant database of a stored schema (today's StoneScriptPHP)",
-            description: "Starts a job that deploys the stored schema into every tenant database of `schema_name` (not the schema's own database `{platform}_{schema_name}`), each in its own transaction, and answers at once; poll GET /v2/migrate-all/{job_id}. One job runs per platform and schema at a time.",
+            description: "Starts a job that deploys the stored schema into every tenant database of `schema_name` (not the schema's own database `{platform}_{schema_name}`), each in its own transaction, and answers at once; poll GET /v2/migrate-all/{job_id}. One job runs per platform and schema at a time. `version` works as on /v2/migrate: without it pinned databases stay (result `completed`).",
             auth: Auth::Deploy,
             body: Body::Json("MigrateAllRequest"),
             params: &[],
@@ -619,6 +623,22 @@ fn operation_of(id: RouteId) -> Op {
                 (404, "platform_not_found"),
                 (409, "job_already_running (a /v2/migrate-all job of the platform runs; nothing was changed) or deployment_running (a deployment of one of its databases ran on; the platform stays marked and the offboarding ends when asked again)"),
                 (500, "backup_failed: pg_dump is missing or failed; that database was not dropped"),
+            ],
+        },
+        RouteId::Migrator(M::SchemaVersions) => Op {
+            id: "schemaVersions",
+            summary: "The stored versions of a schema (v2)",
+            description: "Every stored version of the schema, oldest first: its number, content checksum, archive SHA-256, when it was uploaded, the archive's size, how many ready databases run it, and which is the latest. A version is what `version` names on /database/create, /v2/migrate and /v2/migrate-all.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[
+                ("platform", "path", true, "The platform"),
+                ("name", "path", true, "The schema's name"),
+            ],
+            ok: (200, "Versions", "SchemaVersionsResponse"),
+            errors: &[
+                (400, "invalid_request: a bad schema name"),
+                (404, "platform_not_found or schema_not_found"),
             ],
         },
     }

@@ -57,6 +57,7 @@ pub enum MigratorRoute {
     PlatformFunctions,
     DropDatabase,
     Offboard,
+    SchemaVersions,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -161,6 +162,11 @@ pub const ROUTES: &[Route] = &[
         "/admin/platforms/{platform}",
         &["DELETE"],
         &["confirm", "backup"],
+    ),
+    m(
+        M::SchemaVersions,
+        "/platform/{platform}/schemas/{name}/versions",
+        &["GET"],
     ),
 ];
 

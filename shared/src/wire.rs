@@ -704,6 +704,9 @@ words! {
         Blocked = "blocked",
         /// Dry run: the database does not exist yet; it would be created.
         WouldCreate = "would_create",
+        /// `/v2/migrate` without `version`: the database is pinned to its
+        /// version and was left there (not deployed to, not verified).
+        Pinned = "pinned",
     }
 }
 
@@ -782,9 +785,48 @@ pub struct DeploymentReport {
     /// deployment has its own transaction).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A rollback (a version older than the database's): what stayed in the
+    /// database because it cannot be undone in place (migrations applied
+    /// since, enum values added since, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+    /// The database was created as a copy of its schema version's template
+    /// (no deployment ran in it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_template: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::error::ErrorBody>,
     pub execution_time_ms: u64,
+}
+
+words! {
+    /// What a rollback left in the database ([`Kept`]).
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum KeptKind {
+        /// A migration recorded as applied that the deployed version does
+        /// not have: migrations run forward only.
+        Migration = "migration",
+        /// An enum value the deployed version does not declare: PostgreSQL
+        /// cannot remove one.
+        EnumValue = "enum_value",
+        /// A composite type or domain whose definition differs from the
+        /// deployed version's: PostgreSQL cannot replace it in place.
+        Type = "type",
+        /// A type the deployed version does not declare: types are never
+        /// dropped.
+        UndeclaredType = "undeclared_type",
+    }
+}
+
+/// One thing a rollback left in the database, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Kept {
+    pub kind: KeptKind,
+    /// The migration's file name, the enum's `schema.name` and value
+    /// (`public.mood 'sad'`), the type's `schema.name`.
+    pub name: String,
+    pub why: String,
 }
 
 /// `POST /register` and `POST /migrate` (v1) success.
@@ -990,9 +1032,101 @@ pub struct SchemaUploadResponse {
     pub has_functions: bool,
     pub has_migrations: bool,
     pub checksum: String,
+    /// The stored version this content is (the latest).
+    pub version: i32,
+    /// False when the content equals the latest version, which was then
+    /// not stored again.
+    pub new_version: bool,
 }
 
-/// One stored schema in `GET /platform/{platform}/schemas`.
+/// One stored version in `GET /platform/{platform}/schemas/{name}/versions`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchemaVersionInfo {
+    pub version: i32,
+    /// Checksum of the schema's files (the upload answer's `checksum`).
+    pub checksum: String,
+    /// SHA-256 of the archive as uploaded.
+    pub archive_sha256: String,
+    /// RFC 3339.
+    pub uploaded_at: String,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// How many ready databases of the schema run this version.
+    pub databases: u64,
+    /// The latest version: what `/database/create` and `/v2/migrate` deploy
+    /// without `version`.
+    pub latest: bool,
+}
+
+/// `GET /platform/{platform}/schemas/{name}/versions`: oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchemaVersionsResponse {
+    pub platform: String,
+    pub schema_name: String,
+    pub latest: i32,
+    pub versions: Vec<SchemaVersionInfo>,
+    pub count: usize,
+}
+
+/// A stored schema version a request asks for (`version`): a number ≥ 1,
+/// or `"latest"`. Anything else (0, a negative or fractional number, a
+/// number in a string, another word) is refused naming the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionChoice {
+    Number(i32),
+    Latest,
+}
+
+/// What [`VersionChoice`] accepts, as its errors say.
+pub const VERSION_RULE: &str =
+    "version must be a stored version number (a whole number >= 1, not in quotes) or \"latest\"";
+
+impl Serialize for VersionChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            VersionChoice::Number(n) => s.serialize_i32(*n),
+            VersionChoice::Latest => s.serialize_str("latest"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = VersionChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(VERSION_RULE)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<VersionChoice, E> {
+                match i32::try_from(n) {
+                    Ok(n) if n >= 1 => Ok(VersionChoice::Number(n)),
+                    _ => Err(E::custom(format!("{n}: {VERSION_RULE}"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<VersionChoice, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{n}: {VERSION_RULE}"))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<VersionChoice, E> {
+                Err(E::custom(format!("{n}: {VERSION_RULE}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<VersionChoice, E> {
+                if s == "latest" {
+                    Ok(VersionChoice::Latest)
+                } else {
+                    Err(E::custom(format!("{s:?}: {VERSION_RULE}")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchemaInfo {
@@ -1085,6 +1219,12 @@ pub struct DatabaseCreateRequest {
     /// Deploy into a throwaway database, answer with the plan, create nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// The stored version to create it at (default: the latest). A number
+    /// pins the database to that version (`/v2/migrate` without `version`
+    /// leaves it there); `"latest"` is the default, unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
+    pub version: Option<VersionChoice>,
 }
 
 /// `POST /admin/database/create`: today's StoneScriptPHP `TenantProvisioner`
@@ -1107,6 +1247,10 @@ pub struct AdminDatabaseCreateRequest {
     /// Deploy into a throwaway database, answer with the plan, create nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// As on `/database/create`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
+    pub version: Option<VersionChoice>,
 }
 
 /// `POST /admin/platform-token`.
@@ -1146,6 +1290,18 @@ pub struct DatabaseCreateResponse {
     pub functions_deployed: u64,
     pub seeders: Vec<SeederResult>,
     pub execution_time_ms: u64,
+    /// The stored schema version it was created at.
+    #[serde(default)]
+    pub version: i32,
+    /// Created with an explicit `version`: it stays there through
+    /// `/v2/migrate` without `version`.
+    #[serde(default)]
+    pub pinned: bool,
+    /// The schema was deployed into the new database statement by
+    /// statement (a version other than the latest has no template), rather
+    /// than copied from the version's template.
+    #[serde(default)]
+    pub full_deployment: bool,
 }
 
 /// `POST /v2/migrate`.
@@ -1181,6 +1337,13 @@ pub struct V2MigrateRequest {
     /// Deploy into each database and roll back: the plans, nothing changed.
     #[serde(default)]
     pub dry_run: bool,
+    /// Without it: the latest version, and pinned databases stay where they
+    /// are (status `pinned`). A number: every targeted database moves to that
+    /// stored version (older than its own: a rollback) and is pinned there.
+    /// `"latest"`: they move to the latest version and are unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
+    pub version: Option<VersionChoice>,
 }
 
 words! {
@@ -1229,6 +1392,10 @@ pub struct MigrateAllRequest {
     pub allow: Vec<AllowClass>,
     #[serde(default)]
     pub skip_verification: bool,
+    /// As on `/v2/migrate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
+    pub version: Option<VersionChoice>,
 }
 
 words! {
@@ -1286,7 +1453,8 @@ impl JobResultStatus {
             | DeployStatus::Unchanged
             | DeployStatus::Skipped
             | DeployStatus::DryRun
-            | DeployStatus::WouldCreate => Self::Completed,
+            | DeployStatus::WouldCreate
+            | DeployStatus::Pinned => Self::Completed,
             DeployStatus::Failed | DeployStatus::Blocked => Self::Failed,
             DeployStatus::NotAttempted => Self::Skipped,
         }
@@ -1454,6 +1622,7 @@ mod tests {
                 "dry_run",
                 "blocked",
                 "would_create",
+                "pinned",
             ],
             json_words!(DeployStatus),
         );
@@ -1556,6 +1725,44 @@ mod tests {
     }
 
     #[test]
+    fn a_version_is_a_stored_number_or_latest_and_anything_else_names_the_rule() {
+        let parse = |v: &str| {
+            crate::request::parse_json::<V2MigrateRequest>(
+                format!(r#"{{"platform":"p","schema_name":"s","version":{v}}}"#).as_bytes(),
+                "v2 migrate",
+            )
+            .map(|r| r.version)
+        };
+        assert_eq!(parse("3"), Ok(Some(VersionChoice::Number(3))));
+        assert_eq!(parse(r#""latest""#), Ok(Some(VersionChoice::Latest)));
+        for bad in [
+            "0",
+            "-1",
+            r#""2""#,
+            r#""newest""#,
+            "1.5",
+            "2.0",
+            "true",
+            "[1]",
+            "4294967297",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("version") && e.contains(">= 1"), "{bad}: {e}");
+        }
+        let absent: V2MigrateRequest =
+            serde_json::from_str(r#"{"platform":"p","schema_name":"s"}"#).unwrap();
+        assert_eq!(absent.version, None);
+        assert_eq!(
+            serde_json::to_value(VersionChoice::Number(2)).unwrap(),
+            serde_json::json!(2)
+        );
+        assert_eq!(
+            serde_json::to_value(VersionChoice::Latest).unwrap(),
+            serde_json::json!("latest")
+        );
+    }
+
+    #[test]
     fn v2_shapes_match_the_api_guide() {
         // the seed's /v2/migrate example body parses, force defaulting to false
         let req: V2MigrateRequest =
@@ -1577,6 +1784,9 @@ mod tests {
                 ..SeederResult::default()
             }],
             execution_time_ms: 350,
+            version: 1,
+            pinned: false,
+            full_deployment: false,
         };
         let v = serde_json::to_value(&created).unwrap();
         assert_eq!(v["seeders"][0]["table"], "roles");
@@ -1595,6 +1805,7 @@ mod tests {
             (D::Failed, J::Failed),
             (D::Blocked, J::Failed),
             (D::NotAttempted, J::Skipped),
+            (D::Pinned, J::Completed),
         ] {
             assert_eq!(J::of(d), j, "{d}");
         }

@@ -794,6 +794,16 @@ async fn every_route_answers_as_the_document_says() {
         "two databases (d1 and the uuid u-1's), then the summary: {b}"
     );
     c.expect(&gw, "POST", "/v2/migrate", mig("nope"), 404).await;
+    // the stored versions of a schema
+    let versions = |schema: &str| format!("/platform/{p2}/schemas/{schema}/versions");
+    let b = c
+        .expect(&gw, "GET", &versions("store"), Payload::None, 200)
+        .await;
+    assert_eq!(b["versions"][0]["version"], 1, "{b}");
+    c.expect(&gw, "GET", &versions("nope"), Payload::None, 404)
+        .await;
+    c.expect(&gw, "GET", &versions("No-Such"), Payload::None, 400)
+        .await;
 
     // /v2/migrate-all: a job of store's two tenant databases. A job held by
     // a live lease (this test's session) owns the slot: 409 names it.

@@ -34,6 +34,8 @@ pub struct Database {
     pub schema_name: Option<String>,
     pub database_id: Option<String>,
     pub schema_version: Option<i32>,
+    /// Stays at `schema_version` through `/v2/migrate` without `version`.
+    pub pinned: bool,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -49,6 +51,8 @@ pub struct NewDatabase {
     pub schema_name: Option<String>,
     pub database_id: Option<String>,
     pub schema_version: Option<i32>,
+    /// Created at an explicitly asked version: pinned to it.
+    pub pinned: bool,
     pub owner_role: String,
 }
 
@@ -64,6 +68,7 @@ impl NewDatabase {
             schema_name: None,
             database_id: None,
             schema_version: None,
+            pinned: false,
             owner_role: owner_role.to_owned(),
         }
     }
@@ -152,13 +157,14 @@ fn database_from(r: &tokio_postgres::Row) -> Database {
         database_id: r.get(6),
         schema_version: r.get(7),
         created_at: r.get(8),
+        pinned: r.get(9),
     }
 }
 
 /// The select list [`database_from`] reads.
 fn database_columns() -> String {
     format!(
-        "name, platform, kind, state, tenant_id, schema_name, database_id, schema_version, {}",
+        "name, platform, kind, state, tenant_id, schema_name, database_id, schema_version, {}, pinned",
         ts("created_at")
     )
 }
@@ -307,8 +313,8 @@ impl Catalog {
         let inserted = tx
             .execute(
                 "INSERT INTO databases (name, platform, kind, tenant_id, schema_name, database_id, schema_version,
-                                        owner_role, state, lease)
-                 VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7, $8, 'creating', $9)",
+                                        owner_role, state, lease, pinned)
+                 VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7, $8, 'creating', $9, $10)",
                 &[
                     &db.name,
                     &db.platform,
@@ -319,6 +325,7 @@ impl Catalog {
                     &db.schema_version,
                     &db.owner_role,
                     &lease,
+                    &db.pinned,
                 ],
             )
             .await;

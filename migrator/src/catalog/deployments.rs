@@ -52,6 +52,9 @@ pub struct Outcome {
     pub changed: bool,
     /// v2: the schema version the database is now at.
     pub schema_version: Option<i32>,
+    /// v2: whether the database is now pinned to that version (None: as
+    /// it was). Recorded with `schema_version`, in the same transaction.
+    pub pinned: Option<bool>,
 }
 
 /// What the end of a deployment does to its database's row.
@@ -61,16 +64,21 @@ enum OnDatabase {
     /// keep the recorded one), and announce it.
     Changed {
         schema_version: Option<i32>,
+        pinned: Option<bool>,
     },
-    /// Unchanged, but now known to be at this schema version.
-    AtVersion(i32),
+    /// Unchanged, but now known to be at this schema version (and pinned
+    /// to it or not, when given).
+    AtVersion(i32, Option<bool>),
     Untouched,
 }
 
 fn on_database(o: &Outcome) -> OnDatabase {
     match (o.changed, o.schema_version) {
-        (true, schema_version) => OnDatabase::Changed { schema_version },
-        (false, Some(v)) => OnDatabase::AtVersion(v),
+        (true, schema_version) => OnDatabase::Changed {
+            schema_version,
+            pinned: o.pinned,
+        },
+        (false, Some(v)) => OnDatabase::AtVersion(v, o.pinned),
         (false, None) => OnDatabase::Untouched,
     }
 }
@@ -211,19 +219,24 @@ impl Catalog {
                 )
                 .await?;
                 match on_database(outcome) {
-                    OnDatabase::Changed { schema_version } => {
+                    OnDatabase::Changed {
+                        schema_version,
+                        pinned,
+                    } => {
                         conn.execute(
                             "UPDATE databases SET last_deployed_at = now(),
-                                    schema_version = coalesce($2, schema_version) WHERE name = $1",
-                            &[&d.database, &schema_version],
+                                    schema_version = coalesce($2, schema_version),
+                                    pinned = coalesce($3, pinned) WHERE name = $1",
+                            &[&d.database, &schema_version, &pinned],
                         )
                         .await?;
                         announce_in(conn, &d.database).await?;
                     }
-                    OnDatabase::AtVersion(v) => {
+                    OnDatabase::AtVersion(v, pinned) => {
                         conn.execute(
-                            "UPDATE databases SET schema_version = $2 WHERE name = $1",
-                            &[&d.database, &v],
+                            "UPDATE databases SET schema_version = $2, pinned = coalesce($3, pinned)
+                             WHERE name = $1",
+                            &[&d.database, &v, &pinned],
                         )
                         .await?;
                     }
@@ -306,6 +319,7 @@ mod tests {
             error: None,
             changed,
             schema_version,
+            pinned: None,
         }
     }
 
@@ -314,8 +328,32 @@ mod tests {
         assert_eq!(
             on_database(&outcome(true, Some(4))),
             OnDatabase::Changed {
-                schema_version: Some(4)
+                schema_version: Some(4),
+                pinned: None
             }
+        );
+    }
+
+    #[test]
+    fn the_pin_is_recorded_with_the_version_changed_or_not() {
+        let pinned = Outcome {
+            pinned: Some(true),
+            ..outcome(true, Some(2))
+        };
+        assert_eq!(
+            on_database(&pinned),
+            OnDatabase::Changed {
+                schema_version: Some(2),
+                pinned: Some(true)
+            }
+        );
+        let unpinned = Outcome {
+            pinned: Some(false),
+            ..outcome(false, Some(3))
+        };
+        assert_eq!(
+            on_database(&unpinned),
+            OnDatabase::AtVersion(3, Some(false))
         );
     }
 
@@ -324,7 +362,8 @@ mod tests {
         assert_eq!(
             on_database(&outcome(true, None)),
             OnDatabase::Changed {
-                schema_version: None
+                schema_version: None,
+                pinned: None
             }
         );
     }
@@ -333,7 +372,7 @@ mod tests {
     fn an_unchanged_database_takes_the_version_without_an_announcement() {
         assert_eq!(
             on_database(&outcome(false, Some(4))),
-            OnDatabase::AtVersion(4)
+            OnDatabase::AtVersion(4, None)
         );
     }
 

@@ -55,6 +55,17 @@ fn version_from(r: &tokio_postgres::Row) -> SchemaVersion {
     }
 }
 
+/// One stored version as `GET /platform/{p}/schemas/{name}/versions`
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub version: SchemaVersion,
+    /// The archive's size in bytes.
+    pub size: i64,
+    /// Ready databases of the schema recorded at this version.
+    pub databases: i64,
+}
+
 /// What storing an upload of checksum `checksum` does, given the latest
 /// stored version of its schema.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,14 +86,14 @@ fn upload<'a>(latest: Option<&'a SchemaVersion>, checksum: &str) -> Upload<'a> {
 
 impl Catalog {
     /// Store a new version of a v2 schema unless it equals the latest;
-    /// returns the version now latest.
+    /// returns the version now latest, and whether it was stored now.
     pub async fn add_schema_version(
         &self,
         platform: &str,
         schema_name: &str,
         archive: &[u8],
         v: &SchemaVersion,
-    ) -> Result<SchemaVersion, MigratorError> {
+    ) -> Result<(SchemaVersion, bool), MigratorError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
         // serialize uploads of one schema
@@ -99,7 +110,7 @@ impl Catalog {
             .as_ref()
             .map(version_from);
         let next = match upload(latest.as_ref(), &v.checksum) {
-            Upload::Same(l) => return Ok(l.clone()),
+            Upload::Same(l) => return Ok((l.clone(), false)),
             Upload::New(next) => next,
         };
         let row = tx
@@ -126,7 +137,61 @@ impl Catalog {
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        Ok(version_from(&row))
+        Ok((version_from(&row), true))
+    }
+
+    /// One stored version of a schema, by number.
+    pub async fn schema_version(
+        &self,
+        platform: &str,
+        schema_name: &str,
+        version: i32,
+    ) -> Result<Option<SchemaVersion>, MigratorError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!(
+                    "SELECT {} FROM schema_versions WHERE platform = $1 AND schema_name = $2 AND version = $3",
+                    version_columns()
+                ),
+                &[&platform, &schema_name, &version],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.as_ref().map(version_from))
+    }
+
+    /// Every stored version of a schema, oldest first, with its archive's
+    /// size and how many ready databases run it.
+    pub async fn schema_versions(
+        &self,
+        platform: &str,
+        schema_name: &str,
+    ) -> Result<Vec<StoredVersion>, MigratorError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT {}, octet_length(s.archive)::bigint,
+                            (SELECT count(*) FROM databases d
+                             WHERE d.platform = s.platform AND d.schema_name = s.schema_name
+                               AND d.kind = 'v2' AND d.state = 'ready' AND d.schema_version = s.version)
+                     FROM schema_versions s WHERE s.platform = $1 AND s.schema_name = $2
+                     ORDER BY s.version",
+                    version_columns()
+                ),
+                &[&platform, &schema_name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredVersion {
+                version: version_from(r),
+                size: r.get(VERSION_COLUMNS),
+                databases: r.get(VERSION_COLUMNS + 1),
+            })
+            .collect())
     }
 
     /// The latest version of each stored schema of `platform`, by name.

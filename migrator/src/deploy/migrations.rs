@@ -6,8 +6,15 @@
 //! Statements PostgreSQL refuses in a transaction block run after the
 //! commit; the migration is recorded with them pending, and a later
 //! deployment runs only those again.
+//!
+//! Migrations run forward only. In a rollback (`Options::rollback`: an
+//! older version than the database's), a migration recorded in the
+//! database is skipped whatever its checksum, and one recorded that the
+//! older version does not have stays applied and is listed as kept.
 
 use std::collections::HashMap;
+
+use stonescriptdb_shared::wire::{Kept, KeptKind};
 
 use crate::error::MigratorError;
 use crate::exec::Run;
@@ -31,6 +38,9 @@ pub enum Action {
     AcceptEdited,
     /// Applied before with another text: refuse the deployment.
     RefuseEdited,
+    /// Applied before with another text, in a rollback: not judged, not
+    /// run, its record left as it is.
+    SkipEdited,
 }
 
 /// The tracked name of a `migrations/` file.
@@ -50,7 +60,7 @@ pub struct Applied {
 pub fn decide(
     files: &[(&str, &str)],
     applied: &HashMap<String, Applied>,
-    force: bool,
+    opts: Options,
 ) -> Vec<Action> {
     files
         .iter()
@@ -58,8 +68,33 @@ pub fn decide(
             None => Action::Apply,
             Some(a) if a.checksum == *checksum && !a.pending.is_empty() => Action::RetryDeferred,
             Some(a) if a.checksum == *checksum => Action::Skip,
-            Some(_) if force => Action::AcceptEdited,
+            Some(_) if opts.rollback => Action::SkipEdited,
+            Some(_) if opts.force => Action::AcceptEdited,
             Some(_) => Action::RefuseEdited,
+        })
+        .collect()
+}
+
+/// In a rollback: the migrations the database records that the deployed
+/// (older) version does not have, by name — they stay applied.
+pub fn kept(schema: &Parsed, applied: &HashMap<String, Applied>) -> Vec<Kept> {
+    let mut names: Vec<&String> = applied
+        .keys()
+        .filter(|n| {
+            !schema
+                .migrations
+                .iter()
+                .any(|f| name(&f.path) == n.as_str())
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| Kept {
+            kind: KeptKind::Migration,
+            name: n.clone(),
+            why: "applied by a later version; migrations run forward only, so it is not undone"
+                .into(),
         })
         .collect()
 }
@@ -129,8 +164,10 @@ pub fn refusal<'a>(
 pub async fn observe(
     run: &Run<'_>,
     schema: &Parsed,
+    opts: Options,
 ) -> Result<HashMap<String, Applied>, MigratorError> {
-    if schema.migrations.is_empty() {
+    // (a rollback lists the recorded ones the older version lacks)
+    if schema.migrations.is_empty() && !opts.rollback {
         return Ok(HashMap::new());
     }
     let applied = recorded(run.tx())
@@ -167,7 +204,7 @@ pub fn plan(
         .map(|f| (name(&f.path), f.checksum.as_str()))
         .collect();
     let mut steps = Vec::new();
-    for (i, action) in decide(&files, applied, opts.force).into_iter().enumerate() {
+    for (i, action) in decide(&files, applied, opts).into_iter().enumerate() {
         let file = &schema.migrations[i];
         let name = name(&file.path);
         let skipped = Step::new(Phase::Migrations, &file.path, "applied before")
@@ -198,6 +235,14 @@ pub fn plan(
                         "migration {name} was already applied and has been edited since (checksum differs); restore it, or deploy with force=true to accept the new text without running it again"
                     ),
                 })
+            }
+            Action::SkipEdited => {
+                let mut step = skipped.done(Done::Note(format!(
+                    "{}: applied with another text; a rollback runs migrations forward only and skips it",
+                    file.path
+                )));
+                step.reason = "applied before (with another text); skipped by a rollback".into();
+                step
             }
             Action::AcceptEdited => skipped
                 .done(Done::AcceptMigration {
@@ -241,6 +286,18 @@ pub fn plan(
         };
         steps.push(step);
     }
+    if opts.rollback {
+        let kept = kept(schema, applied);
+        if !kept.is_empty() {
+            let mut step = Step::new(
+                Phase::Migrations,
+                "migrations/",
+                "applied by a later version: kept",
+            );
+            step.done = kept.into_iter().map(Done::Kept).collect();
+            steps.push(step);
+        }
+    }
     Ok(steps)
 }
 
@@ -270,6 +327,15 @@ mod tests {
         force: false,
         allow: crate::step::Allowed::NONE,
         dry_run: false,
+        rollback: false,
+    };
+    const FORCED: Options = Options {
+        force: true,
+        ..OPTS
+    };
+    const ROLLBACK: Options = Options {
+        rollback: true,
+        ..OPTS
     };
 
     #[test]
@@ -353,12 +419,12 @@ mod tests {
             a.pending = vec![2];
         }
         assert_eq!(
-            decide(&[("001_a.sql", "x")], &was, false),
+            decide(&[("001_a.sql", "x")], &was, OPTS),
             [Action::RetryDeferred]
         );
         // edited since: the edit is what is refused (or accepted under force)
         assert_eq!(
-            decide(&[("001_a.sql", "y")], &was, false),
+            decide(&[("001_a.sql", "y")], &was, OPTS),
             [Action::RefuseEdited]
         );
     }
@@ -367,11 +433,11 @@ mod tests {
     fn new_migrations_run_applied_ones_are_skipped() {
         let files = [("001_a.sql", "x"), ("002_b.sql", "y")];
         assert_eq!(
-            decide(&files, &applied(&[("001_a.sql", "x")]), false),
+            decide(&files, &applied(&[("001_a.sql", "x")]), OPTS),
             [Action::Skip, Action::Apply]
         );
         assert_eq!(
-            decide(&files, &applied(&[]), false),
+            decide(&files, &applied(&[]), OPTS),
             [Action::Apply, Action::Apply]
         );
     }
@@ -380,8 +446,8 @@ mod tests {
     fn an_edited_applied_migration_is_refused_unless_forced() {
         let files = [("001_a.sql", "new")];
         let was = applied(&[("001_a.sql", "old")]);
-        assert_eq!(decide(&files, &was, false), [Action::RefuseEdited]);
-        assert_eq!(decide(&files, &was, true), [Action::AcceptEdited]);
+        assert_eq!(decide(&files, &was, OPTS), [Action::RefuseEdited]);
+        assert_eq!(decide(&files, &was, FORCED), [Action::AcceptEdited]);
     }
 
     #[test]
@@ -392,10 +458,52 @@ mod tests {
             decide(
                 &files,
                 &applied(&[("001_a.sql", "x"), ("002_b.sql", "y")]),
-                false
+                OPTS
             ),
             [Action::Skip]
         );
         assert_eq!(name("migrations/001_a.sql"), "001_a.sql");
+    }
+
+    #[test]
+    fn a_rollback_skips_recorded_migrations_whatever_their_text_and_keeps_the_later_ones() {
+        let files = [
+            ("001_a.sql", "edited"),
+            ("002_b.sql", "y"),
+            ("003_c.sql", "z"),
+        ];
+        let was = applied(&[
+            ("001_a.sql", "x"),
+            ("002_b.sql", "y"),
+            ("009_late.sql", "l"),
+        ]);
+        assert_eq!(
+            decide(&files, &was, ROLLBACK),
+            [Action::SkipEdited, Action::Skip, Action::Apply],
+            "an edited one is neither refused nor accepted; an unrecorded one runs"
+        );
+        let rolled = Options {
+            force: true,
+            ..ROLLBACK
+        };
+        assert_eq!(decide(&files, &was, rolled)[0], Action::SkipEdited);
+        // the older version has 001 only: 009 (and nothing else) is kept
+        let schema = migration(&["CREATE TABLE t (a int)"], &[false], false);
+        let kept_now = kept(&schema, &was);
+        let names: Vec<&str> = kept_now.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["002_b.sql", "009_late.sql"]);
+        assert!(kept_now.iter().all(|k| k.kind == KeptKind::Migration));
+        let was = applied(&[("001_a.sql", "old"), ("009_late.sql", "l")]);
+        let steps = plan(&schema, &was, ROLLBACK).unwrap();
+        let listed: Vec<&Done> = steps.iter().flat_map(|s| &s.done).collect();
+        assert!(listed
+            .iter()
+            .any(|d| matches!(d, Done::Kept(k) if k.name == "009_late.sql")));
+        assert!(
+            steps.iter().all(|s| s.sql.is_empty()),
+            "nothing runs: 001 is recorded (edited or not)"
+        );
+        // not a rollback: nothing is listed as kept, the edit is refused
+        assert!(plan(&schema, &was, OPTS).is_err());
     }
 }

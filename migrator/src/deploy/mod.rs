@@ -59,13 +59,13 @@ async fn transactional(
     let steps = extensions::plan(schema, &seen, opts.dry_run).map_err(|r| run.refused(r))?;
     run.execute(&steps).await?;
 
-    let seen = types::observe(&run, schema).await?;
+    let seen = types::observe(&run, schema, opts).await?;
     let steps = types::plan(schema, &seen, opts).map_err(|r| run.refused(r))?;
     run.execute(&steps).await?;
 
     // (read before the tables phase: what the pending migrations make
     // themselves, tables/ leaves to them)
-    let applied = migrations::observe(&run, schema).await?;
+    let applied = migrations::observe(&run, schema, opts).await?;
     let folder = schema.declared.as_ref().map(|declared| tables::Folder {
         files: &schema.tables,
         items: &schema.model.tables,

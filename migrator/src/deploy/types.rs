@@ -4,10 +4,16 @@
 //! (refused unless `force`); a composite type or domain that changed since
 //! it was deployed is refused unless `force`: PostgreSQL cannot replace it in
 //! place, a migration alters it.
+//!
+//! In a rollback (`Options::rollback`) neither is refused: enum values the
+//! older version lacks, a composite type or domain changed since, and
+//! tracked types the older version does not declare stay as they are, keep
+//! their tracking rows (which describe the database) and are listed as kept.
 
 use std::collections::HashMap;
 
 use stonescriptdb_shared::names::{quote_ident, quote_literal};
+use stonescriptdb_shared::wire::{Kept, KeptKind};
 
 use crate::error::MigratorError;
 use crate::exec::Run;
@@ -28,6 +34,12 @@ pub enum Action {
     Record,
     /// Refused; the reason.
     Refuse(String),
+    /// A rollback: add the values `add` (each after the given one), leave
+    /// what `kept` lists, and the tracking row, as they are.
+    Keep {
+        add: Vec<(String, Option<String>)>,
+        kept: Vec<Kept>,
+    },
 }
 
 /// What the database has of a type: none, or its enum labels (empty for
@@ -40,8 +52,9 @@ pub fn decide(
     declared: &[TypeItem],
     tracked: &HashMap<String, String>,
     observed: &Observed,
-    force: bool,
+    opts: Options,
 ) -> Vec<Action> {
+    let force = opts.force;
     declared
         .iter()
         .map(|t| {
@@ -54,24 +67,46 @@ pub fn decide(
             match &t.def {
                 TypeDef::Enum { labels, .. } => {
                     let removed: Vec<&String> = have.iter().filter(|l| !labels.contains(l)).collect();
-                    if !removed.is_empty() && !force {
-                        return Action::Refuse(format!(
-                            "enum {} would lose value(s) {removed:?}; PostgreSQL cannot remove enum values: write a migration that replaces the type",
-                            t.key
-                        ));
-                    }
                     let add: Vec<(String, Option<String>)> = labels
                         .iter()
                         .enumerate()
                         .filter(|(_, l)| !have.contains(l))
                         .map(|(pos, l)| (l.clone(), pos.checked_sub(1).map(|p| labels[p].clone())))
                         .collect();
+                    if !removed.is_empty() && opts.rollback {
+                        let kept = removed
+                            .iter()
+                            .map(|l| Kept {
+                                kind: KeptKind::EnumValue,
+                                name: format!("{} {}", t.key, quote_literal(l)),
+                                why: "added by a later version; PostgreSQL cannot remove an enum value".into(),
+                            })
+                            .collect();
+                        return Action::Keep { add, kept };
+                    }
+                    if !removed.is_empty() && !force {
+                        return Action::Refuse(format!(
+                            "enum {} would lose value(s) {removed:?}; PostgreSQL cannot remove enum values: write a migration that replaces the type",
+                            t.key
+                        ));
+                    }
                     if add.is_empty() {
                         Action::Record
                     } else {
                         Action::AddValues(add)
                     }
                 }
+                _ if tracked.contains_key(&t.key) && opts.rollback => Action::Keep {
+                    add: Vec::new(),
+                    kept: vec![Kept {
+                        kind: KeptKind::Type,
+                        name: t.key.clone(),
+                        why: format!(
+                            "{} type changed by a later version; PostgreSQL cannot replace it in place",
+                            t.kind
+                        ),
+                    }],
+                },
                 _ if tracked.contains_key(&t.key) && !force => Action::Refuse(format!(
                     "{} type {} changed since it was deployed; PostgreSQL cannot replace it in place: alter it in a migration (ALTER TYPE / ALTER DOMAIN) and deploy with force=true",
                     t.kind, t.key
@@ -90,9 +125,10 @@ pub struct Seen {
     pub observed: Observed,
 }
 
-pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorError> {
+pub async fn observe(run: &Run<'_>, schema: &Parsed, opts: Options) -> Result<Seen, MigratorError> {
     let declared = &schema.model.types;
-    if declared.is_empty() {
+    // (a rollback lists the tracked types the older version lacks)
+    if declared.is_empty() && !opts.rollback {
         return Ok(Seen::default());
     }
     let tracked: HashMap<String, String> = run
@@ -126,10 +162,9 @@ pub async fn observe(run: &Run<'_>, schema: &Parsed) -> Result<Seen, MigratorErr
 pub fn plan(schema: &Parsed, seen: &Seen, opts: Options) -> Result<Vec<Step>, Refusal> {
     let declared = &schema.model.types;
     let mut steps = Vec::new();
-    for (t, action) in
-        declared
-            .iter()
-            .zip(decide(declared, &seen.tracked, &seen.observed, opts.force))
+    for (t, action) in declared
+        .iter()
+        .zip(decide(declared, &seen.tracked, &seen.observed, opts))
     {
         let file = &schema.types[t.file];
         let stmt = &file.statements[t.stmt];
@@ -152,29 +187,68 @@ pub fn plan(schema: &Parsed, seen: &Seen, opts: Options) -> Result<Vec<Step>, Re
                 .sql(Sql::of_file(&file.path, t.stmt, stmt, "creating a type"))
                 .done(Done::Count(Counter::TypesDeployed))
                 .done(changed("created")),
-            Action::AddValues(values) => {
-                let mut step = Step::new(Phase::Types, &t.key, "enum gains a value");
-                for (label, after) in values {
-                    let mut alter = format!(
-                        "ALTER TYPE {}.{} ADD VALUE IF NOT EXISTS {}",
-                        quote_ident(&t.schema),
-                        quote_ident(&t.name),
-                        quote_literal(&label)
-                    );
-                    if let Some(prev) = after {
-                        alter.push_str(&format!(" AFTER {}", quote_literal(&prev)));
-                    }
-                    let failure = format!("adding value {label:?} to enum {} failed", t.key);
-                    step = step.sql(Sql::new(alter, at.clone(), failure));
-                }
-                step.done(Done::Count(Counter::TypesDeployed))
-                    .done(changed("values_added"))
-            }
+            Action::AddValues(values) => add_values(t, &at, values)
+                .done(Done::Count(Counter::TypesDeployed))
+                .done(changed("values_added")),
             Action::Record => Step::new(Phase::Types, &t.key, "recorded as declared"),
+            Action::Keep { add, kept } => {
+                let mut step = if add.is_empty() {
+                    Step::new(Phase::Types, &t.key, "kept as a later version left it")
+                } else {
+                    add_values(t, &at, add)
+                        .done(Done::Count(Counter::TypesDeployed))
+                        .done(changed("values_added"))
+                };
+                step.reason = "rollback: kept as a later version left it".into();
+                step.done.extend(kept.into_iter().map(Done::Kept));
+                steps.push(step);
+                continue;
+            }
         };
         steps.push(step.done(track));
     }
+    if opts.rollback {
+        let mut undeclared: Vec<&String> = seen
+            .tracked
+            .keys()
+            .filter(|k| !declared.iter().any(|t| &t.key == *k))
+            .collect();
+        undeclared.sort();
+        if !undeclared.is_empty() {
+            let mut step = Step::new(Phase::Types, "types/", "rollback: not declared, kept");
+            step.done = undeclared
+                .into_iter()
+                .map(|k| {
+                    Done::Kept(Kept {
+                        kind: KeptKind::UndeclaredType,
+                        name: k.clone(),
+                        why: "not declared by this version; types are never dropped".into(),
+                    })
+                })
+                .collect();
+            steps.push(step);
+        }
+    }
     Ok(steps)
+}
+
+/// A step adding `values` to the enum `t`, each after the given one.
+fn add_values(t: &TypeItem, at: &At, values: Vec<(String, Option<String>)>) -> Step {
+    let mut step = Step::new(Phase::Types, &t.key, "enum gains a value");
+    for (label, after) in values {
+        let mut alter = format!(
+            "ALTER TYPE {}.{} ADD VALUE IF NOT EXISTS {}",
+            quote_ident(&t.schema),
+            quote_ident(&t.name),
+            quote_literal(&label)
+        );
+        if let Some(prev) = after {
+            alter.push_str(&format!(" AFTER {}", quote_literal(&prev)));
+        }
+        let failure = format!("adding value {label:?} to enum {} failed", t.key);
+        step = step.sql(Sql::new(alter, at.clone(), failure));
+    }
+    step
 }
 
 #[cfg(test)]
@@ -241,6 +315,7 @@ mod tests {
             force,
             allow: crate::step::Allowed::NONE,
             dry_run: false,
+            rollback: false,
         }
     }
 
@@ -297,11 +372,16 @@ mod tests {
     fn a_tracked_unchanged_type_costs_nothing_and_a_new_one_is_created() {
         let t = [item(MOOD, "c1")];
         assert_eq!(
-            decide(&t, &map(&[("public.mood", "c1")]), &Observed::new(), false),
+            decide(
+                &t,
+                &map(&[("public.mood", "c1")]),
+                &Observed::new(),
+                opts(false)
+            ),
             [Action::Unchanged]
         );
         assert_eq!(
-            decide(&t, &map(&[]), &Observed::new(), false),
+            decide(&t, &map(&[]), &Observed::new(), opts(false)),
             [Action::Create]
         );
     }
@@ -313,14 +393,19 @@ mod tests {
             &t,
             &map(&[("public.mood", "c1")]),
             &seen("public.mood", &["happy", "sad"]),
-            false,
+            opts(false),
         );
         assert_eq!(
             a,
             [Action::AddValues(vec![("ok".into(), Some("happy".into()))])]
         );
         let first = [item("CREATE TYPE mood AS ENUM ('new', 'happy')", "c3")];
-        let a = decide(&first, &map(&[]), &seen("public.mood", &["happy"]), false);
+        let a = decide(
+            &first,
+            &map(&[]),
+            &seen("public.mood", &["happy"]),
+            opts(false),
+        );
         assert_eq!(a, [Action::AddValues(vec![("new".into(), None)])]);
     }
 
@@ -329,9 +414,9 @@ mod tests {
         let t = [item("CREATE TYPE mood AS ENUM ('happy')", "c2")];
         let have = seen("public.mood", &["happy", "sad"]);
         assert!(
-            matches!(&decide(&t, &map(&[]), &have, false)[0], Action::Refuse(m) if m.contains("\"sad\""))
+            matches!(&decide(&t, &map(&[]), &have, opts(false))[0], Action::Refuse(m) if m.contains("\"sad\""))
         );
-        assert_eq!(decide(&t, &map(&[]), &have, true), [Action::Record]);
+        assert_eq!(decide(&t, &map(&[]), &have, opts(true)), [Action::Record]);
     }
 
     #[test]
@@ -343,10 +428,66 @@ mod tests {
         let have = seen("public.address", &[]);
         let tracked = map(&[("public.address", "c1")]);
         assert!(
-            matches!(&decide(&t, &tracked, &have, false)[0], Action::Refuse(m) if m.contains("composite type public.address"))
+            matches!(&decide(&t, &tracked, &have, opts(false))[0], Action::Refuse(m) if m.contains("composite type public.address"))
         );
-        assert_eq!(decide(&t, &tracked, &have, true), [Action::Record]);
+        assert_eq!(decide(&t, &tracked, &have, opts(true)), [Action::Record]);
         // made by a migration before tables/types declared it: recorded as is
-        assert_eq!(decide(&t, &map(&[]), &have, false), [Action::Record]);
+        assert_eq!(decide(&t, &map(&[]), &have, opts(false)), [Action::Record]);
+    }
+
+    #[test]
+    fn a_rollback_keeps_enum_values_and_changed_types_as_they_are_and_lists_them() {
+        let rollback = Options {
+            rollback: true,
+            ..opts(false)
+        };
+        // the older version lacks 'ok' (added since) and has 'new' the database lacks
+        let schema = parsed("CREATE TYPE mood AS ENUM ('new', 'happy', 'sad')", "c1");
+        let was = Seen {
+            tracked: map(&[("public.mood", "c2"), ("public.later", "c9")]),
+            observed: seen("public.mood", &["happy", "ok", "sad"]),
+        };
+        let steps = plan(&schema, &was, rollback).unwrap();
+        let sql: Vec<&str> = steps
+            .iter()
+            .flat_map(|s| &s.sql)
+            .map(|s| s.text.as_str())
+            .collect();
+        assert_eq!(
+            sql,
+            [r#"ALTER TYPE "public"."mood" ADD VALUE IF NOT EXISTS 'new'"#]
+        );
+        let kept: Vec<(KeptKind, &str)> = steps
+            .iter()
+            .flat_map(|s| &s.done)
+            .filter_map(|d| match d {
+                Done::Kept(k) => Some((k.kind, k.name.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (KeptKind::EnumValue, "public.mood 'ok'"),
+                (KeptKind::UndeclaredType, "public.later")
+            ]
+        );
+        assert!(
+            !steps
+                .iter()
+                .flat_map(|s| &s.done)
+                .any(|d| matches!(d, Done::TrackType { .. })),
+            "the tracking row keeps describing the database"
+        );
+        // a changed composite type is kept, not refused
+        let t = [item("CREATE TYPE address AS (street text)", "c1")];
+        let tracked = map(&[("public.address", "c2")]);
+        let a = decide(&t, &tracked, &seen("public.address", &[]), rollback);
+        assert!(
+            matches!(&a[0], Action::Keep { add, kept } if add.is_empty() && kept[0].kind == KeptKind::Type),
+            "{a:?}"
+        );
+        // the same database not rolled back: refused as ever
+        assert!(plan(&schema, &was, opts(false)).is_err());
     }
 }

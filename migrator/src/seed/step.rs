@@ -299,6 +299,7 @@ mod tests {
             force,
             allow: crate::step::Allowed::NONE,
             dry_run: false,
+            rollback: false,
         }
     }
 
