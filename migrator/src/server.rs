@@ -302,6 +302,7 @@ async fn dispatch(
         M::V2Migrate => return crate::v2::v2_migrate(state.clone(), r).await.map_err(plain),
         M::MigrateAll => crate::jobs::start(state, &mut r).await,
         M::MigrateAllJob => crate::jobs::poll(state, &mut r).await,
+        M::V1Versions => crate::v1::versions(state, &mut r).await,
     };
     answer.map(Reply::Full).map_err(plain)
 }

@@ -71,6 +71,8 @@ pub struct State {
     pub platform_token_secret: Option<String>,
     /// The key platform tokens are derived from, once read.
     pub token_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Shipped archives each v1 platform keeps (`V1_ARCHIVES_KEPT`).
+    pub v1_archives_kept: u32,
     pub log: Logger,
 }
 
@@ -104,6 +106,7 @@ impl State {
             platform_token_secret: config.platform_token_secret.clone(),
             token_key: tokio::sync::OnceCell::new(),
             limits: Limits::from(&config.archive),
+            v1_archives_kept: config.v1_archives_kept,
             log,
         }
     }

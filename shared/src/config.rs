@@ -288,6 +288,9 @@ settings! {
         /// PEM private key of TLS_CERT_FILE
         tls_key_file: Option<PathBuf>, "TLS_KEY_FILE", "--tls-key-file", Router,
             unset, path;
+        /// shipped archives each v1 platform keeps in the control catalog, numbered (GET /platform/{p}/versions lists them, POST /migrate with version=N redeploys one); older ones are removed when the next is kept
+        v1_archives_kept: u32, "V1_ARCHIVES_KEPT", "--v1-archives-kept", Migrator,
+            default(10), at_least(1);
     }
     switches {
         /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
@@ -794,6 +797,8 @@ pub struct Config {
     pub deploy_tokens: Vec<DeployToken>,
     /// `--check-upgrade` (migrator only).
     pub check_upgrade: bool,
+    /// How many shipped archives each v1 platform keeps (`V1_ARCHIVES_KEPT`, at least 1).
+    pub v1_archives_kept: u32,
 }
 
 /// One `DEPLOY_TOKENS` entry.
@@ -1256,6 +1261,7 @@ impl Config {
             catalog_poll: Duration::from_millis(s.catalog_poll_ms),
             deploy_tokens: s.deploy_tokens,
             check_upgrade: false,
+            v1_archives_kept: s.v1_archives_kept,
         })
     }
 
@@ -1673,5 +1679,16 @@ mod tests {
             LogLevel::Trace
         );
         assert_eq!(parse_log_level("INFO").unwrap(), LogLevel::Info);
+    }
+
+    #[test]
+    fn v1_platforms_keep_ten_archives_unless_told_and_at_least_one() {
+        assert_eq!(cfg(&[]).unwrap().v1_archives_kept, 10);
+        let c = cfg(&[("V1_ARCHIVES_KEPT", "2")]).unwrap();
+        assert_eq!(c.v1_archives_kept, 2);
+        for bad in ["0", "-1", "two", "1.5"] {
+            let e = cfg(&[("V1_ARCHIVES_KEPT", bad)]).unwrap_err().to_string();
+            assert!(e.contains("V1_ARCHIVES_KEPT"), "{bad}: {e}");
+        }
     }
 }

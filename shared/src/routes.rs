@@ -54,6 +54,7 @@ pub enum MigratorRoute {
     V2Migrate,
     MigrateAll,
     MigrateAllJob,
+    V1Versions,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -141,6 +142,7 @@ pub const ROUTES: &[Route] = &[
     m(M::V2Migrate, "/v2/migrate", &["POST"]),
     m(M::MigrateAll, "/v2/migrate-all", &["POST"]),
     m(M::MigrateAllJob, "/v2/migrate-all/{job_id}", &["GET"]),
+    m(M::V1Versions, "/platform/{platform}/versions", &["GET"]),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.

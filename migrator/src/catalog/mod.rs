@@ -34,7 +34,7 @@
 //! * `jobs` — `/v2/migrate-all` jobs under a lease, one running per
 //!   platform and schema, their results; a dead migrator's job `interrupted`.
 //! * `leftovers` — at start, what a stopped migrator left, resolved.
-//! * `schemas` — stored v2 schema versions, templates, the last v1 archive.
+//! * `schemas` — stored v2 schema versions, templates, the kept v1 archives.
 //! * `imports` — older installations imported once.
 //!
 //! This file only declares the rooms and names what the rest of the
@@ -57,3 +57,4 @@ pub use handle::Catalog;
 pub use jobs::{JobRow, JobStart, RunningJob};
 pub use platforms::Platform;
 pub use schemas::SchemaVersion;
+pub use schemas::V1Archive;
