@@ -142,7 +142,12 @@ pub const UPLOAD_FIELDS: &[&str] = &["platform", "tenant_id", "schema", "force",
 /// The multipart form fields of `POST /migrate`: `/register`'s, and
 /// `version` (a kept archive's number, redeployed instead of a `schema` file).
 pub const MIGRATE_FIELDS: &[&str] = &[
-    "platform", "tenant_id", "schema", "force", "dry_run", "version",
+    "platform",
+    "tenant_id",
+    "schema",
+    "force",
+    "dry_run",
+    "version",
 ];
 /// The multipart form fields of `POST /platform/{platform}/schema`: `name`
 /// is an alias of `schema_name`, `file` of `schema`.

@@ -314,10 +314,7 @@ impl Catalog {
         let conn = self.conn().await?;
         let rows = conn
             .query(
-                &format!(
-                    "{} ORDER BY version",
-                    v1_archive_sql("platform = $1")
-                ),
+                &format!("{} ORDER BY version", v1_archive_sql("platform = $1")),
                 &[&platform],
             )
             .await
