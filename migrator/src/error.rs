@@ -74,6 +74,8 @@ pub enum MigratorError {
     NameCollision(String),
     /// `/v2/migrate-all/{job_id}`: no such job (or another platform's).
     JobNotFound(String),
+    /// `POST /migrate` `version`: no kept v1 archive has that number.
+    VersionNotFound(String),
     /// `/v2/migrate-all`: a job of this platform and schema is running (its id).
     JobRunning(String),
     /// The database is being created by another request: retry shortly
@@ -112,6 +114,7 @@ impl MigratorError {
                 &format!("Platform '{p}' is already registered"),
             ),
             SchemaNotFound(m) => simple(ErrorCode::SchemaNotFound, m),
+            VersionNotFound(m) => simple(ErrorCode::VersionNotFound, m),
             DatabaseUnavailable(m) => simple(ErrorCode::DatabaseUnavailable, m),
             Internal(m) => simple(ErrorCode::InternalError, m),
             DeploymentRunning(m) => simple(ErrorCode::DeploymentRunning, m),

@@ -87,6 +87,26 @@ impl Form {
         })
     }
 
+    /// A positive whole number (`1`, `42`; not `0`, `-1`, `+1`, `01`,
+    /// `1.0` or beyond `i32`), absent as `None`.
+    pub fn positive(&mut self, name: &str) -> Result<Option<i32>, MigratorError> {
+        let Some(text) = self.text(name)? else {
+            return Ok(None);
+        };
+        let digits = text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+        match text.parse::<i32>() {
+            Ok(n) if digits => Ok(Some(n)),
+            _ => Err(MigratorError::BadRequest(format!(
+                "field {name} must be a positive whole number, got {text:?}"
+            ))),
+        }
+    }
+
+    /// A file field that may be absent.
+    pub fn optional_file(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.fields.remove(name).map(|f| f.data)
+    }
+
     /// The file field (`schema`, or `file` as in the v2 API), not both.
     pub fn file(&mut self, a: &str, b: &str) -> Result<Vec<u8>, MigratorError> {
         match (self.fields.remove(a), self.fields.remove(b)) {
@@ -179,5 +199,30 @@ mod tests {
             .contains("force"));
         assert!(f.text_either("schema_name", "name").is_err());
         assert!(Form::parse("application/json", b"{}", &["x"]).is_err());
+    }
+
+    #[test]
+    fn a_positive_number_is_plain_digits_from_one() {
+        let fields = [
+            ("a", "1"),
+            ("b", "2147483647"),
+            ("c", "0"),
+            ("d", "-1"),
+            ("e", "+1"),
+            ("f", "01"),
+            ("g", "1.0"),
+            ("h", "abc"),
+            ("i", "2147483648"),
+            ("j", ""),
+        ];
+        let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+        let mut f = Form::parse(CT, &body(&fields), &names).unwrap();
+        assert_eq!(f.positive("a").unwrap(), Some(1));
+        assert_eq!(f.positive("b").unwrap(), Some(i32::MAX));
+        assert_eq!(f.positive("absent").unwrap(), None);
+        for bad in ["c", "d", "e", "f", "g", "h", "i", "j"] {
+            let m = f.positive(bad).unwrap_err().to_wire().1.message;
+            assert!(m.starts_with(&format!("field {bad} ")), "{m}");
+        }
     }
 }

@@ -135,13 +135,14 @@ pub async fn check(
         .await
         .map_err(unavailable)?;
     // The schema each group of databases deploys next: a v1 platform's
-    // last archive, each v2 schema's latest version.
+    // latest kept archive, each v2 schema's latest version.
     let rows = catalog
         .query(
-            "SELECT p.name, NULL::text, p.v1_schema,
-                    ARRAY(SELECT d.name FROM databases d WHERE d.platform = p.name
+            "SELECT a.platform, NULL::text, a.archive,
+                    ARRAY(SELECT d.name FROM databases d WHERE d.platform = a.platform
                           AND d.kind IN ('v1', 'adopted') AND d.state = 'ready' ORDER BY 1)
-             FROM platforms p WHERE p.v1_schema IS NOT NULL
+             FROM v1_archives a
+             WHERE a.version = (SELECT max(version) FROM v1_archives x WHERE x.platform = a.platform)
              UNION ALL
              SELECT s.platform, s.schema_name, s.archive,
                     ARRAY(SELECT d.name FROM databases d WHERE d.platform = s.platform

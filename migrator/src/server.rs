@@ -306,6 +306,7 @@ async fn dispatch(
         M::DropDatabase => crate::lifecycle::drop_database(state, &mut r).await,
         M::Offboard => crate::lifecycle::offboard(state, &mut r).await,
         M::SchemaVersions => crate::v2::schema_versions(state, &mut r).await,
+        M::V1Versions => crate::v1::versions(state, &mut r).await,
     };
     answer.map(Reply::Full).map_err(plain)
 }

@@ -75,6 +75,8 @@ pub struct State {
     pub token_key: tokio::sync::OnceCell<Vec<u8>>,
     /// Where backups before a drop go (`BACKUP_DIR`) and how pg_dump connects.
     pub backups: crate::backup::Backups,
+    /// Shipped archives each v1 platform keeps (`V1_ARCHIVES_KEPT`).
+    pub v1_archives_kept: u32,
     pub log: Logger,
 }
 
@@ -110,6 +112,7 @@ impl State {
             token_key: tokio::sync::OnceCell::new(),
             backups: crate::backup::Backups::new(config),
             limits: Limits::from(&config.archive),
+            v1_archives_kept: config.v1_archives_kept,
             log,
         }
     }

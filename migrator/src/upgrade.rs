@@ -409,8 +409,10 @@ pub async fn import(
         if lp.has_v1_schema {
             let path = data_dir.join(name).join("v1").join("schema.tar.gz");
             if let Ok(raw) = std::fs::read(&path) {
+                // its version 1; V1_ARCHIVES_KEPT applies from the next one
+                let sha = crate::schema::sha256_hex(&raw);
                 catalog
-                    .save_v1_schema(name, &raw, &crate::schema::sha256_hex(&raw))
+                    .keep_v1_archive(name, &raw, &sha, None, u32::MAX)
                     .await?;
             }
         }

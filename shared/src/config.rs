@@ -294,6 +294,9 @@ settings! {
         /// directory the pg_dump backups taken before a drop (DELETE /admin/databases/… or /admin/platforms/… with backup=true) are written to, mode 0600 (custom format: restore with pg_restore)
         backup_dir: Option<PathBuf>, "BACKUP_DIR", "--backup-dir", Migrator,
             unset("default $DATA_DIR/backups"), path;
+        /// shipped archives each v1 platform keeps in the control catalog, numbered (GET /platform/{p}/versions lists them, POST /migrate with version=N redeploys one); older ones are removed when the next is kept
+        v1_archives_kept: u32, "V1_ARCHIVES_KEPT", "--v1-archives-kept", Migrator,
+            default(10), at_least(1);
     }
     switches {
         /// migrator only: print which existing databases the control catalog would record for which platform, change nothing, exit
@@ -805,6 +808,8 @@ pub struct Config {
     /// Where backups taken before a drop go (`BACKUP_DIR`, default
     /// `$DATA_DIR/backups`).
     pub backup_dir: PathBuf,
+    /// How many shipped archives each v1 platform keeps (`V1_ARCHIVES_KEPT`, at least 1).
+    pub v1_archives_kept: u32,
 }
 
 /// One `DEPLOY_TOKENS` entry.
@@ -1269,6 +1274,7 @@ impl Config {
             catalog_poll: Duration::from_millis(s.catalog_poll_ms),
             deploy_tokens: s.deploy_tokens,
             check_upgrade: false,
+            v1_archives_kept: s.v1_archives_kept,
         })
     }
 
@@ -1686,5 +1692,16 @@ mod tests {
             LogLevel::Trace
         );
         assert_eq!(parse_log_level("INFO").unwrap(), LogLevel::Info);
+    }
+
+    #[test]
+    fn v1_platforms_keep_ten_archives_unless_told_and_at_least_one() {
+        assert_eq!(cfg(&[]).unwrap().v1_archives_kept, 10);
+        let c = cfg(&[("V1_ARCHIVES_KEPT", "2")]).unwrap();
+        assert_eq!(c.v1_archives_kept, 2);
+        for bad in ["0", "-1", "two", "1.5"] {
+            let e = cfg(&[("V1_ARCHIVES_KEPT", bad)]).unwrap_err().to_string();
+            assert!(e.contains("V1_ARCHIVES_KEPT"), "{bad}: {e}");
+        }
     }
 }

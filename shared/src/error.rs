@@ -21,6 +21,8 @@ pub enum ErrorCode {
     SchemaNotFound,
     JobNotFound,
     FunctionNotFound,
+    /// `POST /migrate` `version`: no kept v1 archive has that number.
+    VersionNotFound,
     NotCallable,
     PlatformAlreadyRegistered,
     JobAlreadyRunning,
@@ -56,6 +58,7 @@ impl ErrorCode {
             Self::SchemaNotFound => "schema_not_found",
             Self::JobNotFound => "job_not_found",
             Self::FunctionNotFound => "function_not_found",
+            Self::VersionNotFound => "version_not_found",
             Self::NotCallable => "not_callable",
             Self::PlatformAlreadyRegistered => "platform_already_registered",
             Self::JobAlreadyRunning => "job_already_running",
@@ -86,7 +89,8 @@ impl ErrorCode {
             | Self::PlatformNotFound
             | Self::SchemaNotFound
             | Self::JobNotFound
-            | Self::FunctionNotFound => 404,
+            | Self::FunctionNotFound
+            | Self::VersionNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::DatabaseAlreadyExists
             | Self::NameReserved

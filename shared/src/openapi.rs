@@ -144,6 +144,8 @@ fn components() -> Map<String, Value> {
     add::<SchemaVersionsResponse>(&mut all);
     add::<Kept>(&mut all);
     add::<KeptKind>(&mut all);
+    add::<V1VersionInfo>(&mut all);
+    add::<V1VersionsResponse>(&mut all);
     let mut map = Map::new();
     for (name, s) in all {
         let mut v = serde_json::to_value(s).expect("schemas serialize");
@@ -154,6 +156,7 @@ fn components() -> Map<String, Value> {
     }
     map.insert("UploadForm".into(), upload_form());
     map.insert("SchemaUploadForm".into(), schema_upload_form());
+    map.insert("MigrateForm".into(), migrate_form());
     map
 }
 
@@ -198,6 +201,21 @@ fn upload_form() -> Value {
     });
     debug_assert_eq!(keys(&form), sorted(UPLOAD_FIELDS));
     constrain(&mut form, "");
+    form
+}
+
+/// The multipart form of `/migrate` ([`MIGRATE_FIELDS`]): `/register`'s,
+/// and `version` instead of the `schema` file.
+fn migrate_form() -> Value {
+    let mut form = upload_form();
+    form["description"] = json!("multipart/form-data: `schema` (a new archive) or `version` (a kept one, GET /platform/{platform}/versions), not both. A field the route does not define, or a field given twice, is refused (400).");
+    form["required"] = json!(["platform"]);
+    form["properties"]["version"] = json!({
+        "type": "string",
+        "pattern": "^[0-9]+$",
+        "description": "Redeploy the kept archive of this number (a positive integer; 400 otherwise, and with a `schema` file; 404 version_not_found when it is not kept). Redeploying an older archive is a rollback; it then becomes the latest, under the next number (`redeployed_from` says which)."
+    });
+    debug_assert_eq!(keys(&form), sorted(MIGRATE_FIELDS));
     form
 }
 
@@ -356,14 +374,14 @@ fn operation_of(id: RouteId) -> Op {
         RouteId::Migrator(M::Migrate) => Op {
             id: "migrate",
             summary: "Deploy a schema archive to one tenant or every database of the platform",
-            description: "Deploys into `{platform}_{tenant_id}`, or, without tenant_id, into every database the platform owns, each in its own transaction.",
+            description: "Deploys into `{platform}_{tenant_id}`, or, without tenant_id, into every database the platform owns, each in its own transaction: the archive sent as `schema`, or the kept archive numbered `version`.",
             auth: Auth::Deploy,
-            body: Body::Form("UploadForm"),
+            body: Body::Form("MigrateForm"),
             params: &[],
             ok: (200, "Deployed (or, with dry_run, the plans)", "DeployResponse"),
             errors: &[
-                (400, "invalid_request: a bad form, name or archive"),
-                (404, "database_not_found (also for a database another platform owns) or platform_not_found"),
+                (400, "invalid_request: a bad form, name or archive; `version` not a positive integer, or given with a `schema` file"),
+                (404, "database_not_found (also for a database another platform owns), platform_not_found, or version_not_found (no kept archive has that number)"),
                 (409, "migration_failed or schema_validation_failed (`details` holds the per-database results)"),
             ],
         },
@@ -640,6 +658,16 @@ fn operation_of(id: RouteId) -> Op {
                 (400, "invalid_request: a bad schema name"),
                 (404, "platform_not_found or schema_not_found"),
             ],
+        },
+        RouteId::Migrator(M::V1Versions) => Op {
+            id: "v1Versions",
+            summary: "The v1 archives a platform keeps",
+            description: "The last V1_ARCHIVES_KEPT archives /register and /migrate deployed (an archive equal to the latest is not kept twice), oldest first, each with its number, sha256, size, when it was kept and whether it is the latest (the one /admin/create-tenant deploys). POST /migrate with `version` redeploys one. A platform without a v1 archive has an empty list. A deploy token lists its own platform only.",
+            auth: Auth::Deploy,
+            body: Body::None,
+            params: &[("platform", "path", true, "The platform")],
+            ok: (200, "Kept archives", "V1VersionsResponse"),
+            errors: &[(404, "platform_not_found")],
         },
     }
 }

@@ -58,6 +58,7 @@ pub enum MigratorRoute {
     DropDatabase,
     Offboard,
     SchemaVersions,
+    V1Versions,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -168,6 +169,7 @@ pub const ROUTES: &[Route] = &[
         "/platform/{platform}/schemas/{name}/versions",
         &["GET"],
     ),
+    m(M::V1Versions, "/platform/{platform}/versions", &["GET"]),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.

@@ -139,6 +139,16 @@ where
 
 /// The multipart form fields of `POST /register` and `POST /migrate`.
 pub const UPLOAD_FIELDS: &[&str] = &["platform", "tenant_id", "schema", "force", "dry_run"];
+/// The multipart form fields of `POST /migrate`: `/register`'s, and
+/// `version` (a kept archive's number, redeployed instead of a `schema` file).
+pub const MIGRATE_FIELDS: &[&str] = &[
+    "platform",
+    "tenant_id",
+    "schema",
+    "force",
+    "dry_run",
+    "version",
+];
 /// The multipart form fields of `POST /platform/{platform}/schema`: `name`
 /// is an alias of `schema_name`, `file` of `schema`.
 pub const SCHEMA_UPLOAD_FIELDS: &[&str] = &["schema_name", "name", "schema", "file"];
@@ -837,6 +847,11 @@ pub struct DeployResponse {
     pub platform: String,
     pub databases: Vec<DeploymentReport>,
     pub execution_time_ms: u64,
+    /// The number the deployed archive is kept under (`GET
+    /// /platform/{platform}/versions`); absent for a dry run and a failed
+    /// migration, which keep nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i32>,
 }
 
 /// `GET /admin/databases?platform=`.
@@ -1509,6 +1524,37 @@ pub struct MigrateAllJob {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+}
+
+/// One kept v1 archive in `GET /platform/{platform}/versions`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct V1VersionInfo {
+    /// Its number (`POST /migrate` `version`); numbers are never given twice.
+    pub version: i32,
+    /// sha256 of the archive as it was shipped (hex).
+    pub archive_sha256: String,
+    /// Its size in bytes (compressed).
+    pub size: i64,
+    /// RFC 3339.
+    pub uploaded_at: String,
+    /// The archive `/admin/create-tenant` deploys: the one the platform
+    /// shipped (or redeployed) last.
+    pub latest: bool,
+    /// The number this archive was kept under before `POST /migrate`
+    /// `version` redeployed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeployed_from: Option<i32>,
+}
+
+/// `GET /platform/{platform}/versions`: the v1 archives the platform
+/// keeps, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct V1VersionsResponse {
+    pub platform: String,
+    pub versions: Vec<V1VersionInfo>,
+    pub count: usize,
 }
 
 #[cfg(test)]

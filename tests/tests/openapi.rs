@@ -558,6 +558,19 @@ async fn every_route_answers_as_the_document_says() {
     c.expect(&gw, "POST", "/admin/create-tenant", big_json(70_000), 413)
         .await;
 
+    // the archives p1 keeps, and one redeployed
+    let versions = format!("/platform/{p1}/versions");
+    let b = c.expect(&gw, "GET", &versions, Payload::None, 200).await;
+    assert_eq!(b["versions"][0]["latest"], true, "{b}");
+    let unknown = format!("/platform/{}/versions", new_platform());
+    c.expect(&gw, "GET", &unknown, Payload::None, 404).await;
+    let f = form(&[("platform", &p1), ("version", "1")], None);
+    let b = c.expect(&gw, "POST", "/migrate", f, 200).await;
+    assert_eq!(b["version"], 1, "{b}");
+    let f = form(&[("platform", &p1), ("version", "99")], None);
+    let b = c.expect(&gw, "POST", "/migrate", f, 404).await;
+    assert_eq!(b["error"], "version_not_found", "{b}");
+
     // ---- operator routes
     let db = TestDb::new().await;
     let main1 = format!("{p1}_main");

@@ -678,7 +678,8 @@ async fn what_an_older_version_made_gets_todays_rights_at_start_and_check_upgrad
     gw.catalog()
         .await
         .execute(
-            "UPDATE platforms SET v1_schema = $1 WHERE name = $2",
+            "INSERT INTO v1_archives (platform, version, archive, archive_sha256, size)
+             SELECT $2, max(version) + 1, $1, 'by-hand', 1 FROM v1_archives WHERE platform = $2",
             &[&old.tar_gz(), &p],
         )
         .await

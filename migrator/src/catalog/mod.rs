@@ -36,7 +36,7 @@
 //! * `drops` — a database dropped under a lease (`dropping`, announced,
 //!   recorded), finished or cancelled; a stopped migrator's drop claimed.
 //! * `leftovers` — at start, what a stopped migrator left, resolved.
-//! * `schemas` — stored v2 schema versions, templates, the last v1 archive.
+//! * `schemas` — stored v2 schema versions, templates, the kept v1 archives.
 //! * `imports` — older installations imported once.
 //! * `inventory` — what the listings show: a platform's databases with
 //!   their newest deployment, platforms with the API they use.
@@ -64,3 +64,4 @@ pub use handle::Catalog;
 pub use jobs::{JobRow, JobStart, RunningJob};
 pub use platforms::Platform;
 pub use schemas::SchemaVersion;
+pub use schemas::V1Archive;

@@ -1,7 +1,7 @@
 //! Schema versions and templates: the stored versions of each v2 schema
 //! (a new version only when the upload differs from the latest), the
-//! template database built from a version, and the v1 archive a platform
-//! deployed last (`/admin/create-tenant`'s schema).
+//! template database built from a version, and the v1 archives a platform
+//! shipped last (the latest is `/admin/create-tenant`'s schema).
 
 use serde_json::Value;
 
@@ -298,35 +298,163 @@ impl Catalog {
         Ok(())
     }
 
-    /// Keep the archive `/register` or `/migrate` deployed as the
-    /// platform's schema for `/admin/create-tenant`.
-    pub async fn save_v1_schema(
+    /// Keep an archive `/register` or `/migrate` deployed (`redeployed_from`:
+    /// the number it was kept under, when `/migrate` redeployed a kept
+    /// one) as the platform's next v1 version, unless it equals the latest;
+    /// then keep only the newest `kept`. Returns the version now latest.
+    pub async fn keep_v1_archive(
         &self,
         platform: &str,
         archive: &[u8],
         sha256: &str,
-    ) -> Result<(), MigratorError> {
-        let conn = self.conn().await?;
-        conn.execute(
-            "UPDATE platforms SET v1_schema = $2, v1_schema_sha256 = $3, v1_schema_at = now() WHERE name = $1",
-            &[&platform, &archive, &sha256],
-        )
-        .await
-        .map_err(pg)?;
-        Ok(())
-    }
-
-    /// The archive kept by [`Catalog::save_v1_schema`], if any.
-    pub async fn v1_schema(&self, platform: &str) -> Result<Option<Vec<u8>>, MigratorError> {
-        let conn = self.conn().await?;
-        let row = conn
+        redeployed_from: Option<i32>,
+        kept: u32,
+    ) -> Result<V1Archive, MigratorError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        // serialize the archives of one platform
+        let known = tx
             .query_opt(
-                "SELECT v1_schema FROM platforms WHERE name = $1 AND v1_schema IS NOT NULL",
+                "SELECT 1 FROM platforms WHERE name = $1 FOR UPDATE",
                 &[&platform],
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| r.get(0)))
+        if known.is_none() {
+            return Err(MigratorError::PlatformNotFound(format!(
+                "platform {platform} is not known to the gateway"
+            )));
+        }
+        let latest = tx
+            .query_opt(
+                &format!(
+                    "{} ORDER BY version DESC LIMIT 1",
+                    v1_archive_sql("platform = $1")
+                ),
+                &[&platform],
+            )
+            .await
+            .map_err(pg)?
+            .as_ref()
+            .map(v1_archive_from);
+        let now = match v1_next(latest.as_ref(), sha256) {
+            None => latest,
+            Some(next) => tx
+                .query_opt(
+                    &format!(
+                        "INSERT INTO v1_archives (platform, version, archive, archive_sha256, size, redeployed_from)
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {}",
+                        v1_archive_columns()
+                    ),
+                    &[
+                        &platform,
+                        &next,
+                        &archive,
+                        &sha256,
+                        &(archive.len() as i64),
+                        &redeployed_from,
+                    ],
+                )
+                .await
+                .map_err(pg)?
+                .as_ref()
+                .map(v1_archive_from),
+        };
+        let now = now.ok_or_else(|| {
+            MigratorError::Internal(format!("the v1 archive of {platform} was not stored"))
+        })?;
+        tx.execute(
+            "DELETE FROM v1_archives WHERE platform = $1 AND version NOT IN
+               (SELECT version FROM v1_archives WHERE platform = $1 ORDER BY version DESC LIMIT $2)",
+            &[&platform, &i64::from(kept)],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(now)
+    }
+
+    /// The kept v1 archives of `platform`, oldest first (without their bytes).
+    pub async fn v1_archives(&self, platform: &str) -> Result<Vec<V1Archive>, MigratorError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                &format!("{} ORDER BY version", v1_archive_sql("platform = $1")),
+                &[&platform],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(v1_archive_from).collect())
+    }
+
+    /// A kept v1 archive with its bytes: version `version`, or (`None`)
+    /// the latest — `/admin/create-tenant`'s schema.
+    pub async fn v1_archive(
+        &self,
+        platform: &str,
+        version: Option<i32>,
+    ) -> Result<Option<(V1Archive, Vec<u8>)>, MigratorError> {
+        let conn = self.conn().await?;
+        let sql = format!(
+            "SELECT {}, archive FROM v1_archives
+             WHERE platform = $1 AND ($2::integer IS NULL OR version = $2)
+             ORDER BY version DESC LIMIT 1",
+            v1_archive_columns()
+        );
+        let row = conn
+            .query_opt(&sql, &[&platform, &version])
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| (v1_archive_from(&r), r.get(V1_ARCHIVE_COLUMNS))))
+    }
+}
+
+/// One kept v1 archive (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Archive {
+    pub version: i32,
+    pub archive_sha256: String,
+    pub size: i64,
+    pub uploaded_at: String,
+    pub redeployed_from: Option<i32>,
+}
+
+/// How many columns [`v1_archive_columns`] selects.
+const V1_ARCHIVE_COLUMNS: usize = 5;
+
+/// The select list [`v1_archive_from`] reads.
+fn v1_archive_columns() -> String {
+    format!(
+        "version, archive_sha256, size, {}, redeployed_from",
+        ts("uploaded_at")
+    )
+}
+
+/// The kept v1 archives matching `condition`.
+fn v1_archive_sql(condition: &str) -> String {
+    format!(
+        "SELECT {} FROM v1_archives WHERE {condition}",
+        v1_archive_columns()
+    )
+}
+
+fn v1_archive_from(r: &tokio_postgres::Row) -> V1Archive {
+    V1Archive {
+        version: r.get(0),
+        archive_sha256: r.get(1),
+        size: r.get(2),
+        uploaded_at: r.get(3),
+        redeployed_from: r.get(4),
+    }
+}
+
+/// The number an archive of sha256 `sha256` is kept under next, given the
+/// latest kept one: none when it is the same archive.
+fn v1_next(latest: Option<&V1Archive>, sha256: &str) -> Option<i32> {
+    match latest {
+        Some(l) if l.archive_sha256 == sha256 => None,
+        Some(l) => Some(l.version + 1),
+        None => Some(1),
     }
 }
 
@@ -368,5 +496,32 @@ mod tests {
     #[test]
     fn what_follows_the_version_columns_is_read_at_their_count() {
         assert_eq!(select_list_len(&version_columns()), VERSION_COLUMNS);
+    }
+
+    fn kept(version: i32, sha256: &str) -> V1Archive {
+        V1Archive {
+            version,
+            archive_sha256: sha256.into(),
+            size: 10,
+            uploaded_at: "2024-05-01T10:00:00Z".into(),
+            redeployed_from: None,
+        }
+    }
+
+    #[test]
+    fn the_first_v1_archive_is_version_one_and_the_next_counts_on() {
+        assert_eq!(v1_next(None, "s1"), Some(1));
+        // after pruning the latest keeps its number: the next never reuses one
+        assert_eq!(v1_next(Some(&kept(7, "s1")), "s2"), Some(8));
+    }
+
+    #[test]
+    fn a_v1_archive_equal_to_the_latest_is_not_kept_again() {
+        assert_eq!(v1_next(Some(&kept(3, "s1")), "s1"), None);
+    }
+
+    #[test]
+    fn what_follows_the_v1_archive_columns_is_read_at_their_count() {
+        assert_eq!(select_list_len(&v1_archive_columns()), V1_ARCHIVE_COLUMNS);
     }
 }
