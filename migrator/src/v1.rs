@@ -264,13 +264,23 @@ pub async fn migrate(state: &Arc<State>, r: &mut Req) -> Result<Answer, Migrator
         stop_on_error: false,
         concurrency: 1,
     };
+    // A kept archive older than the latest is a rollback: migrations
+    // recorded since are skipped whatever their checksum (they run forward
+    // only), and the report lists what stays.
+    let rollback = match archive.kept_as {
+        Some(n) => {
+            let kept = state.catalog()?.v1_archives(&up.platform).await?;
+            crate::step::is_rollback(kept.iter().map(|a| a.version).max(), n)
+        }
+        None => false,
+    };
     let step = {
         let opts = Options {
             mode: Mode::Migrate,
             force: up.force,
             allow: crate::step::Allowed::NONE,
             dry_run: up.dry_run,
-            rollback: false,
+            rollback,
         };
         let (state, parsed) = (state.clone(), archive.parsed.clone());
         let (sha, caller) = (Arc::new(archive.sha256.clone()), Arc::new(r.caller.clone()));

@@ -727,3 +727,58 @@ async fn a_catalog_of_version_3_brings_its_kept_v1_archive_along_as_version_1() 
     assert_eq!(redeploy(&gw, &p, "1", &[]).await["version"], 3);
     assert_eq!(ping(&gw, &p, None).await, "one");
 }
+
+#[tokio::test]
+async fn redeploying_an_older_archive_is_a_rollback_that_a_migration_edited_since_does_not_block() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let archive = |note: &str, more: bool| {
+        let mut s = SchemaDir::default();
+        s.set(
+            "migrations/001_notes.sql",
+            &format!("CREATE TABLE notes (id int PRIMARY KEY, body text DEFAULT '{note}');\n"),
+        )
+        .set(
+            "functions/ping.pssql",
+            "CREATE OR REPLACE FUNCTION ping() RETURNS text LANGUAGE sql AS $$ SELECT 'one' $$;\n",
+        );
+        if more {
+            s.set(
+                "migrations/002_tags.sql",
+                "CREATE TABLE tags (id int PRIMARY KEY);\n",
+            );
+        }
+        s.tar_gz()
+    };
+    let (s, b) = ship(&gw, "/register", &p, &[], Some(archive("first", false))).await;
+    assert_eq!(s, 200, "{b}");
+    // version 2 edits the applied migration (forced through) and adds one
+    let (s, b) = ship(
+        &gw,
+        "/migrate",
+        &p,
+        &[("force", "true")],
+        Some(archive("edited", true)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // back to version 1, without force: recorded migrations are skipped
+    // whatever their checksum, and what stays is listed
+    let b = redeploy(&gw, &p, "1", &[]).await;
+    let report = &b["databases"][0];
+    let kept: Vec<(&str, &str)> = report["kept"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no kept list: {b}"))
+        .iter()
+        .map(|k| (k["kind"].as_str().unwrap(), k["name"].as_str().unwrap()))
+        .collect();
+    assert!(kept.contains(&("migration", "002_tags.sql")), "{b}");
+    assert_eq!(report["migrations_applied"], 0, "{b}");
+    let c = cluster().connect(&format!("{p}_main")).await;
+    let tags: i64 = c
+        .query_one("SELECT count(*) FROM pg_class WHERE relname = 'tags'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tags, 1, "a migration applied since stays");
+}
