@@ -35,6 +35,7 @@ pub enum Command {
     Deployments(Deployments),
     Functions(Functions),
     Status(Status),
+    Pull(Pull),
     Check(Check),
 }
 
@@ -253,6 +254,23 @@ pub struct Functions {
 /// The gateway's health: PostgreSQL, the migrator, version, pools.
 #[argh(subcommand, name = "status")]
 pub struct Status {}
+
+#[derive(FromArgs, Debug)]
+/// Export a live database as a schema folder (GET
+/// /admin/databases/<name>/export, admin token) into a new folder, with
+/// export-report.json beside the folders, and print what moved where.
+#[argh(subcommand, name = "pull")]
+pub struct Pull {
+    /// the database (its full name)
+    #[argh(option)]
+    pub database: String,
+    /// only if the catalog says this platform owns the database
+    #[argh(option)]
+    pub platform: Option<String>,
+    /// the folder to create (it must not exist, or be empty)
+    #[argh(option)]
+    pub out: PathBuf,
+}
 
 #[derive(FromArgs, Debug)]
 /// Read and validate a schema folder offline, with the migrator's own

@@ -384,6 +384,35 @@ pub async fn run(gw: &Gateway, json_mode: bool, command: Command) -> Result<Outp
             }
             Ok(out)
         }
+        Command::Pull(c) => {
+            if let Some(p) = &c.platform {
+                let path = format!("/admin/databases?platform={}", query_value(p));
+                let b = send(gw, gw.request(Method::GET, &path)).await?;
+                let owned = b["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|i| i["name"] == c.database.as_str());
+                if !owned {
+                    return Err(Failure(format!(
+                        "platform {p} has no database {}",
+                        c.database
+                    )));
+                }
+            }
+            let path = format!("/admin/databases/{}/export", query_value(&c.database));
+            let resp = gw.open(gw.request(Method::GET, &path)).await?;
+            if !resp.status().is_success() {
+                let answer = crate::client::read(resp).await?;
+                return Err(explain(gw, &answer));
+            }
+            let archive = resp
+                .bytes()
+                .await
+                .map_err(|e| Failure(format!("the export broke off: {e}")))?;
+            let report = crate::pack::unpack(&archive, &c.out)?;
+            Ok(output(json_mode, &report, |r| show::export(r, &c.out)))
+        }
         Command::Check(c) => crate::check::check(&c.dir).map(|text| Output { text }),
     }
 }

@@ -77,6 +77,57 @@ fn add_dir(
     Ok(())
 }
 
+/// Unpack an export (`postgresql/…` and `export-report.json`) into `out`,
+/// a folder that must not exist yet or be empty: the schema folder's
+/// contents, with the report beside its folders. The report, read.
+pub fn unpack(archive: &[u8], out: &Path) -> Result<serde_json::Value, Failure> {
+    let io = |e: std::io::Error| Failure(format!("{}: {e}", out.display()));
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out).map_err(io)?;
+        if entries.next().is_some() {
+            return Err(Failure(format!(
+                "{} is not empty: pull into a new folder",
+                out.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(io)?;
+    let mut report = serde_json::Value::Null;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let bad = |e: std::io::Error| Failure(format!("the export is not a readable archive: {e}"));
+    for entry in tar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        let inner = match name.strip_prefix("postgresql/") {
+            Some(inner) => inner.to_owned(),
+            None if name == "export-report.json" => name.clone(),
+            None => continue,
+        };
+        // only plain relative paths: never out of `out`
+        let parts: Vec<&str> = inner.split('/').collect();
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..")
+        {
+            return Err(Failure(format!("the export holds an unsafe path {name:?}")));
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).map_err(bad)?;
+        if inner == "export-report.json" {
+            report = serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null);
+        }
+        let path = out.join(&inner);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, data).map_err(io)?;
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;

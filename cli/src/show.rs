@@ -142,6 +142,45 @@ pub fn deployment(body: &Value) -> String {
     out
 }
 
+/// What an export held: files per folder, what moved to the migration and
+/// why, what was not exported.
+pub fn export(report: &Value, out: &std::path::Path) -> String {
+    let mut t = format!(
+        "{} exported into {}\n",
+        cell(&report["database"]),
+        out.display()
+    );
+    if let Some(files) = report["files"].as_object() {
+        let list: Vec<String> = files
+            .iter()
+            .map(|(f, n)| format!("{f}/ {}", cell(n)))
+            .collect();
+        t.push_str(&format!("  {}\n", list.join(", ")));
+    }
+    for m in report["moved_to_migrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        t.push_str(&format!(
+            "  moved to {}: {} {} ({})\n",
+            cell(&m["to"]),
+            cell(&m["kind"]).to_lowercase(),
+            cell(&m["object"]),
+            cell(&m["why"])
+        ));
+    }
+    for l in report["not_exported"].as_array().into_iter().flatten() {
+        t.push_str(&format!(
+            "  not exported: {} {} ({})\n",
+            cell(&l["kind"]).to_lowercase(),
+            cell(&l["object"]),
+            cell(&l["why"])
+        ));
+    }
+    t
+}
+
 /// Progress of a fleet migration read as NDJSON lines: a bar redrawn in
 /// place on a terminal, a plain line per database otherwise.
 pub struct Progress {

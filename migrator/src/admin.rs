@@ -12,6 +12,7 @@ use crate::error::{pg_message, MigratorError};
 pub struct Admin {
     base: tokio_postgres::Config,
     tls: PgTls,
+    lock_timeout_ms: u128,
 }
 
 impl Admin {
@@ -31,7 +32,17 @@ impl Admin {
             "-c search_path=public -c client_connection_check_interval=1000 \
              -c lock_timeout={lock_timeout_ms} -c statement_timeout={statement_timeout_ms}"
         ));
-        Self { base, tls }
+        Self {
+            base,
+            tls,
+            lock_timeout_ms,
+        }
+    }
+
+    /// How long a migrator connection waits for a lock (ms, 0 = for ever):
+    /// `DEPLOY_LOCK_TIMEOUT_MS`.
+    pub fn lock_timeout_ms(&self) -> u128 {
+        self.lock_timeout_ms
     }
 
     /// The TLS connector of every migrator connection (`DB_SSLMODE`).

@@ -17,6 +17,7 @@ mod catalog;
 mod deploy;
 mod error;
 mod exec;
+mod export;
 mod fleet;
 mod form;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod multipart;
 pub mod offline;
 mod opening;
 mod operator;
+mod pg_dump;
 mod placement;
 mod platform_token;
 mod provision;

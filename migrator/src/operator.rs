@@ -18,8 +18,8 @@ use crate::error::{bad_name, MigratorError};
 use crate::roles;
 use crate::state::{json, Answer, Req, State};
 
-/// Databases no platform may adopt.
-fn reserved(state: &State, name: &str) -> Option<&'static str> {
+/// Databases no platform may adopt, and none is exported.
+pub(crate) fn reserved(state: &State, name: &str) -> Option<&'static str> {
     if name == state.catalog_name {
         return Some("it is the gateway's control catalog");
     }

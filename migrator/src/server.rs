@@ -173,6 +173,14 @@ async fn handle(state: &std::sync::Arc<State>, req: Request<Incoming>) -> Respon
             );
             resp
         }
+        Reply::Bytes(content_type, body) => {
+            info!(state.log, "request"; "method" => &method, "path" => &path, "status" => 200,
+                  "ms" => started.elapsed().as_millis() as u64, "request_id" => &request_id);
+            let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
         Reply::Full(answer) if path == "/metrics" => {
             let mut resp = respond(answer);
             resp.headers_mut().insert(
@@ -307,6 +315,7 @@ async fn dispatch(
         M::Offboard => crate::lifecycle::offboard(state, &mut r).await,
         M::SchemaVersions => crate::v2::schema_versions(state, &mut r).await,
         M::V1Versions => crate::v1::versions(state, &mut r).await,
+        M::Export => return crate::export::export(state, &mut r).await.map_err(plain),
     };
     answer.map(Reply::Full).map_err(plain)
 }

@@ -333,6 +333,8 @@ impl Req {
 pub enum Reply {
     Full(Answer),
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
+    /// 200 with a body of this content type (an export's gzip tar).
+    Bytes(&'static str, Vec<u8>),
 }
 
 #[cfg(test)]

@@ -659,6 +659,20 @@ fn operation_of(id: RouteId) -> Op {
                 (404, "platform_not_found or schema_not_found"),
             ],
         },
+        RouteId::Migrator(M::Export) => Op {
+            id: "export",
+            summary: "Export a live database as a schema folder (operator)",
+            description: "Any database on the gateway's server (the control catalog, the admin database, PostgreSQL's own and the gateway's template and scratch databases excepted) as a gzip tar: `postgresql/` holding `extensions/`, `types/`, `tables/` (declarative: each table with its sequences, defaults, constraints, indexes, comments), `functions/`, and `migrations/000_exported.sql` for what has no folder of its own (views, materialized views, triggers, policies, schemas, rules, grants) and for what tables, types, views, triggers, policies or indexes need from a later folder (the functions they use, and then the types and tables using those, the tables referencing a moved table, and objects outside `public`), in pg_dump's order; and `export-report.json`: every object moved to the migration and why, and what was not exported (grants to the gateway's own roles, an extension's own comment). Registering the folder into an empty database gives the same schema. Read with `pg_dump --schema-only`; the gateway's tracking tables are left out. `POST /admin/adopt` takes over the database itself.",
+            auth: Auth::Admin,
+            body: Body::None,
+            params: &[("database", "path", true, "The database")],
+            ok: (200, "The schema folder (gzip tar)", "application/gzip"),
+            errors: &[
+                (400, "invalid_request: a bad database name, or a database the gateway does not export (the catalog, its admin database, PostgreSQL's own, templates, scratch databases)"),
+                (404, "database_not_found"),
+                (500, "internal_error: pg_dump is missing or failed (its error in the message; a table locked past DEPLOY_LOCK_TIMEOUT_MS, say)"),
+            ],
+        },
         RouteId::Migrator(M::V1Versions) => Op {
             id: "v1Versions",
             summary: "The v1 archives a platform keeps",
@@ -690,6 +704,9 @@ fn responses(op: &Op, method: &str, served: Served) -> Map<String, Value> {
     let (status, text, what) = op.ok;
     let content = match what {
         "text/plain" => json!({"text/plain": {"schema": {"type": "string"}}}),
+        "application/gzip" => {
+            json!({"application/gzip": {"schema": {"type": "string", "contentMediaType": "application/gzip"}}})
+        }
         "object" => json_content(json!({"type": "object"})),
         name if op.id == "v2Migrate" => json!({
             "application/json": {"schema": reference(name)},

@@ -59,6 +59,7 @@ pub enum MigratorRoute {
     Offboard,
     SchemaVersions,
     V1Versions,
+    Export,
 }
 
 /// One route: what it is, a path pattern (`{name}` is one path segment),
@@ -170,6 +171,7 @@ pub const ROUTES: &[Route] = &[
         &["GET"],
     ),
     m(M::V1Versions, "/platform/{platform}/versions", &["GET"]),
+    m(M::Export, "/admin/databases/{database}/export", &["GET"]),
 ];
 
 /// The route `path` belongs to, with the values of its `{…}` segments.

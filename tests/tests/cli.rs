@@ -306,3 +306,226 @@ async fn a_v1_platform_deploys_calls_and_inspects_through_the_cli() {
         text(&out)
     );
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_migration_shows_its_progress_line_by_line() {
+    let gw = Gateway::start(&[]);
+    let url = gw.url.clone();
+    let env = [("GATEWAY_URL", url.as_str())];
+    let p = gw.register_platform().await;
+    let dir = folder(&app(), "cli-v2");
+    let out = cli(
+        &env,
+        &[
+            "register",
+            "--platform",
+            &p,
+            "--schema",
+            "store",
+            dir_arg(&dir),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("store version 1"), "{stdout}");
+    for id in ["a1", "a2", "a3"] {
+        let out = cli(
+            &env,
+            &[
+                "create",
+                "--platform",
+                &p,
+                "--schema",
+                "store",
+                "--database",
+                id,
+            ],
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    let mut v2 = app();
+    v2.set(
+        "functions/sum_of.pssql",
+        "CREATE FUNCTION sum_of(a integer, b integer DEFAULT 3) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;",
+    );
+    let dir2 = folder(&v2, "cli-v2-next");
+    let out = cli(
+        &env,
+        &[
+            "register",
+            "--platform",
+            &p,
+            "--schema",
+            "store",
+            dir_arg(&dir2),
+        ],
+    );
+    assert!(
+        text(&out).0.starts_with("store version 2"),
+        "{:?}",
+        text(&out)
+    );
+
+    let out = cli(&env, &["migrate", "--platform", &p, "--schema", "store"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // not a terminal: one line per database as it finishes, counted
+    let progress: Vec<&str> = stderr.lines().collect();
+    assert_eq!(progress.len(), 3, "{stderr}");
+    for (i, line) in progress.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("[{}/3] {p}_store_a", i + 1)),
+            "{stderr}"
+        );
+        assert!(line.ends_with(" updated"), "{stderr}");
+    }
+    assert!(stdout.contains("\ncompleted in "), "{stdout}");
+    let (s, b) = gw
+        .post("/call", &json!({"platform": p, "database": format!("{p}_store_a2"), "function": "sum_of", "params": [1]}))
+        .await;
+    assert_eq!((s, b["rows"][0]["sum_of"].clone()), (200, json!(4)), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_rollback_pull_and_drop_through_the_cli() {
+    let gw = Gateway::start(&[]);
+    let url = gw.url.clone();
+    let env = [("GATEWAY_URL", url.as_str())];
+    let p = gw.register_platform().await;
+    let one = folder(&app(), "cli-life-1");
+    let mut next = app();
+    next.set(
+        "functions/sum_of.pssql",
+        "CREATE FUNCTION sum_of(a integer, b integer DEFAULT 5) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;",
+    );
+    let two = folder(&next, "cli-life-2");
+    for (dir, v) in [(&one, "1"), (&two, "2"), (&two, "2")] {
+        let out = cli(
+            &env,
+            &[
+                "register",
+                "--platform",
+                &p,
+                "--schema",
+                "store",
+                dir_arg(dir),
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(
+            stdout.starts_with(&format!("store version {v}")),
+            "{stdout}{stderr}"
+        );
+    }
+    let out = cli(
+        &env,
+        &[
+            "create",
+            "--platform",
+            &p,
+            "--schema",
+            "store",
+            "--database",
+            "a1",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = cli(&env, &["versions", "--platform", &p, "--schema", "store"]);
+    let (stdout, _) = text(&out);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(
+        rows[0].starts_with("VERSION") && rows[2].starts_with("2 "),
+        "{stdout}"
+    );
+    assert!(rows[2].contains(" yes "), "the latest: {stdout}");
+
+    // back to version 1: the default of version 1 answers again
+    let out = cli(
+        &env,
+        &[
+            "rollback",
+            "--platform",
+            &p,
+            "--schema",
+            "store",
+            "--database",
+            "a1",
+            "--version",
+            "1",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let db = format!("{p}_store_a1");
+    let call = cli(
+        &env,
+        &["call", "--platform", &p, "--database", &db, "sum_of", "1"],
+    );
+    assert_eq!(text(&call).0, "sum_of\n3\n(1 row)\n", "{:?}", text(&call));
+    let out = cli(&env, &["databases", "--platform", &p]);
+    let (stdout, _) = text(&out);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&db))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains(" 1 ") && line.contains(" yes "),
+        "pinned at 1: {line}"
+    );
+
+    // pull the database into a folder, which checks offline
+    let pulled = TempDir::new("cli-pull");
+    let into = pulled.0.join("schema");
+    let into_arg = into.to_str().unwrap();
+    let out = cli(
+        &env,
+        &[
+            "pull",
+            "--platform",
+            &p,
+            "--database",
+            &db,
+            "--out",
+            into_arg,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("{db} exported into")), "{stdout}");
+    assert!(into.join("functions/sum_of.sql").exists() && into.join("export-report.json").exists());
+    assert!(into.join("tables/notes.sql").exists());
+    let out = cli(&env, &["check", into_arg]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = cli(&env, &["pull", "--database", &db, "--out", into_arg]);
+    assert!(text(&out).1.contains("is not empty"), "{:?}", text(&out));
+    let out = cli(
+        &env,
+        &[
+            "pull",
+            "--platform",
+            &new_platform(),
+            "--database",
+            &db,
+            "--out",
+            "/tmp/x",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "another platform's database: {:?}",
+        text(&out)
+    );
+
+    // drop: the name again, or nothing happens
+    let out = cli(&env, &["drop", "--database", &db, "--confirm", "nope"]);
+    let (_, stderr) = text(&out);
+    assert!(
+        !out.status.success() && stderr.contains("400 invalid_request"),
+        "{stderr}"
+    );
+    let out = cli(&env, &["drop", "--database", &db, "--confirm", &db]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout, format!("dropped {db}\n"));
+    assert!(!stonescriptdb_tests::database_exists(&db).await);
+}

@@ -349,7 +349,7 @@ impl Checker {
         let text = resp.text().await.unwrap();
         let what = format!(
             "{method} {path} -> {status} {ctype}: {}",
-            &text[..text.len().min(600)]
+            text.chars().take(600).collect::<String>()
         );
         let op = self.op(method, pattern).clone();
         let documented = &op["responses"][status.to_string()];
@@ -599,6 +599,39 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!((s, b["count"].as_u64()), (200, Some(5)), "{b}");
     let q = "/admin/deployments?limit=0";
     c.expect(&gw, "GET", q, Payload::None, 400).await;
+
+    // ---- exporting a database: the folder, a bad name, a missing one,
+    // and pg_dump failing (a table locked past DEPLOY_LOCK_TIMEOUT_MS)
+    let export = |db: &str| format!("/admin/databases/{db}/export");
+    c.expect(&gw, "GET", &export(&main1), Payload::None, 200)
+        .await;
+    c.expect(&gw, "GET", &export("Not-A-Name"), Payload::None, 400)
+        .await;
+    c.expect(
+        &gw,
+        "GET",
+        &export("no_such_database_here"),
+        Payload::None,
+        404,
+    )
+    .await;
+    let locker = cluster().connect(&format!("{p1}_t2")).await;
+    locker
+        .batch_execute("CREATE TABLE held (id int)")
+        .await
+        .unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let b = c
+        .expect(&gw, "GET", &export(&format!("{p1}_t2")), Payload::None, 500)
+        .await;
+    assert!(
+        b["message"].as_str().unwrap_or("").contains("pg_dump"),
+        "{b}"
+    );
+    drop(locker);
 
     // ---- deleting: a drop and an offboarding, each status (BACKUP_DIR
     // is unusable on this gateway: a backup answers 500)

@@ -54,18 +54,22 @@ pub fn not_valid(definition: &str) -> bool {
     n >= 2 && v.is(n - 2, "not") && v.is(n - 1, "valid")
 }
 
-/// `text` with every name qualified by schema `from` qualified by `to`
-/// instead: `from.x` and `"from".x`, and inside regclass literals
-/// (`'from.s'::regclass`). Nothing else changes — not a `from.` inside
-/// another literal, a quoted name or a comment, nor `x_from.`.
+/// `text` with every relation or type name qualified by schema `from`
+/// qualified by `to` instead: `from.x` and `"from".x`, and inside regclass
+/// literals (`'from.s'::regclass`). Nothing else changes — not a `from.`
+/// inside another literal, a quoted name or a comment, nor `x_from.`, nor
+/// a function call `from.f(…)` (functions, an extension's included, stay
+/// where they are; `REFERENCES from.t (…)` is a table).
 pub fn requalify(text: &str, from: &str, to: &str) -> String {
     let toks = sig_tokens(text);
     let v = View::new(text, &toks);
     let (mut out, mut pos) = (String::with_capacity(text.len()), 0);
     for (i, t) in toks.iter().enumerate() {
+        let call = v.sym(i + 3, "(") && !(i > 0 && v.is(i - 1, "references"));
         let qualifier = v.ident(i).as_deref() == Some(from)
             && v.sym(i + 1, ".")
-            && !(i > 0 && v.sym(i - 1, "."));
+            && !(i > 0 && v.sym(i - 1, "."))
+            && !call;
         let regclass = t.kind == Kind::Str
             && t.text(text).starts_with('\'')
             && v.sym(i + 1, "::")

@@ -499,6 +499,15 @@ mod tests {
             "CREATE INDEX i ON _s.t USING btree (a)"
         );
         assert_eq!(requalify("x_public.t", "public", "_s"), "x_public.t");
+        // a function keeps its schema; a referenced table does not
+        assert_eq!(
+            requalify("DEFAULT public.uuid_generate_v4()", "public", "_s"),
+            "DEFAULT public.uuid_generate_v4()"
+        );
+        assert_eq!(
+            requalify("FOREIGN KEY (a) REFERENCES public.t(id)", "public", "_s"),
+            "FOREIGN KEY (a) REFERENCES _s.t(id)"
+        );
         assert_eq!(requalify("\"public\".t", "public", "_s"), "_s.t");
         assert_eq!(
             requalify("nextval('public.t_id_seq'::regclass)", "public", "_s"),
