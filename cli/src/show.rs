@@ -60,6 +60,12 @@ const COUNTS: &[(&str, &str)] = &[
 /// One database's report: status, counts, the blocking changes, and the
 /// plan (a dry run's, or the steps a deployment ran) as a table.
 pub fn report(r: &Value) -> String {
+    summary(r) + &plan(r)
+}
+
+/// A report's status, counts, error, blocking changes, notes and what a
+/// rollback kept.
+fn summary(r: &Value) -> String {
     let mut out = format!("{}: {}\n", cell(&r["database"]), cell(&r["status"]));
     let counts: Vec<String> = COUNTS
         .iter()
@@ -100,28 +106,34 @@ pub fn report(r: &Value) -> String {
             cell(&kept["why"])
         ));
     }
-    if let Some(plan) = r["plan"].as_array().filter(|p| !p.is_empty()) {
-        let rows: Vec<Vec<String>> = plan
-            .iter()
-            .map(|s| {
-                vec![
-                    cell(&s["phase"]),
-                    cell(&s["class"]),
-                    cell(&s["object"]),
-                    cell(&s["reason"]),
-                ]
-            })
-            .collect();
-        let t = table(&["PHASE", "CLASS", "OBJECT", "WHY"], &rows);
-        for l in t.lines() {
-            out.push_str(&format!("  {l}\n"));
-        }
-    }
     out
 }
 
+/// A report's plan as an indented table (empty without one).
+fn plan(r: &Value) -> String {
+    let Some(plan) = r["plan"].as_array().filter(|p| !p.is_empty()) else {
+        return String::new();
+    };
+    let rows: Vec<Vec<String>> = plan
+        .iter()
+        .map(|s| {
+            vec![
+                cell(&s["phase"]),
+                cell(&s["class"]),
+                cell(&s["object"]),
+                cell(&s["reason"]),
+            ]
+        })
+        .collect();
+    table(&["PHASE", "CLASS", "OBJECT", "WHY"], &rows)
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect()
+}
+
 /// A `/register`, `/migrate` or `/v2/migrate` answer: each database's
-/// report, then the request's status.
+/// summary, its plan (once, when every database has the same one), then
+/// the request's status.
 pub fn deployment(body: &Value) -> String {
     let mut out = String::new();
     let reports = body["databases"]
@@ -129,8 +141,20 @@ pub fn deployment(body: &Value) -> String {
         .or_else(|| body["results"].as_array())
         .cloned()
         .unwrap_or_else(|| vec![body.clone()]);
-    for r in &reports {
-        out.push_str(&report(r));
+    let plans: Vec<String> = reports.iter().map(plan).collect();
+    let shared = reports.len() > 1 && plans.iter().all(|p| *p == plans[0]);
+    for (r, p) in reports.iter().zip(&plans) {
+        out.push_str(&summary(r));
+        if !shared {
+            out.push_str(p);
+        }
+    }
+    if shared && !plans[0].is_empty() {
+        out.push_str(&format!(
+            "the plan of each of the {} databases:\n",
+            reports.len()
+        ));
+        out.push_str(&plans[0]);
     }
     if let Some(status) = body["status"].as_str() {
         let ms = body["execution_time_ms"]
