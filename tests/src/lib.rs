@@ -946,6 +946,47 @@ impl Gateway {
     }
 }
 
+/// Certificates made with openssl: a CA, a server certificate it signed for
+/// 127.0.0.1 only, and a second CA that signed nothing here.
+pub struct Certs {
+    _dir: TempDir,
+    pub ca: String,
+    pub other_ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+pub fn certs() -> Certs {
+    let dir = TempDir::new("certs");
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let script = format!(
+        "set -e
+         openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=sdg-test-ca
+         openssl req -x509 {ec} -keyout other.key -out other.crt -days 2 -subj /CN=sdg-other-ca
+         openssl req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&dir.0)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = |f: &str| dir.0.join(f).display().to_string();
+    Certs {
+        ca: path("ca.crt"),
+        other_ca: path("other.crt"),
+        cert: path("server.crt"),
+        key: path("server.key"),
+        _dir: dir,
+    }
+}
+
 /// A fresh platform name (no database created).
 pub fn new_platform() -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);

@@ -529,3 +529,42 @@ async fn versions_rollback_pull_and_drop_through_the_cli() {
     assert_eq!(stdout, format!("dropped {db}\n"));
     assert!(!stonescriptdb_tests::database_exists(&db).await);
 }
+
+#[test]
+fn an_https_gateway_is_reached_with_its_ca_from_gateway_ca_file() {
+    let c = stonescriptdb_tests::certs();
+    let gw = Gateway::start(&[("TLS_CERT_FILE", &c.cert), ("TLS_KEY_FILE", &c.key)]);
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+    let url = gw.url.as_str();
+    let out = cli(
+        &[("GATEWAY_URL", url), ("GATEWAY_CA_FILE", &c.ca)],
+        &["status"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("at {url}: healthy")), "{stdout}");
+    // a CA that did not sign the certificate, or none: refused
+    for env in [vec![("GATEWAY_CA_FILE", c.other_ca.as_str())], vec![]] {
+        let mut env = env;
+        env.push(("GATEWAY_URL", url));
+        let out = cli(&env, &["status"]);
+        let (_, stderr) = text(&out);
+        assert!(
+            !out.status.success() && stderr.contains("cannot reach the gateway"),
+            "{stderr}"
+        );
+        assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    }
+    let out = cli(
+        &[
+            ("GATEWAY_URL", url),
+            ("GATEWAY_CA_FILE", "/nonexistent/ca.pem"),
+        ],
+        &["status"],
+    );
+    assert!(
+        text(&out).1.contains("GATEWAY_CA_FILE /nonexistent/ca.pem"),
+        "{:?}",
+        text(&out)
+    );
+}

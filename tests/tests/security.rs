@@ -234,47 +234,6 @@ fn slow_header_clients_are_cut_off() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
 
-/// Certificates made with openssl: a CA, a server certificate it signed for
-/// 127.0.0.1 only, and a second CA that signed nothing here.
-struct Certs {
-    _dir: stonescriptdb_tests::TempDir,
-    ca: String,
-    other_ca: String,
-    cert: String,
-    key: String,
-}
-
-fn certs() -> Certs {
-    let dir = stonescriptdb_tests::TempDir::new("certs");
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    let script = format!(
-        "set -e
-         openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=sdg-test-ca
-         openssl req -x509 {ec} -keyout other.key -out other.crt -days 2 -subj /CN=sdg-other-ca
-         openssl req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1
-         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
-         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf"
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(&dir.0)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = |f: &str| dir.0.join(f).display().to_string();
-    Certs {
-        ca: path("ca.crt"),
-        other_ca: path("other.crt"),
-        cert: path("server.crt"),
-        key: path("server.key"),
-        _dir: dir,
-    }
-}
-
 /// Wait until the gateway's log holds `needle` (a retry line of the migrator).
 fn log_shows(gw: &Gateway, needle: &str) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -294,7 +253,7 @@ fn log_shows(gw: &Gateway, needle: &str) -> bool {
 /// with PostgreSQL's or the TLS check's reason in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgresql_that_requires_tls_is_reached_through_it_and_checked() {
-    let c = certs();
+    let c = stonescriptdb_tests::certs();
     let (cert, key) = (c.cert.clone(), c.key.clone());
     let pg = stonescriptdb_tests::extra_cluster(
         "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
@@ -392,7 +351,7 @@ async fn a_postgresql_that_requires_tls_is_reached_through_it_and_checked() {
 /// nothing; unusable files are bad configuration (exit 64, one line).
 #[test]
 fn the_router_serves_https_with_its_certificate() {
-    let c = certs();
+    let c = stonescriptdb_tests::certs();
     let gw = Gateway::start(&[("TLS_CERT_FILE", &c.cert), ("TLS_KEY_FILE", &c.key)]);
     assert!(gw.url.starts_with("https://"), "{}", gw.url);
     let curl = |args: &[&str], url: String| {
