@@ -987,6 +987,75 @@ pub fn certs() -> Certs {
     }
 }
 
+/// A platform as StoneScriptPHP's CLI sees it: its name and its platform
+/// token (`POST /admin/platform-token`), sending every request with it.
+pub struct PlatformClient {
+    pub url: String,
+    pub platform: String,
+    pub token: String,
+}
+
+impl PlatformClient {
+    /// Register `platform` (v2) with `admin_token` and take its token.
+    pub async fn register(gw: &Gateway, platform: &str, admin_token: &str) -> PlatformClient {
+        let admin = PlatformClient {
+            url: gw.url.clone(),
+            platform: platform.to_owned(),
+            token: admin_token.to_owned(),
+        };
+        let (s, b) = admin
+            .send("/platform/register", Some(json!({ "platform": platform })))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = admin
+            .send(
+                "/admin/platform-token",
+                Some(json!({ "platform": platform })),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        PlatformClient {
+            token: b["token"].as_str().expect("a token").to_owned(),
+            ..admin
+        }
+    }
+
+    /// POST `body` as JSON to `path`, or GET it without one.
+    pub async fn send(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let req = match body {
+            Some(b) => http().post(url).json(&b),
+            None => http().get(url),
+        };
+        let r = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        read(r).await
+    }
+
+    /// Upload `schema` as a version of `schema_name` (201): the answer.
+    pub async fn upload(&self, schema_name: &str, schema: &SchemaDir) -> Value {
+        let form = reqwest::multipart::Form::new()
+            .text("schema_name", schema_name.to_owned())
+            .part(
+                "schema",
+                reqwest::multipart::Part::bytes(schema.tar_gz()).file_name("s.tar.gz"),
+            );
+        let r = http()
+            .post(format!("{}/platform/{}/schema", self.url, self.platform))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let (status, b) = read(r).await;
+        assert_eq!(status, 201, "{b}");
+        b
+    }
+}
+
 /// A fresh platform name (no database created).
 pub fn new_platform() -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stonescriptdb_tests::{cluster, Gateway, SchemaDir};
+use stonescriptdb_tests::{cluster, Gateway, PlatformClient, SchemaDir};
 
 const ADMIN: &str = "admin-token-jobs-0123456789abcdef";
 
@@ -34,67 +34,21 @@ fn slow(seconds: f64) -> SchemaDir {
     s
 }
 
-/// A platform as the CLI sees it: its name and its token.
-struct Client {
-    url: String,
-    platform: String,
-    token: String,
+/// A platform as the CLI sees it ([`PlatformClient`]), with what these
+/// tests ask of it.
+struct Client(PlatformClient);
+
+impl std::ops::Deref for Client {
+    type Target = PlatformClient;
+    fn deref(&self) -> &PlatformClient {
+        &self.0
+    }
 }
 
 impl Client {
     /// Register a platform with the admin token and take its token.
     async fn new(gw: &Gateway, platform: &str) -> Client {
-        let admin = Client {
-            url: gw.url.clone(),
-            platform: platform.to_owned(),
-            token: ADMIN.to_owned(),
-        };
-        let (s, b) = admin
-            .send("/platform/register", Some(json!({ "platform": platform })))
-            .await;
-        assert_eq!(s, 201, "{b}");
-        let (s, b) = admin
-            .send(
-                "/admin/platform-token",
-                Some(json!({ "platform": platform })),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        Client {
-            token: b["token"].as_str().unwrap().to_owned(),
-            ..admin
-        }
-    }
-
-    async fn send(&self, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let url = format!("{}{path}", self.url);
-        let req = match body {
-            Some(b) => client.post(url).json(&b),
-            None => client.get(url),
-        };
-        let r = req.bearer_auth(&self.token).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
-    }
-
-    async fn upload(&self, schema_name: &str, schema: &SchemaDir) {
-        let form = reqwest::multipart::Form::new()
-            .text("schema_name", schema_name.to_owned())
-            .part(
-                "schema",
-                reqwest::multipart::Part::bytes(schema.tar_gz()).file_name("s.tar.gz"),
-            );
-        let r = reqwest::Client::new()
-            .post(format!("{}/platform/{}/schema", self.url, self.platform))
-            .bearer_auth(&self.token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+        Client(PlatformClient::register(gw, platform, ADMIN).await)
     }
 
     /// The schema's own database (no uuid) and tenant databases `uuids`.

@@ -9,78 +9,27 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stonescriptdb_tests::{cluster, database_exists, new_platform, Gateway, SchemaDir};
+use stonescriptdb_tests::{
+    cluster, database_exists, new_platform, Gateway, PlatformClient, SchemaDir,
+};
 
 const ADMIN: &str = "admin-token-versions-0123456789abcdef";
 
-/// A platform as a client sees it: its name and its token.
-struct Client {
-    url: String,
-    platform: String,
-    token: String,
+/// A platform as the CLI sees it ([`PlatformClient`]), with what these
+/// tests ask of it.
+struct Client(PlatformClient);
+
+impl std::ops::Deref for Client {
+    type Target = PlatformClient;
+    fn deref(&self) -> &PlatformClient {
+        &self.0
+    }
 }
 
 impl Client {
-    /// Register a platform with the admin token and take its token.
+    /// Register a new platform with the admin token and take its token.
     async fn new(gw: &Gateway) -> Client {
-        let admin = Client {
-            url: gw.url.clone(),
-            platform: new_platform(),
-            token: ADMIN.to_owned(),
-        };
-        let (s, b) = admin
-            .send(
-                "/platform/register",
-                Some(json!({ "platform": admin.platform })),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        let (s, b) = admin
-            .send(
-                "/admin/platform-token",
-                Some(json!({ "platform": admin.platform })),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        Client {
-            token: b["token"].as_str().unwrap().to_owned(),
-            ..admin
-        }
-    }
-
-    async fn send(&self, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let url = format!("{}{path}", self.url);
-        let req = match body {
-            Some(b) => client.post(url).json(&b),
-            None => client.get(url),
-        };
-        let r = req.bearer_auth(&self.token).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
-    }
-
-    /// Upload `schema` as `schema_name`: the answer.
-    async fn upload(&self, schema_name: &str, schema: &SchemaDir) -> Value {
-        let form = reqwest::multipart::Form::new()
-            .text("schema_name", schema_name.to_owned())
-            .part(
-                "schema",
-                reqwest::multipart::Part::bytes(schema.tar_gz()).file_name("s.tar.gz"),
-            );
-        let r = reqwest::Client::new()
-            .post(format!("{}/platform/{}/schema", self.url, self.platform))
-            .bearer_auth(&self.token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let b: Value = r.json().await.unwrap();
-        assert_eq!(status, 201, "{b}");
-        b
+        Client(PlatformClient::register(gw, &new_platform(), ADMIN).await)
     }
 
     /// `POST /database/create` of `id` with `extra` fields.
