@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use stonescriptdb_shared::catalog::{DbKind, DbState};
 use stonescriptdb_shared::names::{self, quote_ident};
-use stonescriptdb_shared::request::form_flag;
 use stonescriptdb_shared::wire::{
     DropResponse, DroppedDatabase, LifecycleStatus, OffboardResponse,
 };
@@ -38,35 +37,17 @@ const DEPLOYMENT_WAIT: Duration = Duration::from_secs(5);
 /// Who a drop or offboarding finished at start is recorded as asked by.
 const RESUMED_BY: &str = "migrator";
 
-/// The `confirm` and `backup` query parameters of a drop of `name`, read
-/// before anything is looked up: `confirm` must equal `name` exactly;
-/// returns `backup`.
-fn confirmation(
-    confirm: Option<&str>,
-    backup: Option<&str>,
-    what: &str,
-    name: &str,
-) -> Result<bool, MigratorError> {
+/// The `confirm` query parameter of a drop of `name`, read before
+/// anything is looked up: it must equal `name` exactly.
+fn confirmation(confirm: Option<&str>, what: &str, name: &str) -> Result<(), MigratorError> {
     match confirm {
-        None => {
-            return Err(MigratorError::BadRequest(format!(
-                "confirm is missing: add ?confirm={name} to {what} {name}; nothing was changed"
-            )))
-        }
-        Some(c) if c != name => {
-            return Err(MigratorError::BadRequest(format!(
-                "confirm={c:?} is not {name:?}: confirm must repeat the name exactly to {what} it; nothing was changed"
-            )))
-        }
-        Some(_) => {}
-    }
-    match backup {
-        None => Ok(false),
-        Some(b) => form_flag(b).ok_or_else(|| {
-            MigratorError::BadRequest(format!(
-                "backup={b:?} is not a boolean: use true, false, 1 or 0"
-            ))
-        }),
+        None => Err(MigratorError::BadRequest(format!(
+            "confirm is missing: add ?confirm={name} to {what} {name}; nothing was changed"
+        ))),
+        Some(c) if c != name => Err(MigratorError::BadRequest(format!(
+            "confirm={c:?} is not {name:?}: confirm must repeat the name exactly to {what} it; nothing was changed"
+        ))),
+        Some(_) => Ok(()),
     }
 }
 
@@ -110,8 +91,8 @@ pub async fn drop_database(state: &State, r: &mut Req) -> Result<Answer, Migrato
     no_body(r, "DELETE /admin/databases/{name}")?;
     let name = r.params.first().cloned().unwrap_or_default();
     names::validate_database_name(&name).map_err(bad_name)?;
-    let (confirm, backup) = (r.query("confirm"), r.query("backup"));
-    let backup = confirmation(confirm.as_deref(), backup.as_deref(), "drop", &name)?;
+    confirmation(r.query("confirm").as_deref(), "drop", &name)?;
+    let backup = r.query_flag("backup")?;
     let catalog = state.catalog()?;
     // The catalog says who owns it; another platform's answers like none.
     let d = match catalog.database(&name).await? {
@@ -147,8 +128,8 @@ pub async fn drop_database(state: &State, r: &mut Req) -> Result<Answer, Migrato
 pub async fn offboard(state: &State, r: &mut Req) -> Result<Answer, MigratorError> {
     no_body(r, "DELETE /admin/platforms/{platform}")?;
     let platform = r.path_platform()?.to_owned();
-    let (confirm, backup) = (r.query("confirm"), r.query("backup"));
-    let backup = confirmation(confirm.as_deref(), backup.as_deref(), "offboard", &platform)?;
+    confirmation(r.query("confirm").as_deref(), "offboard", &platform)?;
+    let backup = r.query_flag("backup")?;
     r.grant.operator()?;
     let p = crate::provision::known_platform(state, &platform).await?;
     let catalog = state.catalog()?;
@@ -375,36 +356,20 @@ mod tests {
 
     #[test]
     fn the_confirmation_must_repeat_the_name_exactly() {
-        let e = |r: Result<bool, MigratorError>| r.unwrap_err().to_wire().1.message;
-        let m = e(confirmation(None, None, "drop", "shop_t1"));
+        let e = |r: Result<(), MigratorError>| r.unwrap_err().to_wire().1.message;
+        let m = e(confirmation(None, "drop", "shop_t1"));
         assert!(
             m.contains("confirm is missing") && m.contains("confirm=shop_t1"),
             "{m}"
         );
         for wrong in ["SHOP_T1", "shop_t2", "shop_t1 ", "shop"] {
-            let m = e(confirmation(Some(wrong), None, "drop", "shop_t1"));
+            let m = e(confirmation(Some(wrong), "drop", "shop_t1"));
             assert!(
                 m.contains("exactly") && m.contains("nothing was changed"),
                 "{m}"
             );
         }
-        assert_eq!(
-            confirmation(Some("shop_t1"), None, "drop", "shop_t1").ok(),
-            Some(false)
-        );
-    }
-
-    #[test]
-    fn backup_takes_the_form_booleans_only() {
-        for (v, want) in [("true", true), ("1", true), ("FALSE", false), ("0", false)] {
-            assert_eq!(
-                confirmation(Some("a"), Some(v), "drop", "a").ok(),
-                Some(want)
-            );
-        }
-        for bad in ["yes", "on", "2"] {
-            assert!(confirmation(Some("a"), Some(bad), "drop", "a").is_err());
-        }
+        assert!(confirmation(Some("shop_t1"), "drop", "shop_t1").is_ok());
     }
 
     fn db(kind: DbKind) -> Database {
