@@ -345,31 +345,20 @@ impl Catalog {
 
     /// The database exists and is deployed: make it reachable and announce it.
     pub async fn finish_creation(&self, c: Creation) -> Result<i64, MigratorError> {
-        let generation: i64 = {
-            let conn = c.lease.conn();
-            conn.batch_execute("BEGIN").await.map_err(pg)?;
-            let r = async {
-                conn.execute(
-                    "UPDATE databases SET state = 'ready', lease = NULL, created_at = now(), last_deployed_at = now()
-                     WHERE name = $1 AND lease = $2",
-                    &[&c.name, &c.lease.number],
-                )
-                .await?;
-                let g = announce_in(conn, &c.name).await?;
-                conn.batch_execute("COMMIT").await?;
-                Ok::<_, tokio_postgres::Error>(g)
-            }
-            .await;
-            match r {
-                Ok(g) => g,
-                Err(e) => {
-                    let _ = conn.batch_execute("ROLLBACK").await;
-                    return Err(pg(e));
-                }
-            }
-        };
-        c.lease.release().await;
-        Ok(generation)
+        let name = c.name;
+        c.lease
+            .finish(move |conn, lease| {
+                Box::pin(async move {
+                    conn.execute(
+                        "UPDATE databases SET state = 'ready', lease = NULL, created_at = now(), last_deployed_at = now()
+                         WHERE name = $1 AND lease = $2",
+                        &[&name, &lease],
+                    )
+                    .await?;
+                    announce_in(conn, &name).await
+                })
+            })
+            .await
     }
 
     /// The creation failed and its database is gone: forget it.

@@ -208,50 +208,46 @@ impl Catalog {
         d: Deployment,
         outcome: &Outcome,
     ) -> Result<(), MigratorError> {
-        {
-            let conn = d.lease.conn();
-            conn.batch_execute("BEGIN").await.map_err(pg)?;
-            let r = async {
-                conn.execute(
-                    "UPDATE deployments SET status = $2, finished_at = now(), counts = $3, error = $4, lease = NULL
-                     WHERE id = $1",
-                    &[&d.id, &outcome.status.as_str(), &outcome.counts, &outcome.error],
-                )
-                .await?;
-                match on_database(outcome) {
-                    OnDatabase::Changed {
-                        schema_version,
-                        pinned,
-                    } => {
-                        conn.execute(
-                            "UPDATE databases SET last_deployed_at = now(),
-                                    schema_version = coalesce($2, schema_version),
-                                    pinned = coalesce($3, pinned) WHERE name = $1",
-                            &[&d.database, &schema_version, &pinned],
-                        )
-                        .await?;
-                        announce_in(conn, &d.database).await?;
+        let (id, database) = (d.id, d.database);
+        let (status, on) = (outcome.status.as_str(), on_database(outcome));
+        let (counts, error) = (outcome.counts.clone(), outcome.error.clone());
+        d.lease
+            .finish(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "UPDATE deployments SET status = $2, finished_at = now(), counts = $3, error = $4, lease = NULL
+                         WHERE id = $1",
+                        &[&id, &status, &counts, &error],
+                    )
+                    .await?;
+                    match on {
+                        OnDatabase::Changed {
+                            schema_version,
+                            pinned,
+                        } => {
+                            conn.execute(
+                                "UPDATE databases SET last_deployed_at = now(),
+                                        schema_version = coalesce($2, schema_version),
+                                        pinned = coalesce($3, pinned) WHERE name = $1",
+                                &[&database, &schema_version, &pinned],
+                            )
+                            .await?;
+                            announce_in(conn, &database).await?;
+                        }
+                        OnDatabase::AtVersion(v, pinned) => {
+                            conn.execute(
+                                "UPDATE databases SET schema_version = $2, pinned = coalesce($3, pinned)
+                                 WHERE name = $1",
+                                &[&database, &v, &pinned],
+                            )
+                            .await?;
+                        }
+                        OnDatabase::Untouched => {}
                     }
-                    OnDatabase::AtVersion(v, pinned) => {
-                        conn.execute(
-                            "UPDATE databases SET schema_version = $2, pinned = coalesce($3, pinned)
-                             WHERE name = $1",
-                            &[&d.database, &v, &pinned],
-                        )
-                        .await?;
-                    }
-                    OnDatabase::Untouched => {}
-                }
-                conn.batch_execute("COMMIT").await
-            }
-            .await;
-            if let Err(e) = r {
-                let _ = conn.batch_execute("ROLLBACK").await;
-                return Err(pg(e));
-            }
-        }
-        d.lease.release().await;
-        Ok(())
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Recent deployments, newest first.

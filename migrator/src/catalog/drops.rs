@@ -151,55 +151,41 @@ impl Catalog {
         d: Dropping,
         backup: Option<&str>,
     ) -> Result<(), MigratorError> {
-        {
-            let c = d.lease.conn();
-            c.batch_execute("BEGIN").await.map_err(pg)?;
-            let r = async {
-                // announced first: `announce` writes the generation on the row
-                announce_in(c, &d.name).await?;
-                c.execute(
-                    "DELETE FROM databases WHERE name = $1 AND state = 'dropping' AND lease = $2",
-                    &[&d.name, &d.lease.number],
-                )
-                .await?;
-                end_drop_in(c, d.record, Ok(backup)).await?;
-                c.batch_execute("COMMIT").await
-            }
-            .await;
-            if let Err(e) = r {
-                let _ = c.batch_execute("ROLLBACK").await;
-                return Err(pg(e));
-            }
-        }
-        d.lease.release().await;
-        Ok(())
+        let (name, record, backup) = (d.name, d.record, backup.map(str::to_owned));
+        d.lease
+            .finish(move |c, lease| {
+                Box::pin(async move {
+                    // announced first: `announce` writes the generation on the row
+                    announce_in(c, &name).await?;
+                    c.execute(
+                        "DELETE FROM databases WHERE name = $1 AND state = 'dropping' AND lease = $2",
+                        &[&name, &lease],
+                    )
+                    .await?;
+                    end_drop_in(c, record, Ok(backup.as_deref())).await
+                })
+            })
+            .await
     }
 
     /// Nothing was dropped (the backup failed): the row is `ready` again,
     /// announced, and the record ends `failed` with `error`.
     pub async fn cancel_drop(&self, d: Dropping, error: &Value) -> Result<(), MigratorError> {
-        {
-            let c = d.lease.conn();
-            c.batch_execute("BEGIN").await.map_err(pg)?;
-            let r = async {
-                c.execute(
-                    "UPDATE databases SET state = 'ready', lease = NULL
-                     WHERE name = $1 AND state = 'dropping' AND lease = $2",
-                    &[&d.name, &d.lease.number],
-                )
-                .await?;
-                announce_in(c, &d.name).await?;
-                end_drop_in(c, d.record, Err(error)).await?;
-                c.batch_execute("COMMIT").await
-            }
-            .await;
-            if let Err(e) = r {
-                let _ = c.batch_execute("ROLLBACK").await;
-                return Err(pg(e));
-            }
-        }
-        d.lease.release().await;
-        Ok(())
+        let (name, record, error) = (d.name, d.record, error.clone());
+        d.lease
+            .finish(move |c, lease| {
+                Box::pin(async move {
+                    c.execute(
+                        "UPDATE databases SET state = 'ready', lease = NULL
+                         WHERE name = $1 AND state = 'dropping' AND lease = $2",
+                        &[&name, &lease],
+                    )
+                    .await?;
+                    announce_in(c, &name).await?;
+                    end_drop_in(c, record, Err(&error)).await
+                })
+            })
+            .await
     }
 
     /// The id of a `/v2/migrate-all` job of `platform` still queued or

@@ -6,9 +6,20 @@
 //! ends: a guarded row whose lock is free belongs to a migrator that
 //! stopped, and whoever takes the lock may resolve it.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use deadpool_postgres::Object;
 use stonescriptdb_shared::catalog::LEASE_CLASS;
 use tokio_postgres::GenericClient;
+
+use super::handle::pg;
+use crate::error::MigratorError;
+
+/// What a guarded operation records at its end, in one transaction on the
+/// lease's session ([`Lease::finish`]).
+pub(super) type Work<'c, T> =
+    Pin<Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>>;
 
 /// A catalog session holding an advisory-lock lease. Dropped without
 /// [`Lease::release`] (a cancelled request), its connection is closed rather
@@ -75,6 +86,30 @@ impl Lease {
         self.conn
             .as_ref()
             .expect("a lease holds its connection until released")
+    }
+
+    /// Record the end of what the lease guards: `work` (given the lease's
+    /// session and number) runs in one transaction, committed, and the
+    /// lease is freed. If it fails it is rolled back and the error
+    /// returned; the connection is then closed, which frees the lease too.
+    pub(super) async fn finish<T: Send>(
+        self,
+        work: impl for<'c> FnOnce(&'c tokio_postgres::Client, i32) -> Work<'c, T>,
+    ) -> Result<T, MigratorError> {
+        let done = {
+            let c = self.conn();
+            c.batch_execute("BEGIN").await.map_err(pg)?;
+            match work(c, self.number).await {
+                Ok(v) => c.batch_execute("COMMIT").await.map(|()| v),
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        };
+        let v = done.map_err(pg)?;
+        self.release().await;
+        Ok(v)
     }
 
     /// Free the lease and give the connection back; a connection that
