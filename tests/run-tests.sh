@@ -15,6 +15,10 @@
 # GATEWAY_TOKEN, when set, is sent as the bearer token of the schema routes
 # (ADMIN_TOKEN, or a deploy token of the platform: then offboarding is
 # refused 403 and the platform stays registered, which the script reports).
+# GATEWAY_CALL_TOKEN, when set, is sent on /call (else GATEWAY_TOKEN is; a
+# gateway without CALL_TOKENS ignores it). With CALL_TOKENS on, name a
+# platform it lists in SMOKE_PLATFORM and give its token as
+# GATEWAY_CALL_TOKEN; /call of an unlisted platform is then 401, not 404.
 #
 # Prints PASS/FAIL per check and ends with "N passed, M failed"; exits 1 if
 # any check failed. Needs bash, curl and tar only.
@@ -24,6 +28,7 @@ GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:9000}
 GATEWAY_URL=${GATEWAY_URL%/}
 PLATFORM=${SMOKE_PLATFORM:-smoke_$(date +%s)_$$}
 GATEWAY_TOKEN=${GATEWAY_TOKEN:-}
+CALL_TOKEN=${GATEWAY_CALL_TOKEN:-$GATEWAY_TOKEN}
 
 for tool in curl tar; do
   command -v "$tool" >/dev/null 2>&1 || { echo "run-tests.sh: $tool is required" >&2; exit 2; }
@@ -48,11 +53,13 @@ fail() {
 request() {
   local method=$1 path=$2
   shift 2
-  local auth=()
+  local auth=() token
   case "$path" in
-    /call | /health*) ;;
-    *) if [ -n "$GATEWAY_TOKEN" ]; then auth=(-H "Authorization: Bearer $GATEWAY_TOKEN"); fi ;;
+    /health*) token="" ;;
+    /call) token=$CALL_TOKEN ;;
+    *) token=$GATEWAY_TOKEN ;;
   esac
+  if [ -n "$token" ]; then auth=(-H "Authorization: Bearer $token"); fi
   status=$(curl -sS --connect-timeout 5 --max-time 120 -o "$work/body" -w '%{http_code}' \
     -X "$method" ${auth[@]+"${auth[@]}"} "$@" "$GATEWAY_URL$path" 2>"$work/curl.err") || status=000
   body=$(cat "$work/body" 2>/dev/null || true)
@@ -172,7 +179,11 @@ check "POST /call of an unknown function is 404" 404 '"error": ?"function_not_fo
 
 request POST /call -H 'Content-Type: application/json' \
   --data-binary '{"platform": "smoke_no_such_platform_x", "function": "smoke_add", "params": [1]}'
-check "POST /call for an unknown platform is 404" 404 '"error": ?"database_not_found"'
+if [ -n "${GATEWAY_CALL_TOKEN:-}" ] && [ "$status" = 401 ]; then
+  check "POST /call for an unknown platform is 401 (CALL_TOKENS does not list it)" 401 '"error": ?"unauthorized"'
+else
+  check "POST /call for an unknown platform is 404" 404 '"error": ?"database_not_found"'
+fi
 
 request GET "/admin/databases?platform=$PLATFORM"
 check "GET /admin/databases lists the platform database" 200 "\"${PLATFORM}_main\""

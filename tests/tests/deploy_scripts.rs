@@ -1,6 +1,7 @@
 //! End-to-end tests of the deployment files: the platform-side scripts
-//! (`deploy/register-with-gateway.sh`, `deploy/migrate-schema.sh`) and the
-//! smoke test (`tests/run-tests.sh`) against a running gateway, the installer
+//! (`deploy/register-with-gateway.sh`, `deploy/migrate-schema.sh`, generated
+//! from `deploy/lib/`) and the smoke test (`tests/run-tests.sh`) against a
+//! running gateway, the installer
 //! (`deploy/install.sh`) into a staging root, and the systemd units (parsed,
 //! and checked with `systemd-analyze verify` where it exists).
 
@@ -14,12 +15,15 @@ use std::time::{Duration, Instant};
 use stonescriptdb_shared::config::Config;
 use stonescriptdb_tests::{binary, database_exists, json, new_platform, Gateway, TempDir, Value};
 
-const SCRIPTS: [&str; 4] = [
+const SCRIPTS: [&str; 5] = [
     "deploy/install.sh",
     "deploy/register-with-gateway.sh",
     "deploy/migrate-schema.sh",
+    "deploy/lib/generate.sh",
     "tests/run-tests.sh",
 ];
+/// The platform scripts `deploy/lib/generate.sh` writes.
+const GENERATED: [&str; 2] = ["register-with-gateway.sh", "migrate-schema.sh"];
 const UNITS: [&str; 2] = [
     "stonescriptdb-migrator.service",
     "stonescriptdb-router.service",
@@ -51,7 +55,13 @@ fn script(rel: &str) -> Command {
         "MIGRATE_RETRY_DELAY",
         "GATEWAY_TIMEOUT",
         "GATEWAY_TOKEN",
+        "GATEWAY_CALL_TOKEN",
         "GATEWAY_URL",
+        "GATEWAY_PROGRESS_INTERVAL",
+        "DRY_RUN",
+        "SCHEMA_NAME",
+        "DATABASE_ID",
+        "VERSION",
         "SMOKE_PLATFORM",
         "INSTALL_ROOT",
         "DESTDIR",
@@ -344,8 +354,47 @@ async fn platform_scripts_send_the_admin_token() {
                 "{}",
                 r.describe()
             );
+            assert!(
+                r.stderr
+                    .contains("hint: the gateway requires a token: set GATEWAY_TOKEN"),
+                "{}",
+                r.describe()
+            );
         }
     }
+    // A wrong token: the hint says GATEWAY_TOKEN was refused.
+    let r = run(script("deploy/migrate-schema.sh")
+        .current_dir(&work.0)
+        .env("DB_GATEWAY_URL", &gw.url)
+        .env("PLATFORM_ID", &platform)
+        .env("GATEWAY_TOKEN", "not-the-admin-token-0123"));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("refused GATEWAY_TOKEN"),
+        "{}",
+        r.describe()
+    );
+
+    // GATEWAY_URL alone works; with both set, DB_GATEWAY_URL wins.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let with_urls = |db_url: Option<&str>, url: &str| {
+        let mut c = script("deploy/migrate-schema.sh");
+        c.current_dir(&work.0)
+            .env("GATEWAY_URL", url)
+            .env("PLATFORM_ID", &platform)
+            .env("GATEWAY_TOKEN", token);
+        if let Some(u) = db_url {
+            c.env("DB_GATEWAY_URL", u);
+        }
+        c
+    };
+    let r = run(&mut with_urls(None, &gw.url));
+    assert_eq!(r.code, 0, "GATEWAY_URL alone: {}", r.describe());
+    let r = run(&mut with_urls(Some(&gw.url), &dead));
+    assert_eq!(r.code, 0, "DB_GATEWAY_URL wins: {}", r.describe());
+    let r = run(&mut with_urls(Some(&dead), &gw.url));
+    assert_eq!(r.code, 1, "DB_GATEWAY_URL wins: {}", r.describe());
+    assert!(r.stderr.contains(&dead), "{}", r.describe());
     assert_eq!(
         call_greet(&gw, &platform, None).await,
         (200, json!("tok Ann"))
@@ -391,6 +440,458 @@ async fn register_script_waits_for_a_gateway_that_is_still_starting() {
     );
 }
 
+/// The same `notes` table with or without its `extra` column: dropping it
+/// is a data-losing change.
+fn write_notes_table(dir: &Path, extra: bool) {
+    let extra = if extra { ",\n    extra text" } else { "" };
+    write(
+        &dir.join("tables/notes.pssql"),
+        &format!(
+            "CREATE TABLE notes (\n    id serial PRIMARY KEY,\n    body text NOT NULL{extra}\n);\n"
+        ),
+    );
+}
+
+async fn has_column(db: &str, table: &str, column: &str) -> bool {
+    let c = stonescriptdb_tests::cluster().connect(db).await;
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = $2",
+            &[&table, &column],
+        )
+        .await
+        .expect("information_schema");
+    row.get::<_, i64>(0) == 1
+}
+
+#[test]
+fn generated_scripts_match_their_source() {
+    // Each script is generated from deploy/lib/ and committed: the copies
+    // must be what the generator writes now, byte for byte.
+    let out = TempDir::new("generated-scripts");
+    let r = run(Command::new(repo().join("deploy/lib/generate.sh")).arg(&out.0));
+    assert_eq!(r.code, 0, "generate.sh: {}", r.describe());
+    let common = std::fs::read_to_string(repo().join("deploy/lib/common.sh")).unwrap();
+    for name in GENERATED {
+        let fresh = std::fs::read(out.0.join(name)).unwrap();
+        let committed = std::fs::read(repo().join("deploy").join(name)).unwrap();
+        assert!(
+            fresh == committed,
+            "deploy/{name} differs from what deploy/lib/generate.sh writes: run it and commit the result"
+        );
+        assert_eq!(
+            mode(&out.0.join(name)) & 0o111,
+            0o111,
+            "{name} not executable"
+        );
+        // One copy of the shared part, included whole; no include line left.
+        let text = String::from_utf8(committed).unwrap();
+        assert_eq!(text.matches(common.as_str()).count(), 1, "{name}");
+        assert!(!text.contains("# @include"), "{name}");
+        // Standalone in a platform container: no jq, no python.
+        for tool in ["jq ", "python"] {
+            assert!(
+                !text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .any(|l| l.contains(tool)),
+                "{name} uses {tool}"
+            );
+        }
+    }
+    // The shared loops are written once: not in the templates.
+    for name in GENERATED {
+        let template =
+            std::fs::read_to_string(repo().join(format!("deploy/lib/{name}.in"))).unwrap();
+        let code: Vec<&str> = template
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        for shared in ["curl ", "while ", "tar -c", "awk "] {
+            assert!(
+                !code.iter().any(|l| l.contains(shared)),
+                "deploy/lib/{name}.in has its own `{shared}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn scripts_refuse_careless_settings_before_any_request() {
+    require_script_tools();
+    // Nothing listens: a script that sent a request would exit 1, not 2.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let work = TempDir::new("careless-scripts");
+    write_schema(&work.0.join("postgresql"), "x");
+    for (name, env, says) in [
+        (
+            "deploy/migrate-schema.sh",
+            vec![("FORCE", "yes")],
+            "FORCE must be true or false",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("DRY_RUN", "maybe")],
+            "DRY_RUN must be true or false",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("PLATFORM_ID", "My App")],
+            "PLATFORM_ID='My App' is not a valid name",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("PLATFORM_ID", "a/../b")],
+            "PLATFORM_ID",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("DATABASE_ID", "store_1")],
+            "DATABASE_ID needs SCHEMA_NAME",
+        ),
+        (
+            "deploy/migrate-schema.sh",
+            vec![("DATABASE_ID", "store_1")],
+            "DATABASE_ID needs SCHEMA_NAME",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("SCHEMA_NAME", "tenant_db"), ("TENANT_ID", "acme")],
+            "TENANT_ID is for /register",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("SCHEMA_NAME", "tenant_db"), ("DATABASE_ID", "a\"b")],
+            "DATABASE_ID",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("SCHEMA_NAME", "tenant_db"), ("DRY_RUN", "true")],
+            "no dry run",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![
+                ("SCHEMA_NAME", "tenant_db"),
+                ("DATABASE_ID", "a"),
+                ("VERSION", "2.0"),
+            ],
+            "VERSION must be",
+        ),
+        (
+            "deploy/register-with-gateway.sh",
+            vec![("VERSION", "1")],
+            "VERSION applies to creating a database",
+        ),
+        (
+            "deploy/migrate-schema.sh",
+            vec![("VERSION", "latest")],
+            "VERSION must be the number",
+        ),
+        (
+            "deploy/migrate-schema.sh",
+            vec![("GATEWAY_PROGRESS_INTERVAL", "0")],
+            "GATEWAY_PROGRESS_INTERVAL",
+        ),
+        (
+            "deploy/migrate-schema.sh",
+            vec![("GATEWAY_URL", "")],
+            "DB_GATEWAY_URL is not set",
+        ),
+    ] {
+        let mut c = script(name);
+        c.current_dir(&work.0)
+            .env("DB_GATEWAY_URL", &dead)
+            .env("PLATFORM_ID", "careless");
+        for (k, v) in &env {
+            if *k == "GATEWAY_URL" {
+                c.env_remove("DB_GATEWAY_URL");
+            }
+            c.env(k, v);
+        }
+        let r = run(&mut c);
+        assert_eq!(r.code, 2, "{name} {env:?}: {}", r.describe());
+        assert!(r.stderr.contains(says), "{name} {env:?}: {}", r.describe());
+    }
+}
+
+#[tokio::test]
+async fn dry_run_plans_and_force_hints_name_the_scripts_own_variables() {
+    require_script_tools();
+    let gw = Gateway::start(&[]);
+    let platform = new_platform();
+    let work = TempDir::new("dry-run-scripts");
+    let dir = work.0.join("postgresql");
+    write_schema(&dir, "hello");
+    write_notes_table(&dir, true);
+    let script_for = |name: &str| {
+        let mut c = script(name);
+        c.current_dir(&work.0)
+            .env("DB_GATEWAY_URL", &gw.url)
+            .env("PLATFORM_ID", &platform);
+        c
+    };
+
+    // A dry run of a new platform registers nothing and prints the plan.
+    let r = run(script_for("deploy/register-with-gateway.sh").env("DRY_RUN", "true"));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    for want in [
+        "dry run",
+        "would_create",
+        "plan:",
+        "tables/notes.pssql",
+        "greet",
+        "tables altered",
+    ] {
+        assert!(r.stdout.contains(want), "{want}: {}", r.describe());
+    }
+    assert!(!database_exists(&format!("{platform}_main")).await);
+    let (s, _) = gw.get(&format!("/platform/{platform}/versions")).await;
+    assert_eq!(s, 404, "a dry run keeps no archive");
+
+    let r = run(&mut script_for("deploy/register-with-gateway.sh"));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let r = run(script_for("deploy/register-with-gateway.sh").env("TENANT_ID", "acme"));
+    assert_eq!(r.code, 0, "{}", r.describe());
+
+    // Drop the extra column: data-losing. Dry run: the plan says blocked,
+    // the change and the hint are printed, exit 1, nothing changes.
+    write_notes_table(&dir, false);
+    let change = "notes.extra: column no longer declared in tables/";
+    let r = run(script_for("deploy/migrate-schema.sh").env("DRY_RUN", "1"));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(r.stdout.contains("blocked"), "{}", r.describe());
+    assert!(
+        r.stdout.contains(&format!("data-losing change: {change}")),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout.contains("FORCE=true"), "{}", r.describe());
+
+    // The real thing without FORCE, one tenant (409 schema_validation_failed)
+    // and the whole platform (409 migration_failed, a report per database).
+    for tenant in [Some("acme"), None] {
+        let mut c = script_for("deploy/migrate-schema.sh");
+        if let Some(t) = tenant {
+            c.env("TENANT_ID", t);
+        }
+        let r = run(&mut c);
+        assert_eq!(r.code, 1, "{tenant:?}: {}", r.describe());
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(&format!("data-losing change: {change}")),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            r.stderr.contains("apply them with FORCE=true"),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            !all.contains("force=true"),
+            "the hint must name FORCE: {}",
+            r.describe()
+        );
+        if tenant.is_none() {
+            for db in [format!("{platform}_main"), format!("{platform}_acme")] {
+                assert!(
+                    r.stderr.contains(&format!("  {db}: failed")),
+                    "{}",
+                    r.describe()
+                );
+            }
+        }
+    }
+    assert!(has_column(&format!("{platform}_main"), "notes", "extra").await);
+    assert!(has_column(&format!("{platform}_acme"), "notes", "extra").await);
+
+    // FORCE=true: applied; the summary has tables_altered and schema_validation.
+    let r = run(script_for("deploy/migrate-schema.sh").env("FORCE", "TRUE"));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(r.stdout.contains("1 tables altered"), "{}", r.describe());
+    assert!(
+        r.stdout
+            .contains("schema_validation: 0 safe, 1 data-losing"),
+        "{}",
+        r.describe()
+    );
+    assert!(!has_column(&format!("{platform}_main"), "notes", "extra").await);
+    assert!(!has_column(&format!("{platform}_acme"), "notes", "extra").await);
+}
+
+#[tokio::test]
+async fn v2_script_variants_upload_create_and_migrate_the_fleet() {
+    require_script_tools();
+    let gw = Gateway::start(&[]);
+    let platform = new_platform();
+    let work = TempDir::new("v2-scripts");
+    let dir = work.0.join("postgresql");
+    write_schema(&dir, "v1");
+    write_notes_table(&dir, true);
+    let script_for = |name: &str, env: &[(&str, &str)]| {
+        let mut c = script(name);
+        c.current_dir(&work.0)
+            .env("DB_GATEWAY_URL", &gw.url)
+            .env("PLATFORM_ID", &platform)
+            .env("SCHEMA_NAME", "tenant_db")
+            .envs(env.iter().copied());
+        c
+    };
+    let db = |id: &str| format!("{platform}_tenant_db_{id}");
+
+    // Migrating a schema never uploaded: 404, and the hint says what to do.
+    let r = run(&mut script_for("deploy/migrate-schema.sh", &[]));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("register-with-gateway.sh"),
+        "{}",
+        r.describe()
+    );
+
+    // Upload twice: a new version, then the same content is not one.
+    let r = run(&mut script_for("deploy/register-with-gateway.sh", &[]));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stdout.contains("version 1 (a new version"),
+        "{}",
+        r.describe()
+    );
+    let r = run(&mut script_for("deploy/register-with-gateway.sh", &[]));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(r.stdout.contains("not a new version"), "{}", r.describe());
+
+    // Create: a dry run creates nothing; then two databases, one pinned.
+    let r = run(&mut script_for(
+        "deploy/register-with-gateway.sh",
+        &[("DATABASE_ID", "a"), ("DRY_RUN", "true")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(r.stdout.contains("would_create"), "{}", r.describe());
+    assert!(!database_exists(&db("a")).await);
+    let r = run(&mut script_for(
+        "deploy/register-with-gateway.sh",
+        &[("DATABASE_ID", "a")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stdout.contains(&format!("Created {}", db("a"))),
+        "{}",
+        r.describe()
+    );
+    let r = run(&mut script_for(
+        "deploy/register-with-gateway.sh",
+        &[("DATABASE_ID", "b")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let r = run(&mut script_for(
+        "deploy/register-with-gateway.sh",
+        &[("DATABASE_ID", "pinned"), ("VERSION", "1")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(r.stdout.contains("version 1 (pinned)"), "{}", r.describe());
+    // Creating it again: refused, exit 1.
+    let r = run(&mut script_for(
+        "deploy/register-with-gateway.sh",
+        &[("DATABASE_ID", "a")],
+    ));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("database_already_exists"),
+        "{}",
+        r.describe()
+    );
+
+    // Version 2: a slow migration and a changed function; the fleet
+    // migration prints each database as it finishes and waits out loud.
+    write_schema(&dir, "v2");
+    write_notes_table(&dir, true);
+    write(
+        &dir.join("migrations/001_slow.sql"),
+        "SELECT pg_sleep(1.5);\n",
+    );
+    let r = run(&mut script_for("deploy/register-with-gateway.sh", &[]));
+    assert!(
+        r.stdout.contains("version 2 (a new version"),
+        "{}",
+        r.describe()
+    );
+    let r = run(&mut script_for(
+        "deploy/migrate-schema.sh",
+        &[("DRY_RUN", "true")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stdout.contains(&format!("] {}: dry_run", db("a"))),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout.contains("plan:"), "{}", r.describe());
+    let (_, g) = gw.post("/call", &json!({"platform": platform, "database": db("a"), "function": "greet", "params": ["Ann"]})).await;
+    assert_eq!(
+        g["rows"][0]["greet"],
+        json!("v1 Ann"),
+        "a dry run changes nothing: {g}"
+    );
+
+    let r = run(&mut script_for(
+        "deploy/migrate-schema.sh",
+        &[("GATEWAY_PROGRESS_INTERVAL", "1")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let lines: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(lines.len(), 3, "one line per database: {}", r.describe());
+    for id in ["a", "b"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("{}: updated", db(id)))),
+            "{}",
+            r.describe()
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("{}: pinned", db("pinned")))),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout.contains("status: completed"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("... waiting for POST /v2/migrate"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stderr.contains("s so far"), "{}", r.describe());
+    let (_, g) = gw.post("/call", &json!({"platform": platform, "database": db("b"), "function": "greet", "params": ["Ann"]})).await;
+    assert_eq!(g["rows"][0]["greet"], json!("v2 Ann"), "{g}");
+
+    // Version 3 drops a column: without FORCE every database fails (exit 1,
+    // the change and FORCE=true printed), nothing changes; one database with
+    // FORCE=true and DATABASE_ID moves alone.
+    write_notes_table(&dir, false);
+    let r = run(&mut script_for("deploy/register-with-gateway.sh", &[]));
+    assert!(r.stdout.contains("version 3"), "{}", r.describe());
+    let r = run(&mut script_for("deploy/migrate-schema.sh", &[]));
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stdout.contains("data-losing change: notes.extra"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout.contains("FORCE=true"), "{}", r.describe());
+    assert!(!r.stdout.contains("force=true"), "{}", r.describe());
+    assert!(has_column(&db("a"), "notes", "extra").await);
+    let r = run(&mut script_for(
+        "deploy/migrate-schema.sh",
+        &[("DATABASE_ID", "a"), ("FORCE", "true")],
+    ));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(!has_column(&db("a"), "notes", "extra").await);
+    assert!(has_column(&db("b"), "notes", "extra").await);
+}
+
 /// The `N passed, M failed` summary line of run-tests.sh.
 fn summary(stdout: &str) -> Option<(u32, u32)> {
     let line = stdout.lines().rev().find(|l| !l.trim().is_empty())?;
@@ -418,6 +919,40 @@ async fn smoke_test_script_passes_against_a_running_gateway() {
         r.stdout.lines().filter(|l| l.starts_with("PASS ")).count() as u32,
         passed
     );
+
+    // With tokens on: GATEWAY_TOKEN for the schema routes, and for /call
+    // GATEWAY_CALL_TOKEN, else GATEWAY_TOKEN (a gateway without CALL_TOKENS
+    // ignores it).
+    let admin = "admin-token-for-smoke-0123";
+    let gw_admin = Gateway::start(&[("ADMIN_TOKEN", admin)]);
+    let r = run(script("tests/run-tests.sh")
+        .env("GATEWAY_URL", &gw_admin.url)
+        .env("GATEWAY_TOKEN", admin));
+    assert_eq!(r.code, 0, "run-tests.sh with ADMIN_TOKEN: {}", r.describe());
+    assert_eq!(
+        summary(&r.stdout).map(|(_, f)| f),
+        Some(0),
+        "{}",
+        r.describe()
+    );
+    let r = run(script("tests/run-tests.sh").env("GATEWAY_URL", &gw_admin.url));
+    assert_eq!(r.code, 1, "no token, tokens on: {}", r.describe());
+    let smoke = new_platform();
+    let call = "call-token-for-smoke-0123";
+    let gw_call = Gateway::start(&[
+        ("ADMIN_TOKEN", admin),
+        ("CALL_TOKENS", &format!("{smoke}:{call}")),
+    ]);
+    let r = run(script("tests/run-tests.sh")
+        .env("GATEWAY_URL", &gw_call.url)
+        .env("SMOKE_PLATFORM", &smoke)
+        .env("GATEWAY_TOKEN", admin)
+        .env("GATEWAY_CALL_TOKEN", call));
+    assert_eq!(r.code, 0, "run-tests.sh with CALL_TOKENS: {}", r.describe());
+    let (passed, failed) = summary(&r.stdout)
+        .unwrap_or_else(|| panic!("no `N passed, M failed` line: {}", r.describe()));
+    assert_eq!(failed, 0, "{}", r.describe());
+    assert!(passed >= 10, "{}", r.describe());
 
     // Against no gateway it fails, and still prints the summary.
     let dead = format!("http://127.0.0.1:{}", closed_port());
