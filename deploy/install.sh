@@ -11,7 +11,8 @@
 #     does not exist (0640, root:stonescriptdb; an existing file is never
 #     touched), in the form systemd's EnvironmentFile= reads,
 #   * installs stonescriptdb-router and stonescriptdb-migrator into
-#     /usr/local/bin and their units into /etc/systemd/system,
+#     /usr/local/bin and their units into /etc/systemd/system, and the
+#     `stonescriptdb` command line beside them,
 #   * when systemd is running: `systemctl daemon-reload` and enables the
 #     units (the migrator's socket unit and both services) (it does not start or restart them; the next steps say how).
 #
@@ -35,7 +36,7 @@ PROG=${0##*/}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 USER_NAME=stonescriptdb
 UNITS=(stonescriptdb-migrator.socket stonescriptdb-migrator.service stonescriptdb-router.service)
-BINARIES=(stonescriptdb-migrator stonescriptdb-router)
+BINARIES=(stonescriptdb-migrator stonescriptdb-router stonescriptdb)
 STATE_DIR=/var/lib/stonescriptdb-gateway
 CONF_DIR=/etc/stonescriptdb-gateway
 BIN_DIR=/usr/local/bin

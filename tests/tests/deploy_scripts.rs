@@ -1085,7 +1085,11 @@ fn installer_stages_files_with_the_right_modes_and_is_idempotent() {
     assert!(at(STATE_DIR).is_dir());
     check("/etc/stonescriptdb-gateway", 0o755);
     check("/etc/stonescriptdb-gateway/env", 0o640);
-    for b in ["stonescriptdb-router", "stonescriptdb-migrator"] {
+    for b in [
+        "stonescriptdb-router",
+        "stonescriptdb-migrator",
+        "stonescriptdb",
+    ] {
         let p = format!("/usr/local/bin/{b}");
         check(&p, 0o755);
         assert!(

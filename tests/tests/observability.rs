@@ -250,6 +250,7 @@ async fn every_documented_route_exists() {
                     .post(&url)
                     .header("content-type", "application/json")
                     .body("{}"),
+                "delete" => client.delete(&url),
                 other => panic!("unexpected method {other}"),
             };
             let resp = req.send().await.unwrap();
