@@ -219,7 +219,10 @@ async fn seed_004_workflow_examples() {
         .find(|x| x["name"] == p.as_str())
         .cloned()
         .unwrap();
-    assert_eq!(me, json!({"name": p, "kind": "v2", "schemas": 2, "databases": 3}));
+    assert_eq!(
+        me,
+        json!({"name": p, "kind": "v2", "schemas": 2, "databases": 3})
+    );
 
     // 4. migrate every database of a schema type
     let mut v2 = tenant_schema();
