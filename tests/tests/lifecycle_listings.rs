@@ -525,3 +525,56 @@ async fn the_history_says_which_request_how_long_and_forgets_past_its_retention(
     // one day old is inside two days: kept, beside the new record
     assert!(ids.len() >= 2, "{b}");
 }
+
+/// Two platforms whose names share a prefix (`p` and `p_x`): `p`'s tenant
+/// `x_main` would be named like `p_x`'s main database. The listings of `p`
+/// never show or reach it — ownership is the catalog's, not the name's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_of_a_platform_never_show_a_longer_named_platforms_databases() {
+    let gw = Gateway::start(&[]);
+    let p = new_platform();
+    let longer = format!("{p}_x");
+    let mut schema = SchemaDir::default();
+    schema.set(
+        "functions/secret.pssql",
+        "CREATE FUNCTION secret() RETURNS text LANGUAGE sql AS $$ SELECT 'theirs' $$;",
+    );
+    assert_eq!(gw.register(&longer, None, &schema).await.0, 200);
+    assert_eq!(gw.register(&p, None, &schema).await.0, 200);
+    let theirs = format!("{longer}_main");
+
+    let (s, b) = gw
+        .get(&format!("/platform/{p}/functions?tenant_id=x_main"))
+        .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("database_not_found")),
+        "{b}"
+    );
+    let (s, b) = gw
+        .get(&format!("/platform/{p}/functions?database={theirs}"))
+        .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (404, Some("database_not_found")),
+        "{b}"
+    );
+    let (s, b) = gw
+        .get(&format!("/admin/databases?platform={p}&size=true"))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let names: Vec<&str> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [format!("{p}_main")], "{b}");
+    // and the longer one sees its own
+    let (s, b) = gw.get(&format!("/platform/{longer}/functions")).await;
+    assert_eq!(
+        (s, b["database"].as_str()),
+        (200, Some(theirs.as_str())),
+        "{b}"
+    );
+}

@@ -715,3 +715,66 @@ async fn an_older_version_rolls_a_database_back_and_lists_what_it_keeps() {
     assert_eq!(columns(&c).await, ["id", "name", "feeling", "note"]);
     assert_eq!(recorded(&gw, &db).await, (Some(2), false));
 }
+
+/// The worst a platform could store as a version — a migration that
+/// commits, drops the next tenant's database and installs an untrusted
+/// extension — is refused when a database is moved to that version or
+/// created pinned at it, in a dry run and a real run, and nothing changes:
+/// not the database, not its pin, not the other tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_stored_version_is_refused_when_named_and_changes_nothing() {
+    let gw = Gateway::start(&[("ADMIN_TOKEN", ADMIN)]);
+    let a = Client::new(&gw).await;
+    a.upload("tenant", &v1()).await;
+    for id in ["one", "two"] {
+        let (s, r) = a.create("tenant", id, json!({})).await;
+        assert_eq!(s, 201, "{r}");
+    }
+    let (one, two) = (a.db("tenant", "one"), a.db("tenant", "two"));
+    let mut hostile = v2();
+    hostile.set(
+        "migrations/009_escape.pssql",
+        &format!(
+            "CREATE TABLE escaped (id int);\nCOMMIT;\nDROP DATABASE {two};\nCREATE EXTENSION IF NOT EXISTS plperlu;\n"
+        ),
+    );
+    a.upload("tenant", &hostile).await;
+    a.upload("tenant", &v3()).await;
+    let before = recorded(&gw, &one).await;
+    for dry_run in [true, false] {
+        let (s, r) = a
+            .migrate(
+                "tenant",
+                json!({"database_id": "one", "version": 2, "dry_run": dry_run}),
+            )
+            .await;
+        assert_ne!(s, 200, "dry_run={dry_run}: {r}");
+        let text = r.to_string();
+        assert!(
+            text.contains("009_escape.pssql") && text.contains("COMMIT"),
+            "{r}"
+        );
+        let (s, r) = a
+            .create("tenant", "three", json!({"version": 2, "dry_run": dry_run}))
+            .await;
+        assert!(s >= 400, "dry_run={dry_run}: {r}");
+        assert!(r.to_string().contains("COMMIT"), "{r}");
+    }
+    assert_eq!(
+        recorded(&gw, &one).await,
+        before,
+        "neither moved nor re-pinned"
+    );
+    assert!(database_exists(&two).await, "the other tenant is intact");
+    assert!(!database_exists(&a.db("tenant", "three")).await);
+    let c = cluster().connect(&one).await;
+    let escaped: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'escaped'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(escaped, 0, "nothing of the version ran");
+}

@@ -4,7 +4,7 @@
 //! [`super::split`]. Only user objects count: system schemas, extension
 //! members and the gateway's own objects are left out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
@@ -158,11 +158,9 @@ pub async fn read(client: &Client) -> Result<Facts, tokio_postgres::Error> {
             .or_default()
             .insert(key(&r, 2, 3));
     }
-    let mut owner = BTreeMap::new();
     for r in client.query(OWNERS_SQL, &[]).await? {
-        owner.insert(key(&r, 0, 1), key(&r, 2, 3));
+        f.owner.insert(key(&r, 0, 1), key(&r, 2, 3));
     }
-    f.owner = owner;
     for r in client.query(EXTENSIONS_SQL, &[]).await? {
         f.extension_versions.insert(r.get(0), r.get(1));
     }
