@@ -76,25 +76,6 @@ fn counts(report: &DeploymentReport) -> serde_json::Value {
     v
 }
 
-/// Deploy into `database`, which exists and belongs to `platform`, as the
-/// platform's owner role; record the deployment (and announce a change).
-/// Hands back the connection the deployment ran on, for verification.
-pub async fn deploy_existing(
-    state: &State,
-    platform: &Platform,
-    database: &str,
-    parsed: &Parsed,
-    opts: Options,
-    req: Request<'_>,
-    schema_version: Option<i32>,
-) -> Result<(DeploymentReport, Client), MigratorError> {
-    let at = schema_version.map(|version| At {
-        version,
-        pinned: None,
-    });
-    deploy_as(state, platform, database, database, parsed, opts, req, at).await
-}
-
 /// The v2 schema version a deployment brings its database to, and whether
 /// the database is pinned there (None: as it was).
 #[derive(Debug, Clone, Copy)]
@@ -103,28 +84,21 @@ pub struct At {
     pub pinned: Option<bool>,
 }
 
-/// [`deploy_existing`] of a v2 schema version: the catalog records the
-/// version and the pin in the transaction that records the outcome.
-pub async fn deploy_at(
+/// Deploy into `database`, which exists and belongs to `platform`, as the
+/// platform's owner role; record the deployment (and announce a change),
+/// with the v2 schema version it brings the database to and its pin (`at`)
+/// in the transaction that records the outcome. Hands back the connection
+/// the deployment ran on, for verification.
+pub async fn deploy_existing(
     state: &State,
     platform: &Platform,
     database: &str,
     parsed: &Parsed,
     opts: Options,
     req: Request<'_>,
-    at: At,
+    at: Option<At>,
 ) -> Result<(DeploymentReport, Client), MigratorError> {
-    deploy_as(
-        state,
-        platform,
-        database,
-        database,
-        parsed,
-        opts,
-        req,
-        Some(at),
-    )
-    .await
+    deploy_as(state, platform, database, database, parsed, opts, req, at).await
 }
 
 /// [`deploy_existing`] into `target`, reported (and recorded) as `label`:
@@ -267,7 +241,10 @@ pub async fn create_new(
                 new_database: true,
                 ..req
             },
-            new.schema_version,
+            new.schema_version.map(|version| At {
+                version,
+                pinned: None,
+            }),
         )
         .await?;
         drop(client);

@@ -641,7 +641,8 @@ pub async fn migrate_one(
             pinned: target.pin,
         };
         let (report, mut client) =
-            provision::deploy_at(&state, &member.platform, &db, parsed, opts, req, at).await?;
+            provision::deploy_existing(&state, &member.platform, &db, parsed, opts, req, Some(at))
+                .await?;
         let (verification, _) = deploy::verify(&mut client, parsed).await?;
         Ok((report, verification))
     }
