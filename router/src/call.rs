@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 use stonescriptdb_shared::names;
 use stonescriptdb_shared::wire::CallRequest;
@@ -424,15 +425,23 @@ impl Ctx<'_> {
         // With the database's after-call function, the cleanup is part of
         // the call statement: one round trip, one statement.
         let (result, reset) = if self.conn.after_call_fn {
-            (client.query_one(&stmt, params).await, Ok(()))
+            (one_row(client, &stmt, params).await, Ok(()))
         } else {
             tokio::join!(
-                client.query_one(&stmt, params),
+                one_row(client, &stmt, params),
                 client.batch_execute(RESET_SETTINGS)
             )
         };
         let row = match result {
-            Ok(row) => row,
+            Ok(Some(row)) => row,
+            // The statement of a function that returned no set met one that
+            // does (replaced by hand since): read the catalog again.
+            Ok(None) => {
+                return Err(RunError::Stale(RouterError::Internal(format!(
+                    "{} answered another number of rows than its catalog entry says",
+                    cand.signature
+                ))))
+            }
             Err(e) => {
                 // Best effort: a broken connection is discarded by the pool anyway.
                 let _ = client.batch_execute(CLEAN_SESSION).await;
@@ -479,6 +488,25 @@ impl Ctx<'_> {
             _ => RunError::Final(err),
         }
     }
+}
+
+/// The one row of a call statement, or None when it answered another number
+/// of rows (only a statement written for a function that returns no set can,
+/// once the function is replaced by one that does).
+async fn one_row(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    let mut rows = std::pin::pin!(client.query_raw(stmt, params.iter().copied()).await?);
+    let mut first = None;
+    while let Some(row) = rows.try_next().await? {
+        if first.is_some() {
+            return Ok(None);
+        }
+        first = Some(row);
+    }
+    Ok(first)
 }
 
 /// Errors PostgreSQL raises when a statement (or a session's cached plan of
@@ -624,12 +652,22 @@ fn statement(cand: &Candidate, call_args: &str, record: Option<&str>, after: &st
     } else {
         format!("SELECT * FROM {func}({call_args})")
     };
+    // A set is aggregated into one row, so that `after` runs once, when the
+    // last row is rendered. A function that returns no set answers exactly one
+    // row, rendered in the statement's own select list ahead of `after`:
+    // PostgreSQL runs a function in FROM to completion before it projects a
+    // row, and evaluates a select list in order, so the row is rendered with
+    // the settings the function left and `after` resets them only then. (The
+    // aggregate costs PostgreSQL some 2 µs a call: docs/BENCHMARKS.md.)
+    let select = if cand.returns_set {
+        "string_agg(row_to_json(_sdg_r)::text, ','), count(*)"
+    } else {
+        "row_to_json(_sdg_r)::text, 1::int8"
+    };
     match record {
-        None => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} FROM ({rows}) AS _sdg_r"
-        ),
+        None => format!("SELECT {select}, {after} FROM ({rows}) AS _sdg_r"),
         Some(cols) => format!(
-            "SELECT string_agg(row_to_json(_sdg_r)::text, ','), count(*), {after} \
+            "SELECT {select}, {after} \
              FROM json_to_record($1::text::json) AS _sdg_a({cols}), \
              LATERAL ({rows}) AS _sdg_r"
         ),
@@ -644,9 +682,11 @@ fn statement(cand: &Candidate, call_args: &str, record: Option<&str>, after: &st
 ///      LATERAL (SELECT * FROM "public"."fn"(_sdg_a."1", _sdg_a."2")) AS _sdg_r
 /// ```
 ///
-/// `<AFTER>` ([`AFTER_CALL`]) is evaluated once the aggregate has consumed every
-/// row, i.e. after the function ran: it releases session advisory locks and
-/// says whether the session now holds temp tables or LISTEN registrations.
+/// (`SELECT row_to_json(_sdg_r)::text, 1::int8, <AFTER>` for a function that
+/// returns no set.) `<AFTER>` ([`AFTER_CALL`], [`AFTER_CALL_FN`]) is
+/// evaluated after the function ran and its rows were rendered: it releases
+/// session advisory locks and resets the session, or says whether the
+/// session now holds temp tables or LISTEN registrations.
 fn build_json(cand: &Candidate, args: &Args<'_>, after: &str) -> (String, Option<String>) {
     let mut cols = String::new();
     let mut call_args = String::new();
@@ -722,10 +762,12 @@ const AFTER_CALL: &str = "pg_advisory_unlock_all(), \
      pg_my_temp_schema() <> 0 OR EXISTS (SELECT FROM pg_listening_channels())";
 
 /// [`AFTER_CALL`] in databases with the current after-call function
-/// (`names::AFTER_CALL_FUNCTION`): it resets settings, sequences, LISTEN,
-/// advisory locks and temp tables itself and returns false, so no reset
-/// statement follows the call. (Column 2 stays, as a NULL.)
-const AFTER_CALL_FN: &str = "NULL, public._stonescriptdb_gateway_after_call()";
+/// (`names::AFTER_CALL_FUNCTION`, a version of
+/// `names::AFTER_CALL_CLEAN_VERSIONS`): advisory locks are released by the
+/// statement itself, and the function resets settings, sequences, LISTEN
+/// and temp tables and returns false, so no reset statement follows the
+/// call.
+const AFTER_CALL_FN: &str = "pg_advisory_unlock_all(), public._stonescriptdb_gateway_after_call()";
 
 fn push_arg(
     cols: &mut String,
@@ -787,6 +829,7 @@ pub fn fuzz_entry(body: &[u8]) {
             n_defaults: 1,
             variadic: false,
             returns_void: false,
+            returns_set: true,
             inlined_set: false,
         },
         Candidate {
@@ -798,6 +841,7 @@ pub fn fuzz_entry(body: &[u8]) {
             n_defaults: 0,
             variadic: true,
             returns_void: false,
+            returns_set: false,
             inlined_set: false,
         },
         Candidate {
@@ -809,6 +853,7 @@ pub fn fuzz_entry(body: &[u8]) {
             n_defaults: 0,
             variadic: false,
             returns_void: true,
+            returns_set: false,
             inlined_set: false,
         },
     ];
@@ -822,7 +867,12 @@ pub fn fuzz_entry(body: &[u8]) {
     };
     if let Ok(c) = catalog::resolve(&candidates, &shape) {
         let (sql, params) = build(c, &args, AFTER_CALL);
-        assert!(sql.starts_with("SELECT string_agg("));
+        let select = if c.returns_set {
+            "SELECT string_agg("
+        } else {
+            "SELECT row_to_json("
+        };
+        assert!(sql.starts_with(select), "{sql}");
         if sql.contains("json_to_record") {
             // the JSON way: one parameter, always valid JSON
             assert_eq!(params.len(), 1, "{sql}");
@@ -866,6 +916,7 @@ mod tests {
             n_defaults: 0,
             variadic,
             returns_void: false,
+            returns_set: false,
             inlined_set: false,
         }
     }

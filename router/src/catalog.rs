@@ -29,6 +29,10 @@ pub struct Candidate {
     pub variadic: bool,
     /// `RETURNS void`: answered as `{"<name>": null}` whatever the language.
     pub returns_void: bool,
+    /// `RETURNS SETOF`/`TABLE`: any number of rows. A function that returns
+    /// no set answers exactly one row, which the call statement renders
+    /// without an aggregate.
+    pub returns_set: bool,
     /// A set-returning SQL function. PostgreSQL inlines it into the call
     /// statement, so with arguments as parameters its plan would depend on
     /// their values and be made again at every call (a custom plan); such
@@ -153,7 +157,8 @@ SELECT p.oid, n.nspname::text, p.proname::text, p.oid::regprocedure::text,
              JOIN pg_type ty ON ty.oid = a.t
              JOIN pg_type b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
              ORDER BY a.o),
-       p.proretset AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql')
+       p.proretset AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql'),
+       p.proretset
 ",
     named!("f"),
     "
@@ -224,6 +229,7 @@ pub async fn lookup(
             variadic: r.get(5),
             returns_void: r.get(10),
             inlined_set: r.get(12),
+            returns_set: r.get(13),
             args,
         });
     }
@@ -414,6 +420,7 @@ mod tests {
             n_defaults,
             variadic,
             returns_void: false,
+            returns_set: false,
             inlined_set: false,
         }
     }

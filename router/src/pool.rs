@@ -48,7 +48,7 @@ use deadpool::Runtime;
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
 use slog::{debug, info, Logger};
 use stonescriptdb_shared::config::CallTimeouts;
-use stonescriptdb_shared::names::{AFTER_CALL_FUNCTION, AFTER_CALL_VERSION};
+use stonescriptdb_shared::names::{AFTER_CALL_CLEAN_VERSIONS, AFTER_CALL_FUNCTION};
 use stonescriptdb_shared::wire::{PoolStats, PoolsStats};
 use stonescriptdb_startup::tls::PgTls;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -244,8 +244,8 @@ impl managed::Manager for Mgr {
         let client = managed::Manager::create(&self.inner).await?;
         let after_call_fn = client
             .query_one(
-                "SELECT coalesce(obj_description(to_regprocedure($1), 'pg_proc') = $2, false)",
-                &[&AFTER_CALL_FUNCTION, &AFTER_CALL_VERSION],
+                "SELECT coalesce(obj_description(to_regprocedure($1), 'pg_proc') = ANY($2), false)",
+                &[&AFTER_CALL_FUNCTION, &&AFTER_CALL_CLEAN_VERSIONS[..]],
             )
             .await?
             .get(0);

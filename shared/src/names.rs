@@ -426,9 +426,16 @@ pub fn quote_ident(ident: &str) -> String {
 pub const AFTER_CALL_FUNCTION: &str = "public._stonescriptdb_gateway_after_call()";
 
 /// The comment on the current version of [`AFTER_CALL_FUNCTION`]: a database
-/// whose function lacks it gets it replaced at its next deployment, and until
-/// then the router gives each call there a connection of its own.
-pub const AFTER_CALL_VERSION: &str = "stonescriptdb-gateway after-call 2";
+/// whose function lacks it gets it replaced at its next deployment.
+pub const AFTER_CALL_VERSION: &str = "stonescriptdb-gateway after-call 3";
+
+/// The versions of [`AFTER_CALL_FUNCTION`] that leave a session clean when
+/// the call statement also releases advisory locks (version 2 released them
+/// itself as well; it stays until the database's next deployment). In a
+/// database with none of them, the router gives each call a connection of
+/// its own and resets the session with statements of its own.
+pub const AFTER_CALL_CLEAN_VERSIONS: [&str; 2] =
+    ["stonescriptdb-gateway after-call 2", AFTER_CALL_VERSION];
 
 #[cfg(test)]
 mod tests {

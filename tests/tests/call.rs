@@ -441,8 +441,37 @@ async fn session_state_never_leaks_with_the_after_call_function() {
 
 #[tokio::test]
 async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state() {
+    assert_shared_and_clean(deployed_db().await).await;
+}
+
+/// Version 2 of the after-call function (which released advisory locks
+/// itself) stays in a database until its next deployment: its connections are
+/// still shared, and its sessions still left clean.
+#[tokio::test]
+async fn a_database_with_the_previous_after_call_function_still_shares_clean_connections() {
+    let db = TestDb::new().await;
+    db.exec(AFTER_CALL_2).await;
+    assert_shared_and_clean(db).await;
+}
+
+const AFTER_CALL_2: &str = "
+CREATE OR REPLACE FUNCTION public._stonescriptdb_gateway_after_call() RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    RESET ALL;
+    DISCARD SEQUENCES;
+    UNLISTEN *;
+    PERFORM pg_advisory_unlock_all();
+    IF pg_my_temp_schema() <> 0
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_my_temp_schema()) THEN
+        DISCARD TEMP;
+    END IF;
+    RETURN false;
+END $$;
+COMMENT ON FUNCTION public._stonescriptdb_gateway_after_call() IS 'stonescriptdb-gateway after-call 2';";
+
+async fn assert_shared_and_clean(db: TestDb) {
     // one connection for the whole database: every call is pipelined on it
-    let db = deployed_db().await;
     let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]));
     gw.adopt_db(&db).await;
     let p = db.platform.clone();
@@ -491,6 +520,49 @@ async fn concurrent_calls_sharing_one_connection_see_none_of_each_others_state()
         advisory_lock_is_free(&db, 4343).await,
         "advisory lock leaked"
     );
+}
+
+/// A function's rows are rendered with the settings it left (before the
+/// session is reset), and the next call starts from the defaults: for a
+/// function that returns one row (rendered in the statement's select list) and
+/// one that returns a set (aggregated), with and without the after-call
+/// function.
+#[tokio::test]
+async fn rows_are_rendered_with_the_functions_settings_and_the_next_call_starts_clean() {
+    for db in [TestDb::new().await, deployed_db().await] {
+        db.exec(
+            "CREATE FUNCTION in_tokyo() RETURNS timestamptz LANGUAGE plpgsql AS $$
+             BEGIN PERFORM set_config('TimeZone', 'Asia/Tokyo', false);
+                   RETURN timestamptz '2024-01-01 00:00:00+00'; END $$;
+             CREATE FUNCTION in_tokyo_set() RETURNS SETOF timestamptz LANGUAGE plpgsql AS $$
+             BEGIN PERFORM set_config('TimeZone', 'Asia/Tokyo', false);
+                   RETURN NEXT timestamptz '2024-01-01 00:00:00+00';
+                   RETURN NEXT timestamptz '2024-01-02 00:00:00+00'; END $$;
+             CREATE FUNCTION zone() RETURNS text LANGUAGE sql AS $$ SELECT current_setting('TimeZone') $$;",
+        )
+        .await;
+        let gw = Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]);
+        gw.adopt_db(&db).await;
+        let p = db.platform.as_str();
+        let (_, b) = gw.call(p, "zone", json!([])).await;
+        let default_zone = b["rows"][0]["zone"].clone();
+        assert_ne!(default_zone, "Asia/Tokyo");
+        for (function, rows) in [
+            (
+                "in_tokyo",
+                json!([{"in_tokyo": "2024-01-01T09:00:00+09:00"}]),
+            ),
+            (
+                "in_tokyo_set",
+                json!([{"in_tokyo_set": "2024-01-01T09:00:00+09:00"}, {"in_tokyo_set": "2024-01-02T09:00:00+09:00"}]),
+            ),
+        ] {
+            let (s, b) = gw.call(p, function, json!([])).await;
+            assert_eq!((s, b["rows"].clone()), (200, rows), "{b}");
+            let (_, b) = gw.call(p, "zone", json!([])).await;
+            assert_eq!(b["rows"][0]["zone"], default_zone, "after {function}: {b}");
+        }
+    }
 }
 
 #[tokio::test]
