@@ -434,18 +434,19 @@ impl Ctx<'_> {
         };
         let row = match result {
             Ok(Some(row)) => row,
-            // The statement of a function that returned no set met one that
-            // does (replaced by hand since): read the catalog again.
-            Ok(None) => {
-                return Err(RunError::Stale(RouterError::Internal(format!(
-                    "{} answered another number of rows than its catalog entry says",
-                    cand.signature
-                ))))
-            }
-            Err(e) => {
+            failed => {
                 // Best effort: a broken connection is discarded by the pool anyway.
                 let _ = client.batch_execute(CLEAN_SESSION).await;
-                return Err(self.classify(cand, &e));
+                return Err(match failed {
+                    Err(e) => self.classify(cand, &e),
+                    // The statement of a function that returned no set met
+                    // one that does (replaced by hand since): read the
+                    // catalog again.
+                    Ok(_) => RunError::Stale(RouterError::Internal(format!(
+                        "{} answered another number of rows than its catalog entry says",
+                        cand.signature
+                    ))),
+                });
             }
         };
         reset.map_err(|e| RunError::Final(RouterError::from_pg(self.database, None, &e)))?;
