@@ -2,7 +2,8 @@
 //! PostgreSQL cluster (see the harness in `tests/src/lib.rs`).
 
 use serde_json::{json, Value};
-use stonescriptdb_tests::{Gateway, TestDb};
+use stonescriptdb_shared::names;
+use stonescriptdb_tests::{cluster, new_platform, Gateway, SchemaDir, TestDb};
 
 async fn setup() -> (TestDb, Gateway) {
     let db = TestDb::new().await;
@@ -452,6 +453,98 @@ async fn a_database_with_the_previous_after_call_function_still_shares_clean_con
     let db = TestDb::new().await;
     db.exec(AFTER_CALL_2).await;
     assert_shared_and_clean(db).await;
+}
+
+/// The router after a migrator change: a database deployed while version 2
+/// of the after-call function was current gets version 3 at its next
+/// deployment (an unchanged one too), and the router, told of the
+/// deployment, runs the new statement on fresh connections that are still
+/// shared and still left clean.
+#[tokio::test]
+async fn the_next_deployment_replaces_the_previous_after_call_function_and_the_router_follows() {
+    let gw = std::sync::Arc::new(Gateway::start(&[("MAX_CONNECTIONS_PER_POOL", "1")]));
+    let p = new_platform();
+    let mut schema = SchemaDir::default();
+    schema.set(
+        "functions/locks.pssql",
+        "CREATE OR REPLACE FUNCTION take_lock() RETURNS boolean LANGUAGE sql AS $$ SELECT pg_advisory_lock(4242) IS NOT NULL $$;
+         CREATE OR REPLACE FUNCTION backend_pid() RETURNS integer LANGUAGE sql AS $$ SELECT pg_backend_pid() $$;",
+    );
+    let (s, b) = gw.register(&p, None, &schema).await;
+    assert_eq!(s, 200, "{b}");
+    let database = format!("{p}_main");
+    let direct = cluster().connect(&database).await;
+    let version = || async {
+        direct
+            .query_one(
+                "SELECT obj_description(to_regprocedure($1), 'pg_proc')",
+                &[&names::AFTER_CALL_FUNCTION],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    assert_eq!(version().await, names::AFTER_CALL_VERSION);
+    // as a migrator of the previous release left it
+    direct.batch_execute(AFTER_CALL_2).await.unwrap();
+    let shares_cleanly = || async {
+        let mut pids = std::collections::BTreeSet::new();
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let (gw, p) = (gw.clone(), p.clone());
+                tokio::spawn(async move {
+                    let f = if i % 2 == 0 {
+                        "take_lock"
+                    } else {
+                        "backend_pid"
+                    };
+                    (f, gw.call(&p, f, json!([])).await)
+                })
+            })
+            .collect();
+        for c in calls {
+            let (f, (s, b)) = c.await.unwrap();
+            assert_eq!(s, 200, "{f}: {b}");
+            if f == "backend_pid" {
+                pids.insert(b["rows"][0]["backend_pid"].to_string());
+            }
+        }
+        let free: bool = direct
+            .query_one("SELECT pg_try_advisory_lock(4242)", &[])
+            .await
+            .unwrap()
+            .get(0);
+        direct
+            .batch_execute("SELECT pg_advisory_unlock_all()")
+            .await
+            .unwrap();
+        // What the router's session ran last: the call statement ending with
+        // the after-call function, not a reset of its own (which it sends
+        // only where the function is not current, and lends such a
+        // connection to one call at a time).
+        let (s, b) = gw.call(&p, "backend_pid", json!([])).await;
+        assert_eq!(s, 200, "{b}");
+        let pid = b["rows"][0]["backend_pid"].as_i64().unwrap() as i32;
+        let last: String = direct
+            .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap()
+            .get(0);
+        let by_function = last.ends_with(&format!(
+            "pg_advisory_unlock_all(), {} FROM (SELECT * FROM \"public\".\"backend_pid\"()) AS _sdg_r",
+            names::AFTER_CALL_FUNCTION
+        ));
+        (pids.len(), free, by_function)
+    };
+    assert_eq!(shares_cleanly().await, (1, true, true), "with version 2");
+    let (s, b) = gw.migrate(&p, None, &schema, false).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(version().await, names::AFTER_CALL_VERSION);
+    assert_eq!(
+        shares_cleanly().await,
+        (1, true, true),
+        "after the deployment"
+    );
 }
 
 const AFTER_CALL_2: &str = "
